@@ -1,0 +1,53 @@
+"""The address function in numpy (the reference every other path is tested against)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def with_context(ids: np.ndarray, prefix: np.ndarray | None, context: int, pad_id: int) -> np.ndarray:
+    """``ids`` (B, T) with ``context`` columns in front: the prefix's last ids, else pad."""
+    batch = ids.shape[0]
+    front = np.full((batch, context), pad_id, dtype=np.int64)
+    if prefix is not None and context:
+        tail = np.asarray(prefix, dtype=np.int64)[:, -context:]
+        if tail.shape[1]:
+            front[:, context - tail.shape[1]:] = tail
+    return np.concatenate([front, ids], axis=1)
+
+
+def ngram_mixes(padded: np.ndarray, multipliers: np.ndarray, max_n: int) -> list[np.ndarray]:
+    """Pre-modulus mix of every order 2..max_n, each (B, T); ``padded`` has max_n-1 front columns.
+
+    mix_n[t] = ids[t]*m[0] XOR ids[t-1]*m[1] XOR ... XOR ids[t-n+1]*m[n-1]
+    """
+    context = max_n - 1
+    length = padded.shape[1] - context
+    mix = padded[:, context:] * multipliers[0]
+    mixes = []
+    for k in range(1, max_n):
+        shifted = padded[:, context - k: context - k + length]
+        mix = np.bitwise_xor(mix, shifted * multipliers[k])
+        mixes.append(mix)
+    return mixes
+
+
+def addresses(
+    ids: np.ndarray,
+    multipliers: np.ndarray,
+    primes_per_order: list[np.ndarray],
+    pad_id: int,
+    prefix: np.ndarray | None = None,
+) -> np.ndarray:
+    """Addresses (B, T, heads_total) int64, heads ordered by N-gram order then head."""
+    ids = np.asarray(ids, dtype=np.int64)
+    max_n = len(multipliers)
+    padded = with_context(ids, prefix, max_n - 1, pad_id)
+    mixes = ngram_mixes(padded, multipliers, max_n)
+    out = np.empty(ids.shape + (sum(len(p) for p in primes_per_order),), dtype=np.int64)
+    head = 0
+    for mix, primes in zip(mixes, primes_per_order, strict=True):
+        for prime in primes.tolist():  # a scalar divisor takes numpy's fast path
+            np.remainder(mix, prime, out=out[..., head])
+            head += 1
+    return out

@@ -1,0 +1,59 @@
+"""The address function in torch, for CPU and CUDA; identical results to the numpy kernel."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def with_context(
+    ids: torch.Tensor, prefix: torch.Tensor | None, context: int, pad_id: int
+) -> torch.Tensor:
+    """``ids`` (B, T) with ``context`` columns in front: the prefix's last ids, else pad."""
+    if prefix is None or context == 0:
+        return F.pad(ids, (context, 0), value=pad_id)
+    tail = prefix.to(device=ids.device, dtype=torch.int64)[:, -context:]
+    tail = F.pad(tail, (context - tail.shape[1], 0), value=pad_id)
+    return torch.cat([tail, ids], dim=1)
+
+
+def ngram_mixes(padded: torch.Tensor, multipliers: list[int], max_n: int) -> list[torch.Tensor]:
+    """Pre-modulus mix of every order 2..max_n, each (B, T) int64."""
+    context = max_n - 1
+    length = padded.shape[1] - context
+    mix = padded[:, context:] * multipliers[0]
+    mixes = []
+    for k in range(1, max_n):
+        shifted = padded[:, context - k: context - k + length]
+        mix = torch.bitwise_xor(mix, shifted * multipliers[k])
+        mixes.append(mix)
+    return mixes
+
+
+def addresses(
+    ids: torch.Tensor,
+    multipliers: list[int],
+    primes: torch.Tensor,
+    n_head_per_ngram: int,
+    pad_id: int,
+    prefix: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.int64,
+) -> torch.Tensor:
+    """Addresses (B, T, heads_total); ``primes`` is (orders, heads) int64 on ids' device."""
+    ids = ids.to(torch.int64)
+    max_n = len(multipliers)
+    padded = with_context(ids, prefix, max_n - 1, pad_id)
+    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n), dim=-1)  # (B, T, orders)
+    out = torch.remainder(mixes[..., None], primes)  # (B, T, orders, heads)
+    return out.flatten(-2).to(out_dtype)
+
+
+_compiled = None
+
+
+def addresses_compiled(*args, **kwargs) -> torch.Tensor:
+    """:func:`addresses` fused by ``torch.compile`` (one kernel on CUDA)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(addresses, dynamic=True, fullgraph=True)
+    return _compiled(*args, **kwargs)

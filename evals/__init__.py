@@ -1,0 +1,1 @@
+"""engram_sdk.evals"""
