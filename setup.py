@@ -4,8 +4,12 @@ from pathlib import Path
 
 from setuptools import setup
 
-ROOTS = {"engram_sdk": "engram_sdk", "engram_sdk.model": "model",
-         "engram_sdk.stores": "stores", "engram_sdk.evals": "evals"}
+ROOTS = {
+    "engram_sdk": "engram_sdk",
+    "engram_sdk.model": "model",
+    "engram_sdk.stores": "stores",
+    "engram_sdk.evals": "evals",
+}
 
 
 def discover() -> list[str]:

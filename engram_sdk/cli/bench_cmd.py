@@ -14,8 +14,10 @@ BENCH_MODULES = ["hashing", "stores", "memory", "prefetch", "model"]
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` group with every benchmark module that is installed."""
-    bench = typer.Typer(help="Benchmarks (ratios against a baseline measured in the same run).",
-                        no_args_is_help=True)
+    bench = typer.Typer(
+        help="Benchmarks (ratios against a baseline measured in the same run).",
+        no_args_is_help=True,
+    )
     for name in BENCH_MODULES:
         try:
             module = importlib.import_module(f"engram_sdk.bench.{name}")

@@ -13,7 +13,6 @@ import sys
 import typer
 from rich.console import Console
 
-from engram_sdk._version import __version__
 from engram_sdk.errors import EngramError
 
 COMMAND_MODULES = [
@@ -69,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if os.environ.get("ENGRAM_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} "
-                          "(set ENGRAM_DEBUG=1 for a traceback)")
+        err_console.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {exc} (set ENGRAM_DEBUG=1 for a traceback)"
+        )
         return 1
     return 0
 

@@ -36,7 +36,9 @@ class NgramHasher:
             layer: layer_multipliers(config.seed, layer, config.vocab_size, config.max_ngram_size)
             for layer in config.layer_ids
         }
-        self.primes = head_primes(config.layer_ids, config.engram_vocab_size, config.n_head_per_ngram)
+        self.primes = head_primes(
+            config.layer_ids, config.engram_vocab_size, config.n_head_per_ngram
+        )
         self._np_primes = {
             layer: [np.asarray(p, dtype=np.int64) for p in per_order]
             for layer, per_order in self.primes.items()
@@ -69,7 +71,9 @@ class NgramHasher:
 
     # ---- hashing --------------------------------------------------------------------
     @overload
-    def hash(self, ids: np.ndarray, layer_id: int, prefix: Any = None, flat: bool = False) -> np.ndarray: ...
+    def hash(
+        self, ids: np.ndarray, layer_id: int, prefix: Any = None, flat: bool = False
+    ) -> np.ndarray: ...
     @overload
     def hash(self, ids: Any, layer_id: int, prefix: Any = None, flat: bool = False) -> Any: ...
 
@@ -79,20 +83,29 @@ class NgramHasher:
         ``prefix`` (B, P) holds the ids before ``ids`` (only the last ``context`` are used).
         ``flat`` adds :meth:`head_offsets` so the addresses index one flat table.
         """
+        self._known(layer_id)
         if _is_torch(ids):
             return self.hash_torch(ids, layer_id, prefix=prefix, flat=flat)
         ids = self._check_ids(np.asarray(ids), "ids")
         if prefix is not None:
             prefix = self._check_ids(np.asarray(prefix), "prefix", batch=ids.shape[0])
         out = numpy_kernel.addresses(
-            ids, self.multipliers[layer_id], self._np_primes[self._known(layer_id)],
-            self.config.pad_id, prefix,
+            ids,
+            self.multipliers[layer_id],
+            self._np_primes[self._known(layer_id)],
+            self.config.pad_id,
+            prefix,
         )
         return out + self.head_offsets(layer_id) if flat else out
 
     def hash_torch(
-        self, ids: Any, layer_id: int, prefix: Any = None, flat: bool = False,
-        out_dtype: Any = None, compiled: bool = False,
+        self,
+        ids: Any,
+        layer_id: int,
+        prefix: Any = None,
+        flat: bool = False,
+        out_dtype: Any = None,
+        compiled: bool = False,
     ) -> Any:
         """Torch path of :meth:`hash`; ``out_dtype=torch.int32`` where :meth:`fits_int32`.
 
@@ -102,6 +115,7 @@ class NgramHasher:
 
         from engram_sdk.hashing import torch_kernel
 
+        self._known(layer_id)
         out_dtype = out_dtype or torch.int64
         if out_dtype == torch.int32 and not self.fits_int32(layer_id, flat):
             raise InputError(f"layer {layer_id} addresses do not fit in int32; use int64")
@@ -110,8 +124,15 @@ class NgramHasher:
             self._check_ids(prefix, "prefix", batch=ids.shape[0])
         primes = self._primes_on(layer_id, ids.device)
         kernel = torch_kernel.addresses_compiled if compiled else torch_kernel.addresses
-        out = kernel(ids, [int(m) for m in self.multipliers[layer_id]], primes,
-                     self.config.n_head_per_ngram, self.config.pad_id, prefix, torch.int64)
+        out = kernel(
+            ids,
+            [int(m) for m in self.multipliers[layer_id]],
+            primes,
+            self.config.n_head_per_ngram,
+            self.config.pad_id,
+            prefix,
+            torch.int64,
+        )
         if flat:
             out = out + torch.as_tensor(self.head_offsets(layer_id), device=ids.device)
         return out.to(out_dtype)
@@ -120,8 +141,9 @@ class NgramHasher:
         """:meth:`hash` for every configured layer."""
         return {layer: self.hash(ids, layer, prefix, flat) for layer in self.config.layer_ids}
 
-    def fingerprints(self, ids: np.ndarray, n: int, layer_id: int | None = None,
-                     prefix: np.ndarray | None = None) -> np.ndarray:
+    def fingerprints(
+        self, ids: np.ndarray, n: int, layer_id: int | None = None, prefix: np.ndarray | None = None
+    ) -> np.ndarray:
         """64-bit N-gram fingerprints (B, T) of order ``n``: the mix before any modulus.
 
         Position t fingerprints ids t-n+1..t. This is the address function without the
@@ -132,7 +154,9 @@ class NgramHasher:
         layer = self.config.layer_ids[0] if layer_id is None else self._known(layer_id)
         ids = self._check_ids(np.asarray(ids), "ids")
         padded = numpy_kernel.with_context(ids, prefix, self.context, self.config.pad_id)
-        return numpy_kernel.ngram_mixes(padded, self.multipliers[layer], self.config.max_ngram_size)[n - 2]
+        return numpy_kernel.ngram_mixes(
+            padded, self.multipliers[layer], self.config.max_ngram_size
+        )[n - 2]
 
     # ---- helpers --------------------------------------------------------------------
     def _layer(self, layer_id: int) -> list[list[int]]:
@@ -140,7 +164,9 @@ class NgramHasher:
 
     def _known(self, layer_id: int) -> int:
         if layer_id not in self.primes:
-            raise InputError(f"layer {layer_id} is not an Engram layer; configured: {self.config.layer_ids}")
+            raise InputError(
+                f"layer {layer_id} is not an Engram layer; configured: {self.config.layer_ids}"
+            )
         return layer_id
 
     def _primes_on(self, layer_id: int, device: Any) -> Any:
@@ -148,7 +174,9 @@ class NgramHasher:
 
         key = (layer_id, str(device))
         if key not in self._torch_primes:
-            self._torch_primes[key] = torch.tensor(self._layer(layer_id), dtype=torch.int64, device=device)
+            self._torch_primes[key] = torch.tensor(
+                self._layer(layer_id), dtype=torch.int64, device=device
+            )
         return self._torch_primes[key]
 
     def _check_ids(self, ids: Any, name: str, batch: int | None = None) -> Any:

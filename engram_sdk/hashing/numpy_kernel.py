@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def with_context(ids: np.ndarray, prefix: np.ndarray | None, context: int, pad_id: int) -> np.ndarray:
+def with_context(
+    ids: np.ndarray, prefix: np.ndarray | None, context: int, pad_id: int
+) -> np.ndarray:
     """``ids`` (B, T) with ``context`` columns in front: the prefix's last ids, else pad."""
     batch = ids.shape[0]
     front = np.full((batch, context), pad_id, dtype=np.int64)
     if prefix is not None and context:
         tail = np.asarray(prefix, dtype=np.int64)[:, -context:]
         if tail.shape[1]:
-            front[:, context - tail.shape[1]:] = tail
+            front[:, context - tail.shape[1] :] = tail
     return np.concatenate([front, ids], axis=1)
 
 
@@ -26,7 +28,7 @@ def ngram_mixes(padded: np.ndarray, multipliers: np.ndarray, max_n: int) -> list
     mix = padded[:, context:] * multipliers[0]
     mixes = []
     for k in range(1, max_n):
-        shifted = padded[:, context - k: context - k + length]
+        shifted = padded[:, context - k : context - k + length]
         mix = np.bitwise_xor(mix, shifted * multipliers[k])
         mixes.append(mix)
     return mixes
@@ -44,7 +46,7 @@ def addresses(
     max_n = len(multipliers)
     padded = with_context(ids, prefix, max_n - 1, pad_id)
     mixes = ngram_mixes(padded, multipliers, max_n)
-    out = np.empty(ids.shape + (sum(len(p) for p in primes_per_order),), dtype=np.int64)
+    out = np.empty((*ids.shape, sum(len(p) for p in primes_per_order)), dtype=np.int64)
     head = 0
     for mix, primes in zip(mixes, primes_per_order, strict=True):
         for prime in primes.tolist():  # a scalar divisor takes numpy's fast path

@@ -24,7 +24,7 @@ def ngram_mixes(padded: torch.Tensor, multipliers: list[int], max_n: int) -> lis
     mix = padded[:, context:] * multipliers[0]
     mixes = []
     for k in range(1, max_n):
-        shifted = padded[:, context - k: context - k + length]
+        shifted = padded[:, context - k : context - k + length]
         mix = torch.bitwise_xor(mix, shifted * multipliers[k])
         mixes.append(mix)
     return mixes
