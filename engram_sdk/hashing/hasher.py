@@ -123,16 +123,23 @@ class NgramHasher:
         if prefix is not None:
             self._check_ids(prefix, "prefix", batch=ids.shape[0])
         primes = self._primes_on(layer_id, ids.device)
-        kernel = torch_kernel.addresses_compiled if compiled else torch_kernel.addresses
-        out = kernel(
-            ids,
-            [int(m) for m in self.multipliers[layer_id]],
-            primes,
-            self.config.n_head_per_ngram,
-            self.config.pad_id,
-            prefix,
-            torch.int64,
-        )
+        multipliers = [int(m) for m in self.multipliers[layer_id]]
+        if compiled and min(self.head_sizes(layer_id)) >= torch_kernel.FAST_REMAINDER_MIN_PRIME:
+            inv = self._inverse_primes_on(layer_id, ids.device)
+            out = torch_kernel.addresses_fast_compiled(
+                ids, multipliers, primes, inv, self.config.pad_id, prefix, torch.int64
+            )
+        else:
+            kernel = torch_kernel.addresses_compiled if compiled else torch_kernel.addresses
+            out = kernel(
+                ids,
+                multipliers,
+                primes,
+                self.config.n_head_per_ngram,
+                self.config.pad_id,
+                prefix,
+                torch.int64,
+            )
         if flat:
             out = out + torch.as_tensor(self.head_offsets(layer_id), device=ids.device)
         return out.to(out_dtype)
@@ -177,6 +184,14 @@ class NgramHasher:
             self._torch_primes[key] = torch.tensor(
                 self._layer(layer_id), dtype=torch.int64, device=device
             )
+        return self._torch_primes[key]
+
+    def _inverse_primes_on(self, layer_id: int, device: Any) -> Any:
+        import torch
+
+        key = (layer_id, f"inv:{device}")
+        if key not in self._torch_primes:
+            self._torch_primes[key] = 1.0 / self._primes_on(layer_id, device).to(torch.float64)
         return self._torch_primes[key]
 
     def _check_ids(self, ids: Any, name: str, batch: int | None = None) -> Any:

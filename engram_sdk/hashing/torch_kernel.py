@@ -57,3 +57,51 @@ def addresses_compiled(*args, **kwargs) -> torch.Tensor:
     if _compiled is None:
         _compiled = torch.compile(addresses, dynamic=True, fullgraph=True)
     return _compiled(*args, **kwargs)
+
+
+# Smallest modulus for which the float64-reciprocal remainder below is exact after two
+# corrections: |q - floor(x / p)| <= 2 whenever x < 2**63 and p >= 4096.
+FAST_REMAINDER_MIN_PRIME = 4096
+
+
+def remainder_by_reciprocal(x: torch.Tensor, p: torch.Tensor, inv_p: torch.Tensor) -> torch.Tensor:
+    """``x % p`` for 0 <= x < 2**63 and 4096 <= p < 2**31, via a float64 quotient estimate.
+
+    Integer 64-bit division is emulated on GPUs; one float64 multiply, one integer
+    multiply-subtract and four compare-selects are far cheaper and give the exact result.
+    """
+    q = (x.to(torch.float64) * inv_p).to(torch.int64)
+    r = x - q * p
+    r = torch.where(r < 0, r + p, r)
+    r = torch.where(r < 0, r + p, r)
+    r = torch.where(r >= p, r - p, r)
+    return torch.where(r >= p, r - p, r)
+
+
+def addresses_fast(
+    ids: torch.Tensor,
+    multipliers: list[int],
+    primes: torch.Tensor,
+    inv_primes: torch.Tensor,
+    pad_id: int,
+    prefix: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.int32,
+) -> torch.Tensor:
+    """:func:`addresses` with the reciprocal remainder (all primes >= FAST_REMAINDER_MIN_PRIME)."""
+    ids = ids.to(torch.int64)
+    max_n = len(multipliers)
+    padded = with_context(ids, prefix, max_n - 1, pad_id)
+    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n), dim=-1)
+    out = remainder_by_reciprocal(mixes[..., None], primes, inv_primes)
+    return out.flatten(-2).to(out_dtype)
+
+
+_compiled_fast = None
+
+
+def addresses_fast_compiled(*args, **kwargs) -> torch.Tensor:
+    """:func:`addresses_fast` fused by ``torch.compile``."""
+    global _compiled_fast
+    if _compiled_fast is None:
+        _compiled_fast = torch.compile(addresses_fast, dynamic=True, fullgraph=True)
+    return _compiled_fast(*args, **kwargs)

@@ -234,3 +234,34 @@ def test_cuda_matches_numpy() -> None:
         np.testing.assert_array_equal(h.hash_torch(dev, layer, flat=True).cpu().numpy(), ref)
         got32 = h.hash_torch(dev, layer, flat=True, out_dtype=torch.int32, compiled=True)
         np.testing.assert_array_equal(got32.cpu().numpy(), ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    xs=st.lists(st.integers(0, INT64_MAX), min_size=1, max_size=64),
+    p=st.integers(4096, 2**31 - 1),
+)
+def test_reciprocal_remainder_is_exact(xs: list[int], p: int) -> None:
+    from engram_sdk.hashing.torch_kernel import remainder_by_reciprocal
+
+    x = torch.tensor(xs, dtype=torch.int64)
+    pt = torch.tensor(p, dtype=torch.int64)
+    got = remainder_by_reciprocal(x, pt, 1.0 / pt.to(torch.float64))
+    assert got.tolist() == [v % p for v in xs]
+
+
+def test_fast_path_equals_numpy_on_cpu() -> None:
+    from engram_sdk.hashing import torch_kernel
+
+    cfg = NgramConfig(vocab_size=62369, engram_vocab_size=[646400, 646400], layer_ids=[1, 15])
+    h = NgramHasher(cfg)
+    ids = random_ids(cfg, 11, 3, 777)
+    for layer in cfg.layer_ids:
+        got = torch_kernel.addresses_fast(
+            torch.from_numpy(ids),
+            [int(m) for m in h.multipliers[layer]],
+            h._primes_on(layer, "cpu"),
+            h._inverse_primes_on(layer, "cpu"),
+            cfg.pad_id,
+        )
+        np.testing.assert_array_equal(got.numpy(), h.hash(ids, layer))
