@@ -24,7 +24,7 @@ COMMAND_MODULES = [
     "engram_sdk.cli.bench_cmd",
 ]
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def build_app() -> typer.Typer:
