@@ -17,6 +17,7 @@ from engram_sdk.errors import EngramError
 
 COMMAND_MODULES = [
     "engram_sdk.cli.basic_cmd",
+    "engram_sdk.cli.quickstart_cmd",
     "engram_sdk.cli.store_cmd",
     "engram_sdk.cli.model_cmd",
     "engram_sdk.cli.memory_cmd",
