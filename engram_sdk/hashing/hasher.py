@@ -124,7 +124,18 @@ class NgramHasher:
             self._check_ids(prefix, "prefix", batch=ids.shape[0])
         primes = self._primes_on(layer_id, ids.device)
         multipliers = [int(m) for m in self.multipliers[layer_id]]
-        if compiled and min(self.head_sizes(layer_id)) >= torch_kernel.FAST_REMAINDER_MIN_PRIME:
+        fast = min(self.head_sizes(layer_id)) >= torch_kernel.FAST_REMAINDER_MIN_PRIME
+        if compiled and fast and ids.is_cuda and _triton_available():
+            from engram_sdk.hashing.triton_kernel import addresses_triton
+
+            return addresses_triton(
+                ids,
+                *self._triton_tables(layer_id, ids.device, flat),
+                self.config.pad_id,
+                prefix,
+                out_dtype,
+            )
+        if compiled and fast:
             inv = self._inverse_primes_on(layer_id, ids.device)
             out = torch_kernel.addresses_fast_compiled(
                 ids, multipliers, primes, inv, self.config.pad_id, prefix, torch.int64
@@ -194,6 +205,23 @@ class NgramHasher:
             self._torch_primes[key] = 1.0 / self._primes_on(layer_id, device).to(torch.float64)
         return self._torch_primes[key]
 
+    def _triton_tables(self, layer_id: int, device: Any, flat: bool) -> tuple[Any, ...]:
+        import torch
+
+        key = (layer_id, f"triton:{device}:{flat}")
+        if key not in self._torch_primes:
+            primes = torch.tensor(self.head_sizes(layer_id), dtype=torch.int64, device=device)
+            offsets = torch.as_tensor(self.head_offsets(layer_id), device=device)
+            order = torch.arange(self.config.max_ngram_size - 1, dtype=torch.int32, device=device)
+            self._torch_primes[key] = (
+                torch.as_tensor(self.multipliers[layer_id], device=device),
+                primes,
+                1.0 / primes.to(torch.float64),
+                offsets if flat else torch.zeros_like(offsets),
+                order.repeat_interleave(self.config.n_head_per_ngram),
+            )
+        return self._torch_primes[key]
+
     def _check_ids(self, ids: Any, name: str, batch: int | None = None) -> Any:
         if ids.ndim != 2:
             raise InputError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
@@ -211,6 +239,14 @@ class NgramHasher:
                     f"{name} must be canonical ids in [0, {self.config.vocab_size}), got range [{lo}, {hi}]"
                 )
         return ids
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _is_torch(x: Any) -> bool:

@@ -233,7 +233,20 @@ def test_cuda_matches_numpy() -> None:
         ref = h.hash(ids, layer, flat=True)
         np.testing.assert_array_equal(h.hash_torch(dev, layer, flat=True).cpu().numpy(), ref)
         got32 = h.hash_torch(dev, layer, flat=True, out_dtype=torch.int32, compiled=True)
+        assert got32.dtype == torch.int32
         np.testing.assert_array_equal(got32.cpu().numpy(), ref)
+        plain = h.hash_torch(dev, layer, compiled=True)
+        np.testing.assert_array_equal(plain.cpu().numpy(), h.hash(ids, layer))
+        streamed = h.hash_torch(
+            dev[:, 1000:], layer, prefix=dev[:, :1000], flat=True, compiled=True
+        )
+        np.testing.assert_array_equal(streamed.cpu().numpy(), ref[:, 1000:])
+        one = h.hash_torch(dev[:, -1:], layer, prefix=dev[:, :-1], flat=True, compiled=True)
+        np.testing.assert_array_equal(one.cpu().numpy(), ref[:, -1:])
+    small = NgramHasher(NgramConfig(vocab_size=1000, engram_vocab_size=[97, 101], layer_ids=[0]))
+    ids = random_ids(small.config, 4, 2, 300)
+    got = small.hash_torch(torch.from_numpy(ids).cuda(), 0, compiled=True)
+    np.testing.assert_array_equal(got.cpu().numpy(), small.hash(ids, 0))
 
 
 @settings(max_examples=200, deadline=None)
