@@ -1,11 +1,14 @@
 """Shared pytest setup: an isolated per-session cache/data home for every test run."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 _HOME = tempfile.mkdtemp(prefix="engram-test-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.setdefault("ENGRAM_HOME", _HOME)
 
 
