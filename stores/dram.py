@@ -1,0 +1,132 @@
+"""``dram://``: tables and records in process memory; optionally loaded from / saved to a folder.
+
+``dram:///folder`` loads the folder (a ``shards://`` store) at open and writes it back on
+every commit, so it survives the process; plain ``dram://`` is throw-away.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from engram_sdk.stores.base import Store
+from engram_sdk.stores.models import TableSpec, VerifyReport
+from engram_sdk.stores.pending import Pending
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """Smallest key above every key starting with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class DramStore(Store):
+    """In-memory backend; ``pinned=True`` keeps tables in pinned torch memory for fast H2D."""
+
+    backend = "dram"
+
+    def __init__(self, uri: str, mode: str = "a", durable: bool = True,
+                 folder: Path | None = None, pinned: bool = False) -> None:
+        super().__init__(uri, mode, durable)
+        self.folder = folder
+        self.pinned = pinned
+        self._tables: dict[str, tuple[TableSpec, np.ndarray]] = {}
+        self._records: dict[str, dict[bytes, bytes]] = {}
+        self._sorted: dict[str, list[bytes]] = {}
+        if folder is not None and mode != "w" and (folder / "manifest.json").exists():
+            self._load(folder)
+
+    def _alloc(self, spec: TableSpec) -> np.ndarray:
+        if self.pinned:
+            import torch
+
+            t = torch.zeros((spec.rows, spec.dim), dtype=spec.torch_dtype()).pin_memory()
+            if spec.dtype == "bfloat16":
+                t = t.view(torch.int16)
+            return t.numpy().view(spec.storage_dtype)
+        return np.zeros((spec.rows, spec.dim), dtype=spec.storage_dtype)
+
+    def _load(self, folder: Path) -> None:
+        from engram_sdk.stores.shards import ShardStore
+
+        with ShardStore(f"shards://{folder}", "r", folder=folder) as src:
+            for name, spec in src.tables().items():
+                arr = self._alloc(spec)
+                for start in range(0, spec.rows, 1 << 16):
+                    ids = np.arange(start, min(spec.rows, start + (1 << 16)), dtype=np.int64)
+                    src.gather(name, ids, out=arr[start:start + len(ids)])
+                self._tables[name] = (spec, arr)
+            for ns in src.namespaces():
+                self._records[ns] = dict(src.scan(ns))
+                self._sorted[ns] = sorted(self._records[ns])
+
+    def save(self, folder: str | Path) -> None:
+        """Write everything to ``folder`` as a ``shards://`` store (atomically replaced)."""
+        from engram_sdk.stores.convert import copy_store
+        from engram_sdk.stores.shards import ShardStore
+
+        folder = Path(folder)
+        with ShardStore(f"shards://{folder}", "w", folder=folder, durable=self.durable) as dst:
+            copy_store(self, dst)
+
+    # ---- primitives ----------------------------------------------------------------------
+    def _specs(self) -> dict[str, TableSpec]:
+        return {name: spec for name, (spec, _) in self._tables.items()}
+
+    def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
+        np.take(self._tables[spec.name][1], row_ids, axis=0, out=out)
+
+    def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        records = self._records.get(ns, {})
+        return [records.get(k) for k in keys]
+
+    def _scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        keys = self._sorted.get(ns, [])
+        records = self._records.get(ns, {})
+        i = bisect.bisect_left(keys, prefix)
+        end = prefix_end(prefix)
+        j = len(keys) if end is None else bisect.bisect_left(keys, end)
+        for k in keys[i:j]:
+            v = records.get(k)
+            if v is not None:
+                yield k, v
+
+    def _namespaces(self) -> list[str]:
+        return sorted(self._records)
+
+    def _commit(self, pending: Pending) -> None:
+        for name, spec in pending.new_tables.items():
+            self._tables[name] = (spec, self._alloc(spec))
+        for name in pending.rows:
+            ids, values = pending.final_rows(name)  # type: ignore[misc]
+            self._tables[name][1][ids] = values
+        for ns, staged in pending.records.items():
+            records = self._records.setdefault(ns, {})
+            order = self._sorted.setdefault(ns, [])
+            added = [k for k, v in staged.items() if v is not None and k not in records]
+            removed = [k for k, v in staged.items() if v is None and k in records]
+            for k, v in staged.items():
+                if v is None:
+                    records.pop(k, None)
+                else:
+                    records[k] = v
+            if len(added) + len(removed) > 64:
+                self._sorted[ns] = sorted(records)
+            else:
+                for k in added:
+                    bisect.insort(order, k)
+                for k in removed:
+                    del order[bisect.bisect_left(order, k)]
+        if self.folder is not None:
+            self.save(self.folder)
+
+    def _verify(self, report: VerifyReport) -> None:
+        report.checked_bytes = sum(arr.nbytes for _, arr in self._tables.values())
+
+    def _close(self) -> None:
+        self._tables.clear()
+        self._records.clear()

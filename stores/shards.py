@@ -1,0 +1,292 @@
+"""``shards:///path``: raw row shards + record segments, published by an atomic manifest.
+
+Layout: ``manifest.json`` (format version, generation, tables with rows per shard and an
+xxh3-64 checksum per shard and per 1 MiB block, record segments) and ``data/`` files that
+are never modified once published. A commit writes new files, fsyncs them, then renames a
+new manifest into place, so a crash at any moment leaves the last committed state. A
+reader maps every file of the manifest it opened, so it keeps a consistent snapshot while
+a writer commits and collects old files.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+from engram_sdk.stores.base import Store
+from engram_sdk.stores.blocks import gather_by_block
+from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
+from engram_sdk.stores.lock import WriterLock
+from engram_sdk.stores.models import STORE_FORMAT_VERSION, Problem, TableSpec, VerifyReport
+from engram_sdk.stores.pending import Pending
+from engram_sdk.stores.segments import RecordIndex, encode_segment
+
+SHARD_BYTES = 64 << 20
+CHECK_BLOCK = 1 << 20
+MAGIC = "engram-sdk-shards"
+MAX_SEGMENTS = 32
+
+
+def checksums(data: Any) -> tuple[str, list[str]]:
+    """xxh3-64 of the whole buffer and of each CHECK_BLOCK."""
+    view = memoryview(data).cast("B")
+    blocks = [xxhash.xxh3_64_hexdigest(view[i:i + CHECK_BLOCK]) for i in range(0, len(view), CHECK_BLOCK)]
+    return xxhash.xxh3_64_hexdigest(view), blocks
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ShardStore(Store):
+    """Sharded-files backend."""
+
+    backend = "shards"
+
+    def __init__(self, uri: str, mode: str, folder: Path, durable: bool = True,
+                 verify_reads: bool = True) -> None:
+        super().__init__(uri, mode, durable)
+        self.folder = folder
+        self.data_dir = folder / "data"
+        self.verify_reads = verify_reads
+        self._lock: WriterLock | None = None
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"{folder} is a file; a shards:// store is a folder")
+        if mode == "r":
+            if not (folder / "manifest.json").is_file():
+                raise StoreError(f"{folder}: no shards store here (no manifest.json)")
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = WriterLock(folder)
+            self._lock.acquire()
+        self._verified: set[str] = set()
+        for _attempt in range(5):  # a writer may collect files between manifest and open
+            try:
+                self._load(fresh=(mode == "w"))
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            try:
+                self._load(fresh=(mode == "w"))
+            except FileNotFoundError as exc:
+                raise StoreCorruptError(f"{exc.filename}: file named by the manifest is missing") from exc
+        if self._lock is not None:
+            self._collect_garbage()
+
+    # ---- manifest --------------------------------------------------------------------------
+    def _load(self, fresh: bool) -> None:
+        path = self.folder / "manifest.json"
+        if fresh or not path.exists():
+            self.manifest: dict[str, Any] = {"magic": MAGIC, "format_version": STORE_FORMAT_VERSION,
+                                             "generation": 0, "tables": {}, "segments": [],
+                                             "namespaces": []}
+            if fresh and path.exists():
+                self._publish(self.manifest)
+        else:
+            try:
+                manifest = json.loads(path.read_bytes())
+                assert manifest.get("magic") == MAGIC
+            except (ValueError, AssertionError) as exc:
+                raise StoreCorruptError(f"{path} is not a valid shards manifest") from exc
+            if manifest["format_version"] > STORE_FORMAT_VERSION:
+                raise StoreVersionError(
+                    f"{path} has format version {manifest['format_version']}, newer than this "
+                    f"engram-sdk reads ({STORE_FORMAT_VERSION}); upgrade engram-sdk")
+            self.manifest = manifest
+        self._maps: dict[str, np.memmap] = {}
+        for table in self.manifest["tables"].values():
+            for shard in table["shards"]:
+                if shard is not None:
+                    self._maps[shard["file"]] = self._map_shard(shard)
+        self._index = RecordIndex()
+        for seg in self.manifest["segments"]:
+            self._index.add_segment(self.data_dir / seg["file"], self._map_segment(seg))
+
+    def _map_shard(self, shard: dict[str, Any]) -> np.memmap:
+        path = self.data_dir / shard["file"]
+        size = path.stat().st_size  # FileNotFoundError: caller retries, then reports
+        if size != shard["bytes"]:
+            raise StoreCorruptError(
+                f"{path} is truncated or overwritten: {size} bytes, expected {shard['bytes']} "
+                f"(first missing byte at offset {min(size, shard['bytes'])})")
+        return np.memmap(path, dtype=np.uint8, mode="r", shape=(size,)) if size else np.zeros(0, np.uint8)
+
+    def _map_segment(self, seg: dict[str, Any]) -> mmap.mmap | bytes:
+        path = self.data_dir / seg["file"]
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size != seg["bytes"]:
+                raise StoreCorruptError(f"{path} is truncated: {size} bytes, expected {seg['bytes']}")
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        if self.verify_reads and xxhash.xxh3_64_hexdigest(data) != seg["xxh3"]:
+            raise StoreCorruptError(f"{path} fails its xxh3-64 checksum (record segment)")
+        return data
+
+    def _publish(self, manifest: dict[str, Any]) -> None:
+        path = self.folder / "manifest.json"
+        tmp = self.folder / f".manifest.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(json.dumps(manifest, indent=1).encode())
+            fh.flush()
+            if self.durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if self.durable:
+            _fsync_dir(self.folder)
+
+    def _write_file(self, name: str, data: Any) -> None:
+        path = self.data_dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            _write_all(fd, data)
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _collect_garbage(self) -> None:
+        live = {s["file"] for t in self.manifest["tables"].values() for s in t["shards"] if s}
+        live |= {s["file"] for s in self.manifest["segments"]}
+        for path in self.data_dir.iterdir():
+            if path.name not in live and path.is_file():
+                path.unlink()
+        for path in self.folder.glob(".manifest.*.tmp"):
+            path.unlink()
+
+    # ---- primitives ----------------------------------------------------------------------
+    def _specs(self) -> dict[str, TableSpec]:
+        return {name: TableSpec(**t["spec"]) for name, t in self.manifest["tables"].items()}
+
+    def _shard_rows(self, spec: TableSpec, table: dict[str, Any], s: int) -> np.ndarray | None:
+        shard = table["shards"][s]
+        if shard is None:
+            return None
+        raw = self._maps[shard["file"]]
+        if self.verify_reads and shard["file"] not in self._verified:
+            self._check_shard(shard, raw)
+            self._verified.add(shard["file"])
+        return raw.view(spec.storage_dtype).reshape(-1, spec.dim)
+
+    def _check_shard(self, shard: dict[str, Any], raw: np.ndarray) -> None:
+        whole, blocks = checksums(raw)
+        if whole != shard["xxh3"]:
+            bad = next((i for i, (a, b) in enumerate(zip(blocks, shard["blocks"], strict=False)) if a != b), 0)
+            raise StoreCorruptError(
+                f"{self.data_dir / shard['file']} fails its xxh3-64 checksum: corrupt bytes in "
+                f"[{bad * CHECK_BLOCK}, {(bad + 1) * CHECK_BLOCK}) (offset {bad * CHECK_BLOCK})")
+
+    def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
+        table = self.manifest["tables"][spec.name]
+        gather_by_block(row_ids, table["rows_per_shard"],
+                        lambda s: self._shard_rows(spec, table, s), out)
+
+    def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        return [self._index.get(ns, k) for k in keys]
+
+    def _scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._index.scan(ns, prefix)
+
+    def _count(self, ns: str, prefix: bytes) -> int:
+        return self._index.count(ns, prefix)
+
+    def _namespaces(self) -> list[str]:
+        return list(self.manifest["namespaces"])
+
+    def _commit(self, pending: Pending) -> None:
+        manifest = json.loads(json.dumps(self.manifest))
+        gen = manifest["generation"] = manifest["generation"] + 1
+        for name, spec in pending.new_tables.items():
+            rps = max(1, SHARD_BYTES // spec.row_bytes)
+            manifest["tables"][name] = {"spec": spec.model_dump(), "rows_per_shard": rps,
+                                        "shards": [None] * (-(-spec.rows // rps))}
+        for name in pending.rows:
+            table = manifest["tables"][name]
+            spec = TableSpec(**table["spec"])
+            rps = table["rows_per_shard"]
+            ids, values = pending.final_rows(name)  # type: ignore[misc]
+            shard_of = ids // rps
+            cuts = np.flatnonzero(np.diff(shard_of)) + 1
+            for idx in np.split(np.arange(len(ids)), cuts):
+                s = int(shard_of[idx[0]])
+                n = min(rps, spec.rows - s * rps)
+                old = table["shards"][s]
+                rows = (np.zeros((n, spec.dim), spec.storage_dtype) if old is None or name in pending.new_tables
+                        else np.array(self._shard_rows(spec, table, s)))
+                rows[ids[idx] - s * rps] = values[idx]
+                fname = f"{name}.{s}.g{gen}.bin"
+                self._write_file(fname, rows)
+                whole, blocks = checksums(rows)
+                table["shards"][s] = {"file": fname, "bytes": rows.nbytes, "xxh3": whole, "blocks": blocks}
+        if pending.records:
+            records = pending.records
+            if len(manifest["segments"]) >= MAX_SEGMENTS:  # compact into one segment
+                merged = self._index.live()
+                for ns, staged in records.items():
+                    merged.setdefault(ns, {}).update(staged)
+                records = {ns: {k: v for k, v in m.items() if v is not None} for ns, m in merged.items()}
+                manifest["segments"] = []
+            data = encode_segment(records)
+            fname = f"records.g{gen}.seg"
+            self._write_file(fname, data)
+            manifest["segments"].append({"file": fname, "bytes": len(data),
+                                         "xxh3": xxhash.xxh3_64_hexdigest(data)})
+            manifest["namespaces"] = sorted(set(manifest["namespaces"]) | set(pending.records))
+        if self.durable:
+            _fsync_dir(self.data_dir)
+        self._publish(manifest)
+        self.manifest = manifest
+        self._load(fresh=False)
+        self._collect_garbage()
+
+    def _verify(self, report: VerifyReport) -> None:
+        for name, table in self.manifest["tables"].items():
+            for s, shard in enumerate(table["shards"]):
+                if shard is None:
+                    continue
+                path = self.data_dir / shard["file"]
+                report.checked_files += 1
+                try:
+                    raw = self._map_shard(shard)
+                    report.checked_bytes += raw.nbytes
+                    self._check_shard(shard, raw)
+                except FileNotFoundError:
+                    report.problems.append(Problem(file=str(path), message=f"missing shard {s} of table {name!r}"))
+                except StoreCorruptError as exc:
+                    offset = int(str(exc).rsplit("offset ", 1)[1].rstrip(")")) if "offset" in str(exc) else None
+                    report.problems.append(Problem(file=str(path), offset=offset, message=str(exc)))
+        for seg in self.manifest["segments"]:
+            path = self.data_dir / seg["file"]
+            report.checked_files += 1
+            try:
+                data = path.read_bytes()
+                report.checked_bytes += len(data)
+                if len(data) != seg["bytes"] or xxhash.xxh3_64_hexdigest(data) != seg["xxh3"]:
+                    report.problems.append(Problem(file=str(path), message="record segment fails its checksum or size"))
+            except FileNotFoundError:
+                report.problems.append(Problem(file=str(path), message="missing record segment"))
+
+    def _bytes_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.data_dir.iterdir() if p.is_file())
+
+    def _close(self) -> None:
+        self._maps = {}
+        if self._lock is not None:
+            self._lock.release()
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.write(fd, view[: 1 << 30])
+        view = view[n:]
