@@ -141,7 +141,9 @@ class Store(ABC):
         validate.check_name("table", name)
         validate.check_dtype(dtype)
         if not isinstance(rows, int) or rows < 0 or not isinstance(dim, int) or dim < 1:
-            raise InputError(f"table {name!r} needs rows >= 0 and dim >= 1, got rows={rows}, dim={dim}")
+            raise InputError(
+                f"table {name!r} needs rows >= 0 and dim >= 1, got rows={rows}, dim={dim}"
+            )
         if name in self.tables():
             raise InputError(f"table {name!r} already exists in {self.uri}")
         spec = TableSpec(name=name, rows=rows, dim=dim, dtype=dtype)  # type: ignore[arg-type]
@@ -159,8 +161,11 @@ class Store(ABC):
         self._check_open()
         spec = self.table(table)
         ids = validate.check_row_ids(spec, row_ids)
-        view = (np.empty((len(ids), spec.dim), dtype=spec.storage_dtype) if out is None
-                else validate.output_view(spec, out, len(ids)))
+        view = (
+            np.empty((len(ids), spec.dim), dtype=spec.storage_dtype)
+            if out is None
+            else validate.output_view(spec, out, len(ids))
+        )
         if len(ids):
             pending = self._pending
             if pending is not None and table in pending.new_tables:
@@ -180,8 +185,13 @@ class Store(ABC):
         pending.scatter(table, ids, arr)
         self._finish(pending, auto)
 
-    def fill(self, table: str, generator: Callable[[int, int], Any], chunk_rows: int = 65536,
-             progress: bool = False) -> None:
+    def fill(
+        self,
+        table: str,
+        generator: Callable[[int, int], Any],
+        chunk_rows: int = 65536,
+        progress: bool = False,
+    ) -> None:
         """Initialise every row from ``generator(start, stop) -> (stop-start, dim)``, in one commit."""
         spec = self.table(table)
         from engram_sdk.stores.progress import progress_bar
@@ -263,7 +273,9 @@ class Store(ABC):
     def info(self) -> StoreInfo:
         """Tables, namespaces with record counts, and size on disk."""
         return StoreInfo(
-            uri=self.uri, backend=self.backend, mode=self.mode,
+            uri=self.uri,
+            backend=self.backend,
+            mode=self.mode,
             tables=list(self.tables().values()),
             namespaces={ns: self.count(ns) for ns in self.namespaces()},
             bytes_on_disk=self._bytes_on_disk(),

@@ -18,6 +18,8 @@ def gather_by_block(
     Ids are grouped by block with one argsort, so the Python work is per touched block.
     """
     blocks = row_ids // rows_per_block
+    if len(blocks) and blocks.max() < 1 << 16:
+        blocks = blocks.astype(np.uint16)  # numpy radix-sorts 16-bit keys
     order = np.argsort(blocks, kind="stable")
     sorted_blocks = blocks[order]
     cuts = np.flatnonzero(np.diff(sorted_blocks)) + 1

@@ -47,8 +47,11 @@ class CachedStore:
         """Rows of ``table``; cached rows are copied from DRAM, the rest read once and cached."""
         spec = self.store.table(table)
         ids = validate.check_row_ids(spec, row_ids)
-        view = (np.empty((len(ids), spec.dim), spec.storage_dtype) if out is None
-                else validate.output_view(spec, out, len(ids)))
+        view = (
+            np.empty((len(ids), spec.dim), spec.storage_dtype)
+            if out is None
+            else validate.output_view(spec, out, len(ids))
+        )
         if self.store._pending is not None:
             return self.store.gather(table, ids, out)
         cache = self._caches.get(table)
@@ -76,36 +79,46 @@ class CachedStore:
 
 
 class _Clock:
+    """CLOCK (second-chance) eviction, vectorised per batch of inserts."""
+
     def __init__(self, capacity: int, spec: Any) -> None:
         self.rows = np.zeros((capacity, spec.dim), spec.storage_dtype)
         self.ids = np.full(capacity, -1, dtype=np.int64)
         self.ref = np.zeros(capacity, dtype=bool)
-        self.slot_of: dict[int, int] = {}
+        self.slot_of = np.full(spec.rows, -1, dtype=np.int64)
         self.hand = 0
 
     def lookup(self, ids: np.ndarray) -> np.ndarray:
-        get = self.slot_of.get
-        slots = np.fromiter((get(i, -1) for i in ids.tolist()), dtype=np.int64, count=len(ids))
+        slots = self.slot_of[ids]
         self.ref[slots[slots >= 0]] = True
         return slots
 
     def insert(self, ids: np.ndarray, rows: np.ndarray) -> None:
         cap = len(self.ids)
-        for i, row in zip(ids.tolist()[:cap], rows[:cap], strict=False):
-            while self.ref[self.hand]:
-                self.ref[self.hand] = False
-                self.hand = (self.hand + 1) % cap
-            old = int(self.ids[self.hand])
-            if old >= 0:
-                del self.slot_of[old]
-            self.ids[self.hand] = i
-            self.rows[self.hand] = row
-            self.slot_of[i] = self.hand
-            self.hand = (self.hand + 1) % cap
+        ids, rows = ids[:cap], rows[:cap]
+        k = len(ids)
+        if not k:
+            return
+        order = np.roll(np.arange(cap), -self.hand)
+        candidates = np.flatnonzero(~self.ref[order])
+        if len(candidates) >= k:
+            last = int(candidates[k - 1])
+            victims = order[candidates[:k]]
+            self.ref[order[:last]] = False  # the hand passed them: second chance used
+        else:
+            last = k - 1
+            victims = order[:k]
+            self.ref[:] = False
+        self.hand = int(order[last] + 1) % cap
+        old = self.ids[victims]
+        self.slot_of[old[old >= 0]] = -1
+        self.ids[victims] = ids
+        self.rows[victims] = rows
+        self.slot_of[ids] = victims
 
     def invalidate(self, ids: np.ndarray) -> None:
-        for i in ids.tolist():
-            slot = self.slot_of.pop(i, None)
-            if slot is not None:
-                self.ids[slot] = -1
-                self.ref[slot] = False
+        slots = self.slot_of[ids]
+        slots = slots[slots >= 0]
+        self.ids[slots] = -1
+        self.ref[slots] = False
+        self.slot_of[ids] = -1

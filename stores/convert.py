@@ -43,7 +43,9 @@ def verify_copy(src: Store, dst: Store) -> None:
     """Raise :class:`StoreCorruptError` unless ``dst`` holds exactly what ``src`` holds."""
     report = dst.verify()
     if not report.ok:
-        raise StoreCorruptError(f"copy in {dst.uri} fails verification: {report.problems[0].message}")
+        raise StoreCorruptError(
+            f"copy in {dst.uri} fails verification: {report.problems[0].message}"
+        )
     for name, spec in src.tables().items():
         step = max(1, CHUNK_BYTES // spec.row_bytes)
         for start in range(0, spec.rows, step):

@@ -29,8 +29,14 @@ class DramStore(Store):
 
     backend = "dram"
 
-    def __init__(self, uri: str, mode: str = "a", durable: bool = True,
-                 folder: Path | None = None, pinned: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str,
+        mode: str = "a",
+        durable: bool = True,
+        folder: Path | None = None,
+        pinned: bool = False,
+    ) -> None:
         super().__init__(uri, mode, durable)
         self.folder = folder
         self.pinned = pinned
@@ -58,20 +64,25 @@ class DramStore(Store):
                 arr = self._alloc(spec)
                 for start in range(0, spec.rows, 1 << 16):
                     ids = np.arange(start, min(spec.rows, start + (1 << 16)), dtype=np.int64)
-                    src.gather(name, ids, out=arr[start:start + len(ids)])
+                    src.gather(name, ids, out=arr[start : start + len(ids)])
                 self._tables[name] = (spec, arr)
             for ns in src.namespaces():
                 self._records[ns] = dict(src.scan(ns))
                 self._sorted[ns] = sorted(self._records[ns])
 
     def save(self, folder: str | Path) -> None:
-        """Write everything to ``folder`` as a ``shards://`` store (atomically replaced)."""
-        from engram_sdk.stores.convert import copy_store
+        """Write everything to ``folder`` as a ``shards://`` store, replacing it atomically."""
         from engram_sdk.stores.shards import ShardStore
 
         folder = Path(folder)
-        with ShardStore(f"shards://{folder}", "w", folder=folder, durable=self.durable) as dst:
-            copy_store(self, dst)
+        snapshot = Pending()
+        for name, (spec, arr) in self._tables.items():
+            snapshot.new_tables[name] = spec
+            if spec.rows:
+                snapshot.rows[name] = [(np.arange(spec.rows, dtype=np.int64), arr)]
+        snapshot.records = {ns: dict(records) for ns, records in self._records.items()}
+        with ShardStore(f"shards://{folder}", "a", folder=folder, durable=self.durable) as dst:
+            dst.replace_all(snapshot)
 
     # ---- primitives ----------------------------------------------------------------------
     def _specs(self) -> dict[str, TableSpec]:

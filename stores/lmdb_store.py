@@ -59,8 +59,15 @@ class LmdbStore(Store):
             self._lock = WriterLock(folder)
             self._lock.acquire()
             size = max(INITIAL_MAP, 2 * _file_size(folder / "data.mdb"))
-            self.env = lmdb.open(str(folder), map_size=size, max_dbs=8, subdir=True,
-                                 sync=durable, metasync=durable, readahead=False)
+            self.env = lmdb.open(
+                str(folder),
+                map_size=size,
+                max_dbs=8,
+                subdir=True,
+                sync=durable,
+                metasync=durable,
+                readahead=False,
+            )
         try:
             self._open_dbs()
         except BaseException:
@@ -144,6 +151,7 @@ class LmdbStore(Store):
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
         rpb = rows_per_block(spec)
         with self._read() as txn:
+
             def block(b: int) -> np.ndarray | None:
                 raw = txn.get(_block_key(spec.name, b), db=self.rows_db)
                 if raw is None:
@@ -205,8 +213,11 @@ class LmdbStore(Store):
                 n = min(rpb, spec.rows - b * rpb)
                 key = _block_key(name, b)
                 old = None if name in pending.new_tables else txn.get(key, db=self.rows_db)
-                rows = (np.zeros((n, spec.dim), spec.storage_dtype) if old is None
-                        else np.frombuffer(old, spec.storage_dtype).reshape(n, spec.dim).copy())
+                rows = (
+                    np.zeros((n, spec.dim), spec.storage_dtype)
+                    if old is None
+                    else np.frombuffer(old, spec.storage_dtype).reshape(n, spec.dim).copy()
+                )
                 rows[ids[idx] - b * rpb] = values[idx]
                 txn.put(key, rows.tobytes(), db=self.rows_db)
         for ns, staged in pending.records.items():
@@ -231,13 +242,17 @@ class LmdbStore(Store):
                     for key, value in cur:
                         if not bytes(key).startswith(prefix):
                             break
-                        b = int.from_bytes(bytes(key)[len(prefix):], "big")
+                        b = int.from_bytes(bytes(key)[len(prefix) :], "big")
                         want = min(rpb, spec.rows - b * rpb) * spec.row_bytes
                         report.checked_bytes += len(value)
                         if b * rpb >= spec.rows or len(value) != want:
-                            report.problems.append(Problem(
-                                file=path, message=f"table {name!r} block {b}: {len(value)} bytes, "
-                                                   f"expected {want}"))
+                            report.problems.append(
+                                Problem(
+                                    file=path,
+                                    message=f"table {name!r} block {b}: {len(value)} bytes, "
+                                    f"expected {want}",
+                                )
+                            )
 
     def _bytes_on_disk(self) -> int:
         return _file_size(self.folder / "data.mdb")

@@ -36,8 +36,17 @@ class WriterLock:
                 f"(open it with mode 'r' to read while it writes)"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            ).encode(),
+            0,
+        )
         self._fd = fd
 
     @staticmethod

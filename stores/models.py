@@ -48,8 +48,12 @@ class TableSpec(BaseModel):
         """torch dtype of this table's values."""
         import torch
 
-        return {"float32": torch.float32, "float16": torch.float16,
-                "bfloat16": torch.bfloat16, "int8": torch.int8}[self.dtype]
+        return {
+            "float32": torch.float32,
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "int8": torch.int8,
+        }[self.dtype]
 
 
 class StoreInfo(BaseModel):

@@ -26,7 +26,12 @@ def encode_segment(records: dict[str, dict[bytes, bytes | None]]) -> bytes:
         nsb = ns.encode()
         for key, value in staged.items():
             val = b"" if value is None else value
-            parts += [_HEAD.pack(0 if value is None else 1, len(nsb), len(key), len(val)), nsb, key, val]
+            parts += [
+                _HEAD.pack(0 if value is None else 1, len(nsb), len(key), len(val)),
+                nsb,
+                key,
+                val,
+            ]
     return b"".join(parts)
 
 
@@ -52,8 +57,8 @@ class RecordIndex:
             pos += _HEAD.size
             if pos + nl + kl + vl > end:
                 raise StoreCorruptError(f"{path} is truncated at offset {pos}")
-            ns = bytes(data[pos:pos + nl]).decode()
-            key = bytes(data[pos + nl:pos + nl + kl])
+            ns = bytes(data[pos : pos + nl]).decode()
+            key = bytes(data[pos + nl : pos + nl + kl])
             entries = self.where.setdefault(ns, {})
             if op == 1:
                 entries[key] = (seg, pos + nl + kl, vl)
@@ -68,7 +73,7 @@ class RecordIndex:
         if loc is None:
             return None
         seg, off, n = loc
-        return bytes(self.maps[seg][off:off + n])
+        return bytes(self.maps[seg][off : off + n])
 
     def scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Records of ``ns`` starting with ``prefix``, in key order."""

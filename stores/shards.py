@@ -36,7 +36,10 @@ MAX_SEGMENTS = 32
 def checksums(data: Any) -> tuple[str, list[str]]:
     """xxh3-64 of the whole buffer and of each CHECK_BLOCK."""
     view = memoryview(data).cast("B")
-    blocks = [xxhash.xxh3_64_hexdigest(view[i:i + CHECK_BLOCK]) for i in range(0, len(view), CHECK_BLOCK)]
+    blocks = [
+        xxhash.xxh3_64_hexdigest(view[i : i + CHECK_BLOCK])
+        for i in range(0, len(view), CHECK_BLOCK)
+    ]
     return xxhash.xxh3_64_hexdigest(view), blocks
 
 
@@ -53,8 +56,9 @@ class ShardStore(Store):
 
     backend = "shards"
 
-    def __init__(self, uri: str, mode: str, folder: Path, durable: bool = True,
-                 verify_reads: bool = True) -> None:
+    def __init__(
+        self, uri: str, mode: str, folder: Path, durable: bool = True, verify_reads: bool = True
+    ) -> None:
         super().__init__(uri, mode, durable)
         self.folder = folder
         self.data_dir = folder / "data"
@@ -80,7 +84,9 @@ class ShardStore(Store):
             try:
                 self._load(fresh=(mode == "w"))
             except FileNotFoundError as exc:
-                raise StoreCorruptError(f"{exc.filename}: file named by the manifest is missing") from exc
+                raise StoreCorruptError(
+                    f"{exc.filename}: file named by the manifest is missing"
+                ) from exc
         if self._lock is not None:
             self._collect_garbage()
 
@@ -88,10 +94,15 @@ class ShardStore(Store):
     def _load(self, fresh: bool) -> None:
         path = self.folder / "manifest.json"
         if fresh or not path.exists():
-            self.manifest: dict[str, Any] = {"magic": MAGIC, "format_version": STORE_FORMAT_VERSION,
-                                             "generation": 0, "tables": {}, "segments": [],
-                                             "namespaces": []}
-            if fresh and path.exists():
+            self.manifest: dict[str, Any] = {
+                "magic": MAGIC,
+                "format_version": STORE_FORMAT_VERSION,
+                "generation": 0,
+                "tables": {},
+                "segments": [],
+                "namespaces": [],
+            }
+            if self.mode != "r":
                 self._publish(self.manifest)
         else:
             try:
@@ -102,7 +113,8 @@ class ShardStore(Store):
             if manifest["format_version"] > STORE_FORMAT_VERSION:
                 raise StoreVersionError(
                     f"{path} has format version {manifest['format_version']}, newer than this "
-                    f"engram-sdk reads ({STORE_FORMAT_VERSION}); upgrade engram-sdk")
+                    f"engram-sdk reads ({STORE_FORMAT_VERSION}); upgrade engram-sdk"
+                )
             self.manifest = manifest
         self._maps: dict[str, np.memmap] = {}
         for table in self.manifest["tables"].values():
@@ -119,15 +131,22 @@ class ShardStore(Store):
         if size != shard["bytes"]:
             raise StoreCorruptError(
                 f"{path} is truncated or overwritten: {size} bytes, expected {shard['bytes']} "
-                f"(first missing byte at offset {min(size, shard['bytes'])})")
-        return np.memmap(path, dtype=np.uint8, mode="r", shape=(size,)) if size else np.zeros(0, np.uint8)
+                f"(first missing byte at offset {min(size, shard['bytes'])})"
+            )
+        return (
+            np.memmap(path, dtype=np.uint8, mode="r", shape=(size,))
+            if size
+            else np.zeros(0, np.uint8)
+        )
 
     def _map_segment(self, seg: dict[str, Any]) -> mmap.mmap | bytes:
         path = self.data_dir / seg["file"]
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size != seg["bytes"]:
-                raise StoreCorruptError(f"{path} is truncated: {size} bytes, expected {seg['bytes']}")
+                raise StoreCorruptError(
+                    f"{path} is truncated: {size} bytes, expected {seg['bytes']}"
+                )
             data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         if self.verify_reads and xxhash.xxh3_64_hexdigest(data) != seg["xxh3"]:
             raise StoreCorruptError(f"{path} fails its xxh3-64 checksum (record segment)")
@@ -181,15 +200,24 @@ class ShardStore(Store):
     def _check_shard(self, shard: dict[str, Any], raw: np.ndarray) -> None:
         whole, blocks = checksums(raw)
         if whole != shard["xxh3"]:
-            bad = next((i for i, (a, b) in enumerate(zip(blocks, shard["blocks"], strict=False)) if a != b), 0)
+            bad = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(blocks, shard["blocks"], strict=False))
+                    if a != b
+                ),
+                0,
+            )
             raise StoreCorruptError(
                 f"{self.data_dir / shard['file']} fails its xxh3-64 checksum: corrupt bytes in "
-                f"[{bad * CHECK_BLOCK}, {(bad + 1) * CHECK_BLOCK}) (offset {bad * CHECK_BLOCK})")
+                f"[{bad * CHECK_BLOCK}, {(bad + 1) * CHECK_BLOCK}) (offset {bad * CHECK_BLOCK})"
+            )
 
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
         table = self.manifest["tables"][spec.name]
-        gather_by_block(row_ids, table["rows_per_shard"],
-                        lambda s: self._shard_rows(spec, table, s), out)
+        gather_by_block(
+            row_ids, table["rows_per_shard"], lambda s: self._shard_rows(spec, table, s), out
+        )
 
     def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
         return [self._index.get(ns, k) for k in keys]
@@ -203,13 +231,24 @@ class ShardStore(Store):
     def _namespaces(self) -> list[str]:
         return list(self.manifest["namespaces"])
 
-    def _commit(self, pending: Pending) -> None:
+    def replace_all(self, pending: Pending) -> None:
+        """Publish exactly ``pending``'s tables and records in one atomic commit."""
+        self._check_writable()
+        with self._write_lock:
+            self._commit(pending, replace=True)
+
+    def _commit(self, pending: Pending, replace: bool = False) -> None:
         manifest = json.loads(json.dumps(self.manifest))
+        if replace:
+            manifest.update(tables={}, segments=[], namespaces=[])
         gen = manifest["generation"] = manifest["generation"] + 1
         for name, spec in pending.new_tables.items():
             rps = max(1, SHARD_BYTES // spec.row_bytes)
-            manifest["tables"][name] = {"spec": spec.model_dump(), "rows_per_shard": rps,
-                                        "shards": [None] * (-(-spec.rows // rps))}
+            manifest["tables"][name] = {
+                "spec": spec.model_dump(),
+                "rows_per_shard": rps,
+                "shards": [None] * (-(-spec.rows // rps)),
+            }
         for name in pending.rows:
             table = manifest["tables"][name]
             spec = TableSpec(**table["spec"])
@@ -221,26 +260,39 @@ class ShardStore(Store):
                 s = int(shard_of[idx[0]])
                 n = min(rps, spec.rows - s * rps)
                 old = table["shards"][s]
-                rows = (np.zeros((n, spec.dim), spec.storage_dtype) if old is None or name in pending.new_tables
-                        else np.array(self._shard_rows(spec, table, s)))
+                rows = (
+                    np.zeros((n, spec.dim), spec.storage_dtype)
+                    if old is None or name in pending.new_tables
+                    else np.array(self._shard_rows(spec, table, s))
+                )
                 rows[ids[idx] - s * rps] = values[idx]
                 fname = f"{name}.{s}.g{gen}.bin"
                 self._write_file(fname, rows)
                 whole, blocks = checksums(rows)
-                table["shards"][s] = {"file": fname, "bytes": rows.nbytes, "xxh3": whole, "blocks": blocks}
+                table["shards"][s] = {
+                    "file": fname,
+                    "bytes": rows.nbytes,
+                    "xxh3": whole,
+                    "blocks": blocks,
+                }
         if pending.records:
             records = pending.records
-            if len(manifest["segments"]) >= MAX_SEGMENTS:  # compact into one segment
+            if (
+                len(manifest["segments"]) >= MAX_SEGMENTS and not replace
+            ):  # compact into one segment
                 merged = self._index.live()
                 for ns, staged in records.items():
                     merged.setdefault(ns, {}).update(staged)
-                records = {ns: {k: v for k, v in m.items() if v is not None} for ns, m in merged.items()}
+                records = {
+                    ns: {k: v for k, v in m.items() if v is not None} for ns, m in merged.items()
+                }
                 manifest["segments"] = []
             data = encode_segment(records)
             fname = f"records.g{gen}.seg"
             self._write_file(fname, data)
-            manifest["segments"].append({"file": fname, "bytes": len(data),
-                                         "xxh3": xxhash.xxh3_64_hexdigest(data)})
+            manifest["segments"].append(
+                {"file": fname, "bytes": len(data), "xxh3": xxhash.xxh3_64_hexdigest(data)}
+            )
             manifest["namespaces"] = sorted(set(manifest["namespaces"]) | set(pending.records))
         if self.durable:
             _fsync_dir(self.data_dir)
@@ -261,9 +313,15 @@ class ShardStore(Store):
                     report.checked_bytes += raw.nbytes
                     self._check_shard(shard, raw)
                 except FileNotFoundError:
-                    report.problems.append(Problem(file=str(path), message=f"missing shard {s} of table {name!r}"))
+                    report.problems.append(
+                        Problem(file=str(path), message=f"missing shard {s} of table {name!r}")
+                    )
                 except StoreCorruptError as exc:
-                    offset = int(str(exc).rsplit("offset ", 1)[1].rstrip(")")) if "offset" in str(exc) else None
+                    offset = (
+                        int(str(exc).rsplit("offset ", 1)[1].rstrip(")"))
+                        if "offset" in str(exc)
+                        else None
+                    )
                     report.problems.append(Problem(file=str(path), offset=offset, message=str(exc)))
         for seg in self.manifest["segments"]:
             path = self.data_dir / seg["file"]
@@ -272,7 +330,9 @@ class ShardStore(Store):
                 data = path.read_bytes()
                 report.checked_bytes += len(data)
                 if len(data) != seg["bytes"] or xxhash.xxh3_64_hexdigest(data) != seg["xxh3"]:
-                    report.problems.append(Problem(file=str(path), message="record segment fails its checksum or size"))
+                    report.problems.append(
+                        Problem(file=str(path), message="record segment fails its checksum or size")
+                    )
             except FileNotFoundError:
                 report.problems.append(Problem(file=str(path), message="missing record segment"))
 

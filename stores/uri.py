@@ -14,7 +14,9 @@ SCHEMES = ("dram", "lmdb", "shards")
 def parse_uri(uri: str) -> tuple[str, Path | None]:
     """Scheme and folder of a store URI (``dram://`` has no folder)."""
     if not isinstance(uri, str) or "://" not in uri:
-        raise InputError(f"store URI {uri!r} must look like dram://, lmdb:///path or shards:///path")
+        raise InputError(
+            f"store URI {uri!r} must look like dram://, lmdb:///path or shards:///path"
+        )
     parsed = urlparse(uri)
     scheme = parsed.scheme
     if scheme not in SCHEMES:
@@ -29,8 +31,9 @@ def parse_uri(uri: str) -> tuple[str, Path | None]:
     return scheme, Path(raw).expanduser().absolute()
 
 
-def open_store(uri: str, mode: str = "a", *, durable: bool = True, cache_rows: int = 0,
-               pinned: bool = False) -> Store:
+def open_store(
+    uri: str, mode: str = "a", *, durable: bool = True, cache_rows: int = 0, pinned: bool = False
+) -> Store:
     """Open a store: ``mode`` is ``"r"`` (read), ``"w"`` (create or truncate) or ``"a"`` (open or create).
 
     ``durable=False`` skips fsync at commit (faster; a crash may lose the last commits, never

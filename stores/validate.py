@@ -76,10 +76,18 @@ def as_storage_array(spec: TableSpec, values: Any, n: int) -> np.ndarray:
         arr = np.asarray(values)
         want = spec.storage_dtype
         if arr.dtype != want:
-            hint = " (bfloat16 rows are given as their raw uint16 bits)" if spec.dtype == "bfloat16" else ""
-            raise InputError(f"values for table {spec.name!r} must be {want}, got {arr.dtype}{hint}")
+            hint = (
+                " (bfloat16 rows are given as their raw uint16 bits)"
+                if spec.dtype == "bfloat16"
+                else ""
+            )
+            raise InputError(
+                f"values for table {spec.name!r} must be {want}, got {arr.dtype}{hint}"
+            )
     if arr.shape != (n, spec.dim):
-        raise InputError(f"values for table {spec.name!r} must have shape ({n}, {spec.dim}), got {arr.shape}")
+        raise InputError(
+            f"values for table {spec.name!r} must have shape ({n}, {spec.dim}), got {arr.shape}"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -91,7 +99,9 @@ def output_view(spec: TableSpec, out: Any, n: int) -> np.ndarray:
         if out.device.type != "cpu":
             raise InputError(f"out must be a CPU tensor (pinned is fine), got device {out.device}")
         if out.dtype != spec.torch_dtype():
-            raise InputError(f"out for table {spec.name!r} must be {spec.torch_dtype()}, got {out.dtype}")
+            raise InputError(
+                f"out for table {spec.name!r} must be {spec.torch_dtype()}, got {out.dtype}"
+            )
         if not out.is_contiguous():
             raise InputError("out must be contiguous")
         view = (out.view(torch.int16) if spec.dtype == "bfloat16" else out).numpy()
@@ -101,14 +111,18 @@ def output_view(spec: TableSpec, out: Any, n: int) -> np.ndarray:
         if not isinstance(view, np.ndarray) or view.dtype != spec.storage_dtype:
             raise InputError(f"out for table {spec.name!r} must be a {spec.storage_dtype} array")
     if view.shape != (n, spec.dim):
-        raise InputError(f"out for table {spec.name!r} must have shape ({n}, {spec.dim}), got {view.shape}")
+        raise InputError(
+            f"out for table {spec.name!r} must have shape ({n}, {spec.dim}), got {view.shape}"
+        )
     return view
 
 
 def check_dtype(dtype: str) -> str:
     """Known row dtypes."""
     if dtype not in STORAGE_DTYPES:
-        raise InputError(f"dtype {dtype!r} is not supported; expected one of {sorted(STORAGE_DTYPES)}")
+        raise InputError(
+            f"dtype {dtype!r} is not supported; expected one of {sorted(STORAGE_DTYPES)}"
+        )
     return dtype
 
 

@@ -1,7 +1,100 @@
-"""`engram` commands of the store part (filled in by its issue)."""
+"""``engram store info|verify|convert``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False, soft_wrap=True)
+store_app = typer.Typer(
+    help="Inspect, verify and convert stores (dram://, lmdb://, shards://).", no_args_is_help=True
+)
+
+
+@store_app.command()
+def info(
+    uri: Annotated[str, typer.Argument(help="store URI")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Tables, record namespaces and size of a store."""
+    from engram_sdk.stores import open_store
+
+    with open_store(uri, "r") as store:
+        data = store.info()
+    if as_json:
+        typer.echo(data.model_dump_json(indent=1))
+        return
+    console.print(
+        f"[bold]{data.uri}[/] ({data.backend}, format {data.format_version}, "
+        f"{_size(data.bytes_on_disk)} on disk)"
+    )
+    table = Table("table", "rows", "dim", "dtype", "bytes")
+    for t in data.tables:
+        table.add_row(t.name, f"{t.rows:,}", str(t.dim), t.dtype, _size(t.nbytes))
+    console.print(table)
+    for ns, n in data.namespaces.items():
+        console.print(f"namespace {ns}: {n:,} records")
+
+
+@store_app.command()
+def verify(uri: Annotated[str, typer.Argument(help="store URI")]) -> None:
+    """Check every checksum; print what is wrong and where. Exit 1 if anything is."""
+    from engram_sdk.stores import open_store
+
+    with open_store(uri, "r") as store:
+        report = store.verify()
+    for p in report.problems:
+        where = f" at offset {p.offset}" if p.offset is not None else ""
+        console.print(f"[red]BAD[/] {p.file}{where}: {p.message}")
+    console.print(
+        f"checked {report.checked_files} files, {_size(report.checked_bytes)}: "
+        + ("[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@store_app.command()
+def convert(
+    src: Annotated[str, typer.Argument(help="source store URI")],
+    dst: Annotated[str, typer.Argument(help="destination store URI (created or replaced)")],
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Copy any store into any other backend, then verify the copy."""
+    from engram_sdk.stores import copy_store, open_store
+    from engram_sdk.stores.errors import InputError
+
+    if src == dst:
+        raise InputError("source and destination are the same store")
+    start = time.perf_counter()
+    with open_store(src, "r") as s, open_store(dst, "w") as d:
+        copied = copy_store(s, d, progress=progress, verify=True)
+    seconds = time.perf_counter() - start
+    if as_json:
+        typer.echo(json.dumps({"bytes": copied, "seconds": seconds}))
+    else:
+        console.print(
+            f"copied and verified {_size(copied)} in {seconds:.2f} s "
+            f"({copied / max(seconds, 1e-9) / 1e6:.0f} MB/s)"
+        )
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``store`` group."""
+    app.add_typer(store_app, name="store")
