@@ -63,7 +63,7 @@ def test_newer_manifest_version_is_refused(tmp_path: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["format_version"] = 99
     path.write_text(json.dumps(manifest))
-    with pytest.raises(StoreVersionError, match="format version 99.*upgrade"):
+    with pytest.raises(StoreVersionError, match=r"format version 99.*upgrade"):
         open_store(uri, "r")
     path.write_text("{not json")
     with pytest.raises(StoreCorruptError, match="manifest.json"):
@@ -86,7 +86,7 @@ def test_path_that_is_a_regular_file(tmp_path: Path, scheme: str) -> None:
     f.write_text("x")
     with pytest.raises(StoreError, match="is a file"):
         open_store(f"{scheme}://{f}", "a")
-    with pytest.raises(StoreError, match="no .*store here"):
+    with pytest.raises(StoreError, match=r"no .*store here"):
         open_store(f"{scheme}://{tmp_path / 'absent'}", "r")
     assert not (tmp_path / "absent").exists()  # reading never creates anything
 
@@ -162,7 +162,7 @@ def test_hostile_names_never_escape_the_folder(tmp_path: Path, name: str) -> Non
 
 
 def test_symlinked_data_file_is_not_followed_for_writing(tmp_path: Path) -> None:
-    uri, shard, _ = make_shards(tmp_path)
+    uri, _, _ = make_shards(tmp_path)
     target = tmp_path / "victim"
     target.write_bytes(b"precious")
     data = tmp_path / "s" / "data"

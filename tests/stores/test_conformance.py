@@ -135,10 +135,7 @@ def test_bad_inputs_fail_before_writing(store) -> None:
 
 
 def test_reopen_keeps_everything(backend: str, tmp_path: Path) -> None:
-    if backend == "dram":
-        uri = f"dram://{tmp_path / 'saved'}"
-    else:
-        uri = uri_for(backend, tmp_path)
+    uri = f"dram://{tmp_path / 'saved'}" if backend == "dram" else uri_for(backend, tmp_path)
     rng = np.random.default_rng(2)
     vals = rng.standard_normal((50, 8)).astype(np.float32)
     with open_store(uri, "a") as s:
