@@ -1,0 +1,240 @@
+"""``Memory``: ingest text and codebases into any store; recall by exact N-gram lookups."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from engram_sdk.errors import InputError
+from engram_sdk.hashing import NgramConfig, NgramHasher
+from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
+from engram_sdk.memory.index import PostingIndex
+from engram_sdk.memory.models import MEMORY_FORMAT_VERSION, Context, Hit, MemoryManifest, Passage
+from engram_sdk.paths import data_dir
+from engram_sdk.stores import Store, StoreVersionError, open_store
+from engram_sdk.tokenizer import Tokenizer, get_tokenizer
+
+META, PASSAGES, SOURCES = "mem.meta", "mem.passage", "mem.source"
+MAX_SCOPE_CHARS = 200
+
+
+def default_uri() -> str:
+    """``$ENGRAM_MEMORY_URI``, else an LMDB store in the per-user data folder."""
+    return os.environ.get("ENGRAM_MEMORY_URI") or f"lmdb://{data_dir() / 'memory'}"
+
+
+def check_label(kind: str, value: Any, max_chars: int = MAX_SCOPE_CHARS) -> str:
+    """Scopes, sources and session ids: non-empty text without NUL or control characters."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{kind} must be a non-empty string, got {value!r}")
+    if len(value) > max_chars:
+        raise InputError(f"{kind} is {len(value)} characters long; at most {max_chars} allowed")
+    if any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise InputError(f"{kind} {value!r} contains control characters or undecodable bytes")
+    return value
+
+
+def source_key(scope_id: int, source: str) -> bytes:
+    """Record key of a source (long sources are hashed to fit a key)."""
+    raw = source.encode("utf-8")
+    body = raw if len(raw) <= 300 else b"#" + xxhash.xxh3_128_digest(raw)
+    return scope_id.to_bytes(4, "big") + body
+
+
+def passage_key(scope_id: int, pid: int) -> bytes:
+    """Record key of a passage."""
+    return scope_id.to_bytes(4, "big") + pid.to_bytes(4, "big")
+
+
+class Memory:
+    """Episodic memory over a store: passages, an N-gram index, sources and sessions.
+
+    Readers are thread-safe; one process writes at a time (the store's writer lock).
+    """
+
+    def __init__(self, store: Store, encoding: str = "cl100k_base") -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        raw = store.get(META, b"manifest")
+        self.manifest = MemoryManifest.model_validate_json(raw) if raw else MemoryManifest(encoding=encoding)
+        if self.manifest.format_version > MEMORY_FORMAT_VERSION:
+            raise StoreVersionError(
+                f"memory in {store.uri} has format {self.manifest.format_version}, newer than this "
+                f"engram-sdk reads ({MEMORY_FORMAT_VERSION})")
+        self.tokenizer: Tokenizer = get_tokenizer(self.manifest.encoding)
+        canon = self.tokenizer.canonical
+        self.hasher = NgramHasher(NgramConfig(
+            vocab_size=canon.size, max_ngram_size=self.manifest.ngram, n_head_per_ngram=1,
+            engram_vocab_size=[2] * (self.manifest.ngram - 1), layer_ids=[0],
+            seed=self.manifest.seed, pad_id=int(canon.table[self.tokenizer.eot_id])))
+        self.index = PostingIndex(store)
+
+    @classmethod
+    def open(cls, uri: str | None = None, mode: str = "a", **options: Any) -> Memory:
+        """Open (or create) a memory; default: an LMDB store under the user data folder."""
+        uri = uri or default_uri()
+        return cls(open_store(uri, mode, **options))
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- internals ------------------------------------------------------------------------
+    def _save_manifest(self) -> None:
+        self.store.put(META, b"manifest", self.manifest.model_dump_json().encode())
+
+    def scope_id(self, scope: str, create: bool = False) -> int | None:
+        """Numeric id of a scope (None if unknown and not created)."""
+        check_label("scope", scope)
+        sid = self.manifest.scopes.get(scope)
+        if sid is None and create:
+            sid = self.manifest.scopes[scope] = len(self.manifest.scopes) + 1
+        return sid
+
+    def fingerprint_sets(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Unique N-gram fingerprints (uint64) of each text."""
+        out = []
+        table = self.tokenizer.canonical.table
+        n = self.manifest.ngram
+        for ids in self.tokenizer.encode_batch(list(texts), num_threads=2):
+            if len(ids) < n:
+                out.append(np.zeros(0, np.uint64))
+                continue
+            canon = table[np.asarray(ids, dtype=np.int64)].astype(np.int64)[None]
+            fps = self.hasher.fingerprints(canon, n)[0, n - 1:]
+            out.append(np.unique(fps.astype(np.uint64)))
+        return out
+
+    def _write_passages(self, scope_id: int, scope: str, chunks: Sequence[Chunk],
+                        sources: Sequence[str], metadata: dict[str, Any] | None = None) -> list[int]:
+        """Store passages and one postings segment for them; returns their ids."""
+        first = self.manifest.next_pid
+        pids = list(range(first, first + len(chunks)))
+        self.manifest.next_pid += len(chunks)
+        self.store.put_many(PASSAGES, [
+            (passage_key(scope_id, pid), Passage(
+                pid=pid, source=src, scope=scope, line_start=c.line_start, line_end=c.line_end,
+                byte_start=c.byte_start, byte_end=c.byte_end, text=c.text,
+                metadata=metadata or {}).model_dump_json().encode())
+            for pid, c, src in zip(pids, chunks, sources, strict=True)])
+        fps = self.fingerprint_sets([c.text for c in chunks])
+        if fps:
+            counts = [len(f) for f in fps]
+            self.index.add(scope_id, self.manifest.next_segment, np.concatenate(fps),
+                           np.repeat(np.asarray(pids, np.uint32), counts))
+            self.manifest.next_segment += 1
+        return pids
+
+    # ---- writing --------------------------------------------------------------------------
+    def add(self, text: str, source: str = "text", metadata: dict[str, Any] | None = None,
+            scope: str = "default") -> list[int]:
+        """Store ``text`` as passages under ``source``; returns their passage ids."""
+        if not isinstance(text, str):
+            raise InputError(f"text must be str, got {type(text).__name__}")
+        check_label("source", source, 4096)
+        with self._lock, self.store.transaction():
+            sid = self.scope_id(scope, create=True)
+            assert sid is not None
+            code = Path(source).suffix.lower() in CODE_SUFFIXES
+            chunks = chunk_text(text, code)
+            pids = self._write_passages(sid, scope, chunks, [source] * len(chunks), metadata)
+            key = source_key(sid, source)
+            old = self.store.get(SOURCES, key)
+            record = json.loads(old) if old else {"source": source, "pids": []}
+            record["pids"] += pids
+            self.store.put(SOURCES, key, json.dumps(record).encode())
+            self._save_manifest()
+        return pids
+
+    def ingest(self, path: str | Path, scope: str = "default", progress: bool = True,
+               max_file_bytes: int = 4 << 20, batch_bytes: int = 8 << 20) -> Any:
+        """Ingest a file or folder incrementally (see :mod:`engram_sdk.memory.ingest`)."""
+        from engram_sdk.memory.ingest import ingest_path
+
+        return ingest_path(self, Path(path), scope, progress, max_file_bytes, batch_bytes)
+
+    def delete(self, source: str | None = None, scope: str | None = None) -> int:
+        """Delete one source (in ``scope``, default "default") or a whole scope; returns passages removed."""
+        if source is None and scope is None:
+            raise InputError("delete needs source=... or scope=...")
+        with self._lock, self.store.transaction():
+            if source is not None:
+                sid = self.scope_id(scope or "default")
+                return 0 if sid is None else self._delete_source(sid, source)
+            sid = self.scope_id(scope)  # type: ignore[arg-type]
+            if sid is None:
+                return 0
+            keys = [k for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))]
+            self.store.delete_many(PASSAGES, keys)
+            self.store.delete_many(SOURCES, [k for k, _ in self.store.scan(SOURCES, sid.to_bytes(4, "big"))])
+            self.index.drop_scope(sid)
+            return len(keys)
+
+    def _delete_source(self, sid: int, source: str) -> int:
+        key = source_key(sid, source)
+        raw = self.store.get(SOURCES, key)
+        if raw is None:
+            return 0
+        pids = json.loads(raw)["pids"]
+        self.store.delete_many(PASSAGES, [passage_key(sid, p) for p in pids])
+        self.store.delete(SOURCES, key)
+        return len(pids)
+
+    def compact(self, scope: str = "default") -> None:
+        """Merge index segments and drop postings of deleted passages."""
+        sid = self.scope_id(scope)
+        if sid is None:
+            return
+        live = {int.from_bytes(k[4:], "big") for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))}
+        with self._lock:
+            self.index.compact(sid, live)
+
+    # ---- reading --------------------------------------------------------------------------
+    def passages(self, scope_id: int, pids: Iterable[int]) -> list[Passage | None]:
+        """Stored passages by id (None where deleted)."""
+        raws = self.store.get_many(PASSAGES, [passage_key(scope_id, int(p)) for p in pids])
+        return [None if r is None else Passage.model_validate_json(r) for r in raws]
+
+    def search(self, query: str, k: int = 10, scope: str = "default", exact_case: bool = False,
+               sources: Sequence[str] | None = None) -> list[Hit]:
+        """Best passages for ``query``: exact phrase matches first, then rarer/longer N-gram overlap."""
+        from engram_sdk.memory.search import search
+
+        return search(self, query, k, scope, exact_case, sources)
+
+    def context(self, query: str, max_tokens: int = 2000, scope: str = "default",
+                tokenizer: Tokenizer | None = None, k: int = 50) -> Context:
+        """The best passages with their sources, assembled under ``max_tokens``."""
+        from engram_sdk.memory.search import assemble_context
+
+        return assemble_context(self, query, max_tokens, scope, tokenizer or self.tokenizer, k)
+
+    def stats(self) -> dict[str, Any]:
+        """Scopes, passages and sources per scope, bytes on disk."""
+        out: dict[str, Any] = {"uri": self.store.uri, "scopes": {}}
+        for scope, sid in self.manifest.scopes.items():
+            prefix = sid.to_bytes(4, "big")
+            out["scopes"][scope] = {"passages": self.store.count(PASSAGES, prefix),
+                                    "sources": self.store.count(SOURCES, prefix),
+                                    "index_segments": self.index.segments(sid)}
+        out["bytes_on_disk"] = self.store.info().bytes_on_disk
+        return out
+
+    def session(self, session_id: str, scope: str = "default") -> Any:
+        """Create or resume a conversation (see :class:`engram_sdk.sessions.Session`)."""
+        from engram_sdk.sessions import Session
+
+        return Session(self, session_id, scope)

@@ -1,0 +1,80 @@
+"""Pydantic models of the memory: its manifest, passages, hits, contexts and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+MEMORY_FORMAT_VERSION = 1
+
+
+class MemoryManifest(BaseModel):
+    """What fixes the memory's addresses; stored in the store, checked at open."""
+
+    format_version: int = MEMORY_FORMAT_VERSION
+    encoding: str = "cl100k_base"
+    ngram: int = 2
+    seed: int = 20240113
+    next_pid: int = 1
+    next_segment: int = 1
+    scopes: dict[str, int] = Field(default_factory=dict)
+
+
+class Passage(BaseModel):
+    """A stored passage."""
+
+    pid: int
+    source: str
+    scope: str
+    line_start: int
+    line_end: int
+    byte_start: int
+    byte_end: int
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hit(BaseModel):
+    """One search result."""
+
+    source: str
+    line_start: int
+    line_end: int
+    score: float
+    snippet: str
+    passage_id: int
+    phrase_match: bool
+    scope: str
+
+
+class Context(BaseModel):
+    """Passages assembled under a token budget, with their sources."""
+
+    query: str
+    text: str
+    tokens: int
+    passages: list[Hit]
+
+
+class IngestReport(BaseModel):
+    """What an ingest did."""
+
+    root: str
+    files_seen: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    passages: int = 0
+    bytes_indexed: int = 0
+    seconds: float = 0.0
+    skipped_binary: list[str] = Field(default_factory=list)
+    skipped_too_large: list[str] = Field(default_factory=list)
+    skipped_special: list[str] = Field(default_factory=list)
+    skipped_outside_links: list[str] = Field(default_factory=list)
+    ignored: int = 0
+
+    @property
+    def mb_per_s(self) -> float:
+        """Indexing throughput."""
+        return self.bytes_indexed / max(self.seconds, 1e-9) / 1e6
