@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+_POOL: ThreadPoolExecutor | None = None
+PARALLEL_MIN_ROWS = 8192
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(
+            max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="engram-gather"
+        )
+    return _POOL
 
 
 def gather_by_block(
@@ -15,7 +29,9 @@ def gather_by_block(
 ) -> None:
     """Fill ``out[i] = row row_ids[i]``; ``block(b)`` returns rows of block b (None: zeros).
 
-    Ids are grouped by block with one argsort, so the Python work is per touched block.
+    Ids are grouped by block with one radix argsort, so the Python work is per touched
+    block; blocks are resolved on the calling thread and the copies (which release the GIL)
+    are spread over a thread pool.
     """
     blocks = row_ids // rows_per_block
     if len(blocks) and blocks.max() < 1 << 16:
@@ -23,13 +39,26 @@ def gather_by_block(
     order = np.argsort(blocks, kind="stable")
     sorted_blocks = blocks[order]
     cuts = np.flatnonzero(np.diff(sorted_blocks)) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [len(order)]])
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        b = int(sorted_blocks[s])
-        idx = order[s:e]
-        rows = block(b)
-        if rows is None:
-            out[idx] = 0
-        else:
-            out[idx] = rows[row_ids[idx] - b * rows_per_block]
+    bounds = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(order)].tolist(), strict=True))
+    local = row_ids[order] - sorted_blocks.astype(np.int64) * rows_per_block
+    jobs = [(s, e, block(int(sorted_blocks[s]))) for s, e in bounds]
+
+    def copy(part: list[tuple[int, int, np.ndarray | None]]) -> None:
+        for s, e, rows in part:
+            if rows is None:
+                out[order[s:e]] = 0
+            else:
+                out[order[s:e]] = rows[local[s:e]]
+
+    workers = _pool()._max_workers
+    if len(row_ids) < PARALLEL_MIN_ROWS or workers == 1 or len(jobs) == 1:
+        copy(jobs)
+        return
+    if len(jobs) < workers:  # few big blocks: split each block's rows instead
+        jobs = [
+            (a, min(a + (e - s + workers - 1) // workers, e), rows)
+            for s, e, rows in jobs
+            for a in range(s, e, (e - s + workers - 1) // workers)
+        ]
+    parts = [jobs[i::workers] for i in range(workers)]
+    list(_pool().map(copy, parts))
