@@ -11,7 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
-StoreOpt = Annotated[str | None, typer.Option("--store", help="memory store URI (default: $ENGRAM_MEMORY_URI or the user data folder)")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help="memory store URI (default: $ENGRAM_MEMORY_URI or the user data folder)"
+    ),
+]
 ScopeOpt = Annotated[str, typer.Option("--scope", help="scope (user, agent, session or any label)")]
 
 
@@ -21,33 +26,47 @@ def _open(store: str | None, mode: str = "a"):
     return Memory.open(store, mode)
 
 
-def ingest(path: Annotated[Path, typer.Argument(help="file or folder to ingest")],
-           store: StoreOpt = None, scope: ScopeOpt = "default",
-           progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def ingest(
+    path: Annotated[Path, typer.Argument(help="file or folder to ingest")],
+    store: StoreOpt = None,
+    scope: ScopeOpt = "default",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Ingest a file or a codebase (incremental; honours .gitignore and .engramignore)."""
     with _open(store) as mem:
         report = mem.ingest(path, scope=scope, progress=progress)
     if as_json:
         typer.echo(report.model_dump_json())
         return
-    console.print(f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
-                  f"{report.files_removed} removed, {report.passages} passages, "
-                  f"{report.bytes_indexed / 1e6:.1f} MB in {report.seconds:.1f} s ({report.mb_per_s:.1f} MB/s)")
-    skipped = [("binary", report.skipped_binary), ("too large", report.skipped_too_large),
-               ("special files", report.skipped_special), ("links out of the root", report.skipped_outside_links)]
+    console.print(
+        f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
+        f"{report.files_removed} removed, {report.passages} passages, "
+        f"{report.bytes_indexed / 1e6:.1f} MB in {report.seconds:.1f} s ({report.mb_per_s:.1f} MB/s)"
+    )
+    skipped = [
+        ("binary", report.skipped_binary),
+        ("too large", report.skipped_too_large),
+        ("special files", report.skipped_special),
+        ("links out of the root", report.skipped_outside_links),
+    ]
     for what, items in skipped:
         if items:
-            console.print(f"skipped {len(items)} {what}: {', '.join(items[:5])}{' …' if len(items) > 5 else ''}")
+            console.print(
+                f"skipped {len(items)} {what}: {', '.join(items[:5])}{' …' if len(items) > 5 else ''}"
+            )
     if report.ignored:
         console.print(f"ignored {report.ignored} paths (.gitignore/.engramignore)")
 
 
-def search(query: Annotated[str, typer.Argument(help="identifier or phrase")],
-           k: Annotated[int, typer.Option("-k", help="number of hits")] = 10,
-           store: StoreOpt = None, scope: ScopeOpt = "default",
-           exact_case: Annotated[bool, typer.Option("--exact-case")] = False,
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def search(
+    query: Annotated[str, typer.Argument(help="identifier or phrase")],
+    k: Annotated[int, typer.Option("-k", help="number of hits")] = 10,
+    store: StoreOpt = None,
+    scope: ScopeOpt = "default",
+    exact_case: Annotated[bool, typer.Option("--exact-case")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Where a phrase or identifier occurs: source, line, score, snippet."""
     with _open(store, "r") as mem:
         hits = mem.search(query, k=k, scope=scope, exact_case=exact_case)
@@ -60,20 +79,28 @@ def search(query: Annotated[str, typer.Argument(help="identifier or phrase")],
     console.print(table if hits else "no hits")
 
 
-def context(query: Annotated[str, typer.Argument(help="question or topic")],
-            max_tokens: Annotated[int, typer.Option("--max-tokens", help="token budget")] = 2000,
-            store: StoreOpt = None, scope: ScopeOpt = "default",
-            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def context(
+    query: Annotated[str, typer.Argument(help="question or topic")],
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="token budget")] = 2000,
+    store: StoreOpt = None,
+    scope: ScopeOpt = "default",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """The best passages with their sources, assembled under a token budget."""
     with _open(store, "r") as mem:
         ctx = mem.context(query, max_tokens=max_tokens, scope=scope)
     typer.echo(ctx.model_dump_json() if as_json else ctx.text)
 
 
-def chat(session: Annotated[str, typer.Option("--session", help="session id (created or resumed)")],
-         store: StoreOpt = None, scope: ScopeOpt = "default",
-         model: Annotated[Path | None, typer.Option("--model", help="built-in model checkpoint folder")] = None,
-         max_new_tokens: Annotated[int, typer.Option(help="tokens per reply")] = 64) -> None:
+def chat(
+    session: Annotated[str, typer.Option("--session", help="session id (created or resumed)")],
+    store: StoreOpt = None,
+    scope: ScopeOpt = "default",
+    model: Annotated[
+        Path | None, typer.Option("--model", help="built-in model checkpoint folder")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per reply")] = 64,
+) -> None:
     """Talk in a session; turns persist, earlier sessions in the scope are recalled as context."""
     import sys
 
@@ -84,7 +111,9 @@ def chat(session: Annotated[str, typer.Option("--session", help="session id (cre
         llm = load_checkpoint(model)
     with _open(store) as mem:
         s = mem.session(session, scope=scope)
-        console.print(f"session {session!r} in scope {scope!r}: {len(s.turns())} earlier turns. Ctrl-D ends.")
+        console.print(
+            f"session {session!r} in scope {scope!r}: {len(s.turns())} earlier turns. Ctrl-D ends."
+        )
         for line in sys.stdin:
             message = line.rstrip("\n")
             if not message:
@@ -98,11 +127,15 @@ def chat(session: Annotated[str, typer.Option("--session", help="session id (cre
                 console.print(f"[bold]assistant:[/] {reply.content}")
 
 
-sessions_app = typer.Typer(help="List, show, delete, export and import sessions.", no_args_is_help=True)
+sessions_app = typer.Typer(
+    help="List, show, delete, export and import sessions.", no_args_is_help=True
+)
 
 
 @sessions_app.command("ls")
-def sessions_ls(store: StoreOpt = None, scope: Annotated[str | None, typer.Option("--scope")] = None) -> None:
+def sessions_ls(
+    store: StoreOpt = None, scope: Annotated[str | None, typer.Option("--scope")] = None
+) -> None:
     """List sessions."""
     from engram_sdk.sessions import list_sessions
 
@@ -127,17 +160,24 @@ def sessions_rm(session: str, store: StoreOpt = None, scope: ScopeOpt = "default
 
 
 @sessions_app.command("export")
-def sessions_export(session: str, out: Annotated[Path, typer.Argument(help="JSONL file to write")],
-                    store: StoreOpt = None, scope: ScopeOpt = "default") -> None:
+def sessions_export(
+    session: str,
+    out: Annotated[Path, typer.Argument(help="JSONL file to write")],
+    store: StoreOpt = None,
+    scope: ScopeOpt = "default",
+) -> None:
     """Export a session as JSONL (with a format version)."""
     with _open(store, "r") as mem:
         console.print(f"wrote {mem.session(session, scope).export(out)} turns to {out}")
 
 
 @sessions_app.command("import")
-def sessions_import(path: Annotated[Path, typer.Argument(help="JSONL export")],
-                    store: StoreOpt = None, session: Annotated[str | None, typer.Option("--session")] = None,
-                    scope: Annotated[str | None, typer.Option("--scope")] = None) -> None:
+def sessions_import(
+    path: Annotated[Path, typer.Argument(help="JSONL export")],
+    store: StoreOpt = None,
+    session: Annotated[str | None, typer.Option("--session")] = None,
+    scope: Annotated[str | None, typer.Option("--scope")] = None,
+) -> None:
     """Import a JSONL export as a new session."""
     from engram_sdk.sessions import import_session
 

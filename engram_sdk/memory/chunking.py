@@ -6,9 +6,43 @@ import re
 from dataclasses import dataclass
 
 CODE_SUFFIXES = {
-    ".py", ".pyi", ".c", ".h", ".cc", ".cpp", ".hpp", ".cu", ".rs", ".go", ".java", ".kt", ".js",
-    ".ts", ".tsx", ".jsx", ".rb", ".php", ".swift", ".scala", ".sh", ".bash", ".lua", ".pl", ".r",
-    ".jl", ".zig", ".cs", ".m", ".sql", ".toml", ".yaml", ".yml", ".json", ".cfg", ".ini", ".mk",
+    ".py",
+    ".pyi",
+    ".c",
+    ".h",
+    ".cc",
+    ".cpp",
+    ".hpp",
+    ".cu",
+    ".rs",
+    ".go",
+    ".java",
+    ".kt",
+    ".js",
+    ".ts",
+    ".tsx",
+    ".jsx",
+    ".rb",
+    ".php",
+    ".swift",
+    ".scala",
+    ".sh",
+    ".bash",
+    ".lua",
+    ".pl",
+    ".r",
+    ".jl",
+    ".zig",
+    ".cs",
+    ".m",
+    ".sql",
+    ".toml",
+    ".yaml",
+    ".yml",
+    ".json",
+    ".cfg",
+    ".ini",
+    ".mk",
 }
 _TOP_LEVEL = re.compile(
     r"^(def |class |async def |fn |pub |func |function |struct |enum |impl |interface |"
@@ -54,7 +88,8 @@ def chunk_text(text: str, code: bool, max_lines: int = 60, max_chars: int = 3000
         n_here = i - start
         blank = not line.strip()
         boundary = (code and _TOP_LEVEL.match(line) and n_here >= min_lines) or (
-            blank and n_here >= min_lines and (not code or n_here >= max_lines // 3))
+            blank and n_here >= min_lines and (not code or n_here >= max_lines // 3)
+        )
         if boundary or n_here >= max_lines or size + len(line) > max_chars:
             flush(i)
         size += len(line)

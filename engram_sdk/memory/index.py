@@ -21,7 +21,9 @@ _HEADER = np.dtype("<u4")
 
 def encode(fps: np.ndarray, pids: np.ndarray) -> bytes:
     """Sorted pairs as ``n | fps (u8) | pids (u4)``."""
-    return np.uint32(len(fps)).tobytes() + fps.astype("<u8").tobytes() + pids.astype("<u4").tobytes()
+    return (
+        np.uint32(len(fps)).tobytes() + fps.astype("<u8").tobytes() + pids.astype("<u4").tobytes()
+    )
 
 
 def decode(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +76,10 @@ class PostingIndex:
             found = []
             for _key, raw in self.store.scan(NS, self._prefix(scope_id, b)):
                 seg_fps, seg_pids = decode(raw)
-                lo, hi = np.searchsorted(seg_fps, fp_u, "left"), np.searchsorted(seg_fps, fp_u, "right")
+                lo, hi = (
+                    np.searchsorted(seg_fps, fp_u, "left"),
+                    np.searchsorted(seg_fps, fp_u, "right"),
+                )
                 if hi > lo:
                     found.append(seg_pids[lo:hi])
             out[int(fp)] = np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
@@ -106,7 +111,9 @@ class PostingIndex:
                 self.store.delete_many(NS, [k for k, _ in entries])
                 if len(fps):
                     order = np.lexsort((pids, fps))
-                    self.store.put(NS, head + (0).to_bytes(4, "big"), encode(fps[order], pids[order]))
+                    self.store.put(
+                        NS, head + (0).to_bytes(4, "big"), encode(fps[order], pids[order])
+                    )
 
     def drop_scope(self, scope_id: int) -> None:
         """Delete every posting of a scope."""

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
 
 
-def ingest_path(mem: Memory, root: Path, scope: str, progress: bool, max_file_bytes: int,
-                batch_bytes: int) -> IngestReport:
+def ingest_path(
+    mem: Memory, root: Path, scope: str, progress: bool, max_file_bytes: int, batch_bytes: int
+) -> IngestReport:
     """Ingest ``root`` (a file or a folder) into ``scope``."""
     from engram_sdk.memory.memory import SOURCES, source_key
 
@@ -44,7 +45,9 @@ def ingest_path(mem: Memory, root: Path, scope: str, progress: bool, max_file_by
         sid = mem.scope_id(scope, create=True)
         assert sid is not None
         prefix = source_key(sid, str(root) + ("/" if root.is_dir() else ""))
-        known = {k: json.loads(v) for k, v in mem.store.scan(SOURCES, prefix)} if root.is_dir() else {}
+        known = (
+            {k: json.loads(v) for k, v in mem.store.scan(SOURCES, prefix)} if root.is_dir() else {}
+        )
         seen: set[bytes] = set()
         batch: list[tuple[WalkedFile, bytes, str]] = []
         pending = 0
@@ -99,8 +102,13 @@ def _get_json(mem: Memory, key: bytes) -> dict[str, Any] | None:
     return None if raw is None else json.loads(raw)
 
 
-def _commit_batch(mem: Memory, sid: int, scope: str, batch: list[tuple[WalkedFile, bytes, str]],
-                  report: IngestReport) -> None:
+def _commit_batch(
+    mem: Memory,
+    sid: int,
+    scope: str,
+    batch: list[tuple[WalkedFile, bytes, str]],
+    report: IngestReport,
+) -> None:
     """One transaction: drop the old versions, write passages, postings and source records."""
     from engram_sdk.memory.memory import SOURCES
 
@@ -116,13 +124,23 @@ def _commit_batch(mem: Memory, sid: int, scope: str, batch: list[tuple[WalkedFil
             owners.append((f, key, digest))
             report.bytes_indexed += f.size
         flat = [c for chunks in all_chunks for c in chunks]
-        sources = [str(f.path) for (f, _, _), chunks in zip(owners, all_chunks, strict=True) for _ in chunks]
+        sources = [
+            str(f.path)
+            for (f, _, _), chunks in zip(owners, all_chunks, strict=True)
+            for _ in chunks
+        ]
         pids = mem._write_passages(sid, scope, flat, sources)
         start = 0
         for (f, key, digest), chunks in zip(owners, all_chunks, strict=True):
-            mine = pids[start:start + len(chunks)]
+            mine = pids[start : start + len(chunks)]
             start += len(chunks)
-            record = {"source": str(f.path), "size": f.size, "mtime_ns": f.mtime_ns, "xxh3": digest, "pids": mine}
+            record = {
+                "source": str(f.path),
+                "size": f.size,
+                "mtime_ns": f.mtime_ns,
+                "xxh3": digest,
+                "pids": mine,
+            }
             mem.store.put(SOURCES, key, json.dumps(record).encode())
         report.files_indexed += len(batch)
         report.passages += len(flat)

@@ -63,17 +63,27 @@ class Memory:
         self.store = store
         self._lock = threading.RLock()
         raw = store.get(META, b"manifest")
-        self.manifest = MemoryManifest.model_validate_json(raw) if raw else MemoryManifest(encoding=encoding)
+        self.manifest = (
+            MemoryManifest.model_validate_json(raw) if raw else MemoryManifest(encoding=encoding)
+        )
         if self.manifest.format_version > MEMORY_FORMAT_VERSION:
             raise StoreVersionError(
                 f"memory in {store.uri} has format {self.manifest.format_version}, newer than this "
-                f"engram-sdk reads ({MEMORY_FORMAT_VERSION})")
+                f"engram-sdk reads ({MEMORY_FORMAT_VERSION})"
+            )
         self.tokenizer: Tokenizer = get_tokenizer(self.manifest.encoding)
         canon = self.tokenizer.canonical
-        self.hasher = NgramHasher(NgramConfig(
-            vocab_size=canon.size, max_ngram_size=self.manifest.ngram, n_head_per_ngram=1,
-            engram_vocab_size=[2] * (self.manifest.ngram - 1), layer_ids=[0],
-            seed=self.manifest.seed, pad_id=int(canon.table[self.tokenizer.eot_id])))
+        self.hasher = NgramHasher(
+            NgramConfig(
+                vocab_size=canon.size,
+                max_ngram_size=self.manifest.ngram,
+                n_head_per_ngram=1,
+                engram_vocab_size=[2] * (self.manifest.ngram - 1),
+                layer_ids=[0],
+                seed=self.manifest.seed,
+                pad_id=int(canon.table[self.tokenizer.eot_id]),
+            )
+        )
         self.index = PostingIndex(store)
 
     @classmethod
@@ -114,33 +124,64 @@ class Memory:
                 out.append(np.zeros(0, np.uint64))
                 continue
             canon = table[np.asarray(ids, dtype=np.int64)].astype(np.int64)[None]
-            fps = self.hasher.fingerprints(canon, n)[0, n - 1:]
+            fps = self.hasher.fingerprints(canon, n)[0, n - 1 :]
             out.append(np.unique(fps.astype(np.uint64)))
         return out
 
-    def _write_passages(self, scope_id: int, scope: str, chunks: Sequence[Chunk],
-                        sources: Sequence[str], metadata: dict[str, Any] | None = None) -> list[int]:
+    def _write_passages(
+        self,
+        scope_id: int,
+        scope: str,
+        chunks: Sequence[Chunk],
+        sources: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+    ) -> list[int]:
         """Store passages and one postings segment for them; returns their ids."""
         first = self.manifest.next_pid
         pids = list(range(first, first + len(chunks)))
         self.manifest.next_pid += len(chunks)
-        self.store.put_many(PASSAGES, [
-            (passage_key(scope_id, pid), Passage(
-                pid=pid, source=src, scope=scope, line_start=c.line_start, line_end=c.line_end,
-                byte_start=c.byte_start, byte_end=c.byte_end, text=c.text,
-                metadata=metadata or {}).model_dump_json().encode())
-            for pid, c, src in zip(pids, chunks, sources, strict=True)])
+        self.store.put_many(
+            PASSAGES,
+            [
+                (
+                    passage_key(scope_id, pid),
+                    Passage(
+                        pid=pid,
+                        source=src,
+                        scope=scope,
+                        line_start=c.line_start,
+                        line_end=c.line_end,
+                        byte_start=c.byte_start,
+                        byte_end=c.byte_end,
+                        text=c.text,
+                        metadata=metadata or {},
+                    )
+                    .model_dump_json()
+                    .encode(),
+                )
+                for pid, c, src in zip(pids, chunks, sources, strict=True)
+            ],
+        )
         fps = self.fingerprint_sets([c.text for c in chunks])
         if fps:
             counts = [len(f) for f in fps]
-            self.index.add(scope_id, self.manifest.next_segment, np.concatenate(fps),
-                           np.repeat(np.asarray(pids, np.uint32), counts))
+            self.index.add(
+                scope_id,
+                self.manifest.next_segment,
+                np.concatenate(fps),
+                np.repeat(np.asarray(pids, np.uint32), counts),
+            )
             self.manifest.next_segment += 1
         return pids
 
     # ---- writing --------------------------------------------------------------------------
-    def add(self, text: str, source: str = "text", metadata: dict[str, Any] | None = None,
-            scope: str = "default") -> list[int]:
+    def add(
+        self,
+        text: str,
+        source: str = "text",
+        metadata: dict[str, Any] | None = None,
+        scope: str = "default",
+    ) -> list[int]:
         """Store ``text`` as passages under ``source``; returns their passage ids."""
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
@@ -159,8 +200,14 @@ class Memory:
             self._save_manifest()
         return pids
 
-    def ingest(self, path: str | Path, scope: str = "default", progress: bool = True,
-               max_file_bytes: int = 4 << 20, batch_bytes: int = 8 << 20) -> Any:
+    def ingest(
+        self,
+        path: str | Path,
+        scope: str = "default",
+        progress: bool = True,
+        max_file_bytes: int = 4 << 20,
+        batch_bytes: int = 8 << 20,
+    ) -> Any:
         """Ingest a file or folder incrementally (see :mod:`engram_sdk.memory.ingest`)."""
         from engram_sdk.memory.ingest import ingest_path
 
@@ -179,7 +226,9 @@ class Memory:
                 return 0
             keys = [k for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))]
             self.store.delete_many(PASSAGES, keys)
-            self.store.delete_many(SOURCES, [k for k, _ in self.store.scan(SOURCES, sid.to_bytes(4, "big"))])
+            self.store.delete_many(
+                SOURCES, [k for k, _ in self.store.scan(SOURCES, sid.to_bytes(4, "big"))]
+            )
             self.index.drop_scope(sid)
             return len(keys)
 
@@ -198,7 +247,10 @@ class Memory:
         sid = self.scope_id(scope)
         if sid is None:
             return
-        live = {int.from_bytes(k[4:], "big") for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))}
+        live = {
+            int.from_bytes(k[4:], "big")
+            for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))
+        }
         with self._lock:
             self.index.compact(sid, live)
 
@@ -208,15 +260,27 @@ class Memory:
         raws = self.store.get_many(PASSAGES, [passage_key(scope_id, int(p)) for p in pids])
         return [None if r is None else Passage.model_validate_json(r) for r in raws]
 
-    def search(self, query: str, k: int = 10, scope: str = "default", exact_case: bool = False,
-               sources: Sequence[str] | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        scope: str = "default",
+        exact_case: bool = False,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
         """Best passages for ``query``: exact phrase matches first, then rarer/longer N-gram overlap."""
         from engram_sdk.memory.search import search
 
         return search(self, query, k, scope, exact_case, sources)
 
-    def context(self, query: str, max_tokens: int = 2000, scope: str = "default",
-                tokenizer: Tokenizer | None = None, k: int = 50) -> Context:
+    def context(
+        self,
+        query: str,
+        max_tokens: int = 2000,
+        scope: str = "default",
+        tokenizer: Tokenizer | None = None,
+        k: int = 50,
+    ) -> Context:
         """The best passages with their sources, assembled under ``max_tokens``."""
         from engram_sdk.memory.search import assemble_context
 
@@ -227,9 +291,11 @@ class Memory:
         out: dict[str, Any] = {"uri": self.store.uri, "scopes": {}}
         for scope, sid in self.manifest.scopes.items():
             prefix = sid.to_bytes(4, "big")
-            out["scopes"][scope] = {"passages": self.store.count(PASSAGES, prefix),
-                                    "sources": self.store.count(SOURCES, prefix),
-                                    "index_segments": self.index.segments(sid)}
+            out["scopes"][scope] = {
+                "passages": self.store.count(PASSAGES, prefix),
+                "sources": self.store.count(SOURCES, prefix),
+                "index_segments": self.index.segments(sid),
+            }
         out["bytes_on_disk"] = self.store.info().bytes_on_disk
         return out
 

@@ -48,7 +48,12 @@ def _load_spec(folder: Path) -> pathspec.PathSpec | None:
                 patterns += f.read_text(errors="replace").splitlines()
             except OSError:
                 continue
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns) if patterns else None
+    if not patterns:
+        return None
+    try:
+        return pathspec.PathSpec.from_lines("gitignore", patterns)
+    except (KeyError, LookupError):  # pathspec < 0.12 names it gitwildmatch
+        return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
 
 
 def is_binary(path: Path) -> bool:
@@ -57,7 +62,9 @@ def is_binary(path: Path) -> bool:
         return b"\x00" in fh.read(8192)
 
 
-def walk(root: Path, max_bytes: int = 4 << 20, report: WalkReport | None = None) -> Iterator[WalkedFile]:
+def walk(
+    root: Path, max_bytes: int = 4 << 20, report: WalkReport | None = None
+) -> Iterator[WalkedFile]:
     """Yield ingestible files under ``root`` in a stable order."""
     root = root.resolve()
     report = report if report is not None else WalkReport()

@@ -64,8 +64,13 @@ class Session:
         """Source name under which this session's turns are remembered."""
         return f"session:{self.id}"
 
-    def append(self, role: Role, content: str, metadata: dict[str, Any] | None = None,
-               token_ids: Sequence[int] | None = None) -> Turn:
+    def append(
+        self,
+        role: Role,
+        content: str,
+        metadata: dict[str, Any] | None = None,
+        token_ids: Sequence[int] | None = None,
+    ) -> Turn:
         """Append one turn durably (it is committed when this returns) and remember it."""
         if role not in ("system", "user", "assistant", "tool"):
             raise InputError(f"role must be system, user, assistant or tool, got {role!r}")
@@ -75,23 +80,47 @@ class Session:
         with store.transaction():
             if self.info is None:
                 self.info = SessionInfo(id=self.id, scope=self.scope, created=time.time())
-            ids = list(token_ids) if token_ids is not None else self.memory.tokenizer.encode(content)
-            turn = Turn(seq=self.info.turns, role=role, content=content, token_ids=ids,
-                        timestamp=time.time(), metadata=metadata or {})
-            store.put(TURNS, self.key + b"\x00" + turn.seq.to_bytes(8, "big"), turn.model_dump_json().encode())
+            ids = (
+                list(token_ids) if token_ids is not None else self.memory.tokenizer.encode(content)
+            )
+            turn = Turn(
+                seq=self.info.turns,
+                role=role,
+                content=content,
+                token_ids=ids,
+                timestamp=time.time(),
+                metadata=metadata or {},
+            )
+            store.put(
+                TURNS,
+                self.key + b"\x00" + turn.seq.to_bytes(8, "big"),
+                turn.model_dump_json().encode(),
+            )
             self.info.turns += 1
             store.put(META, self.key, self.info.model_dump_json().encode())
             if content.strip():
-                self.memory.add(content, source=self.source, scope=self.scope,
-                                metadata={"session": self.id, "role": role, "seq": turn.seq})
+                self.memory.add(
+                    content,
+                    source=self.source,
+                    scope=self.scope,
+                    metadata={"session": self.id, "role": role, "seq": turn.seq},
+                )
         return turn
 
     def turns(self) -> list[Turn]:
         """Every turn, in order."""
-        return [Turn.model_validate_json(v) for _, v in self.memory.store.scan(TURNS, self.key + b"\x00")]
+        return [
+            Turn.model_validate_json(v)
+            for _, v in self.memory.store.scan(TURNS, self.key + b"\x00")
+        ]
 
-    def recall(self, query: str, k: int = 5, sources: Sequence[str] | None = None,
-               include_self: bool = False) -> list[Hit]:
+    def recall(
+        self,
+        query: str,
+        k: int = 5,
+        sources: Sequence[str] | None = None,
+        include_self: bool = False,
+    ) -> list[Hit]:
         """Passages from earlier sessions in this scope (and ``sources``, if given) relevant to ``query``."""
         hits = self.memory.search(query, k=k * 4, scope=self.scope)
         out = []
@@ -99,7 +128,7 @@ class Session:
             mine = h.source == self.source
             other_session = h.source.startswith("session:") and not mine
             allowed = sources is not None and h.source in sources
-            if (other_session or allowed or (include_self and mine)):
+            if other_session or allowed or (include_self and mine):
                 out.append(h)
         return out[:k]
 
@@ -161,8 +190,9 @@ def list_sessions(memory: Memory, scope: str | None = None) -> Iterator[SessionI
         yield SessionInfo.model_validate_json(raw)
 
 
-def import_session(memory: Memory, path: str | Path, session_id: str | None = None,
-                   scope: str | None = None) -> Session:
+def import_session(
+    memory: Memory, path: str | Path, session_id: str | None = None, scope: str | None = None
+) -> Session:
     """Read a JSONL export into a new session (the format version is checked)."""
     lines = Path(path).read_text().splitlines()
     try:
@@ -170,8 +200,10 @@ def import_session(memory: Memory, path: str | Path, session_id: str | None = No
     except (IndexError, KeyError, ValueError) as exc:
         raise InputError(f"{path} is not a session export (no header line)") from exc
     if header.format_version > SESSION_FORMAT_VERSION:
-        raise InputError(f"{path} has session format {header.format_version}, newer than "
-                         f"{SESSION_FORMAT_VERSION}; upgrade engram-sdk")
+        raise InputError(
+            f"{path} has session format {header.format_version}, newer than "
+            f"{SESSION_FORMAT_VERSION}; upgrade engram-sdk"
+        )
     session = Session(memory, session_id or header.id, scope or header.scope)
     if session.info is not None:
         raise InputError(f"session {session.id!r} already exists in scope {session.scope!r}")
