@@ -1,0 +1,204 @@
+"""Token counters and the length fitter.
+
+RULER grows the haystack until ``tokens(prompt) + tokens_to_generate`` reaches the target
+length, re-tokenizing the whole prompt at every binary-search step. Here every haystack
+unit is tokenized once (``unit + joiner``), prefix sums of those counts predict the prompt
+length for any number of units, and the full prompt is tokenized only to confirm (usually
+once or twice). Result: ``length - tolerance <= tokens(prompt) + tokens_to_generate <= length``
+with ``tolerance = max(32, length // 100)`` (1%), unless single units are coarser than that.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from engram_sdk.errors import InputError, MissingDependencyError
+
+
+class TokenCounter(Protocol):
+    """Counts tokens the way the model under test sees them."""
+
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]: ...
+
+
+class TiktokenCounter:
+    """Counts with a tiktoken encoding (default ``cl100k_base``, offline)."""
+
+    def __init__(self, encoding: str = "cl100k_base") -> None:
+        from engram_sdk.tokenizer import get_tokenizer
+
+        tok = get_tokenizer(encoding)
+        self._encode = tok.encoding.encode_ordinary  # special-token text counts as plain text
+        self.name = f"tiktoken:{tok.name}"
+
+    def count(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        # one call per text: cheaper than a thread pool's per-item overhead for short units
+        enc = self._encode
+        return [len(enc(t)) for t in texts]
+
+
+class HFCounter:
+    """Counts with a Hugging Face tokenizer (no special tokens added)."""
+
+    def __init__(self, tokenizer: object, name: str = "hf") -> None:
+        self._tok = tokenizer
+        self.name = f"hf:{name}"
+
+    def count(self, text: str) -> int:
+        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(x) for x in self._tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def get_counter(spec: str = "cl100k_base") -> TokenCounter:
+    """``cl100k_base`` (or another tiktoken encoding name) or ``hf:<path or id>``."""
+    if spec.startswith("hf:"):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "hf tokenizers need transformers: pip install 'engram-sdk[hf]'"
+            ) from exc
+        return HFCounter(AutoTokenizer.from_pretrained(spec[3:]), spec[3:])
+    return TiktokenCounter(spec.removeprefix("tiktoken:"))
+
+
+def tolerance_for(length: int) -> int:
+    """How far below ``length`` a fitted sample may end: 1% of it, at least 32 tokens."""
+    return max(32, length // 100)
+
+
+@dataclass
+class Fitted:
+    """A prompt fitted to a token budget."""
+
+    text: str
+    tokens: int  # exact token count of ``text``
+    n_units: int
+
+
+Builder = Callable[[list[str], np.ndarray], str]
+
+
+def fit_units(
+    build: Builder,
+    units: Iterator[str],
+    joiner: str,
+    counter: TokenCounter,
+    budget: int,
+    tolerance: int,
+    min_units: int = 0,
+) -> Fitted:
+    """Largest prompt ``build(units[:n], counts[:n])`` whose token count is ``<= budget``.
+
+    ``build`` gets the first ``n`` haystack units and their token counts (``unit + joiner``)
+    and returns the whole prompt. ``units`` is consumed lazily, in growing batches. A unit
+    is counted with its joiner on the side where tiktoken-style pre-tokenizers merge it
+    (a space joins the next word, a newline the previous punctuation), so predictions are
+    nearly exact and the full prompt is usually tokenized once.
+    """
+    if budget <= 0:
+        raise InputError(f"token budget must be positive, got {budget}")
+    base = counter.count(build([], np.zeros(0, dtype=np.int64)))
+    if base > budget:
+        raise InputError(
+            f"the prompt without any haystack already has {base} tokens, more than the "
+            f"budget of {budget}: ask for a longer length"
+        )
+    pulled: list[str] = []
+    counts: list[int] = []
+    total = 0
+    batch = 64
+    while base + total < budget + tolerance:  # a little spare for the correction steps
+        chunk = list(itertools.islice(units, batch))
+        if not chunk:
+            break
+        cs = counter.count_batch([joiner + u if joiner == " " else u + joiner for u in chunk])
+        pulled.extend(chunk)
+        counts.extend(cs)
+        total += sum(cs)
+        batch = min(batch * 2, 65536)
+    arr = np.asarray(counts, dtype=np.int64)
+    prefix = np.concatenate([[0], np.cumsum(arr)])
+
+    def predict_n(target: int) -> int:  # most units whose predicted total is <= target
+        return max(min_units, int(np.searchsorted(prefix, target - base, side="right")) - 1)
+
+    n = predict_n(budget)
+    lo_bad = len(pulled) + 1  # smallest n known to exceed the budget
+    best: Fitted | None = None
+    for _ in range(12):
+        text = build(pulled[:n], arr[:n])
+        t = counter.count(text)
+        if t <= budget:
+            if best is None or t > best.tokens:
+                best = Fitted(text, t, n)
+            if budget - t <= tolerance or n + 1 >= lo_bad or n >= len(pulled):
+                break
+            step = predict_n(prefix[n] + base + (budget - t)) - n
+            n = min(n + max(step, 1), lo_bad - 1, len(pulled))
+        else:
+            lo_bad = min(lo_bad, n)
+            if n <= min_units:
+                raise InputError(f"cannot fit the prompt into {budget} tokens")
+            step = n - predict_n(prefix[n] + base - (t - budget))
+            n = max(n - max(step, 1), min_units)
+    if best is None:
+        raise InputError(f"cannot fit the prompt into {budget} tokens")
+    return best
+
+
+def fit_count(
+    build: Callable[[int], str],
+    counter: TokenCounter,
+    budget: int,
+    tolerance: int,
+    n0: int,
+    n_min: int = 1,
+) -> tuple[str, int, int]:
+    """Largest ``n`` with ``tokens(build(n)) <= budget``, by secant guesses inside a bracket.
+
+    For tasks whose text is not a sequence of independent units (numbered word lists,
+    Zipf-sampled coded words, document sets). Returns ``(text, tokens, n)``.
+    """
+    best: tuple[int, str, int] | None = None
+    hi: int | None = None  # smallest n known to exceed the budget
+    n = max(n0, n_min)
+    for _ in range(40):
+        text = build(n)
+        t = counter.count(text)
+        if t <= budget:
+            if best is None or n > best[0]:
+                best = (n, text, t)
+            if budget - t <= tolerance:
+                break
+        else:
+            hi = n if hi is None else min(hi, n)
+            if n <= n_min:
+                break
+        lo_n = best[0] if best is not None else n_min - 1
+        if hi is not None and hi - lo_n <= 1:
+            break
+        guess = int(n * (budget - tolerance / 2) / max(t, 1))
+        upper = hi if hi is not None else 1 << 62
+        if not lo_n < guess < upper:
+            guess = (lo_n + hi) // 2 if hi is not None else max(2 * lo_n, lo_n + 1)
+        n = max(guess, n_min)
+    if best is None:
+        raise InputError(f"cannot fit the prompt into {budget} tokens")
+    return best[1], best[2], best[0]
