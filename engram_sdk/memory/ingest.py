@@ -83,9 +83,8 @@ def ingest_path(
                 for k in gone:
                     mem._delete_source(sid, known[k]["source"])
             report.files_removed = len(gone)
-        if report.files_indexed or gone:
-            if mem.index.segments(sid) > 16:
-                mem.compact(scope)
+        if (report.files_indexed or gone) and len(mem.manifest.segments.get(scope, [])) > 16:
+            mem.compact(scope)
     report.seconds = time.perf_counter() - started
     report.skipped_binary = walk_report.binary
     report.skipped_too_large = walk_report.too_large

@@ -16,7 +16,15 @@ from engram_sdk.errors import InputError
 from engram_sdk.hashing import NgramConfig, NgramHasher
 from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
 from engram_sdk.memory.index import PostingIndex
-from engram_sdk.memory.models import MEMORY_FORMAT_VERSION, Context, Hit, MemoryManifest, Passage
+from engram_sdk.memory.models import (
+    MEMORY_FORMAT_VERSION,
+    Context,
+    Hit,
+    MemoryManifest,
+    Passage,
+    decode_passage,
+    encode_passage,
+)
 from engram_sdk.paths import data_dir
 from engram_sdk.stores import Store, StoreVersionError, open_store
 from engram_sdk.tokenizer import Tokenizer, get_tokenizer
@@ -85,6 +93,7 @@ class Memory:
             )
         )
         self.index = PostingIndex(store)
+        self.tokens_indexed = 0
 
     @classmethod
     def open(cls, uri: str | None = None, mode: str = "a", **options: Any) -> Memory:
@@ -114,19 +123,42 @@ class Memory:
             sid = self.manifest.scopes[scope] = len(self.manifest.scopes) + 1
         return sid
 
+    def _canonical_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        table = self.tokenizer.canonical.table
+        out = []
+        texts = list(texts)
+        small = sum(len(t) for t in texts) < 1 << 16  # a thread pool costs more than it saves
+        batches = (
+            [self.tokenizer.encode(t) for t in texts]
+            if small
+            else self.tokenizer.encode_batch(texts, num_threads=2)
+        )
+        for ids in batches:
+            self.tokens_indexed += len(ids)
+            out.append(table[np.asarray(ids, dtype=np.int64)].astype(np.int64))
+        return out
+
+    def fingerprint_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All N-gram fingerprints of many texts at once: (fingerprints uint64, text index)."""
+        n = self.manifest.ngram
+        canon = self._canonical_ids(texts)
+        lengths = np.asarray([len(c) for c in canon], dtype=np.int64)
+        if not lengths.sum():
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        flat = np.concatenate(canon)[None]
+        fps = self.hasher.fingerprints(flat, n)[0].astype(np.uint64)
+        owner = np.repeat(np.arange(len(canon)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        valid = (np.arange(len(owner)) - starts[owner]) >= n - 1  # windows inside one text
+        return fps[valid], owner[valid]
+
     def fingerprint_sets(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Unique N-gram fingerprints (uint64) of each text."""
-        out = []
-        table = self.tokenizer.canonical.table
-        n = self.manifest.ngram
-        for ids in self.tokenizer.encode_batch(list(texts), num_threads=2):
-            if len(ids) < n:
-                out.append(np.zeros(0, np.uint64))
-                continue
-            canon = table[np.asarray(ids, dtype=np.int64)].astype(np.int64)[None]
-            fps = self.hasher.fingerprints(canon, n)[0, n - 1 :]
-            out.append(np.unique(fps.astype(np.uint64)))
-        return out
+        fps, owner = self.fingerprint_batch(texts)
+        order = np.lexsort((fps, owner))
+        fps, owner = fps[order], owner[order]
+        cuts = np.searchsorted(owner, np.arange(len(texts) + 1))
+        return [np.unique(fps[cuts[i] : cuts[i + 1]]) for i in range(len(texts))]
 
     def _write_passages(
         self,
@@ -145,33 +177,29 @@ class Memory:
             [
                 (
                     passage_key(scope_id, pid),
-                    Passage(
-                        pid=pid,
-                        source=src,
-                        scope=scope,
-                        line_start=c.line_start,
-                        line_end=c.line_end,
-                        byte_start=c.byte_start,
-                        byte_end=c.byte_end,
-                        text=c.text,
-                        metadata=metadata or {},
-                    )
-                    .model_dump_json()
-                    .encode(),
+                    encode_passage(
+                        Passage(
+                            pid=pid,
+                            source=src,
+                            scope=scope,
+                            line_start=c.line_start,
+                            line_end=c.line_end,
+                            byte_start=c.byte_start,
+                            byte_end=c.byte_end,
+                            text=c.text,
+                            metadata=metadata or {},
+                        )
+                    ),
                 )
                 for pid, c, src in zip(pids, chunks, sources, strict=True)
             ],
         )
-        fps = self.fingerprint_sets([c.text for c in chunks])
-        if fps:
-            counts = [len(f) for f in fps]
-            self.index.add(
-                scope_id,
-                self.manifest.next_segment,
-                np.concatenate(fps),
-                np.repeat(np.asarray(pids, np.uint32), counts),
-            )
+        fps, owner = self.fingerprint_batch([c.text for c in chunks])
+        if len(fps):
+            segment = self.manifest.next_segment
             self.manifest.next_segment += 1
+            self.index.add(scope_id, segment, fps, np.asarray(pids, np.uint32)[owner])
+            self.manifest.segments.setdefault(scope, []).append(segment)
         return pids
 
     # ---- writing --------------------------------------------------------------------------
@@ -243,22 +271,26 @@ class Memory:
         return len(pids)
 
     def compact(self, scope: str = "default") -> None:
-        """Merge index segments and drop postings of deleted passages."""
+        """Merge the scope's index segments into one and drop postings of deleted passages."""
         sid = self.scope_id(scope)
         if sid is None:
             return
-        live = {
-            int.from_bytes(k[4:], "big")
-            for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))
-        }
-        with self._lock:
-            self.index.compact(sid, live)
+        with self._lock, self.store.transaction():
+            live = {
+                int.from_bytes(k[4:], "big")
+                for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))
+            }
+            into = self.manifest.next_segment
+            self.manifest.next_segment += 1
+            self.index.compact(sid, self.manifest.segments.get(scope, []), into, live)
+            self.manifest.segments[scope] = [into]
+            self._save_manifest()
 
     # ---- reading --------------------------------------------------------------------------
     def passages(self, scope_id: int, pids: Iterable[int]) -> list[Passage | None]:
         """Stored passages by id (None where deleted)."""
         raws = self.store.get_many(PASSAGES, [passage_key(scope_id, int(p)) for p in pids])
-        return [None if r is None else Passage.model_validate_json(r) for r in raws]
+        return [None if r is None else decode_passage(r) for r in raws]
 
     def search(
         self,
@@ -294,7 +326,7 @@ class Memory:
             out["scopes"][scope] = {
                 "passages": self.store.count(PASSAGES, prefix),
                 "sources": self.store.count(SOURCES, prefix),
-                "index_segments": self.index.segments(sid),
+                "index_segments": len(self.manifest.segments.get(scope, [])),
             }
         out["bytes_on_disk"] = self.store.info().bytes_on_disk
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -19,6 +20,7 @@ class MemoryManifest(BaseModel):
     next_pid: int = 1
     next_segment: int = 1
     scopes: dict[str, int] = Field(default_factory=dict)
+    segments: dict[str, list[int]] = Field(default_factory=dict)
 
 
 class Passage(BaseModel):
@@ -31,8 +33,22 @@ class Passage(BaseModel):
     line_end: int
     byte_start: int
     byte_end: int
-    text: str
+    text: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def encode_passage(p: Passage) -> bytes:
+    """A JSON header, a NUL, then the zlib-compressed UTF-8 text."""
+    text = zlib.compress(p.text.encode("utf-8", "surrogatepass"), 1)
+    return p.model_dump_json(exclude={"text"}).encode() + b"\x00" + text
+
+
+def decode_passage(raw: bytes) -> Passage:
+    """Inverse of :func:`encode_passage`."""
+    head, _, text = bytes(raw).partition(b"\x00")
+    passage = Passage.model_validate_json(head)
+    passage.text = zlib.decompress(text).decode("utf-8", "surrogatepass")
+    return passage
 
 
 class Hit(BaseModel):

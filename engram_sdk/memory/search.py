@@ -10,7 +10,7 @@ import numpy as np
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory.fold import fold_fast
-from engram_sdk.memory.models import Context, Hit, Passage
+from engram_sdk.memory.models import Context, Hit, Passage, decode_passage
 
 if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
@@ -40,10 +40,10 @@ def search(
     if not variant_fps:
         return _scan_fallback(mem, sid, query, folded_q, k, exact_case, allowed)
     q_fps = np.unique(np.concatenate(variant_fps))
-    postings = mem.index.lookup(sid, q_fps.tolist())
+    postings = mem.index.lookup(sid, mem.manifest.segments.get(scope, []), q_fps.tolist())
     n_passages = max(mem.manifest.next_pid, 1)
     idf = {fp: math.log(1 + n_passages / (1 + len(p))) for fp, p in postings.items()}
-    full_sets, scored = [], []
+    full_sets, partial_sets, bounds = [], [], {}
     for fps in variant_fps:
         present = [int(fp) for fp in fps if len(postings[int(fp)])]
         usable = [fp for fp in present if len(postings[fp]) <= FREQUENT] or present
@@ -55,50 +55,106 @@ def search(
         score = np.bincount(inv, weights=weights)
         if len(present) == len(fps):
             full_sets.append(uniq[np.bincount(inv) == len(usable)])
-        scored.append(uniq[np.argsort(-score, kind="stable")[: max(PARTIAL_CANDIDATES, 4 * k)]])
-    if not scored:
+        top = np.argsort(-score, kind="stable")[: max(PARTIAL_CANDIDATES, 4 * k)]
+        partial_sets.append(uniq[top])
+        for pid, sc in zip(uniq[top].tolist(), score[top].tolist(), strict=True):
+            bounds[pid] = max(bounds.get(pid, 0.0), sc)
+    if not partial_sets:
         return []
-    candidates = np.unique(np.concatenate(full_sets + scored))
-    return _verify_and_rank(
-        mem, sid, query, folded_q, variant_fps, idf, candidates, k, exact_case, allowed
-    )
+    full = np.unique(np.concatenate(full_sets)) if full_sets else np.zeros(0, np.uint32)
+    total_idf = max(sum(idf[int(fp)] for fp in f) for f in variant_fps)
+    hits = _phrase_hits(mem, sid, query, folded_q, full, total_idf, exact_case, allowed, enough=k)
+    if len(hits) < k:
+        seen = {h.passage_id for h in hits}
+        rest = sorted((p for p in bounds if p not in seen), key=lambda p: -bounds[p])
+        hits += _partial_hits(
+            mem, sid, query, folded_q, variants, idf, rest, k - len(hits), exact_case, allowed
+        )
+    hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
+    return hits[:k]
 
 
-def _verify_and_rank(
+def _phrase_hits(
     mem: Memory,
     sid: int,
     query: str,
     folded_q: str,
-    variant_fps: list[np.ndarray],
-    idf: dict[int, float],
     candidates: np.ndarray,
-    k: int,
+    total_idf: float,
+    exact_case: bool,
+    allowed: set[str] | None,
+    enough: int | None = None,
+) -> list[Hit]:
+    """Candidates holding every query N-gram, kept only if the text holds the phrase.
+
+    All of them share one upper bound, so once ``enough`` exact-case phrase hits (the best
+    possible score) are in, the rest cannot rank higher and are not read.
+    """
+    hits: list[Hit] = []
+    exact_hits = 0
+    ids = candidates.tolist()
+    for start in range(0, len(ids), 64):
+        if enough is not None and exact_hits >= enough:
+            break
+        for p in mem.passages(sid, ids[start : start + 64]):
+            if p is None or (allowed is not None and p.source not in allowed):
+                continue
+            exact = query in p.text
+            if (exact_case and not exact) or folded_q not in fold_fast(p.text):
+                continue
+            exact_hits += exact
+            hits.append(
+                _hit(p, 3 * total_idf + (0.25 * total_idf if exact else 0), True, folded_q, query)
+            )
+    return hits
+
+
+def ngram_texts(mem: Memory, text: str) -> dict[int, str]:
+    """Folded text of each N-gram of ``text``, keyed by fingerprint."""
+    ids = mem.tokenizer.encode(text)
+    n = mem.manifest.ngram
+    if len(ids) < n:
+        return {}
+    canon = mem.tokenizer.canonical.table[ids].astype("int64")[None]
+    all_fps = mem.hasher.fingerprints(canon, n)[0, n - 1 :].astype("uint64")
+    out = {}
+    for pos, fp in enumerate(all_fps.tolist()):
+        out.setdefault(fp, fold_fast(mem.tokenizer.decode(ids[pos : pos + n])).strip())
+    return out
+
+
+def _partial_hits(
+    mem: Memory,
+    sid: int,
+    query: str,
+    folded_q: str,
+    variants: list[str],
+    idf: dict[int, float],
+    candidates: list[int],
+    need: int,
     exact_case: bool,
     allowed: set[str] | None,
 ) -> list[Hit]:
-    passages = [
-        p
-        for p in mem.passages(sid, candidates.tolist())
-        if p is not None and (allowed is None or p.source in allowed)
+    """Best partial overlaps until ``need`` are found; an N-gram counts only if its text is
+    in the stored passage, so a fingerprint collision never makes a hit."""
+    grams = [ngram_texts(mem, v) for v in variants]
+    scored: list[tuple[float, Passage]] = []
+    for start in range(0, len(candidates), 32):
+        if len(scored) >= need:
+            break
+        for p in mem.passages(sid, candidates[start : start + 32]):
+            if p is None or (allowed is not None and p.source not in allowed):
+                continue
+            folded = fold_fast(p.text)
+            overlap = max(
+                sum(idf.get(fp, 0.0) for fp, t in g.items() if t and t in folded) for g in grams
+            )
+            if overlap and (not exact_case or query in p.text):
+                scored.append((overlap, p))
+    scored.sort(key=lambda sp: -sp[0])
+    return [
+        _hit(p, score, folded_q in fold_fast(p.text), folded_q, query) for score, p in scored[:need]
     ]
-    if not passages:
-        return []
-    q_sets = [set(f.tolist()) for f in variant_fps]
-    total_idf = max(sum(idf[fp] for fp in q) for q in q_sets)
-    hits = []
-    for p, fps in zip(passages, mem.fingerprint_sets([p.text for p in passages]), strict=True):
-        own = set(fps.tolist())  # recomputed from the text: a collision never makes a hit
-        overlap = max(sum(idf[fp] for fp in q & own) for q in q_sets)
-        phrase = folded_q in fold_fast(p.text)
-        exact = query in p.text
-        if exact_case and not exact:
-            continue
-        if not overlap and not phrase:
-            continue
-        score = overlap + (2 * total_idf if phrase else 0) + (0.25 * total_idf if exact else 0)
-        hits.append(_hit(p, score, phrase, folded_q, query))
-    hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
-    return hits[:k]
 
 
 def _hit(p: Passage, score: float, phrase: bool, folded_q: str, query: str) -> Hit:
@@ -138,7 +194,7 @@ def _scan_fallback(
 
     hits = []
     for _, raw in mem.store.scan(PASSAGES, sid.to_bytes(4, "big")):
-        p = Passage.model_validate_json(raw)
+        p = decode_passage(raw)
         if allowed is not None and p.source not in allowed:
             continue
         if (query in p.text) if exact_case else (folded_q in fold_fast(p.text)):
