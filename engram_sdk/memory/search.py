@@ -93,10 +93,10 @@ def _phrase_hits(
     hits: list[Hit] = []
     exact_hits = 0
     ids = candidates.tolist()
-    for start in range(0, len(ids), 64):
+    for start in range(0, len(ids), 16):
         if enough is not None and exact_hits >= enough:
             break
-        for p in mem.passages(sid, ids[start : start + 64]):
+        for p in mem.passages(sid, ids[start : start + 16]):
             if p is None or (allowed is not None and p.source not in allowed):
                 continue
             exact = query in p.text
