@@ -46,6 +46,33 @@ def addressing_demo(text: str, show: int = 12) -> None:
     )
 
 
+def memory_demo() -> None:
+    """Ingest the SDK's own source into a throw-away memory, search it, build a context."""
+    import engram_sdk
+    from engram_sdk.memory import Memory
+
+    root = Path(engram_sdk.__file__).parent
+    with Memory.open("dram://") as mem:
+        report = mem.ingest(root, progress=False)
+        console.print(f"ingested {report.files_indexed} files of {root} "
+                      f"({report.passages} passages, {report.mb_per_s:.1f} MB/s)")
+        table = Table(title='search "class NgramHasher"')
+        for col in ("score", "source:line", "snippet"):
+            table.add_column(col)
+        for hit in mem.search("class NgramHasher", k=4):
+            table.add_row(f"{hit.score:.1f}", f"{Path(hit.source).relative_to(root)}:{hit.line_start}",
+                          hit.snippet[:70])
+        console.print(table)
+        ctx = mem.context("how are canonical ids cached on disk", max_tokens=200)
+        console.print(f"context for 'how are canonical ids cached on disk': {ctx.tokens} tokens "
+                      f"from {', '.join(Path(h.source).name for h in ctx.passages)}")
+        first = mem.session("first-chat", scope="demo-user")
+        first.append("user", "My favourite colour is ultramarine blue.")
+        second = mem.session("second-chat", scope="demo-user")
+        recalled = second.recall("what is my favourite colour?")
+        console.print(f"a new session recalls: {recalled[0].snippet if recalled else '(nothing)'}")
+
+
 def quickstart(
     file: Annotated[Path | None, typer.Argument(help="text to address (default: built-in sample)")] = None,
 ) -> None:
@@ -53,6 +80,8 @@ def quickstart(
     text = file.read_text(errors="replace") if file else SAMPLE_TEXT
     console.rule("[bold]1. tokenizer and Engram addressing")
     addressing_demo(text)
+    console.rule("[bold]2. episodic memory: ingest, search, context, sessions")
+    memory_demo()
 
 
 def register(app: typer.Typer) -> None:

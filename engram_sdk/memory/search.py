@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -163,7 +164,7 @@ def _hit(p: Passage, score: float, phrase: bool, folded_q: str, query: str) -> H
     if phrase:
         best = next((i for i, line in enumerate(lines) if folded_q in fold_fast(line)), 0)
     else:
-        words = set(fold_fast(query).split())
+        words = set(re.findall(r"\w+", fold_fast(query)))
         best = max(
             range(len(lines)), key=lambda i: sum(w in fold_fast(lines[i]) for w in words), default=0
         )
