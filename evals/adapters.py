@@ -98,11 +98,10 @@ class OracleAdapter:
     def answer(self, sample: Sample) -> str:
         ctx, task = sample.context, sample.task
         if task.startswith("niah"):
+            if task == "niah":  # gkamradt grid: repeat the needles present in the context
+                return " ".join(n for n in sample.meta.get("needles", []) if n in ctx)
             keys = re.split(r", and |, ", sample.query)
-            found = [v for k, v in _NEEDLE.findall(ctx) if k in keys]
-            if sample.meta.get("needles") and not found:  # gkamradt grid: the needles themselves
-                return " ".join(sample.meta["needles"])
-            return ", ".join(found)
+            return ", ".join(v for k, v in _NEEDLE.findall(ctx) if k in keys)
         if task == "vt":
             edges = _VAR.findall(ctx)
             names = {a for a, rhs, _ in edges if rhs == sample.query}

@@ -9,9 +9,6 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from engram_sdk.errors import InputError
 from engram_sdk.evals.adapters import (
     Adapter,
     CallableAdapter,
@@ -20,6 +17,9 @@ from engram_sdk.evals.adapters import (
     HFAdapter,
     OracleAdapter,
 )
+from pydantic import BaseModel
+
+from engram_sdk.errors import InputError
 
 MODEL_SPEC_HELP = (
     "oracle | empty | openai:<model> | hf:<path or id> | gguf:<file.gguf> | "
@@ -55,8 +55,16 @@ def load_model(spec: str, options: ModelOptions | None = None) -> Adapter:
     elif kind == "openai" and arg:
         from engram_sdk.evals.openai_adapter import OpenAIAdapter
 
-        model = OpenAIAdapter(arg, o.base_url, o.api_mode, o.api_key_env, o.concurrency, o.timeout_s,
-                              o.retries, max_context=o.max_context)
+        model = OpenAIAdapter(
+            arg,
+            o.base_url,
+            o.api_mode,
+            o.api_key_env,
+            o.concurrency,
+            o.timeout_s,
+            o.retries,
+            max_context=o.max_context,
+        )
     elif kind == "hf" and arg:
         model = HFAdapter(arg, device=o.device)
     elif kind == "gguf" and arg:
