@@ -83,7 +83,7 @@ def ingest_path(
                 for k in gone:
                     mem._delete_source(sid, known[k]["source"])
             report.files_removed = len(gone)
-        if (report.files_indexed or gone) and len(mem.manifest.segments.get(scope, [])) > 2:
+        if (report.files_indexed or gone) and len(mem.manifest.segments.get(scope, [])) > 16:
             mem.compact(scope)
     report.seconds = time.perf_counter() - started
     report.skipped_binary = walk_report.binary

@@ -234,7 +234,7 @@ class Memory:
         scope: str = "default",
         progress: bool = True,
         max_file_bytes: int = 4 << 20,
-        batch_bytes: int = 8 << 20,
+        batch_bytes: int = 32 << 20,
     ) -> Any:
         """Ingest a file or folder incrementally (see :mod:`engram_sdk.memory.ingest`)."""
         from engram_sdk.memory.ingest import ingest_path
