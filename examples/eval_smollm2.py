@@ -11,7 +11,6 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-import torch
 from engram_sdk.evals import (
     HFAdapter,
     PredictionCache,
@@ -49,7 +48,6 @@ def main() -> None:
     ap.add_argument("--long-length", type=int, default=8192)
     ap.add_argument("--long-samples", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     g = gguf_path()
     model = HFAdapter(str(g.parent), gguf_file=g.name, name="SmolLM2-135M-Instruct (Q4_1 GGUF)")
     lengths = [int(x) for x in args.lengths.split(",")]
