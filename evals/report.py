@@ -179,18 +179,21 @@ def plot_niah(report: EvalReport, path: str | Path) -> Path:
         if c.depth is not None:
             grid[report.depths.index(c.depth), report.lengths.index(c.length)] = c.score
     fig, ax = plt.subplots(
-        figsize=(1.2 + 0.9 * len(report.lengths), 1.0 + 0.45 * len(report.depths))
+        figsize=(
+            max(5.0, 2.0 + 0.9 * len(report.lengths)),
+            max(3.2, 1.2 + 0.45 * len(report.depths)),
+        )
     )
     im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(report.lengths)), [_k(n) for n in report.lengths])
     ax.set_yticks(range(len(report.depths)), [f"{d:g}%" for d in report.depths])
-    ax.set_xlabel(f"context length ({report.counter} tokens)")
+    ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if not np.isnan(grid[i, j]):
                 ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8)
-    ax.set_title(f"NIAH: {report.model}", fontsize=10)
+    ax.set_title(f"NIAH: {report.model}\n({report.counter} tokens)", fontsize=9)
     fig.colorbar(im, ax=ax, label="score")
     fig.tight_layout()
     out = Path(path)
@@ -206,7 +209,7 @@ def plot_ruler(report: EvalReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     for t in report.tasks:
         pts = sorted((c.length, c.score) for c in report.cells if c.task == t)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=t, linewidth=1.2)
@@ -221,11 +224,11 @@ def plot_ruler(report: EvalReport, path: str | Path) -> Path:
     ax.set_xscale("log", base=2)
     ax.set_xticks(report.lengths, [_k(n) for n in report.lengths])
     ax.set_ylim(-3, 103)
-    ax.set_xlabel(f"context length ({report.counter} tokens)")
+    ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("score")
-    ax.set_title(f"RULER: {report.model}", fontsize=10)
+    ax.set_title(f"RULER: {report.model} ({report.counter} tokens)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
