@@ -1,0 +1,95 @@
+"""The Engram layer: gated N-gram memory added to the residual stream.
+
+For each position, the N-gram addresses of every head index one flat table; the rows are
+concatenated over heads and orders into a memory vector ``e``. Per residual stream ``i``:
+``key = RMSNorm(W_k,i e)``, ``query = RMSNorm(h_i)``, ``g = sigmoid(ssqrt(key·query / sqrt(d)))``
+with ``ssqrt(x) = sign(x) sqrt(|x|)``; the value ``g · W_v e`` plus a depthwise causal short
+convolution of it (dilation = max N-gram size) is added to stream ``i`` before attention.
+It depends on no particular model: hidden states in, an update out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engram_sdk.engram.table import EmbeddingTable, EngramTable
+
+
+class ShortConv(nn.Module):
+    """Depthwise causal convolution over (B, T, hc, D) with per-stream RMSNorm and SiLU.
+
+    ``state`` carries the last ``(kernel_size - 1) * dilation`` normalised inputs, so
+    decoding one token at a time equals convolving the whole sequence.
+    """
+
+    def __init__(self, dim: int, hc_mult: int, kernel_size: int, dilation: int, eps: float) -> None:
+        super().__init__()
+        self.hc_mult, self.dim = hc_mult, dim
+        self.kernel_size, self.dilation = kernel_size, dilation
+        self.norms = nn.ModuleList([nn.RMSNorm(dim, eps=eps) for _ in range(hc_mult)])
+        channels = dim * hc_mult
+        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False,
+                              dilation=dilation)
+
+    @property
+    def context(self) -> int:
+        """How many past positions the convolution sees."""
+        return (self.kernel_size - 1) * self.dilation
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, g, d = x.shape
+        normed = torch.cat([self.norms[i](x[:, :, i]) for i in range(g)], dim=-1)  # (B, T, g*d)
+        past = state if state is not None else normed.new_zeros(b, self.context, g * d)
+        full = torch.cat([past, normed], dim=1)
+        y = F.silu(self.conv(full.transpose(1, 2))).transpose(1, 2)  # (B, T, g*d)
+        return y.reshape(b, t, g, d), full[:, full.shape[1] - self.context:]
+
+
+class Engram(nn.Module):
+    """One Engram layer (see the module docstring)."""
+
+    def __init__(self, layer_id: int, hidden: int, hc_mult: int, max_ngram: int,
+                 heads_per_ngram: int, embed_per_ngram: int, table_rows: int,
+                 kernel_size: int = 4, eps: float = 1e-6) -> None:
+        super().__init__()
+        if embed_per_ngram % heads_per_ngram:
+            raise ValueError(f"embed_per_ngram {embed_per_ngram} must divide by heads_per_ngram {heads_per_ngram}")
+        self.layer_id, self.hidden, self.hc_mult = layer_id, hidden, hc_mult
+        self.heads = (max_ngram - 1) * heads_per_ngram
+        self.table: EngramTable = EmbeddingTable(table_rows, embed_per_ngram // heads_per_ngram)
+        memory_dim = (max_ngram - 1) * embed_per_ngram
+        self.value_proj = nn.Linear(memory_dim, hidden)
+        self.key_projs = nn.ModuleList([nn.Linear(memory_dim, hidden) for _ in range(hc_mult)])
+        self.key_norms = nn.ModuleList([nn.RMSNorm(hidden, eps=eps) for _ in range(hc_mult)])
+        self.query_norms = nn.ModuleList([nn.RMSNorm(hidden, eps=eps) for _ in range(hc_mult)])
+        self.short_conv = ShortConv(hidden, hc_mult, kernel_size, max_ngram, eps)
+
+    def set_table(self, table: EngramTable) -> None:
+        """Serve rows from another table (a store-backed one, say); shapes must match."""
+        if (table.rows, table.dim) != (self.table.rows, self.table.dim):
+            raise ValueError(f"table is {table.rows}x{table.dim}, layer {self.layer_id} needs "
+                             f"{self.table.rows}x{self.table.dim}")
+        self.table = table
+
+    def gate(self, hidden: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Gates (B, T, hc, 1) from hidden (B, T, hc, D) and memory (B, T, M)."""
+        gates = []
+        for i in range(self.hc_mult):
+            key = self.key_norms[i](self.key_projs[i](memory))
+            query = self.query_norms[i](hidden[:, :, i])
+            score = (key * query).sum(-1) / math.sqrt(self.hidden)
+            score = score.abs().clamp_min(1e-6).sqrt() * score.sign()
+            gates.append(score.sigmoid())
+        return torch.stack(gates, dim=2).unsqueeze(-1)
+
+    def forward(self, hidden: torch.Tensor, flat_addresses: torch.Tensor,
+                conv_state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update (B, T, hc, D) to add to the residual, and the convolution state."""
+        memory = self.table.lookup(flat_addresses).flatten(-2).to(hidden.dtype)  # (B, T, M)
+        value = self.gate(hidden, memory) * self.value_proj(memory).unsqueeze(2)
+        conv, state = self.short_conv(value, conv_state)
+        return value + conv, state
