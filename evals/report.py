@@ -104,6 +104,12 @@ def _k(n: int) -> str:
     )
 
 
+def _avg_cell(report: EvalReport, n: int, total: int) -> str:
+    have = sum(1 for c in report.cells if c.length == n)
+    avg = f"**{report.average[n]:.1f}**"
+    return avg if have >= total else f"{avg} ({have}/{total})"
+
+
 def markdown(report: EvalReport) -> str:
     """Tasks (or depths) × lengths with the average row; a recall table for the memory pipeline."""
     head = (
@@ -132,7 +138,7 @@ def markdown(report: EvalReport) -> str:
         rows.append(f"| {label} | " + " | ".join(vals) + " |")
     rows.append(
         "| **average** | "
-        + " | ".join(f"**{report.average[n]:.1f}**" for n in report.lengths)
+        + " | ".join(_avg_cell(report, n, len(keys)) for n in report.lengths)
         + " |"
     )
     if report.recall_average:

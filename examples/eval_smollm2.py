@@ -40,10 +40,12 @@ def main() -> None:
     )
     ap.add_argument("--lengths", default="4096")
     ap.add_argument("--samples", type=int, default=3)
-    ap.add_argument("--niah-lengths", default="1024,2048,4096")
+    ap.add_argument("--niah-lengths", default="1024,2048,4096,8192")
     ap.add_argument("--niah-depths", default="0,50,100")
     ap.add_argument(
-        "--long-task", default="niah_single_1", help="also run this task at --long-length"
+        "--long-tasks",
+        default="niah_single_1,niah_single_2,vt,fwe",
+        help="also run these tasks at --long-length (empty: skip)",
     )
     ap.add_argument("--long-length", type=int, default=8192)
     ap.add_argument("--long-samples", type=int, default=2)
@@ -52,8 +54,8 @@ def main() -> None:
     model = HFAdapter(str(g.parent), gguf_file=g.name, name="SmolLM2-135M-Instruct (Q4_1 GGUF)")
     lengths = [int(x) for x in args.lengths.split(",")]
     run_ruler(model, args.tasks, lengths, args.samples, args.out)
-    if args.long_task and args.long_length:
-        run_ruler(model, [args.long_task], [args.long_length], args.long_samples, args.out)
+    if args.long_tasks and args.long_length:
+        run_ruler(model, args.long_tasks, [args.long_length], args.long_samples, args.out)
     # one report over every RULER prediction cached for this model
     cache = PredictionCache(Path(args.out) / "predictions.jsonl")
     preds = [p for (_, m), p in cache.records.items() if m == model.name and p.depth is None]
