@@ -1,0 +1,109 @@
+"""DeepSeekMoE: shared experts plus sigmoid-routed experts with group-limited top-k.
+
+Routing (as DeepSeek-V3): affinities ``s = sigmoid(x W_g)``; experts are *chosen* on
+``s + bias`` within the best ``n_limited_groups`` groups (a group's score is the sum of its
+top-2 biased affinities), and *weighted* by the unbiased ``s`` normalised over the chosen
+experts times ``route_scale``. The bias is not trained: ``update_bias`` nudges it from the
+observed load (auxiliary-loss-free balancing); an optional small sequence-wise balance loss
+is kept in ``aux_loss``. Tokens are sorted by expert and each expert runs once on its
+contiguous slice — no loop over tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from engram_sdk.model.config import ModelConfig
+from torch import nn
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, dim: int, inter_dim: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(dim, inter_dim, bias=False)
+        self.w2 = nn.Linear(inter_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, inter_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Gate(nn.Module):
+    """Router: expert ids and weights per token."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.dim))
+        nn.init.normal_(self.weight, std=cfg.dim ** -0.5)
+        self.register_buffer("bias", torch.zeros(cfg.n_routed_experts), persistent=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (N, D) → weights (N, k), expert ids (N, k), affinities (N, E)."""
+        cfg = self.cfg
+        scores = torch.sigmoid(F.linear(x.float(), self.weight.float()))
+        choice = scores + self.bias
+        if cfg.n_expert_groups > 1:
+            grouped = choice.view(x.shape[0], cfg.n_expert_groups, -1)
+            group_score = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(-1)
+            keep = group_score.topk(cfg.n_limited_groups, dim=-1).indices
+            mask = torch.ones_like(group_score, dtype=torch.bool).scatter_(1, keep, False)
+            choice = grouped.masked_fill(mask.unsqueeze(-1), float("-inf")).flatten(1)
+        ids = choice.topk(cfg.n_activated_experts, dim=-1).indices
+        weights = scores.gather(1, ids)
+        weights = weights / weights.sum(-1, keepdim=True) * cfg.route_scale
+        return weights.to(x.dtype), ids, scores
+
+
+class MoE(nn.Module):
+    """Shared experts + routed experts (see the module docstring)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.gate = Gate(cfg)
+        self.experts = nn.ModuleList([MLP(cfg.dim, cfg.moe_inter_dim) for _ in range(cfg.n_routed_experts)])
+        self.shared = MLP(cfg.dim, cfg.n_shared_experts * cfg.moe_inter_dim) if cfg.n_shared_experts else None
+        self.register_buffer("load", torch.zeros(cfg.n_routed_experts), persistent=False)
+        self.aux_loss = torch.zeros(())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        weights, ids, scores = self.gate(flat)
+        order = ids.flatten().argsort(stable=True)  # token-expert pairs grouped by expert
+        token_of = order // ids.shape[1]
+        counts = torch.bincount(ids.flatten(), minlength=self.cfg.n_routed_experts)
+        if self.training or not torch.is_grad_enabled():
+            self.load += counts.to(self.load.dtype)
+        out = torch.zeros_like(flat)
+        pair_weights = weights.flatten()[order].unsqueeze(-1)
+        start = 0
+        for e, n in enumerate(counts.tolist()):
+            if n:
+                tok = token_of[start:start + n]
+                out.index_add_(0, tok, self.experts[e](flat[tok]) * pair_weights[start:start + n])
+                start += n
+        if self.shared is not None:
+            out = out + self.shared(flat)
+        if self.training and self.cfg.seq_aux_alpha > 0:
+            self.aux_loss = self._sequence_balance_loss(scores, ids, shape)
+        return out.view(shape)
+
+    def _sequence_balance_loss(self, scores: torch.Tensor, ids: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        cfg = self.cfg
+        b, t = shape[0], shape[1] if len(shape) == 3 else 1
+        e, k = cfg.n_routed_experts, cfg.n_activated_experts
+        s = (scores / scores.sum(-1, keepdim=True)).view(b, t, e)
+        hits = torch.zeros(b, t * k, e, device=scores.device).scatter_(2, ids.view(b, t * k, 1), 1.0).sum(1)
+        f = hits * e / (k * t)
+        return cfg.seq_aux_alpha * (f * s.mean(1)).sum(-1).mean()
+
+    @torch.no_grad()
+    def update_bias(self) -> None:
+        """Auxiliary-loss-free balancing: raise the bias of under-loaded experts, lower over-loaded."""
+        if self.load.sum() > 0:
+            self.gate.bias += self.cfg.bias_update_speed * torch.sign(self.load.mean() - self.load)
+        self.load.zero_()
