@@ -161,6 +161,16 @@ class HFAdapter:
         self.token_counter = HFCounter(self.tokenizer, gguf_file or model)
         self.max_context = getattr(self.model.config, "max_position_embeddings", None)
         self._lock = threading.Lock()
+        # tokens the chat template adds around a prompt; sample lengths include them
+        self.template_tokens = 0
+        if self.chat:
+            probe = "x"
+            wrapped = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": probe}], add_generation_prompt=True, tokenize=False
+            )
+            self.template_tokens = self.token_counter.count(wrapped) - self.token_counter.count(
+                probe
+            )
 
     def render(self, sample: Sample) -> str:
         """The exact text the model reads."""
@@ -209,6 +219,6 @@ class EngramModelAdapter:
     def answer(self, sample: Sample) -> str:
         ids = self.tok.encode(sample.prompt)
         new = self.model.generate(
-            ids, max_new_tokens=sample.max_new_tokens, temperature=0.0, stop=[self.tok.eot_id]
+            ids, max_new_tokens=sample.max_new_tokens, temperature=0.0, stop=[[self.tok.eot_id]]
         )
         return self.tok.decode([i for i in new if i != self.tok.eot_id])

@@ -9,7 +9,7 @@ from pathlib import Path
 from engram_sdk.evals import tasks as registry
 from engram_sdk.evals.adapters import Adapter, counter_of
 from engram_sdk.evals.haystacks import Haystack, get_haystack
-from engram_sdk.evals.length import TiktokenCounter, TokenCounter
+from engram_sdk.evals.length import ReservingCounter, TiktokenCounter, TokenCounter
 from engram_sdk.evals.niah import grid_niah
 from engram_sdk.evals.report import EvalReport, build_report, write_report
 from engram_sdk.evals.runner import PredictionCache, run_samples, write_samples
@@ -31,8 +31,12 @@ def _check_lengths(lengths: Sequence[int]) -> list[int]:
     return out
 
 
-def _counter(model: Adapter, counter: TokenCounter | None) -> TokenCounter:
-    return counter or counter_of(model) or TiktokenCounter()
+def counter_for(model: Adapter, counter: TokenCounter | None = None) -> TokenCounter:
+    """How to count lengths for ``model``: ``counter``, else its own tokenizer, else cl100k_base;
+    plus the tokens its chat template adds (``template_tokens``)."""
+    base = counter or counter_of(model) or TiktokenCounter()
+    reserve = int(getattr(model, "template_tokens", 0) or 0)
+    return ReservingCounter(base, reserve) if reserve else base
 
 
 def ruler_samples(
@@ -70,7 +74,7 @@ def run_ruler(
     progress: bool = True,
 ) -> EvalReport:
     """Generate, answer (cached in ``out_dir/predictions.jsonl``), score and write the report."""
-    counter = _counter(model, counter)
+    counter = counter_for(model, counter)
     hay = get_haystack(haystack) if isinstance(haystack, str) else haystack
     samples = ruler_samples(task_names, lengths, n_samples, counter, seed, hay, qa_files)
     out = Path(out_dir)
@@ -131,7 +135,7 @@ def run_niah(
     """gkamradt-style grid; writes ``niah-<model>.{json,md,png}`` (the PNG is the heatmap)."""
     if needles and not answers:
         raise InputError("custom needles need answers (the strings a correct reply contains)")
-    counter = _counter(model, counter)
+    counter = counter_for(model, counter)
     hay = get_haystack(haystack) if isinstance(haystack, str) else haystack
     samples = niah_samples(
         lengths, depths, n_samples, counter, seed, hay, needles, question, answers

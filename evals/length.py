@@ -66,6 +66,22 @@ class HFCounter:
         return [len(x) for x in self._tok(list(texts), add_special_tokens=False)["input_ids"]]
 
 
+class ReservingCounter:
+    """Adds ``reserve`` tokens to every full-prompt count: the tokens a model's chat template
+    wraps around the prompt (RULER's ``model_template_token``), so that template + prompt +
+    generation fit the target length."""
+
+    def __init__(self, inner: TokenCounter, reserve: int) -> None:
+        self.inner, self.reserve = inner, int(reserve)
+        self.name = inner.name
+
+    def count(self, text: str) -> int:
+        return self.inner.count(text) + self.reserve
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_batch(texts)
+
+
 def get_counter(spec: str = "cl100k_base") -> TokenCounter:
     """``cl100k_base`` (or another tiktoken encoding name) or ``hf:<path or id>``."""
     if spec.startswith("hf:"):

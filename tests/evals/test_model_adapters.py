@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from engram_sdk.evals import EngramModelAdapter, HFAdapter, generate, run_samples, tolerance_for
+from engram_sdk.evals.api import counter_for
 
 
 def _builtin_model_api():
@@ -46,11 +47,15 @@ def _smollm2_gguf():
 def test_smollm2_gguf_counts_with_its_own_tokenizer_and_answers(tmp_path):
     g = _smollm2_gguf()
     model = HFAdapter(str(g.parent), gguf_file=g.name)
-    (s,) = generate("niah_single_1", 1024, 1, model.token_counter, seed=1)
-    own = len(model.tokenizer(s.prompt, add_special_tokens=False).input_ids) + s.max_new_tokens
-    assert own == s.tokens and 1024 - tolerance_for(1024) <= own <= 1024
+    (s,) = generate("niah_single_1", 1024, 1, counter_for(model), seed=1)
     text = model.render(s)
     assert "<|im_start|>assistant" in text and text.endswith(s.answer_prefix.lstrip())
+    assert model.template_tokens > 5
+    own = len(model.tokenizer(s.prompt, add_special_tokens=False).input_ids)
+    assert own + model.template_tokens + s.max_new_tokens == s.tokens
+    assert 1024 - tolerance_for(1024) <= s.tokens <= 1024
+    rendered = len(model.tokenizer(text, add_special_tokens=False).input_ids)
+    assert rendered + s.max_new_tokens <= 1024  # what the model reads, template included
     (p,) = run_samples([s], model, tmp_path / "p.jsonl", progress=False)
     assert p.prediction.strip() and p.prediction == model.answer(s)
     assert p.score == (1.0 if s.outputs[0] in p.prediction else 0.0)
