@@ -29,5 +29,13 @@ def load_checkpoint(*args, **kwargs):
     return load(*args, **kwargs)
 
 
-__all__ = ["PRESETS", "ModelCache", "ModelConfig", "Transformer", "build_model", "get_preset",
-           "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "PRESETS",
+    "ModelCache",
+    "ModelConfig",
+    "Transformer",
+    "build_model",
+    "get_preset",
+    "load_checkpoint",
+    "save_checkpoint",
+]

@@ -28,7 +28,9 @@ class AttentionCache:
         self.kv_latent = torch.cat([self.kv_latent, kv], dim=1)
         self.k_rope = torch.cat([self.k_rope, kr], dim=1)
         if ik is not None:
-            self.index_keys = ik if self.index_keys is None else torch.cat([self.index_keys, ik], dim=1)
+            self.index_keys = (
+                ik if self.index_keys is None else torch.cat([self.index_keys, ik], dim=1)
+            )
 
 
 class Indexer(nn.Module):
@@ -47,7 +49,7 @@ class Indexer(nn.Module):
     def scores(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_heads, self.head_dim)
-        w = self.weights(x) * self.n_heads ** -0.5  # (B, T, H)
+        w = self.weights(x) * self.n_heads**-0.5  # (B, T, H)
         logits = F.relu(torch.einsum("bthd,bsd->bths", q, keys))
         return torch.einsum("bths,bth->bts", logits, w)
 
@@ -72,8 +74,12 @@ class MLA(nn.Module):
         self.scale = yarn_softmax_scale(nope + rope, cfg.rope_factor, cfg.mscale)
         self.indexer = Indexer(cfg) if cfg.dsa_topk > 0 else None
 
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor, cache: AttentionCache | None = None,
-                ) -> tuple[torch.Tensor, AttentionCache]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        freqs: torch.Tensor,
+        cache: AttentionCache | None = None,
+    ) -> tuple[torch.Tensor, AttentionCache]:
         """x (B, T, D) at positions start..start+T (start = cached length) → (B, T, D), cache."""
         cfg = self.cfg
         b, t, _ = x.shape
@@ -82,10 +88,10 @@ class MLA(nn.Module):
         q = self.wq_b(self.q_norm(self.wq_a(x))) if cfg.q_lora_rank > 0 else self.wq(x)
         q = q.view(b, t, h, nope + rope)
         q_nope, q_rope = q.split([nope, rope], dim=-1)
-        q_rope = apply_rope(q_rope, freqs[start:start + t])
+        q_rope = apply_rope(q_rope, freqs[start : start + t])
         kv, k_rope = self.wkv_a(x).split([cfg.kv_lora_rank, rope], dim=-1)
         kv = self.kv_norm(kv)
-        k_rope = apply_rope(k_rope, freqs[start:start + t])
+        k_rope = apply_rope(k_rope, freqs[start : start + t])
         index_keys = self.indexer.keys(x) if self.indexer is not None else None
         if cache is None:
             cache = AttentionCache(kv, k_rope, index_keys)
@@ -97,11 +103,18 @@ class MLA(nn.Module):
         queries = torch.cat([q_nope, q_rope], dim=-1)
         mask = self._mask(x, t, s, start, cache)
         out = F.scaled_dot_product_attention(
-            queries.transpose(1, 2), keys.transpose(1, 2), value.transpose(1, 2),
-            attn_mask=mask, is_causal=mask is None and t == s, scale=self.scale)
+            queries.transpose(1, 2),
+            keys.transpose(1, 2),
+            value.transpose(1, 2),
+            attn_mask=mask,
+            is_causal=mask is None and t == s,
+            scale=self.scale,
+        )
         return self.wo(out.transpose(1, 2).reshape(b, t, h * v)), cache
 
-    def _mask(self, x: torch.Tensor, t: int, s: int, start: int, cache: AttentionCache) -> torch.Tensor | None:
+    def _mask(
+        self, x: torch.Tensor, t: int, s: int, start: int, cache: AttentionCache
+    ) -> torch.Tensor | None:
         """Boolean (B or 1, 1, T, S) mask: causal, and with DSA only each query's top-k keys."""
         if self.indexer is None and (t == s or t == 1):
             return None
@@ -111,6 +124,6 @@ class MLA(nn.Module):
             return causal[None, None]
         scores = self.indexer.scores(x, cache.index_keys).masked_fill(~causal, float("-inf"))
         k = min(self.cfg.dsa_topk, s)
-        top = scores.topk(k, dim=-1).indices
+        top = scores.argsort(dim=-1, descending=True, stable=True)[..., :k]  # ties: earliest key
         keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top, True) & causal
         return keep[:, None]

@@ -30,18 +30,33 @@ class Block(nn.Module):
         self.layer_id = layer_id
         self.engram = None
         if engram_rows is not None:
-            self.engram = Engram(layer_id, cfg.dim, cfg.hc_mult, cfg.engram_max_ngram,
-                                 cfg.engram_heads_per_ngram, cfg.engram_embed_per_ngram,
-                                 engram_rows, cfg.engram_kernel_size, cfg.norm_eps)
+            self.engram = Engram(
+                layer_id,
+                cfg.dim,
+                cfg.hc_mult,
+                cfg.engram_max_ngram,
+                cfg.engram_heads_per_ngram,
+                cfg.engram_embed_per_ngram,
+                engram_rows,
+                cfg.engram_kernel_size,
+                cfg.norm_eps,
+            )
         self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = MLA(cfg)
         self.ffn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
-        self.ffn: nn.Module = MLP(cfg.dim, cfg.inter_dim) if layer_id < cfg.n_dense_layers else MoE(cfg)
+        self.ffn: nn.Module = (
+            MLP(cfg.dim, cfg.inter_dim) if layer_id < cfg.n_dense_layers else MoE(cfg)
+        )
         self.hc_attn = HyperConnection(cfg.hc_mult, cfg.sinkhorn_iters)
         self.hc_ffn = HyperConnection(cfg.hc_mult, cfg.sinkhorn_iters)
 
-    def forward(self, streams: torch.Tensor, freqs: torch.Tensor, addresses: torch.Tensor | None,
-                cache: LayerCache) -> torch.Tensor:
+    def forward(
+        self,
+        streams: torch.Tensor,
+        freqs: torch.Tensor,
+        addresses: torch.Tensor | None,
+        cache: LayerCache,
+    ) -> torch.Tensor:
         """streams (B, T, hc, D) → (B, T, hc, D); ``cache`` is updated in place."""
         if self.engram is not None:
             update, cache.conv = self.engram(streams, addresses, cache.conv)

@@ -18,7 +18,9 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = MODEL_FORMAT_VERSION
-    tokenizer: str | None = Field("cl100k_base", description="tiktoken encoding of the ids, or None")
+    tokenizer: str | None = Field(
+        "cl100k_base", description="tiktoken encoding of the ids, or None"
+    )
     vocab_size: int = 100277
     dim: int = 64
     n_layers: int = 4
@@ -69,11 +71,17 @@ class ModelConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if self.format_version > MODEL_FORMAT_VERSION:
-            raise ValueError(f"model config format {self.format_version} is newer than this engram-sdk")
+            raise ValueError(
+                f"model config format {self.format_version} is newer than this engram-sdk"
+            )
         if any(not 0 <= i < self.n_layers for i in self.engram_layer_ids):
-            raise ValueError(f"engram_layer_ids {self.engram_layer_ids} must be in [0, {self.n_layers})")
+            raise ValueError(
+                f"engram_layer_ids {self.engram_layer_ids} must be in [0, {self.n_layers})"
+            )
         if len(self.engram_table_size) != self.engram_max_ngram - 1:
-            raise ValueError("engram_table_size needs one size per N-gram order 2..engram_max_ngram")
+            raise ValueError(
+                "engram_table_size needs one size per N-gram order 2..engram_max_ngram"
+            )
         if self.n_activated_experts > self.n_routed_experts:
             raise ValueError("n_activated_experts must be <= n_routed_experts")
         if self.n_routed_experts % self.n_expert_groups:
@@ -90,26 +98,85 @@ class ModelConfig(BaseModel):
 
 PRESETS: dict[str, dict] = {
     "tiny": {},
-    "small": dict(dim=768, n_layers=12, n_dense_layers=1, inter_dim=2048, n_heads=12,
-                  q_lora_rank=384, kv_lora_rank=256, qk_nope_head_dim=64, qk_rope_head_dim=32,
-                  v_head_dim=64, n_routed_experts=32, n_shared_experts=1, n_activated_experts=4,
-                  n_expert_groups=4, n_limited_groups=2, moe_inter_dim=256, hc_mult=1,
-                  engram_layer_ids=[1, 6], engram_heads_per_ngram=8, engram_embed_per_ngram=256,
-                  engram_table_size=[40_000, 40_000], max_seq_len=4096),
-    "base": dict(dim=1536, n_layers=20, n_dense_layers=1, inter_dim=4096, n_heads=16,
-                 q_lora_rank=768, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
-                 v_head_dim=128, n_routed_experts=64, n_shared_experts=1, n_activated_experts=6,
-                 n_expert_groups=8, n_limited_groups=4, moe_inter_dim=512, hc_mult=1,
-                 engram_layer_ids=[1, 10], engram_heads_per_ngram=8, engram_embed_per_ngram=512,
-                 engram_table_size=[160_000, 160_000], max_seq_len=4096),
-    "v4-1t": dict(dim=7168, n_layers=61, n_dense_layers=3, inter_dim=18432, n_heads=128,
-                  q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
-                  v_head_dim=128, n_routed_experts=384, n_shared_experts=1, n_activated_experts=8,
-                  n_expert_groups=8, n_limited_groups=4, moe_inter_dim=2048, route_scale=2.5,
-                  hc_mult=4, dsa_topk=2048, index_n_heads=64, index_head_dim=128,
-                  engram_layer_ids=[1, 15, 30], engram_heads_per_ngram=8,
-                  engram_embed_per_ngram=1024, engram_table_size=[2_200_000, 2_200_000],
-                  max_seq_len=163840, rope_factor=40.0, original_seq_len=4096, mscale=1.0),
+    "small": dict(
+        dim=512,
+        n_layers=7,
+        n_dense_layers=1,
+        inter_dim=1536,
+        n_heads=8,
+        q_lora_rank=256,
+        kv_lora_rank=128,
+        qk_nope_head_dim=64,
+        qk_rope_head_dim=32,
+        v_head_dim=64,
+        n_routed_experts=16,
+        n_shared_experts=1,
+        n_activated_experts=2,
+        n_expert_groups=4,
+        n_limited_groups=2,
+        moe_inter_dim=384,
+        hc_mult=1,
+        engram_layer_ids=[1, 4],
+        engram_heads_per_ngram=8,
+        engram_embed_per_ngram=128,
+        engram_table_size=[38_000, 38_000],
+        max_seq_len=4096,
+    ),
+    "base": dict(
+        dim=1280,
+        n_layers=13,
+        n_dense_layers=1,
+        inter_dim=3584,
+        n_heads=16,
+        q_lora_rank=512,
+        kv_lora_rank=384,
+        qk_nope_head_dim=64,
+        qk_rope_head_dim=32,
+        v_head_dim=64,
+        n_routed_experts=48,
+        n_shared_experts=1,
+        n_activated_experts=6,
+        n_expert_groups=8,
+        n_limited_groups=4,
+        moe_inter_dim=512,
+        hc_mult=1,
+        engram_layer_ids=[1, 8],
+        engram_heads_per_ngram=8,
+        engram_embed_per_ngram=512,
+        engram_table_size=[185_000, 185_000],
+        max_seq_len=4096,
+    ),
+    "v4-1t": dict(
+        dim=7168,
+        n_layers=61,
+        n_dense_layers=3,
+        inter_dim=18432,
+        n_heads=128,
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        n_routed_experts=320,
+        n_shared_experts=1,
+        n_activated_experts=8,
+        n_expert_groups=8,
+        n_limited_groups=4,
+        moe_inter_dim=1920,
+        route_scale=2.5,
+        hc_mult=4,
+        dsa_topk=2048,
+        index_n_heads=16,
+        index_head_dim=64,
+        engram_layer_ids=[1, 15, 30],
+        engram_heads_per_ngram=8,
+        engram_embed_per_ngram=1024,
+        engram_table_size=[39_400_000, 39_400_000],
+        max_seq_len=163840,
+        rope_factor=40.0,
+        original_seq_len=4096,
+        mscale=1.0,
+    ),
 }
 
 

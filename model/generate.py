@@ -11,8 +11,9 @@ from engram_sdk.model.transformer import ModelCache
 from engram_sdk.errors import InputError
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None) -> int:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> int:
     """One token id from the last position's logits (vocab,)."""
     if temperature <= 0:
         return int(logits.argmax())
@@ -26,9 +27,15 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
 
 
 @torch.no_grad()
-def stream(model: Any, prompt_ids: Sequence[int] | torch.Tensor, max_new_tokens: int,
-           temperature: float = 0.0, top_p: float = 1.0, stop: Sequence[Sequence[int]] | None = None,
-           seed: int | None = None) -> Iterator[int]:
+def stream(
+    model: Any,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop: Sequence[Sequence[int]] | None = None,
+    seed: int | None = None,
+) -> Iterator[int]:
     """Yield new ids until ``max_new_tokens`` or a stop sequence (which is yielded too)."""
     ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten()
     if ids.numel() == 0:
@@ -48,7 +55,7 @@ def stream(model: Any, prompt_ids: Sequence[int] | torch.Tensor, max_new_tokens:
             nxt = sample_next(logits, temperature, top_p, generator)
             produced.append(nxt)
             yield nxt
-            if any(produced[-len(s):] == s for s in stops):
+            if any(produced[-len(s) :] == s for s in stops):
                 return
             if cache.length >= model.config.max_seq_len:
                 return
@@ -57,11 +64,16 @@ def stream(model: Any, prompt_ids: Sequence[int] | torch.Tensor, max_new_tokens:
         model.train(was_training)
 
 
-def generate(model: Any, prompt_ids: Sequence[int] | torch.Tensor, max_new_tokens: int,
-             stop: Sequence[Sequence[int]] | None = None, **kwargs: Any) -> list[int]:
+def generate(
+    model: Any,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    stop: Sequence[Sequence[int]] | None = None,
+    **kwargs: Any,
+) -> list[int]:
     """New ids after the prompt; a stop sequence that ended generation is not included."""
     out = list(stream(model, prompt_ids, max_new_tokens, stop=stop, **kwargs))
     for s in stop or []:
-        if s and out[-len(s):] == list(s):
-            return out[:-len(s)]
+        if s and out[-len(s) :] == list(s):
+            return out[: -len(s)]
     return out

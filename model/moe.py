@@ -37,7 +37,7 @@ class Gate(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.dim))
-        nn.init.normal_(self.weight, std=cfg.dim ** -0.5)
+        nn.init.normal_(self.weight, std=cfg.dim**-0.5)
         self.register_buffer("bias", torch.zeros(cfg.n_routed_experts), persistent=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,8 +64,12 @@ class MoE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.gate = Gate(cfg)
-        self.experts = nn.ModuleList([MLP(cfg.dim, cfg.moe_inter_dim) for _ in range(cfg.n_routed_experts)])
-        self.shared = MLP(cfg.dim, cfg.n_shared_experts * cfg.moe_inter_dim) if cfg.n_shared_experts else None
+        self.experts = nn.ModuleList(
+            [MLP(cfg.dim, cfg.moe_inter_dim) for _ in range(cfg.n_routed_experts)]
+        )
+        self.shared = (
+            MLP(cfg.dim, cfg.n_shared_experts * cfg.moe_inter_dim) if cfg.n_shared_experts else None
+        )
         self.register_buffer("load", torch.zeros(cfg.n_routed_experts), persistent=False)
         self.aux_loss = torch.zeros(())
 
@@ -83,8 +87,8 @@ class MoE(nn.Module):
         start = 0
         for e, n in enumerate(counts.tolist()):
             if n:
-                tok = token_of[start:start + n]
-                out.index_add_(0, tok, self.experts[e](flat[tok]) * pair_weights[start:start + n])
+                tok = token_of[start : start + n]
+                out.index_add_(0, tok, self.experts[e](flat[tok]) * pair_weights[start : start + n])
                 start += n
         if self.shared is not None:
             out = out + self.shared(flat)
@@ -92,12 +96,18 @@ class MoE(nn.Module):
             self.aux_loss = self._sequence_balance_loss(scores, ids, shape)
         return out.view(shape)
 
-    def _sequence_balance_loss(self, scores: torch.Tensor, ids: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    def _sequence_balance_loss(
+        self, scores: torch.Tensor, ids: torch.Tensor, shape: torch.Size
+    ) -> torch.Tensor:
         cfg = self.cfg
         b, t = shape[0], shape[1] if len(shape) == 3 else 1
         e, k = cfg.n_routed_experts, cfg.n_activated_experts
         s = (scores / scores.sum(-1, keepdim=True)).view(b, t, e)
-        hits = torch.zeros(b, t * k, e, device=scores.device).scatter_(2, ids.view(b, t * k, 1), 1.0).sum(1)
+        hits = (
+            torch.zeros(b, t * k, e, device=scores.device)
+            .scatter_(2, ids.view(b, t * k, 1), 1.0)
+            .sum(1)
+        )
         f = hits * e / (k * t)
         return cfg.seq_aux_alpha * (f * s.mean(1)).sum(-1).mean()
 

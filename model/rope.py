@@ -11,8 +11,15 @@ def _correction_dim(num_rotations: float, dim: int, base: float, max_seq_len: in
     return dim * math.log(max_seq_len / (num_rotations * 2 * math.pi)) / (2 * math.log(base))
 
 
-def rope_frequencies(dim: int, seq_len: int, base: float, factor: float = 1.0,
-                     original_seq_len: int = 4096, beta_fast: int = 32, beta_slow: int = 1) -> torch.Tensor:
+def rope_frequencies(
+    dim: int,
+    seq_len: int,
+    base: float,
+    factor: float = 1.0,
+    original_seq_len: int = 4096,
+    beta_fast: int = 32,
+    beta_slow: int = 1,
+) -> torch.Tensor:
     """Complex rotations (seq_len, dim/2); with ``factor > 1`` low frequencies are stretched (YaRN)."""
     freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
     if factor > 1.0:
@@ -29,7 +36,7 @@ def rope_frequencies(dim: int, seq_len: int, base: float, factor: float = 1.0,
 
 def yarn_softmax_scale(head_dim: int, factor: float, mscale: float) -> float:
     """Attention scale: 1/sqrt(d), times YaRN's mscale² when stretched."""
-    scale = head_dim ** -0.5
+    scale = head_dim**-0.5
     if factor > 1.0:
         m = 0.1 * mscale * math.log(factor) + 1.0
         scale *= m * m
@@ -40,5 +47,9 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` (..., T, [H,] dim) by ``freqs`` (T, dim/2), pairs interleaved."""
     dtype = x.dtype
     z = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    f = freqs.view(freqs.shape[0], *([1] * (z.dim() - 3)), freqs.shape[-1]) if z.dim() > 3 else freqs
+    f = (
+        freqs.view(freqs.shape[0], *([1] * (z.dim() - 3)), freqs.shape[-1])
+        if z.dim() > 3
+        else freqs
+    )
     return torch.view_as_real(z * f).flatten(-2).to(dtype)

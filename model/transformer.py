@@ -49,21 +49,41 @@ class Transformer(nn.Module):
         self.config = cfg
         table, canon_vocab, pad = canonical_table(cfg)
         self.register_buffer("canonical", table, persistent=False)
-        self.hasher = NgramHasher(NgramConfig(
-            vocab_size=canon_vocab, max_ngram_size=cfg.engram_max_ngram,
-            n_head_per_ngram=cfg.engram_heads_per_ngram, engram_vocab_size=cfg.engram_table_size,
-            layer_ids=cfg.engram_layer_ids or [0], pad_id=pad, seed=cfg.engram_seed))
+        self.hasher = NgramHasher(
+            NgramConfig(
+                vocab_size=canon_vocab,
+                max_ngram_size=cfg.engram_max_ngram,
+                n_head_per_ngram=cfg.engram_heads_per_ngram,
+                engram_vocab_size=cfg.engram_table_size,
+                layer_ids=cfg.engram_layer_ids or [0],
+                pad_id=pad,
+                seed=cfg.engram_seed,
+            )
+        )
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.blocks = nn.ModuleList([
-            Block(i, cfg, self.hasher.table_rows(i) if i in cfg.engram_layer_ids else None)
-            for i in range(cfg.n_layers)])
+        self.blocks = nn.ModuleList(
+            [
+                Block(i, cfg, self.hasher.table_rows(i) if i in cfg.engram_layer_ids else None)
+                for i in range(cfg.n_layers)
+            ]
+        )
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.hc_mult > 1:
             self.readout = nn.Parameter(torch.zeros(cfg.hc_mult))
-        self.register_buffer("freqs", rope_frequencies(
-            cfg.qk_rope_head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_factor,
-            cfg.original_seq_len, cfg.beta_fast, cfg.beta_slow), persistent=False)
+        self.register_buffer(
+            "freqs",
+            rope_frequencies(
+                cfg.qk_rope_head_dim,
+                cfg.max_seq_len,
+                cfg.rope_theta,
+                cfg.rope_factor,
+                cfg.original_seq_len,
+                cfg.beta_fast,
+                cfg.beta_slow,
+            ),
+            persistent=False,
+        )
 
     # ---- Engram tables ------------------------------------------------------------------
     def engram_tables(self) -> dict[int, EngramTable]:
@@ -74,15 +94,21 @@ class Transformer(nn.Module):
         """Serve one Engram layer's rows from ``table`` (e.g. a store-backed one)."""
         block = self.blocks[layer_id]
         if block.engram is None:
-            raise InputError(f"layer {layer_id} has no Engram; Engram layers: {self.config.engram_layer_ids}")
+            raise InputError(
+                f"layer {layer_id} has no Engram; Engram layers: {self.config.engram_layer_ids}"
+            )
         block.engram.set_table(table)
 
-    def engram_addresses(self, input_ids: torch.Tensor, prefix: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    def engram_addresses(
+        self, input_ids: torch.Tensor, prefix: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
         """Flat addresses (B, T, heads) of every Engram layer; ``prefix``: previous canonical ids."""
         canon = self.canonical[input_ids]
         fused = canon.is_cuda
-        return {layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True, compiled=fused)
-                for layer in self.config.engram_layer_ids}
+        return {
+            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True, compiled=fused)
+            for layer in self.config.engram_layer_ids
+        }
 
     # ---- forward ------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
@@ -93,26 +119,34 @@ class Transformer(nn.Module):
         cfg = self.config
         start = cache.length if cache is not None else 0
         if start + t > cfg.max_seq_len:
-            raise InputError(f"sequence of {start + t} tokens exceeds max_seq_len {cfg.max_seq_len}")
+            raise InputError(
+                f"sequence of {start + t} tokens exceeds max_seq_len {cfg.max_seq_len}"
+            )
         if int(input_ids.max()) >= cfg.vocab_size or int(input_ids.min()) < 0:
             raise InputError(f"token ids must be in [0, {cfg.vocab_size})")
         addresses = self.engram_addresses(input_ids, cache.last_ids if cache is not None else None)
         tables = self.engram_tables()
         for layer, table in tables.items():
             table.prepare(addresses[layer])
-        layer_caches = cache.layers if cache is not None and cache.layers else [LayerCache() for _ in self.blocks]
+        layer_caches = (
+            cache.layers
+            if cache is not None and cache.layers
+            else [LayerCache() for _ in self.blocks]
+        )
         streams = self.embed(input_ids).unsqueeze(2).expand(b, t, cfg.hc_mult, cfg.dim).contiguous()
         for block, lc in zip(self.blocks, layer_caches, strict=True):
             streams = block(streams, self.freqs, addresses.get(block.layer_id), lc)
         if cfg.hc_mult > 1:
-            h = torch.einsum("bthd,h->btd", streams, torch.softmax(self.readout, 0).to(streams.dtype))
+            h = torch.einsum(
+                "bthd,h->btd", streams, torch.softmax(self.readout, 0).to(streams.dtype)
+            )
         else:
             h = streams[:, :, 0]
         if cache is not None:
             cache.layers = layer_caches
             canon = self.canonical[input_ids]
             joined = canon if cache.last_ids is None else torch.cat([cache.last_ids, canon], dim=1)
-            cache.last_ids = joined[:, -self.hasher.context:]
+            cache.last_ids = joined[:, -self.hasher.context :]
             cache.length = start + t
         return self.head(self.norm(h))
 

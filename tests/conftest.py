@@ -12,6 +12,13 @@ atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.setdefault("ENGRAM_HOME", _HOME)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread: OpenMP threads spin badly when other processes share the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip ``gpu`` tests where no CUDA device is present."""
     import torch

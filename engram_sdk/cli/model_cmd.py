@@ -1,7 +1,107 @@
-"""`engram` commands of the model part (filled in by its issue)."""
+"""``engram model info|presets`` and ``engram train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+model_app = typer.Typer(
+    help="The built-in DeepSeek-style MoE model with Engram layers.", no_args_is_help=True
+)
+
+
+@model_app.command()
+def presets() -> None:
+    """List the named presets."""
+    from engram_sdk.model.config import PRESETS, get_preset
+
+    table = Table("preset", "dim", "layers", "experts (active)", "engram layers", "hc", "DSA top-k")
+    for name in PRESETS:
+        c = get_preset(name)
+        table.add_row(
+            name,
+            str(c.dim),
+            str(c.n_layers),
+            f"{c.n_routed_experts} ({c.n_activated_experts})",
+            str(c.engram_layer_ids),
+            str(c.hc_mult),
+            str(c.dsa_topk or "dense"),
+        )
+    console.print(table)
+
+
+@model_app.command()
+def info(
+    preset: Annotated[str, typer.Argument(help="preset name (tiny, small, base, v4-1t)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Total, active-per-token and Engram-table parameters (built on the meta device)."""
+    from engram_sdk.model.config import get_preset
+    from engram_sdk.model.info import count_parameters
+
+    r = count_parameters(get_preset(preset))
+    if as_json:
+        typer.echo(r.model_dump_json())
+        return
+    console.print(
+        f"[bold]{preset}[/]: total {r.total / 1e9:.3f} B parameters, "
+        f"active per token {r.active_per_token / 1e9:.3f} B"
+    )
+    console.print(
+        f"Engram tables {r.engram_tables / 1e9:.3f} B, routed experts {r.routed_experts / 1e9:.3f} B: "
+        f"Engram is {r.engram_share_of_sparse:.1%} of the sparse parameters"
+    )
+
+
+def train(
+    data: Annotated[
+        list[Path], typer.Argument(help="files or folders of text (a codebase is fine)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="checkpoint folder")] = Path("engram-run"),
+    preset: Annotated[str, typer.Option(help="model preset")] = "tiny",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 100,
+    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 4,
+    seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 128,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-3,
+    engram_lr: Annotated[float, typer.Option(help="learning rate of Engram tables")] = 1.5e-2,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="steps between checkpoints (0: end only)")
+    ] = 0,
+    resume: Annotated[Path | None, typer.Option(help="checkpoint folder to resume from")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train the built-in model on token streams from files or folders."""
+    from engram_sdk.model import build_model, get_preset
+    from engram_sdk.model.train import TokenStream, TrainConfig
+    from engram_sdk.model.train import train as run
+
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        engram_lr=engram_lr,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    model = build_model(get_preset(preset, max_seq_len=max(seq_len, 128)), device=device, seed=seed)
+    stream = TokenStream.from_paths(list(data))
+    losses = run(model, stream, cfg, out_dir=out, resume=resume, progress=progress)
+    if losses:
+        console.print(
+            f"trained {len(losses)} steps: loss {losses[0]:.3f} → {losses[-1]:.3f}; "
+            f"checkpoint in {out}/step-{cfg.steps:06d}"
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``model`` and ``train``."""
+    app.add_typer(model_app, name="model")
+    app.command()(train)

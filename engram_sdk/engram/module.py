@@ -32,32 +32,46 @@ class ShortConv(nn.Module):
         self.kernel_size, self.dilation = kernel_size, dilation
         self.norms = nn.ModuleList([nn.RMSNorm(dim, eps=eps) for _ in range(hc_mult)])
         channels = dim * hc_mult
-        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, bias=False,
-                              dilation=dilation)
+        self.conv = nn.Conv1d(
+            channels, channels, kernel_size, groups=channels, bias=False, dilation=dilation
+        )
 
     @property
     def context(self) -> int:
         """How many past positions the convolution sees."""
         return (self.kernel_size - 1) * self.dilation
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b, t, g, d = x.shape
         normed = torch.cat([self.norms[i](x[:, :, i]) for i in range(g)], dim=-1)  # (B, T, g*d)
         past = state if state is not None else normed.new_zeros(b, self.context, g * d)
         full = torch.cat([past, normed], dim=1)
         y = F.silu(self.conv(full.transpose(1, 2))).transpose(1, 2)  # (B, T, g*d)
-        return y.reshape(b, t, g, d), full[:, full.shape[1] - self.context:]
+        return y.reshape(b, t, g, d), full[:, full.shape[1] - self.context :]
 
 
 class Engram(nn.Module):
     """One Engram layer (see the module docstring)."""
 
-    def __init__(self, layer_id: int, hidden: int, hc_mult: int, max_ngram: int,
-                 heads_per_ngram: int, embed_per_ngram: int, table_rows: int,
-                 kernel_size: int = 4, eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        layer_id: int,
+        hidden: int,
+        hc_mult: int,
+        max_ngram: int,
+        heads_per_ngram: int,
+        embed_per_ngram: int,
+        table_rows: int,
+        kernel_size: int = 4,
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         if embed_per_ngram % heads_per_ngram:
-            raise ValueError(f"embed_per_ngram {embed_per_ngram} must divide by heads_per_ngram {heads_per_ngram}")
+            raise ValueError(
+                f"embed_per_ngram {embed_per_ngram} must divide by heads_per_ngram {heads_per_ngram}"
+            )
         self.layer_id, self.hidden, self.hc_mult = layer_id, hidden, hc_mult
         self.heads = (max_ngram - 1) * heads_per_ngram
         self.table: EngramTable = EmbeddingTable(table_rows, embed_per_ngram // heads_per_ngram)
@@ -71,8 +85,10 @@ class Engram(nn.Module):
     def set_table(self, table: EngramTable) -> None:
         """Serve rows from another table (a store-backed one, say); shapes must match."""
         if (table.rows, table.dim) != (self.table.rows, self.table.dim):
-            raise ValueError(f"table is {table.rows}x{table.dim}, layer {self.layer_id} needs "
-                             f"{self.table.rows}x{self.table.dim}")
+            raise ValueError(
+                f"table is {table.rows}x{table.dim}, layer {self.layer_id} needs "
+                f"{self.table.rows}x{self.table.dim}"
+            )
         self.table = table
 
     def gate(self, hidden: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -86,8 +102,12 @@ class Engram(nn.Module):
             gates.append(score.sigmoid())
         return torch.stack(gates, dim=2).unsqueeze(-1)
 
-    def forward(self, hidden: torch.Tensor, flat_addresses: torch.Tensor,
-                conv_state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        flat_addresses: torch.Tensor,
+        conv_state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Update (B, T, hc, D) to add to the residual, and the convolution state."""
         memory = self.table.lookup(flat_addresses).flatten(-2).to(hidden.dtype)  # (B, T, M)
         value = self.gate(hidden, memory) * self.value_proj(memory).unsqueeze(2)
