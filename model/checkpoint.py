@@ -105,6 +105,13 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> torch.nn.Module:
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a safetensors file into ``model``, validating names, shapes and dtypes."""
     state = load_file(str(path))
+    check_state(model, state, str(path))
+    model.load_state_dict(state)
+
+
+def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Raise :class:`InputError` listing missing, unexpected and mismatched tensors."""
+    path = where
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -122,7 +129,6 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         if wrong:
             parts.append(f"mismatched {sorted(wrong)[:5]}")
         raise InputError(f"{path} does not fit the model: " + "; ".join(parts))
-    model.load_state_dict(state)
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, folder: str | Path) -> None:
