@@ -83,13 +83,13 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq: int, steps: int
     return {"train_tok_s": train_tps, "fwd_tok_s": fwd_tps, "peak_gib": peak}
 
 
-def run(name: str, ours_cfg, hf_kwargs: dict, batch: int, seq: int, steps: int) -> list[dict]:  # noqa: ANN001
+def run(name: str, ours_cfg, hf_kwargs: dict, batch: int, seq: int, steps: int, impls=("hf", "ours")) -> list[dict]:  # noqa: ANN001
     import transformers
 
     from engram_sdk.model import build_model
 
     rows = []
-    for who in ("hf", "ours"):
+    for who in impls:
         gc.collect()
         torch.cuda.empty_cache()
         try:
@@ -132,7 +132,7 @@ def main() -> None:
             cfg = get_preset(preset)
             plain = cfg.model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
             hf_kwargs = hf_from_ours(plain)
-            rows += run(f"{preset} (with Engram)", cfg, hf_kwargs, batch, 4096, args.steps)[1:]
+            rows += run(f"{preset} (with Engram)", cfg, hf_kwargs, batch, 4096, args.steps, ("ours",))
             rows += run(f"{preset} (no Engram)", plain, hf_kwargs, batch, 4096, args.steps)
     print(f"{'config':40} {'impl':5} {'train tok/s':>12} {'fwd tok/s':>12} {'MFU train':>9} {'peak GiB':>9}")
     for r in rows:
