@@ -26,7 +26,7 @@ REFERENCE = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, moe
                  rms_norm_eps=1e-6, rope_interleave=True, tie_word_embeddings=False)
 
 
-def hf_from_ours(cfg) -> dict:  # noqa: ANN001
+def hf_from_ours(cfg) -> dict:
     return dict(vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.inter_dim,
                 moe_intermediate_size=cfg.moe_inter_dim, num_hidden_layers=cfg.n_layers,
                 num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
@@ -43,12 +43,12 @@ def active_params(model: torch.nn.Module, n_routed: int, n_active: int) -> int:
     total, routed = 0, 0
     for name, p in model.named_parameters():
         total += p.numel()
-        if ".experts." in name:
+        if ".experts." in name or ".expert_w" in name:
             routed += p.numel()
     return int(total - routed + routed * n_active / n_routed)
 
 
-def measure(model: torch.nn.Module, vocab: int, batch: int, seq: int, steps: int, logits_of) -> dict:  # noqa: ANN001
+def measure(model: torch.nn.Module, vocab: int, batch: int, seq: int, steps: int, logits_of) -> dict:
     device = "cuda"
     ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -83,9 +83,8 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq: int, steps: int
     return {"train_tok_s": train_tps, "fwd_tok_s": fwd_tps, "peak_gib": peak}
 
 
-def run(name: str, ours_cfg, hf_kwargs: dict, batch: int, seq: int, steps: int, impls=("hf", "ours")) -> list[dict]:  # noqa: ANN001
+def run(name: str, ours_cfg, hf_kwargs: dict, batch: int, seq: int, steps: int, impls=("hf", "ours")) -> list[dict]:
     import transformers
-
     from engram_sdk.model import build_model
 
     rows = []

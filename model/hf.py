@@ -100,8 +100,9 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def hf_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Rename (and unfuse experts of) an HF state dict."""
+    """Rename an HF state dict; per-expert weights are stacked into (E, …) tensors."""
     out: dict[str, torch.Tensor] = {}
+    experts: dict[tuple[int, str], dict[int, torch.Tensor]] = {}
     for name, t in state.items():
         if name in _TOP:
             out[_TOP[name]] = t
@@ -112,18 +113,24 @@ def hf_to_ours(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
         i, rest = int(parts[2]), ".".join(parts[3:])
         if rest == "mlp.experts.gate_up_proj":
             gate, up = t.chunk(2, dim=1)
-            for e in range(t.shape[0]):
-                out[f"blocks.{i}.ffn.experts.{e}.w1.weight"] = gate[e].contiguous()
-                out[f"blocks.{i}.ffn.experts.{e}.w3.weight"] = up[e].contiguous()
+            out[f"blocks.{i}.ffn.expert_w1"], out[f"blocks.{i}.ffn.expert_w3"] = (
+                gate.contiguous(),
+                up.contiguous(),
+            )
         elif rest == "mlp.experts.down_proj":
-            for e in range(t.shape[0]):
-                out[f"blocks.{i}.ffn.experts.{e}.w2.weight"] = t[e].contiguous()
+            out[f"blocks.{i}.ffn.expert_w2"] = t
         elif rest.startswith("mlp.experts.") and len(parts) == 8 and parts[6] in _EXPERT:
-            out[f"blocks.{i}.ffn.experts.{int(parts[5])}.{_EXPERT[parts[6]]}.weight"] = t
+            experts.setdefault((i, _EXPERT[parts[6]]), {})[int(parts[5])] = t
         elif rest in _LAYER:
             out[f"blocks.{i}.{_LAYER[rest]}"] = t
         else:
             raise InputError(f"unknown HF parameter {name!r}")
+    for (i, w), per in experts.items():
+        if sorted(per) != list(range(cfg.n_routed_experts)):
+            raise InputError(
+                f"layer {i}: expected experts 0..{cfg.n_routed_experts - 1}, found {sorted(per)[:5]}…"
+            )
+        out[f"blocks.{i}.ffn.expert_{w}"] = torch.stack([per[e] for e in range(len(per))])
     return out
 
 
@@ -139,8 +146,13 @@ def ours_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
             continue
         parts = name.split(".")
         i, rest = int(parts[1]), ".".join(parts[2:])
-        if rest.startswith("ffn.experts."):  # the per-expert layout of the original checkpoints
-            out[f"model.layers.{i}.mlp.experts.{parts[4]}.{hf_name[parts[5]]}.weight"] = t
+        if rest.startswith(
+            "ffn.expert_"
+        ):  # written per expert, the layout of published checkpoints
+            for e in range(t.shape[0]):
+                out[
+                    f"model.layers.{i}.mlp.experts.{e}.{hf_name[rest[len('ffn.expert_') :]]}.weight"
+                ] = t[e].contiguous()
         elif rest in layer:
             out[f"model.layers.{i}.{layer[rest]}"] = t
         else:

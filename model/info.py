@@ -29,7 +29,7 @@ def count_parameters(cfg: ModelConfig) -> ParamReport:
     )
     routed = 0
     for moe in model.moe_layers():
-        routed += sum(p.numel() for e in moe.experts for p in e.parameters())
+        routed += sum(w.numel() for w in (moe.expert_w1, moe.expert_w2, moe.expert_w3))
     per_expert = 3 * cfg.dim * cfg.moe_inter_dim
     active_routed = len(model.moe_layers()) * cfg.n_activated_experts * per_expert
     head_dim = cfg.engram_embed_per_ngram // cfg.engram_heads_per_ngram
