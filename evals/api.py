@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,11 @@ DEFAULT_DEPTHS = (0.0, 25.0, 50.0, 75.0, 100.0)
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "model"
+
+
+def _set_id(samples: Sequence[Sample]) -> str:
+    """A short name for a set of samples (a hash of their ids), so runs never overwrite each other."""
+    return hashlib.sha256("".join(s.id for s in samples).encode()).hexdigest()[:12]
 
 
 def _check_lengths(lengths: Sequence[int]) -> list[int]:
@@ -78,7 +84,7 @@ def run_ruler(
     hay = get_haystack(haystack) if isinstance(haystack, str) else haystack
     samples = ruler_samples(task_names, lengths, n_samples, counter, seed, hay, qa_files)
     out = Path(out_dir)
-    write_samples(samples, out / "samples" / f"ruler-{_slug(counter.name)}-seed{seed}.jsonl")
+    write_samples(samples, out / "samples" / f"ruler-{_slug(counter.name)}-{_set_id(samples)}.jsonl")
     preds = run_samples(samples, model, PredictionCache(out / "predictions.jsonl"), force, progress)
     report = build_report("ruler", model.name, counter.name, seed, preds)
     write_report(report, out, f"ruler-{_slug(model.name)}")
@@ -141,7 +147,7 @@ def run_niah(
         lengths, depths, n_samples, counter, seed, hay, needles, question, answers
     )
     out = Path(out_dir)
-    write_samples(samples, out / "samples" / f"niah-{_slug(counter.name)}-seed{seed}.jsonl")
+    write_samples(samples, out / "samples" / f"niah-{_slug(counter.name)}-{_set_id(samples)}.jsonl")
     preds = run_samples(samples, model, PredictionCache(out / "predictions.jsonl"), force, progress)
     report = build_report("niah", model.name, counter.name, seed, preds)
     write_report(report, out, f"niah-{_slug(model.name)}")
