@@ -73,6 +73,42 @@ def memory_demo() -> None:
         console.print(f"a new session recalls: {recalled[0].snippet if recalled else '(nothing)'}")
 
 
+def model_demo(workdir: Path) -> None:
+    """Train the tiny preset briefly on the SDK's source, save it, reload it, generate."""
+    import engram_sdk
+    from engram_sdk.model import build_model, get_preset, load_checkpoint
+    from engram_sdk.model.info import count_parameters
+    from engram_sdk.model.train import TokenStream, TrainConfig, train
+    from engram_sdk.tokenizer import get_tokenizer
+
+    cfg = get_preset("tiny", max_seq_len=256)
+    r = count_parameters(cfg)
+    console.print(f"tiny preset: {r.total / 1e6:.1f} M parameters, Engram at layers "
+                  f"{cfg.engram_layer_ids}, MLA + MoE ({cfg.n_routed_experts} experts) + mHC x{cfg.hc_mult}")
+    model = build_model(cfg)
+    stream = TokenStream.from_paths([Path(engram_sdk.__file__).parent / "hashing"])
+    losses = train(model, stream, TrainConfig(steps=20, batch_size=4, seq_len=64, warmup_steps=4),
+                   out_dir=workdir / "tiny", progress=False)
+    console.print(f"20 training steps: loss {losses[0]:.2f} → {losses[-1]:.2f}; checkpoint saved")
+    again = load_checkpoint(workdir / "tiny" / "step-000020")
+    tok = get_tokenizer()
+    new = again.generate(tok.encode("def hash(self"), 12)
+    console.print(f"reloaded and generated: {tok.decode(new)!r}")
+
+
+def eval_demo(workdir: Path) -> None:
+    """NIAH through the memory pipeline: does recall put the needle in a 300-token context?"""
+    from engram_sdk.evals import CallableAdapter, MemoryAdapter, run_niah
+
+    echo = CallableAdapter(lambda prompt: prompt, name="echo")
+    pipeline = MemoryAdapter(echo, max_tokens=300)
+    report = run_niah(pipeline, lengths=(2048, 8192), depths=(0.0, 0.5, 1.0), out_dir=workdir / "eval",
+                      progress=False)
+    for length, score in sorted(report.average.items()):
+        console.print(f"needle recalled into a 300-token context from {length:,} tokens: {score:.0f}%")
+    console.print(f"report (JSON, Markdown, heatmap PNG) in {workdir / 'eval'}")
+
+
 def quickstart(
     file: Annotated[Path | None, typer.Argument(help="text to address (default: built-in sample)")] = None,
 ) -> None:
@@ -82,6 +118,13 @@ def quickstart(
     addressing_demo(text)
     console.rule("[bold]2. episodic memory: ingest, search, context, sessions")
     memory_demo()
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="engram-quickstart-"))
+    console.rule("[bold]3. the model: MoE transformer with Engram layers")
+    model_demo(workdir)
+    console.rule("[bold]4. evals: needle in a haystack through the memory pipeline")
+    eval_demo(workdir)
 
 
 def register(app: typer.Typer) -> None:
