@@ -84,7 +84,9 @@ def run_ruler(
     hay = get_haystack(haystack) if isinstance(haystack, str) else haystack
     samples = ruler_samples(task_names, lengths, n_samples, counter, seed, hay, qa_files)
     out = Path(out_dir)
-    write_samples(samples, out / "samples" / f"ruler-{_slug(counter.name)}-{_set_id(samples)}.jsonl")
+    write_samples(
+        samples, out / "samples" / f"ruler-{_slug(counter.name)}-{_set_id(samples)}.jsonl"
+    )
     preds = run_samples(samples, model, PredictionCache(out / "predictions.jsonl"), force, progress)
     report = build_report("ruler", model.name, counter.name, seed, preds)
     write_report(report, out, f"ruler-{_slug(model.name)}")

@@ -15,7 +15,14 @@ import argparse
 import re
 from pathlib import Path
 
-from engram_sdk.evals import CallableAdapter, MemoryAdapter, OracleAdapter, markdown, run_niah, run_ruler
+from engram_sdk.evals import (
+    CallableAdapter,
+    MemoryAdapter,
+    OracleAdapter,
+    markdown,
+    run_niah,
+    run_ruler,
+)
 
 
 def grep_model(prompt: str) -> str:
@@ -37,7 +44,9 @@ def main() -> None:
         print(markdown(report))
     repo = Path(__file__).resolve().parents[1] / "evals"
     memory = MemoryAdapter(OracleAdapter(), max_tokens=300)
-    report = run_niah(memory, [4096, 16384], [0, 50, 100], 1, args.out, haystack=str(repo), progress=False)
+    report = run_niah(
+        memory, [4096, 16384], [0, 50, 100], 1, args.out, haystack=str(repo), progress=False
+    )
     print(markdown(report))
     print(f"reports and plots in {args.out}/")
 
