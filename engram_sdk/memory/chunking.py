@@ -61,38 +61,56 @@ class Chunk:
     byte_end: int
 
 
-def chunk_text(text: str, code: bool, max_lines: int = 60, max_chars: int = 3000) -> list[Chunk]:
+def _pieces(text: str, max_chars: int) -> list[tuple[str, int]]:
+    """Lines with their 1-based numbers; a line longer than ``max_chars`` is cut at sentence
+    ends (else at spaces) into pieces that keep its line number."""
+    out: list[tuple[str, int]] = []
+    for n, line in enumerate(text.splitlines(keepends=True), start=1):
+        while len(line) > max_chars:
+            cut = max(line.rfind(". ", 0, max_chars), line.rfind("\n", 0, max_chars))
+            if cut < max_chars // 2:
+                cut = line.rfind(" ", 0, max_chars)
+            cut = cut + 1 if cut >= max_chars // 4 else max_chars
+            out.append((line[:cut], n))
+            line = line[cut:]
+        out.append((line, n))
+    return out
+
+
+def chunk_text(
+    text: str, code: bool, max_lines: int = 60, max_chars: int | None = None
+) -> list[Chunk]:
     """Code splits before top-level definitions and at blank lines once a passage is long
-    enough; prose splits at blank lines (paragraphs). No passage exceeds ``max_lines``."""
-    lines = text.splitlines(keepends=True)
+    enough; prose splits at blank lines (paragraphs). No passage exceeds ``max_lines`` lines
+    or ``max_chars`` characters; a longer single line is cut at sentence ends."""
+    max_chars = max_chars or (3000 if code else 1200)
+    pieces = _pieces(text, max_chars)
     chunks: list[Chunk] = []
-    start = 0
-    size = 0
-    byte_pos = 0
-    start_byte = 0
+    start = size = start_byte = 0
     min_lines = 8 if code else 1
 
     def flush(end: int) -> None:
         nonlocal start, size, start_byte
         if end > start:
-            body = "".join(lines[start:end])
+            body = "".join(p for p, _ in pieces[start:end])
+            nbytes = len(body.encode("utf-8", "surrogatepass"))
             if body.strip():
-                nbytes = len(body.encode("utf-8", "surrogatepass"))
-                chunks.append(Chunk(body, start + 1, end, start_byte, start_byte + nbytes))
-                start_byte += nbytes
-            else:
-                start_byte += len(body.encode("utf-8", "surrogatepass"))
+                chunks.append(
+                    Chunk(
+                        body, pieces[start][1], pieces[end - 1][1], start_byte, start_byte + nbytes
+                    )
+                )
+            start_byte += nbytes
         start, size = end, 0
 
-    for i, line in enumerate(lines):
+    for i, (piece, _) in enumerate(pieces):
         n_here = i - start
-        blank = not line.strip()
-        boundary = (code and _TOP_LEVEL.match(line) and n_here >= min_lines) or (
+        blank = not piece.strip()
+        boundary = (code and _TOP_LEVEL.match(piece) and n_here >= min_lines) or (
             blank and n_here >= min_lines and (not code or n_here >= max_lines // 3)
         )
-        if boundary or n_here >= max_lines or size + len(line) > max_chars:
+        if boundary or n_here >= max_lines or size + len(piece) > max_chars:
             flush(i)
-        size += len(line)
-        byte_pos += len(line)
-    flush(len(lines))
+        size += len(piece)
+    flush(len(pieces))
     return chunks

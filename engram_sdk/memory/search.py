@@ -224,11 +224,14 @@ def assemble_context(
         )
         n = tokenizer.count(block)
         if total + n > max_tokens:
-            if not parts:  # the best passage alone is too long: keep its head
-                ids = tokenizer.encode(block)[:max_tokens]
-                parts.append(tokenizer.decode(ids))
+            if not parts:  # the best passage alone is too long: keep a window around the match
+                ids = tokenizer.encode(block)
+                at = block.find(hit.snippet) if hit.snippet else -1
+                centre = len(tokenizer.encode(block[:at])) if at > 0 else 0
+                lo = max(0, min(centre - max_tokens // 2, len(ids) - max_tokens))
+                parts.append(tokenizer.decode(ids[lo : lo + max_tokens]))
                 used.append(hit)
-                total = len(ids)
+                total = min(max_tokens, len(ids))
             break
         parts.append(block)
         used.append(hit)
