@@ -89,7 +89,11 @@ class Engram(nn.Module):
                 f"table is {table.rows}x{table.dim}, layer {self.layer_id} needs "
                 f"{self.table.rows}x{self.table.dim}"
             )
-        self.table = table
+        if isinstance(table, nn.Module):
+            self.table = table
+        else:  # a plain object (e.g. a store-backed table) replaces the submodule
+            self._modules.pop("table", None)
+            object.__setattr__(self, "table", table)
 
     def gate(self, hidden: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Gates (B, T, hc, 1) from hidden (B, T, hc, D) and memory (B, T, M)."""

@@ -1,0 +1,64 @@
+"""Move a model's Engram tables into a store and serve them from there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from engram_sdk.prefetch.store_table import PrefetchStats, StoreTable
+from engram_sdk.stores import open_store
+
+
+def table_name(layer_id: int) -> str:
+    """Store table holding Engram layer ``layer_id``."""
+    return f"engram.layer{layer_id}"
+
+
+def export_tables(model: torch.nn.Module, store: Any, chunk_rows: int = 1 << 16) -> None:
+    """Write every GPU-resident Engram table of ``model`` into ``store`` (float32 rows)."""
+    with store.transaction():
+        for layer, table in model.engram_tables().items():
+            weight = table.embedding.weight.detach()
+            name = table_name(layer)
+            if name not in store.tables():
+                store.create_table(name, weight.shape[0], weight.shape[1], "float32")
+            for start in range(0, weight.shape[0], chunk_rows):
+                part = weight[start : start + chunk_rows].float().cpu().numpy()
+                store.scatter(name, np.arange(start, start + len(part)), part)
+
+
+def attach_store_tables(
+    model: torch.nn.Module,
+    uri: str,
+    export: bool = True,
+    cache_rows: int = 0,
+    device: str | torch.device | None = None,
+) -> tuple[Any, PrefetchStats]:
+    """Serve every Engram layer of ``model`` from the store at ``uri``.
+
+    With ``export`` the model's current tables are written there first; otherwise the store
+    must already hold ``engram.layer<N>`` tables of the right shape. Returns the open store
+    and the shared :class:`PrefetchStats`.
+    """
+    store = open_store(uri, "a" if export else "r")
+    if export:
+        export_tables(model, store)
+    if cache_rows:
+        from engram_sdk.stores import CachedStore
+
+        store = CachedStore(store, cache_rows)
+    device = device or next(model.parameters()).device
+    stats = PrefetchStats()
+    for layer in model.engram_tables():
+        model.set_engram_table(layer, StoreTable(store, table_name(layer), device, stats))
+    return store, stats
+
+
+def prefetch_next(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
+    """Start fetching the rows of the batch after the current one (call before the current step)."""
+    addresses = model.engram_addresses(input_ids)
+    for layer, table in model.engram_tables().items():
+        if hasattr(table, "prefetch"):
+            table.prefetch(addresses[layer])
