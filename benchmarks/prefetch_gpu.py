@@ -5,7 +5,8 @@
 Same model (small preset, Engram at layers 1 and 4), same batch: prefill step time (batch
 4 x 4096), training step time (store tables frozen; GPU table trained), and per-token decode
 latency (batch 1), for (a) GPU-resident tables, (b) dram://, (c) shards:// in the page cache,
-(d) lmdb://; overhead vs (a). Also checks (b)-(d) give logits equal to (a).
+(d) lmdb://; overhead vs (a). ``+next`` rows call ``prefetch_next`` for the following step
+before each step (the batch repeats, so each step's rows were fetched during the previous one). Also checks (b)-(d) give logits equal to (a).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from engram_sdk.model import ModelCache, build_model, get_preset
-    from engram_sdk.prefetch import attach_store_tables
+    from engram_sdk.prefetch import attach_store_tables, prefetch_next
 
     cfg = get_preset("small", engram_table_size=[args.table_size] * 2)
     base = build_model(cfg, device="cuda", seed=0)
@@ -50,11 +51,13 @@ def main() -> None:
     results = {}
     with torch.no_grad():
         reference = base(ids[:, :-1])
-    for name in ("gpu", "dram", "shards", "lmdb"):
+    for name in ("gpu", "dram", "dram+next", "shards+next", "lmdb+next"):
         model = build_model(cfg, device="cuda", seed=0)
         store = stats = None
+        ahead = name.endswith("+next")
         if name != "gpu":
-            uri = "dram://" if name == "dram" else f"{name}://{folder / name}"
+            kind = name.split("+")[0]
+            uri = "dram://" if kind == "dram" else f"{kind}://{folder / name}"
             t = time.perf_counter()
             store, stats = attach_store_tables(model, uri)
             print(f"{name}: exported {table_gb:.1f} GB in {time.perf_counter() - t:.0f} s", flush=True)
@@ -63,10 +66,14 @@ def main() -> None:
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=True)
 
         def prefill() -> None:
+            if ahead:  # the next batch's rows load while this one computes
+                prefetch_next(model, ids[:, :-1])
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 model(ids[:, :-1])
 
         def train_step() -> None:
+            if ahead:
+                prefetch_next(model, ids[:, :-1])
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = F.cross_entropy(model(ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
             opt.zero_grad(set_to_none=True)
