@@ -23,13 +23,15 @@ def main() -> None:
     whole = hasher.hash(canon, 1, flat=True)
     chunks, prev = [], canon[:, :0]
     for start in range(0, canon.shape[1], 1000):
-        chunk = canon[:, start:start + 1000]
+        chunk = canon[:, start : start + 1000]
         chunks.append(hasher.hash(chunk, 1, prefix=prev, flat=True))
         prev = chunk
     assert np.array_equal(np.concatenate(chunks, axis=1), whole)
 
     print(f"{path}: {canon.shape[1]} tokens, {whole.shape[-1]} heads per token")
-    print(f"distinct rows touched in layer 1: {len(np.unique(whole)):,} of {hasher.table_rows(1):,}")
+    print(
+        f"distinct rows touched in layer 1: {len(np.unique(whole)):,} of {hasher.table_rows(1):,}"
+    )
     print("chunked hashing == whole-file hashing: yes")
 
 

@@ -16,8 +16,10 @@ def main() -> None:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(engram_sdk.__file__).parent
     with Memory.open("dram://") as mem:
         report = mem.ingest(root, progress=False)
-        print(f"ingested {report.files_indexed} files, {report.passages} passages "
-              f"({report.mb_per_s:.1f} MB/s)")
+        print(
+            f"ingested {report.files_indexed} files, {report.passages} passages "
+            f"({report.mb_per_s:.1f} MB/s)"
+        )
         for hit in mem.search("def open_store", k=3):
             print(f"  {hit.score:6.1f}  {hit.source}:{hit.line_start}  {hit.snippet}")
         ctx = mem.context("how is the writer lock taken", max_tokens=300)

@@ -11,12 +11,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from engram_sdk.stores import copy_store, open_store
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="engram-stores-"))
+    folder = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="engram-stores-"))
+    )
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((10_000, 64)).astype(np.float16)
     for uri in ("dram://", f"lmdb://{folder / 'lmdb'}", f"shards://{folder / 'shards'}"):
@@ -28,11 +29,16 @@ def main() -> None:
             ids = np.array([7, 7, 9_999, 0])  # duplicates are fine
             assert np.array_equal(store.gather("engram.layer1", ids), emb[ids])
             print(uri, "->", dict(store.scan("notes", b"user:")), store.info().namespaces)
-    with open_store(f"lmdb://{folder / 'lmdb'}", "r") as src, open_store(f"shards://{folder / 'copy'}", "w") as dst:
+    with (
+        open_store(f"lmdb://{folder / 'lmdb'}", "r") as src,
+        open_store(f"shards://{folder / 'copy'}", "w") as dst,
+    ):
         copy_store(src, dst, verify=True)
     with open_store(f"shards://{folder / 'copy'}", "r") as store:
         report = store.verify()
-        print(f"converted lmdb -> shards and verified {report.checked_bytes:,} bytes: ok={report.ok}")
+        print(
+            f"converted lmdb -> shards and verified {report.checked_bytes:,} bytes: ok={report.ok}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,22 +69,27 @@ def pick_queries(corpus: Path, n: int, seed: int) -> tuple[list[str], list[str]]
         words = line.split()
         if len(phrases) < n:
             start = int(rng.integers(0, len(words) - 3))
-            phrases.append(" ".join(words[start:start + 3 + int(rng.integers(0, 2))]))
+            phrases.append(" ".join(words[start : start + 3 + int(rng.integers(0, 2))]))
     return idents, phrases
 
 
 def rg_files(pattern: str, corpus: Path) -> tuple[set[str], float]:
     """Files ``rg -F -l`` finds, and how long it took."""
     start = time.perf_counter()
-    out = subprocess.run(["rg", "-F", "-l", "--no-messages", "--", pattern, str(corpus)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["rg", "-F", "-l", "--no-messages", "--", pattern, str(corpus)],
+        capture_output=True,
+        text=True,
+    )
     return {str(Path(p).resolve()) for p in out.stdout.splitlines()}, time.perf_counter() - start
 
 
 def memory(
     mb: Annotated[int, typer.Option(help="corpus size in MB")] = 100,
     queries: Annotated[int, typer.Option(help="identifier and phrase queries each")] = 25,
-    folder: Annotated[Path | None, typer.Option(help="scratch folder (default: a temp dir)")] = None,
+    folder: Annotated[
+        Path | None, typer.Option(help="scratch folder (default: a temp dir)")
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Ingest MB/s, index/corpus size, p50/p99 query latency and recall vs ripgrep."""
@@ -118,19 +123,47 @@ def memory(
                         found += len(expected & hits)
                         missed += len(expected - hits)
                 p = lambda xs, q: float(np.percentile(xs, q)) * 1000  # noqa: E731
-                rows.append((kind, p(ours, 50), p(ours, 99), p(theirs, 50), p(theirs, 99),
-                             found / max(found + missed, 1)))
+                rows.append(
+                    (
+                        kind,
+                        p(ours, 50),
+                        p(ours, 99),
+                        p(theirs, 50),
+                        p(theirs, 99),
+                        found / max(found + missed, 1),
+                    )
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    table = Table(title=f"engram bench memory: {n_files:,} files, {n_bytes / 1e6:.0f} MB, "
-                        f"{tokens / 1e6:.1f} M tokens")
-    for col in ("queries", "ours p50 ms", "ours p99 ms", "rg p50 ms", "rg p99 ms", "p50 speed-up", "recall vs rg"):
+    table = Table(
+        title=f"engram bench memory: {n_files:,} files, {n_bytes / 1e6:.0f} MB, "
+        f"{tokens / 1e6:.1f} M tokens"
+    )
+    for col in (
+        "queries",
+        "ours p50 ms",
+        "ours p99 ms",
+        "rg p50 ms",
+        "rg p99 ms",
+        "p50 speed-up",
+        "recall vs rg",
+    ):
         table.add_column(col, justify="right")
     for kind, o50, o99, r50, r99, recall in rows:
-        table.add_row(kind, f"{o50:.2f}", f"{o99:.2f}", f"{r50:.1f}", f"{r99:.1f}", f"{r50 / o50:.0f}x", f"{recall:.3f}")
+        table.add_row(
+            kind,
+            f"{o50:.2f}",
+            f"{o99:.2f}",
+            f"{r50:.1f}",
+            f"{r99:.1f}",
+            f"{r50 / o50:.0f}x",
+            f"{recall:.3f}",
+        )
     console.print(table)
-    console.print(f"ingest: {report.mb_per_s:.1f} MB/s ({report.seconds:.0f} s); "
-                  f"index on disk / corpus: {index_bytes / n_bytes:.2f}x")
+    console.print(
+        f"ingest: {report.mb_per_s:.1f} MB/s ({report.seconds:.0f} s); "
+        f"index on disk / corpus: {index_bytes / n_bytes:.2f}x"
+    )
 
 
 def register(bench_app: typer.Typer) -> None:

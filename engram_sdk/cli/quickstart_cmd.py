@@ -27,16 +27,25 @@ def addressing_demo(text: str, show: int = 12) -> None:
     tok = get_tokenizer()
     ids = tok.encode_array(text)
     canon = tok.canonicalize(ids)
-    cfg = NgramConfig(vocab_size=tok.canonical.size, layer_ids=[1, 15],
-                      pad_id=int(tok.canonical.table[tok.eot_id]))
+    cfg = NgramConfig(
+        vocab_size=tok.canonical.size,
+        layer_ids=[1, 15],
+        pad_id=int(tok.canonical.table[tok.eot_id]),
+    )
     hasher = NgramHasher(cfg)
     addr = hasher.hash(canon[None], 1, flat=True)[0]
     table = Table(title=f"{len(ids)} tokens · cl100k_base → canonical → Engram layer 1 addresses")
     for col in ("#", "token", "id", "canonical", "2-gram head 0", "3-gram head 0"):
         table.add_column(col, justify="left" if col == "token" else "right")
     for i in range(min(show, len(ids))):
-        table.add_row(str(i), repr(tok.decode([int(ids[i])])), str(ids[i]), str(canon[i]),
-                      str(addr[i, 0]), str(addr[i, cfg.n_head_per_ngram]))
+        table.add_row(
+            str(i),
+            repr(tok.decode([int(ids[i])])),
+            str(ids[i]),
+            str(canon[i]),
+            str(addr[i, 0]),
+            str(addr[i, cfg.n_head_per_ngram]),
+        )
     console.print(table)
     rows = hasher.table_rows(1)
     console.print(
@@ -54,18 +63,25 @@ def memory_demo() -> None:
     root = Path(engram_sdk.__file__).parent
     with Memory.open("dram://") as mem:
         report = mem.ingest(root, progress=False)
-        console.print(f"ingested {report.files_indexed} files of {root} "
-                      f"({report.passages} passages, {report.mb_per_s:.1f} MB/s)")
+        console.print(
+            f"ingested {report.files_indexed} files of {root} "
+            f"({report.passages} passages, {report.mb_per_s:.1f} MB/s)"
+        )
         table = Table(title='search "class NgramHasher"')
         for col in ("score", "source:line", "snippet"):
             table.add_column(col)
         for hit in mem.search("class NgramHasher", k=4):
-            table.add_row(f"{hit.score:.1f}", f"{Path(hit.source).relative_to(root)}:{hit.line_start}",
-                          hit.snippet[:70])
+            table.add_row(
+                f"{hit.score:.1f}",
+                f"{Path(hit.source).relative_to(root)}:{hit.line_start}",
+                hit.snippet[:70],
+            )
         console.print(table)
         ctx = mem.context("how are canonical ids cached on disk", max_tokens=200)
-        console.print(f"context for 'how are canonical ids cached on disk': {ctx.tokens} tokens "
-                      f"from {', '.join(Path(h.source).name for h in ctx.passages)}")
+        console.print(
+            f"context for 'how are canonical ids cached on disk': {ctx.tokens} tokens "
+            f"from {', '.join(Path(h.source).name for h in ctx.passages)}"
+        )
         first = mem.session("first-chat", scope="demo-user")
         first.append("user", "My favourite colour is ultramarine blue.")
         second = mem.session("second-chat", scope="demo-user")
@@ -83,12 +99,19 @@ def model_demo(workdir: Path) -> None:
 
     cfg = get_preset("tiny", max_seq_len=256)
     r = count_parameters(cfg)
-    console.print(f"tiny preset: {r.total / 1e6:.1f} M parameters, Engram at layers "
-                  f"{cfg.engram_layer_ids}, MLA + MoE ({cfg.n_routed_experts} experts) + mHC x{cfg.hc_mult}")
+    console.print(
+        f"tiny preset: {r.total / 1e6:.1f} M parameters, Engram at layers "
+        f"{cfg.engram_layer_ids}, MLA + MoE ({cfg.n_routed_experts} experts) + mHC x{cfg.hc_mult}"
+    )
     model = build_model(cfg)
     stream = TokenStream.from_paths([Path(engram_sdk.__file__).parent / "hashing"])
-    losses = train(model, stream, TrainConfig(steps=20, batch_size=4, seq_len=64, warmup_steps=4),
-                   out_dir=workdir / "tiny", progress=False)
+    losses = train(
+        model,
+        stream,
+        TrainConfig(steps=20, batch_size=4, seq_len=64, warmup_steps=4),
+        out_dir=workdir / "tiny",
+        progress=False,
+    )
     console.print(f"20 training steps: loss {losses[0]:.2f} → {losses[-1]:.2f}; checkpoint saved")
     again = load_checkpoint(workdir / "tiny" / "step-000020")
     tok = get_tokenizer()
@@ -102,15 +125,24 @@ def eval_demo(workdir: Path) -> None:
 
     echo = CallableAdapter(lambda prompt: prompt, name="echo")
     pipeline = MemoryAdapter(echo, max_tokens=300)
-    report = run_niah(pipeline, lengths=(2048, 8192), depths=(0.0, 0.5, 1.0), out_dir=workdir / "eval",
-                      progress=False)
+    report = run_niah(
+        pipeline,
+        lengths=(2048, 8192),
+        depths=(0.0, 0.5, 1.0),
+        out_dir=workdir / "eval",
+        progress=False,
+    )
     for length, score in sorted(report.average.items()):
-        console.print(f"needle recalled into a 300-token context from {length:,} tokens: {score:.0f}%")
+        console.print(
+            f"needle recalled into a 300-token context from {length:,} tokens: {score:.0f}%"
+        )
     console.print(f"report (JSON, Markdown, heatmap PNG) in {workdir / 'eval'}")
 
 
 def quickstart(
-    file: Annotated[Path | None, typer.Argument(help="text to address (default: built-in sample)")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="text to address (default: built-in sample)")
+    ] = None,
 ) -> None:
     """Run the SDK end to end on embedded defaults (offline, CPU, about a minute)."""
     text = file.read_text(errors="replace") if file else SAMPLE_TEXT

@@ -63,7 +63,7 @@ def test_checkpoint_round_trip_and_validation(tmp_path: Path) -> None:
     cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
     cfg["dim"] = 32
     (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match="does not fit the model.*mismatched"):
+    with pytest.raises(InputError, match=r"does not fit the model.*mismatched"):
         load_checkpoint(tmp_path / "ck")
     with pytest.raises(InputError, match="not a complete checkpoint"):
         load_checkpoint(tmp_path)

@@ -66,7 +66,7 @@ def test_newer_manifest_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreVersionError, match=r"format version 99.*upgrade"):
         open_store(uri, "r")
     path.write_text("{not json")
-    with pytest.raises(StoreCorruptError, match="manifest.json"):
+    with pytest.raises(StoreCorruptError, match=r"manifest\.json"):
         open_store(uri, "r")
 
 
