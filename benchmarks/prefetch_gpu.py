@@ -44,15 +44,15 @@ def measure(
 
     def prefill() -> None:
         if ahead:  # the next batch's rows load while this one computes
-            prefetch_next(model, ids[:, :-1])
+            prefetch_next(model, host_ids[:, :-1])
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            model(ids[:, :-1])
+            model(host_ids[:, :-1])
 
     def train_step() -> None:
         if ahead:
-            prefetch_next(model, ids[:, :-1])
+            prefetch_next(model, host_ids[:, :-1])
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
+            loss = F.cross_entropy(model(host_ids[:, :-1]).float().flatten(0, 1), ids[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,8 +84,9 @@ def main() -> None:
     cfg = get_preset("small", engram_table_size=[args.table_size] * 2)
     base = build_model(cfg, device="cuda", seed=0)
     table_gb = sum(t.rows * t.dim * 4 for t in base.engram_tables().values()) / 1e9
-    ids = torch.randint(0, cfg.vocab_size, (4, 4097), device="cuda")
-    prompt = ids[:1, :512]
+    host_ids = torch.randint(0, cfg.vocab_size, (4, 4097)).pin_memory()  # batches come from the host
+    ids = host_ids.cuda()
+    prompt = host_ids[:1, :512]
     folder = Path(args.folder)
     shutil.rmtree(folder, ignore_errors=True)
     results = {}
@@ -105,7 +106,7 @@ def main() -> None:
             )
         with torch.no_grad():
             same = torch.equal(model(ids[:, :-1]), reference)
-        row = {"same_logits": same, **measure(model, ids, prompt, ahead, args.repeats)}
+        row = {"same_logits": same, **measure(model, host_ids, ids, prompt, ahead, args.repeats)}
         if stats is not None:
             row["dedup_ratio"] = stats.dedup_ratio
             row["wait_s_per_fetch"] = stats.wait_seconds / max(stats.fetches, 1)

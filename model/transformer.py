@@ -23,6 +23,7 @@ class ModelCache:
 
     layers: list[LayerCache] = field(default_factory=list)
     last_ids: torch.Tensor | None = None  # (B, engram context) canonical ids
+    last_host_ids: torch.Tensor | None = None  # the same on the host, when ids come from the host
     length: int = 0
 
 
@@ -49,6 +50,7 @@ class Transformer(nn.Module):
         self.config = cfg
         table, canon_vocab, pad = canonical_table(cfg)
         self.register_buffer("canonical", table, persistent=False)
+        self._canonical_host = table.clone()  # stays on the host for host-side addressing
         self.hasher = NgramHasher(
             NgramConfig(
                 vocab_size=canon_vocab,
@@ -103,7 +105,8 @@ class Transformer(nn.Module):
         self, input_ids: torch.Tensor, prefix: torch.Tensor | None = None
     ) -> dict[int, torch.Tensor]:
         """Flat addresses (B, T, heads) of every Engram layer; ``prefix``: previous canonical ids."""
-        canon = self.canonical[input_ids]
+        table = self.canonical if input_ids.device == self.canonical.device else self._canonical_host
+        canon = table.to(input_ids.device)[input_ids]
         fused = canon.is_cuda
         return {
             layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True, compiled=fused)
@@ -122,12 +125,19 @@ class Transformer(nn.Module):
             raise InputError(
                 f"sequence of {start + t} tokens exceeds max_seq_len {cfg.max_seq_len}"
             )
-        if int(input_ids.max()) >= cfg.vocab_size or int(input_ids.min()) < 0:
-            raise InputError(f"token ids must be in [0, {cfg.vocab_size})")
+        host_ids = input_ids if input_ids.device.type == "cpu" else None
+        if host_ids is not None and (int(host_ids.max()) >= cfg.vocab_size or int(host_ids.min()) < 0):
+            raise InputError(f"token ids must be in [0, {cfg.vocab_size})")  # (device ids: no sync)
+        input_ids = input_ids.to(self.embed.weight.device, non_blocking=True)
         addresses = self.engram_addresses(input_ids, cache.last_ids if cache is not None else None)
         tables = self.engram_tables()
+        host_addresses: dict[int, torch.Tensor] = {}
+        if host_ids is not None and input_ids.is_cuda and any(
+            getattr(t, "host_addresses", False) for t in tables.values()
+        ):  # store-backed tables start fetching without waiting for the GPU
+            host_addresses = self.engram_addresses(host_ids, cache.last_host_ids if cache else None)
         for layer, table in tables.items():
-            table.prepare(addresses[layer])
+            table.prepare(host_addresses.get(layer, addresses[layer]))
         layer_caches = (
             cache.layers
             if cache is not None and cache.layers
@@ -147,6 +157,11 @@ class Transformer(nn.Module):
             canon = self.canonical[input_ids]
             joined = canon if cache.last_ids is None else torch.cat([cache.last_ids, canon], dim=1)
             cache.last_ids = joined[:, -self.hasher.context :]
+            if host_ids is not None:
+                host = self._canonical_host[host_ids]
+                if cache.last_host_ids is not None:
+                    host = torch.cat([cache.last_host_ids, host], dim=1)
+                cache.last_host_ids = host[:, -self.hasher.context :]
             cache.length = start + t
         return self.head(self.norm(h))
 

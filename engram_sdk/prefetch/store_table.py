@@ -57,6 +57,8 @@ class _Fetch:
 class StoreTable:
     """Engram rows of one layer read from ``store`` table ``name`` (see the module docstring)."""
 
+    host_addresses = True  # the model may hand prepare() host-side addresses (no GPU sync)
+
     def __init__(
         self,
         store: Any,
