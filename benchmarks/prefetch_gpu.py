@@ -33,7 +33,8 @@ def timed(fn, repeats: int) -> float:
 
 
 def measure(
-    model: torch.nn.Module, ids: torch.Tensor, prompt: torch.Tensor, ahead: bool, repeats: int
+    model: torch.nn.Module, host_ids: torch.Tensor, ids: torch.Tensor, prompt: torch.Tensor,
+    ahead: bool, repeats: int,
 ) -> dict[str, float]:
     """Prefill, training-step and per-token decode times of one placement."""
     from engram_sdk.model import ModelCache
