@@ -105,9 +105,10 @@ class _Clock:
             last = int(candidates[k - 1])
             victims = order[candidates[:k]]
             self.ref[order[:last]] = False  # the hand passed them: second chance used
-        else:
-            last = k - 1
-            victims = order[:k]
+        else:  # a full sweep cleared every bit: the hand goes round again
+            taken = np.flatnonzero(self.ref[order])[: k - len(candidates)]
+            last = int(taken[-1])
+            victims = order[np.concatenate([candidates, taken])]
             self.ref[:] = False
         self.hand = int(order[last] + 1) % cap
         old = self.ids[victims]
