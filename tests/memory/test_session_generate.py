@@ -6,11 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from engram_sdk.model import build_model, load_checkpoint, save_checkpoint
 
-torch = pytest.importorskip("torch")
-
-from engram_sdk.memory import Memory  # noqa: E402
-from engram_sdk.model import build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from engram_sdk.memory import Memory
 
 FIRST = "The lighthouse keeper wrote the tide tables by hand."
 SECOND = "What did the keeper write, and how?"
