@@ -17,7 +17,7 @@ import numpy as np
 from engram_sdk.stores.base import Store
 from engram_sdk.stores.blocks import gather_by_block
 from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
-from engram_sdk.stores.lock import WriterLock
+from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.models import STORE_FORMAT_VERSION, TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
 
@@ -55,7 +55,7 @@ class LmdbStore(Store):
                 raise StoreError(f"{folder}: no LMDB store here (no data.mdb)")
             self.env = self._open_readonly()
         else:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_writable_dir(folder)
             self._lock = WriterLock(folder)
             self._lock.acquire()
             size = max(INITIAL_MAP, 2 * _file_size(folder / "data.mdb"))

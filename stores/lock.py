@@ -6,6 +6,7 @@ stale lock behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -13,7 +14,7 @@ import socket
 import time
 from pathlib import Path
 
-from engram_sdk.stores.errors import StoreLockedError
+from engram_sdk.stores.errors import StoreError, StoreLockedError, StoreReadOnlyError
 
 
 class WriterLock:
@@ -25,7 +26,10 @@ class WriterLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`StoreLockedError` naming the holder."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -63,3 +67,20 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def make_writable_dir(path: Path) -> None:
+    """``mkdir -p path``, with a clear store error when it cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+
+
+def write_error(path: Path, exc: OSError) -> StoreError:
+    """The store error for an OS error met while preparing to write at ``path``."""
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StoreReadOnlyError(
+            f"cannot write the store at {path}: {exc.strerror}; open it with mode 'r' to read"
+        )
+    return StoreError(f"cannot write the store at {path}: {exc.strerror}")

@@ -22,7 +22,7 @@ import xxhash
 from engram_sdk.stores.base import Store
 from engram_sdk.stores.blocks import gather_by_block
 from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
-from engram_sdk.stores.lock import WriterLock
+from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.models import STORE_FORMAT_VERSION, Problem, TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
 from engram_sdk.stores.segments import RecordIndex, encode_segment
@@ -70,7 +70,7 @@ class ShardStore(Store):
             if not (folder / "manifest.json").is_file():
                 raise StoreError(f"{folder}: no shards store here (no manifest.json)")
         else:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            make_writable_dir(self.data_dir)
             self._lock = WriterLock(folder)
             self._lock.acquire()
         self._verified: set[str] = set()
