@@ -13,6 +13,7 @@ from engram_sdk.memory import Memory
 FIRST = "The lighthouse keeper wrote the tide tables by hand."
 SECOND = "What did the keeper write, and how?"
 N = 8
+ENGRAM = [sys.executable, "-m", "engram_sdk.cli.main"]
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,40 @@ def test_resume_after_process_exit_gives_the_same_greedy_tokens(ckpt: Path, tmp_
     assert len(o1) == N and len(o2) == N
     assert child_first == first == o1
     assert resumed_second == second == o2
+
+
+def test_cli_chat_with_model_resumes_across_invocations(ckpt: Path, tmp_path: Path) -> None:
+    uri = f"lmdb://{tmp_path / 'mem'}"
+
+    def chat(message: str) -> None:
+        done = subprocess.run(
+            [
+                *ENGRAM,
+                "chat",
+                "--session",
+                "c",
+                "--store",
+                uri,
+                "--model",
+                str(ckpt),
+                "--max-new-tokens",
+                str(N),
+            ],
+            input=message + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    chat(FIRST)
+    chat(SECOND)
+    model = load_checkpoint(ckpt)
+    with Memory.open(uri) as mem:
+        turns = mem.session("c").turns()
+        tok = mem.tokenizer
+    p1 = tok.encode(FIRST)
+    o1 = model.generate(p1, max_new_tokens=N, temperature=0.0)
+    o2 = model.generate(p1 + o1 + tok.encode(SECOND), max_new_tokens=N, temperature=0.0)
+    assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
+    assert turns[1].token_ids == o1 and turns[3].token_ids == o2
