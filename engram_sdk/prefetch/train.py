@@ -1,0 +1,118 @@
+"""Training Engram tables that live in a store.
+
+``TrainableStoreTable`` serves rows like :class:`StoreTable`; when autograd is on, the unique
+rows of each lookup become a leaf tensor, so backward leaves one gradient per *unique* row
+(the expansion ``rows[inverse]`` sums duplicates). ``StoreTableOptimizer.step()`` then updates
+exactly those rows in the store with row-wise Adagrad (one float32 accumulator per row, kept
+in the store as table ``<name>.adagrad``) or plain SGD, inside one store transaction, and
+patches rows that an already started ``prefetch`` holds so the next step never reads a stale
+row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from engram_sdk.errors import InputError
+from engram_sdk.prefetch.store_table import StoreTable
+
+
+class TrainableStoreTable(StoreTable):
+    """A :class:`StoreTable` whose looked-up rows receive gradients (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (flat ids, unique-row leaf)
+
+    def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        """Rows (B, T, H, D); with grad enabled, gradients collect per unique row."""
+        if self._current is None:
+            self.prepare(flat_addresses)
+        fetch = self._current
+        out = super().lookup(flat_addresses) if not torch.is_grad_enabled() else None
+        if out is not None:
+            return out
+        self._current = None
+        rows, inverse, (event, _staging) = fetch.future.result()
+        if event is not None:
+            torch.cuda.current_stream(self.device).wait_event(event)
+        leaf = rows.float().detach().requires_grad_(True)
+        self.pending.append((fetch.addresses, leaf))
+        return leaf[inverse].to(rows.dtype).view(*flat_addresses.shape, self.dim)
+
+
+class StoreTableOptimizer:
+    """Updates the rows of store-served Engram tables that received gradients."""
+
+    def __init__(self, tables: Any, lr: float = 0.01, kind: str = "adagrad", eps: float = 1e-8):
+        if kind not in ("adagrad", "sgd"):
+            raise InputError(f"optimizer kind {kind!r}: expected 'adagrad' or 'sgd'")
+        tables = tables.values() if isinstance(tables, dict) else tables
+        self.tables = [t for t in tables if isinstance(t, TrainableStoreTable)]
+        if not self.tables:
+            raise InputError("StoreTableOptimizer needs TrainableStoreTable tables")
+        self.lr, self.kind, self.eps = lr, kind, eps
+        for t in self.tables:
+            state = f"{t.name}.adagrad"
+            if kind == "adagrad" and state not in t.store.tables():
+                t.store.create_table(state, t.rows, 1, "float32")
+
+    def zero_grad(self) -> None:
+        """Forget gradients collected since the last step."""
+        for t in self.tables:
+            t.pending.clear()
+
+    def step(self) -> int:
+        """Apply the update to every row with a gradient; returns the number of rows updated."""
+        updated = 0
+        for t in self.tables:
+            parts = [(torch.unique(a), leaf.grad) for a, leaf in t.pending if leaf.grad is not None]
+            t.pending.clear()
+            if not parts:
+                continue
+            ids = torch.cat([p[0] for p in parts])
+            grads = torch.cat([p[1].detach().float().cpu() for p in parts])
+            uniq, inv = torch.unique(ids, return_inverse=True)
+            grad = torch.zeros((len(uniq), t.dim)).index_add_(0, inv, grads)
+            rows = uniq.numpy()
+            weight = torch.from_numpy(np.asarray(t.store.gather(t.name, rows), np.float32))
+            with t.store.transaction():
+                if self.kind == "adagrad":
+                    state = f"{t.name}.adagrad"
+                    acc = torch.from_numpy(np.asarray(t.store.gather(state, rows), np.float32))
+                    acc += grad.square().mean(1, keepdim=True)
+                    weight -= self.lr * grad / (acc.sqrt() + self.eps)
+                    t.store.scatter(state, rows, acc.numpy())
+                else:
+                    weight -= self.lr * grad
+                t.store.scatter(t.name, rows, weight.numpy())
+            self._patch_prefetches(t, uniq, weight)
+            updated += len(uniq)
+        return updated
+
+    @staticmethod
+    def _patch_prefetches(t: TrainableStoreTable, ids: torch.Tensor, weight: torch.Tensor) -> None:
+        for fetch in t._next:
+            rows, _inverse, (event, _staging) = fetch.future.result()
+            if event is not None:
+                torch.cuda.current_stream(t.device).wait_event(event)
+            have = torch.unique(fetch.addresses)
+            hit = torch.isin(have, ids)
+            if hit.any():
+                where = torch.searchsorted(ids, have[hit])
+                rows[hit.to(rows.device)] = weight[where].to(rows.device, rows.dtype)
+
+
+def make_trainable(model: torch.nn.Module) -> dict[int, TrainableStoreTable]:
+    """Swap every :class:`StoreTable` of ``model`` for a trainable one on the same store."""
+    out = {}
+    for layer, table in model.engram_tables().items():
+        if isinstance(table, StoreTable) and not isinstance(table, TrainableStoreTable):
+            table = TrainableStoreTable(table.store, table.name, table.device, table.stats)
+            model.set_engram_table(layer, table)
+        if isinstance(table, TrainableStoreTable):
+            out[layer] = table
+    return out
