@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +128,18 @@ class Memory:
         table = self.tokenizer.canonical.table
         out = []
         texts = list(texts)
-        small = sum(len(t) for t in texts) < 1 << 16  # a thread pool costs more than it saves
-        batches = (
-            [self.tokenizer.encode(t) for t in texts]
-            if small
-            else self.tokenizer.encode_batch(texts, num_threads=2)
-        )
+        encode = self.tokenizer.encode
+        if sum(len(t) for t in texts) < 1 << 16:  # a thread pool costs more than it saves
+            batches = [encode(t) for t in texts]
+        else:
+            # Two contiguous halves, one task each: a future per passage costs more than
+            # tokenizing it (tiktoken's encode_batch was ~2x slower on 78K passages).
+            half = len(texts) // 2
+            with ThreadPoolExecutor(2) as pool:
+                parts = list(
+                    pool.map(lambda xs: [encode(t) for t in xs], [texts[:half], texts[half:]])
+                )
+            batches = parts[0] + parts[1]
         for ids in batches:
             self.tokens_indexed += len(ids)
             out.append(table[np.asarray(ids, dtype=np.int64)].astype(np.int64))
