@@ -62,3 +62,18 @@ def gather_by_block(
         ]
     parts = [jobs[i::workers] for i in range(workers)]
     list(_pool().map(copy, parts))
+
+
+def parallel_take(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """``np.take(source, idx, axis=0, out=out)``, split over the pool for big batches."""
+    workers = _pool()._max_workers
+    if len(idx) < PARALLEL_MIN_ROWS or workers == 1:
+        np.take(source, idx, axis=0, out=out)
+        return
+    cuts = np.linspace(0, len(idx), workers + 1).astype(np.int64).tolist()
+
+    def take(i: int) -> None:
+        a, b = cuts[i], cuts[i + 1]
+        np.take(source, idx[a:b], axis=0, out=out[a:b])
+
+    list(_pool().map(take, range(workers)))

@@ -8,6 +8,7 @@ media (it falls back to ``lock=False`` when ``lock.mdb`` cannot be created).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 from engram_sdk.stores.base import Store
-from engram_sdk.stores.blocks import gather_by_block
+from engram_sdk.stores.blocks import gather_by_block, parallel_take
 from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
 from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.models import STORE_FORMAT_VERSION, TableSpec, VerifyReport
@@ -48,6 +49,7 @@ class LmdbStore(Store):
         super().__init__(uri, mode, durable)
         self.folder = folder
         self._lock: WriterLock | None = None
+        self._addr_cache: dict[str, tuple[int, np.ndarray]] = {}
         if folder.exists() and not folder.is_dir():
             raise StoreError(f"{folder} is a file; an lmdb:// store is a folder")
         if mode == "r":
@@ -136,6 +138,7 @@ class LmdbStore(Store):
             txn = self.env.begin(buffers=True)
         except lmdb.MapResizedError:
             self.env.set_mapsize(0)  # another process grew the map
+            self._addr_cache = {}
             txn = self.env.begin(buffers=True)
         try:
             yield txn
@@ -151,15 +154,53 @@ class LmdbStore(Store):
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
         rpb = rows_per_block(spec)
         with self._read() as txn:
+            if not self._take_from_map(txn, spec, rpb, row_ids, out):
 
-            def block(b: int) -> np.ndarray | None:
-                raw = txn.get(_block_key(spec.name, b), db=self.rows_db)
-                if raw is None:
-                    return None
-                rows = np.frombuffer(raw, dtype=spec.storage_dtype)
-                return rows.reshape(-1, spec.dim)
+                def block(b: int) -> np.ndarray | None:
+                    raw = txn.get(_block_key(spec.name, b), db=self.rows_db)
+                    if raw is None:
+                        return None
+                    rows = np.frombuffer(raw, dtype=spec.storage_dtype)
+                    return rows.reshape(-1, spec.dim)
 
-            gather_by_block(row_ids, rpb, block, out)
+                gather_by_block(row_ids, rpb, block, out)
+
+    def _take_from_map(
+        self, txn: lmdb.Transaction, spec: TableSpec, rpb: int, ids: np.ndarray, out: np.ndarray
+    ) -> bool:
+        """One ``np.take`` over the memory map spanning the touched blocks; False if it can't.
+
+        Block values are overflow pages at fixed map offsets, so rows are addressed as
+        ``(block address - lowest address) / row bytes + row within block`` when every block
+        starts at the same offset modulo the row size. Block addresses of a snapshot are
+        remembered while it stays the newest (the open read txn pins its pages), so repeated
+        gathers skip the B-tree lookups.
+        """
+        snapshot = txn.id()
+        cached = self._addr_cache.get(spec.name)
+        if cached is None or cached[0] != snapshot:
+            cached = (snapshot, np.zeros(-(-spec.rows // rpb), np.int64))
+            self._addr_cache[spec.name] = cached
+        addr = cached[1]
+        blocks = ids // rpb
+        touched = np.zeros(len(addr), bool)
+        touched[blocks] = True
+        todo = np.flatnonzero(touched & (addr == 0))
+        for b in todo.tolist():
+            raw = txn.get(_block_key(spec.name, b), db=self.rows_db)
+            if raw is None:  # never written: zeros, which the block path handles
+                return False
+            addr[b] = np.frombuffer(raw, np.uint8).__array_interface__["data"][0]
+        used = addr[touched]
+        base = int(used.min())
+        if ((used - base) % spec.row_bytes).any():
+            return False
+        span = int(used.max()) - base + rpb * spec.row_bytes
+        region = np.frombuffer((ctypes.c_char * span).from_address(base), spec.storage_dtype)
+        region = region.reshape(-1, spec.dim)
+        idx = (addr[blocks] - base) // spec.row_bytes + (ids - blocks * rpb)
+        parallel_take(region, idx, out)
+        return True
 
     def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
         with self._read() as txn:
@@ -195,6 +236,7 @@ class LmdbStore(Store):
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                self._addr_cache = {}
         self._tables.update(pending.new_tables)
         self._ns.update(pending.records)
 
