@@ -7,8 +7,7 @@ an event. ``lookup`` waits only for that layer's fetch, then expands the unique 
 (B, T, H, D) on the compute stream. ``prefetch(addresses)`` starts the fetch for a later
 step, so batch k+1's rows load while batch k computes (two staging slots per table).
 
-Tables served this way are frozen: gradients do not flow into the store (train with the
-default GPU-resident ``EmbeddingTable``; see docs/prefetch.md for why).
+Tables served this way are frozen; ``engram_sdk.prefetch.train`` trains them in the store.
 """
 
 from __future__ import annotations
