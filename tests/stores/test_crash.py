@@ -17,12 +17,17 @@ ROWS, DIM = 2000, 16
 def writer(uri: str, acks: "mp.Queue[int]") -> None:
     with open_store(uri, "a") as store:
         if "t" not in store.tables():
-            store.create_table("t", ROWS, DIM)
+            with store.transaction():
+                store.create_table("t", ROWS, DIM)
+                store.create_table("b", ROWS, DIM, "bfloat16")
+                store.create_table("i", ROWS, DIM, "int8")
         last = store.get("meta", b"last")
         n = int(last) + 1 if last is not None else 0
         while True:
             with store.transaction():
                 store.scatter("t", np.arange(ROWS), np.full((ROWS, DIM), n, np.float32))
+                store.scatter("b", np.arange(ROWS), np.full((ROWS, DIM), n, np.uint16))
+                store.scatter("i", np.arange(ROWS), np.full((ROWS, DIM), n % 128, np.int8))
                 store.put_many("log", [(b"n%06d" % n, b"%d" % n)])
                 store.put("meta", b"last", b"%d" % n)
             acks.put(n)
@@ -40,6 +45,8 @@ def check_prefix(uri: str, acked: int) -> int:
         assert last >= acked, f"commit {acked} was acknowledged but the store holds only {last}"
         rows = store.gather("t", np.arange(ROWS))
         assert (rows == last).all(), "torn batch: rows from different commits"
+        assert (store.gather("b", np.arange(ROWS)) == last).all(), "torn bfloat16 rows"
+        assert (store.gather("i", np.arange(ROWS)) == last % 128).all(), "torn int8 rows"
         assert [k for k, _ in store.scan("log")] == [b"n%06d" % i for i in range(last + 1)]
         return last
 
