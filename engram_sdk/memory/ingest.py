@@ -49,7 +49,7 @@ def ingest_path(
             {k: json.loads(v) for k, v in mem.store.scan(SOURCES, prefix)} if root.is_dir() else {}
         )
         seen: set[bytes] = set()
-        batch: list[tuple[WalkedFile, bytes, str]] = []
+        batch: list[tuple[WalkedFile, bytes, str, bytes]] = []
         pending = 0
         bar_ctx = _progress(progress, sum(f.size for f in files))
         with bar_ctx as advance:
@@ -68,7 +68,7 @@ def ingest_path(
                     report.files_unchanged += 1
                     advance(f.size)
                     continue
-                batch.append((f, key, digest))
+                batch.append((f, key, digest, data))
                 pending += len(data)
                 if pending >= batch_bytes:
                     _commit_batch(mem, sid, scope, batch, report)
@@ -105,7 +105,7 @@ def _commit_batch(
     mem: Memory,
     sid: int,
     scope: str,
-    batch: list[tuple[WalkedFile, bytes, str]],
+    batch: list[tuple[WalkedFile, bytes, str, bytes]],
     report: IngestReport,
 ) -> None:
     """One transaction: drop the old versions, write passages, postings and source records."""
@@ -113,11 +113,11 @@ def _commit_batch(
 
     with mem.store.transaction():
         all_chunks, owners = [], []
-        for f, key, digest in batch:
+        for f, key, digest, data in batch:
             old = _get_json(mem, key)
             if old is not None:
                 mem._delete_source(sid, old["source"])
-            text = f.path.read_bytes().decode("utf-8", errors="replace")
+            text = data.decode("utf-8", errors="replace")
             chunks = chunk_text(text, f.path.suffix.lower() in CODE_SUFFIXES)
             all_chunks.append(chunks)
             owners.append((f, key, digest))
