@@ -104,12 +104,15 @@ def output_view(spec: TableSpec, out: Any, n: int) -> np.ndarray:
             )
         if not out.is_contiguous():
             raise InputError("out must be contiguous")
+        out = out.detach()  # shares storage: filled in place even if it requires grad
         view = (out.view(torch.int16) if spec.dtype == "bfloat16" else out).numpy()
         view = view.view(spec.storage_dtype)
     else:
         view = out
         if not isinstance(view, np.ndarray) or view.dtype != spec.storage_dtype:
             raise InputError(f"out for table {spec.name!r} must be a {spec.storage_dtype} array")
+        if not view.flags.writeable:
+            raise InputError(f"out for table {spec.name!r} is read-only")
     if view.shape != (n, spec.dim):
         raise InputError(
             f"out for table {spec.name!r} must have shape ({n}, {spec.dim}), got {view.shape}"

@@ -158,3 +158,20 @@ def test_info_describes_tables_and_namespaces(store) -> None:
     info = store.info()
     assert [(t.name, t.rows, t.dim, t.dtype) for t in info.tables] == [("t", 7, 3, "int8")]
     assert info.namespaces == {"a": 2}
+
+
+def test_gather_out_buffers_edge_cases(store) -> None:
+    store.create_table("o", 50, 4)
+    ref = np.arange(200, dtype=np.float32).reshape(50, 4)
+    store.scatter("o", np.arange(50), ref)
+    ids = np.array([49, 0, 7])
+    grad = torch.zeros(3, 4, requires_grad=True)
+    assert store.gather("o", ids, out=grad) is grad
+    assert np.array_equal(grad.detach().numpy(), ref[ids])
+    frozen = np.zeros((3, 4), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(InputError, match="read-only"):
+        store.gather("o", ids, out=frozen)
+    strided = np.zeros((6, 4), np.float32)[::2]  # not contiguous: still filled in place
+    store.gather("o", ids, out=strided)
+    assert np.array_equal(strided, ref[ids])
