@@ -53,7 +53,8 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     """Our config for an HF ``config.json`` (Engram, DSA and mHC off)."""
     if hf.get("rope_interleave", True) is not True:
         raise InputError("only rope_interleave=true DeepSeek-V3 checkpoints are supported")
-    rope = hf.get("rope_scaling") or {}
+    rope = hf.get("rope_scaling") or hf.get("rope_parameters") or {}  # transformers 4 / 5 layouts
+    yarn = rope.get("rope_type", rope.get("type")) == "yarn"
     return ModelConfig(
         tokenizer=None,
         vocab_size=hf["vocab_size"],
@@ -69,9 +70,12 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         qk_nope_head_dim=hf["qk_nope_head_dim"],
         qk_rope_head_dim=hf["qk_rope_head_dim"],
         v_head_dim=hf["v_head_dim"],
-        rope_theta=hf.get("rope_theta", 10000.0),
-        rope_factor=rope.get("factor", 1.0),
+        rope_theta=hf.get("rope_theta", rope.get("rope_theta", 10000.0)),
+        rope_factor=rope.get("factor", 1.0) if yarn else 1.0,
         original_seq_len=rope.get("original_max_position_embeddings", 4096),
+        beta_fast=rope.get("beta_fast", 32),
+        beta_slow=rope.get("beta_slow", 1),
+        mscale=rope.get("mscale_all_dim", 1.0) if yarn else 1.0,
         n_routed_experts=hf["n_routed_experts"],
         n_shared_experts=hf.get("n_shared_experts", 0),
         n_activated_experts=hf["num_experts_per_tok"],

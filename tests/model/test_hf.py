@@ -75,3 +75,18 @@ def load_hf_free_model() -> torch.nn.Module:
     return build_model(
         get_preset("tiny", tokenizer=None, vocab_size=100, engram_layer_ids=[], hc_mult=1)
     )
+
+
+def test_transformers5_rope_parameters_are_read(tmp_path: Path) -> None:
+    hf = hf_model()
+    hf.config.rope_parameters = {**(hf.config.rope_parameters or {}), "rope_theta": 50000.0}
+    hf = transformers.DeepseekV3ForCausalLM(hf.config).eval()  # rebuild with the new theta
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0, 0.05)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = load_hf(tmp_path / "hf").eval()
+    assert ours.config.rope_theta == 50000.0
+    ids = torch.randint(0, 320, (1, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-4)
