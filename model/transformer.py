@@ -105,7 +105,9 @@ class Transformer(nn.Module):
         self, input_ids: torch.Tensor, prefix: torch.Tensor | None = None
     ) -> dict[int, torch.Tensor]:
         """Flat addresses (B, T, heads) of every Engram layer; ``prefix``: previous canonical ids."""
-        table = self.canonical if input_ids.device == self.canonical.device else self._canonical_host
+        table = (
+            self.canonical if input_ids.device == self.canonical.device else self._canonical_host
+        )
         canon = table.to(input_ids.device)[input_ids]
         fused = canon.is_cuda
         return {
@@ -126,14 +128,18 @@ class Transformer(nn.Module):
                 f"sequence of {start + t} tokens exceeds max_seq_len {cfg.max_seq_len}"
             )
         host_ids = input_ids if input_ids.device.type == "cpu" else None
-        if host_ids is not None and (int(host_ids.max()) >= cfg.vocab_size or int(host_ids.min()) < 0):
+        if host_ids is not None and (
+            int(host_ids.max()) >= cfg.vocab_size or int(host_ids.min()) < 0
+        ):
             raise InputError(f"token ids must be in [0, {cfg.vocab_size})")  # (device ids: no sync)
         input_ids = input_ids.to(self.embed.weight.device, non_blocking=True)
         addresses = self.engram_addresses(input_ids, cache.last_ids if cache is not None else None)
         tables = self.engram_tables()
         host_addresses: dict[int, torch.Tensor] = {}
-        if host_ids is not None and input_ids.is_cuda and any(
-            getattr(t, "host_addresses", False) for t in tables.values()
+        if (
+            host_ids is not None
+            and input_ids.is_cuda
+            and any(getattr(t, "host_addresses", False) for t in tables.values())
         ):  # store-backed tables start fetching without waiting for the GPU
             host_addresses = self.engram_addresses(host_ids, cache.last_host_ids if cache else None)
         for layer, table in tables.items():
