@@ -128,7 +128,7 @@ def eval_demo(workdir: Path) -> None:
     report = run_niah(
         pipeline,
         lengths=(2048, 8192),
-        depths=(0.0, 0.5, 1.0),
+        depths=(0, 50, 100),
         out_dir=workdir / "eval",
         progress=False,
     )
