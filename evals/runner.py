@@ -187,7 +187,18 @@ def run_samples(
             bar.stop()
     if errors:
         raise EvalError(f"{len(errors)} of {len(todo)} samples failed; first: {errors[0]}")
-    return [cache.records[(s.id, model.name)] for s in samples]
+    # identical samples (one id) may stand for several grid cells: each keeps its own place
+    return [
+        cache.records[(s.id, model.name)].model_copy(
+            update={
+                "task": s.task,
+                "length": s.length,
+                "index": s.index,
+                "depth": s.meta.get("depth"),
+            }
+        )
+        for s in samples
+    ]
 
 
 def write_samples(samples: Iterable[Sample], path: str | Path) -> None:

@@ -97,3 +97,13 @@ def test_model_context_limit_is_respected(tmp_path):
     m.max_context = 1000
     with pytest.raises(InputError, match="context of 1000"):
         run_ruler(m, ["niah_single_1"], [2048], 1, tmp_path, progress=False)
+
+
+def test_identical_samples_keep_one_cell_each(tmp_path) -> None:  # noqa: ANN001
+    """Depths 0% and 0.5% of a 2K haystack give byte-identical samples (one id); both cells stay."""
+    from engram_sdk.evals import OracleAdapter, run_niah
+
+    report = run_niah(
+        OracleAdapter(), lengths=(2048,), depths=(0.0, 0.5), out_dir=tmp_path, progress=False
+    )
+    assert sorted((c.length, c.depth) for c in report.cells) == [(2048, 0.0), (2048, 0.5)]
