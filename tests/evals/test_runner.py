@@ -99,7 +99,7 @@ def test_model_context_limit_is_respected(tmp_path):
         run_ruler(m, ["niah_single_1"], [2048], 1, tmp_path, progress=False)
 
 
-def test_identical_samples_keep_one_cell_each(tmp_path) -> None:  # noqa: ANN001
+def test_identical_samples_keep_one_cell_each(tmp_path) -> None:
     """Depths 0% and 0.5% of a 2K haystack give byte-identical samples (one id); both cells stay."""
     from engram_sdk.evals import OracleAdapter, run_niah
 
