@@ -93,8 +93,8 @@ def run_hashing_bench(
         primes, inv = hasher._primes_on(1, "cuda"), hasher._inverse_primes_on(1, "cuda")
 
         def compiled() -> object:
-            return torch_kernel.addresses_fast_compiled(
-                big, mults, primes, inv, cfg.pad_id, None, torch.int32
+            return torch_kernel.addresses_compiled(
+                big, mults, primes, cfg.pad_id, None, torch.int32, inv
             )
 
         def triton_fused() -> object:

@@ -135,22 +135,9 @@ class NgramHasher:
                 prefix,
                 out_dtype,
             )
-        if compiled and fast:
-            inv = self._inverse_primes_on(layer_id, ids.device)
-            out = torch_kernel.addresses_fast_compiled(
-                ids, multipliers, primes, inv, self.config.pad_id, prefix, torch.int64
-            )
-        else:
-            kernel = torch_kernel.addresses_compiled if compiled else torch_kernel.addresses
-            out = kernel(
-                ids,
-                multipliers,
-                primes,
-                self.config.n_head_per_ngram,
-                self.config.pad_id,
-                prefix,
-                torch.int64,
-            )
+        inv = self._inverse_primes_on(layer_id, ids.device) if compiled and fast else None
+        kernel = torch_kernel.addresses_compiled if compiled else torch_kernel.addresses
+        out = kernel(ids, multipliers, primes, self.config.pad_id, prefix, torch.int64, inv)
         if flat:
             out = out + torch.as_tensor(self.head_offsets(layer_id), device=ids.device)
         return out.to(out_dtype)

@@ -30,35 +30,6 @@ def ngram_mixes(padded: torch.Tensor, multipliers: list[int], max_n: int) -> lis
     return mixes
 
 
-def addresses(
-    ids: torch.Tensor,
-    multipliers: list[int],
-    primes: torch.Tensor,
-    n_head_per_ngram: int,
-    pad_id: int,
-    prefix: torch.Tensor | None = None,
-    out_dtype: torch.dtype = torch.int64,
-) -> torch.Tensor:
-    """Addresses (B, T, heads_total); ``primes`` is (orders, heads) int64 on ids' device."""
-    ids = ids.to(torch.int64)
-    max_n = len(multipliers)
-    padded = with_context(ids, prefix, max_n - 1, pad_id)
-    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n), dim=-1)  # (B, T, orders)
-    out = torch.remainder(mixes[..., None], primes)  # (B, T, orders, heads)
-    return out.flatten(-2).to(out_dtype)
-
-
-_compiled = None
-
-
-def addresses_compiled(*args, **kwargs) -> torch.Tensor:
-    """:func:`addresses` fused by ``torch.compile`` (one kernel on CUDA)."""
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(addresses, dynamic=True, fullgraph=True)
-    return _compiled(*args, **kwargs)
-
-
 # Smallest modulus for which the float64-reciprocal remainder below is exact after two
 # corrections: |q - floor(x / p)| <= 2 whenever x < 2**63 and p >= 4096.
 FAST_REMAINDER_MIN_PRIME = 4096
@@ -78,30 +49,39 @@ def remainder_by_reciprocal(x: torch.Tensor, p: torch.Tensor, inv_p: torch.Tenso
     return torch.where(r >= p, r - p, r)
 
 
-def addresses_fast(
+def addresses(
     ids: torch.Tensor,
     multipliers: list[int],
     primes: torch.Tensor,
-    inv_primes: torch.Tensor,
     pad_id: int,
     prefix: torch.Tensor | None = None,
-    out_dtype: torch.dtype = torch.int32,
+    out_dtype: torch.dtype = torch.int64,
+    inv_primes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """:func:`addresses` with the reciprocal remainder (all primes >= FAST_REMAINDER_MIN_PRIME)."""
+    """Addresses (B, T, heads_total); ``primes`` is (orders, heads) int64 on ids' device.
+
+    With ``inv_primes`` (1 / primes in float64; every prime >= FAST_REMAINDER_MIN_PRIME) the
+    modulus uses :func:`remainder_by_reciprocal` instead of integer division.
+    """
     ids = ids.to(torch.int64)
     max_n = len(multipliers)
     padded = with_context(ids, prefix, max_n - 1, pad_id)
-    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n), dim=-1)
-    out = remainder_by_reciprocal(mixes[..., None], primes, inv_primes)
+    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n), dim=-1)[
+        ..., None
+    ]  # (B, T, orders, 1)
+    if inv_primes is None:
+        out = torch.remainder(mixes, primes)
+    else:
+        out = remainder_by_reciprocal(mixes, primes, inv_primes)
     return out.flatten(-2).to(out_dtype)
 
 
-_compiled_fast = None
+_compiled = None
 
 
-def addresses_fast_compiled(*args, **kwargs) -> torch.Tensor:
-    """:func:`addresses_fast` fused by ``torch.compile``."""
-    global _compiled_fast
-    if _compiled_fast is None:
-        _compiled_fast = torch.compile(addresses_fast, dynamic=True, fullgraph=True)
-    return _compiled_fast(*args, **kwargs)
+def addresses_compiled(*args, **kwargs) -> torch.Tensor:
+    """:func:`addresses` fused by ``torch.compile`` (one kernel on CUDA)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(addresses, dynamic=True, fullgraph=True)
+    return _compiled(*args, **kwargs)
