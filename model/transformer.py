@@ -51,6 +51,7 @@ class Transformer(nn.Module):
         table, canon_vocab, pad = canonical_table(cfg)
         self.register_buffer("canonical", table, persistent=False)
         self._canonical_host = table.clone()  # stays on the host for host-side addressing
+        self._host_memo: list[tuple[torch.Tensor, dict[int, torch.Tensor]]] = []
         self.hasher = NgramHasher(
             NgramConfig(
                 vocab_size=canon_vocab,
@@ -115,6 +116,23 @@ class Transformer(nn.Module):
             for layer in self.config.engram_layer_ids
         }
 
+    def host_addresses(
+        self, host_ids: torch.Tensor, prefix: torch.Tensor | None = None, remember: bool = False
+    ) -> dict[int, torch.Tensor]:
+        """:meth:`engram_addresses` of host ids, reusing a batch announced by ``prefetch_next``.
+
+        ``remember`` keeps the result for the next two batches, so a prefetched batch is
+        hashed once, not again when it is run.
+        """
+        if prefix is None:
+            for ids, addresses in self._host_memo:
+                if ids.shape == host_ids.shape and torch.equal(ids, host_ids):
+                    return addresses
+        addresses = self.engram_addresses(host_ids, prefix)
+        if remember and prefix is None:
+            self._host_memo = [*self._host_memo[-1:], (host_ids.clone(), addresses)]
+        return addresses
+
     # ---- forward ------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T); with ``cache``, continues from its state."""
@@ -133,7 +151,11 @@ class Transformer(nn.Module):
         ):
             raise InputError(f"token ids must be in [0, {cfg.vocab_size})")  # (device ids: no sync)
         input_ids = input_ids.to(self.embed.weight.device, non_blocking=True)
-        addresses = self.engram_addresses(input_ids, cache.last_ids if cache is not None else None)
+        prefix = cache.last_ids if cache is not None else None
+        if input_ids.is_cuda:
+            addresses = self.engram_addresses(input_ids, prefix)
+        else:
+            addresses = self.host_addresses(input_ids, prefix)
         tables = self.engram_tables()
         host_addresses: dict[int, torch.Tensor] = {}
         if (
@@ -141,7 +163,7 @@ class Transformer(nn.Module):
             and input_ids.is_cuda
             and any(getattr(t, "host_addresses", False) for t in tables.values())
         ):  # store-backed tables start fetching without waiting for the GPU
-            host_addresses = self.engram_addresses(host_ids, cache.last_host_ids if cache else None)
+            host_addresses = self.host_addresses(host_ids, cache.last_host_ids if cache else None)
         for layer, table in tables.items():
             table.prepare(host_addresses.get(layer, addresses[layer]))
         layer_caches = (

@@ -58,7 +58,10 @@ def attach_store_tables(
 
 def prefetch_next(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
     """Start fetching the rows of the batch after the current one (call before the current step)."""
-    addresses = model.engram_addresses(input_ids)
+    if input_ids.device.type == "cpu":  # hashed once: forward reuses these addresses
+        addresses = model.host_addresses(input_ids, remember=True)
+    else:
+        addresses = model.engram_addresses(input_ids)
     for layer, table in model.engram_tables().items():
         if hasattr(table, "prefetch"):
             table.prefetch(addresses[layer])

@@ -69,6 +69,24 @@ def test_prefetch_for_the_next_step_is_reused(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_prefetched_batch_is_hashed_once(tmp_path: Path) -> None:
+    cfg = get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=64)
+    model = build_model(cfg).eval()
+    store, _ = attach_store_tables(model, "dram://")
+    calls = []
+    real = model.hasher.hash_torch
+    model.hasher.hash_torch = lambda *a, **k: (calls.append(1), real(*a, **k))[1]
+    batches = [torch.randint(0, 300, (2, 10)) for _ in range(3)]
+    with torch.no_grad():
+        for i, ids in enumerate(batches):
+            if i + 1 < len(batches):
+                prefetch_next(model, batches[i + 1])
+            model(ids)
+    # batch 0 is hashed by forward, batches 1 and 2 by prefetch_next only
+    assert len(calls) == len(batches) * len(cfg.engram_layer_ids)
+    store.close()
+
+
 def test_reopened_store_serves_a_fresh_model(tmp_path: Path) -> None:
     cfg = get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=64)
     trained = build_model(cfg, seed=1).eval()
