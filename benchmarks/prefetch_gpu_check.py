@@ -5,13 +5,15 @@
 For each backend, on CUDA with side-stream copies and ``prefetch_next`` overlap on: prefill
 logits and cached-decoding logits bitwise equal to the GPU ``nn.Embedding`` tables, and one
 training step of ``TrainableStoreTable`` + ``StoreTableOptimizer`` (SGD) leaves the store rows
-equal (float32 tolerance) to the dense update of the GPU table. Prints one line per backend.
+equal (float32 tolerance) to the dense update of the GPU table; counts host-side hashing done
+on the model's thread (expected 0: the fetch threads hash). Prints one line per backend.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -62,7 +64,19 @@ def main() -> None:
         uri = "dram://" if scheme == "dram" else f"{scheme}://{tmp / backend.replace('+', '_')}"
         model = build_model(cfg, device=dev, seed=2).eval()
         store, stats = attach_store_tables(model, uri, cache_rows=300 if "cache" in backend else 0)
+        threads: list[str] = []
+        hash_torch = model.hasher.hash_torch
+
+        def spy(
+            canon: torch.Tensor, *a: object, threads=threads, real=hash_torch, **k: object
+        ) -> torch.Tensor:
+            if not canon.is_cuda:
+                threads.append(threading.current_thread().name)
+            return real(canon, *a, **k)
+
+        model.hasher.hash_torch = spy
         got = run(model, True)
+        on_main = sum(name == "MainThread" for name in threads)
         equal = all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
         make_trainable(model)
         opt = StoreTableOptimizer(model.engram_tables(), lr=0.1, kind="sgd")
@@ -80,7 +94,7 @@ def main() -> None:
         print(
             f"{backend:14s} bitwise_equal={equal} train_max_abs_err={err:.2e} "
             f"dedup={d['dedup_ratio']:.2f} reused_prefetches={d['reused_prefetches']} "
-            f"hit_rate={d['cache_hit_rate']}"
+            f"hit_rate={d['cache_hit_rate']} host_hashes={len(threads)} on_main_thread={on_main}"
         )
         store.close()
 

@@ -12,7 +12,7 @@ from engram_sdk.model.config import ModelConfig
 from engram_sdk.model.rope import rope_frequencies
 from torch import nn
 
-from engram_sdk.engram import EngramTable
+from engram_sdk.engram import BatchAddresses, EngramTable
 from engram_sdk.errors import InputError
 from engram_sdk.hashing import NgramConfig, NgramHasher
 
@@ -51,7 +51,7 @@ class Transformer(nn.Module):
         table, canon_vocab, pad = canonical_table(cfg)
         self.register_buffer("canonical", table, persistent=False)
         self._canonical_host = table.clone()  # stays on the host for host-side addressing
-        self._host_memo: list[tuple[torch.Tensor, dict[int, torch.Tensor]]] = []
+        self._host_memo: list[tuple[torch.Tensor, BatchAddresses]] = []
         self.hasher = NgramHasher(
             NgramConfig(
                 vocab_size=canon_vocab,
@@ -119,19 +119,26 @@ class Transformer(nn.Module):
     def host_addresses(
         self, host_ids: torch.Tensor, prefix: torch.Tensor | None = None, remember: bool = False
     ) -> dict[int, torch.Tensor]:
-        """:meth:`engram_addresses` of host ids, reusing a batch announced by ``prefetch_next``.
+        """:meth:`engram_addresses` of host ids, reusing a batch announced by ``prefetch_next``."""
+        return self.host_batch(host_ids, prefix, remember).result()
 
-        ``remember`` keeps the result for the next two batches, so a prefetched batch is
-        hashed once, not again when it is run.
+    def host_batch(
+        self, host_ids: torch.Tensor, prefix: torch.Tensor | None = None, remember: bool = False
+    ) -> BatchAddresses:
+        """The addresses of host ids, hashed when first asked for (possibly on another thread).
+
+        ``remember`` keeps the batch for the next two calls, so a batch announced by
+        ``prefetch_next`` is hashed once and its tables recognise it as the same batch.
         """
         if prefix is None:
-            for ids, addresses in self._host_memo:
+            for ids, batch in self._host_memo:
                 if ids.shape == host_ids.shape and torch.equal(ids, host_ids):
-                    return addresses
-        addresses = self.engram_addresses(host_ids, prefix)
+                    return batch
+        ids = host_ids.clone()
+        batch = BatchAddresses(lambda: self.engram_addresses(ids, prefix))
         if remember and prefix is None:
-            self._host_memo = [*self._host_memo[-1:], (host_ids.clone(), addresses)]
-        return addresses
+            self._host_memo = [*self._host_memo[-1:], (ids, batch)]
+        return batch
 
     # ---- forward ------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
@@ -152,20 +159,19 @@ class Transformer(nn.Module):
             raise InputError(f"token ids must be in [0, {cfg.vocab_size})")  # (device ids: no sync)
         input_ids = input_ids.to(self.embed.weight.device, non_blocking=True)
         prefix = cache.last_ids if cache is not None else None
-        if input_ids.is_cuda:
+        batch = None  # host ids: store-backed tables hash them off this thread
+        if host_ids is not None:
+            batch = self.host_batch(host_ids, cache.last_host_ids if cache is not None else None)
+        if input_ids.is_cuda or batch is None:
             addresses = self.engram_addresses(input_ids, prefix)
         else:
-            addresses = self.host_addresses(input_ids, prefix)
+            addresses = batch.result()
         tables = self.engram_tables()
-        host_addresses: dict[int, torch.Tensor] = {}
-        if (
-            host_ids is not None
-            and input_ids.is_cuda
-            and any(getattr(t, "host_addresses", False) for t in tables.values())
-        ):  # store-backed tables start fetching without waiting for the GPU
-            host_addresses = self.host_addresses(host_ids, cache.last_host_ids if cache else None)
         for layer, table in tables.items():
-            table.prepare(host_addresses.get(layer, addresses[layer]))
+            if batch is not None and getattr(table, "host_addresses", False):
+                table.prepare(batch.layer(layer))
+            else:
+                table.prepare(addresses[layer])
         layer_caches = (
             cache.layers
             if cache is not None and cache.layers

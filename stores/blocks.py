@@ -64,6 +64,24 @@ def gather_by_block(
     list(_pool().map(copy, parts))
 
 
+def take_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = source[idx]`` for 2-D row arrays of any dtype, on torch's thread pool.
+
+    Rows are copied as raw bytes with ``torch.index_select`` (one ``memcpy`` per row, split
+    over the intra-op threads, no GIL held), several times faster than ``np.take``.
+    """
+    plain = source.flags.writeable and source.flags.c_contiguous and out.flags.c_contiguous
+    if len(idx) < PARALLEL_MIN_ROWS or not plain or source.ndim != 2:
+        np.take(source, idx, axis=0, out=out)
+        return
+    import torch
+
+    width = source.shape[1] * source.itemsize
+    src = torch.from_numpy(source.reshape(len(source), -1).view(np.uint8).reshape(-1, width))
+    dst = torch.from_numpy(out.reshape(len(out), -1).view(np.uint8).reshape(-1, width))
+    torch.index_select(src, 0, torch.from_numpy(np.asarray(idx, dtype=np.int64)), out=dst)
+
+
 def parallel_take(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
     """``np.take(source, idx, axis=0, out=out)``, split over the pool for big batches."""
     workers = _pool()._max_workers

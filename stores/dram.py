@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from engram_sdk.stores.base import Store
+from engram_sdk.stores.blocks import take_rows
 from engram_sdk.stores.models import TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
 
@@ -89,7 +90,7 @@ class DramStore(Store):
         return {name: spec for name, (spec, _) in self._tables.items()}
 
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
-        np.take(self._tables[spec.name][1], row_ids, axis=0, out=out)
+        take_rows(self._tables[spec.name][1], row_ids, out)
 
     def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
         records = self._records.get(ns, {})

@@ -7,10 +7,57 @@ fetching rows then) and ``lookup`` only when the layer needs them.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+
+class BatchAddresses:
+    """Every Engram layer's addresses for one batch of host ids, hashed on first use.
+
+    The model hands store-backed tables ``layer(n)`` instead of a tensor, so the hashing runs
+    on the thread that fetches the rows, never on the thread that launches GPU work. The
+    first caller computes; concurrent callers wait for that result.
+    """
+
+    def __init__(self, compute: Callable[[], dict[int, torch.Tensor]]) -> None:
+        self._compute: Callable[[], dict[int, torch.Tensor]] | None = compute
+        self._result: dict[int, torch.Tensor] | None = None
+        self._lock = threading.Lock()
+
+    def result(self) -> dict[int, torch.Tensor]:
+        """Flat addresses (B, T, H) per Engram layer."""
+        with self._lock:
+            if self._result is None:
+                assert self._compute is not None
+                self._result, self._compute = self._compute(), None
+            return self._result
+
+    def layer(self, layer_id: int) -> LayerAddresses:
+        """The addresses of one layer, still unresolved."""
+        return LayerAddresses(self, layer_id)
+
+
+class LayerAddresses:
+    """One layer's share of a :class:`BatchAddresses` (resolved with :meth:`result`)."""
+
+    def __init__(self, batch: BatchAddresses, layer_id: int) -> None:
+        self.batch, self.layer_id = batch, layer_id
+
+    def result(self) -> torch.Tensor:
+        """Flat addresses (B, T, H) of this layer."""
+        return self.batch.result()[self.layer_id]
+
+    def same_batch(self, other: object) -> bool:
+        """True for the same layer of the same batch object."""
+        return (
+            isinstance(other, LayerAddresses)
+            and other.batch is self.batch
+            and other.layer_id == self.layer_id
+        )
 
 
 @runtime_checkable
@@ -20,8 +67,12 @@ class EngramTable(Protocol):
     rows: int
     dim: int
 
-    def prepare(self, flat_addresses: torch.Tensor) -> None:
-        """Announce the addresses (B, T, H) the next ``lookup`` will ask for."""
+    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
+        """Announce the addresses (B, T, H) the next ``lookup`` will ask for.
+
+        Tables with ``host_addresses = True`` may get a :class:`LayerAddresses` (hashed later,
+        off the model's thread) instead of a tensor.
+        """
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """Rows for the addresses: (B, T, H) int → (B, T, H, dim) on the compute device."""
@@ -35,7 +86,7 @@ class EmbeddingTable(nn.Module):
         self.rows, self.dim = rows, dim
         self.embedding = nn.Embedding(rows, dim)
 
-    def prepare(self, flat_addresses: torch.Tensor) -> None:
+    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Nothing to fetch: the rows are already on the device."""
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:

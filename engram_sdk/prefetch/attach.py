@@ -42,14 +42,14 @@ def attach_store_tables(
     must already hold ``engram.layer<N>`` tables of the right shape. Returns the open store
     and the shared :class:`PrefetchStats`.
     """
-    store = open_store(uri, "a" if export else "r")
+    device = torch.device(device or next(model.parameters()).device)
+    store = open_store(uri, "a" if export else "r", pinned=device.type == "cuda")
     if export:
         export_tables(model, store)
     if cache_rows:
         from engram_sdk.stores import CachedStore
 
         store = CachedStore(store, cache_rows)
-    device = device or next(model.parameters()).device
     stats = PrefetchStats()
     for layer in model.engram_tables():
         model.set_engram_table(layer, StoreTable(store, table_name(layer), device, stats))
@@ -57,11 +57,19 @@ def attach_store_tables(
 
 
 def prefetch_next(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
-    """Start fetching the rows of the batch after the current one (call before the current step)."""
-    if input_ids.device.type == "cpu":  # hashed once: forward reuses these addresses
-        addresses = model.host_addresses(input_ids, remember=True)
-    else:
-        addresses = model.engram_addresses(input_ids)
-    for layer, table in model.engram_tables().items():
+    """Start fetching the rows of the batch after the current one (call before the current step).
+
+    Host ids are hashed on the fetch thread, once: the model remembers the batch, so its
+    forward recognises the prefetch and does not hash the ids again.
+    """
+    tables = model.engram_tables()
+    if input_ids.device.type == "cpu":
+        batch = model.host_batch(input_ids, remember=True)
+        for layer, table in tables.items():
+            if hasattr(table, "prefetch"):
+                table.prefetch(batch.layer(layer))
+        return
+    addresses = model.engram_addresses(input_ids)
+    for layer, table in tables.items():
         if hasattr(table, "prefetch"):
             table.prefetch(addresses[layer])

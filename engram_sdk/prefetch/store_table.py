@@ -1,9 +1,11 @@
 """``StoreTable``: an Engram table served from any store, fetched before it is needed.
 
 ``prepare(addresses)`` (called by the model for every Engram layer before layer 0 runs)
-hands the fetch to a worker thread: deduplicate the addresses, gather the unique rows from
-the store into a pinned host buffer, copy them to the device on a side CUDA stream and record
-an event. ``lookup`` waits only for that layer's fetch, then expands the unique rows back to
+hands the fetch to a worker thread: hash the host ids if the model passed them unhashed,
+deduplicate the addresses (file-backed stores; an in-memory table gathers every requested
+row, which is cheaper than sorting them), gather the rows from the store into a pinned host
+buffer, copy them to the device on a side CUDA stream and record an event. ``lookup`` waits
+only for that layer's event, then (after deduplication) expands the unique rows back to
 (B, T, H, D) on the compute stream. ``prefetch(addresses)`` starts the fetch for a later
 step, so batch k+1's rows load while batch k computes (two staging slots per table).
 
@@ -12,6 +14,7 @@ Tables served this way are frozen; ``engram_sdk.prefetch.train`` trains them in 
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import Any
 
 import torch
 
+from engram_sdk.engram.table import LayerAddresses
 from engram_sdk.errors import InputError
 
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engram-prefetch")
@@ -29,34 +33,63 @@ class PrefetchStats:
     """What the tables fetched, and how long the model waited for them."""
 
     rows_requested: int = 0
-    unique_rows: int = 0
+    unique_rows: int = 0  # rows read from the store (the requested rows when not deduplicated)
     bytes_moved: int = 0
     fetch_seconds: float = 0.0
     wait_seconds: float = 0.0
     fetches: int = 0
     reused_prefetches: int = 0
     cache_hit_rate: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def dedup_ratio(self) -> float:
-        """Requested rows per unique row fetched."""
+        """Requested rows per row read from the store."""
         return self.rows_requested / max(self.unique_rows, 1)
+
+    def add(self, **amounts: float) -> None:
+        """Add to counters (fetch workers run concurrently)."""
+        with self._lock:
+            for key, value in amounts.items():
+                setattr(self, key, getattr(self, key) + value)
 
     def as_dict(self) -> dict[str, float | int | None]:
         """Plain numbers for reports."""
-        return {**self.__dict__, "dedup_ratio": self.dedup_ratio}
+        out = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return {**out, "dedup_ratio": self.dedup_ratio}
+
+
+@dataclass
+class FetchedRows:
+    """One fetch: the store rows read (``ids``), on the device, and how to expand them."""
+
+    ids: torch.Tensor  # CPU int64 row ids read, in the order of ``rows``
+    rows: torch.Tensor  # (len(ids), dim) on the table's device
+    inverse: torch.Tensor | None  # positions in ``rows`` of each requested address (dedup)
+    event: Any  # CUDA event recorded after the copy, or None
+    staging: torch.Tensor = field(repr=False)  # pinned source of the copy, kept alive
 
 
 @dataclass
 class _Fetch:
-    addresses: torch.Tensor  # CPU copy, for matching a prefetch to the step that uses it
-    future: Future = field(repr=False)
+    key: torch.Tensor | LayerAddresses  # what prepare() compares to recognise a prefetch
+    future: Future[FetchedRows] = field(repr=False)
+
+
+def _same(a: torch.Tensor | LayerAddresses, b: torch.Tensor | LayerAddresses) -> bool:
+    if isinstance(a, LayerAddresses):
+        return a.same_batch(b)
+    return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
 
 
 class StoreTable:
-    """Engram rows of one layer read from ``store`` table ``name`` (see the module docstring)."""
+    """Engram rows of one layer read from ``store`` table ``name`` (see the module docstring).
 
-    host_addresses = True  # the model may hand prepare() host-side addresses (no GPU sync)
+    ``dedup`` reads each distinct row once; the default is on for file-backed stores and off
+    for ``dram://``, where gathering duplicates costs less than finding them.
+    """
+
+    host_addresses = True  # the model may hand prepare() host ids to hash (no GPU sync)
 
     def __init__(
         self,
@@ -64,6 +97,7 @@ class StoreTable:
         name: str,
         device: str | torch.device = "cpu",
         stats: PrefetchStats | None = None,
+        dedup: bool | None = None,
     ) -> None:
         spec = store.table(name)
         self.store, self.name, self.spec = store, name, spec
@@ -71,67 +105,99 @@ class StoreTable:
         self.device = torch.device(device)
         self.dtype = spec.torch_dtype()
         self.stats = stats if stats is not None else PrefetchStats()
+        self.dedup = dedup if dedup is not None else getattr(store, "backend", "") != "dram"
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self._current: _Fetch | None = None
         self._next: list[_Fetch] = []  # prefetches for later steps (two staging slots)
 
-    def _fetch(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    # ---- the worker's side ----------------------------------------------------------------
+    def _host_ids(self, addresses: torch.Tensor | LayerAddresses, ready: Any) -> torch.Tensor:
+        if isinstance(addresses, LayerAddresses):
+            addresses = addresses.result()
+        if ready is not None:  # a device-to-host copy started by prepare()
+            ready.synchronize()
+        flat = addresses.reshape(-1)
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.rows):
+            raise InputError(f"Engram addresses outside table {self.name!r} of {self.rows} rows")
+        return flat.to(torch.int64)
+
+    def _fetch(self, addresses: torch.Tensor | LayerAddresses, ready: Any = None) -> FetchedRows:
         start = time.perf_counter()
-        unique, inverse = torch.unique(flat, return_inverse=True)
-        staging = torch.empty((len(unique), self.dim), dtype=self.dtype, pin_memory=self.cuda)
-        self.store.gather(self.name, unique.numpy(), out=staging)
-        event = None
+        flat = self._host_ids(addresses, ready)
+        inverse = None
+        ids = flat
+        if self.dedup:
+            ids, inverse = torch.unique(flat, return_inverse=True)
+        staging = torch.empty((len(ids), self.dim), dtype=self.dtype, pin_memory=self.cuda)
+        self.store.gather(self.name, ids.numpy(), out=staging)
+        rows, event = staging, None
         if self.cuda:
             with torch.cuda.stream(self.stream):
                 rows = staging.to(self.device, non_blocking=True)
-                inverse = inverse.to(self.device, non_blocking=True)
+                if inverse is not None:
+                    inverse = inverse.pin_memory().to(self.device, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record(self.stream)
-        else:
-            rows = staging
-        s = self.stats
-        s.rows_requested += flat.numel()
-        s.unique_rows += len(unique)
-        s.bytes_moved += staging.numel() * staging.element_size()
-        s.fetch_seconds += time.perf_counter() - start
-        s.fetches += 1
         hit_rate = getattr(self.store, "hit_rate", None)
         if hit_rate is not None:
-            s.cache_hit_rate = float(hit_rate)
-        return rows, inverse, (event, staging)
+            self.stats.cache_hit_rate = float(hit_rate)
+        self.stats.add(
+            rows_requested=flat.numel(),
+            unique_rows=len(ids),
+            bytes_moved=staging.numel() * staging.element_size(),
+            fetch_seconds=time.perf_counter() - start,
+            fetches=1,
+        )
+        return FetchedRows(ids, rows, inverse, event, staging)
 
-    def _start(self, addresses: torch.Tensor) -> _Fetch:
-        if addresses.numel() and (int(addresses.min()) < 0 or int(addresses.max()) >= self.rows):
-            raise InputError(f"Engram addresses outside table {self.name!r} of {self.rows} rows")
-        flat = addresses.detach().reshape(-1).to("cpu", torch.int64)
-        return _Fetch(flat, _POOL.submit(self._fetch, flat))
+    # ---- the model's side -----------------------------------------------------------------
+    def _start(self, addresses: torch.Tensor | LayerAddresses) -> _Fetch:
+        ready = None
+        if isinstance(addresses, torch.Tensor):
+            addresses = addresses.detach()
+            if addresses.is_cuda:  # copy back without blocking this thread
+                addresses = addresses.to("cpu", non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
+        return _Fetch(addresses, _POOL.submit(self._fetch, addresses, ready))
 
-    def prefetch(self, flat_addresses: torch.Tensor) -> None:
+    def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows of a *later* step (double buffering across steps)."""
         self._next = [*self._next[-1:], self._start(flat_addresses)]
 
-    def prepare(self, flat_addresses: torch.Tensor) -> None:
+    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
-        flat = flat_addresses.detach().reshape(-1).to("cpu", torch.int64)
-        match = next((f for f in self._next if torch.equal(f.addresses, flat)), None)
+        match = next((f for f in self._next if _same(f.key, flat_addresses)), None)
         if match is not None:
             self._next.remove(match)
             self._current = match
-            self.stats.reused_prefetches += 1
+            self.stats.add(reused_prefetches=1)
         else:
             self._current = self._start(flat_addresses)
 
-    def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
-        """Rows (B, T, H, D) for the addresses announced by ``prepare``."""
+    def _take(self, flat_addresses: torch.Tensor) -> FetchedRows:
+        """The prepared fetch, ready for the compute stream."""
         if self._current is None:
             self.prepare(flat_addresses)
+        assert self._current is not None
         fetch, self._current = self._current, None
         start = time.perf_counter()
-        rows, inverse, (event, _staging) = fetch.future.result()
-        if event is not None:
-            torch.cuda.current_stream(self.device).wait_event(event)
-        self.stats.wait_seconds += time.perf_counter() - start
-        if inverse.numel() != flat_addresses.numel():
+        got = fetch.future.result()
+        if got.event is not None:
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_event(got.event)
+            got.rows.record_stream(compute)  # allocated on the side stream, read on this one
+            if got.inverse is not None:
+                got.inverse.record_stream(compute)
+        self.stats.add(wait_seconds=time.perf_counter() - start)
+        requested = got.inverse.numel() if got.inverse is not None else len(got.ids)
+        if requested != flat_addresses.numel():
             raise InputError("lookup addresses differ from the ones passed to prepare")
-        return rows[inverse].view(*flat_addresses.shape, self.dim)
+        return got
+
+    def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        """Rows (B, T, H, D) for the addresses announced by ``prepare``."""
+        got = self._take(flat_addresses)
+        rows = got.rows if got.inverse is None else got.rows[got.inverse]
+        return rows.view(*flat_addresses.shape, self.dim)

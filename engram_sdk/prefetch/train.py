@@ -1,9 +1,9 @@
 """Training Engram tables that live in a store.
 
-``TrainableStoreTable`` serves rows like :class:`StoreTable`; when autograd is on, the unique
-rows of each lookup become a leaf tensor, so backward leaves one gradient per *unique* row
-(the expansion ``rows[inverse]`` sums duplicates). ``StoreTableOptimizer.step()`` then updates
-exactly those rows in the store with row-wise Adagrad (one float32 accumulator per row, kept
+``TrainableStoreTable`` serves rows like :class:`StoreTable`; when autograd is on, the rows
+read by each lookup become a leaf tensor, so backward leaves one gradient per row read (the
+expansion ``rows[inverse]`` sums duplicates; without deduplication the optimizer sums them).
+``StoreTableOptimizer.step()`` then updates exactly those rows in the store with row-wise Adagrad (one float32 accumulator per row, kept
 in the store as table ``<name>.adagrad``) or plain SGD, inside one store transaction, and
 patches rows that an already started ``prefetch`` holds so the next step never reads a stale
 row.
@@ -25,23 +25,17 @@ class TrainableStoreTable(StoreTable):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (flat ids, unique-row leaf)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (row ids read, their leaf)
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
-        """Rows (B, T, H, D); with grad enabled, gradients collect per unique row."""
-        if self._current is None:
-            self.prepare(flat_addresses)
-        fetch = self._current
-        out = super().lookup(flat_addresses) if not torch.is_grad_enabled() else None
-        if out is not None:
-            return out
-        self._current = None
-        rows, inverse, (event, _staging) = fetch.future.result()
-        if event is not None:
-            torch.cuda.current_stream(self.device).wait_event(event)
-        leaf = rows.float().detach().requires_grad_(True)
-        self.pending.append((fetch.addresses, leaf))
-        return leaf[inverse].to(rows.dtype).view(*flat_addresses.shape, self.dim)
+        """Rows (B, T, H, D); with grad enabled, gradients collect per row read."""
+        if not torch.is_grad_enabled():
+            return super().lookup(flat_addresses)
+        got = self._take(flat_addresses)
+        leaf = got.rows.float().detach().requires_grad_(True)
+        self.pending.append((got.ids, leaf))
+        rows = leaf if got.inverse is None else leaf[got.inverse]
+        return rows.to(got.rows.dtype).view(*flat_addresses.shape, self.dim)
 
 
 class StoreTableOptimizer:
@@ -69,7 +63,7 @@ class StoreTableOptimizer:
         """Apply the update to every row with a gradient; returns the number of rows updated."""
         updated = 0
         for t in self.tables:
-            parts = [(torch.unique(a), leaf.grad) for a, leaf in t.pending if leaf.grad is not None]
+            parts = [(ids, leaf.grad) for ids, leaf in t.pending if leaf.grad is not None]
             t.pending.clear()
             if not parts:
                 continue
@@ -96,14 +90,15 @@ class StoreTableOptimizer:
     @staticmethod
     def _patch_prefetches(t: TrainableStoreTable, ids: torch.Tensor, weight: torch.Tensor) -> None:
         for fetch in t._next:
-            rows, _inverse, (event, _staging) = fetch.future.result()
-            if event is not None:
-                torch.cuda.current_stream(t.device).wait_event(event)
-            have = torch.unique(fetch.addresses)
-            hit = torch.isin(have, ids)
+            got = fetch.future.result()
+            if got.event is not None:
+                torch.cuda.current_stream(t.device).wait_event(got.event)
+            hit = torch.isin(got.ids, ids)
             if hit.any():
-                where = torch.searchsorted(ids, have[hit])
-                rows[hit.to(rows.device)] = weight[where].to(rows.device, rows.dtype)
+                where = torch.searchsorted(ids, got.ids[hit])
+                got.rows[hit.to(got.rows.device)] = weight[where].to(
+                    got.rows.device, got.rows.dtype
+                )
 
 
 def make_trainable(model: torch.nn.Module) -> dict[int, TrainableStoreTable]:
@@ -111,7 +106,9 @@ def make_trainable(model: torch.nn.Module) -> dict[int, TrainableStoreTable]:
     out = {}
     for layer, table in model.engram_tables().items():
         if isinstance(table, StoreTable) and not isinstance(table, TrainableStoreTable):
-            table = TrainableStoreTable(table.store, table.name, table.device, table.stats)
+            table = TrainableStoreTable(
+                table.store, table.name, table.device, table.stats, table.dedup
+            )
             model.set_engram_table(layer, table)
         if isinstance(table, TrainableStoreTable):
             out[layer] = table
