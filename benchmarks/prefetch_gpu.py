@@ -9,7 +9,8 @@ difference) and per-token decode latency (batch 1 after a 512-token prompt), for
 GPU-resident tables, (b) ``dram://`` (pinned), (c) ``shards://`` in the page cache, (d)
 ``lmdb://``; overhead of each versus (a). ``+next`` rows call ``prefetch_next`` for the
 following batch before each step, so its rows load while the current step computes. Also
-checks that (b)-(d) give logits bitwise equal to (a). Step times are medians over the steps.
+checks that (b)-(d) give logits bitwise equal to (a). The placements run interleaved, round
+by round, and overheads are medians of per-round ratios, so machine drift cancels out.
 """
 
 from __future__ import annotations
@@ -24,67 +25,94 @@ import torch
 import torch.nn.functional as F
 
 
-def median_step(step, n: int) -> float:
-    step(0)
+def timed(step) -> float:
     torch.cuda.synchronize()
-    times = []
-    for i in range(1, n + 1):
-        t = time.perf_counter()
-        step(i)
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    t = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t
 
 
-def measure(model, batches, prompt, ahead: bool, steps: int) -> dict[str, float]:
-    """Prefill, training-step and per-token decode times of one placement."""
-    from engram_sdk.model import ModelCache
+class Placement:
+    """One model whose Engram tables live in one place, with its step functions."""
 
-    from engram_sdk.prefetch import prefetch_next
+    def __init__(self, name: str, model, batches, ahead: bool, stats=None) -> None:
+        from engram_sdk.prefetch import prefetch_next
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
-    targets = [b[:, 1:].cuda() for b in batches]
+        self.name, self.model, self.batches, self.ahead, self.stats = (
+            name,
+            model,
+            batches,
+            ahead,
+            stats,
+        )
+        self.prefetch_next = prefetch_next
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
+        self.targets = [b[:, 1:].cuda() for b in batches]
+        self.times: dict[str, list[float]] = {"prefill": [], "train": [], "decode": []}
 
-    def ids(i: int) -> torch.Tensor:
-        return batches[i % len(batches)][:, :-1]
+    def ids(self, i: int) -> torch.Tensor:
+        return self.batches[i % len(self.batches)][:, :-1]
 
-    def prefill(i: int) -> None:
-        if ahead:  # the next batch's rows load while this one computes
-            prefetch_next(model, ids(i + 1))
+    def prefill(self, i: int) -> None:
+        if self.ahead:  # the next batch's rows load while this one computes
+            self.prefetch_next(self.model, self.ids(i + 1))
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            model(ids(i))
+            self.model(self.ids(i))
 
-    def train_step(i: int) -> None:
-        if ahead:
-            prefetch_next(model, ids(i + 1))
+    def train(self, i: int) -> None:
+        if self.ahead:
+            self.prefetch_next(self.model, self.ids(i + 1))
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(ids(i))
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets[i % len(batches)].flatten())
-        opt.zero_grad(set_to_none=True)
+            logits = self.model(self.ids(i))
+        target = self.targets[i % len(self.batches)].flatten()
+        loss = F.cross_entropy(logits.float().flatten(0, 1), target)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.opt.step()
 
-    def decode(_: int) -> None:
+    def decode(self, i: int, tokens: int = 32) -> float:
+        """Seconds per generated token after a 512-token prompt."""
+        from engram_sdk.model import ModelCache
+
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             cache = ModelCache()
-            logits = model(prompt, cache)[:, -1]
-            for _ in range(32):
+            logits = self.model(self.batches[i % len(self.batches)][:1, :512], cache)[:, -1]
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(tokens):
                 token = logits.argmax(-1, keepdim=True).cpu()  # generation feeds host ids
-                logits = model(token, cache)[:, -1]
+                logits = self.model(token, cache)[:, -1]
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / tokens
 
-    return {
-        "prefill_s": median_step(prefill, steps),
-        "train_s": median_step(train_step, steps),
-        "decode_token_s": median_step(decode, 3) / 33,
-    }
+
+def interleaved(placements: list[Placement], phase: str, rounds: int) -> None:
+    """Round-robin steps over the placements, so drift hits every placement alike."""
+    for p in placements:  # warm-up
+        getattr(p, phase)(0)
+    for i in range(1, rounds + 1):
+        for p in placements[i % len(placements) :] + placements[: i % len(placements)]:
+            step = getattr(p, phase)
+            if phase == "decode":
+                p.times[phase].append(step(i))
+            else:
+                p.times[phase].append(timed(lambda step=step, i=i: step(i)))
+
+
+def overhead(p: Placement, base: Placement, phase: str) -> tuple[float, float, float]:
+    """Median step time, and median and max-of-middle-half paired overhead vs ``base``."""
+    ratios = sorted(a / b - 1 for a, b in zip(p.times[phase], base.times[phase], strict=True))
+    n = len(ratios)
+    return statistics.median(p.times[phase]), statistics.median(ratios), ratios[(3 * n) // 4]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--table-size", type=int, default=2_000_000)
     parser.add_argument("--folder", default="/tmp/engram-prefetch")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--placements", default="gpu,dram,dram+next,shards+next,lmdb+next")
     args = parser.parse_args()
     from engram_sdk.model import build_model, get_preset
@@ -96,10 +124,9 @@ def main() -> None:
     batches = [
         torch.randint(0, cfg.vocab_size, (4, 4097), generator=gen).pin_memory() for _ in range(4)
     ]
-    prompt = batches[0][:1, :512]
     folder = Path(args.folder)
     shutil.rmtree(folder, ignore_errors=True)
-    results: dict[str, dict] = {}
+    placements, stores, same = [], [], {}
     reference = None
     table_gb = 0.0
     for name in args.placements.split(","):
@@ -107,55 +134,50 @@ def main() -> None:
         for table in model.engram_tables().values():
             table.requires_grad_(False)  # frozen everywhere: only the rows' placement differs
         table_gb = sum(t.rows * t.dim * 4 for t in model.engram_tables().values()) / 1e9
-        store = stats = None
+        stats = None
         if name != "gpu":
             kind = name.split("+")[0]
             uri = "dram://" if kind == "dram" else f"{kind}://{folder / name}"
             t = time.perf_counter()
             store, stats = attach_store_tables(model, uri)
+            stores.append(store)
             print(
                 f"{name}: exported {table_gb:.1f} GB in {time.perf_counter() - t:.0f} s", flush=True
             )
         with torch.no_grad():
             logits = model(batches[1][:, :-1])
-        if reference is None:
-            reference = logits
-        row = {"same_logits": torch.equal(logits, reference)}
-        row |= measure(model, batches, prompt, name.endswith("+next"), args.steps)
-        if stats is not None:
-            row["dedup_ratio"] = stats.dedup_ratio
-            row["wait_ms_per_fetch"] = stats.wait_seconds / max(stats.fetches, 1) * 1e3
-            row["fetch_ms"] = stats.fetch_seconds / max(stats.fetches, 1) * 1e3
-        results[name] = row
-        print(
-            name,
-            {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()},
-            flush=True,
-        )
-        del model
-        if store is not None:
-            store.close()
-        torch.cuda.empty_cache()
-    a = results[next(iter(results))]
+        reference = logits if reference is None else reference
+        same[name] = torch.equal(logits, reference)
+        placements.append(Placement(name, model, batches, name.endswith("+next"), stats))
+    for phase, rounds in (("prefill", args.rounds), ("train", args.rounds), ("decode", 4)):
+        t = time.perf_counter()
+        interleaved(placements, phase, rounds)
+        print(f"{phase}: {rounds} rounds in {time.perf_counter() - t:.0f} s", flush=True)
+    base = placements[0]
     print(
-        f"\ntables: {table_gb:.1f} GB in 2 Engram layers (frozen); prefill/train batch 4x4096; "
-        "decode batch 1 after 512 tokens; baseline: first row"
+        f"\ntables: {table_gb:.1f} GB in 2 Engram layers (frozen); prefill/train batch 4x4096 "
+        f"(4 distinct batches, {args.rounds} interleaved rounds); decode batch 1, 32 tokens after "
+        f"512; overhead = median of per-round ratios vs {base.name} (75th percentile in brackets)"
     )
-    print(
-        f"{'placement':12} {'same':>5} {'prefill ms':>11} {'ovh':>7} {'train ms':>9} {'ovh':>7} "
-        f"{'decode ms/tok':>14} {'ovh':>7} {'dedup':>6} {'fetch ms':>9} {'wait ms':>8}"
-    )
-    for name, r in results.items():
-
-        def ovh(key: str, r: dict = r) -> str:
-            return f"{(r[key] / a[key] - 1) * 100:+.1f}%"
-
-        print(
-            f"{name:12} {r['same_logits']!s:>5} {r['prefill_s'] * 1e3:11.2f} {ovh('prefill_s'):>7} "
-            f"{r['train_s'] * 1e3:9.2f} {ovh('train_s'):>7} {r['decode_token_s'] * 1e3:14.2f} "
-            f"{ovh('decode_token_s'):>7} {r.get('dedup_ratio', 1):6.2f} {r.get('fetch_ms', 0):9.2f} "
-            f"{r.get('wait_ms_per_fetch', 0):8.2f}"
-        )
+    head = f"{'placement':12} {'same':>5}"
+    for phase in ("prefill", "train", "decode"):
+        head += f" {phase + ' ms':>11} {'overhead':>16}"
+    print(head + f" {'dedup':>6} {'fetch ms':>9} {'wait ms':>8}")
+    for p in placements:
+        line = f"{p.name:12} {same[p.name]!s:>5}"
+        for phase in ("prefill", "train", "decode"):
+            med, ratio, q3 = overhead(p, base, phase)
+            line += f" {med * 1e3:11.2f} {f'{ratio * 100:+.1f}% [{q3 * 100:+.1f}%]':>16}"
+        s = p.stats
+        if s is not None:
+            fetches = max(s.fetches, 1)
+            line += (
+                f" {s.dedup_ratio:6.2f} {s.fetch_seconds / fetches * 1e3:9.2f}"
+                f" {s.wait_seconds / fetches * 1e3:8.2f}"
+            )
+        print(line)
+    for store in stores:
+        store.close()
     shutil.rmtree(folder, ignore_errors=True)
 
 

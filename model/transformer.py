@@ -135,7 +135,7 @@ class Transformer(nn.Module):
                 if ids.shape == host_ids.shape and torch.equal(ids, host_ids):
                     return batch
         ids = host_ids.clone()
-        batch = BatchAddresses(lambda: self.engram_addresses(ids, prefix))
+        batch = BatchAddresses(lambda: self.engram_addresses(ids, prefix), ids.numel())
         if remember and prefix is None:
             self._host_memo = [*self._host_memo[-1:], (ids, batch)]
         return batch

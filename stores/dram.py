@@ -85,6 +85,16 @@ class DramStore(Store):
         with ShardStore(f"shards://{folder}", "a", folder=folder, durable=self.durable) as dst:
             dst.replace_all(snapshot)
 
+    def pinned_rows(self, table: str) -> np.ndarray | None:
+        """The live rows of ``table`` when they sit in pinned memory (else None).
+
+        A CUDA device can read pinned rows in place; the array is only valid while this
+        store holds the table (a new table of the same name gets a new array).
+        """
+        self._check_open()
+        self.table(table)
+        return self._tables[table][1] if self.pinned else None
+
     # ---- primitives ----------------------------------------------------------------------
     def _specs(self) -> dict[str, TableSpec]:
         return {name: spec for name, (spec, _) in self._tables.items()}

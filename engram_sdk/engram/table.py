@@ -23,7 +23,8 @@ class BatchAddresses:
     first caller computes; concurrent callers wait for that result.
     """
 
-    def __init__(self, compute: Callable[[], dict[int, torch.Tensor]]) -> None:
+    def __init__(self, compute: Callable[[], dict[int, torch.Tensor]], tokens: int) -> None:
+        self.tokens = tokens  # how many token positions the batch holds
         self._compute: Callable[[], dict[int, torch.Tensor]] | None = compute
         self._result: dict[int, torch.Tensor] | None = None
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ Tables served this way are frozen; ``engram_sdk.prefetch.train`` trains them in 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,8 +25,18 @@ import torch
 
 from engram_sdk.engram.table import LayerAddresses
 from engram_sdk.errors import InputError
+from engram_sdk.prefetch.mapped import mapped_view
 
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engram-prefetch")
+_WORKERS = 4
+# Each fetch thread gets a share of the cores, leaving two for the thread that launches GPU
+# work: oversubscribed cores delay kernel launches, which costs more than the fetch saves.
+FETCH_THREADS = max(1, ((os.cpu_count() or 1) - 2) // _WORKERS)
+_POOL = ThreadPoolExecutor(
+    max_workers=_WORKERS,
+    thread_name_prefix="engram-prefetch",
+    initializer=torch.set_num_threads,
+    initargs=(FETCH_THREADS,),
+)
 
 
 @dataclass
@@ -86,7 +97,10 @@ class StoreTable:
     """Engram rows of one layer read from ``store`` table ``name`` (see the module docstring).
 
     ``dedup`` reads each distinct row once; the default is on for file-backed stores and off
-    for ``dram://``, where gathering duplicates costs less than finding them.
+    for ``dram://``, where gathering duplicates costs less than finding them. When the rows
+    sit in pinned host memory (``dram://`` opened with ``pinned=True``) and a step has at most
+    ``direct_tokens`` tokens (decoding), the GPU reads the rows in place instead: one kernel,
+    no host round trip.
     """
 
     host_addresses = True  # the model may hand prepare() host ids to hash (no GPU sync)
@@ -98,6 +112,7 @@ class StoreTable:
         device: str | torch.device = "cpu",
         stats: PrefetchStats | None = None,
         dedup: bool | None = None,
+        direct_tokens: int = 64,
     ) -> None:
         spec = store.table(name)
         self.store, self.name, self.spec = store, name, spec
@@ -108,8 +123,22 @@ class StoreTable:
         self.dedup = dedup if dedup is not None else getattr(store, "backend", "") != "dram"
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self.direct_tokens = direct_tokens
         self._current: _Fetch | None = None
+        self._direct = False  # the next lookup reads pinned host rows in place
         self._next: list[_Fetch] = []  # prefetches for later steps (two staging slots)
+        self._pinned: Any = None  # the store's pinned array behind self._mapped
+        self._mapped: torch.Tensor | None = None
+
+    def _mapped_rows(self) -> torch.Tensor | None:
+        """A device view of the store's pinned rows, refreshed if the store replaced them."""
+        rows_of = getattr(self.store, "pinned_rows", None)
+        if not self.cuda or rows_of is None:
+            return None
+        rows = rows_of(self.name)
+        if rows is not self._pinned:
+            self._pinned, self._mapped = rows, mapped_view(rows, self.spec.dtype, self.device)
+        return self._mapped
 
     # ---- the worker's side ----------------------------------------------------------------
     def _host_ids(self, addresses: torch.Tensor | LayerAddresses, ready: Any) -> torch.Tensor:
@@ -168,19 +197,30 @@ class StoreTable:
 
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
+        self._direct = False
         match = next((f for f in self._next if _same(f.key, flat_addresses)), None)
         if match is not None:
             self._next.remove(match)
             self._current = match
             self.stats.add(reused_prefetches=1)
-        else:
-            self._current = self._start(flat_addresses)
+            return
+        tokens = (
+            flat_addresses.batch.tokens
+            if isinstance(flat_addresses, LayerAddresses)
+            else flat_addresses.shape[:-1].numel()
+        )
+        if tokens <= self.direct_tokens and self._mapped_rows() is not None:
+            self._current, self._direct = None, True
+            return
+        self._current = self._start(flat_addresses)
 
     def _take(self, flat_addresses: torch.Tensor) -> FetchedRows:
         """The prepared fetch, ready for the compute stream."""
-        if self._current is None:
+        if self._current is None and not self._direct:
             self.prepare(flat_addresses)
-        assert self._current is not None
+        if self._current is None:  # a caller that needs staged rows (training) after all
+            self._current = self._start(flat_addresses)
+        self._direct = False
         fetch, self._current = self._current, None
         start = time.perf_counter()
         got = fetch.future.result()
@@ -196,8 +236,25 @@ class StoreTable:
             raise InputError("lookup addresses differ from the ones passed to prepare")
         return got
 
+    def _read_in_place(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        """Rows gathered by the GPU straight from pinned host memory (small lookups)."""
+        self._direct = False
+        mapped = self._mapped_rows()
+        assert mapped is not None
+        flat = flat_addresses.reshape(-1).to(self.device, non_blocking=True)
+        rows = mapped.index_select(0, flat)  # addresses come from the hasher: always in range
+        self.stats.add(
+            rows_requested=flat.numel(),
+            unique_rows=flat.numel(),
+            bytes_moved=rows.numel() * rows.element_size(),
+            fetches=1,
+        )
+        return rows.view(*flat_addresses.shape, self.dim)
+
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """Rows (B, T, H, D) for the addresses announced by ``prepare``."""
+        if self._direct and flat_addresses.is_cuda:
+            return self._read_in_place(flat_addresses)
         got = self._take(flat_addresses)
         rows = got.rows if got.inverse is None else got.rows[got.inverse]
         return rows.view(*flat_addresses.shape, self.dim)
