@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class Transformer(nn.Module):
         self.register_buffer("canonical", table, persistent=False)
         self._canonical_host = table.clone()  # stays on the host for host-side addressing
         self._host_memo: list[tuple[torch.Tensor, BatchAddresses]] = []
+        self._hash_stream: torch.cuda.Stream | None = None
         self.hasher = NgramHasher(
             NgramConfig(
                 vocab_size=canon_vocab,
@@ -135,10 +136,39 @@ class Transformer(nn.Module):
                 if ids.shape == host_ids.shape and torch.equal(ids, host_ids):
                     return batch
         ids = host_ids.clone()
-        batch = BatchAddresses(lambda: self.engram_addresses(ids, prefix), ids.numel())
+        batch = BatchAddresses(lambda: self._hash_launch(ids, prefix), ids.numel())
         if remember and prefix is None:
             self._host_memo = [*self._host_memo[-1:], (ids, batch)]
         return batch
+
+    def _hash_launch(
+        self, ids: torch.Tensor, prefix: torch.Tensor | None
+    ) -> Callable[[], dict[int, torch.Tensor]]:
+        """Start hashing host ids; the returned function waits and gives host addresses.
+
+        A CUDA model hashes on a side stream (microseconds of GPU work that queue behind
+        nothing) and copies the addresses back; a CPU model hashes when the result is asked.
+        """
+        device = self.embed.weight.device
+        if device.type != "cuda":
+            return lambda: self.engram_addresses(ids, prefix)
+        if self._hash_stream is None:
+            self._hash_stream = torch.cuda.Stream(device)
+        with torch.cuda.stream(self._hash_stream):
+            on_device = ids.pin_memory().to(device, non_blocking=True)
+            before = None if prefix is None else prefix.pin_memory().to(device, non_blocking=True)
+            host = {
+                layer: addresses.to("cpu", non_blocking=True)
+                for layer, addresses in self.engram_addresses(on_device, before).items()
+            }
+            done = torch.cuda.Event()
+            done.record()
+
+        def finish() -> dict[int, torch.Tensor]:
+            done.synchronize()
+            return host
+
+        return finish
 
     # ---- forward ------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
@@ -197,7 +227,12 @@ class Transformer(nn.Module):
                     host = torch.cat([cache.last_host_ids, host], dim=1)
                 cache.last_host_ids = host[:, -self.hasher.context :]
             cache.length = start + t
-        return self.head(self.norm(h))
+        logits = self.head(self.norm(h))
+        for table in tables.values():  # store-backed tables may use the host now
+            launched = getattr(table, "forward_launched", None)
+            if launched is not None:
+                launched()
+        return logits
 
     def moe_layers(self) -> list[nn.Module]:
         """Every MoE feed-forward (for bias updates and auxiliary losses)."""

@@ -14,27 +14,40 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+Finish = Callable[[], dict[int, torch.Tensor]]
+
 
 class BatchAddresses:
-    """Every Engram layer's addresses for one batch of host ids, hashed on first use.
+    """Every Engram layer's addresses for one batch of host ids, hashed when first needed.
 
-    The model hands store-backed tables ``layer(n)`` instead of a tensor, so the hashing runs
-    on the thread that fetches the rows, never on the thread that launches GPU work. The
-    first caller computes; concurrent callers wait for that result.
+    The model hands store-backed tables ``layer(n)`` instead of a tensor. ``launch()`` starts
+    the hashing on the calling thread and returns a function that finishes it: with a CUDA
+    model, launching enqueues the hash kernels and the copy back on a side stream and
+    finishing waits for them; on CPU, launching does nothing and finishing hashes. Tables
+    call :meth:`start` on the model's thread and :meth:`result` on their fetch thread, so the
+    thread that launches the model's kernels never hashes nor waits. Thread-safe.
     """
 
-    def __init__(self, compute: Callable[[], dict[int, torch.Tensor]], tokens: int) -> None:
+    def __init__(self, launch: Callable[[], Finish], tokens: int) -> None:
         self.tokens = tokens  # how many token positions the batch holds
-        self._compute: Callable[[], dict[int, torch.Tensor]] | None = compute
+        self._launch: Callable[[], Finish] | None = launch
+        self._finish: Finish | None = None
         self._result: dict[int, torch.Tensor] | None = None
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Launch the hashing if nobody has yet."""
+        with self._lock:
+            if self._launch is not None:
+                self._finish, self._launch = self._launch(), None
+
     def result(self) -> dict[int, torch.Tensor]:
-        """Flat addresses (B, T, H) per Engram layer."""
+        """Flat addresses (B, T, H) per Engram layer, on the host."""
+        self.start()
         with self._lock:
             if self._result is None:
-                assert self._compute is not None
-                self._result, self._compute = self._compute(), None
+                assert self._finish is not None
+                self._result, self._finish = self._finish(), None
             return self._result
 
     def layer(self, layer_id: int) -> LayerAddresses:

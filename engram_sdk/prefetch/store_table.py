@@ -1,13 +1,16 @@
 """``StoreTable``: an Engram table served from any store, fetched before it is needed.
 
 ``prepare(addresses)`` (called by the model for every Engram layer before layer 0 runs)
-hands the fetch to a worker thread: hash the host ids if the model passed them unhashed,
-deduplicate the addresses (file-backed stores; an in-memory table gathers every requested
-row, which is cheaper than sorting them), gather the rows from the store into a pinned host
-buffer, copy them to the device on a side CUDA stream and record an event. ``lookup`` waits
-only for that layer's event, then (after deduplication) expands the unique rows back to
-(B, T, H, D) on the compute stream. ``prefetch(addresses)`` starts the fetch for a later
-step, so batch k+1's rows load while batch k computes (two staging slots per table).
+hands the fetch to a worker thread. The model passes host ids unhashed: a CUDA model hashes
+them on a side stream and the worker waits for the addresses to come back (a CPU model's
+worker hashes them itself), so the thread launching the model's kernels neither hashes nor
+waits. The worker deduplicates the addresses (file-backed stores; an in-memory table
+gathers every requested row, which is cheaper than sorting them), gathers the rows from the
+store into a pinned host buffer, copies them to the device on a side CUDA stream and
+records an event. ``lookup`` waits only for that layer's event, then (after deduplication)
+expands the unique rows back to (B, T, H, D) on the compute stream. ``prefetch(addresses)``
+starts the fetch for a later step, so batch k+1's rows load while batch k computes (two
+staging slots per table).
 
 Tables served this way are frozen; ``engram_sdk.prefetch.train`` trains them in the store.
 """
@@ -83,8 +86,20 @@ class FetchedRows:
 
 @dataclass
 class _Fetch:
+    """A fetch, handed to the worker pool now or (a prefetch) once the step has launched."""
+
     key: torch.Tensor | LayerAddresses  # what prepare() compares to recognise a prefetch
-    future: Future[FetchedRows] = field(repr=False)
+    work: Any = field(repr=False)  # (function, args) until submitted
+    future: Future[FetchedRows] | None = field(default=None, repr=False)
+
+    def submit(self) -> _Fetch:
+        if self.future is None:
+            fn, args = self.work
+            self.future = _POOL.submit(fn, *args)
+        return self
+
+    def result(self) -> FetchedRows:
+        return self.submit().future.result()  # type: ignore[union-attr]
 
 
 def _same(a: torch.Tensor | LayerAddresses, b: torch.Tensor | LayerAddresses) -> bool:
@@ -183,17 +198,29 @@ class StoreTable:
     # ---- the model's side -----------------------------------------------------------------
     def _start(self, addresses: torch.Tensor | LayerAddresses) -> _Fetch:
         ready = None
-        if isinstance(addresses, torch.Tensor):
+        if isinstance(addresses, LayerAddresses):
+            addresses.batch.start()  # a CUDA model enqueues the hashing here, in order
+        else:
             addresses = addresses.detach()
             if addresses.is_cuda:  # copy back without blocking this thread
                 addresses = addresses.to("cpu", non_blocking=True)
                 ready = torch.cuda.Event()
                 ready.record()
-        return _Fetch(addresses, _POOL.submit(self._fetch, addresses, ready))
+        return _Fetch(addresses, (self._fetch, (addresses, ready)))
 
     def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
-        """Start fetching the rows of a *later* step (double buffering across steps)."""
+        """Fetch the rows of a *later* step (double buffering across steps).
+
+        The host work starts once the model has launched its current forward
+        (:meth:`forward_launched`), so it never competes with kernel launches, or at once
+        if the prefetched step comes first.
+        """
         self._next = [*self._next[-1:], self._start(flat_addresses)]
+
+    def forward_launched(self) -> None:
+        """The model has enqueued every kernel of a forward: start the waiting prefetches."""
+        for fetch in self._next:
+            fetch.submit()
 
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
@@ -201,7 +228,7 @@ class StoreTable:
         match = next((f for f in self._next if _same(f.key, flat_addresses)), None)
         if match is not None:
             self._next.remove(match)
-            self._current = match
+            self._current = match.submit()
             self.stats.add(reused_prefetches=1)
             return
         tokens = (
@@ -212,18 +239,18 @@ class StoreTable:
         if tokens <= self.direct_tokens and self._mapped_rows() is not None:
             self._current, self._direct = None, True
             return
-        self._current = self._start(flat_addresses)
+        self._current = self._start(flat_addresses).submit()
 
     def _take(self, flat_addresses: torch.Tensor) -> FetchedRows:
         """The prepared fetch, ready for the compute stream."""
         if self._current is None and not self._direct:
             self.prepare(flat_addresses)
         if self._current is None:  # a caller that needs staged rows (training) after all
-            self._current = self._start(flat_addresses)
+            self._current = self._start(flat_addresses).submit()
         self._direct = False
         fetch, self._current = self._current, None
         start = time.perf_counter()
-        got = fetch.future.result()
+        got = fetch.result()
         if got.event is not None:
             compute = torch.cuda.current_stream(self.device)
             compute.wait_event(got.event)

@@ -90,7 +90,7 @@ class StoreTableOptimizer:
     @staticmethod
     def _patch_prefetches(t: TrainableStoreTable, ids: torch.Tensor, weight: torch.Tensor) -> None:
         for fetch in t._next:
-            got = fetch.future.result()
+            got = fetch.result()
             if got.event is not None:
                 torch.cuda.current_stream(t.device).wait_event(got.event)
             hit = torch.isin(got.ids, ids)
