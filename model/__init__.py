@@ -4,15 +4,30 @@ from engram_sdk.model.config import PRESETS, ModelConfig, get_preset
 from engram_sdk.model.transformer import ModelCache, Transformer
 
 
-def build_model(cfg: ModelConfig | str, device: str = "cpu", seed: int | None = 0) -> Transformer:
-    """A model for a config or preset name, initialised deterministically from ``seed``."""
+def build_model(
+    cfg: ModelConfig | str, device: str = "cpu", seed: int | None = 0, engram_tables: bool = True
+) -> Transformer:
+    """A model for a config or preset name, initialised deterministically from ``seed``.
+
+    ``engram_tables=False`` allocates no Engram tables (for tables bigger than the device or
+    host memory): serve them from a store with ``attach_store_tables(model, uri,
+    export=False)`` before running the model.
+    """
     import torch
+
+    from engram_sdk.engram.table import MissingTable, tables_unallocated
 
     if isinstance(cfg, str):
         cfg = get_preset(cfg)
     if seed is not None:
         torch.manual_seed(seed)
-    return Transformer(cfg).to(device)
+    if engram_tables:
+        return Transformer(cfg).to(device)
+    with tables_unallocated():
+        model = Transformer(cfg)
+    for layer, table in model.engram_tables().items():
+        model.set_engram_table(layer, MissingTable(table.rows, table.dim))
+    return model.to(device)
 
 
 def save_checkpoint(*args, **kwargs):

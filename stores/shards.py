@@ -57,12 +57,19 @@ class ShardStore(Store):
     backend = "shards"
 
     def __init__(
-        self, uri: str, mode: str, folder: Path, durable: bool = True, verify_reads: bool = True
+        self,
+        uri: str,
+        mode: str,
+        folder: Path,
+        durable: bool = True,
+        verify_reads: bool = True,
+        random_access: bool = False,
     ) -> None:
         super().__init__(uri, mode, durable)
         self.folder = folder
         self.data_dir = folder / "data"
         self.verify_reads = verify_reads
+        self.random_access = random_access  # no read-ahead: for tables read row by row from disk
         self._lock: WriterLock | None = None
         if folder.exists() and not folder.is_dir():
             raise StoreError(f"{folder} is a file; a shards:// store is a folder")
@@ -133,11 +140,12 @@ class ShardStore(Store):
                 f"{path} is truncated or overwritten: {size} bytes, expected {shard['bytes']} "
                 f"(first missing byte at offset {min(size, shard['bytes'])})"
             )
-        return (
-            np.memmap(path, dtype=np.uint8, mode="r", shape=(size,))
-            if size
-            else np.zeros(0, np.uint8)
-        )
+        if not size:
+            return np.zeros(0, np.uint8)
+        mapped = np.memmap(path, dtype=np.uint8, mode="r", shape=(size,))
+        if self.random_access and hasattr(mmap, "MADV_RANDOM"):
+            mapped._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
+        return mapped
 
     def _map_segment(self, seg: dict[str, Any]) -> mmap.mmap | bytes:
         path = self.data_dir / seg["file"]

@@ -32,13 +32,24 @@ def parse_uri(uri: str) -> tuple[str, Path | None]:
 
 
 def open_store(
-    uri: str, mode: str = "a", *, durable: bool = True, cache_rows: int = 0, pinned: bool = False
+    uri: str,
+    mode: str = "a",
+    *,
+    durable: bool = True,
+    cache_rows: int = 0,
+    pinned: bool = False,
+    verify_reads: bool = True,
+    random_access: bool = False,
 ) -> Store:
     """Open a store: ``mode`` is ``"r"`` (read), ``"w"`` (create or truncate) or ``"a"`` (open or create).
 
     ``durable=False`` skips fsync at commit (faster; a crash may lose the last commits, never
     corrupt earlier ones). ``cache_rows`` puts a hot-row DRAM cache of that many rows in
     front of a file backend; ``pinned`` keeps ``dram://`` tables in pinned memory.
+    ``shards://`` only: ``verify_reads=False`` skips checking each shard's checksum on its
+    first read (which reads the whole shard: costly for a big table read row by row from
+    disk; ``engram store verify`` still checks everything), and ``random_access`` turns off
+    read-ahead for such reads.
     """
     scheme, folder = parse_uri(uri)
     if scheme == "dram":
@@ -52,7 +63,7 @@ def open_store(
     else:
         from engram_sdk.stores.shards import ShardStore
 
-        store = ShardStore(uri, mode, folder, durable)  # type: ignore[arg-type]
+        store = ShardStore(uri, mode, folder, durable, verify_reads, random_access)  # type: ignore[arg-type]
     if cache_rows:
         from engram_sdk.stores.cache import CachedStore
 

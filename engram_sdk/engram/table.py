@@ -8,11 +8,15 @@ fetching rows then) and ``lookup`` only when the layer needs them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from engram_sdk.errors import InputError
 
 Finish = Callable[[], dict[int, torch.Tensor]]
 
@@ -92,13 +96,45 @@ class EngramTable(Protocol):
         """Rows for the addresses: (B, T, H) int → (B, T, H, dim) on the compute device."""
 
 
+_UNALLOCATED: ContextVar[bool] = ContextVar("engram_tables_unallocated", default=False)
+
+
+@contextmanager
+def tables_unallocated() -> Iterator[None]:
+    """Build Engram layers without allocating their tables (rows that will live in a store)."""
+    token = _UNALLOCATED.set(True)
+    try:
+        yield
+    finally:
+        _UNALLOCATED.reset(token)
+
+
+class MissingTable:
+    """Stands in for a table built without rows until a store-backed one replaces it."""
+
+    def __init__(self, rows: int, dim: int) -> None:
+        self.rows, self.dim = rows, dim
+
+    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
+        """Nothing to prepare."""
+
+    def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        """Always fails: there are no rows."""
+        raise InputError(
+            f"this Engram table ({self.rows} x {self.dim}) was built without rows "
+            "(build_model(..., engram_tables=False)); serve it from a store: "
+            "attach_store_tables(model, uri, export=False)"
+        )
+
+
 class EmbeddingTable(nn.Module):
     """The default table: a trainable ``nn.Embedding`` living with the model."""
 
     def __init__(self, rows: int, dim: int) -> None:
         super().__init__()
         self.rows, self.dim = rows, dim
-        self.embedding = nn.Embedding(rows, dim)
+        device = "meta" if _UNALLOCATED.get() else None
+        self.embedding = nn.Embedding(rows, dim, device=device)
 
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Nothing to fetch: the rows are already on the device."""

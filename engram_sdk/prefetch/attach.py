@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from engram_sdk.engram.table import EmbeddingTable
+from engram_sdk.errors import InputError
 from engram_sdk.prefetch.store_table import PrefetchStats, StoreTable
-from engram_sdk.stores import open_store
+from engram_sdk.stores import Store, open_store
 
 
 def table_name(layer_id: int) -> str:
@@ -20,6 +22,11 @@ def export_tables(model: torch.nn.Module, store: Any, chunk_rows: int = 1 << 16)
     """Write every GPU-resident Engram table of ``model`` into ``store`` (float32 rows)."""
     with store.transaction():
         for layer, table in model.engram_tables().items():
+            if not isinstance(table, EmbeddingTable):
+                raise InputError(
+                    f"Engram layer {layer} has no rows on the model to export "
+                    f"({type(table).__name__}); attach with export=False"
+                )
             weight = table.embedding.weight.detach()
             name = table_name(layer)
             if name not in store.tables():
@@ -31,19 +38,23 @@ def export_tables(model: torch.nn.Module, store: Any, chunk_rows: int = 1 << 16)
 
 def attach_store_tables(
     model: torch.nn.Module,
-    uri: str,
+    uri: str | Store,
     export: bool = True,
     cache_rows: int = 0,
     device: str | torch.device | None = None,
 ) -> tuple[Any, PrefetchStats]:
-    """Serve every Engram layer of ``model`` from the store at ``uri``.
+    """Serve every Engram layer of ``model`` from the store at ``uri`` (or an open store).
 
     With ``export`` the model's current tables are written there first; otherwise the store
-    must already hold ``engram.layer<N>`` tables of the right shape. Returns the open store
-    and the shared :class:`PrefetchStats`.
+    must already hold ``engram.layer<N>`` tables of the right shape. A ``dram://`` store
+    opened here for a CUDA model keeps its rows in pinned memory. Returns the store and the
+    shared :class:`PrefetchStats`.
     """
     device = torch.device(device or next(model.parameters()).device)
-    store = open_store(uri, "a" if export else "r", pinned=device.type == "cuda")
+    if isinstance(uri, str):
+        store = open_store(uri, "a" if export else "r", pinned=device.type == "cuda")
+    else:
+        store = uri
     if export:
         export_tables(model, store)
     if cache_rows:

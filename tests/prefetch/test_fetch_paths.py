@@ -1,0 +1,113 @@
+"""Fetch paths: dedup policy per backend, the threaded row copy, tables built without rows."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from engram_sdk.model import build_model, get_preset
+from engram_sdk.stores import open_store
+from engram_sdk.stores.blocks import take_rows
+
+from engram_sdk.errors import InputError
+from engram_sdk.prefetch import attach_store_tables, prefetch_next
+
+
+def tiny():
+    return get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8, np.uint16])
+def test_take_rows_equals_numpy_take(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    source = (rng.standard_normal((5000, 7)) * 50).astype(dtype)
+    idx = rng.integers(0, 5000, 20000)  # above the threaded threshold, with duplicates
+    out = np.empty((len(idx), 7), dtype)
+    take_rows(source, idx, out)
+    np.testing.assert_array_equal(out, source[idx])
+
+
+def test_take_rows_handles_a_strided_output() -> None:
+    source = np.arange(40000, dtype=np.float32).reshape(20000, 2)
+    idx = np.arange(19999, -1, -1)
+    out = np.zeros((20000, 4), np.float32)[:, :2]  # not contiguous: falls back, still fills
+    take_rows(source, idx, out)
+    np.testing.assert_array_equal(out, source[idx])
+
+
+@pytest.mark.parametrize("backend", ["dram", "shards"])
+def test_dram_reads_every_requested_row_files_read_unique_rows(
+    backend: str, tmp_path: Path
+) -> None:
+    model = build_model(tiny(), seed=0).eval()
+    uri = "dram://" if backend == "dram" else f"shards://{tmp_path / 's'}"
+    store, stats = attach_store_tables(model, uri)
+    ids = torch.tensor([[5, 6, 5, 6, 5, 6, 5, 6, 5, 6]])  # repeated N-grams
+    with torch.no_grad():
+        model(ids)
+    if backend == "dram":
+        assert stats.unique_rows == stats.rows_requested
+    else:
+        assert stats.unique_rows < stats.rows_requested
+    assert stats.bytes_moved == stats.unique_rows * 4 * model.engram_tables()[1].dim
+    store.close()
+
+
+def test_prefetch_waits_for_the_forward_to_launch_then_runs(tmp_path: Path) -> None:
+    model = build_model(tiny(), seed=0).eval()
+    store, stats = attach_store_tables(model, f"lmdb://{tmp_path / 'l'}")
+    a, b = torch.randint(0, 300, (2, 8)), torch.randint(0, 300, (2, 8))
+    prefetch_next(model, b)
+    table = model.engram_tables()[1]
+    assert table._next[-1].future is None  # deferred: no host work before the step launches
+    with torch.no_grad():
+        model(a)
+        assert table._next[-1].future is not None  # started once the forward was launched
+        model(b)
+    assert stats.reused_prefetches == len(model.engram_tables())
+    store.close()
+
+
+def test_a_model_built_without_tables_is_served_from_a_store(tmp_path: Path) -> None:
+    cfg = tiny()
+    uri = f"shards://{tmp_path / 't'}"
+    donor = build_model(cfg, seed=3)
+    store, _ = attach_store_tables(donor, uri)
+    store.close()
+    model = build_model(cfg, seed=3, engram_tables=False).eval()
+    assert not any(p.numel() > 10_000 and p.shape[1:] == (16,) for p in model.parameters())
+    ids = torch.randint(0, 300, (1, 9))
+    with pytest.raises(InputError, match="built without rows"):
+        model(ids)
+    with pytest.raises(InputError, match="attach with export=False"):
+        attach_store_tables(model, "dram://")
+    store = open_store(uri, "r", verify_reads=False, random_access=True)
+    attach_store_tables(model, store, export=False)
+    rows = {layer: t for layer, t in model.engram_tables().items()}
+    addresses = model.engram_addresses(ids)
+    for layer, table in rows.items():
+        table.prepare(addresses[layer])
+        got = table.lookup(addresses[layer])
+        want = store.gather(f"engram.layer{layer}", addresses[layer].reshape(-1).numpy())
+        np.testing.assert_array_equal(got.reshape(-1, table.dim).numpy(), want)
+    with torch.no_grad():
+        assert model(ids).shape == (1, 9, 300)
+    store.close()
+
+
+def test_shards_without_read_checks_still_fail_verify(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    with open_store(f"shards://{folder}", "w") as store:
+        store.create_table("t", 1000, 4, "float32")
+        store.scatter("t", np.arange(1000), np.ones((1000, 4), np.float32))
+    shard = next((folder / "data").glob("*.shard*"), None) or max(
+        (folder / "data").iterdir(), key=lambda p: p.stat().st_size
+    )
+    raw = bytearray(shard.read_bytes())
+    raw[100] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with open_store(f"shards://{folder}", "r", verify_reads=False, random_access=True) as store:
+        assert store.gather("t", np.arange(1000)).shape == (1000, 4)  # no read check
+        assert not store.verify().ok
+    with open_store(f"shards://{folder}", "r") as store, pytest.raises(Exception, match="checksum"):
+        store.gather("t", np.arange(1000))
