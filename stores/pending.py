@@ -30,6 +30,8 @@ class Pending:
         writes = self.rows.get(table)
         if not writes:
             return None
+        if len(writes) == 1 and bool(np.all(writes[0][0][1:] > writes[0][0][:-1])):
+            return writes[0]  # one write of increasing ids (bulk loads): already final
         ids = np.concatenate([w[0] for w in writes])
         values = np.concatenate([w[1] for w in writes])
         # the last write of each id wins
