@@ -8,17 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 PARALLEL_MIN_ROWS = 8192
+DISK_READ_THREADS = (
+    32  # rows read from disk wait on page faults: many in flight keep the drive busy
+)
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(
-            max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="engram-gather"
+def _pool(workers: int | None = None) -> ThreadPoolExecutor:
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"engram-gather{workers}"
         )
-    return _POOL
+    return _POOLS[workers]
 
 
 def gather_by_block(
@@ -26,12 +29,13 @@ def gather_by_block(
     rows_per_block: int,
     block: Callable[[int], np.ndarray | None],
     out: np.ndarray,
+    workers: int | None = None,
 ) -> None:
     """Fill ``out[i] = row row_ids[i]``; ``block(b)`` returns rows of block b (None: zeros).
 
     Ids are grouped by block with one radix argsort, so the Python work is per touched
     block; blocks are resolved on the calling thread and the copies (which release the GIL)
-    are spread over a thread pool.
+    are spread over a thread pool of ``workers`` threads (default: up to 8, one per core).
     """
     blocks = row_ids // rows_per_block
     if len(blocks) and blocks.max() < 1 << 16:
@@ -50,7 +54,8 @@ def gather_by_block(
             else:
                 out[order[s:e]] = rows[local[s:e]]
 
-    workers = _pool()._max_workers
+    pool = _pool(workers)
+    workers = pool._max_workers
     if len(row_ids) < PARALLEL_MIN_ROWS or workers == 1 or len(jobs) == 1:
         copy(jobs)
         return
@@ -61,7 +66,7 @@ def gather_by_block(
             for a in range(s, e, (e - s + workers - 1) // workers)
         ]
     parts = [jobs[i::workers] for i in range(workers)]
-    list(_pool().map(copy, parts))
+    list(pool.map(copy, parts))
 
 
 def take_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xxhash
 from engram_sdk.stores.base import Store
-from engram_sdk.stores.blocks import gather_by_block
+from engram_sdk.stores.blocks import DISK_READ_THREADS, gather_by_block
 from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
 from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.models import STORE_FORMAT_VERSION, Problem, TableSpec, VerifyReport
@@ -224,7 +224,11 @@ class ShardStore(Store):
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
         table = self.manifest["tables"][spec.name]
         gather_by_block(
-            row_ids, table["rows_per_shard"], lambda s: self._shard_rows(spec, table, s), out
+            row_ids,
+            table["rows_per_shard"],
+            lambda s: self._shard_rows(spec, table, s),
+            out,
+            DISK_READ_THREADS if self.random_access else None,
         )
 
     def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:

@@ -94,6 +94,8 @@ class _Fetch:
 
     def submit(self) -> _Fetch:
         if self.future is None:
+            if isinstance(self.key, LayerAddresses):
+                self.key.batch.start()  # on the model's thread, in stream order
             fn, args = self.work
             self.future = _POOL.submit(fn, *args)
         return self
@@ -199,7 +201,7 @@ class StoreTable:
     def _start(self, addresses: torch.Tensor | LayerAddresses) -> _Fetch:
         ready = None
         if isinstance(addresses, LayerAddresses):
-            addresses.batch.start()  # a CUDA model enqueues the hashing here, in order
+            pass  # hashed when submitted (a CUDA model enqueues the hash kernels then)
         else:
             addresses = addresses.detach()
             if addresses.is_cuda:  # copy back without blocking this thread
@@ -211,9 +213,9 @@ class StoreTable:
     def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Fetch the rows of a *later* step (double buffering across steps).
 
-        The host work starts once the model has launched its current forward
-        (:meth:`forward_launched`), so it never competes with kernel launches, or at once
-        if the prefetched step comes first.
+        Hashing and host work start once the model has launched its current forward
+        (:meth:`forward_launched`), when the GPU has a queue of work and the launching
+        thread is free, or at once if the prefetched step comes first.
         """
         self._next = [*self._next[-1:], self._start(flat_addresses)]
 
