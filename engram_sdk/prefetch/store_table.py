@@ -100,6 +100,18 @@ class _Fetch:
             self.future = _POOL.submit(fn, *args)
         return self
 
+    def run_here(self) -> _Fetch:
+        """Fetch on the calling thread (small steps: no hand-off to wait for)."""
+        if isinstance(self.key, LayerAddresses):
+            self.key.batch.start()
+        fn, args = self.work
+        self.future = Future()
+        try:
+            self.future.set_result(fn(*args))
+        except Exception as exc:  # raised where the rows are looked up, as from a worker
+            self.future.set_exception(exc)
+        return self
+
     def result(self) -> FetchedRows:
         return self.submit().future.result()  # type: ignore[union-attr]
 
@@ -117,7 +129,9 @@ class StoreTable:
     for ``dram://``, where gathering duplicates costs less than finding them. When the rows
     sit in pinned host memory (``dram://`` opened with ``pinned=True``) and a step has at most
     ``direct_tokens`` tokens (decoding), the GPU reads the rows in place instead: one kernel,
-    no host round trip.
+    no host round trip; other stores fetch such small steps on the calling thread, since
+    handing a few rows to a worker costs more (it waits for the interpreter lock) than
+    reading them.
     """
 
     host_addresses = True  # the model may hand prepare() host ids to hash (no GPU sync)
@@ -238,8 +252,11 @@ class StoreTable:
             if isinstance(flat_addresses, LayerAddresses)
             else flat_addresses.shape[:-1].numel()
         )
-        if tokens <= self.direct_tokens and self._mapped_rows() is not None:
-            self._current, self._direct = None, True
+        if tokens <= self.direct_tokens:  # decoding: no hand-off to another thread
+            if self._mapped_rows() is not None:
+                self._current, self._direct = None, True
+            else:
+                self._current = self._start(flat_addresses).run_here()
             return
         self._current = self._start(flat_addresses).submit()
 
