@@ -140,8 +140,8 @@ def main() -> None:
     rows.append(("decode / token", places, "decode", disk_read_bytes() - before))
     print(f"\n{'step':18} {'gpu ms':>9} {'disk ms':>9} {'overhead':>10} {'read from disk':>15}")
     for label, places, phase, read in rows:
-        gpu_s = overhead(places[0], places[0], phase)[0]
-        disk_s, ratio, _q3 = overhead(places[1], places[0], phase)
+        gpu_s = overhead(places[0], places[0].times[phase], phase)[0]
+        disk_s, ratio, _q3 = overhead(places[1], places[0].times[phase], phase)
         print(
             f"{label:18} {gpu_s * 1e3:9.2f} {disk_s * 1e3:9.2f} {ratio * 100:+9.0f}% "
             f"{read / 1e9:12.2f} GB"

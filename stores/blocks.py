@@ -35,7 +35,8 @@ def gather_by_block(
 
     Ids are grouped by block with one radix argsort, so the Python work is per touched
     block; blocks are resolved on the calling thread and the copies (which release the GIL)
-    are spread over a thread pool of ``workers`` threads (default: up to 8, one per core).
+    are spread over a thread pool of ``workers`` threads (default: up to 8, one per core, and
+    only for big gathers; an explicit count, for disk reads, spreads even small ones).
     """
     blocks = row_ids // rows_per_block
     if len(blocks) and blocks.max() < 1 << 16:
@@ -54,9 +55,11 @@ def gather_by_block(
             else:
                 out[order[s:e]] = rows[local[s:e]]
 
+    latency_bound = workers is not None  # rows from disk: even a few page faults overlap
     pool = _pool(workers)
     workers = pool._max_workers
-    if len(row_ids) < PARALLEL_MIN_ROWS or workers == 1 or len(jobs) == 1:
+    small = len(row_ids) < PARALLEL_MIN_ROWS and not latency_bound
+    if small or workers == 1 or len(jobs) == 1:
         copy(jobs)
         return
     if len(jobs) < workers:  # few big blocks: split each block's rows instead
