@@ -84,3 +84,14 @@ def prefetch_next(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
     for layer, table in tables.items():
         if hasattr(table, "prefetch"):
             table.prefetch(addresses[layer])
+
+
+def wait_prefetches(model: torch.nn.Module) -> None:
+    """Block until the rows of every started ``prefetch_next`` have been fetched.
+
+    For timing a fixed amount of work, or before the process does something the fetch
+    threads should not compete with; lookups wait on their own otherwise.
+    """
+    for table in model.engram_tables().values():
+        if hasattr(table, "wait_prefetches"):
+            table.wait_prefetches()

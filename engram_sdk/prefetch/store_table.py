@@ -31,15 +31,27 @@ from engram_sdk.errors import InputError
 from engram_sdk.prefetch.mapped import mapped_view
 
 _WORKERS = 4
-# Each fetch thread gets a share of the cores, leaving two for the thread that launches GPU
-# work: oversubscribed cores delay kernel launches, which costs more than the fetch saves.
+# A fetch the step waits for gets a share of the cores, leaving two for the thread that
+# launches GPU work: oversubscribed cores delay kernel launches, which costs more than the
+# fetch saves. A prefetch has a whole step to finish in, so it defaults to one thread: the
+# model's thread then keeps its core when it wakes from a synchronisation (MoE routing).
 FETCH_THREADS = max(1, ((os.cpu_count() or 1) - 2) // _WORKERS)
-_POOL = ThreadPoolExecutor(
-    max_workers=_WORKERS,
-    thread_name_prefix="engram-prefetch",
-    initializer=torch.set_num_threads,
-    initargs=(FETCH_THREADS,),
-)
+PREFETCH_THREADS = 1
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The fetch workers whose torch operations use ``threads`` threads each."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(
+                max_workers=_WORKERS,
+                thread_name_prefix=f"engram-fetch{threads}",
+                initializer=torch.set_num_threads,
+                initargs=(threads,),
+            )
+        return _POOLS[threads]
 
 
 @dataclass
@@ -90,6 +102,7 @@ class _Fetch:
 
     key: torch.Tensor | LayerAddresses  # what prepare() compares to recognise a prefetch
     work: Any = field(repr=False)  # (function, args) until submitted
+    threads: int = FETCH_THREADS  # torch threads of the worker that runs it
     future: Future[FetchedRows] | None = field(default=None, repr=False)
 
     def submit(self) -> _Fetch:
@@ -97,7 +110,7 @@ class _Fetch:
             if isinstance(self.key, LayerAddresses):
                 self.key.batch.start()  # on the model's thread, in stream order
             fn, args = self.work
-            self.future = _POOL.submit(fn, *args)
+            self.future = _pool(self.threads).submit(fn, *args)
         return self
 
     def run_here(self) -> _Fetch:
@@ -131,7 +144,9 @@ class StoreTable:
     ``direct_tokens`` tokens (decoding), the GPU reads the rows in place instead: one kernel,
     no host round trip; other stores fetch such small steps on the calling thread, since
     handing a few rows to a worker costs more (it waits for the interpreter lock) than
-    reading them.
+    reading them. Fetches the step waits for run with ``fetch_threads`` torch threads,
+    prefetches for later steps with ``prefetch_threads`` (fewer, so they stay off the cores
+    the model's thread needs).
     """
 
     host_addresses = True  # the model may hand prepare() host ids to hash (no GPU sync)
@@ -144,6 +159,8 @@ class StoreTable:
         stats: PrefetchStats | None = None,
         dedup: bool | None = None,
         direct_tokens: int = 64,
+        fetch_threads: int = FETCH_THREADS,
+        prefetch_threads: int = PREFETCH_THREADS,
     ) -> None:
         spec = store.table(name)
         self.store, self.name, self.spec = store, name, spec
@@ -155,6 +172,13 @@ class StoreTable:
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.direct_tokens = direct_tokens
+        for label, value in (
+            ("fetch_threads", fetch_threads),
+            ("prefetch_threads", prefetch_threads),
+        ):
+            if value < 1:
+                raise InputError(f"{label} must be at least 1, got {value}")
+        self.fetch_threads, self.prefetch_threads = fetch_threads, prefetch_threads
         self._current: _Fetch | None = None
         self._direct = False  # the next lookup reads pinned host rows in place
         self._next: list[_Fetch] = []  # prefetches for later steps (two staging slots)
@@ -212,7 +236,7 @@ class StoreTable:
         return FetchedRows(ids, rows, inverse, event, staging)
 
     # ---- the model's side -----------------------------------------------------------------
-    def _start(self, addresses: torch.Tensor | LayerAddresses) -> _Fetch:
+    def _start(self, addresses: torch.Tensor | LayerAddresses, ahead: bool = False) -> _Fetch:
         ready = None
         if isinstance(addresses, LayerAddresses):
             pass  # hashed when submitted (a CUDA model enqueues the hash kernels then)
@@ -222,7 +246,8 @@ class StoreTable:
                 addresses = addresses.to("cpu", non_blocking=True)
                 ready = torch.cuda.Event()
                 ready.record()
-        return _Fetch(addresses, (self._fetch, (addresses, ready)))
+        threads = self.prefetch_threads if ahead else self.fetch_threads
+        return _Fetch(addresses, (self._fetch, (addresses, ready)), threads)
 
     def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Fetch the rows of a *later* step (double buffering across steps).
@@ -231,12 +256,18 @@ class StoreTable:
         (:meth:`forward_launched`), when the GPU has a queue of work and the launching
         thread is free, or at once if the prefetched step comes first.
         """
-        self._next = [*self._next[-1:], self._start(flat_addresses)]
+        self._next = [*self._next[-1:], self._start(flat_addresses, ahead=True)]
 
     def forward_launched(self) -> None:
         """The model has enqueued every kernel of a forward: start the waiting prefetches."""
         for fetch in self._next:
             fetch.submit()
+
+    def wait_prefetches(self) -> None:
+        """Block until every started prefetch holds its rows (errors surface at lookup)."""
+        for fetch in self._next:
+            if fetch.future is not None:
+                fetch.future.exception()
 
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
@@ -244,6 +275,8 @@ class StoreTable:
         match = next((f for f in self._next if _same(f.key, flat_addresses)), None)
         if match is not None:
             self._next.remove(match)
+            if match.future is None:  # not started: the step waits for it now
+                match.threads = self.fetch_threads
             self._current = match.submit()
             self.stats.add(reused_prefetches=1)
             return

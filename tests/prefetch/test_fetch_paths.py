@@ -10,7 +10,7 @@ from engram_sdk.stores import open_store
 from engram_sdk.stores.blocks import take_rows
 
 from engram_sdk.errors import InputError
-from engram_sdk.prefetch import attach_store_tables, prefetch_next
+from engram_sdk.prefetch import attach_store_tables, prefetch_next, wait_prefetches
 
 
 def tiny():
@@ -111,3 +111,31 @@ def test_shards_without_read_checks_still_fail_verify(tmp_path: Path) -> None:
         assert not store.verify().ok
     with open_store(f"shards://{folder}", "r") as store, pytest.raises(Exception, match="checksum"):
         store.gather("t", np.arange(1000))
+
+
+def test_prefetches_use_their_own_thread_share_and_can_be_awaited(tmp_path: Path) -> None:
+    model = build_model(tiny(), seed=0).eval()
+    store, stats = attach_store_tables(model, f"shards://{tmp_path / 's'}")
+    tables = list(model.engram_tables().values())
+    for table in tables:
+        table.prefetch_threads = 1
+        table.fetch_threads = 2
+    a, b, c = (
+        torch.randint(0, 300, (2, 8), generator=torch.Generator().manual_seed(s)) for s in range(3)
+    )
+    with torch.no_grad():
+        expected = model(b)
+        prefetch_next(model, b)
+        model(a)  # launches the prefetch of b on a one-thread worker
+        wait_prefetches(model)
+        started = [t._next[-1] for t in tables]
+        assert all(f.threads == 1 and f.future.done() for f in started)
+        torch.testing.assert_close(model(b), expected, rtol=0, atol=0)
+        prefetch_next(model, c)  # consumed before any forward launched it: the step waits
+        pending = [t._next[-1] for t in tables]
+        model(c)
+        assert all(f.threads == 2 for f in pending)
+    assert stats.reused_prefetches == 2 * len(tables)
+    with pytest.raises(InputError, match="prefetch_threads"):
+        type(tables[0])(store, "engram.layer1", prefetch_threads=0)
+    store.close()
