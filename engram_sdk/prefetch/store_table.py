@@ -252,14 +252,15 @@ class StoreTable:
     def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Fetch the rows of a *later* step (double buffering across steps).
 
-        Hashing and host work start once the model has launched its current forward
-        (:meth:`forward_launched`), when the GPU has a queue of work and the launching
-        thread is free, or at once if the prefetched step comes first.
+        Hashing and host work start once this table's rows for the current step are in
+        (its lookup), so they overlap the rest of the step rather than delaying the step's
+        first kernels; or once the model has launched its forward
+        (:meth:`forward_launched`), or at once if the prefetched step comes first.
         """
         self._next = [*self._next[-1:], self._start(flat_addresses, ahead=True)]
 
     def forward_launched(self) -> None:
-        """The model has enqueued every kernel of a forward: start the waiting prefetches."""
+        """Start the waiting prefetches (the model calls this once its forward is launched)."""
         for fetch in self._next:
             fetch.submit()
 
@@ -310,6 +311,7 @@ class StoreTable:
             if got.inverse is not None:
                 got.inverse.record_stream(compute)
         self.stats.add(wait_seconds=time.perf_counter() - start)
+        self.forward_launched()  # this step's rows are in: the next step's may start loading
         requested = got.inverse.numel() if got.inverse is not None else len(got.ids)
         if requested != flat_addresses.numel():
             raise InputError("lookup addresses differ from the ones passed to prepare")

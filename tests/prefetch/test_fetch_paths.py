@@ -53,16 +53,29 @@ def test_dram_reads_every_requested_row_files_read_unique_rows(
     store.close()
 
 
-def test_prefetch_waits_for_the_forward_to_launch_then_runs(tmp_path: Path) -> None:
+def test_prefetch_starts_once_the_step_has_taken_its_own_rows(tmp_path: Path) -> None:
     model = build_model(tiny(), seed=0).eval()
     store, stats = attach_store_tables(model, f"lmdb://{tmp_path / 'l'}")
     a, b = torch.randint(0, 300, (2, 8)), torch.randint(0, 300, (2, 8))
     prefetch_next(model, b)
-    table = model.engram_tables()[1]
-    assert table._next[-1].future is None  # deferred: no host work before the step launches
+    layer = min(model.engram_tables())
+    table = model.engram_tables()[layer]
+    assert table._next[-1].future is None  # deferred: no host work before the step runs
+    seen: dict[str, bool] = {}
+    blocks = {block.layer_id: block for block in model.blocks}
+
+    def note(when: str):
+        def hook(*_: object) -> None:  # returns nothing: the block's inputs stay as they are
+            if when not in seen:  # the first step only
+                seen[when] = table._next[-1].future is not None
+
+        return hook
+
+    blocks[layer].register_forward_pre_hook(note("before"))
+    blocks[layer].register_forward_hook(note("after"))
     with torch.no_grad():
         model(a)
-        assert table._next[-1].future is not None  # started once the forward was launched
+        assert seen == {"before": False, "after": True}  # started by this layer's lookup
         model(b)
     assert stats.reused_prefetches == len(model.engram_tables())
     store.close()
