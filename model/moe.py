@@ -110,7 +110,10 @@ class MoE(nn.Module):
         weights, ids, scores = self.gate(flat)
         order = ids.flatten().argsort(stable=True)  # token-expert pairs grouped by expert
         token_of = order // ids.shape[1]
-        counts = torch.bincount(ids.flatten(), minlength=self.cfg.n_routed_experts)
+        # Per-expert counts from the sorted ids: unlike bincount, no device-to-host sync, so
+        # the host can queue the whole forward ahead of the GPU.
+        experts = torch.arange(self.cfg.n_routed_experts + 1, device=ids.device)
+        counts = torch.searchsorted(ids.flatten()[order], experts).diff()
         with torch.no_grad():
             self.load += counts.to(self.load.dtype)
         xs = flat[token_of]

@@ -153,7 +153,7 @@ class Transformer(nn.Module):
         if device.type != "cuda":
             return lambda: self.engram_addresses(ids, prefix)
         if self._hash_stream is None:
-            self._hash_stream = torch.cuda.Stream(device)
+            self._hash_stream = torch.cuda.Stream(device, priority=-1)  # ahead of compute
         with torch.cuda.stream(self._hash_stream):
             on_device = ids.pin_memory().to(device, non_blocking=True)
             before = None if prefix is None else prefix.pin_memory().to(device, non_blocking=True)

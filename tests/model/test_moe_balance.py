@@ -1,4 +1,4 @@
-"""DeepSeek-V3's sequence-wise balance loss against a float64 loop over sequences."""
+"""DeepSeek-V3's sequence-wise balance loss and expert loads against float64 loops."""
 
 import torch
 from engram_sdk.model import get_preset
@@ -22,16 +22,19 @@ def test_sequence_balance_loss_matches_float64_reference() -> None:
     x = torch.randn(3, 7, cfg.dim, dtype=torch.float64)
     moe(x)
     e, k = cfg.n_routed_experts, cfg.n_activated_experts
-    losses = []
+    losses, chosen_all = [], []
     for b in range(3):
         s = torch.sigmoid(x[b] @ moe.gate.weight.double().T)  # (T, E)
         chosen = (s + moe.gate.bias).topk(k, dim=-1).indices
+        chosen_all.append(chosen.flatten())
         f = torch.zeros(e, dtype=torch.float64)
         for t in range(7):
             f[chosen[t]] += e / (k * 7)
         p = (s / s.sum(-1, keepdim=True)).mean(0)
         losses.append(alpha * (f * p).sum())
     want = torch.stack(losses).mean()
+    routed = torch.bincount(torch.cat(chosen_all), minlength=e).to(moe.load.dtype)
+    torch.testing.assert_close(moe.load, routed, rtol=0, atol=0)  # per-expert token counts
     torch.testing.assert_close(moe.aux_loss.double(), want, rtol=1e-5, atol=1e-9)
     moe.aux_loss.backward()
     assert moe.gate.weight.grad is not None and moe.gate.weight.grad.abs().sum() > 0
