@@ -127,7 +127,7 @@ def main() -> None:
         ]
         before = disk_read_bytes()
         t = time.perf_counter()
-        interleaved(places, "prefill", args.rounds)
+        interleaved(places, "prefill", args.rounds, block=1)  # no prefetch: single steps
         label = f"prefill {shape[0]}x{shape[1] - 1}"
         rows.append((label, places, "prefill", disk_read_bytes() - before))
         print(f"{label}: {time.perf_counter() - t:.0f} s", flush=True)
