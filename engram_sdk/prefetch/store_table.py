@@ -33,10 +33,11 @@ from engram_sdk.prefetch.mapped import mapped_view
 _WORKERS = 4
 # A fetch the step waits for gets a share of the cores, leaving two for the thread that
 # launches GPU work: oversubscribed cores delay kernel launches, which costs more than the
-# fetch saves. A prefetch has a whole step to finish in, so it gets fewer threads (two
-# measured best on the H100 host: one leaves it waited for, more contend with the model).
+# fetch saves. Prefetches get the same share by default: on the H100 host fewer threads
+# left the next step waiting for its rows more than they relieved the launching thread
+# (benchmarks/prefetch_gpu_breakdown.py compares 1, 2 and 3).
 FETCH_THREADS = max(1, ((os.cpu_count() or 1) - 2) // _WORKERS)
-PREFETCH_THREADS = 2
+PREFETCH_THREADS = FETCH_THREADS
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
