@@ -83,9 +83,10 @@ def main() -> None:
 
     gpu_model, _ = model_with(False)
     dram_model, stats = model_with(True)
+    demand_model, demand_stats = model_with(True)  # no prefetch left over by another variant
     gpu = Placement("gpu", gpu_model, batches, False)
     ahead = Placement("dram+next", dram_model, batches, True, stats)
-    demand = Placement("dram", dram_model, batches, False, stats)
+    demand = Placement("dram", demand_model, batches, False, demand_stats)
 
     source = np.random.default_rng(0).standard_normal((4_000_000, 32)).astype(np.float32)
     idx = np.random.default_rng(1).integers(0, len(source), 262_144)

@@ -37,18 +37,21 @@ class BatchAddresses:
         self._launch: Callable[[], Finish] | None = launch
         self._finish: Finish | None = None
         self._result: dict[int, torch.Tensor] | None = None
-        self._lock = threading.Lock()
+        self._launch_lock = threading.Lock()
+        self._finish_lock = threading.Lock()  # separate: start() never waits for a finish
 
     def start(self) -> None:
-        """Launch the hashing if nobody has yet."""
-        with self._lock:
+        """Launch the hashing if nobody has yet (returns at once if somebody has)."""
+        if self._launch is None:
+            return
+        with self._launch_lock:
             if self._launch is not None:
                 self._finish, self._launch = self._launch(), None
 
     def result(self) -> dict[int, torch.Tensor]:
         """Flat addresses (B, T, H) per Engram layer, on the host."""
         self.start()
-        with self._lock:
+        with self._finish_lock:
             if self._result is None:
                 assert self._finish is not None
                 self._result, self._finish = self._finish(), None

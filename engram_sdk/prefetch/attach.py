@@ -87,7 +87,7 @@ def prefetch_next(model: torch.nn.Module, input_ids: torch.Tensor) -> None:
 
 
 def wait_prefetches(model: torch.nn.Module) -> None:
-    """Block until the rows of every started ``prefetch_next`` have been fetched.
+    """Block until every started ``prefetch_next`` has gathered its rows (copies queued).
 
     For timing a fixed amount of work, or before the process does something the fetch
     threads should not compete with; lookups wait on their own otherwise.

@@ -146,8 +146,8 @@ class StoreTable:
     no host round trip; other stores fetch such small steps on the calling thread, since
     handing a few rows to a worker costs more (it waits for the interpreter lock) than
     reading them. Fetches the step waits for run with ``fetch_threads`` torch threads,
-    prefetches for later steps with ``prefetch_threads`` (fewer, so they stay off the cores
-    the model's thread needs).
+    prefetches for later steps with ``prefetch_threads`` (the same share by default; fewer
+    leave more of the host to the model's thread, at the risk of the next step waiting).
     """
 
     host_addresses = True  # the model may hand prepare() host ids to hash (no GPU sync)
@@ -239,16 +239,17 @@ class StoreTable:
     # ---- the model's side -----------------------------------------------------------------
     def _start(self, addresses: torch.Tensor | LayerAddresses, ahead: bool = False) -> _Fetch:
         ready = None
+        key = addresses  # compared by prepare() with addresses on the caller's device
         if isinstance(addresses, LayerAddresses):
             pass  # hashed when submitted (a CUDA model enqueues the hash kernels then)
         else:
-            addresses = addresses.detach()
+            addresses = key = addresses.detach()
             if addresses.is_cuda:  # copy back without blocking this thread
                 addresses = addresses.to("cpu", non_blocking=True)
                 ready = torch.cuda.Event()
                 ready.record()
         threads = self.prefetch_threads if ahead else self.fetch_threads
-        return _Fetch(addresses, (self._fetch, (addresses, ready)), threads)
+        return _Fetch(key, (self._fetch, (addresses, ready)), threads)
 
     def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Fetch the rows of a *later* step (double buffering across steps).
@@ -266,7 +267,8 @@ class StoreTable:
             fetch.submit()
 
     def wait_prefetches(self) -> None:
-        """Block until every started prefetch holds its rows (errors surface at lookup)."""
+        """Block until every started prefetch has gathered its rows and queued their copy
+        to the device (errors surface at lookup)."""
         for fetch in self._next:
             if fetch.future is not None:
                 fetch.future.exception()

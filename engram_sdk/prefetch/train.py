@@ -67,6 +67,8 @@ class StoreTableOptimizer:
             t.pending.clear()
             if not parts:
                 continue
+            for fetch in t._next:  # no prefetch reads the store while this step writes it
+                fetch.result()
             ids = torch.cat([p[0] for p in parts])
             grads = torch.cat([p[1].detach().float().cpu() for p in parts])
             uniq, inv = torch.unique(ids, return_inverse=True)
@@ -107,7 +109,14 @@ def make_trainable(model: torch.nn.Module) -> dict[int, TrainableStoreTable]:
     for layer, table in model.engram_tables().items():
         if isinstance(table, StoreTable) and not isinstance(table, TrainableStoreTable):
             table = TrainableStoreTable(
-                table.store, table.name, table.device, table.stats, table.dedup
+                table.store,
+                table.name,
+                table.device,
+                table.stats,
+                table.dedup,
+                direct_tokens=table.direct_tokens,
+                fetch_threads=table.fetch_threads,
+                prefetch_threads=table.prefetch_threads,
             )
             model.set_engram_table(layer, table)
         if isinstance(table, TrainableStoreTable):

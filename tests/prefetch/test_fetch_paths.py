@@ -1,5 +1,6 @@
 """Fetch paths: dedup policy per backend, the threaded row copy, tables built without rows."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -126,9 +127,24 @@ def test_shards_without_read_checks_still_fail_verify(tmp_path: Path) -> None:
         store.gather("t", np.arange(1000))
 
 
+class GatherThreads:
+    """A real store that notes the torch thread count each gather ran with."""
+
+    def __init__(self, store) -> None:
+        self.store, self.seen = store, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def gather(self, name, ids, out=None):
+        self.seen.append(torch.get_num_threads())
+        return self.store.gather(name, ids, out=out)
+
+
 def test_prefetches_use_their_own_thread_share_and_can_be_awaited(tmp_path: Path) -> None:
     model = build_model(tiny(), seed=0).eval()
-    store, stats = attach_store_tables(model, f"shards://{tmp_path / 's'}")
+    store = GatherThreads(open_store(f"shards://{tmp_path / 's'}", "a"))
+    store, stats = attach_store_tables(model, store)
     tables = list(model.engram_tables().values())
     for table in tables:
         table.prefetch_threads = 1
@@ -141,14 +157,50 @@ def test_prefetches_use_their_own_thread_share_and_can_be_awaited(tmp_path: Path
         prefetch_next(model, b)
         model(a)  # launches the prefetch of b on a one-thread worker
         wait_prefetches(model)
-        started = [t._next[-1] for t in tables]
-        assert all(f.threads == 1 and f.future.done() for f in started)
+        assert all(t._next[-1].future.done() for t in tables)
+        assert store.seen[-len(tables) :] == [1] * len(tables)
         torch.testing.assert_close(model(b), expected, rtol=0, atol=0)
         prefetch_next(model, c)  # consumed before any forward launched it: the step waits
-        pending = [t._next[-1] for t in tables]
         model(c)
-        assert all(f.threads == 2 for f in pending)
+        assert store.seen[-len(tables) :] == [2] * len(tables)
     assert stats.reused_prefetches == 2 * len(tables)
     with pytest.raises(InputError, match="prefetch_threads"):
         type(tables[0])(store, "engram.layer1", prefetch_threads=0)
+    store.close()
+
+
+def test_starting_a_batch_does_not_wait_for_another_thread_finishing_it() -> None:
+    from engram_sdk.engram.table import BatchAddresses
+
+    release = threading.Event()
+
+    def launch():
+        def finish() -> dict[int, torch.Tensor]:
+            release.wait(30)  # a long hash on the fetch thread
+            return {1: torch.zeros(1, 1, 1, dtype=torch.long)}
+
+        return finish
+
+    batch = BatchAddresses(launch, tokens=1)
+    fetcher = threading.Thread(target=batch.result)
+    fetcher.start()
+    starter = threading.Thread(target=batch.start)  # what the model's thread does meanwhile
+    starter.start()
+    starter.join(10)
+    finished_first = not starter.is_alive()
+    release.set()
+    fetcher.join(10)
+    assert finished_first  # start() returned while result() was still hashing
+    assert batch.result()[1].shape == (1, 1, 1)
+
+
+def test_make_trainable_keeps_the_fetch_settings(tmp_path: Path) -> None:
+    from engram_sdk.prefetch import make_trainable
+
+    model = build_model(tiny(), seed=0)
+    store, _ = attach_store_tables(model, f"lmdb://{tmp_path / 'l'}")
+    for table in model.engram_tables().values():
+        table.fetch_threads, table.prefetch_threads, table.direct_tokens = 2, 1, 5
+    for table in make_trainable(model).values():
+        assert (table.fetch_threads, table.prefetch_threads, table.direct_tokens) == (2, 1, 5)
     store.close()
