@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ class CachedStore:
 
     The cache is per table, holds up to ``capacity`` rows and evicts with CLOCK (second
     chance). Writes go through to the store and refresh cached rows. Everything else is
-    delegated unchanged.
+    delegated unchanged. Thread-safe: gathers and writes of one table take turns (fetch
+    threads may gather a table while the next step's prefetch of it is still running);
+    different tables proceed in parallel.
     """
 
     def __init__(self, store: Store, capacity: int) -> None:
@@ -23,6 +26,8 @@ class CachedStore:
         self.hits = 0
         self.misses = 0
         self._caches: dict[str, _Clock] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -43,6 +48,10 @@ class CachedStore:
         """Zero the hit/miss counters."""
         self.hits = self.misses = 0
 
+    def _lock(self, table: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(table, threading.Lock())
+
     def gather(self, table: str, row_ids: Any, out: Any = None) -> Any:
         """Rows of ``table``; cached rows are copied from DRAM, the rest read once and cached."""
         spec = self.store.table(table)
@@ -54,28 +63,31 @@ class CachedStore:
         )
         if self.store._pending is not None:
             return self.store.gather(table, ids, out)
-        cache = self._caches.get(table)
-        if cache is None:
-            cache = self._caches[table] = _Clock(min(self.capacity, max(spec.rows, 1)), spec)
-        slots = cache.lookup(ids)
-        hit = slots >= 0
-        self.hits += int(hit.sum())
-        self.misses += int((~hit).sum())
-        view[hit] = cache.rows[slots[hit]]
-        if not hit.all():
-            missing_ids = ids[~hit]
-            uniq, inv = np.unique(missing_ids, return_inverse=True)
-            fetched = self.store.gather(table, uniq)
-            view[~hit] = fetched[inv]
-            cache.insert(uniq, fetched)
+        with self._lock(table):
+            cache = self._caches.get(table)
+            if cache is None:
+                cache = self._caches[table] = _Clock(min(self.capacity, max(spec.rows, 1)), spec)
+            slots = cache.lookup(ids)
+            hit = slots >= 0
+            view[hit] = cache.rows[slots[hit]]
+            if not hit.all():
+                missing_ids = ids[~hit]
+                uniq, inv = np.unique(missing_ids, return_inverse=True)
+                fetched = self.store.gather(table, uniq)
+                view[~hit] = fetched[inv]
+                cache.insert(uniq, fetched)
+        with self._locks_lock:
+            self.hits += int(hit.sum())
+            self.misses += int((~hit).sum())
         return view if out is None else out
 
     def scatter(self, table: str, row_ids: Any, values: Any) -> None:
         """Write through and drop the written rows from the cache."""
-        self.store.scatter(table, row_ids, values)
-        cache = self._caches.get(table)
-        if cache is not None:
-            cache.invalidate(validate.check_row_ids(self.store.table(table), row_ids))
+        with self._lock(table):
+            self.store.scatter(table, row_ids, values)
+            cache = self._caches.get(table)
+            if cache is not None:
+                cache.invalidate(validate.check_row_ids(self.store.table(table), row_ids))
 
 
 class _Clock:

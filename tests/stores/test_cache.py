@@ -104,3 +104,30 @@ def test_clock_gives_referenced_rows_a_second_chance(tmp_path: Path) -> None:
         assert (cached.hits, cached.misses) == (6, 0)
         cached.gather("t", np.array([0, 1, 8, 9]))
         assert cached.misses == 4
+
+
+def test_concurrent_gathers_of_one_table_each_get_their_own_rows(tmp_path: Path) -> None:
+    import threading
+
+    rng = np.random.default_rng(11)
+    rows, dim = 4000, 16
+    oracle = rng.standard_normal((rows, dim)).astype(np.float32)
+    with open_store(uri_for("shards", tmp_path), "w", cache_rows=300) as store:
+        store.create_table("t", rows, dim)
+        store.scatter("t", np.arange(rows), oracle)
+        wrong: list[int] = []
+
+        def reader(seed: int) -> None:  # a prefetch and a fetch of the same table at once
+            local = np.random.default_rng(seed)
+            for _ in range(60):
+                ids = local.integers(0, rows, 2000)  # far more than the cache: constant eviction
+                if not np.array_equal(store.gather("t", ids), oracle[ids]):
+                    wrong.append(seed)
+
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert wrong == []
+        assert store.hits + store.misses == 6 * 60 * 2000
