@@ -108,12 +108,12 @@ class MoE(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         weights, ids, scores = self.gate(flat)
-        order = ids.flatten().argsort(stable=True)  # token-expert pairs grouped by expert
+        sorted_ids, order = ids.flatten().sort(stable=True)  # pairs grouped by expert
         token_of = order // ids.shape[1]
         # Per-expert counts from the sorted ids: unlike bincount, no device-to-host sync, so
         # the host can queue the whole forward ahead of the GPU.
         experts = torch.arange(self.cfg.n_routed_experts + 1, device=ids.device)
-        counts = torch.searchsorted(ids.flatten()[order], experts).diff()
+        counts = torch.searchsorted(sorted_ids, experts).diff()
         with torch.no_grad():
             self.load += counts.to(self.load.dtype)
         xs = flat[token_of]
