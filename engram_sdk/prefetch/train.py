@@ -62,13 +62,14 @@ class StoreTableOptimizer:
     def step(self) -> int:
         """Apply the update to every row with a gradient; returns the number of rows updated."""
         updated = 0
+        for t in self.tables:  # no prefetch reads the stores while this step writes them
+            for fetch in t._next:
+                fetch.result()
         for t in self.tables:
             parts = [(ids, leaf.grad) for ids, leaf in t.pending if leaf.grad is not None]
             t.pending.clear()
             if not parts:
                 continue
-            for fetch in t._next:  # no prefetch reads the store while this step writes it
-                fetch.result()
             ids = torch.cat([p[0] for p in parts])
             grads = torch.cat([p[1].detach().float().cpu() for p in parts])
             uniq, inv = torch.unique(ids, return_inverse=True)
