@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()  # fetch threads gather concurrently
 PARALLEL_MIN_ROWS = 8192
-DISK_READ_THREADS = (
-    32  # rows read from disk wait on page faults: many in flight keep the drive busy
-)
+# Rows read from disk wait on page faults: many in flight keep the drive busy.
+DISK_READ_THREADS = 32
 
 
 def _pool(workers: int | None = None) -> ThreadPoolExecutor:
     workers = workers or max(1, min(8, os.cpu_count() or 1))
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"engram-gather{workers}"
-        )
-    return _POOLS[workers]
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"engram-gather{workers}"
+            )
+        return _POOLS[workers]
 
 
 def gather_by_block(

@@ -52,6 +52,12 @@ def open_store(
     read-ahead for such reads.
     """
     scheme, folder = parse_uri(uri)
+    for name, value, default in (
+        ("verify_reads", verify_reads, True),
+        ("random_access", random_access, False),
+    ):
+        if scheme != "shards" and value != default:
+            raise InputError(f"{name}={value} applies to shards:// stores only, not {uri!r}")
     if scheme == "dram":
         from engram_sdk.stores.dram import DramStore
 

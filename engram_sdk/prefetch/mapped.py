@@ -1,6 +1,6 @@
 """A CUDA view of pinned host rows: the GPU reads them in place over PCIe (zero-copy).
 
-Measured on the H100 machine (``benchmarks/prefetch_gpu.py`` notes): gathering random
+Measured on the H100 machine with a one-off probe (not a shipped benchmark): gathering random
 64-byte rows this way runs at ~60 M rows/s, because every row costs a PCIe round trip, while
 a 16-thread host gather into pinned staging plus one 55 GB/s copy moves ~300 M rows/s, and
 the zero-copy kernel holds SMs while it waits. So the view serves small lookups (decoding a

@@ -85,12 +85,19 @@ def test_prefetch_starts_once_the_step_has_taken_its_own_rows(tmp_path: Path) ->
 def test_a_model_built_without_tables_is_served_from_a_store(tmp_path: Path) -> None:
     cfg = tiny()
     uri = f"shards://{tmp_path / 't'}"
-    donor = build_model(cfg, seed=3)
+    donor = build_model(cfg, seed=3).eval()
+    ids = torch.randint(0, 300, (1, 9))
+    with torch.no_grad():
+        reference = donor(ids)  # the tables in memory: the oracle
+    weights = {
+        layer: t.embedding.weight.detach().clone() for layer, t in donor.engram_tables().items()
+    }
+    rest = {k: v for k, v in donor.state_dict().items() if ".engram.table." not in k}
     store, _ = attach_store_tables(donor, uri)
     store.close()
     model = build_model(cfg, seed=3, engram_tables=False).eval()
     assert not any(p.numel() > 10_000 and p.shape[1:] == (16,) for p in model.parameters())
-    ids = torch.randint(0, 300, (1, 9))
+    assert model.load_state_dict(rest, strict=False).missing_keys == []
     with pytest.raises(InputError, match="built without rows"):
         model(ids)
     with pytest.raises(InputError, match="attach with export=False"):
@@ -102,10 +109,9 @@ def test_a_model_built_without_tables_is_served_from_a_store(tmp_path: Path) -> 
     for layer, table in rows.items():
         table.prepare(addresses[layer])
         got = table.lookup(addresses[layer])
-        want = store.gather(f"engram.layer{layer}", addresses[layer].reshape(-1).numpy())
-        np.testing.assert_array_equal(got.reshape(-1, table.dim).numpy(), want)
+        torch.testing.assert_close(got, weights[layer][addresses[layer]], rtol=0, atol=0)
     with torch.no_grad():
-        assert model(ids).shape == (1, 9, 300)
+        torch.testing.assert_close(model(ids), reference, rtol=0, atol=0)
     store.close()
 
 
@@ -204,3 +210,13 @@ def test_make_trainable_keeps_the_fetch_settings(tmp_path: Path) -> None:
     for table in make_trainable(model).values():
         assert (table.fetch_threads, table.prefetch_threads, table.direct_tokens) == (2, 1, 5)
     store.close()
+
+
+@pytest.mark.parametrize("option", [{"verify_reads": False}, {"random_access": True}])
+@pytest.mark.parametrize("scheme", ["dram", "lmdb"])
+def test_shards_only_options_are_refused_elsewhere(
+    scheme: str, option: dict, tmp_path: Path
+) -> None:
+    uri = "dram://" if scheme == "dram" else f"lmdb://{tmp_path / 'l'}"
+    with pytest.raises(InputError, match=f"{next(iter(option))}.*shards://"):
+        open_store(uri, "a", **option)
