@@ -86,7 +86,16 @@ class MoE(nn.Module):
             self.expert_w2[e],
         )
 
-    def _grouped(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor | None:
+    def _grouped(
+        self,
+        xs: torch.Tensor,
+        counts: torch.Tensor,
+        weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """All experts as three grouped GEMMs (Hopper, autocast), else None.
+
+        ``weights``: the stacked (w1, w3, w2) to use; the module's own by default.
+        """
         if not (xs.is_cuda and hasattr(torch, "_grouped_mm") and torch.is_autocast_enabled("cuda")):
             return None
         if (
@@ -98,9 +107,8 @@ class MoE(nn.Module):
         dt = torch.bfloat16
         offs = counts.cumsum(0).to(torch.int32)
         a = xs.to(dt)
-        w1, w3, w2 = (
-            w.to(dt).transpose(1, 2) for w in (self.expert_w1, self.expert_w3, self.expert_w2)
-        )
+        stacked = weights or (self.expert_w1, self.expert_w3, self.expert_w2)
+        w1, w3, w2 = (w.to(dt).transpose(1, 2) for w in stacked)
         h = F.silu(torch._grouped_mm(a, w1, offs=offs)) * torch._grouped_mm(a, w3, offs=offs)
         return torch._grouped_mm(h, w2, offs=offs)
 

@@ -1,0 +1,97 @@
+"""GPU benchmark: the distributed path at world size 1 against the plain model (same run).
+
+    python benchmarks/distributed_gpu.py [--preset small] [--rounds 8] [--steps 4]
+
+One process, one GPU, a one-rank NCCL group. Two copies of the model from the same seed:
+the plain one, and one passed through ``parallelize`` (FSDP2 on the dense parts, expert
+parallel MoE, row-sharded Engram tables, each at world size 1). Rounds alternate the two;
+each round times ``--steps`` consecutive training steps (bf16 autocast, AdamW) and the
+overhead is the median per-round ratio. Prints a short table; the goal is <= 2%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from engram_sdk.model import build_model, get_preset
+from torch.distributed.device_mesh import init_device_mesh
+
+from engram_sdk.distributed import ParallelConfig, parallelize
+
+
+def train_steps(model, opt, batches, steps: int) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for ids in batches[:steps]:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(ids[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    dist.init_process_group(
+        "nccl",
+        init_method=f"file://{tmp}/store",
+        rank=0,
+        world_size=1,
+        timeout=timedelta(seconds=120),
+    )
+    torch.cuda.set_device(0)
+    mesh = init_device_mesh("cuda", (1,))
+    cfg = get_preset(args.preset)
+    plain = build_model(cfg, device="cuda", seed=0)
+    wrapped = parallelize(build_model(cfg, device="cuda", seed=0), mesh, ParallelConfig())
+    models = {"plain": plain, "parallelize(W=1)": wrapped}
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+    g = torch.Generator(device="cuda").manual_seed(0)
+    batches = [
+        torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), device="cuda", generator=g)
+        for _ in range(args.steps)
+    ]
+    for name, m in models.items():  # warm-up (allocator, autotuning)
+        train_steps(m, opts[name], batches, 2)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for r in range(args.rounds):
+        order = list(models) if r % 2 == 0 else list(reversed(models))
+        for name in order:
+            times[name].append(train_steps(models[name], opts[name], batches, args.steps))
+    ratios = [w / p for w, p in zip(times["parallelize(W=1)"], times["plain"], strict=True)]
+    tokens = args.batch * args.seq * args.steps
+    print(
+        f"\npreset {args.preset}, {args.batch}x{args.seq} tokens/step, {args.rounds} rounds "
+        f"of {args.steps} steps, {torch.cuda.get_device_name()}"
+    )
+    print(f"{'model':<20}{'median step ms':>16}{'tokens/s':>14}{'vs plain':>10}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratio = statistics.median(ratios) if name != "plain" else 1.0
+        print(f"{name:<20}{med / args.steps * 1e3:>16.1f}{tokens / med:>14,.0f}{ratio:>9.3f}x")
+    print(
+        f"overhead: {100 * (statistics.median(ratios) - 1):+.1f}% (median of per-round ratios; "
+        f"spread {100 * (min(ratios) - 1):+.1f}%..{100 * (max(ratios) - 1):+.1f}%)"
+    )
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
