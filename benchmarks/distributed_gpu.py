@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--breakdown", action="store_true", help="also time each part alone")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     dist.init_process_group(
@@ -60,8 +61,16 @@ def main() -> None:
     mesh = init_device_mesh("cuda", (1,))
     cfg = get_preset(args.preset)
     plain = build_model(cfg, device="cuda", seed=0)
-    wrapped = parallelize(build_model(cfg, device="cuda", seed=0), mesh, ParallelConfig())
-    models = {"plain": plain, "parallelize(W=1)": wrapped}
+    variants = {
+        "parallelize(W=1)": ParallelConfig(),
+        "  FSDP2 only": ParallelConfig(expert_parallel=False, shard_engram_tables=False),
+        "  EP + tables only": ParallelConfig(fsdp=False),
+    }
+    if not args.breakdown:
+        variants = dict(list(variants.items())[:1])
+    models = {"plain": plain}
+    for name, pc in variants.items():
+        models[name] = parallelize(build_model(cfg, device="cuda", seed=0), mesh, pc)
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     g = torch.Generator(device="cuda").manual_seed(0)
     batches = [
@@ -75,7 +84,9 @@ def main() -> None:
         order = list(models) if r % 2 == 0 else list(reversed(models))
         for name in order:
             times[name].append(train_steps(models[name], opts[name], batches, args.steps))
-    ratios = [w / p for w, p in zip(times["parallelize(W=1)"], times["plain"], strict=True)]
+    ratios = {
+        name: [w / p for w, p in zip(ts, times["plain"], strict=True)] for name, ts in times.items()
+    }
     tokens = args.batch * args.seq * args.steps
     print(
         f"\npreset {args.preset}, {args.batch}x{args.seq} tokens/step, {args.rounds} rounds "
