@@ -71,7 +71,12 @@ def main() -> None:
     models = {"plain": plain}
     for name, pc in variants.items():
         models[name] = parallelize(build_model(cfg, device="cuda", seed=0), mesh, pc)
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+    # without FSDP the dense parameters stay plain tensors beside DTensor shards, which
+    # foreach AdamW cannot mix
+    opts = {
+        k: torch.optim.AdamW(m.parameters(), lr=1e-4, foreach="EP" not in k)
+        for k, m in models.items()
+    }
     g = torch.Generator(device="cuda").manual_seed(0)
     batches = [
         torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), device="cuda", generator=g)
