@@ -67,20 +67,24 @@ def main() -> None:
     mesh = init_device_mesh(DEVICE, (1,))
     cfg = get_preset(args.preset)
     plain = build_model(cfg, device=DEVICE, seed=0)
+    forced = dict(apply_at_world_size_1=True)
     variants = {
         "parallelize(W=1)": ParallelConfig(),
-        "  FSDP2 only": ParallelConfig(expert_parallel=False, shard_engram_tables=False),
-        "  EP + tables only": ParallelConfig(fsdp=False),
+        "  forced: all": ParallelConfig(**forced),
+        "  forced: FSDP2": ParallelConfig(
+            expert_parallel=False, shard_engram_tables=False, **forced
+        ),
+        "  forced: EP+tables": ParallelConfig(fsdp=False, **forced),
     }
     if not args.breakdown:
-        variants = dict(list(variants.items())[:1])
+        variants = dict(list(variants.items())[:2])
     models = {"plain": plain}
     for name, pc in variants.items():
         models[name] = parallelize(build_model(cfg, device=DEVICE, seed=0), mesh, pc)
     # without FSDP the dense parameters stay plain tensors beside DTensor shards, which
     # foreach AdamW cannot mix
     opts = {
-        k: torch.optim.AdamW(m.parameters(), lr=1e-4, foreach="EP" not in k)
+        k: torch.optim.AdamW(m.parameters(), lr=1e-4, foreach="EP+tables" not in k)
         for k, m in models.items()
     }
     g = torch.Generator(device=DEVICE).manual_seed(0)
@@ -103,11 +107,11 @@ def main() -> None:
         f"\npreset {args.preset}, {args.batch}x{args.seq} tokens/step, {args.rounds} rounds "
         f"of {args.steps} steps, {torch.cuda.get_device_name() if DEVICE == 'cuda' else 'CPU (smoke run)'}"
     )
-    print(f"{'model':<20}{'median step ms':>16}{'tokens/s':>14}{'vs plain':>10}")
+    print(f"{'model':<22}{'median step ms':>16}{'tokens/s':>14}{'vs plain':>10}")
     for name, ts in times.items():
         med = statistics.median(ts)
         ratio = statistics.median(ratios[name])
-        print(f"{name:<20}{med / args.steps * 1e3:>16.1f}{tokens / med:>14,.0f}{ratio:>9.3f}x")
+        print(f"{name:<22}{med / args.steps * 1e3:>16.1f}{tokens / med:>14,.0f}{ratio:>9.3f}x")
     main_ratios = ratios["parallelize(W=1)"]
     print(
         f"overhead: {100 * (statistics.median(main_ratios) - 1):+.1f}% (median of per-round "

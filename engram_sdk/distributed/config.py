@@ -19,6 +19,11 @@ class ParallelConfig(BaseModel):
     reshard_after_forward: bool = Field(
         True, description="FSDP2: free gathered parameters after each block's forward"
     )
+    apply_at_world_size_1: bool = Field(
+        False,
+        description="wrap even on a one-rank mesh (by default a one-rank mesh leaves the "
+        "model as it is, as torchtitan applies FSDP/EP only when their degree is > 1)",
+    )
     timeout_s: float = Field(
         300.0, gt=0, description="collective timeout: a dead rank fails the job after this long"
     )

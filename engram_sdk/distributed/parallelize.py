@@ -28,11 +28,15 @@ def parallelize(
     """Spread ``model`` over ``mesh`` (1-D, one rank per process) in place and return it.
 
     Every rank must build the same model (same seed) before calling this: shards are cut
-    from each rank's full copy.
+    from each rank's full copy. On a one-rank mesh the model is returned as it is (set
+    ``config.apply_at_world_size_1`` to wrap anyway); its checkpoints still load at any world
+    size, since ``torch.distributed.checkpoint`` reshards plain tensors into ``DTensor``s.
     """
     config = config or ParallelConfig()
     if mesh.ndim != 1:
         raise InputError(f"parallelize needs a 1-D device mesh, got {mesh.ndim} dims")
+    if mesh.size() == 1 and not config.apply_at_world_size_1:
+        return model  # one rank: nothing to shard, no wrapper to pay for
     ignored: set[torch.nn.Parameter] = set()
     if config.shard_engram_tables:
         for layer_id, table in model.engram_tables().items():

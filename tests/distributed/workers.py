@@ -50,7 +50,7 @@ def step_matches_reference(rank, world, mesh, out_dir: str, overrides: dict) -> 
     ref_grads = {n: p.grad.clone() for n, p in ref.named_parameters() if p.grad is not None}
     ref_opt.step()
 
-    model = parallelize(tiny(**overrides), mesh, ParallelConfig())
+    model = parallelize(tiny(**overrides), mesh, ParallelConfig(apply_at_world_size_1=True))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     per = BATCH // world
     mine = ids[rank * per : (rank + 1) * per]
