@@ -1,0 +1,162 @@
+"""Sparse attention whose cost is O(T·k): a chunked running top-k and attention over gathered keys.
+
+Keys and values are shared by every head (the MQA form MLA takes once queries are absorbed
+into the latent, and the form DeepSeek-V3.2's sparse kernels use). Nothing here builds a
+(T × S) tensor: the indexer's scores are computed one (query chunk × key chunk) tile at a
+time and folded into a running top-k; attention then gathers each query's k keys.
+
+``sparse_attention(backend="triton")`` runs a fused Triton kernel on CUDA (forward only);
+the torch path is the reference and the one that trains.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engram_sdk.errors import InputError
+
+EMPTY = -1  # an index slot with no visible key
+
+
+def visible(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int = 0) -> torch.Tensor:
+    """(B, Tq, Sk) bool: key visible to query (causal, and within ``window`` when > 0).
+
+    query_pos (B, Tq), key_pos (Sk,) or (B, Sk).
+    """
+    kp = key_pos if key_pos.dim() == 2 else key_pos[None]
+    seen = kp[:, None, :] <= query_pos[:, :, None]
+    if window > 0:
+        seen &= kp[:, None, :] > query_pos[:, :, None] - window
+    return seen
+
+
+def index_scores(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Σ_h weights[t, h] · relu(q[t, h] · keys[s]) → (B, Tq, Sk), in float32."""
+    logits = torch.einsum("bthd,bsd->bths", q.float(), keys.float()).relu_()
+    return torch.einsum("bths,bth->bts", logits, weights.float())
+
+
+@torch.no_grad()
+def indexer_topk(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    topk: int,
+    *,
+    key_pos: torch.Tensor | None = None,
+    window: int = 0,
+    key_chunk: int = 4096,
+    query_chunk: int = 1024,
+) -> torch.Tensor:
+    """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
+
+    q (B, T, H, D), weights (B, T, H), keys (B, S, D), query_pos (B, T). Scores are made one
+    (query_chunk × key_chunk) tile at a time and merged into a running top-k, so memory is
+    O(T·(topk + key_chunk)) per query chunk. Empty slots (fewer visible keys than
+    ``topk``) hold ``EMPTY``. Key chunks no query of a chunk can see are skipped.
+    """
+    b, t, _, _ = q.shape
+    s = keys.shape[1]
+    if topk < 1:
+        raise InputError(f"topk must be >= 1, got {topk}")
+    if key_pos is None:
+        key_pos = torch.arange(s, device=keys.device)
+    out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
+    for q0 in range(0, t, query_chunk):
+        q1 = min(q0 + query_chunk, t)
+        pos = query_pos[:, q0:q1]
+        best = torch.full((b, q1 - q0, topk), float("-inf"), device=q.device)
+        best_idx = torch.full((b, q1 - q0, topk), EMPTY, dtype=torch.long, device=q.device)
+        last_pos, first_pos = int(pos.max()), int(pos.min())
+        for k0 in range(0, s, key_chunk):
+            k1 = min(k0 + key_chunk, s)
+            kp = key_pos[..., k0:k1]
+            if int(kp.min()) > last_pos:
+                continue
+            if window > 0 and int(kp.max()) <= first_pos - window:
+                continue
+            tile = index_scores(q[:, q0:q1], weights[:, q0:q1], keys[:, k0:k1])
+            tile = tile.masked_fill_(~visible(pos, kp, window), float("-inf"))
+            cand = torch.cat([best, tile], dim=-1)
+            cand_idx = torch.arange(k0, k1, device=q.device).expand(b, q1 - q0, -1)
+            cand_idx = torch.cat([best_idx, cand_idx], dim=-1)
+            width = min(topk, cand.shape[-1])
+            # stable sort: on ties the earliest key wins (kept keys precede the new chunk)
+            best, where = cand.sort(dim=-1, descending=True, stable=True)
+            best, where = best[..., :width], where[..., :width]
+            best_idx = cand_idx.gather(-1, where)
+            if width < topk:  # first chunk narrower than k: pad back to k
+                best = F.pad(best, (0, topk - width), value=float("-inf"))
+                best_idx = F.pad(best_idx, (0, topk - width), value=EMPTY)
+        out[:, q0:q1] = best_idx.masked_fill(best == float("-inf"), EMPTY)
+    return out
+
+
+def window_indices(query_pos: torch.Tensor, window: int) -> torch.Tensor:
+    """The last ``window`` positions up to each query → (B, T, window), EMPTY before 0."""
+    idx = query_pos[..., None] - torch.arange(window - 1, -1, -1, device=query_pos.device)
+    return idx.masked_fill(idx < 0, EMPTY)
+
+
+def sparse_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    idx: torch.Tensor,
+    scale: float,
+    *,
+    backend: str = "torch",
+    query_chunk: int = 256,
+) -> torch.Tensor:
+    """Softmax attention of each query over its gathered keys → (B, T, H, Dv).
+
+    q (B, T, H, Dk); keys (B, S, Dk) and values (B, S, Dv) shared by all heads; idx
+    (B, T, K) key positions, ``EMPTY`` for none. A query with no key gets zeros.
+    ``backend``: "torch" (reference, differentiable), "triton" (CUDA forward kernel),
+    "auto" (Triton on CUDA without grad, else torch).
+    """
+    if backend not in ("torch", "triton", "auto"):
+        raise InputError(f"backend must be 'torch', 'triton' or 'auto', got {backend!r}")
+    wants_grad = torch.is_grad_enabled() and (
+        q.requires_grad or keys.requires_grad or values.requires_grad
+    )
+    if backend == "auto":
+        backend = "triton" if q.is_cuda and not wants_grad and triton_available() else "torch"
+    if backend == "triton":
+        if not q.is_cuda:
+            raise InputError("backend='triton' needs CUDA tensors")
+        from engram_sdk.model.sparse_triton import sparse_attention_triton
+
+        return sparse_attention_triton(q, keys, values, idx, scale)
+    outs = [
+        _gathered_attention(
+            q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale
+        )
+        for t0 in range(0, q.shape[1], query_chunk)
+    ]
+    return torch.cat(outs, dim=1)
+
+
+def _gathered_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor, scale: float
+) -> torch.Tensor:
+    b, t, k = idx.shape
+    flat = idx.clamp(min=0).reshape(b, t * k, 1)
+    k_sel = keys.gather(1, flat.expand(-1, -1, keys.shape[-1])).view(b, t, k, -1)
+    v_sel = values.gather(1, flat.expand(-1, -1, values.shape[-1])).view(b, t, k, -1)
+    acc = torch.promote_types(q.dtype, torch.float32)
+    scores = torch.einsum("bthd,btkd->bthk", q.to(acc), k_sel.to(acc)) * scale
+    scores = scores.masked_fill((idx == EMPTY)[:, :, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row of only EMPTY → zeros
+    return torch.einsum("bthk,btkd->bthd", probs, v_sel.to(acc)).to(q.dtype)
+
+
+def triton_available() -> bool:
+    """Whether Triton can be imported (it ships with CUDA builds of torch)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
