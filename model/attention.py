@@ -71,21 +71,14 @@ class MLA(nn.Module):
         ``freqs`` is the whole rotary table (max_seq_len, rope/2); positions come from the
         cache's per-row lengths (0 without a cache).
         """
-        cfg = self.cfg
         b, t, _ = x.shape
-        nope, rope = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim
         pos = (
             cache.positions(t)
             if cache is not None
             else torch.arange(t, device=x.device).expand(b, t)
         )
         rot = freqs[pos]  # (B, T, rope/2)
-        q_latent = self.q_norm(self.wq_a(x)) if cfg.q_lora_rank > 0 else None
-        q = self.wq_b(q_latent) if q_latent is not None else self.wq(x)
-        q_nope, q_rope = q.view(b, t, cfg.n_heads, nope + rope).split([nope, rope], dim=-1)
-        q_rope = rope_rows(q_rope, rot)
-        kv, k_rope = self.wkv_a(x).split([cfg.kv_lora_rank, rope], dim=-1)
-        kv, k_rope = self.kv_norm(kv), rope_rows(k_rope, rot)
+        q_latent, q_nope, q_rope, kv, k_rope = self.project(x, rot)
         index_keys = self.indexer.keys(x, rot) if self.indexer is not None else None
         fresh = cache is None
         if cache is None:  # the new tensors become the cache (no copy until it grows)
@@ -108,6 +101,17 @@ class MLA(nn.Module):
             out = self.attend_expanded(q_nope, q_rope, kv, k_rope, pos)
         return self.wo(out.flatten(2)), cache
 
+    def project(self, x: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """Query latent (or None), q_nope, rotated q_rope (B, T, H, ·); latent, rotated k_rope."""
+        cfg = self.cfg
+        b, t, _ = x.shape
+        nope, rope = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim
+        q_latent = self.q_norm(self.wq_a(x)) if cfg.q_lora_rank > 0 else None
+        q = self.wq_b(q_latent) if q_latent is not None else self.wq(x)
+        q_nope, q_rope = q.view(b, t, cfg.n_heads, nope + rope).split([nope, rope], dim=-1)
+        kv, k_rope = self.wkv_a(x).split([cfg.kv_lora_rank, rope], dim=-1)
+        return q_latent, q_nope, rope_rows(q_rope, rot), self.kv_norm(kv), rope_rows(k_rope, rot)
+
     # ---- the three ways to attend -----------------------------------------------------------
     def _absorb_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """wkv_b split per head: key part (H, nope, r) and value part (H, v, r)."""
@@ -115,7 +119,7 @@ class MLA(nn.Module):
         w = self.wkv_b.weight.view(cfg.n_heads, cfg.qk_nope_head_dim + cfg.v_head_dim, -1)
         return w[:, : cfg.qk_nope_head_dim], w[:, cfg.qk_nope_head_dim :]
 
-    def _absorbed_queries(self, q_nope: torch.Tensor, q_rope: torch.Tensor) -> torch.Tensor:
+    def absorbed_queries(self, q_nope: torch.Tensor, q_rope: torch.Tensor) -> torch.Tensor:
         """Queries in latent space: (B, T, H, r + rope), to meet cat(latent, k_rope)."""
         w_k, _ = self._absorb_weights()
         return torch.cat([torch.einsum("bthd,hdr->bthr", q_nope, w_k), q_rope], dim=-1)
@@ -171,7 +175,7 @@ class MLA(nn.Module):
         pos: torch.Tensor,
     ) -> torch.Tensor:
         """Dense attention on the latent itself (queries absorbed) → (B, T, H, v)."""
-        q = self._absorbed_queries(q_nope, q_rope)
+        q = self.absorbed_queries(q_nope, q_rope)
         keys = torch.cat([kv, k_rope], dim=-1)
         scores = torch.einsum("bthc,bsc->bths", q.float(), keys.float()) * self.scale
         seen = visible(pos, torch.arange(kv.shape[1], device=kv.device))
@@ -188,7 +192,7 @@ class MLA(nn.Module):
         idx: torch.Tensor,
     ) -> torch.Tensor:
         """Absorbed attention over each query's selected keys ``idx`` (B, T, k) → (B, T, H, v)."""
-        q = self._absorbed_queries(q_nope, q_rope)
+        q = self.absorbed_queries(q_nope, q_rope)
         keys = torch.cat([kv, k_rope], dim=-1)
         out_latent = sparse_attention(q, keys, kv, idx, self.scale, backend=self.sparse_backend)
         return self._values_from_latent(out_latent)
@@ -220,7 +224,7 @@ class MLA(nn.Module):
 
         q_nope, q_rope, kv, k_rope = (a.detach() for a in attention_inputs)
         with torch.no_grad():
-            target_q = self._absorbed_queries(q_nope, q_rope)
+            target_q = self.absorbed_queries(q_nope, q_rope)
         keys = torch.cat([kv, k_rope], dim=-1)
         self.indexer_loss = indexer_kl(
             self.indexer,

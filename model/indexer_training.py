@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from engram_sdk.model.attention import MLA
 from engram_sdk.model.indexer import Indexer
-from engram_sdk.model.sparse import EMPTY, index_scores, visible
+from engram_sdk.model.sparse import EMPTY, index_scores, indexer_topk, visible
 from torch import nn
 
 from engram_sdk.errors import InputError
@@ -105,6 +105,41 @@ def _kl(attn_logits: torch.Tensor, predicted: torch.Tensor, allowed: torch.Tenso
     log_q = predicted.masked_fill(~allowed, float("-inf")).log_softmax(-1)
     terms = torch.where(target > 0, target * (target.clamp_min(1e-20).log() - log_q), 0.0)
     return terms.sum(-1).mean()
+
+
+@torch.no_grad()
+def topk_overlap(model: nn.Module, ids: torch.Tensor, k: int) -> float:
+    """Mean fraction of the dense attention's top-k keys (heads summed) the indexer also picks.
+
+    Runs ``model`` on ``ids`` (B, T) without a cache; averaged over layers and queries that
+    see more than ``k`` keys.
+    """
+    inputs: list[tuple[MLA, torch.Tensor, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: inputs.append((mod, args[0], args[1])))
+        for m in attention_layers(model)
+    ]
+    try:
+        model(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    fractions = []
+    for mla, x, freqs in inputs:
+        b, t, _ = x.shape
+        pos = torch.arange(t, device=x.device).expand(b, t)
+        rot = freqs[pos]
+        q_latent, q_nope, q_rope, kv, k_rope = mla.project(x, rot)
+        attn_q = mla.absorbed_queries(q_nope, q_rope)
+        scores = torch.einsum("bthc,bsc->bths", attn_q, torch.cat([kv, k_rope], -1))
+        allowed = visible(pos, torch.arange(t, device=x.device))
+        probs = (scores * mla.scale).masked_fill(~allowed[:, :, None], float("-inf")).softmax(-1)
+        want = probs.sum(2).topk(k, dim=-1).indices
+        iq, w = mla.indexer.queries(x, q_latent, rot)  # type: ignore[union-attr]
+        got = indexer_topk(iq, w, mla.indexer.keys(x, rot), pos, k)  # type: ignore[union-attr]
+        hits = (got[..., :, None] == want[..., None, :]).any(-1).float().mean(-1)  # (B, T)
+        fractions.append(hits[:, k:].mean())
+    return float(torch.stack(fractions).mean())
 
 
 def warm_up_indexers(
