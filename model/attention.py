@@ -78,31 +78,35 @@ class MLA(nn.Module):
             else torch.arange(t, device=x.device).expand(b, t)
         )
         rot = freqs[pos]  # (B, T, rope/2)
-        q_latent, q_nope, q_rope, kv, k_rope = self.project(x, rot)
+        q_latent, q_nope, q_rope, keys = self.project(x, rot)
         index_keys = self.indexer.keys(x, rot) if self.indexer is not None else None
         fresh = cache is None
         if cache is None:  # the new tensors become the cache (no copy until it grows)
-            cache = LatentCache.holding(kv, k_rope, index_keys)
+            cache = LatentCache.holding(keys, self.cfg.kv_lora_rank, index_keys)
         else:
-            cache.append(kv, k_rope, index_keys, pos)
-            kv, k_rope, index_keys = cache.views()
+            cache.append(keys, index_keys, pos)
+            keys, index_keys = cache.views()
+        latest = cache.max_length - 1  # host bound on the last query's position
         if self.indexer is not None and self.indexer_stage != "dense_warmup":
-            idx = self._select(x, q_latent, rot, index_keys, pos)
-            out = self.attend_sparse(q_nope, q_rope, kv, k_rope, idx)
+            idx = self._select(x, q_latent, rot, index_keys, pos, latest)
+            out = self.attend_sparse(q_nope, q_rope, keys, idx)
             if self.training and self.indexer_stage == "sparse":
-                self._indexer_loss(x, q_latent, rot, (q_nope, q_rope, kv, k_rope), pos, idx)
+                self._indexer_loss(x, q_latent, rot, (q_nope, q_rope, keys), pos, idx)
         elif fresh:
-            out = self.attend_expanded(q_nope, q_rope, kv, k_rope, pos)
+            out = self.attend_expanded(q_nope, q_rope, keys, pos)
             if self.training and self.indexer_stage == "dense_warmup":
-                self._indexer_loss(x, q_latent, rot, (q_nope, q_rope, kv, k_rope), pos, None)
+                self._indexer_loss(x, q_latent, rot, (q_nope, q_rope, keys), pos, None)
         elif t <= ABSORB_MAX_QUERIES:
-            out = self.attend_absorbed(q_nope, q_rope, kv, k_rope, pos)
+            out = self.attend_absorbed(q_nope, q_rope, keys, pos)
         else:
-            out = self.attend_expanded(q_nope, q_rope, kv, k_rope, pos)
+            out = self.attend_expanded(q_nope, q_rope, keys, pos)
         return self.wo(out.flatten(2)), cache
 
     def project(self, x: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        """Query latent (or None), q_nope, rotated q_rope (B, T, H, ·); latent, rotated k_rope."""
+        """Query latent (or None), q_nope, rotated q_rope (B, T, H, ·); latent keys (B, T, r + rope).
+
+        The latent keys are the normalised latent followed by the rotated rotary key.
+        """
         cfg = self.cfg
         b, t, _ = x.shape
         nope, rope = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim
@@ -110,7 +114,8 @@ class MLA(nn.Module):
         q = self.wq_b(q_latent) if q_latent is not None else self.wq(x)
         q_nope, q_rope = q.view(b, t, cfg.n_heads, nope + rope).split([nope, rope], dim=-1)
         kv, k_rope = self.wkv_a(x).split([cfg.kv_lora_rank, rope], dim=-1)
-        return q_latent, q_nope, rope_rows(q_rope, rot), self.kv_norm(kv), rope_rows(k_rope, rot)
+        keys = torch.cat([self.kv_norm(kv), rope_rows(k_rope, rot)], dim=-1)
+        return q_latent, q_nope, rope_rows(q_rope, rot), keys
 
     # ---- the three ways to attend -----------------------------------------------------------
     def _absorb_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,72 +134,55 @@ class MLA(nn.Module):
         return torch.einsum("bthr,hvr->bthv", out_latent, w_v)
 
     def attend_expanded(
-        self,
-        q_nope: torch.Tensor,
-        q_rope: torch.Tensor,
-        kv: torch.Tensor,
-        k_rope: torch.Tensor,
-        pos: torch.Tensor,
+        self, q_nope: torch.Tensor, q_rope: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor
     ) -> torch.Tensor:
         """Dense attention with per-head keys/values re-expanded from the latent → (B, T, H, v)."""
         cfg = self.cfg
         b, t, h, _ = q_nope.shape
-        s = kv.shape[1]
+        s = keys.shape[1]
+        kv, k_rope = keys.split([cfg.kv_lora_rank, cfg.qk_rope_head_dim], dim=-1)
         k_nope, value = (
             self.wkv_b(kv).view(b, s, h, -1).split([cfg.qk_nope_head_dim, cfg.v_head_dim], dim=-1)
         )
-        keys = torch.cat([k_nope, k_rope[:, :, None].expand(b, s, h, -1)], dim=-1).transpose(1, 2)
+        k_full = torch.cat([k_nope, k_rope[:, :, None].expand(b, s, h, -1)], dim=-1).transpose(1, 2)
         queries = torch.cat([q_nope, q_rope], dim=-1).transpose(1, 2)
         value = value.transpose(1, 2)
         if t == s:  # no cache: plain causal
             out = F.scaled_dot_product_attention(
-                queries, keys, value, is_causal=True, scale=self.scale
+                queries, k_full, value, is_causal=True, scale=self.scale
             )
             return out.transpose(1, 2)
-        key_pos = torch.arange(s, device=kv.device)
+        key_pos = torch.arange(s, device=keys.device)
         outs = []
         for t0 in range(0, t, QUERY_CHUNK):
             mask = visible(pos[:, t0 : t0 + QUERY_CHUNK], key_pos)[:, None]
+            q_part = queries[:, :, t0 : t0 + QUERY_CHUNK]
             outs.append(
                 F.scaled_dot_product_attention(
-                    queries[:, :, t0 : t0 + QUERY_CHUNK],
-                    keys,
-                    value,
-                    attn_mask=mask,
-                    scale=self.scale,
+                    q_part, k_full, value, attn_mask=mask, scale=self.scale
                 )
             )
         return torch.cat(outs, dim=2).transpose(1, 2)
 
     def attend_absorbed(
-        self,
-        q_nope: torch.Tensor,
-        q_rope: torch.Tensor,
-        kv: torch.Tensor,
-        k_rope: torch.Tensor,
-        pos: torch.Tensor,
+        self, q_nope: torch.Tensor, q_rope: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor
     ) -> torch.Tensor:
         """Dense attention on the latent itself (queries absorbed) → (B, T, H, v)."""
         q = self.absorbed_queries(q_nope, q_rope)
-        keys = torch.cat([kv, k_rope], dim=-1)
         scores = torch.einsum("bthc,bsc->bths", q.float(), keys.float()) * self.scale
-        seen = visible(pos, torch.arange(kv.shape[1], device=kv.device))
+        seen = visible(pos, torch.arange(keys.shape[1], device=keys.device))
         scores = scores.masked_fill(~seen[:, :, None], float("-inf"))
-        out_latent = torch.einsum("bths,bsr->bthr", scores.softmax(-1), kv.float())
+        latent = keys[..., : self.cfg.kv_lora_rank]
+        out_latent = torch.einsum("bths,bsr->bthr", scores.softmax(-1), latent.float())
         return self._values_from_latent(out_latent.to(q_nope.dtype))
 
     def attend_sparse(
-        self,
-        q_nope: torch.Tensor,
-        q_rope: torch.Tensor,
-        kv: torch.Tensor,
-        k_rope: torch.Tensor,
-        idx: torch.Tensor,
+        self, q_nope: torch.Tensor, q_rope: torch.Tensor, keys: torch.Tensor, idx: torch.Tensor
     ) -> torch.Tensor:
         """Absorbed attention over each query's selected keys ``idx`` (B, T, k) → (B, T, H, v)."""
         q = self.absorbed_queries(q_nope, q_rope)
-        keys = torch.cat([kv, k_rope], dim=-1)
-        out_latent = sparse_attention(q, keys, kv, idx, self.scale, backend=self.sparse_backend)
+        latent = keys[..., : self.cfg.kv_lora_rank]
+        out_latent = sparse_attention(q, keys, latent, idx, self.scale, backend=self.sparse_backend)
         return self._values_from_latent(out_latent)
 
     # ---- the indexer --------------------------------------------------------------------------
@@ -205,11 +193,12 @@ class MLA(nn.Module):
         rot: torch.Tensor,
         index_keys: torch.Tensor,
         pos: torch.Tensor,
+        latest: int,
     ) -> torch.Tensor:
         assert self.indexer is not None
         with torch.no_grad():
             iq, w = self.indexer.queries(x, q_latent, rot)
-        return indexer_topk(iq, w, index_keys, pos, self.cfg.dsa_topk)
+        return indexer_topk(iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest)
 
     def _indexer_loss(
         self,
@@ -222,10 +211,9 @@ class MLA(nn.Module):
     ) -> None:
         from engram_sdk.model.indexer_training import indexer_kl
 
-        q_nope, q_rope, kv, k_rope = (a.detach() for a in attention_inputs)
+        q_nope, q_rope, keys = (a.detach() for a in attention_inputs)
         with torch.no_grad():
             target_q = self.absorbed_queries(q_nope, q_rope)
-        keys = torch.cat([kv, k_rope], dim=-1)
         self.indexer_loss = indexer_kl(
             self.indexer,
             x.detach(),

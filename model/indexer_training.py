@@ -129,9 +129,9 @@ def topk_overlap(model: nn.Module, ids: torch.Tensor, k: int) -> float:
         b, t, _ = x.shape
         pos = torch.arange(t, device=x.device).expand(b, t)
         rot = freqs[pos]
-        q_latent, q_nope, q_rope, kv, k_rope = mla.project(x, rot)
+        q_latent, q_nope, q_rope, keys = mla.project(x, rot)
         attn_q = mla.absorbed_queries(q_nope, q_rope)
-        scores = torch.einsum("bthc,bsc->bths", attn_q, torch.cat([kv, k_rope], -1))
+        scores = torch.einsum("bthc,bsc->bths", attn_q, keys)
         allowed = visible(pos, torch.arange(t, device=x.device))
         probs = (scores * mla.scale).masked_fill(~allowed[:, :, None], float("-inf")).softmax(-1)
         want = probs.sum(2).topk(k, dim=-1).indices

@@ -12,7 +12,6 @@ the torch path is the reference and the one that trains.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from engram_sdk.errors import InputError
 
@@ -32,9 +31,13 @@ def visible(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int = 0) -> 
 
 
 def index_scores(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Σ_h weights[t, h] · relu(q[t, h] · keys[s]) → (B, Tq, Sk), in float32."""
-    logits = torch.einsum("bthd,bsd->bths", q.float(), keys.float()).relu_()
-    return torch.einsum("bths,bth->bts", logits, weights.float())
+    """Σ_h weights[t, h] · relu(q[t, h] · keys[s]) → (B, Tq, Sk), at least float32.
+
+    The products run in the inputs' precision (bf16 on GPU), as DeepSeek runs them in FP8.
+    """
+    acc = torch.promote_types(q.dtype, torch.float32)
+    logits = torch.einsum("bthd,bsd->bths", q, keys.to(q.dtype)).relu_()
+    return torch.einsum("bth,bths->bts", weights.to(logits.dtype), logits).to(acc)
 
 
 @torch.no_grad()
@@ -47,51 +50,68 @@ def indexer_topk(
     *,
     key_pos: torch.Tensor | None = None,
     window: int = 0,
-    key_chunk: int = 4096,
-    query_chunk: int = 1024,
+    key_chunk: int = 65536,
+    tile_elements: int = 2**26,
+    latest_position: int | None = None,
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
 
     q (B, T, H, D), weights (B, T, H), keys (B, S, D), query_pos (B, T). Scores are made one
-    (query_chunk × key_chunk) tile at a time and merged into a running top-k, so memory is
-    O(T·(topk + key_chunk)) per query chunk. Empty slots (fewer visible keys than
-    ``topk``) hold ``EMPTY``. Key chunks no query of a chunk can see are skipped.
+    (query chunk × key chunk) tile at a time — a tile holds at most ``tile_elements``
+    per-head logits — and merged into a running top-k, so memory never grows with T × S.
+    Empty slots (fewer visible keys than ``topk``) hold ``EMPTY``. With the default
+    ``key_pos`` (key s at position s), keys no query of a chunk can see are never scored.
+    Ties go to the earliest key on CPU (stable sort); CUDA uses ``topk``.
+    ``latest_position``: a host bound on the last query's position (query j then sits at
+    most ``T - 1 - j`` before it), which spares a device sync.
     """
-    b, t, _, _ = q.shape
+    b, t, h, _ = q.shape
     s = keys.shape[1]
     if topk < 1:
         raise InputError(f"topk must be >= 1, got {topk}")
+    positional = key_pos is None
     if key_pos is None:
         key_pos = torch.arange(s, device=keys.device)
+    # per query column: one past the last key any row may see, and the first (windows)
+    if not positional:
+        hi = [s] * t
+    elif latest_position is not None:
+        hi = [min(s, latest_position - (t - 1 - j) + 1) for j in range(t)]
+    else:
+        hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
+    lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
+    key_chunk = min(key_chunk, s)
+    query_chunk = max(1, tile_elements // (b * h * key_chunk))
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
     for q0 in range(0, t, query_chunk):
         q1 = min(q0 + query_chunk, t)
         pos = query_pos[:, q0:q1]
         best = torch.full((b, q1 - q0, topk), float("-inf"), device=q.device)
         best_idx = torch.full((b, q1 - q0, topk), EMPTY, dtype=torch.long, device=q.device)
-        last_pos, first_pos = int(pos.max()), int(pos.min())
-        for k0 in range(0, s, key_chunk):
+        first = min(lo[q0:q1]) if lo is not None else 0
+        for k0 in range(first, max(hi[q0:q1]), key_chunk):
             k1 = min(k0 + key_chunk, s)
-            kp = key_pos[..., k0:k1]
-            if int(kp.min()) > last_pos:
-                continue
-            if window > 0 and int(kp.max()) <= first_pos - window:
-                continue
             tile = index_scores(q[:, q0:q1], weights[:, q0:q1], keys[:, k0:k1])
-            tile = tile.masked_fill_(~visible(pos, kp, window), float("-inf"))
-            cand = torch.cat([best, tile], dim=-1)
-            cand_idx = torch.arange(k0, k1, device=q.device).expand(b, q1 - q0, -1)
-            cand_idx = torch.cat([best_idx, cand_idx], dim=-1)
-            width = min(topk, cand.shape[-1])
-            # stable sort: on ties the earliest key wins (kept keys precede the new chunk)
-            best, where = cand.sort(dim=-1, descending=True, stable=True)
-            best, where = best[..., :width], where[..., :width]
-            best_idx = cand_idx.gather(-1, where)
-            if width < topk:  # first chunk narrower than k: pad back to k
-                best = F.pad(best, (0, topk - width), value=float("-inf"))
-                best_idx = F.pad(best_idx, (0, topk - width), value=EMPTY)
+            tile = tile.masked_fill_(~visible(pos, key_pos[..., k0:k1], window), float("-inf"))
+            best, best_idx = _merge(best, best_idx, tile, k0, topk)
         out[:, q0:q1] = best_idx.masked_fill(best == float("-inf"), EMPTY)
     return out
+
+
+def _merge(
+    best: torch.Tensor, best_idx: torch.Tensor, tile: torch.Tensor, k0: int, topk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold a tile of scores for keys k0.. into the running (scores, indices) top-k."""
+    b, tq, width = tile.shape
+    cand = torch.cat([best, tile], dim=-1)
+    cand_idx = torch.arange(k0, k0 + width, device=tile.device).expand(b, tq, -1)
+    cand_idx = torch.cat([best_idx, cand_idx], dim=-1)
+    if cand.is_cuda:
+        top, where = cand.topk(topk, dim=-1)
+    else:  # stable sort: on ties the earliest key wins (kept keys precede the new tile)
+        top, where = cand.sort(dim=-1, descending=True, stable=True)
+        top, where = top[..., :topk], where[..., :topk]
+    return top, cand_idx.gather(-1, where)
 
 
 def window_indices(query_pos: torch.Tensor, window: int) -> torch.Tensor:

@@ -18,17 +18,16 @@ def _mla(**overrides: object) -> tuple[MLA, torch.Tensor]:
 def test_absorbed_equals_expanded_attention_with_per_row_lengths() -> None:
     mla, freqs = _mla()
     x = torch.randn(3, 12, mla.cfg.dim, dtype=torch.float64)
-    cache = LatentCache.empty((x.new_zeros(3, 1, 32), x.new_zeros(3, 1, 8), None), capacity=4)
-    mla(x[:, :9], freqs, cache)
+    _, cache = mla(x[:, :9], freqs)
     cache.lengths = torch.tensor([9, 4, 6])  # rows hold different lengths
     pos = cache.positions(2)
-    rot = freqs[pos]
-    _, q_nope, q_rope, kv, k_rope = mla.project(x[:, 9:11], rot)
-    cache.append(kv, k_rope, None, pos)
-    kv_all, kr_all, _ = cache.views()
-    absorbed = mla.attend_absorbed(q_nope, q_rope, kv_all, kr_all, pos)
-    expanded = mla.attend_expanded(q_nope, q_rope, kv_all, kr_all, pos)
+    _, q_nope, q_rope, keys = mla.project(x[:, 9:11], freqs[pos])
+    cache.append(keys, None, pos)
+    keys_all, _ = cache.views()
+    absorbed = mla.attend_absorbed(q_nope, q_rope, keys_all, pos)
+    expanded = mla.attend_expanded(q_nope, q_rope, keys_all, pos)
     torch.testing.assert_close(absorbed, expanded)
+    kv_all, kr_all = keys_all.split([32, 8], dim=-1)
     # row 1's second query sees exactly its positions 0..5: an independent per-row softmax
     n = 6
     h, nope = mla.cfg.n_heads, mla.cfg.qk_nope_head_dim
@@ -53,16 +52,17 @@ def test_decoding_step_never_re_expands_the_cache() -> None:
 
 
 def test_cache_grows_geometrically_and_keeps_its_contents() -> None:
-    kv = torch.randn(2, 3, 4)
-    cache = LatentCache.holding(kv, kv[..., :2], None)
+    keys, index_keys = torch.randn(2, 3, 6), torch.randn(2, 3, 5)
+    cache = LatentCache.holding(keys, 4, index_keys)
     capacities = []
     for i in range(40):
-        step = torch.full((2, 1, 4), float(i))
-        cache.append(step, step[..., :2], None, cache.positions(1))
+        cache.append(torch.full((2, 1, 6), float(i)), torch.full((2, 1, 5), -i), cache.positions(1))
         capacities.append(cache.capacity)
     assert len(set(capacities)) <= 4  # 16, 32, 64: a copy per doubling, not per token
     assert cache.max_length == 43 and cache.lengths.tolist() == [43, 43]
-    kv_all, kr_all, _ = cache.views()
-    torch.testing.assert_close(kv_all[:, :3], kv)
-    torch.testing.assert_close(kr_all[:, :3], kv[..., :2])
-    assert kv_all[:, 3:, 0].tolist() == [list(map(float, range(40)))] * 2
+    keys_all, index_all = cache.views()
+    torch.testing.assert_close(keys_all[:, :3], keys)
+    torch.testing.assert_close(index_all[:, :3], index_keys)
+    assert cache.kv_latent[:, 3:43, 0].tolist() == [list(map(float, range(40)))] * 2
+    assert cache.k_rope[:, 3:43, 1].tolist() == [list(map(float, range(40)))] * 2
+    assert index_all[:, 3:, 4].tolist() == [[-float(i) for i in range(40)]] * 2

@@ -35,16 +35,16 @@ def _brute_topk(q, w, keys, query_pos, k, window=0):
     return out
 
 
-@pytest.mark.parametrize("key_chunk,query_chunk", [(64, 64), (3, 2), (5, 7)])
+@pytest.mark.parametrize("key_chunk,tile_elements", [(64, 2**20), (3, 36), (5, 100)])
 @pytest.mark.parametrize("window", [0, 4])
-def test_running_topk_equals_full_sort(key_chunk: int, query_chunk: int, window: int) -> None:
+def test_running_topk_equals_full_sort(key_chunk: int, tile_elements: int, window: int) -> None:
     g = torch.Generator().manual_seed(0)
     b, t, h, d, k = 2, 11, 3, 8, 4
     q, w = torch.randn(b, t, h, d, generator=g), torch.randn(b, t, h, generator=g)
     keys = torch.randn(b, t, d, generator=g)
     pos = torch.arange(t).expand(b, t)
     got = indexer_topk(
-        q, w, keys, pos, k, window=window, key_chunk=key_chunk, query_chunk=query_chunk
+        q, w, keys, pos, k, window=window, key_chunk=key_chunk, tile_elements=tile_elements
     )
     want = _brute_topk(q, w, keys, pos, k, window)
     # same set per query (the order inside a query's k slots does not matter)
