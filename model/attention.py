@@ -168,12 +168,12 @@ class MLA(nn.Module):
         self, q_nope: torch.Tensor, q_rope: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor
     ) -> torch.Tensor:
         """Dense attention on the latent itself (queries absorbed) → (B, T, H, v)."""
-        q = self.absorbed_queries(q_nope, q_rope)
-        scores = torch.einsum("bthc,bsc->bths", q.float(), keys.float()) * self.scale
+        q = self.absorbed_queries(q_nope, q_rope).to(keys.dtype)  # the cache stays as stored
+        scores = torch.einsum("bthc,bsc->bths", q, keys).float() * self.scale
         seen = visible(pos, torch.arange(keys.shape[1], device=keys.device))
-        scores = scores.masked_fill(~seen[:, :, None], float("-inf"))
+        probs = scores.masked_fill(~seen[:, :, None], float("-inf")).softmax(-1)
         latent = keys[..., : self.cfg.kv_lora_rank]
-        out_latent = torch.einsum("bths,bsr->bthr", scores.softmax(-1), latent.float())
+        out_latent = torch.einsum("bths,bsr->bthr", probs.to(keys.dtype), latent)
         return self._values_from_latent(out_latent.to(q_nope.dtype))
 
     def attend_sparse(

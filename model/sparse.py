@@ -51,7 +51,7 @@ def indexer_topk(
     key_pos: torch.Tensor | None = None,
     window: int = 0,
     key_chunk: int = 65536,
-    tile_elements: int = 2**26,
+    tile_elements: int | None = None,
     latest_position: int | None = None,
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
@@ -80,6 +80,8 @@ def indexer_topk(
     else:
         hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
     lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
+    if tile_elements is None:  # ~0.5 GiB of bf16 logits on GPU, 64 MiB on CPU
+        tile_elements = 2**28 if q.is_cuda else 2**24
     key_chunk = min(key_chunk, s)
     query_chunk = max(1, tile_elements // (b * h * key_chunk))
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)

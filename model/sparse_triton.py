@@ -71,16 +71,21 @@ def _sparse_attention_kernel(
     )
 
 
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when its last dimension is dense (the kernel takes the other strides)."""
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
 def sparse_attention_triton(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor, scale: float
 ) -> torch.Tensor:
     """Same contract as the torch path of ``sparse_attention`` (no autograd)."""
     b, t, h, dk = q.shape
     s, dv, k = keys.shape[1], values.shape[-1], idx.shape[-1]
-    q = q.contiguous()
-    keys, values = keys.to(q.dtype).contiguous(), values.to(q.dtype).contiguous()
+    q = _rows(q.to(keys.dtype))
+    keys, values = _rows(keys), _rows(values.to(keys.dtype))  # views of the cache: no copy
     idx = idx.to(torch.int32).contiguous()
-    out = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)
+    out = torch.empty(b, t, h, dv, device=q.device, dtype=q.dtype)  # q: keys' dtype now
     block_dk, block_dv = triton.next_power_of_2(dk), triton.next_power_of_2(dv)
     block_n = 32 if max(block_dk, block_dv) > 256 else 64
     _sparse_attention_kernel[(b * t,)](
