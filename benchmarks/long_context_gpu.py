@@ -38,6 +38,7 @@ class Plan:
     batch_new: int
     budget_s: dict[str, float]
     device: str
+    backend: str = "torch"
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -66,7 +67,15 @@ def fresh(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def build(preset: str, *, topk: int, max_len: int, device: str, engram: bool = True):
+def build(
+    preset: str,
+    *,
+    topk: int,
+    max_len: int,
+    device: str,
+    engram: bool = True,
+    backend: str = "torch",
+):
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.attention import MLA
 
@@ -80,7 +89,7 @@ def build(preset: str, *, topk: int, max_len: int, device: str, engram: bool = T
         model = model.to(torch.bfloat16)
         for m in model.modules():
             if isinstance(m, MLA):
-                m.sparse_backend = "auto"
+                m.sparse_backend = backend
     return model
 
 
@@ -140,7 +149,9 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         for mode, topk in (("dense", 0), ("sparse", plan.topk)):
             max_len = max(plan.contexts) + plan.decode_steps + 2
             fresh(plan.device)
-            model = build(preset, topk=topk, max_len=max_len, device=plan.device)
+            model = build(
+                preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend
+            )
             last: tuple[int, float] | None = None
             for ctx in plan.contexts:
                 row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
@@ -278,7 +289,12 @@ def main() -> None:
     if plan.device == "cuda":
         from engram_sdk.model.sparse import triton_available
 
-        for line in check_kernel() if triton_available() else ["check: triton not installed"]:
+        try:
+            lines = check_kernel() if triton_available() else ["check: triton not installed"]
+        except Exception as exc:  # a kernel that fails to build must not stop the benchmark
+            lines = [f"check: triton kernel failed: {exc!r}"]
+        plan.backend = "auto" if all(line.endswith("OK") for line in lines) else "torch"
+        for line in [*lines, f"sparse backend for the benchmark: {plan.backend}"]:
             print(line, flush=True)
     section_prefill(plan, emit)
     section_batched(plan, emit)
