@@ -25,6 +25,7 @@ from engram_sdk.model.latent_cache import LatentCache
 from engram_sdk.model.rope import yarn_softmax_scale
 from engram_sdk.model.sparse import indexer_topk, sparse_attention, visible
 from torch import nn
+from torch.nn.attention.bias import causal_lower_right
 
 AttentionCache = LatentCache  # the name blocks use for the per-layer cache
 
@@ -99,7 +100,7 @@ class MLA(nn.Module):
         elif t <= ABSORB_MAX_QUERIES:
             out = self.attend_absorbed(q_nope, q_rope, keys, pos)
         else:
-            out = self.attend_expanded(q_nope, q_rope, keys, pos)
+            out = self.attend_expanded(q_nope, q_rope, keys, pos, uniform=cache.uniform)
         return self.wo(out.flatten(2)), cache
 
     def project(self, x: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -134,9 +135,19 @@ class MLA(nn.Module):
         return torch.einsum("bthr,hvr->bthv", out_latent, w_v)
 
     def attend_expanded(
-        self, q_nope: torch.Tensor, q_rope: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor
+        self,
+        q_nope: torch.Tensor,
+        q_rope: torch.Tensor,
+        keys: torch.Tensor,
+        pos: torch.Tensor,
+        *,
+        uniform: bool = False,
     ) -> torch.Tensor:
-        """Dense attention with per-head keys/values re-expanded from the latent → (B, T, H, v)."""
+        """Dense attention with per-head keys/values re-expanded from the latent → (B, T, H, v).
+
+        ``uniform``: every row's queries are the last T of its S keys (one-shot or chunked
+        prefill), so the fused kernel's bottom-right causal mask applies.
+        """
         cfg = self.cfg
         b, t, h, _ = q_nope.shape
         s = keys.shape[1]
@@ -150,6 +161,12 @@ class MLA(nn.Module):
         if t == s:  # no cache: plain causal
             out = F.scaled_dot_product_attention(
                 queries, k_full, value, is_causal=True, scale=self.scale
+            )
+            return out.transpose(1, 2)
+        if uniform:
+            mask = causal_lower_right(t, s)
+            out = F.scaled_dot_product_attention(
+                queries, k_full, value, attn_mask=mask, scale=self.scale
             )
             return out.transpose(1, 2)
         key_pos = torch.arange(s, device=keys.device)

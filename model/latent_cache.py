@@ -28,6 +28,7 @@ class LatentCache:
     index_keys: torch.Tensor | None  # (B, capacity, index_head_dim)
     lengths: torch.Tensor  # (B,) long, tokens held by each row
     max_length: int = 0
+    uniform: bool = True  # every row holds max_length tokens (known on the host)
 
     @classmethod
     def holding(cls, keys: torch.Tensor, rank: int, ik: torch.Tensor | None) -> LatentCache:
@@ -86,7 +87,9 @@ class LatentCache:
     def select(self, rows: torch.Tensor) -> LatentCache:
         """A cache of only ``rows`` (e.g. the sequences still generating)."""
         ik = None if self.index_keys is None else self.index_keys[rows]
-        return LatentCache(self.latent[rows], self.rank, ik, self.lengths[rows], self.max_length)
+        return LatentCache(
+            self.latent[rows], self.rank, ik, self.lengths[rows], self.max_length, self.uniform
+        )
 
     @staticmethod
     def stack(caches: Sequence[LatentCache], lengths: Sequence[int], capacity: int) -> LatentCache:
@@ -104,4 +107,6 @@ class LatentCache:
         if caches[0].index_keys is not None:
             ik = cat([c.index_keys for c in caches])  # type: ignore[misc]
         lens = torch.tensor(list(lengths), dtype=torch.long, device=caches[0].lengths.device)
-        return LatentCache(cat([c.latent for c in caches]), caches[0].rank, ik, lens, max(lengths))
+        latent = cat([c.latent for c in caches])
+        uniform = len(set(lengths)) == 1
+        return LatentCache(latent, caches[0].rank, ik, lens, max(lengths), uniform)

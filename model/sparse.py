@@ -82,6 +82,8 @@ def indexer_topk(
     lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
     if tile_elements is None:  # ~0.5 GiB of bf16 logits on GPU, 64 MiB on CPU
         tile_elements = 2**28 if q.is_cuda else 2**24
+    if b * t * h * s <= tile_elements:  # everything fits one tile (decoding, short prompts)
+        key_chunk = s
     key_chunk = min(key_chunk, s)
     query_chunk = max(1, tile_elements // (b * h * key_chunk))
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)

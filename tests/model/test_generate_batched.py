@@ -55,15 +55,16 @@ def test_sampled_batch_of_one_equals_stream_with_the_same_seed() -> None:
     assert generate_batch(model, [prompt], 8, temperature=0.9, top_p=0.8, seed=11) == [want]
 
 
+@pytest.mark.parametrize("chunk", [6, 20])  # 20: a chunk large enough for the fused kernel
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_chunked_prefill_equals_one_shot_prefill(variant: str) -> None:
+def test_chunked_prefill_equals_one_shot_prefill(variant: str, chunk: int) -> None:
     model = build_model(tiny(**VARIANTS[variant]), seed=6).eval()
-    ids = torch.tensor(_prompts([29], seed=7))
+    ids = torch.tensor(_prompts([50], seed=7))
     with torch.no_grad():
         whole = model(ids)
         one_shot, chunked = ModelCache(), ModelCache()
         prefill(model, ids, one_shot, chunk=64)
-        last = prefill(model, ids, chunked, chunk=6)
+        last = prefill(model, ids, chunked, chunk=chunk)
         torch.testing.assert_close(last, whole[:, -1], atol=2e-5, rtol=1e-4)
         nxt = torch.tensor([[17]])
         torch.testing.assert_close(model(nxt, chunked), model(nxt, one_shot), atol=2e-5, rtol=1e-4)
