@@ -10,6 +10,8 @@ Sections (each under its own time budget; a case predicted to overrun is printed
    prefill tokens/s and peak memory, then decode ms/token on that same cache.
 3. **batched decode**: ``generate_batch`` at batch 1, 8, 32 vs transformers'
    ``DeepseekV3ForCausalLM.generate`` on the same config (no Engram, greedy).
+4. **training** (CUDA): tokens/s and MFU at 4K, ours vs transformers, as ``model_gpu.py``
+   measures them (skip with ``--no-train``).
 
 Every figure is measured in this run; ratios are against the baseline printed beside them.
 """
@@ -233,6 +235,28 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
         emit(row)
 
 
+# ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
+def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from engram_sdk.model import get_preset
+
+    spec = importlib.util.spec_from_file_location(
+        "model_gpu", Path(__file__).with_name("model_gpu.py")
+    )
+    model_gpu = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(model_gpu)  # type: ignore[union-attr]
+    for preset, batch in (("small", 4), ("base", 2)):
+        if preset not in plan.presets:
+            continue
+        cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
+        for r in model_gpu.run(
+            f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3
+        ):
+            emit({"section": "train", **r})
+
+
 # ---- report ------------------------------------------------------------------------------------
 def table(rows: list[dict]) -> str:
     out = ["", "prefill (chunked) and decode on the same cache"]
@@ -267,6 +291,14 @@ def table(rows: list[dict]) -> str:
             out.append(f"{r['batch']:>5} {r['ours_tok_s']:11,.1f} {theirs:>13} {ratio:>8}")
         elif r.get("section") == "batch":
             out.append(f"      {r.get('skipped') or r.get('note')}")
+    out += ["", "training, seq 4096, bf16 autocast (MFU over 989 TFLOP/s)"]
+    for r in rows:
+        if r.get("section") == "train":
+            if "error" in r:
+                out.append(f"{r['config']:22} {r['impl']:5} {r['error']}")
+            else:
+                out.append(f"{r['config']:22} {r['impl']:5} {r['train_tok_s']:12,.0f} tok/s "
+                           f"MFU {r['mfu_train']:6.1%}  peak {r['peak_gib']:.1f} GiB")  # fmt: skip
     return "\n".join(out)
 
 
@@ -275,8 +307,9 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
     p.add_argument("--presets", default="small,base")
     p.add_argument("--contexts", default="8192,32768,131072,524288,1048576")
-    p.add_argument("--prefill-budget", type=float, default=330.0, help="seconds for section 2")
+    p.add_argument("--prefill-budget", type=float, default=270.0, help="seconds for section 2")
     p.add_argument("--batch-budget", type=float, default=80.0, help="seconds for section 3")
+    p.add_argument("--no-train", action="store_true", help="skip the training section")
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
@@ -298,6 +331,8 @@ def main() -> None:
             print(line, flush=True)
     section_prefill(plan, emit)
     section_batched(plan, emit)
+    if plan.device == "cuda" and not args.no_train:
+        section_train(plan, emit)
     print(table(rows))
     if args.out:
         with open(args.out, "w") as fh:
