@@ -23,7 +23,7 @@ import gc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -154,6 +154,8 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
             model = build(
                 preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend
             )
+            warm = replace(plan, decode_steps=1)  # compile kernels before timing anything
+            prefill_and_decode(model, min(plan.contexts[0], 2 * plan.prefill_chunk), warm)
             last: tuple[int, float] | None = None
             for ctx in plan.contexts:
                 row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
@@ -306,7 +308,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
     p.add_argument("--presets", default="small,base")
-    p.add_argument("--contexts", default="8192,32768,131072,524288,1048576")
+    p.add_argument("--contexts", default="1024,8192,32768,131072,524288,1048576")
     p.add_argument("--prefill-budget", type=float, default=270.0, help="seconds for section 2")
     p.add_argument("--batch-budget", type=float, default=80.0, help="seconds for section 3")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
