@@ -130,3 +130,18 @@ def test_bad_backend_and_topk_are_named() -> None:
         sparse_attention(q, keys, values, torch.zeros(2, 9, 1, dtype=torch.long), 1.0, backend="x")
     with pytest.raises(InputError, match="topk"):
         indexer_topk(q, torch.ones(2, 9, 3), keys, torch.arange(9).expand(2, 9), 0)
+
+
+def test_running_topk_over_compressed_blocks_sees_only_finished_blocks() -> None:
+    g = torch.Generator().manual_seed(8)
+    b, t, h, d, n_blocks = 1, 16, 2, 4, 4  # one compressed key per 4 tokens
+    q, w = torch.randn(b, t, h, d, generator=g), torch.randn(b, t, h, generator=g)
+    keys = torch.randn(b, n_blocks, d, generator=g)
+    block_end = torch.arange(n_blocks) * 4 + 3  # a block is visible once its last token is
+    got = indexer_topk(q, w, keys, torch.arange(t)[None], 2, key_pos=block_end, key_chunk=3)
+    qd, wd, kd = q.double(), w.double(), keys.double()
+    for ti in range(t):
+        seen = [j for j in range(n_blocks) if int(block_end[j]) <= ti]
+        score = {j: float((wd[0, ti] * (qd[0, ti] @ kd[0, j]).clamp(min=0)).sum()) for j in seen}
+        want = sorted(seen, key=lambda j: (-score[j], j))[:2]
+        assert sorted(x for x in got[0, ti].tolist() if x != EMPTY) == sorted(want), ti
