@@ -41,6 +41,7 @@ class Plan:
     budget_s: dict[str, float]
     device: str
     backend: str = "torch"
+    modes: tuple[str, ...] = ("dense", "sparse")
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -49,8 +50,12 @@ def plan_for(args: argparse.Namespace) -> Plan:
         return Plan(["tiny"], [64, 256], 16, 128, 4, [1, 2], 16, 4,
                     {"prefill": 60, "batch": 60}, device)  # fmt: skip
     contexts = [int(c) for c in args.contexts.split(",")]
+    modes = tuple(args.modes.split(","))
+    if not set(modes) <= {"dense", "sparse"}:
+        raise SystemExit(f"--modes must list dense and/or sparse, got {args.modes!r}")
     return Plan(args.presets.split(","), contexts, 2048, 16384, 16, [1, 8, 32], 512, 64,
-                {"prefill": args.prefill_budget, "batch": args.batch_budget}, device)  # fmt: skip
+                {"prefill": args.prefill_budget, "batch": args.batch_budget}, device,
+                modes=modes)  # fmt: skip
 
 
 def sync(device: str) -> None:
@@ -106,7 +111,7 @@ def check_kernel() -> list[str]:
         q = torch.randn(b, t, h, r + rope, device="cuda", dtype=torch.bfloat16, generator=g)
         keys = torch.randn(b, s, r + rope, device="cuda", dtype=torch.bfloat16, generator=g)
         pos = (s - t + torch.arange(t, device="cuda")).expand(b, t)
-        w = torch.randn(b, t, 4, device="cuda", generator=g)
+        w = torch.randn(b, t, h, device="cuda", generator=g)
         idx = indexer_topk(q[..., :32].float(), w, keys[..., :32].float(), pos, k)
         idx[:, :, -3:] = -1  # empty slots must be ignored
         ref = sparse_attention(q.float(), keys.float(), keys[..., :r].float(), idx, 0.1)
@@ -146,33 +151,34 @@ def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
 
 
 def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
-    deadline = time.perf_counter() + plan.budget_s["prefill"]
-    for preset in plan.presets:
-        for mode, topk in (("dense", 0), ("sparse", plan.topk)):
-            max_len = max(plan.contexts) + plan.decode_steps + 2
-            fresh(plan.device)
-            model = build(
-                preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend
-            )
-            warm = replace(plan, decode_steps=1)  # compile kernels before timing anything
-            prefill_and_decode(model, min(plan.contexts[0], 2 * plan.prefill_chunk), warm)
-            last: tuple[int, float] | None = None
-            for ctx in plan.contexts:
-                row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
-                if last is not None:  # dense grows ~quadratically past a few K; sparse ~linearly
-                    power = 2.0 if mode == "dense" else 1.3
-                    predicted = last[1] * (ctx / last[0]) ** power
-                    if time.perf_counter() + predicted > deadline:
-                        emit({**row, "skipped": f"predicted {predicted:.0f} s > budget"})
-                        continue
-                try:
-                    r = prefill_and_decode(model, ctx, plan)
-                    last = (ctx, r["prefill_s"])
-                    emit({**row, **r})
-                except torch.OutOfMemoryError:
-                    emit({**row, "skipped": "out of memory"})
-                    break
-            model = None
+    end = time.perf_counter() + plan.budget_s["prefill"]
+    groups = [(p, m) for p in plan.presets for m in plan.modes]
+    for n, (preset, mode) in enumerate(groups):
+        topk = plan.topk if mode == "sparse" else 0
+        # one budget share per (preset, mode); what a group leaves goes to the next
+        deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
+        max_len = max(plan.contexts) + plan.decode_steps + 2
+        fresh(plan.device)
+        model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
+        warm = replace(plan, decode_steps=1)  # compile kernels before timing anything
+        prefill_and_decode(model, min(plan.contexts[0], 2 * plan.prefill_chunk), warm)
+        last: tuple[int, float] | None = None
+        for ctx in plan.contexts:
+            row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
+            if last is not None:  # dense grows ~quadratically past a few K; sparse ~linearly
+                power = 2.0 if mode == "dense" else 1.3
+                predicted = last[1] * (ctx / last[0]) ** power
+                if time.perf_counter() + predicted > deadline:
+                    emit({**row, "skipped": f"predicted {predicted:.0f} s > budget"})
+                    continue
+            try:
+                r = prefill_and_decode(model, ctx, plan)
+                last = (ctx, r["prefill_s"])
+                emit({**row, **r})
+            except torch.OutOfMemoryError:
+                emit({**row, "skipped": "out of memory"})
+                break
+        model = None
 
 
 # ---- 3. batched decode vs transformers ------------------------------------------------------
@@ -309,8 +315,9 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
     p.add_argument("--presets", default="small,base")
     p.add_argument("--contexts", default="1024,8192,32768,131072,524288,1048576")
-    p.add_argument("--prefill-budget", type=float, default=270.0, help="seconds for section 2")
-    p.add_argument("--batch-budget", type=float, default=80.0, help="seconds for section 3")
+    p.add_argument("--modes", default="dense,sparse", help="attention of section 2")
+    p.add_argument("--prefill-budget", type=float, default=240.0, help="seconds for section 2")
+    p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
