@@ -1,4 +1,11 @@
-"""Decoding with the latent cache: greedy, temperature, top-p, stop sequences, streaming."""
+"""Decoding with the latent cache: chunked prefill, batched generation, sampling, stops.
+
+``prefill`` feeds a prompt through the model in chunks (equal to one forward of the whole
+prompt, with bounded activation memory); ``generate_batch`` prefills each prompt on its own,
+stacks their caches and decodes every sequence in one batch, each with its own length,
+stop sequences and end; finished rows leave the batch. ``stream``/``generate`` are the
+single-sequence forms.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,154 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from engram_sdk.model.batch_cache import select_rows, stack_caches
 from engram_sdk.model.transformer import ModelCache
 
 from engram_sdk.errors import InputError
+
+PREFILL_CHUNK = 8192  # tokens per prefill step; longer prompts go through in chunks
+
+
+def sample_rows(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> list[int]:
+    """One token id per row of ``logits`` (B, vocab): greedy at temperature 0, else top-p."""
+    if temperature <= 0:
+        return logits.argmax(-1).tolist()
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p
+        probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p * keep)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].tolist()
 
 
 def sample_next(
     logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
 ) -> int:
     """One token id from the last position's logits (vocab,)."""
-    if temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, idx = probs.sort(descending=True)
-        keep = sorted_p.cumsum(0) - sorted_p < top_p
-        probs = torch.zeros_like(probs).scatter_(0, idx[keep], sorted_p[keep])
-        probs = probs / probs.sum()
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+    return sample_rows(logits[None], temperature, top_p, generator)[0]
+
+
+def prefill(
+    model: Any, ids: torch.Tensor, cache: ModelCache, *, chunk: int = PREFILL_CHUNK
+) -> torch.Tensor:
+    """Run ids (B, T) into ``cache`` ``chunk`` tokens at a time → last position's logits (B, V)."""
+    if chunk < 1:
+        raise InputError(f"chunk must be >= 1, got {chunk}")
+    logits = None
+    for t0 in range(0, ids.shape[1], chunk):
+        logits = model(ids[:, t0 : t0 + chunk], cache)[:, -1]
+    assert logits is not None
+    return logits
+
+
+def _check_options(top_p: float, max_new_tokens: int) -> None:
+    if not 0 < top_p <= 1:
+        raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    if max_new_tokens < 0:
+        raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+
+
+def _as_ids(prompt: Sequence[int] | torch.Tensor, what: str) -> torch.Tensor:
+    ids = torch.as_tensor(prompt, dtype=torch.long).flatten()
+    if ids.numel() == 0:
+        raise InputError(f"{what} must not be empty")
+    return ids
+
+
+def _ends_with_stop(produced: list[int], stops: list[list[int]]) -> bool:
+    return any(produced[-len(s) :] == s for s in stops)
+
+
+@torch.no_grad()
+def generate_batch(
+    model: Any,
+    prompts: Sequence[Sequence[int] | torch.Tensor],
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop: Sequence[Sequence[int]] | None = None,
+    seed: int | None = None,
+    prefill_chunk: int = PREFILL_CHUNK,
+) -> list[list[int]]:
+    """New ids for every prompt, decoded together; each row stops on its own.
+
+    A row ends after ``max_new_tokens``, on a stop sequence (included in its output) or at
+    ``max_seq_len``. Greedy results equal decoding each prompt alone.
+    """
+    _check_options(top_p, max_new_tokens)
+    seqs = [_as_ids(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
+    if not seqs:
+        return []
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    stops = [list(s) for s in (stop or []) if len(s)]
+    limit = model.config.max_seq_len
+    was_training = model.training
+    model.eval()
+    try:
+        caches, last = [], []
+        for ids in seqs:
+            cache = ModelCache()
+            last.append(prefill(model, ids[None].to(device), cache, chunk=prefill_chunk))
+            caches.append(cache)
+        lengths = [len(s) for s in seqs]
+        cache = stack_caches(
+            caches,
+            capacity=min(limit, max(lengths) + max_new_tokens),
+            engram_context=model.hasher.context,
+            pad_id=model.hasher.config.pad_id,
+        )
+        del caches
+        return _decode(
+            model,
+            cache,
+            torch.cat(last),
+            lengths,
+            max_new_tokens,
+            (temperature, top_p, generator),
+            stops,
+            limit,
+        )
+    finally:
+        model.train(was_training)
+
+
+def _decode(
+    model: Any,
+    cache: ModelCache,
+    logits: torch.Tensor,
+    lengths: list[int],
+    max_new_tokens: int,
+    sampling: tuple[float, float, torch.Generator | None],
+    stops: list[list[int]],
+    limit: int,
+) -> list[list[int]]:
+    """The decode loop of :func:`generate_batch`; finished rows leave the batch."""
+    outputs: list[list[int]] = [[] for _ in lengths]
+    active = list(range(len(lengths)))  # output row of each batch row
+    for _ in range(max_new_tokens):
+        tokens = sample_rows(logits, *sampling)
+        keep = []
+        for row, (seq, tok) in enumerate(zip(active, tokens, strict=True)):
+            outputs[seq].append(tok)
+            done = _ends_with_stop(outputs[seq], stops) or len(outputs[seq]) >= max_new_tokens
+            if not done and lengths[seq] < limit:
+                keep.append(row)
+        if not keep:
+            break
+        if len(keep) < len(active):
+            active = [active[r] for r in keep]
+            tokens = [tokens[r] for r in keep]
+            cache = select_rows(cache, keep, [lengths[s] for s in active])
+        step = torch.tensor(tokens, dtype=torch.long)[:, None]
+        logits = model(step.to(logits.device) if logits.is_cuda else step, cache)[:, -1]
+        for seq in active:
+            lengths[seq] += 1
+    return outputs
 
 
 @torch.no_grad()
@@ -35,31 +172,27 @@ def stream(
     top_p: float = 1.0,
     stop: Sequence[Sequence[int]] | None = None,
     seed: int | None = None,
+    prefill_chunk: int = PREFILL_CHUNK,
 ) -> Iterator[int]:
     """Yield new ids until ``max_new_tokens`` or a stop sequence (which is yielded too)."""
-    ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten()
-    if ids.numel() == 0:
-        raise InputError("prompt_ids must not be empty")
-    if not 0 < top_p <= 1:
-        raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    ids = _as_ids(prompt_ids, "prompt_ids")
+    _check_options(top_p, max_new_tokens)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     cache = ModelCache()
     was_training = model.training
     model.eval()
     try:
-        logits = model(ids[None].to(device), cache)[0, -1]
+        logits = prefill(model, ids[None].to(device), cache, chunk=prefill_chunk)
         produced: list[int] = []
         stops = [list(s) for s in (stop or []) if len(s)]
         for _ in range(max_new_tokens):
-            nxt = sample_next(logits, temperature, top_p, generator)
+            nxt = sample_rows(logits, temperature, top_p, generator)[0]
             produced.append(nxt)
             yield nxt
-            if any(produced[-len(s) :] == s for s in stops):
+            if _ends_with_stop(produced, stops) or cache.length >= model.config.max_seq_len:
                 return
-            if cache.length >= model.config.max_seq_len:
-                return
-            logits = model(torch.tensor([[nxt]], device=device), cache)[0, -1]
+            logits = model(torch.tensor([[nxt]], device=device), cache)[:, -1]
     finally:
         model.train(was_training)
 

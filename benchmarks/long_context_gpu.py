@@ -1,0 +1,352 @@
+"""Long-context GPU benchmark: sparse vs dense prefill, decode cost vs context, batched decode.
+
+    python benchmarks/long_context_gpu.py            # one H200, about 8 minutes
+    python benchmarks/long_context_gpu.py --smoke    # CPU or GPU, tiny sizes, seconds
+
+Sections (each under its own time budget; a case predicted to overrun is printed as skipped):
+
+1. **check** (CUDA): the Triton sparse-attention kernel against the torch reference path.
+2. **prefill / decode**: for each preset and context, dense vs DSA (top-k 2048): chunked
+   prefill tokens/s and peak memory, then decode ms/token on that same cache.
+3. **batched decode**: ``generate_batch`` at batch 1, 8, 32 vs transformers'
+   ``DeepseekV3ForCausalLM.generate`` on the same config (no Engram, greedy).
+4. **training** (CUDA): tokens/s and MFU at 4K, ours vs transformers, as ``model_gpu.py``
+   measures them (skip with ``--no-train``).
+
+Every figure is measured in this run; ratios are against the baseline printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass
+class Plan:
+    presets: list[str]
+    contexts: list[int]
+    topk: int
+    prefill_chunk: int
+    decode_steps: int
+    batches: list[int]
+    batch_prompt: int
+    batch_new: int
+    budget_s: dict[str, float]
+    device: str
+    backend: str = "torch"
+    modes: tuple[str, ...] = ("dense", "sparse")
+
+
+def plan_for(args: argparse.Namespace) -> Plan:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.smoke:
+        return Plan(["tiny"], [64, 256], 16, 128, 4, [1, 2], 16, 4,
+                    {"prefill": 60, "batch": 60}, device)  # fmt: skip
+    contexts = [int(c) for c in args.contexts.split(",")]
+    modes = tuple(args.modes.split(","))
+    if not set(modes) <= {"dense", "sparse"}:
+        raise SystemExit(f"--modes must list dense and/or sparse, got {args.modes!r}")
+    return Plan(args.presets.split(","), contexts, 2048, 16384, 16, [1, 8, 32], 512, 64,
+                {"prefill": args.prefill_budget, "batch": args.batch_budget}, device,
+                modes=modes)  # fmt: skip
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib(device: str) -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+
+
+def fresh(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def build(
+    preset: str,
+    *,
+    topk: int,
+    max_len: int,
+    device: str,
+    engram: bool = True,
+    backend: str = "torch",
+):
+    from engram_sdk.model import build_model, get_preset
+    from engram_sdk.model.attention import MLA
+
+    over = dict(tokenizer=None, max_seq_len=max_len, dsa_topk=topk)
+    if preset == "tiny":
+        over.update(vocab_size=512)
+    if not engram:
+        over.update(engram_layer_ids=[], hc_mult=1)
+    model = build_model(get_preset(preset, **over), device=device, seed=0).eval()
+    if device == "cuda":
+        model = model.to(torch.bfloat16)
+        for m in model.modules():
+            if isinstance(m, MLA):
+                m.sparse_backend = backend
+    return model
+
+
+# ---- 1. the Triton kernel against the torch path ----------------------------------------------
+def check_kernel() -> list[str]:
+    from engram_sdk.model.sparse import indexer_topk, sparse_attention
+
+    lines = []
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for b, t, h, r, rope, s, k in [(2, 64, 8, 128, 32, 4096, 2048), (1, 8, 16, 384, 32, 9000, 2048),
+                                   (3, 5, 4, 32, 8, 40, 16)]:  # fmt: skip
+        q = torch.randn(b, t, h, r + rope, device="cuda", dtype=torch.bfloat16, generator=g)
+        keys = torch.randn(b, s, r + rope, device="cuda", dtype=torch.bfloat16, generator=g)
+        pos = (s - t + torch.arange(t, device="cuda")).expand(b, t)
+        w = torch.randn(b, t, h, device="cuda", generator=g)
+        idx = indexer_topk(q[..., :32].float(), w, keys[..., :32].float(), pos, k)
+        idx[:, :, -3:] = -1  # empty slots must be ignored
+        ref = sparse_attention(q.float(), keys.float(), keys[..., :r].float(), idx, 0.1)
+        got = sparse_attention(q, keys, keys[..., :r], idx, 0.1, backend="triton")
+        err = (got.float() - ref).abs().max().item()
+        lines.append(f"check triton vs torch b={b} t={t} h={h} r={r} k={k}: max |diff| {err:.2e} "
+                     f"{'OK' if err < 3e-2 else 'MISMATCH'}")  # fmt: skip
+    return lines
+
+
+# ---- 2. prefill and decode ----------------------------------------------------------------
+def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
+    from engram_sdk.model import ModelCache
+    from engram_sdk.model.generate import prefill
+
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (1, ctx), device=plan.device)
+    fresh(plan.device)
+    cache = ModelCache()
+    with torch.no_grad():
+        sync(plan.device)
+        t0 = time.perf_counter()
+        prefill(model, ids, cache, chunk=plan.prefill_chunk)
+        sync(plan.device)
+        prefill_s = time.perf_counter() - t0
+        mem = peak_gib(plan.device)
+        step = ids[:, -1:]
+        model(step, cache)  # warm the decode path
+        sync(plan.device)
+        t0 = time.perf_counter()
+        for _ in range(plan.decode_steps):
+            model(step, cache)
+        sync(plan.device)
+        decode_ms = (time.perf_counter() - t0) / plan.decode_steps * 1e3
+    return {"prefill_tok_s": ctx / prefill_s, "prefill_s": prefill_s, "peak_gib": mem,
+            "decode_ms": decode_ms}  # fmt: skip
+
+
+def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
+    end = time.perf_counter() + plan.budget_s["prefill"]
+    groups = [(p, m) for p in plan.presets for m in plan.modes]
+    for n, (preset, mode) in enumerate(groups):
+        topk = plan.topk if mode == "sparse" else 0
+        # one budget share per (preset, mode); what a group leaves goes to the next
+        deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
+        max_len = max(plan.contexts) + plan.decode_steps + 2
+        fresh(plan.device)
+        model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
+        warm = replace(plan, decode_steps=1)  # compile kernels before timing anything
+        prefill_and_decode(model, min(plan.contexts[0], 2 * plan.prefill_chunk), warm)
+        last: tuple[int, float] | None = None
+        for ctx in plan.contexts:
+            row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
+            if last is not None:  # dense grows ~quadratically past a few K; sparse ~linearly
+                power = 2.0 if mode == "dense" else 1.3
+                predicted = last[1] * (ctx / last[0]) ** power
+                if time.perf_counter() + predicted > deadline:
+                    emit({**row, "skipped": f"predicted {predicted:.0f} s > budget"})
+                    continue
+            try:
+                r = prefill_and_decode(model, ctx, plan)
+                last = (ctx, r["prefill_s"])
+                emit({**row, **r})
+            except torch.OutOfMemoryError:
+                emit({**row, "skipped": "out of memory"})
+                break
+        model = None
+
+
+# ---- 3. batched decode vs transformers ------------------------------------------------------
+def hf_model(ours, device: str):
+    import transformers
+
+    c = ours.config
+    cfg = transformers.DeepseekV3Config(
+        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.inter_dim,
+        moe_intermediate_size=c.moe_inter_dim, num_hidden_layers=c.n_layers,
+        num_attention_heads=c.n_heads, num_key_value_heads=c.n_heads,
+        n_shared_experts=c.n_shared_experts, n_routed_experts=c.n_routed_experts,
+        routed_scaling_factor=c.route_scale, kv_lora_rank=c.kv_lora_rank,
+        q_lora_rank=c.q_lora_rank, qk_rope_head_dim=c.qk_rope_head_dim,
+        v_head_dim=c.v_head_dim, qk_nope_head_dim=c.qk_nope_head_dim,
+        n_group=c.n_expert_groups, topk_group=c.n_limited_groups,
+        num_experts_per_tok=c.n_activated_experts, first_k_dense_replace=c.n_dense_layers,
+        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, rope_interleave=True,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.DeepseekV3ForCausalLM(cfg).to(device).eval()
+    return model.to(torch.bfloat16) if device == "cuda" else model
+
+
+def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
+    from engram_sdk.model.generate import generate_batch
+
+    deadline = time.perf_counter() + plan.budget_s["batch"]
+    preset = plan.presets[0]
+    ours = build(preset, topk=0, max_len=plan.batch_prompt + plan.batch_new + 8,
+                 device=plan.device, engram=False)  # fmt: skip
+    try:
+        theirs = hf_model(ours, plan.device)
+    except Exception as exc:  # transformers missing or its config changed: report, go on
+        theirs = None
+        emit({"section": "batch", "note": f"transformers baseline unavailable: {exc!r}"})
+    vocab = ours.config.vocab_size
+    for batch in plan.batches:
+        if time.perf_counter() > deadline:
+            emit({"section": "batch", "batch": batch, "skipped": "budget"})
+            continue
+        prompts = torch.randint(0, vocab, (batch, plan.batch_prompt))
+        row = {"section": "batch", "preset": preset, "batch": batch}
+        sync(plan.device)
+        t0 = time.perf_counter()
+        generate_batch(ours, [p.tolist() for p in prompts], plan.batch_new)
+        sync(plan.device)
+        row["ours_tok_s"] = batch * plan.batch_new / (time.perf_counter() - t0)
+        if theirs is not None:
+            with torch.no_grad():
+                sync(plan.device)
+                t0 = time.perf_counter()
+                theirs.generate(
+                    prompts.to(plan.device), attention_mask=torch.ones_like(prompts).to(plan.device),
+                    max_new_tokens=plan.batch_new, min_new_tokens=plan.batch_new,
+                    do_sample=False, pad_token_id=0, eos_token_id=None,
+                )  # fmt: skip
+                sync(plan.device)
+            row["hf_tok_s"] = batch * plan.batch_new / (time.perf_counter() - t0)
+            row["ratio"] = row["ours_tok_s"] / row["hf_tok_s"]
+        emit(row)
+
+
+# ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
+def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from engram_sdk.model import get_preset
+
+    spec = importlib.util.spec_from_file_location(
+        "model_gpu", Path(__file__).with_name("model_gpu.py")
+    )
+    model_gpu = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(model_gpu)  # type: ignore[union-attr]
+    for preset, batch in (("small", 4), ("base", 2)):
+        if preset not in plan.presets:
+            continue
+        cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
+        for r in model_gpu.run(
+            f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3
+        ):
+            emit({"section": "train", **r})
+
+
+# ---- report ------------------------------------------------------------------------------------
+def table(rows: list[dict]) -> str:
+    out = ["", "prefill (chunked) and decode on the same cache"]
+    out.append(f"{'preset':7} {'mode':6} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
+               f"{'decode ms/tok':>14} {'sparse/dense prefill':>21}")  # fmt: skip
+    dense = {
+        (r["preset"], r["ctx"]): r for r in rows if r.get("mode") == "dense" and "prefill_s" in r
+    }
+    for r in rows:
+        if r.get("section") != "prefill":
+            continue
+        head = f"{r['preset']:7} {r['mode']:6} {r['ctx']:>8}"
+        if "skipped" in r:
+            out.append(f"{head} skipped: {r['skipped']}")
+            continue
+        base = dense.get((r["preset"], r["ctx"]))
+        ratio = (
+            f"{r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x"
+            if base and r["mode"] == "sparse"
+            else ""
+        )
+        out.append(
+            f"{head} {r['prefill_tok_s']:14,.0f} {r['peak_gib']:9.2f} {r['decode_ms']:14.2f} {ratio:>21}"
+        )
+    out += ["", "batched greedy decode (prompt + new tokens, tokens/s of new tokens)"]
+    out.append(f"{'batch':>5} {'ours tok/s':>11} {'transformers':>13} {'ours/hf':>8}")
+    for r in rows:
+        if r.get("section") == "batch" and "ours_tok_s" in r:
+            hf = r.get("hf_tok_s")
+            theirs = f"{hf:,.1f}" if hf else "n/a"
+            ratio = f"{r['ratio']:.2f}x" if hf else ""
+            out.append(f"{r['batch']:>5} {r['ours_tok_s']:11,.1f} {theirs:>13} {ratio:>8}")
+        elif r.get("section") == "batch":
+            out.append(f"      {r.get('skipped') or r.get('note')}")
+    out += ["", "training, seq 4096, bf16 autocast (MFU over 989 TFLOP/s)"]
+    for r in rows:
+        if r.get("section") == "train":
+            if "error" in r:
+                out.append(f"{r['config']:22} {r['impl']:5} {r['error']}")
+            else:
+                out.append(f"{r['config']:22} {r['impl']:5} {r['train_tok_s']:12,.0f} tok/s "
+                           f"MFU {r['mfu_train']:6.1%}  peak {r['peak_gib']:.1f} GiB")  # fmt: skip
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
+    p.add_argument("--presets", default="small,base")
+    p.add_argument("--contexts", default="1024,8192,32768,131072,524288,1048576")
+    p.add_argument("--modes", default="dense,sparse", help="attention of section 2")
+    p.add_argument("--prefill-budget", type=float, default=240.0, help="seconds for section 2")
+    p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
+    p.add_argument("--no-train", action="store_true", help="skip the training section")
+    p.add_argument("--out", default=None, help="also write every row as JSON here")
+    args = p.parse_args()
+    plan = plan_for(args)
+    rows: list[dict] = []
+
+    def emit(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    if plan.device == "cuda":
+        from engram_sdk.model.sparse import triton_available
+
+        try:
+            lines = check_kernel() if triton_available() else ["check: triton not installed"]
+        except Exception as exc:  # a kernel that fails to build must not stop the benchmark
+            lines = [f"check: triton kernel failed: {exc!r}"]
+        plan.backend = "auto" if all(line.endswith("OK") for line in lines) else "torch"
+        for line in [*lines, f"sparse backend for the benchmark: {plan.backend}"]:
+            print(line, flush=True)
+    section_prefill(plan, emit)
+    section_batched(plan, emit)
+    if plan.device == "cuda" and not args.no_train:
+        section_train(plan, emit)
+    print(table(rows))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

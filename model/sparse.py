@@ -1,0 +1,186 @@
+"""Sparse attention whose cost is O(T·k): a chunked running top-k and attention over gathered keys.
+
+Keys and values are shared by every head (the MQA form MLA takes once queries are absorbed
+into the latent, and the form DeepSeek-V3.2's sparse kernels use). Nothing here builds a
+(T × S) tensor: the indexer's scores are computed one (query chunk × key chunk) tile at a
+time and folded into a running top-k; attention then gathers each query's k keys.
+
+``sparse_attention(backend="triton")`` runs a fused Triton kernel on CUDA (forward only);
+the torch path is the reference and the one that trains.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engram_sdk.errors import InputError
+
+EMPTY = -1  # an index slot with no visible key
+
+
+def visible(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int = 0) -> torch.Tensor:
+    """(B, Tq, Sk) bool: key visible to query (causal, and within ``window`` when > 0).
+
+    query_pos (B, Tq), key_pos (Sk,) or (B, Sk).
+    """
+    kp = key_pos if key_pos.dim() == 2 else key_pos[None]
+    seen = kp[:, None, :] <= query_pos[:, :, None]
+    if window > 0:
+        seen &= kp[:, None, :] > query_pos[:, :, None] - window
+    return seen
+
+
+def index_scores(q: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Σ_h weights[t, h] · relu(q[t, h] · keys[s]) → (B, Tq, Sk), at least float32.
+
+    The products run in the inputs' precision (bf16 on GPU), as DeepSeek runs them in FP8.
+    """
+    acc = torch.promote_types(q.dtype, torch.float32)
+    logits = torch.einsum("bthd,bsd->bths", q, keys.to(q.dtype)).relu_()
+    return torch.einsum("bth,bths->bts", weights.to(logits.dtype), logits).to(acc)
+
+
+@torch.no_grad()
+def indexer_topk(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    topk: int,
+    *,
+    key_pos: torch.Tensor | None = None,
+    window: int = 0,
+    key_chunk: int = 65536,
+    tile_elements: int | None = None,
+    latest_position: int | None = None,
+) -> torch.Tensor:
+    """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
+
+    q (B, T, H, D), weights (B, T, H), keys (B, S, D), query_pos (B, T). Scores are made one
+    (query chunk × key chunk) tile at a time — a tile holds at most ``tile_elements``
+    per-head logits — and merged into a running top-k, so memory never grows with T × S.
+    Empty slots (fewer visible keys than ``topk``) hold ``EMPTY``. With the default
+    ``key_pos`` (key s at position s), keys no query of a chunk can see are never scored.
+    Ties go to the earliest key on CPU (stable sort); CUDA uses ``topk``.
+    ``latest_position``: a host bound on the last query's position (query j then sits at
+    most ``T - 1 - j`` before it), which spares a device sync.
+    """
+    b, t, h, _ = q.shape
+    s = keys.shape[1]
+    if topk < 1:
+        raise InputError(f"topk must be >= 1, got {topk}")
+    positional = key_pos is None
+    if key_pos is None:
+        key_pos = torch.arange(s, device=keys.device)
+    # per query column: one past the last key any row may see, and the first (windows)
+    if not positional:
+        hi = [s] * t
+    elif latest_position is not None:
+        hi = [min(s, latest_position - (t - 1 - j) + 1) for j in range(t)]
+    else:
+        hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
+    lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
+    if tile_elements is None:  # ~0.5 GiB of bf16 logits on GPU, 64 MiB on CPU
+        tile_elements = 2**28 if q.is_cuda else 2**24
+    if b * t * h * s <= tile_elements:  # everything fits one tile (decoding, short prompts)
+        key_chunk = s
+    key_chunk = min(key_chunk, s)
+    query_chunk = max(1, tile_elements // (b * h * key_chunk))
+    out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
+    for q0 in range(0, t, query_chunk):
+        q1 = min(q0 + query_chunk, t)
+        pos = query_pos[:, q0:q1]
+        best = torch.full((b, q1 - q0, topk), float("-inf"), device=q.device)
+        best_idx = torch.full((b, q1 - q0, topk), EMPTY, dtype=torch.long, device=q.device)
+        first = min(lo[q0:q1]) if lo is not None else 0
+        for k0 in range(first, max(hi[q0:q1]), key_chunk):
+            k1 = min(k0 + key_chunk, s)
+            tile = index_scores(q[:, q0:q1], weights[:, q0:q1], keys[:, k0:k1])
+            tile = tile.masked_fill_(~visible(pos, key_pos[..., k0:k1], window), float("-inf"))
+            best, best_idx = _merge(best, best_idx, tile, k0, topk)
+        out[:, q0:q1] = best_idx.masked_fill(best == float("-inf"), EMPTY)
+    return out
+
+
+def _merge(
+    best: torch.Tensor, best_idx: torch.Tensor, tile: torch.Tensor, k0: int, topk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold a tile of scores for keys k0.. into the running (scores, indices) top-k."""
+    b, tq, width = tile.shape
+    cand = torch.cat([best, tile], dim=-1)
+    cand_idx = torch.arange(k0, k0 + width, device=tile.device).expand(b, tq, -1)
+    cand_idx = torch.cat([best_idx, cand_idx], dim=-1)
+    if cand.is_cuda:
+        top, where = cand.topk(topk, dim=-1)
+    else:  # stable sort: on ties the earliest key wins (kept keys precede the new tile)
+        top, where = cand.sort(dim=-1, descending=True, stable=True)
+        top, where = top[..., :topk], where[..., :topk]
+    return top, cand_idx.gather(-1, where)
+
+
+def window_indices(query_pos: torch.Tensor, window: int) -> torch.Tensor:
+    """The last ``window`` positions up to each query → (B, T, window), EMPTY before 0."""
+    idx = query_pos[..., None] - torch.arange(window - 1, -1, -1, device=query_pos.device)
+    return idx.masked_fill(idx < 0, EMPTY)
+
+
+def sparse_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    idx: torch.Tensor,
+    scale: float,
+    *,
+    backend: str = "torch",
+    query_chunk: int = 256,
+) -> torch.Tensor:
+    """Softmax attention of each query over its gathered keys → (B, T, H, Dv).
+
+    q (B, T, H, Dk); keys (B, S, Dk) and values (B, S, Dv) shared by all heads; idx
+    (B, T, K) key positions, ``EMPTY`` for none. A query with no key gets zeros.
+    ``backend``: "torch" (reference, differentiable), "triton" (CUDA forward kernel),
+    "auto" (Triton on CUDA without grad, else torch).
+    """
+    if backend not in ("torch", "triton", "auto"):
+        raise InputError(f"backend must be 'torch', 'triton' or 'auto', got {backend!r}")
+    wants_grad = torch.is_grad_enabled() and (
+        q.requires_grad or keys.requires_grad or values.requires_grad
+    )
+    if backend == "auto":
+        backend = "triton" if q.is_cuda and not wants_grad and triton_available() else "torch"
+    if backend == "triton":
+        if not q.is_cuda:
+            raise InputError("backend='triton' needs CUDA tensors")
+        from engram_sdk.model.sparse_triton import sparse_attention_triton
+
+        return sparse_attention_triton(q, keys, values, idx, scale)
+    outs = [
+        _gathered_attention(
+            q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale
+        )
+        for t0 in range(0, q.shape[1], query_chunk)
+    ]
+    return torch.cat(outs, dim=1)
+
+
+def _gathered_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor, scale: float
+) -> torch.Tensor:
+    b, t, k = idx.shape
+    flat = idx.clamp(min=0).reshape(b, t * k, 1)
+    k_sel = keys.gather(1, flat.expand(-1, -1, keys.shape[-1])).view(b, t, k, -1)
+    v_sel = values.gather(1, flat.expand(-1, -1, values.shape[-1])).view(b, t, k, -1)
+    acc = torch.promote_types(q.dtype, torch.float32)
+    scores = torch.einsum("bthd,btkd->bthk", q.to(acc), k_sel.to(acc)) * scale
+    scores = scores.masked_fill((idx == EMPTY)[:, :, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row of only EMPTY → zeros
+    return torch.einsum("bthk,btkd->bthd", probs, v_sel.to(acc)).to(q.dtype)
+
+
+def triton_available() -> bool:
+    """Whether Triton can be imported (it ships with CUDA builds of torch)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True

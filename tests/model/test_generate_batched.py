@@ -1,0 +1,80 @@
+"""Batched generation, chunked prefill and absorbed decoding against one-at-a-time references."""
+
+import pytest
+import torch
+from engram_sdk.model import ModelCache, build_model, get_preset
+from engram_sdk.model.generate import generate_batch, prefill, stream
+
+from engram_sdk.errors import InputError
+
+VARIANTS = {
+    "engram-mhc": {},
+    "dsa": {"dsa_topk": 4},
+    "no-q-lora-dsa": {"q_lora_rank": 0, "dsa_topk": 3},
+}
+
+
+def tiny(**overrides: object):
+    return get_preset(
+        "tiny", **{"tokenizer": None, "vocab_size": 300, "max_seq_len": 64, **overrides}
+    )
+
+
+def _prompts(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 300, (n,), generator=g).tolist() for n in lengths]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_batched_greedy_equals_one_at_a_time(variant: str) -> None:
+    model = build_model(tiny(**VARIANTS[variant]), seed=1)
+    prompts = _prompts([5, 1, 12, 8])
+    alone = [list(stream(model, p, 9)) for p in prompts]
+    together = generate_batch(model, prompts, 9)
+    assert together == alone
+
+
+def test_rows_stop_on_their_own_stop_sequence_and_at_max_seq_len() -> None:
+    model = build_model(tiny(max_seq_len=20), seed=2)
+    prompts = _prompts([4, 15, 7], seed=3)
+    free = generate_batch(model, prompts, 10)
+    assert [len(o) for o in free] == [10, 6, 10]  # 15 + 5 fed = max_seq_len, then one more
+    assert free[1] == list(stream(model, prompts[1], 10))
+    stop = free[0][2:4]  # row 0 must end right after this pair; the others unless it occurs
+    stopped = generate_batch(model, prompts, 10, stop=[stop])
+    for got, full in zip(stopped, free, strict=True):
+        ends = [i + 2 for i in range(len(full) - 1) if full[i : i + 2] == stop]
+        assert got == full[: ends[0]] if ends else got == full
+    assert stopped[0] == free[0][:4]
+
+
+def test_sampled_batch_of_one_equals_stream_with_the_same_seed() -> None:
+    model = build_model(tiny(), seed=4)
+    prompt = _prompts([6], seed=5)[0]
+    want = list(stream(model, prompt, 8, temperature=0.9, top_p=0.8, seed=11))
+    assert generate_batch(model, [prompt], 8, temperature=0.9, top_p=0.8, seed=11) == [want]
+
+
+@pytest.mark.parametrize("chunk", [6, 20])  # 20: a chunk large enough for the fused kernel
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_chunked_prefill_equals_one_shot_prefill(variant: str, chunk: int) -> None:
+    model = build_model(tiny(**VARIANTS[variant]), seed=6).eval()
+    ids = torch.tensor(_prompts([50], seed=7))
+    with torch.no_grad():
+        whole = model(ids)
+        one_shot, chunked = ModelCache(), ModelCache()
+        prefill(model, ids, one_shot, chunk=64)
+        last = prefill(model, ids, chunked, chunk=chunk)
+        torch.testing.assert_close(last, whole[:, -1], atol=2e-5, rtol=1e-4)
+        nxt = torch.tensor([[17]])
+        torch.testing.assert_close(model(nxt, chunked), model(nxt, one_shot), atol=2e-5, rtol=1e-4)
+
+
+def test_prefill_and_batch_options_are_checked() -> None:
+    model = build_model(tiny(), seed=0)
+    with pytest.raises(InputError, match="chunk"):
+        prefill(model, torch.tensor([[1, 2]]), ModelCache(), chunk=0)
+    with pytest.raises(InputError, match=r"prompts\[1\]"):
+        generate_batch(model, [[1], []], 3)
+    with pytest.raises(InputError, match="top_p"):
+        generate_batch(model, [[1]], 3, top_p=0.0)
