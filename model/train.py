@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,19 @@ def train(
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
     progress: bool = True,
+    rows: slice | None = None,
+    save: Callable[..., Any] | None = None,
+    report: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[float]:
-    """Train ``model`` on ``stream``; returns the loss of every step run."""
+    """Train ``model`` on ``stream``; returns the loss of every step run.
+
+    Data-parallel callers pass ``rows`` (the rows of each batch this process trains on),
+    ``save`` (called as ``save_checkpoint`` is: model, folder, optimizer, extra) and
+    ``report`` (turns this process's loss into the loss of the whole batch).
+    """
     from engram_sdk.model.checkpoint import load_optimizer, load_weights, save_checkpoint
+
+    save = save or save_checkpoint
 
     torch.manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
@@ -145,6 +156,8 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(step, cfg)
         inputs, targets = stream.next_batch(cfg.batch_size, cfg.seq_len)
+        if rows is not None:
+            inputs, targets = inputs[rows], targets[rows]
         with autocast:
             logits = model(inputs.to(device))
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten())
@@ -159,7 +172,7 @@ def train(
         for moe in model.moe_layers():
             moe.update_bias()
         step += 1
-        losses.append(float(loss.detach()))
+        losses.append(float(report(loss.detach()) if report else loss.detach()))
         bar(step, losses[-1], cfg.batch_size * cfg.seq_len)
         if out_dir is not None and (
             step == cfg.steps or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
@@ -170,7 +183,7 @@ def train(
                 "train_config": cfg.model_dump(),
                 "rng": {"torch": torch.get_rng_state().tolist()},
             }
-            save_checkpoint(model, Path(out_dir) / f"step-{step:06d}", optimizer, extra)
+            save(model, Path(out_dir) / f"step-{step:06d}", optimizer, extra)
     if hasattr(bar, "close"):
         bar.close()
     return losses

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
@@ -68,9 +67,12 @@ def load_sharded(model: Transformer, folder: str | Path) -> Transformer:
 
 
 def dcp_to_checkpoint(folder: str | Path, out: str | Path) -> Path:
-    """Convert a sharded checkpoint into a single-file safetensors checkpoint (one process)."""
+    """Convert a sharded checkpoint into a single-file safetensors checkpoint (one process;
+    model weights only: optimizer state stays in the sharded checkpoint)."""
     cfg = read_sharded_config(folder)
     model = build_model(cfg, seed=None)
-    with torch.no_grad():
-        load_sharded(model, folder)
+    state = {"model": model.state_dict()}
+    # no_dist: this process reads every shard itself, also inside a running job (rank 0)
+    dcp.load(state, checkpoint_id=str(Path(folder) / "dcp"), no_dist=True)
+    model.load_state_dict(state["model"])
     return save_checkpoint(model, out)
