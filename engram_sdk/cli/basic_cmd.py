@@ -42,7 +42,10 @@ def tokenize(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     limit: Annotated[int, typer.Option(help="tokens shown in the table (0: all)")] = 200,
 ) -> None:
-    """Tokenize FILE: ids, texts and (with --canonical) canonical ids."""
+    """Tokenize FILE: ids, texts and (with --canonical) canonical ids.
+
+    Example: engram tokenize README.md --canonical --limit 20
+    """
     from engram_sdk.tokenizer import get_tokenizer
 
     tok = get_tokenizer(encoding)
