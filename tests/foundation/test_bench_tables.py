@@ -129,8 +129,11 @@ def test_checker_finds_a_contradiction_and_accepts_rounding() -> None:
     assert contradictions(header, rows) == []
 
 
+SLOW = {"model", "stores", "memory"}  # over ~15 s on two busy cores
+
+
 def bench_case(name: str) -> object:
-    marks = [pytest.mark.slow]
+    marks = [pytest.mark.slow] if name in SLOW else []
     if name in KNOWN_CONTRADICTIONS:
         marks.append(pytest.mark.xfail(strict=False, reason=KNOWN_CONTRADICTIONS[name]))
     return pytest.param(name, marks=marks, id=name)
