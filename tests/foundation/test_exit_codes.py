@@ -60,6 +60,14 @@ def test_success_and_help_exit_zero(engram_cli: CliRunner) -> None:
         ["sessions", "ls", "--store", "lmdb://{tmp}/no-store"],
         ["eval", "niah", "-m", "oracle", "--lengths", "lots", "--out", "{tmp}/e"],
         ["bench", "no-such-benchmark"],
+        ["chat"],  # --session is required
+        ["model", "info"],
+        ["tokenize", "data.txt", "--encoding", "no-such-encoding"],
+        ["store", "convert", "lmdb://{tmp}/no-store", "dram://"],
+        ["ingest", "{tmp}", "--store", "bogus://x", "--no-progress"],
+        ["sessions", "import", "{tmp}/missing.jsonl", "--store", "lmdb://{tmp}/mem"],
+        ["eval", "ruler", "-m", "oracle", "--tasks", "no-such-task", "--out", "{tmp}/e"],
+        ["eval", "niah", "-m", "no-such:model", "--out", "{tmp}/e"],
     ],
 )
 def test_bad_input_exits_2_without_a_traceback(
@@ -112,3 +120,11 @@ MISSING_SESSION_FIX = (
 def test_a_missing_session_exits_2(engram_cli: CliRunner, memory_uri: str, verb: str) -> None:
     out = engram_cli("sessions", verb, "nope", "--store", memory_uri)
     assert out.returncode == 2 and "nope" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["bench", "hashing", "--tokens", "0"], ["bench", "stores", "--rows", "0"]]
+)
+def test_benchmarks_fail_on_empty_sizes(engram_cli: CliRunner, argv: list[str]) -> None:
+    out = engram_cli(*argv)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
