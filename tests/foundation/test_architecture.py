@@ -7,6 +7,7 @@ dependency), resolved to a unit (a folder of the architecture), and checked agai
 """
 
 import ast
+import functools
 from collections import defaultdict
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def imported_modules(path: Path, module: str) -> set[str]:
     return {m for m in found if m.split(".")[0] == "engram_sdk"}
 
 
+@functools.cache
 def unit_edges() -> dict[tuple[str, str], list[str]]:
     """(importing unit, imported unit) → the modules that import across that edge."""
     edges: dict[tuple[str, str], list[str]] = defaultdict(list)
