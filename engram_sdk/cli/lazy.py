@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
@@ -18,6 +18,12 @@ from typer.main import get_group
 
 if TYPE_CHECKING:
     from typer._click.core import Command
+
+
+class CommandModule(Protocol):
+    """A module of ``engram`` commands: ``register(app)`` adds them to ``app``."""
+
+    def register(self, app: typer.Typer) -> None: ...
 
 
 class _Argument(TyperArgument):
@@ -46,7 +52,11 @@ class _Option(TyperOption):
 
 
 def tidy_help(command: Command) -> None:
-    """Help without ``<int>``-style tags; positionals in capitals (recursively for groups)."""
+    """Help without ``<int>``-style tags; positionals in capitals (recursively for groups).
+
+    Typer builds every parameter itself and offers no hook to choose their classes, so the
+    built parameters are given the subclasses above, which change only how help shows them.
+    """
     help_option = command.get_help_option(typer.Context(command))
     for param in [*command.params, *([help_option] if help_option else [])]:
         if type(param) is TyperArgument:
@@ -81,7 +91,7 @@ class LazyGroup(TyperGroup):
     def load(self, module_name: str) -> None:
         """Import ``module_name``, run its ``register`` and adopt the commands it added."""
         scratch = typer.Typer(rich_markup_mode=self.rich_markup_mode)
-        importlib.import_module(module_name).register(scratch)
+        cast(CommandModule, importlib.import_module(module_name)).register(scratch)
         for name, command in get_group(scratch).commands.items():
             tidy_help(command)
             self.commands.setdefault(name, command)

@@ -3,13 +3,16 @@
 The command tree is walked from the real root group, so a command added anywhere is checked.
 """
 
+import importlib
 import re
 from collections.abc import Iterator
 
 import pytest
+import typer
 from typer.core import TyperArgument, TyperGroup
+from typer.main import get_group
 
-from engram_sdk.cli.main import COMMANDS, build_root
+from engram_sdk.cli.main import COMMAND_MODULES, COMMANDS, build_root
 from tests.conftest import CliRunner
 
 OWN_MODULES = {"engram_sdk.cli.basic_cmd", "engram_sdk.cli.model_cmd", "engram_sdk.cli.bench_cmd"}
@@ -18,8 +21,6 @@ TYPE_TAG = re.compile(r"<(bool|str|int|float|list\[\w+\])>")
 
 
 def walk(group: TyperGroup, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], object]]:
-    import typer
-
     ctx = typer.Context(group)
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
@@ -47,6 +48,15 @@ def undocumented(commands: list[tuple[tuple[str, ...], object]]) -> list[str]:
             if not param.help and not (isinstance(param, TyperArgument) and param.hidden):
                 missing.append(f"{' '.join(path)} {param.opts[0] if param.opts else param.name}")
     return missing
+
+
+def test_commands_map_names_the_module_that_registers_each_command() -> None:
+    registered = {}
+    for module in COMMAND_MODULES:
+        scratch = typer.Typer()
+        importlib.import_module(module).register(scratch)
+        registered |= dict.fromkeys(get_group(scratch).commands, module)
+    assert registered == COMMANDS
 
 
 def test_every_command_is_listed_in_root_help(engram_cli: CliRunner) -> None:
