@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from engram_sdk._version import __version__
 from engram_sdk.errors import InputError
@@ -62,7 +64,7 @@ def tokenize(
             out |= {"canonical_ids": canon, "canonical_vocab": cmap.size, "vocab": tok.n_vocab}
         typer.echo(json.dumps(out))
         return
-    table = Table(title=f"{file} · {len(ids)} tokens · {tok.name}")
+    table = Table(title=escape(f"{file} · {len(ids)} tokens · {tok.name}"))
     table.add_column("#", justify="right")
     table.add_column("id", justify="right")
     table.add_column("text")
@@ -70,7 +72,8 @@ def tokenize(
         table.add_column("canonical", justify="right")
     shown = ids if limit == 0 else ids[:limit]
     for i, tid in enumerate(shown):
-        row = [str(i), str(tid), repr(tok.decode_bytes([tid]).decode("utf-8", "replace"))]
+        text = repr(tok.decode_bytes([tid]).decode("utf-8", "replace"))
+        row: list[str | Text] = [str(i), str(tid), Text(text)]  # token text is never markup
         if canon is not None:
             row.append(str(canon[i]))
         table.add_row(*row)

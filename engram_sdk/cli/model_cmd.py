@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engram_sdk.errors import InputError
@@ -116,7 +117,7 @@ def train(
     if losses:
         console.print(
             f"trained {len(losses)} steps: loss {losses[0]:.3f} → {losses[-1]:.3f}; "
-            f"checkpoint in {out}/step-{cfg.steps:06d}"
+            f"checkpoint in {escape(str(out))}/step-{cfg.steps:06d}"
         )
 
 

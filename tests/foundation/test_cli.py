@@ -7,6 +7,8 @@ behaviour (what a fresh interpreter imports, the installed script) is in test_cl
 import json
 from pathlib import Path
 
+import pytest
+
 from engram_sdk.tokenizer import get_tokenizer
 from tests.conftest import CliRunner
 
@@ -69,3 +71,12 @@ def test_undecodable_bytes_survive(engram_cli: CliRunner, tmp_path: Path) -> Non
     f.write_bytes(b"ok \xff\xfe bytes")
     out = engram_cli("tokenize", f, "--count")
     assert out.returncode == 0 and int(out.stdout) > 0
+
+
+def test_file_names_in_tables_are_printed_verbatim(
+    engram_cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notes[v2].txt").write_text("some [bold]text[/bold]")
+    out = engram_cli("tokenize", "notes[v2].txt")
+    assert out.returncode == 0 and "notes[v2].txt" in out.stdout
