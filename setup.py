@@ -1,4 +1,4 @@
-"""Maps the top-level folders onto the single ``engram_sdk`` namespace (see DESIGN.md)."""
+"""Maps the top-level folders onto the single ``engram_sdk`` namespace (see docs/architecture.md)."""
 
 from pathlib import Path
 

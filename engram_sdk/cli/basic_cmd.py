@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from engram_sdk._version import __version__
 from engram_sdk.errors import InputError
@@ -42,7 +44,10 @@ def tokenize(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     limit: Annotated[int, typer.Option(help="tokens shown in the table (0: all)")] = 200,
 ) -> None:
-    """Tokenize FILE: ids, texts and (with --canonical) canonical ids."""
+    """Tokenize FILE: ids, texts and (with --canonical) canonical ids.
+
+    Example: engram tokenize README.md --canonical --limit 20
+    """
     from engram_sdk.tokenizer import get_tokenizer
 
     tok = get_tokenizer(encoding)
@@ -59,7 +64,7 @@ def tokenize(
             out |= {"canonical_ids": canon, "canonical_vocab": cmap.size, "vocab": tok.n_vocab}
         typer.echo(json.dumps(out))
         return
-    table = Table(title=f"{file} · {len(ids)} tokens · {tok.name}")
+    table = Table(title=escape(f"{file} · {len(ids)} tokens · {tok.name}"))
     table.add_column("#", justify="right")
     table.add_column("id", justify="right")
     table.add_column("text")
@@ -67,7 +72,8 @@ def tokenize(
         table.add_column("canonical", justify="right")
     shown = ids if limit == 0 else ids[:limit]
     for i, tid in enumerate(shown):
-        row = [str(i), str(tid), repr(tok.decode_bytes([tid]).decode("utf-8", "replace"))]
+        text = repr(tok.decode_bytes([tid]).decode("utf-8", "replace"))
+        row: list[str | Text] = [str(i), str(tid), Text(text)]  # token text is never markup
         if canon is not None:
             row.append(str(canon[i]))
         table.add_row(*row)

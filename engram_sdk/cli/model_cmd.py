@@ -7,17 +7,26 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from engram_sdk.errors import InputError
+
 console = Console(highlight=False)
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 model_app = typer.Typer(
-    help="The built-in DeepSeek-style MoE model with Engram layers.", no_args_is_help=True
+    help="The built-in DeepSeek-style MoE model with Engram layers.\n\n"
+    "Example: engram model info small",
+    no_args_is_help=True,
 )
 
 
 @model_app.command()
 def presets() -> None:
-    """List the named presets."""
+    """List the named presets: width, depth, experts, Engram layers.
+
+    Example: engram model presets
+    """
     from engram_sdk.model.config import PRESETS, get_preset
 
     table = Table("preset", "dim", "layers", "experts (active)", "engram layers", "hc", "DSA top-k")
@@ -38,9 +47,12 @@ def presets() -> None:
 @model_app.command()
 def info(
     preset: Annotated[str, typer.Argument(help="preset name (tiny, small, base, v4-1t)")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Total, active-per-token and Engram-table parameters (built on the meta device)."""
+    """Total, active-per-token and Engram-table parameters (built on the meta device).
+
+    Example: engram model info v4-1t --json
+    """
     from engram_sdk.model.config import get_preset
     from engram_sdk.model.info import count_parameters
 
@@ -64,24 +76,32 @@ def train(
     ],
     out: Annotated[Path, typer.Option("--out", help="checkpoint folder")] = Path("engram-run"),
     preset: Annotated[str, typer.Option(help="model preset")] = "tiny",
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 100,
-    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 4,
-    seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 128,
+    steps: Annotated[int, typer.Option(min=1, help="optimizer steps")] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="sequences per step")] = 4,
+    seq_len: Annotated[int, typer.Option(min=2, help="tokens per sequence")] = 128,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-3,
     engram_lr: Annotated[float, typer.Option(help="learning rate of Engram tables")] = 1.5e-2,
     checkpoint_every: Annotated[
-        int, typer.Option(help="steps between checkpoints (0: end only)")
+        int, typer.Option(min=0, help="steps between checkpoints (0: end only)")
     ] = 0,
     resume: Annotated[Path | None, typer.Option(help="checkpoint folder to resume from")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="show a progress bar")
+    ] = True,
 ) -> None:
-    """Train the built-in model on token streams from files or folders."""
+    """Train the built-in model on token streams from files or folders.
+
+    Example: engram train src/ --steps 200 --out run1 (resume: --resume run1/step-000200)
+    """
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.train import TokenStream, TrainConfig
     from engram_sdk.model.train import train as run
 
+    for name, value in (("--lr", lr), ("--engram-lr", engram_lr)):
+        if not value > 0:
+            raise InputError(f"{name} {value}: expected a learning rate above 0")
     cfg = TrainConfig(
         steps=steps,
         batch_size=batch_size,
@@ -97,7 +117,7 @@ def train(
     if losses:
         console.print(
             f"trained {len(losses)} steps: loss {losses[0]:.3f} → {losses[-1]:.3f}; "
-            f"checkpoint in {out}/step-{cfg.steps:06d}"
+            f"checkpoint in {escape(str(out))}/step-{cfg.steps:06d}"
         )
 
 

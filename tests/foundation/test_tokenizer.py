@@ -133,6 +133,7 @@ def _load_in_child(folder: str, q: "mp.Queue[int]") -> None:
     q.put(CanonicalMap.for_encoding(enc, "cl100k_base", folder=Path(folder)).size)
 
 
+@pytest.mark.slow  # three spawned interpreters
 def test_cache_survives_concurrent_builders_and_corruption(tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")
     q: mp.Queue[int] = ctx.Queue()

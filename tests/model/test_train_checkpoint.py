@@ -11,6 +11,7 @@ from engram_sdk.model import build_model, get_preset, load_checkpoint, save_chec
 from engram_sdk.model.train import TokenStream, TrainConfig, train
 
 from engram_sdk.errors import InputError
+from tests.conftest import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,33 +101,22 @@ def test_session_generate_resumes_exactly_after_the_process_exits(tmp_path: Path
     assert [json.loads(r) for r in runs] == [first, second]
 
 
-def test_cli_model_info_and_train(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "engram_sdk.cli.main", "model", "info", "v4-1t", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def test_cli_model_info_and_train(engram_cli: CliRunner, tmp_path: Path) -> None:
+    out = engram_cli("model", "info", "v4-1t", "--json")
+    assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["total"] > 9e11
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engram_sdk.cli.main",
-            "train",
-            str(ROOT / "stores"),
-            "--out",
-            str(tmp_path / "run"),
-            "--steps",
-            "3",
-            "--seq-len",
-            "32",
-            "--batch-size",
-            "2",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
+    run = engram_cli(
+        "train",
+        ROOT / "stores",
+        "--out",
+        tmp_path / "run",
+        "--steps",
+        "3",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "2",
+        "--no-progress",
     )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "run" / "step-000003" / "checkpoint.json").exists()
