@@ -39,7 +39,6 @@ class Block(nn.Module):
                 cfg.engram_embed_per_ngram,
                 engram_rows,
                 cfg.engram_kernel_size,
-                cfg.norm_eps,
             )
         self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = MLA(cfg)

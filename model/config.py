@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MODEL_FORMAT_VERSION = 1
@@ -42,6 +44,13 @@ class ModelConfig(BaseModel):
     beta_fast: int = 32
     beta_slow: int = 1
     mscale: float = 1.0
+    yarn: bool | None = Field(
+        None,
+        description="YaRN on/off; None follows DeepSeek-V3's rule max_seq_len > original_seq_len",
+    )
+    rope_attention_factor: float = Field(
+        1.0, description="magnitude of the rotations (HF's YaRN attention_factor on cos/sin)"
+    )
     # DeepSeek Sparse Attention (0 = dense)
     dsa_topk: int = 0
     index_n_heads: int = 4
@@ -53,6 +62,11 @@ class ModelConfig(BaseModel):
     n_expert_groups: int = 2
     n_limited_groups: int = 1
     route_scale: float = 1.0
+    score_func: Literal["sigmoid", "softmax", "sqrtsoftplus"] = "sigmoid"
+    norm_topk_prob: bool = True
+    gate_bias: bool = Field(
+        True, description="routing bias (aux-loss-free balancing); without it groups score by max"
+    )
     moe_inter_dim: int = 64
     bias_update_speed: float = 0.001
     seq_aux_alpha: float = 0.0
@@ -89,6 +103,18 @@ class ModelConfig(BaseModel):
         if self.hc_mult < 1:
             raise ValueError("hc_mult must be >= 1")
         return self
+
+    @property
+    def yarn_active(self) -> bool:
+        """Whether YaRN stretches the rotations (DeepSeek-V3: max_seq_len > original_seq_len)."""
+        if self.yarn is not None:
+            return self.yarn and self.rope_factor > 1.0
+        return self.max_seq_len > self.original_seq_len and self.rope_factor > 1.0
+
+    @property
+    def yarn_factor(self) -> float:
+        """The YaRN factor in effect (1.0 when YaRN is off)."""
+        return self.rope_factor if self.yarn_active else 1.0
 
     @property
     def qk_head_dim(self) -> int:

@@ -81,10 +81,11 @@ class Transformer(nn.Module):
                 cfg.qk_rope_head_dim,
                 cfg.max_seq_len,
                 cfg.rope_theta,
-                cfg.rope_factor,
+                cfg.yarn_factor,
                 cfg.original_seq_len,
                 cfg.beta_fast,
                 cfg.beta_slow,
+                magnitude=cfg.rope_attention_factor,
             ),
             persistent=False,
         )

@@ -35,6 +35,7 @@ class ShortConv(nn.Module):
         self.conv = nn.Conv1d(
             channels, channels, kernel_size, groups=channels, bias=False, dilation=dilation
         )
+        nn.init.zeros_(self.conv.weight)  # the paper's init: Engram starts as identity
 
     @property
     def context(self) -> int:
@@ -53,7 +54,12 @@ class ShortConv(nn.Module):
 
 
 class Engram(nn.Module):
-    """One Engram layer (see the module docstring)."""
+    """One Engram layer (see the module docstring).
+
+    As deepseek-ai/Engram: the key and query norms use ``eps`` (None: the dtype's machine
+    epsilon, torch's default), the convolution's norms ``conv_eps`` = 1e-5, and the
+    convolution starts at zero so a fresh layer adds only the gated value.
+    """
 
     def __init__(
         self,
@@ -65,7 +71,8 @@ class Engram(nn.Module):
         embed_per_ngram: int,
         table_rows: int,
         kernel_size: int = 4,
-        eps: float = 1e-6,
+        eps: float | None = None,
+        conv_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if embed_per_ngram % heads_per_ngram:
@@ -80,7 +87,7 @@ class Engram(nn.Module):
         self.key_projs = nn.ModuleList([nn.Linear(memory_dim, hidden) for _ in range(hc_mult)])
         self.key_norms = nn.ModuleList([nn.RMSNorm(hidden, eps=eps) for _ in range(hc_mult)])
         self.query_norms = nn.ModuleList([nn.RMSNorm(hidden, eps=eps) for _ in range(hc_mult)])
-        self.short_conv = ShortConv(hidden, hc_mult, kernel_size, max_ngram, eps)
+        self.short_conv = ShortConv(hidden, hc_mult, kernel_size, max_ngram, conv_eps)
 
     def set_table(self, table: EngramTable) -> None:
         """Serve rows from another table (a store-backed one, say); shapes must match."""
