@@ -214,6 +214,28 @@ def ours_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
     return out
 
 
+def write_sharded(state: dict[str, torch.Tensor], folder: Path, max_shard_bytes: int) -> None:
+    """Write ``state`` as HF sharded safetensors plus ``model.safetensors.index.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name in sorted(state):
+        nbytes = state[name].numel() * state[name].element_size()
+        if size + nbytes > max_shard_bytes and shards[-1]:
+            shards.append({})
+            size = 0
+        shards[-1][name] = state[name]
+        size += nbytes
+    weight_map = {}
+    for n, shard in enumerate(shards):
+        fname = f"model-{n + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(folder / fname), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, fname))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+
+
 def load_hf(folder: str | Path, device: str = "cpu") -> torch.nn.Module:
     """Our model from an HF DeepSeek-V3 folder (config.json + safetensors, sharded or not)."""
     from engram_sdk.model import build_model
@@ -241,27 +263,10 @@ def export_hf(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int =
     if cfg.score_func != "sigmoid" or not cfg.gate_bias:
         raise InputError("HF DeepSeek-V3 routes with sigmoid scores and a correction bias only")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = ours_to_hf(
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, cfg
     )
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for name in sorted(state):
-        nbytes = state[name].numel() * state[name].element_size()
-        if size + nbytes > max_shard_bytes and shards[-1]:
-            shards.append({})
-            size = 0
-        shards[-1][name] = state[name]
-        size += nbytes
-    weight_map = {}
-    for n, shard in enumerate(shards):
-        fname = f"model-{n + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(folder / fname), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(shard, fname))
-    (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": weight_map})
-    )
+    write_sharded(state, folder, max_shard_bytes)
     hf = {
         "architectures": ["DeepseekV3ForCausalLM"],
         "model_type": "deepseek_v3",
