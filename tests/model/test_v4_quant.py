@@ -5,6 +5,8 @@ import pytest
 import torch
 from engram_sdk.model.v4.quant import dequantize, dequantize_state, unpack_fp4
 
+from engram_sdk.errors import InputError
+
 
 def test_fp8_blocks_with_float32_and_e8m0_scales_dequantise_as_torch_float8() -> None:
     torch.manual_seed(0)
@@ -39,5 +41,5 @@ def test_dequantize_state_drops_scales_and_keeps_plain_tensors() -> None:
     out = dequantize_state(state)
     assert set(out) == {"a.weight", "b.weight", "c.tid2eid"}
     assert torch.equal(out["a.weight"], torch.full((128, 128), 2.0))
-    with pytest.raises(Exception, match="grid"):
-        dequantize(torch.ones(130, 128).to(torch.float8_e4m3fn), torch.ones(2, 1))
+    with pytest.raises(InputError, match="grid"):
+        dequantize(torch.ones(130, 128).to(torch.float8_e4m3fn), torch.ones(3, 1))
