@@ -1,12 +1,13 @@
 """The Engram module: gated N-gram memory layers and the tables behind them."""
 
-from engram_sdk.engram.module import Engram, ShortConv
+from engram_sdk.engram.module import Engram, EngramV41, ShortConv
 from engram_sdk.engram.table import BatchAddresses, EmbeddingTable, EngramTable, LayerAddresses
 
 __all__ = [
     "BatchAddresses",
     "EmbeddingTable",
     "Engram",
+    "EngramV41",
     "EngramTable",
     "LayerAddresses",
     "ShortConv",
