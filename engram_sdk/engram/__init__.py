@@ -7,8 +7,8 @@ __all__ = [
     "BatchAddresses",
     "EmbeddingTable",
     "Engram",
-    "EngramV41",
     "EngramTable",
+    "EngramV41",
     "LayerAddresses",
     "ShortConv",
 ]

@@ -75,6 +75,19 @@ class V4Config(BaseModel):
     route_scale: float = 1.5
     swiglu_limit: float = 10.0
     n_mtp_layers: int = Field(1, description="multi-token-prediction layers (not built)")
+    # Engram (DeepSeek-V4.1; names as the reference's config). Empty layer list: no Engram.
+    engram_layer_ids: list[int] = Field(default_factory=list)
+    engram_vocab_size: int = Field(16_000_000, description="where each head's prime search starts")
+    engram_num_embeddings: list[int] | None = Field(
+        None, description="rows of each layer's table (checked against the primes when given)"
+    )
+    engram_max_ngram_size: int = 4
+    engram_n_heads: int = 8
+    engram_head_dim: int = 256
+    engram_pad_id: int = Field(2, description="token id whose canonical id fills blocked slots")
+    engram_compressed_vocab_size: int | None = Field(
+        None, description="canonical vocabulary size (None: the token ids themselves)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> V4Config:
@@ -89,6 +102,8 @@ class V4Config(BaseModel):
             raise ValueError("rope_head_dim must be even and fit in head_dim and index_head_dim")
         if self.n_activated_experts > self.n_routed_experts:
             raise ValueError("n_activated_experts must be <= n_routed_experts")
+        if any(not 0 <= i < self.n_layers for i in self.engram_layer_ids):
+            raise ValueError(f"engram_layer_ids must be in [0, {self.n_layers})")
         return self
 
     def compress_ratio(self, layer: int) -> int:

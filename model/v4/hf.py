@@ -59,6 +59,10 @@ LAYER_NAMES = {
     "ffn.shared.w1.weight": "mlp.shared_experts.gate_proj.weight",
     "ffn.shared.w2.weight": "mlp.shared_experts.down_proj.weight",
     "ffn.shared.w3.weight": "mlp.shared_experts.up_proj.weight",
+    "engram.table.embedding.weight": "engram.embed.weight",  # V4.1 (transformers main)
+    "engram.wkv.weight": "engram.wkv.weight",
+    "engram.q_weight": "engram.q_weight",
+    "engram.k_weight": "engram.k_weight",
 }
 TOP_NAMES = {
     "embed.weight": "model.embed_tokens.weight",
@@ -77,6 +81,7 @@ NATIVE_LAYER = {
     "ffn.shared.w1.weight": "ffn.shared_experts.w1.weight",
     "ffn.shared.w2.weight": "ffn.shared_experts.w2.weight",
     "ffn.shared.w3.weight": "ffn.shared_experts.w3.weight",
+    "engram.table.embedding.weight": "engram.embed.weight",  # V4.1
 }  # fmt: skip
 NATIVE_TOP = {"hc_head.fn": "hc_head_fn", "hc_head.base": "hc_head_base",
               "hc_head.scale": "hc_head_scale"}  # fmt: skip
@@ -212,11 +217,25 @@ def config_from_hf(hf: dict[str, Any]) -> V4Config:
         score_func=hf.get("scoring_func", "sqrtsoftplus"),
         route_scale=hf.get("routed_scaling_factor", 1.0), swiglu_limit=hf.get("swiglu_limit", 10.0),
         n_mtp_layers=hf.get("num_nextn_predict_layers", 0),
+        **{k: hf[k] for k in ENGRAM_FIELDS if hf.get(k) is not None},
     )  # fmt: skip
 
 
+ENGRAM_FIELDS = (
+    "engram_layer_ids",
+    "engram_vocab_size",
+    "engram_num_embeddings",
+    "engram_max_ngram_size",
+    "engram_n_heads",
+    "engram_head_dim",
+    "engram_pad_id",
+    "engram_compressed_vocab_size",
+)  # fmt: skip  (V4.1's names, read when present)
+
+
 def config_to_hf(cfg: V4Config) -> dict[str, Any]:
-    """transformers' DeepseekV4 ``config.json`` for our config."""
+    """transformers' DeepseekV4 ``config.json`` for our config (V4.1's Engram fields added
+    when Engram is on)."""
     partial = cfg.rope_head_dim / cfg.head_dim
     compress: dict[str, Any] = {"rope_type": "default", "rope_theta": cfg.compress_rope_theta}
     if cfg.rope_factor > 1:
@@ -249,7 +268,7 @@ def config_to_hf(cfg: V4Config) -> dict[str, Any]:
         "norm_topk_prob": True, "routed_scaling_factor": cfg.route_scale,
         "swiglu_limit": cfg.swiglu_limit, "num_nextn_predict_layers": cfg.n_mtp_layers,
         "tie_word_embeddings": False, "hidden_act": "silu",
-    }  # fmt: skip
+    } | ({k: getattr(cfg, k) for k in ENGRAM_FIELDS} if cfg.engram_layer_ids else {})  # fmt: skip
 
 
 def load_hf_v4(folder: str | Path, device: str = "cpu") -> V4Transformer:

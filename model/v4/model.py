@@ -5,20 +5,32 @@ from __future__ import annotations
 import torch
 from engram_sdk.model.v4.attention import V4Attention
 from engram_sdk.model.v4.config import V4Config
+from engram_sdk.model.v4.engram import engram_hasher
 from engram_sdk.model.v4.hyper import DynamicHyperConnection, HyperHead
 from engram_sdk.model.v4.moe import V4MoE
 from engram_sdk.model.v4.rope import v4_frequencies
 from torch import nn
 
+from engram_sdk.engram import EngramV41
 from engram_sdk.errors import InputError
+from engram_sdk.hashing import DEAD_ID
 
 
 class V4Block(nn.Module):
     """One V4 block: mHC(attention) then mHC(MoE) over (B, T, hc, D) streams."""
 
-    def __init__(self, cfg: V4Config, layer_id: int) -> None:
+    def __init__(self, cfg: V4Config, layer_id: int, engram_rows: int | None = None) -> None:
         super().__init__()
         self.layer_id = layer_id
+        self.engram = (
+            None
+            if engram_rows is None
+            else EngramV41(
+                layer_id, cfg.dim, cfg.hc_mult,
+                (cfg.engram_max_ngram_size - 1) * cfg.engram_n_heads,
+                cfg.engram_head_dim, engram_rows, eps=cfg.norm_eps,
+            )
+        )  # fmt: skip
         self.compressed = cfg.attn_types[layer_id] != "sliding_attention"
         hc = (cfg.hc_mult, cfg.dim, cfg.hc_sinkhorn_iters, cfg.hc_eps, cfg.norm_eps)
         self.hc_attn = DynamicHyperConnection(*hc)
@@ -29,8 +41,15 @@ class V4Block(nn.Module):
         self.ffn = V4MoE(cfg, hashed=cfg.mlp_types[layer_id] == "hash_moe")
 
     def forward(
-        self, streams: torch.Tensor, freqs: torch.Tensor, token_ids: torch.Tensor
+        self,
+        streams: torch.Tensor,
+        freqs: torch.Tensor,
+        token_ids: torch.Tensor,
+        engram_addresses: torch.Tensor | None = None,
+        token_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if self.engram is not None and engram_addresses is not None:
+            streams = streams + self.engram(streams, engram_addresses, token_mask)
         x, maps = self.hc_attn.read(streams)
         streams = self.hc_attn.write(streams, self.attn(self.attn_norm(x), freqs), maps)
         x, maps = self.hc_ffn.read(streams)
@@ -44,7 +63,13 @@ class V4Transformer(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.layers = nn.ModuleList([V4Block(cfg, i) for i in range(cfg.n_layers)])
+        self.hasher = None
+        rows: dict[int, int] = {}
+        if cfg.engram_layer_ids:  # V4.1: token id → canonical id (identity until set)
+            self.register_buffer("engram_token_map", torch.arange(cfg.vocab_size), persistent=False)
+            self.hasher = engram_hasher(cfg, cfg.engram_pad_id)
+            rows = {i: self.hasher.table_rows(i) for i in cfg.engram_layer_ids}
+        self.layers = nn.ModuleList([V4Block(cfg, i, rows.get(i)) for i in range(cfg.n_layers)])
         self.hc_head = HyperHead(cfg.hc_mult, cfg.dim, cfg.hc_eps, cfg.norm_eps)
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
@@ -67,11 +92,39 @@ class V4Transformer(nn.Module):
         freqs = [self.freqs_compress if b.compressed else self.freqs_main for b in self.layers]
         return streams, freqs
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, vocab) for ids (B, T)."""
+    def set_token_map(self, token_map: torch.Tensor) -> None:
+        """Use ``token_map`` (vocab,) as the token → canonical id map of Engram addressing."""
+        if self.hasher is None:
+            raise InputError("this model has no Engram layers")
+        cfg = self.config
+        self.engram_token_map = torch.as_tensor(token_map, dtype=torch.long).to(
+            self.embed.weight.device
+        )
+        self.hasher = engram_hasher(cfg, int(self.engram_token_map[cfg.engram_pad_id]))
+
+    def engram_addresses(
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """Flat addresses (B, T, columns) of every Engram layer; masked-out tokens are DEAD."""
+        if self.hasher is None:
+            return {}
+        canon = self.engram_token_map[input_ids]
+        if token_mask is not None:
+            canon = torch.where(token_mask, canon, DEAD_ID)
+        return {
+            layer: self.hasher.hash_torch(canon, layer, flat=True)
+            for layer in self.config.engram_layer_ids
+        }
+
+    def forward(
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for ids (B, T); ``token_mask`` False marks DEAD positions
+        (pads, image spans) for Engram."""
         streams, freqs = self.hidden(input_ids)
+        addresses = self.engram_addresses(input_ids, token_mask)
         for block, f in zip(self.layers, freqs, strict=True):
-            streams = block(streams, f, input_ids)
+            streams = block(streams, f, input_ids, addresses.get(block.layer_id), token_mask)
         return self.head(self.norm(self.hc_head(streams)))
 
     @torch.no_grad()
