@@ -172,7 +172,8 @@ PRESETS: dict[str, dict] = {
         engram_table_size=[185_000, 185_000],
         max_seq_len=4096,
     ),
-    "v4-1t": dict(
+    # Pre-release rumours of DeepSeek-V4 (1 T total with Engram): not a released model.
+    "hypothetical-v4-1t": dict(
         dim=7168,
         n_layers=61,
         n_dense_layers=3,
@@ -203,11 +204,41 @@ PRESETS: dict[str, dict] = {
         original_seq_len=4096,
         mscale=1.0,
     ),
+    # deepseek-ai/DeepSeek-V3 (671 B), as its config.json
+    "deepseek-v3-671b": dict(
+        tokenizer=None,
+        vocab_size=129280,
+        dim=7168,
+        n_layers=61,
+        n_dense_layers=3,
+        inter_dim=18432,
+        norm_eps=1e-6,
+        n_heads=128,
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        n_routed_experts=256,
+        n_shared_experts=1,
+        n_activated_experts=8,
+        n_expert_groups=8,
+        n_limited_groups=4,
+        route_scale=2.5,
+        moe_inter_dim=2048,
+        hc_mult=1,
+        engram_layer_ids=[],
+        max_seq_len=163840,
+        rope_factor=40.0,
+        original_seq_len=4096,
+        mscale=1.0,
+    ),
 }
 
 
 def get_preset(name: str, **overrides: object) -> ModelConfig:
-    """A named preset (``tiny``, ``small``, ``base``, ``v4-1t``), with field overrides."""
+    """A named preset (``tiny``, ``small``, ``base``, ``hypothetical-v4-1t``,
+    ``deepseek-v3-671b``), with field overrides. The V4 family: :mod:`engram_sdk.model.v4.presets`."""
     if name not in PRESETS:
         from engram_sdk.errors import InputError
 

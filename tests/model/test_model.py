@@ -133,7 +133,7 @@ def test_generation_modes() -> None:
 def test_presets_parameter_budget() -> None:
     from engram_sdk.model.info import count_parameters
 
-    v4 = count_parameters(get_preset("v4-1t"))
+    v4 = count_parameters(get_preset("hypothetical-v4-1t"))
     assert 0.9e12 < v4.total < 1.1e12 and 32e9 <= v4.active_per_token <= 37e9
     assert 0.20 <= v4.engram_share_of_sparse <= 0.25
     small, base = count_parameters(get_preset("small")), count_parameters(get_preset("base"))

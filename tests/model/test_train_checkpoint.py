@@ -102,7 +102,15 @@ def test_session_generate_resumes_exactly_after_the_process_exits(tmp_path: Path
 
 def test_cli_model_info_and_train(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "engram_sdk.cli.main", "model", "info", "v4-1t", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "engram_sdk.cli.main",
+            "model",
+            "info",
+            "hypothetical-v4-1t",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=True,
