@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: dynamic mHC (hc_dynamic) with 20 Sinkhorn iterations
 
 
 class ModelConfig(BaseModel):
@@ -72,7 +72,11 @@ class ModelConfig(BaseModel):
     seq_aux_alpha: float = 0.0
     # mHC
     hc_mult: int = 2
-    sinkhorn_iters: int = 10
+    sinkhorn_iters: int = 20
+    hc_dynamic: bool = Field(
+        True, description="per-token mHC mappings (the paper, V4); False: format-1 static mHC"
+    )
+    hc_eps: float = 1e-6
     # Engram
     engram_layer_ids: list[int] = Field(default_factory=lambda: [1, 2])
     engram_max_ngram: int = 3
@@ -81,6 +85,14 @@ class ModelConfig(BaseModel):
     engram_table_size: list[int] = Field(default_factory=lambda: [4099, 4099])
     engram_kernel_size: int = 4
     engram_seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_1_defaults(cls, data: object) -> object:
+        """Configs saved before format 2 ran static mHC with 10 Sinkhorn iterations."""
+        if isinstance(data, dict) and data.get("format_version", MODEL_FORMAT_VERSION) < 2:
+            data = {"hc_dynamic": False, "sinkhorn_iters": 10, **data}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

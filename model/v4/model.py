@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from engram_sdk.model.hyper import DynamicHyperConnection, HyperHead
 from engram_sdk.model.v4.attention import V4Attention
 from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.engram import engram_hasher
-from engram_sdk.model.v4.hyper import DynamicHyperConnection, HyperHead
 from engram_sdk.model.v4.moe import V4MoE
 from engram_sdk.model.v4.rope import v4_frequencies
 from torch import nn
