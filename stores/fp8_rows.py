@@ -55,13 +55,27 @@ def encode_rows(rows: torch.Tensor) -> np.ndarray:
     return pack_rows(values.view(len(x), -1), (exponent + E8M0_BIAS).to(torch.uint8))
 
 
+# every byte's value: E4M3 (NaN for 0x7F / 0xFF) and E8M0 (2^(b-127); NaN for 0xFF)
+_E4M3 = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+_E8M0 = torch.cat([torch.exp2(torch.arange(255, dtype=torch.float64) - E8M0_BIAS).float(),
+                   torch.tensor([float("nan")])])  # fmt: skip
+
+
 def decode_rows(raw: np.ndarray | torch.Tensor, dim: int) -> torch.Tensor:
-    """float32 rows (N, dim) from stored (N, row_bytes(dim)) bytes."""
-    data = torch.as_tensor(raw).view(torch.uint8)
-    if data.shape[-1] != row_bytes(dim):
-        raise InputError(f"FP8 rows of dim {dim} are {row_bytes(dim)} bytes, got {data.shape[-1]}")
-    values = data[..., :dim].contiguous().view(torch.float8_e4m3fn).float()
-    scales = torch.exp2(data[..., dim:].float() - E8M0_BIAS)
+    """float32 rows (N, dim) from stored (N, row_bytes(dim)) bytes (by table lookup: a
+    numpy array is decoded on the host, a tensor on its device)."""
+    if raw.shape[-1] != row_bytes(dim):
+        raise InputError(f"FP8 rows of dim {dim} are {row_bytes(dim)} bytes, got {raw.shape[-1]}")
+    if isinstance(raw, np.ndarray):
+        data = raw.view(np.uint8)
+        out = np.take(_E4M3.numpy(), data[..., :dim])
+        scales = np.take(_E8M0.numpy(), data[..., dim:])
+        blocks = out.reshape(*out.shape[:-1], -1, BLOCK)
+        blocks *= scales[..., None]
+        return torch.from_numpy(out)
+    data = raw.view(torch.uint8).long()
+    values = _E4M3.to(data.device)[data[..., :dim]]
+    scales = _E8M0.to(data.device)[data[..., dim:]]
     return (values.unflatten(-1, (-1, BLOCK)) * scales.unsqueeze(-1)).flatten(-2)
 
 

@@ -35,7 +35,7 @@ def test_fp8_rows_round_trip_as_torch_float8_e4m3fn_with_power_of_two_scales() -
     want = ((blocks / torch.exp2(exp)[..., None]).to(torch.float8_e4m3fn).float()
             * torch.exp2(exp)[..., None]).view(50, 256)  # fmt: skip
     got = decode_rows(raw, 256)
-    assert torch.equal(got, want)
+    assert torch.equal(got, want) and torch.equal(decode_rows(torch.from_numpy(raw), 256), want)
     assert torch.equal(decode_rows(encode_rows(got), 256), got)  # decoded rows are fixed points
     torch.testing.assert_close(got, x, rtol=0.0625, atol=0.0)
 
