@@ -3,7 +3,8 @@ values in the same store: bytes on disk and gather + decode rows/s, side by side
 
     python benchmarks/fp8_rows.py [--rows 200000] [--gathers 20] [--batch 8192] [--scheme shards]
 
-Every case runs in this process on the same row ids; ratios are against float32.
+Every case runs in this process on the same row ids, round robin, best of three; ratios
+are against float32.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def main() -> None:
             row_bytes = {n: store.table(n).row_bytes for n in ("f32", "bf16", "fp8")}
             for name in ("f32", "bf16", "fp8"):  # warm the page cache once per table
                 store.gather(name, batches[0])
-            speed = {n: time_case(store, n, batches) for n in ("f32", "bf16", "fp8")}
+            speed = dict.fromkeys(("f32", "bf16", "fp8"), 0.0)
+            for _ in range(3):  # round robin, best of three: a shared machine is noisy
+                for n in speed:
+                    speed[n] = max(speed[n], time_case(store, n, batches))
     print(
         f"| rows {args.rows}, {args.gathers}×{args.batch} random gathers, {args.scheme}:// "
         "| bytes/row | × f32 bytes | rows/s (gather+decode) | × f32 speed |"
