@@ -31,8 +31,11 @@ class Compressor(nn.Module):
     def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         windows, m, d = t // self.ratio, self.ratio, self.head_dim
-        kv = self.wkv(x[:, : windows * m]).view(b, windows, m, -1)
-        gate = self.wgate(x[:, : windows * m]).view(b, windows, m, -1) + self.ape
+        if windows == 0:
+            return x.new_zeros(b, 0, d)
+        width = self.ape.shape[-1]
+        kv = self.wkv(x[:, : windows * m]).view(b, windows, m, width)
+        gate = self.wgate(x[:, : windows * m]).view(b, windows, m, width) + self.ape
         if self.overlap:  # slots [0, m): previous window's first series; [m, 2m): own second
             prev_kv = F.pad(kv[:, :-1, :, :d], (0, 0, 0, 0, 1, 0))
             prev_gate = F.pad(gate[:, :-1, :, :d], (0, 0, 0, 0, 1, 0), value=float("-inf"))

@@ -30,7 +30,7 @@ def rotate_tail(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate the trailing channels of x (B, T, [H,] D) by freqs (T, r/2), pairs interleaved."""
     rope = 2 * freqs.shape[-1]
     head, tail = x[..., :-rope], x[..., -rope:]
-    z = torch.view_as_complex(tail.float().reshape(*tail.shape[:-1], -1, 2))
+    z = torch.view_as_complex(tail.float().reshape(*tail.shape[:-1], rope // 2, 2))
     f = freqs.view(*freqs.shape[:-1], *([1] * (z.dim() - 3)), freqs.shape[-1])
     rotated = torch.view_as_real(z * f).flatten(-2).to(x.dtype)
     return torch.cat([head, rotated], dim=-1)

@@ -73,6 +73,9 @@ def test_random_hf_v4_loads_with_equal_logits_greedy_tokens_and_exports_back(
     with torch.no_grad():
         want = hf(ids).logits
         torch.testing.assert_close(ours(ids), want, atol=1e-5, rtol=1e-5)
+        for short in (1, 3, 7):  # fewer tokens than a compressed window
+            torch.testing.assert_close(ours(ids[:, :short]), hf(ids[:, :short]).logits,
+                                       atol=1e-5, rtol=1e-5)  # fmt: skip
         prompt = ids[:1, :30]
         assert greedy(ours, prompt, 32) == greedy(lambda x: hf(x).logits, prompt, 32)
     export_hf_v4(ours, tmp_path / "back", max_shard_bytes=200_000)
