@@ -11,7 +11,7 @@ from engram_sdk.model.v4.moe import V4MoE
 from engram_sdk.model.v4.rope import v4_frequencies
 from torch import nn
 
-from engram_sdk.engram import EngramV41
+from engram_sdk.engram import EngramTable, EngramV41
 from engram_sdk.errors import InputError
 from engram_sdk.hashing import DEAD_ID
 
@@ -92,6 +92,15 @@ class V4Transformer(nn.Module):
         freqs = [self.freqs_compress if b.compressed else self.freqs_main for b in self.layers]
         return streams, freqs
 
+    def set_engram_table(self, layer_id: int, table: EngramTable) -> None:
+        """Serve one Engram layer's rows from ``table`` (e.g. FP8 rows in a store)."""
+        block = self.layers[layer_id]
+        if block.engram is None:
+            raise InputError(
+                f"layer {layer_id} has no Engram; Engram layers: {self.config.engram_layer_ids}"
+            )
+        block.engram.set_table(table)
+
     def set_token_map(self, token_map: torch.Tensor) -> None:
         """Use ``token_map`` (vocab,) as the token → canonical id map of Engram addressing."""
         if self.hasher is None:
@@ -123,6 +132,8 @@ class V4Transformer(nn.Module):
         (pads, image spans) for Engram."""
         streams, freqs = self.hidden(input_ids)
         addresses = self.engram_addresses(input_ids, token_mask)
+        for layer, flat in addresses.items():  # every address is known before layer 0
+            self.layers[layer].engram.table.prepare(flat)
         for block, f in zip(self.layers, freqs, strict=True):
             streams = block(streams, f, input_ids, addresses.get(block.layer_id), token_mask)
         return self.head(self.norm(self.hc_head(streams)))

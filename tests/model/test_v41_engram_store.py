@@ -13,6 +13,7 @@ from engram_sdk.model.v4.hf import export_hf_v4, load_hf_v4
 from engram_sdk.model.v4.quant import dequantize
 from engram_sdk.stores import open_store
 from engram_sdk.stores.fp8_rows import (
+    create_fp8_table,
     decode_rows,
     encode_rows,
     gather_fp8,
@@ -96,3 +97,26 @@ def test_v41_model_exports_and_loads_with_its_engram(tmp_path: Path) -> None:
     ids = torch.randint(0, 300, (2, 20))
     with torch.no_grad():
         assert torch.equal(back(ids), model(ids))
+
+
+def test_v41_model_reads_its_engram_rows_from_an_fp8_store(tmp_path: Path) -> None:
+    from engram_sdk.engram.fp8_table import Fp8StoreTable
+
+    model = build_v4(tiny_v41()).eval()
+    weight = model.layers[1].engram.table.embedding.weight
+    with torch.no_grad():
+        weight.normal_()
+    raw = encode_rows(weight.detach())
+    with torch.no_grad():
+        weight.copy_(decode_rows(raw, 32))  # the in-memory model holds the FP8-rounded rows
+    ids = torch.randint(0, 300, (2, 15), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model(ids)
+    with open_store(f"lmdb://{tmp_path / 'rows'}", "w") as store:
+        spec = create_fp8_table(store, "engram.1", len(raw), 32)
+        store.scatter("engram.1", np.arange(len(raw)), raw)
+        assert spec.row_bytes == 33  # 32 E4M3 bytes + one E8M0 scale
+    with open_store(f"lmdb://{tmp_path / 'rows'}", "r") as store:
+        model.set_engram_table(1, Fp8StoreTable(store, "engram.1", 32))
+        with torch.no_grad():
+            assert torch.equal(model(ids), want)
