@@ -1,7 +1,8 @@
 """Hugging Face DeepSeek-V3 checkpoints ⇄ this model: the one place for the name mapping.
 
 ``load_hf(folder)`` reads ``config.json`` and (sharded) safetensors in the HF layout and
-returns our model with Engram, DSA and mHC off; ``export_hf(model, folder)`` writes it back.
+returns our model with Engram, DSA and mHC off (FP8 weights with ``weight_scale_inv`` block
+scales, as DeepSeek-V3 ships them, are dequantised to float32); ``export_hf(model, folder)`` writes it back.
 Routed experts are read per expert (``experts.{e}.gate_proj`` …, the layout of published
 checkpoints) or fused (``experts.gate_up_proj`` (E, 2I, D), ``experts.down_proj`` (E, D, I));
 they are written per expert. HF applies interleaved RoPE by
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 from engram_sdk.model.config import ModelConfig
+from engram_sdk.model.quant import dequantize_state
 from safetensors.torch import load_file, save_file
 
 from engram_sdk.errors import InputError
@@ -245,7 +247,7 @@ def load_hf(folder: str | Path, device: str = "cpu") -> torch.nn.Module:
     hf_cfg = json.loads((folder / "config.json").read_text())
     cfg = config_from_hf(hf_cfg)
     model = build_model(cfg, seed=None)
-    state = hf_to_ours(_read_hf_weights(folder), cfg)
+    state = hf_to_ours(dequantize_state(_read_hf_weights(folder)), cfg)
     if "head.weight" not in state and hf_cfg.get("tie_word_embeddings"):
         state["head.weight"] = state["embed.weight"]
     check_state(model, state, str(folder))

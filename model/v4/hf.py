@@ -3,7 +3,7 @@
 Our names follow DeepSeek's own checkpoints (``layers.{i}.attn.wq_a.weight``) except that
 routed experts are stacked (``ffn.expert_w1`` (E, I, D)). Loading takes DeepSeek's layout
 (per-expert ``ffn.experts.{e}.w1.weight``; FP8 / FP4 tensors are dequantised to float32 on
-load, :mod:`engram_sdk.model.v4.quant`), the same with transformers' ``model.`` prefixes
+load, :mod:`engram_sdk.model.quant`), the same with transformers' ``model.`` prefixes
 (what ``save_pretrained`` writes) or transformers' module names (fused
 ``mlp.experts.gate_up_proj``). Export writes DeepSeek's layout in float32, which
 transformers and DeepSeek's inference code both read.
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from engram_sdk.model.hf import _read_hf_weights, write_sharded
+from engram_sdk.model.quant import dequantize_state
 from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.model import V4Transformer, build_v4
-from engram_sdk.model.v4.quant import dequantize_state
 
 from engram_sdk.errors import InputError
 

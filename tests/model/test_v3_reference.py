@@ -147,3 +147,34 @@ def test_softmax_routing_without_bias_equals_the_reference_gate() -> None:
     sigmoid = Gate(cfg.model_copy(update={"score_func": "sigmoid", "gate_bias": True})).double()
     sigmoid.load_state_dict(gate.state_dict())
     assert (sigmoid(x)[1].sort(1).values != ids.sort(1).values).any(1).float().mean() > 0.05
+
+
+def test_fp8_block_quantised_v3_checkpoint_loads_dequantised(tmp_path: Path) -> None:
+    """DeepSeek-V3 ships FP8 E4M3 linears with a ``weight_scale_inv`` grid per block."""
+    from safetensors.torch import save_file
+
+    hf = random_hf()
+    state, block = {}, 16
+    for name, w in hf.state_dict().items():
+        if (
+            name.endswith("proj.weight")
+            and w.dim() == 2
+            and not w.shape[0] % block
+            and not w.shape[1] % block
+        ):
+            grid = w.unflatten(0, (-1, block)).unflatten(-1, (-1, block))  # (R, b, C, b)
+            scale = grid.abs().amax(dim=(1, 3)) / 448.0
+            q = (grid / scale[:, None, :, None]).flatten(2, 3).flatten(0, 1).to(torch.float8_e4m3fn)
+            state[name], state[name + "_scale_inv"] = q, scale
+            dequantised = (q.float().unflatten(0, (-1, block)).unflatten(-1, (-1, block))
+                           * scale[:, None, :, None]).flatten(2, 3).flatten(0, 1)  # fmt: skip
+            w.copy_(dequantised)  # the HF model now holds exactly the dequantised weights
+        else:
+            state[name] = w.contiguous()
+    assert sum(t.dtype == torch.float8_e4m3fn for t in state.values()) > 10
+    hf.config.save_pretrained(tmp_path)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    ours = load_hf(tmp_path).eval()
+    ids = torch.randint(0, 320, (2, 30), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-4)

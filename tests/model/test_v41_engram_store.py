@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engram_sdk.model.quant import dequantize
 from engram_sdk.model.v4 import V4Config, build_v4
 from engram_sdk.model.v4.engram import iter_engram_chunks
 from engram_sdk.model.v4.hf import export_hf_v4, load_hf_v4
-from engram_sdk.model.v4.quant import dequantize
 from engram_sdk.stores import open_store
 from engram_sdk.stores.fp8_rows import (
     create_fp8_table,

@@ -3,7 +3,7 @@ hand-built E2M1 table."""
 
 import pytest
 import torch
-from engram_sdk.model.v4.quant import dequantize, dequantize_state, unpack_fp4
+from engram_sdk.model.quant import dequantize, dequantize_state, unpack_fp4
 
 from engram_sdk.errors import InputError
 
