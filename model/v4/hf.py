@@ -192,11 +192,20 @@ def _rope_fields(hf: dict[str, Any]) -> dict[str, Any]:
 
 def config_from_hf(hf: dict[str, Any]) -> V4Config:
     """Our config for a DeepseekV4 ``config.json`` (current or legacy field names)."""
+    try:
+        return _config_from_hf(hf)
+    except KeyError as missing:
+        raise InputError(f"DeepseekV4 config.json lacks the field {missing}") from None
+
+
+def _config_from_hf(hf: dict[str, Any]) -> V4Config:
     n = hf["num_hidden_layers"]
-    by_ratio = {0: "sliding_attention", 4: "compressed_sparse_attention",
-                128: "heavily_compressed_attention"}  # fmt: skip
-    types = hf.get("layer_types") or [by_ratio[r] for r in hf["compress_ratios"]]
     rates = hf.get("compress_rates") or {}
+    csa = rates.get("compressed_sparse_attention", hf.get("compress_rate_csa", 4))
+    hca = rates.get("heavily_compressed_attention", hf.get("compress_rate_hca", 128))
+    by_ratio = {0: "sliding_attention", csa: "compressed_sparse_attention",
+                hca: "heavily_compressed_attention"}  # fmt: skip
+    types = hf.get("layer_types") or [by_ratio[r] for r in hf["compress_ratios"]]
     n_hash = hf.get("num_hash_layers", 3)
     head_dim = hf.get("head_dim", 512)
     rope_dim = hf.get("qk_rope_head_dim") or int(head_dim * hf.get("partial_rotary_factor", 0.125))
@@ -206,8 +215,7 @@ def config_from_hf(hf: dict[str, Any]) -> V4Config:
         n_heads=hf["num_attention_heads"], head_dim=head_dim, rope_head_dim=rope_dim,
         q_lora_rank=hf["q_lora_rank"], o_groups=hf["o_groups"], o_lora_rank=hf["o_lora_rank"],
         window_size=hf["sliding_window"], attn_types=list(types[:n]),
-        compress_ratio_csa=rates.get("compressed_sparse_attention", hf.get("compress_rate_csa", 4)),
-        compress_ratio_hca=rates.get("heavily_compressed_attention", hf.get("compress_rate_hca", 128)),
+        compress_ratio_csa=csa, compress_ratio_hca=hca,
         index_n_heads=hf["index_n_heads"], index_head_dim=hf["index_head_dim"],
         index_topk=hf["index_topk"], **_rope_fields(hf),
         hc_mult=hf["hc_mult"], hc_sinkhorn_iters=hf["hc_sinkhorn_iters"], hc_eps=hf["hc_eps"],

@@ -104,3 +104,17 @@ def test_v4_native_layout_round_trips_and_matches_transformers_module_names() ->
         transformers.DeepseekV4ForCausalLM(transformers.DeepseekV4Config(**fields)).state_dict()
     )
     assert set(ours_to_hf(state)) == hf_names
+
+
+def test_a_config_without_a_required_field_is_named_in_the_error(tmp_path: Path) -> None:
+    from engram_sdk.model.v4.hf import config_from_hf
+
+    from engram_sdk.errors import InputError
+
+    fields = config_to_hf(V4Config())
+    del fields["o_groups"]
+    with pytest.raises(InputError, match="o_groups"):
+        config_from_hf(fields)
+    legacy = {**config_to_hf(V4Config()), "compress_ratios": [8, 4, 0, 4]}
+    del legacy["layer_types"]
+    assert config_from_hf(legacy).attn_types == V4Config().attn_types
