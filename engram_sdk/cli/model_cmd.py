@@ -37,7 +37,12 @@ def presets() -> None:
 
 @model_app.command()
 def info(
-    preset: Annotated[str, typer.Argument(help="preset name (tiny, small, base, hypothetical-v4-1t, deepseek-v3-671b)")],
+    preset: Annotated[
+        str,
+        typer.Argument(
+            help="preset name (tiny, small, base, hypothetical-v4-1t, deepseek-v3-671b)"
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Total, active-per-token and Engram-table parameters (built on the meta device)."""
