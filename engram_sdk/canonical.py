@@ -2,9 +2,10 @@
 
 Every token id maps to a dense id of its normalised text (NFKC, NFD, accents stripped,
 lowercased, whitespace runs folded to one space and stripped; a whitespace-only token
-keeps one space). Tokens whose bytes are not valid UTF-8 on their own keep their raw
-bytes as their key. Canonical ids are numbered in order of first appearance, as in
-deepseek-ai/Engram, so the table is a pure function of the vocabulary.
+keeps one space). As deepseek-ai/Engram's compressed tokenizer, a token whose text
+decoded with replacement contains U+FFFD (bytes that are not UTF-8 on their own, and the
+few tokens holding a literal U+FFFD) is keyed by its byte-level BPE spelling. Canonical ids are numbered in order of first appearance, so the table is
+a pure function of the vocabulary.
 
 The table is built once per encoding and cached on disk, keyed by encoding name, a
 fingerprint of its vocabulary and :data:`FORMAT_VERSION`; builders racing each other each
@@ -29,7 +30,7 @@ from engram_sdk.paths import cache_dir
 if TYPE_CHECKING:
     import tiktoken
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: literal U+FFFD tokens keyed by their byte-level spelling
 _WS_RUN = re.compile(r"[ \t\r\n]+")
 
 
@@ -44,12 +45,25 @@ def normalize_token_text(text: str) -> str:
     return text.strip()
 
 
-def canonical_key(token_bytes: bytes) -> str | bytes:
-    """The key a token is grouped under: normalised text, or raw bytes if not UTF-8."""
-    try:
-        text = token_bytes.decode("utf-8")
-    except UnicodeDecodeError:
-        return token_bytes
+def _byte_level_alphabet() -> list[str]:
+    """GPT-2's byte → printable character map (how byte-level BPE tokens are spelled)."""
+    printable = {*range(33, 127), *range(161, 173), *range(174, 256)}
+    extra = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+
+
+_BYTE_LEVEL = _byte_level_alphabet()
+
+
+def canonical_key(token_bytes: bytes) -> str:
+    """The key a token is grouped under: normalised text, or its byte-level spelling.
+
+    As the reference, a spelling may equal another token's text (byte 0x8F is spelled
+    "ı"), and such tokens share an id.
+    """
+    text = token_bytes.decode("utf-8", errors="replace")
+    if "\ufffd" in text:
+        return "".join(_BYTE_LEVEL[b] for b in token_bytes)
     norm = normalize_token_text(text)
     return norm if norm else text
 

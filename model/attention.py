@@ -55,7 +55,7 @@ class MLA(nn.Module):
         self.kv_norm = nn.RMSNorm(cfg.kv_lora_rank, eps=cfg.norm_eps)
         self.wkv_b = nn.Linear(cfg.kv_lora_rank, h * (nope + v), bias=False)
         self.wo = nn.Linear(h * v, cfg.dim, bias=False)
-        self.scale = yarn_softmax_scale(nope + rope, cfg.rope_factor, cfg.mscale)
+        self.scale = yarn_softmax_scale(nope + rope, cfg.yarn_factor, cfg.mscale)
         self.indexer = Indexer(cfg) if cfg.dsa_topk > 0 else None
         self.sparse_backend = "torch"
         self.indexer_stage = "off"

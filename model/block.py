@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from engram_sdk.model.attention import MLA, AttentionCache
 from engram_sdk.model.config import ModelConfig
-from engram_sdk.model.hyper import HyperConnection
+from engram_sdk.model.hyper import DynamicHyperConnection, HyperConnection
 from engram_sdk.model.moe import MLP, MoE
 from torch import nn
 
@@ -39,7 +39,6 @@ class Block(nn.Module):
                 cfg.engram_embed_per_ngram,
                 engram_rows,
                 cfg.engram_kernel_size,
-                cfg.norm_eps,
             )
         self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = MLA(cfg)
@@ -47,8 +46,14 @@ class Block(nn.Module):
         self.ffn: nn.Module = (
             MLP(cfg.dim, cfg.inter_dim) if layer_id < cfg.n_dense_layers else MoE(cfg)
         )
-        self.hc_attn = HyperConnection(cfg.hc_mult, cfg.sinkhorn_iters)
-        self.hc_ffn = HyperConnection(cfg.hc_mult, cfg.sinkhorn_iters)
+        self.dynamic = cfg.hc_dynamic and cfg.hc_mult > 1
+        if self.dynamic:
+            hc = (cfg.hc_mult, cfg.dim, cfg.sinkhorn_iters, cfg.hc_eps, cfg.norm_eps)
+            self.hc_attn: nn.Module = DynamicHyperConnection(*hc)
+            self.hc_ffn: nn.Module = DynamicHyperConnection(*hc)
+        else:
+            self.hc_attn = HyperConnection(cfg.hc_mult, cfg.sinkhorn_iters)
+            self.hc_ffn = HyperConnection(cfg.hc_mult, cfg.sinkhorn_iters)
 
     def forward(
         self,
@@ -61,6 +66,12 @@ class Block(nn.Module):
         if self.engram is not None:
             update, cache.conv = self.engram(streams, addresses, cache.conv)
             streams = streams + update
+        if self.dynamic:
+            x, maps = self.hc_attn.read(streams)
+            out, cache.attn = self.attn(self.attn_norm(x), freqs, cache.attn)
+            streams = self.hc_attn.write(streams, out, maps)
+            x, maps = self.hc_ffn.read(streams)
+            return self.hc_ffn.write(streams, self.ffn(self.ffn_norm(x)), maps)
         out, cache.attn = self.attn(self.attn_norm(self.hc_attn.read(streams)), freqs, cache.attn)
         streams = self.hc_attn.write(streams, out)
         out = self.ffn(self.ffn_norm(self.hc_ffn.read(streams)))

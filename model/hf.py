@@ -1,7 +1,8 @@
 """Hugging Face DeepSeek-V3 checkpoints ⇄ this model: the one place for the name mapping.
 
 ``load_hf(folder)`` reads ``config.json`` and (sharded) safetensors in the HF layout and
-returns our model with Engram, DSA and mHC off; ``export_hf(model, folder)`` writes it back.
+returns our model with Engram, DSA and mHC off (FP8 weights with ``weight_scale_inv`` block
+scales, as DeepSeek-V3 ships them, are dequantised to float32); ``export_hf(model, folder)`` writes it back.
 Routed experts are read per expert (``experts.{e}.gate_proj`` …, the layout of published
 checkpoints) or fused (``experts.gate_up_proj`` (E, 2I, D), ``experts.down_proj`` (E, D, I));
 they are written per expert. HF applies interleaved RoPE by
@@ -12,11 +13,13 @@ weights need no permutation (``rope_interleave`` must be true).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from engram_sdk.model.config import ModelConfig
+from engram_sdk.model.quant import dequantize_state
 from safetensors.torch import load_file, save_file
 
 from engram_sdk.errors import InputError
@@ -49,12 +52,63 @@ _TOP = {
 }
 
 
+def _yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def rope_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
+    """Our RoPE fields for an HF config, with HF's YaRN rules.
+
+    HF applies YaRN whenever ``rope_type`` is yarn; it scales cos/sin by ``attention_factor``
+    (given, else mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both are
+    set, else mscale(factor)), and the softmax by mscale(factor, mscale_all_dim)² only when
+    ``mscale_all_dim`` is set.
+    """
+    rope = hf.get("rope_scaling") or hf.get("rope_parameters") or {}  # transformers 4 / 5 layouts
+    theta = hf.get("rope_theta") or rope.get("rope_theta", 10000.0)
+    if rope.get("rope_type", rope.get("type")) != "yarn":
+        return {"rope_theta": theta, "yarn": False}
+    original = rope.get("original_max_position_embeddings", 4096)
+    factor = rope.get("factor") or hf.get("max_position_embeddings", original) / original
+    mscale, mscale_all_dim = rope.get("mscale"), rope.get("mscale_all_dim")
+    attention_factor = rope.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = (
+            _yarn_mscale(factor, mscale) / _yarn_mscale(factor, mscale_all_dim)
+            if mscale and mscale_all_dim
+            else _yarn_mscale(factor)
+        )
+    return {
+        "rope_theta": theta,
+        "yarn": True,
+        "rope_factor": factor,
+        "original_seq_len": original,
+        "beta_fast": rope.get("beta_fast") or 32,
+        "beta_slow": rope.get("beta_slow") or 1,
+        "mscale": mscale_all_dim or 0.0,
+        "rope_attention_factor": attention_factor,
+    }
+
+
+def rope_to_hf(cfg: ModelConfig) -> dict[str, Any]:
+    """HF ``rope_scaling`` for our config (empty when YaRN is off); inverse of rope_from_hf."""
+    if not cfg.yarn_active:
+        return {}
+    return {
+        "rope_type": "yarn",
+        "factor": cfg.rope_factor,
+        "original_max_position_embeddings": cfg.original_seq_len,
+        "beta_fast": cfg.beta_fast,
+        "beta_slow": cfg.beta_slow,
+        "mscale_all_dim": cfg.mscale,
+        "attention_factor": cfg.rope_attention_factor,
+    }
+
+
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     """Our config for an HF ``config.json`` (Engram, DSA and mHC off)."""
     if hf.get("rope_interleave", True) is not True:
         raise InputError("only rope_interleave=true DeepSeek-V3 checkpoints are supported")
-    rope = hf.get("rope_scaling") or hf.get("rope_parameters") or {}  # transformers 4 / 5 layouts
-    yarn = rope.get("rope_type", rope.get("type")) == "yarn"
     return ModelConfig(
         tokenizer=None,
         vocab_size=hf["vocab_size"],
@@ -70,18 +124,14 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         qk_nope_head_dim=hf["qk_nope_head_dim"],
         qk_rope_head_dim=hf["qk_rope_head_dim"],
         v_head_dim=hf["v_head_dim"],
-        rope_theta=hf.get("rope_theta", rope.get("rope_theta", 10000.0)),
-        rope_factor=rope.get("factor", 1.0) if yarn else 1.0,
-        original_seq_len=rope.get("original_max_position_embeddings", 4096),
-        beta_fast=rope.get("beta_fast", 32),
-        beta_slow=rope.get("beta_slow", 1),
-        mscale=rope.get("mscale_all_dim", 1.0) if yarn else 1.0,
+        **rope_from_hf(hf),
         n_routed_experts=hf["n_routed_experts"],
         n_shared_experts=hf.get("n_shared_experts", 0),
         n_activated_experts=hf["num_experts_per_tok"],
         n_expert_groups=hf.get("n_group", 1),
         n_limited_groups=hf.get("topk_group", 1),
         route_scale=hf.get("routed_scaling_factor", 1.0),
+        norm_topk_prob=hf.get("norm_topk_prob", True),
         moe_inter_dim=hf["moe_intermediate_size"],
         hc_mult=1,
         dsa_topk=0,
@@ -166,35 +216,9 @@ def ours_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, to
     return out
 
 
-def load_hf(folder: str | Path, device: str = "cpu") -> torch.nn.Module:
-    """Our model from an HF DeepSeek-V3 folder (config.json + safetensors, sharded or not)."""
-    from engram_sdk.model import build_model
-    from engram_sdk.model.checkpoint import check_state
-
-    folder = Path(folder)
-    hf_cfg = json.loads((folder / "config.json").read_text())
-    cfg = config_from_hf(hf_cfg)
-    model = build_model(cfg, seed=None)
-    state = hf_to_ours(_read_hf_weights(folder), cfg)
-    if "head.weight" not in state and hf_cfg.get("tie_word_embeddings"):
-        state["head.weight"] = state["embed.weight"]
-    check_state(model, state, str(folder))
-    model.load_state_dict(state)
-    return model.to(device)
-
-
-def export_hf(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int = 2 << 30) -> Path:
-    """Write ``model`` as an HF DeepSeek-V3 folder (sharded safetensors + index)."""
-    cfg: ModelConfig = model.config
-    if cfg.engram_layer_ids or cfg.hc_mult != 1 or cfg.dsa_topk:
-        raise InputError(
-            "only models with Engram, DSA and mHC off have an HF DeepSeek-V3 equivalent"
-        )
-    folder = Path(folder)
+def write_sharded(state: dict[str, torch.Tensor], folder: Path, max_shard_bytes: int) -> None:
+    """Write ``state`` as HF sharded safetensors plus ``model.safetensors.index.json``."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = ours_to_hf(
-        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, cfg
-    )
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name in sorted(state):
@@ -212,6 +236,39 @@ def export_hf(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int =
     (folder / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {}, "weight_map": weight_map})
     )
+
+
+def load_hf(folder: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """Our model from an HF DeepSeek-V3 folder (config.json + safetensors, sharded or not)."""
+    from engram_sdk.model import build_model
+    from engram_sdk.model.checkpoint import check_state
+
+    folder = Path(folder)
+    hf_cfg = json.loads((folder / "config.json").read_text())
+    cfg = config_from_hf(hf_cfg)
+    model = build_model(cfg, seed=None)
+    state = hf_to_ours(dequantize_state(_read_hf_weights(folder)), cfg)
+    if "head.weight" not in state and hf_cfg.get("tie_word_embeddings"):
+        state["head.weight"] = state["embed.weight"]
+    check_state(model, state, str(folder))
+    model.load_state_dict(state)
+    return model.to(device)
+
+
+def export_hf(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int = 2 << 30) -> Path:
+    """Write ``model`` as an HF DeepSeek-V3 folder (sharded safetensors + index)."""
+    cfg: ModelConfig = model.config
+    if cfg.engram_layer_ids or cfg.hc_mult != 1 or cfg.dsa_topk:
+        raise InputError(
+            "only models with Engram, DSA and mHC off have an HF DeepSeek-V3 equivalent"
+        )
+    if cfg.score_func != "sigmoid" or not cfg.gate_bias:
+        raise InputError("HF DeepSeek-V3 routes with sigmoid scores and a correction bias only")
+    folder = Path(folder)
+    state = ours_to_hf(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, cfg
+    )
+    write_sharded(state, folder, max_shard_bytes)
     hf = {
         "architectures": ["DeepseekV3ForCausalLM"],
         "model_type": "deepseek_v3",
@@ -234,10 +291,11 @@ def export_hf(model: torch.nn.Module, folder: str | Path, max_shard_bytes: int =
         "topk_group": cfg.n_limited_groups,
         "num_experts_per_tok": cfg.n_activated_experts,
         "first_k_dense_replace": cfg.n_dense_layers,
-        "norm_topk_prob": True,
+        "norm_topk_prob": cfg.norm_topk_prob,
         "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,
+        "rope_scaling": rope_to_hf(cfg) or None,
         "rope_interleave": True,
         "tie_word_embeddings": False,
         "hidden_act": "silu",

@@ -1,9 +1,10 @@
-"""DeepSeekMoE: shared experts plus sigmoid-routed experts with group-limited top-k.
+"""DeepSeekMoE: shared experts plus routed experts with group-limited top-k.
 
-Routing (as DeepSeek-V3): affinities ``s = sigmoid(x W_g)``; experts are *chosen* on
+Routing (as DeepSeek-V3): affinities ``s = sigmoid(x W_g)`` (or softmax / sqrt-softplus,
+``score_func``); experts are *chosen* on
 ``s + bias`` within the best ``n_limited_groups`` groups (a group's score is the sum of its
 top-2 biased affinities), and *weighted* by the unbiased ``s`` normalised over the chosen
-experts times ``route_scale``. The bias is not trained: ``update_bias`` nudges it from the
+experts (``norm_topk_prob``) times ``route_scale``. The bias is not trained: ``update_bias`` nudges it from the
 observed load (auxiliary-loss-free balancing); an optional small sequence-wise balance loss
 is kept in ``aux_loss``. Tokens are sorted by expert and each expert runs once on its
 contiguous slice — no loop over tokens.
@@ -30,8 +31,24 @@ class MLP(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+def route_scores(logits: torch.Tensor, score_func: str) -> torch.Tensor:
+    """Expert affinities from router logits: ``sigmoid``, ``softmax`` or ``sqrtsoftplus``."""
+    if score_func == "sigmoid":
+        return torch.sigmoid(logits)
+    if score_func == "softmax":
+        return torch.softmax(logits, dim=-1)
+    if score_func == "sqrtsoftplus":
+        return torch.sqrt(F.softplus(logits))
+    raise ValueError(f"score_func must be sigmoid, softmax or sqrtsoftplus, got {score_func!r}")
+
+
 class Gate(nn.Module):
-    """Router: expert ids and weights per token."""
+    """Router: expert ids and weights per token.
+
+    As DeepSeek-V3's reference gate: groups score by their top-2 biased affinities (by their
+    best affinity when ``gate_bias`` is off); the chosen experts are weighted by the unbiased
+    affinities, normalised over the chosen ones when ``norm_topk_prob``.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -43,18 +60,22 @@ class Gate(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (N, D) → weights (N, k), expert ids (N, k), affinities (N, E)."""
         cfg = self.cfg
-        scores = torch.sigmoid(F.linear(x.float(), self.weight.float()))
-        choice = scores + self.bias
+        scores = route_scores(F.linear(x.float(), self.weight.float()), cfg.score_func)
+        choice = scores + self.bias if cfg.gate_bias else scores
         if cfg.n_expert_groups > 1:
             grouped = choice.view(x.shape[0], cfg.n_expert_groups, -1)
-            group_score = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(-1)
+            if cfg.gate_bias:
+                group_score = grouped.topk(min(2, grouped.shape[-1]), dim=-1).values.sum(-1)
+            else:
+                group_score = grouped.amax(dim=-1)
             keep = group_score.topk(cfg.n_limited_groups, dim=-1).indices
             mask = torch.ones_like(group_score, dtype=torch.bool).scatter_(1, keep, False)
             choice = grouped.masked_fill(mask.unsqueeze(-1), float("-inf")).flatten(1)
         ids = choice.topk(cfg.n_activated_experts, dim=-1).indices
         weights = scores.gather(1, ids)
-        weights = weights / weights.sum(-1, keepdim=True) * cfg.route_scale
-        return weights.to(x.dtype), ids, scores
+        if cfg.norm_topk_prob:
+            weights = weights / weights.sum(-1, keepdim=True)
+        return (weights * cfg.route_scale).to(x.dtype), ids, scores
 
 
 class MoE(nn.Module):
@@ -159,6 +180,6 @@ class MoE(nn.Module):
     @torch.no_grad()
     def update_bias(self) -> None:
         """Auxiliary-loss-free balancing: raise the bias of under-loaded experts, lower over-loaded."""
-        if self.load.sum() > 0:
+        if self.cfg.gate_bias and self.load.sum() > 0:
             self.gate.bias += self.cfg.bias_update_speed * torch.sign(self.load.mean() - self.load)
         self.load.zero_()

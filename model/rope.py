@@ -19,8 +19,14 @@ def rope_frequencies(
     original_seq_len: int = 4096,
     beta_fast: int = 32,
     beta_slow: int = 1,
+    *,
+    magnitude: float = 1.0,
 ) -> torch.Tensor:
-    """Complex rotations (seq_len, dim/2); with ``factor > 1`` low frequencies are stretched (YaRN)."""
+    """Complex rotations (seq_len, dim/2); with ``factor > 1`` low frequencies are stretched (YaRN).
+
+    ``magnitude`` scales every rotation (HF's YaRN ``attention_factor``, which multiplies
+    cos and sin); DeepSeek-V3's reference code uses 1.
+    """
     freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
     if factor > 1.0:
         low = max(math.floor(_correction_dim(beta_fast, dim, base, original_seq_len)), 0)
@@ -31,7 +37,7 @@ def rope_frequencies(
         keep = 1 - ramp
         freqs = freqs / factor * (1 - keep) + freqs * keep
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), freqs)
-    return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
+    return torch.polar(torch.full_like(angles, magnitude), angles).to(torch.complex64)
 
 
 def yarn_softmax_scale(head_dim: int, factor: float, mscale: float) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from engram_sdk.model.block import Block, LayerCache
 from engram_sdk.model.config import ModelConfig
+from engram_sdk.model.hyper import HyperHead
 from engram_sdk.model.rope import rope_frequencies
 from torch import nn
 
@@ -73,7 +74,9 @@ class Transformer(nn.Module):
         )
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        if cfg.hc_mult > 1:
+        if cfg.hc_mult > 1 and cfg.hc_dynamic:
+            self.hc_head = HyperHead(cfg.hc_mult, cfg.dim, cfg.hc_eps, cfg.norm_eps)
+        elif cfg.hc_mult > 1:
             self.readout = nn.Parameter(torch.zeros(cfg.hc_mult))
         self.register_buffer(
             "freqs",
@@ -81,10 +84,11 @@ class Transformer(nn.Module):
                 cfg.qk_rope_head_dim,
                 cfg.max_seq_len,
                 cfg.rope_theta,
-                cfg.rope_factor,
+                cfg.yarn_factor,
                 cfg.original_seq_len,
                 cfg.beta_fast,
                 cfg.beta_slow,
+                magnitude=cfg.rope_attention_factor,
             ),
             persistent=False,
         )
@@ -210,7 +214,9 @@ class Transformer(nn.Module):
         streams = self.embed(input_ids).unsqueeze(2).expand(b, t, cfg.hc_mult, cfg.dim).contiguous()
         for block, lc in zip(self.blocks, layer_caches, strict=True):
             streams = block(streams, self.freqs, addresses.get(block.layer_id), lc)
-        if cfg.hc_mult > 1:
+        if cfg.hc_mult > 1 and cfg.hc_dynamic:
+            h = self.hc_head(streams)
+        elif cfg.hc_mult > 1:
             h = torch.einsum(
                 "bthd,h->btd", streams, torch.softmax(self.readout, 0).to(streams.dtype)
             )

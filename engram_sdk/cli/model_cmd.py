@@ -46,12 +46,17 @@ def presets() -> None:
 
 @model_app.command()
 def info(
-    preset: Annotated[str, typer.Argument(help="preset name (tiny, small, base, v4-1t)")],
+    preset: Annotated[
+        str,
+        typer.Argument(
+            help="preset name (tiny, small, base, deepseek-v3-671b, ...; see engram model presets)"
+        ),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Total, active-per-token and Engram-table parameters (built on the meta device).
 
-    Example: engram model info v4-1t --json
+    Example: engram model info deepseek-v3-671b --json
     """
     from engram_sdk.model.config import get_preset
     from engram_sdk.model.info import count_parameters

@@ -35,6 +35,7 @@ class ShortConv(nn.Module):
         self.conv = nn.Conv1d(
             channels, channels, kernel_size, groups=channels, bias=False, dilation=dilation
         )
+        nn.init.zeros_(self.conv.weight)  # the paper's init: Engram starts as identity
 
     @property
     def context(self) -> int:
@@ -53,7 +54,12 @@ class ShortConv(nn.Module):
 
 
 class Engram(nn.Module):
-    """One Engram layer (see the module docstring)."""
+    """One Engram layer (see the module docstring).
+
+    As deepseek-ai/Engram: the key and query norms use ``eps`` (None: the dtype's machine
+    epsilon, torch's default), the convolution's norms ``conv_eps`` = 1e-5, and the
+    convolution starts at zero so a fresh layer adds only the gated value.
+    """
 
     def __init__(
         self,
@@ -65,7 +71,8 @@ class Engram(nn.Module):
         embed_per_ngram: int,
         table_rows: int,
         kernel_size: int = 4,
-        eps: float = 1e-6,
+        eps: float | None = None,
+        conv_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if embed_per_ngram % heads_per_ngram:
@@ -80,7 +87,7 @@ class Engram(nn.Module):
         self.key_projs = nn.ModuleList([nn.Linear(memory_dim, hidden) for _ in range(hc_mult)])
         self.key_norms = nn.ModuleList([nn.RMSNorm(hidden, eps=eps) for _ in range(hc_mult)])
         self.query_norms = nn.ModuleList([nn.RMSNorm(hidden, eps=eps) for _ in range(hc_mult)])
-        self.short_conv = ShortConv(hidden, hc_mult, kernel_size, max_ngram, eps)
+        self.short_conv = ShortConv(hidden, hc_mult, kernel_size, max_ngram, conv_eps)
 
     def set_table(self, table: EngramTable) -> None:
         """Serve rows from another table (a store-backed one, say); shapes must match."""
@@ -117,3 +124,59 @@ class Engram(nn.Module):
         value = self.gate(hidden, memory) * self.value_proj(memory).unsqueeze(2)
         conv, state = self.short_conv(value, conv_state)
         return value + conv, state
+
+
+class EngramV41(nn.Module):
+    """DeepSeek-V4.1's Engram variant: no short convolution, one projection ``wkv``.
+
+    The rows of all hash columns (``(max_ngram - 1) * n_heads``, each ``head_dim`` wide)
+    are concatenated into ``e``; ``wkv e`` splits into one key per residual stream and one
+    shared value. Per stream ``i``, with ``w = q_weight[i] * k_weight[i]`` (only the product
+    matters) and RMS statistics taken separately over ``h_i`` and ``key_i``:
+    ``dot = Σ h_i w key_i / (rms(h_i) rms(key_i) sqrt(D))``,
+    ``g_i = sigmoid(sign(dot) sqrt(max(|dot|, 1e-6)))``; the update ``g_i · value`` is
+    added to stream ``i``. Positions whose ``token_mask`` is False get no update. Names
+    follow the reference (``wkv``, ``q_weight``, ``k_weight``); the rows live in
+    :attr:`table` (``embed`` in the checkpoint).
+    """
+
+    def __init__(
+        self,
+        layer_id: int,
+        hidden: int,
+        hc_mult: int,
+        n_hash_cols: int,
+        head_dim: int,
+        table_rows: int,
+        eps: float = 1e-20,
+    ) -> None:
+        super().__init__()
+        self.layer_id, self.hidden, self.hc_mult, self.eps = layer_id, hidden, hc_mult, eps
+        self.table: EngramTable = EmbeddingTable(table_rows, head_dim)
+        self.wkv = nn.Linear(n_hash_cols * head_dim, hidden * (hc_mult + 1), bias=False)
+        self.q_weight = nn.Parameter(torch.ones(hc_mult, hidden))
+        self.k_weight = nn.Parameter(torch.ones(hc_mult, hidden))
+
+    set_table = Engram.set_table
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        flat_addresses: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The update (B, T, hc, D) to add to the streams ``hidden`` (B, T, hc, D)."""
+        memory = self.table.lookup(flat_addresses).flatten(-2).to(self.wkv.weight.dtype)
+        key, value = self.wkv(memory).split([self.hc_mult * self.hidden, self.hidden], dim=-1)
+        wide = torch.promote_types(hidden.dtype, torch.float32)  # the gate runs in fp32 at least
+        key = key.to(wide).unflatten(-1, (self.hc_mult, self.hidden))
+        h = hidden.to(wide)
+        rstd = torch.rsqrt(h.square().mean(-1) + self.eps) * torch.rsqrt(
+            key.square().mean(-1) + self.eps
+        )
+        weight = self.q_weight.to(wide) * self.k_weight.to(wide)
+        dot = (h * weight * key).sum(-1) * rstd * self.hidden**-0.5
+        gate = torch.sigmoid(torch.copysign(dot.abs().clamp_min(1e-6).sqrt(), dot))
+        if token_mask is not None:
+            gate = gate * token_mask.unsqueeze(-1).to(gate.dtype)
+        return (gate.unsqueeze(-1) * value.to(wide).unsqueeze(-2)).to(hidden.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 HASHING_FORMAT_VERSION = 1
+DEAD_ID = -1  # a position the look-back may not cross (pads, image spans); see block_dead
 
 
 class NgramConfig(BaseModel):
@@ -26,6 +27,11 @@ class NgramConfig(BaseModel):
     layer_ids: list[int] = Field(default_factory=lambda: [1, 15])
     pad_id: int = Field(default=2, ge=0, description="canonical id used left of the sequence")
     seed: int = Field(default=0, ge=0)
+    block_dead: bool = Field(
+        default=False,
+        description="ids equal to DEAD_ID (-1) end the look-back: that position and every "
+        "n-gram reaching past it hash pad_id instead (DeepSeek-V4.1's rule)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> NgramConfig:

@@ -8,7 +8,7 @@ import numpy as np
 
 from engram_sdk.errors import InputError
 from engram_sdk.hashing import numpy_kernel
-from engram_sdk.hashing.config import NgramConfig
+from engram_sdk.hashing.config import DEAD_ID, NgramConfig
 from engram_sdk.hashing.primes import head_primes
 
 LAYER_SEED_STRIDE = 10007
@@ -95,6 +95,7 @@ class NgramHasher:
             self._np_primes[self._known(layer_id)],
             self.config.pad_id,
             prefix,
+            self.config.block_dead,
         )
         return out + self.head_offsets(layer_id) if flat else out
 
@@ -134,10 +135,14 @@ class NgramHasher:
                 self.config.pad_id,
                 prefix,
                 out_dtype,
+                block_dead=self.config.block_dead,
             )
         inv = self._inverse_primes_on(layer_id, ids.device) if compiled and fast else None
         kernel = torch_kernel.addresses_compiled if compiled else torch_kernel.addresses
-        out = kernel(ids, multipliers, primes, self.config.pad_id, prefix, torch.int64, inv)
+        out = kernel(
+            ids, multipliers, primes, self.config.pad_id, prefix, torch.int64, inv,
+            self.config.block_dead,
+        )  # fmt: skip
         if flat:
             out = out + torch.as_tensor(self.head_offsets(layer_id), device=ids.device)
         return out.to(out_dtype)
@@ -159,8 +164,9 @@ class NgramHasher:
         layer = self.config.layer_ids[0] if layer_id is None else self._known(layer_id)
         ids = self._check_ids(np.asarray(ids), "ids")
         padded = numpy_kernel.with_context(ids, prefix, self.context, self.config.pad_id)
+        dead_pad = self.config.pad_id if self.config.block_dead else None
         return numpy_kernel.ngram_mixes(
-            padded, self.multipliers[layer], self.config.max_ngram_size
+            padded, self.multipliers[layer], self.config.max_ngram_size, dead_pad
         )[n - 2]
 
     # ---- helpers --------------------------------------------------------------------
@@ -221,9 +227,12 @@ class NgramHasher:
             raise InputError(f"{name} must be integer ids, got dtype {ids.dtype}")
         if ids.numel() if _is_torch(ids) else ids.size:
             lo, hi = int(ids.min()), int(ids.max())
-            if lo < 0 or hi >= self.config.vocab_size:
+            floor = DEAD_ID if self.config.block_dead else 0
+            if lo < floor or hi >= self.config.vocab_size:
+                dead = f" or DEAD_ID ({DEAD_ID})" if self.config.block_dead else ""
                 raise InputError(
-                    f"{name} must be canonical ids in [0, {self.config.vocab_size}), got range [{lo}, {hi}]"
+                    f"{name} must be canonical ids in [0, {self.config.vocab_size}){dead}, "
+                    f"got range [{lo}, {hi}]"
                 )
         return ids
 

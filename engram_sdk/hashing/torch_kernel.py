@@ -17,14 +17,29 @@ def with_context(
     return torch.cat([tail, ids], dim=1)
 
 
-def ngram_mixes(padded: torch.Tensor, multipliers: list[int], max_n: int) -> list[torch.Tensor]:
-    """Pre-modulus mix of every order 2..max_n, each (B, T) int64."""
+DEAD_ID = -1
+
+
+def ngram_mixes(
+    padded: torch.Tensor, multipliers: list[int], max_n: int, dead_pad: int | None = None
+) -> list[torch.Tensor]:
+    """Pre-modulus mix of every order 2..max_n, each (B, T) int64.
+
+    With ``dead_pad`` set, a DEAD_ID (-1) id and every id behind it count as ``dead_pad``.
+    """
     context = max_n - 1
     length = padded.shape[1] - context
-    mix = padded[:, context:] * multipliers[0]
+    current = padded[:, context:]
+    blocked = None if dead_pad is None else current == DEAD_ID
+    if blocked is not None:
+        current = torch.where(blocked, dead_pad, current)
+    mix = current * multipliers[0]
     mixes = []
     for k in range(1, max_n):
         shifted = padded[:, context - k : context - k + length]
+        if blocked is not None:
+            blocked = blocked | (shifted == DEAD_ID)
+            shifted = torch.where(blocked, dead_pad, shifted)
         mix = torch.bitwise_xor(mix, shifted * multipliers[k])
         mixes.append(mix)
     return mixes
@@ -57,6 +72,7 @@ def addresses(
     prefix: torch.Tensor | None = None,
     out_dtype: torch.dtype = torch.int64,
     inv_primes: torch.Tensor | None = None,
+    block_dead: bool = False,
 ) -> torch.Tensor:
     """Addresses (B, T, heads_total); ``primes`` is (orders, heads) int64 on ids' device.
 
@@ -66,7 +82,8 @@ def addresses(
     ids = ids.to(torch.int64)
     max_n = len(multipliers)
     padded = with_context(ids, prefix, max_n - 1, pad_id)
-    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n), dim=-1)[
+    dead_pad = pad_id if block_dead else None
+    mixes = torch.stack(ngram_mixes(padded, multipliers, max_n, dead_pad), dim=-1)[
         ..., None
     ]  # (B, T, orders, 1)
     if inv_primes is None:

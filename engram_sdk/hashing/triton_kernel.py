@@ -27,6 +27,7 @@ def _addresses_kernel(
     start,
     pad_id,
     MAX_N: tl.constexpr,
+    BLOCK_DEAD: tl.constexpr,
     HEADS: tl.constexpr,
     HEADS_P2: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -44,11 +45,17 @@ def _addresses_kernel(
     order = tl.load(order_ptr + head, mask=head_ok, other=-1)  # n - 2 of each head
 
     x = tl.load(base + t, mask=valid, other=0).to(tl.int64)
+    if BLOCK_DEAD:  # a DEAD id (-1) and everything behind it hash as pad_id
+        blocked = x == -1
+        x = tl.where(blocked, pad_id, x)
     mix = x * tl.load(mult_ptr)
     sel = tl.zeros((BLOCK, HEADS_P2), dtype=tl.int64)
     for k in tl.static_range(1, MAX_N):
         src = t - k
         xk = tl.load(base + src, mask=valid & (src >= 0), other=pad_id).to(tl.int64)
+        if BLOCK_DEAD:
+            blocked = blocked | (xk == -1)
+            xk = tl.where(blocked, pad_id, xk)
         mix = mix ^ (xk * tl.load(mult_ptr + k))
         sel = tl.where(order[None, :] == k - 1, mix[:, None], sel)
 
@@ -75,11 +82,13 @@ def addresses_triton(
     prefix: torch.Tensor | None = None,
     out_dtype: torch.dtype = torch.int32,
     block: int = 256,
+    block_dead: bool = False,
 ) -> torch.Tensor:
     """Addresses (B, T, heads) of CUDA ids (B, T); every prime must be >= 4096.
 
     ``primes``, ``inv_primes``, ``offsets`` and ``head_order`` are flat per head (int64,
-    float64, int64, int32) on the ids' device; ``offsets`` may be zeros.
+    float64, int64, int32) on the ids' device; ``offsets`` may be zeros. ``block_dead``:
+    ids equal to -1 end the look-back (see :class:`~engram_sdk.hashing.NgramConfig`).
     """
     max_n = multipliers.numel()
     start = 0
@@ -109,6 +118,7 @@ def addresses_triton(
         start,
         pad_id,
         MAX_N=max_n,
+        BLOCK_DEAD=block_dead,
         HEADS=heads,
         HEADS_P2=triton.next_power_of_2(heads),
         BLOCK=block,

@@ -81,8 +81,8 @@ def test_normalisation(raw: str, expected: str) -> None:
     assert normalize_token_text(raw) == expected
 
 
-def test_invalid_utf8_keeps_raw_bytes() -> None:
-    assert canonical_key(b"\xe6\x95") == b"\xe6\x95"
+def test_invalid_utf8_is_keyed_by_its_byte_level_spelling() -> None:
+    assert canonical_key(b"\xe6\x95") == "\u00e6\u0137"  # GPT-2 byte-level: 0xE6 → æ, 0x95 → ķ
 
 
 def test_canonical_table_against_independent_oracle(tok: Tokenizer) -> None:

@@ -102,7 +102,7 @@ def test_session_generate_resumes_exactly_after_the_process_exits(tmp_path: Path
 
 
 def test_cli_model_info_and_train(engram_cli: CliRunner, tmp_path: Path) -> None:
-    out = engram_cli("model", "info", "v4-1t", "--json")
+    out = engram_cli("model", "info", "hypothetical-v4-1t", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["total"] > 9e11
     run = engram_cli(

@@ -1,0 +1,80 @@
+"""DeepSeek-V4 attention: shared-KV MQA over a sliding window plus compressed entries.
+
+Queries pass a low-rank bottleneck and a per-head RMS norm; one key/value head (keys are
+values) is shared by all heads; the trailing ``rope_head_dim`` channels are rotated, and the
+output's are rotated back by the query's position. A learned per-head sink joins every
+softmax. The output projection is grouped: ``o_groups`` blocks of heads each go to
+``o_lora_rank`` channels, then one linear mixes them.
+"""
+
+from __future__ import annotations
+
+import torch
+from engram_sdk.model.v4.compressor import Compressor, Indexer
+from engram_sdk.model.v4.config import V4Config
+from engram_sdk.model.v4.rope import rotate_tail
+from torch import nn
+
+
+class V4Attention(nn.Module):
+    """Attention of layer ``layer_id`` (see the module docstring)."""
+
+    def __init__(self, cfg: V4Config, layer_id: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h, d = cfg.n_heads, cfg.head_dim
+        self.ratio = cfg.compress_ratio(layer_id)
+        self.wq_a = nn.Linear(cfg.dim, cfg.q_lora_rank, bias=False)
+        self.q_norm = nn.RMSNorm(cfg.q_lora_rank, eps=cfg.norm_eps)
+        self.wq_b = nn.Linear(cfg.q_lora_rank, h * d, bias=False)
+        self.wkv = nn.Linear(cfg.dim, d, bias=False)
+        self.kv_norm = nn.RMSNorm(d, eps=cfg.norm_eps)
+        self.wo_a = nn.Linear(h * d // cfg.o_groups, cfg.o_groups * cfg.o_lora_rank, bias=False)
+        self.wo_b = nn.Linear(cfg.o_groups * cfg.o_lora_rank, cfg.dim, bias=False)
+        self.attn_sink = nn.Parameter(torch.zeros(h))
+        sparse = cfg.attn_types[layer_id] == "compressed_sparse_attention"
+        self.compressor = (
+            Compressor(cfg.dim, d, self.ratio, overlap=sparse, eps=cfg.norm_eps)
+            if self.ratio
+            else None
+        )
+        self.indexer = (
+            Indexer(cfg.dim, cfg.q_lora_rank, cfg.index_n_heads, cfg.index_head_dim,
+                    self.ratio, cfg.index_topk, cfg.norm_eps)
+            if sparse else None
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D) at positions 0..T → (B, T, D); ``freqs`` are this layer's rotations."""
+        cfg = self.cfg
+        b, t, _ = x.shape
+        q_latent = self.q_norm(self.wq_a(x))
+        q = self.wq_b(q_latent).view(b, t, cfg.n_heads, cfg.head_dim)
+        q = rotate_tail(q * torch.rsqrt(q.float().square().mean(-1, keepdim=True) + cfg.norm_eps)
+                        .to(q.dtype), freqs[:t])  # fmt: skip
+        kv = rotate_tail(self.kv_norm(self.wkv(x)), freqs[:t])  # (B, T, d)
+        pos = torch.arange(t, device=x.device)
+        visible = (pos[None, :] <= pos[:, None]) & (pos[None, :] > pos[:, None] - cfg.window_size)
+        visible = visible.expand(b, t, t)
+        if self.compressor is not None:
+            entries = self.compressor(x, freqs)
+            chosen = (
+                self.indexer(x, q_latent, freqs)
+                if self.indexer is not None
+                else self.compressor.visible(t, entries.shape[1], x.device).expand(b, -1, -1)
+            )
+            kv = torch.cat([kv, entries], dim=1)
+            visible = torch.cat([visible, chosen], dim=-1)
+        out = self._attend(q, kv, visible)  # (B, T, H, d)
+        out = rotate_tail(out, freqs[:t].conj())
+        grouped = out.reshape(b, t, cfg.o_groups, -1)
+        w = self.wo_a.weight.view(cfg.o_groups, cfg.o_lora_rank, -1)
+        return self.wo_b(torch.einsum("btgi,goi->btgo", grouped, w).flatten(2))
+
+    def _attend(self, q: torch.Tensor, kv: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """Softmax attention of q (B, T, H, d) over kv (B, S, d) with the per-head sink."""
+        logits = torch.einsum("bthd,bsd->bhts", q, kv) * self.cfg.head_dim**-0.5
+        logits = logits.masked_fill(~visible[:, None], float("-inf"))
+        sink = self.attn_sink.to(logits.dtype).view(1, -1, 1, 1).expand(*logits.shape[:3], 1)
+        probs = torch.cat([logits, sink], dim=-1).softmax(dim=-1)[..., :-1]
+        return torch.einsum("bhts,bsd->bthd", probs.to(kv.dtype), kv)

@@ -1,0 +1,154 @@
+"""The DeepSeek-V4 model: embedding → hc streams → blocks → mHC head → norm → head."""
+
+from __future__ import annotations
+
+import torch
+from engram_sdk.model.hyper import DynamicHyperConnection, HyperHead
+from engram_sdk.model.v4.attention import V4Attention
+from engram_sdk.model.v4.config import V4Config
+from engram_sdk.model.v4.engram import engram_hasher
+from engram_sdk.model.v4.moe import V4MoE
+from engram_sdk.model.v4.rope import v4_frequencies
+from torch import nn
+
+from engram_sdk.engram import EngramTable, EngramV41
+from engram_sdk.errors import InputError
+from engram_sdk.hashing import DEAD_ID
+
+
+class V4Block(nn.Module):
+    """One V4 block: mHC(attention) then mHC(MoE) over (B, T, hc, D) streams."""
+
+    def __init__(self, cfg: V4Config, layer_id: int, engram_rows: int | None = None) -> None:
+        super().__init__()
+        self.layer_id = layer_id
+        self.engram = (
+            None
+            if engram_rows is None
+            else EngramV41(
+                layer_id, cfg.dim, cfg.hc_mult,
+                (cfg.engram_max_ngram_size - 1) * cfg.engram_n_heads,
+                cfg.engram_head_dim, engram_rows, eps=cfg.norm_eps,
+            )
+        )  # fmt: skip
+        self.compressed = cfg.attn_types[layer_id] != "sliding_attention"
+        hc = (cfg.hc_mult, cfg.dim, cfg.hc_sinkhorn_iters, cfg.hc_eps, cfg.norm_eps)
+        self.hc_attn = DynamicHyperConnection(*hc)
+        self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn = V4Attention(cfg, layer_id)
+        self.hc_ffn = DynamicHyperConnection(*hc)
+        self.ffn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.ffn = V4MoE(cfg, hashed=cfg.mlp_types[layer_id] == "hash_moe")
+
+    def forward(
+        self,
+        streams: torch.Tensor,
+        freqs: torch.Tensor,
+        token_ids: torch.Tensor,
+        engram_addresses: torch.Tensor | None = None,
+        token_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.engram is not None and engram_addresses is not None:
+            streams = streams + self.engram(streams, engram_addresses, token_mask)
+        x, maps = self.hc_attn.read(streams)
+        streams = self.hc_attn.write(streams, self.attn(self.attn_norm(x), freqs), maps)
+        x, maps = self.hc_ffn.read(streams)
+        return self.hc_ffn.write(streams, self.ffn(self.ffn_norm(x), token_ids), maps)
+
+
+class V4Transformer(nn.Module):
+    """DeepSeek-V4 (see :class:`V4Config`); forward recomputes the whole sequence."""
+
+    def __init__(self, cfg: V4Config) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.hasher = None
+        rows: dict[int, int] = {}
+        if cfg.engram_layer_ids:  # V4.1: token id → canonical id (identity until set)
+            self.register_buffer("engram_token_map", torch.arange(cfg.vocab_size), persistent=False)
+            self.hasher = engram_hasher(cfg, cfg.engram_pad_id)
+            rows = {i: self.hasher.table_rows(i) for i in cfg.engram_layer_ids}
+        self.layers = nn.ModuleList([V4Block(cfg, i, rows.get(i)) for i in range(cfg.n_layers)])
+        self.hc_head = HyperHead(cfg.hc_mult, cfg.dim, cfg.hc_eps, cfg.norm_eps)
+        self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.register_buffer("freqs_main", v4_frequencies(cfg, False), persistent=False)
+        self.register_buffer("freqs_compress", v4_frequencies(cfg, True), persistent=False)
+
+    def hidden(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Streams after the embedding (B, T, hc, D) and each layer's rotations."""
+        cfg = self.config
+        if input_ids.dim() != 2:
+            raise InputError(f"input_ids must be (batch, seq), got {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > cfg.max_seq_len:
+            raise InputError(f"{input_ids.shape[1]} tokens exceed max_seq_len {cfg.max_seq_len}")
+        if input_ids.numel() and (
+            int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size
+        ):
+            raise InputError(f"token ids must be in [0, {cfg.vocab_size})")
+        x = self.embed(input_ids)
+        streams = x.unsqueeze(2).expand(*x.shape[:2], cfg.hc_mult, cfg.dim).contiguous()
+        freqs = [self.freqs_compress if b.compressed else self.freqs_main for b in self.layers]
+        return streams, freqs
+
+    def set_engram_table(self, layer_id: int, table: EngramTable) -> None:
+        """Serve one Engram layer's rows from ``table`` (e.g. FP8 rows in a store)."""
+        block = self.layers[layer_id]
+        if block.engram is None:
+            raise InputError(
+                f"layer {layer_id} has no Engram; Engram layers: {self.config.engram_layer_ids}"
+            )
+        block.engram.set_table(table)
+
+    def set_token_map(self, token_map: torch.Tensor) -> None:
+        """Use ``token_map`` (vocab,) as the token → canonical id map of Engram addressing."""
+        if self.hasher is None:
+            raise InputError("this model has no Engram layers")
+        cfg = self.config
+        self.engram_token_map = torch.as_tensor(token_map, dtype=torch.long).to(
+            self.embed.weight.device
+        )
+        self.hasher = engram_hasher(cfg, int(self.engram_token_map[cfg.engram_pad_id]))
+
+    def engram_addresses(
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """Flat addresses (B, T, columns) of every Engram layer; masked-out tokens are DEAD."""
+        if self.hasher is None:
+            return {}
+        canon = self.engram_token_map[input_ids]
+        if token_mask is not None:
+            canon = torch.where(token_mask, canon, DEAD_ID)
+        return {
+            layer: self.hasher.hash_torch(canon, layer, flat=True)
+            for layer in self.config.engram_layer_ids
+        }
+
+    def forward(
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for ids (B, T); ``token_mask`` False marks DEAD positions
+        (pads, image spans) for Engram."""
+        streams, freqs = self.hidden(input_ids)
+        addresses = self.engram_addresses(input_ids, token_mask)
+        for layer, flat in addresses.items():  # every address is known before layer 0
+            self.layers[layer].engram.table.prepare(flat)
+        for block, f in zip(self.layers, freqs, strict=True):
+            streams = block(streams, f, input_ids, addresses.get(block.layer_id), token_mask)
+        return self.head(self.norm(self.hc_head(streams)))
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+        """Greedy continuation (recomputes the sequence at every step)."""
+        ids = torch.tensor([prompt_ids], device=self.embed.weight.device)
+        for _ in range(max_new_tokens):
+            ids = torch.cat([ids, self(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return ids[0, len(prompt_ids) :].tolist()
+
+
+def build_v4(cfg: V4Config, device: str = "cpu", seed: int | None = 0) -> V4Transformer:
+    """A V4 model for ``cfg``, initialised deterministically from ``seed``."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return V4Transformer(cfg).to(device)
