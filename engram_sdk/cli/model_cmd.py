@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from engram_sdk.errors import InputError
+
+if TYPE_CHECKING:
+    from engram_sdk.model.train import TrainConfig
 
 console = Console(highlight=False)
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
@@ -95,10 +98,19 @@ def train(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="show a progress bar")
     ] = True,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="local ranks started with torchrun (expert parallel, sharded Engram tables, "
+            "FSDP2; each trains on batch-size / N rows of every batch); 0: this process",
+        ),
+    ] = 0,
 ) -> None:
     """Train the built-in model on token streams from files or folders.
 
-    Example: engram train src/ --steps 200 --out run1 (resume: --resume run1/step-000200)
+    Example: engram train src/ --steps 200 --out run1 (resume: --resume run1/step-000200);
+    on 4 GPUs: engram train src/ --nproc 4 --batch-size 16
     """
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.train import TokenStream, TrainConfig
@@ -116,6 +128,9 @@ def train(
         checkpoint_every=checkpoint_every,
         seed=seed,
     )
+    if nproc:
+        _train_distributed(data, out, preset, cfg, nproc, resume=resume, progress=progress)
+        return
     model = build_model(get_preset(preset, max_seq_len=max(seq_len, 128)), device=device, seed=seed)
     stream = TokenStream.from_paths(list(data))
     losses = run(model, stream, cfg, out_dir=out, resume=resume, progress=progress)
@@ -124,6 +139,36 @@ def train(
             f"trained {len(losses)} steps: loss {losses[0]:.3f} → {losses[-1]:.3f}; "
             f"checkpoint in {escape(str(out))}/step-{cfg.steps:06d}"
         )
+
+
+def _train_distributed(
+    data: list[Path],
+    out: Path,
+    preset: str,
+    cfg: TrainConfig,
+    nproc: int,
+    *,
+    resume: Path | None,
+    progress: bool,
+) -> None:
+    """``--nproc N``: the same run on N local ranks (torchrun), see engram_sdk.distributed."""
+    from engram_sdk.distributed.train_main import DistributedTrainRun, launch
+
+    if resume is not None:
+        raise InputError(
+            "--resume cannot be combined with --nproc yet: load a sharded checkpoint with "
+            "engram_sdk.distributed.load_sharded from Python"
+        )
+    run = DistributedTrainRun(
+        data=[str(p) for p in data],
+        out=str(out),
+        preset=preset,
+        train=cfg.model_dump(exclude={"format_version"}),
+        progress=progress,
+    )
+    code = launch(run, nproc)
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

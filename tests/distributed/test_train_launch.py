@@ -46,6 +46,21 @@ def test_two_ranks_train_like_one_process(tmp_path):
     assert type(final).__name__ == "Transformer"
 
 
+def test_engram_train_nproc_runs_two_ranks(engram_cli, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.py").write_text(TEXT)
+    out = tmp_path / "run"
+    args = ["train", corpus, "--nproc", "2", "--steps", "2", "--batch-size", "2",
+            "--seq-len", "16", "--out", out, "--no-progress"]  # fmt: skip
+    result = engram_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads((out / "losses.json").read_text())) == 2
+    assert (out / "step-000002" / "checkpoint.json").is_file()
+    refused = engram_cli(*args, "--resume", out / "step-000002")
+    assert refused.returncode == 2 and "--resume cannot be combined with --nproc" in refused.stderr
+
+
 def test_batch_must_divide_by_ranks(tmp_path):
     run = DistributedTrainRun(data=[str(tmp_path)], out=str(tmp_path), train={"batch_size": 3})
     with pytest.raises(InputError, match="--batch-size 3 must divide by --nproc 2"):
