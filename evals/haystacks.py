@@ -47,10 +47,15 @@ MAX_LINE_CHARS = 400
 
 @dataclass(frozen=True)
 class Haystack:
-    """A named, deterministic stream of text units and the string that joins them."""
+    """A named, deterministic stream of text units and the string that joins them.
+
+    ``varies_with_seed`` says whether ``units(seed)`` differs between seeds (the noise
+    haystack is the same sentence at every seed, so repeats over it measure nothing new).
+    """
 
     name: str
     joiner: str
+    varies_with_seed: bool = True
 
     def units(self, seed: int) -> Iterator[str]:
         """Units of text, forever (cycling where the source is finite)."""
@@ -63,6 +68,7 @@ class NoiseHaystack(Haystack):
 
     name: str = "noise"
     joiner: str = "\n"
+    varies_with_seed: bool = False
 
     def units(self, seed: int) -> Iterator[str]:
         while True:
@@ -71,14 +77,15 @@ class NoiseHaystack(Haystack):
 
 @dataclass(frozen=True)
 class EssayHaystack(Haystack):
-    """Deterministic essay-style prose; the same ``corpus_seed`` always gives the same text."""
+    """Deterministic essay-style prose: the same ``corpus_seed`` and ``seed`` always give the
+    same text, another seed other text (so repeated grid cells are different haystacks)."""
 
     name: str = "essay"
     joiner: str = " "
     corpus_seed: int = 0
 
     def units(self, seed: int) -> Iterator[str]:
-        rng = random.Random(f"essay-{self.corpus_seed}")
+        rng = random.Random(f"essay-{self.corpus_seed}-{seed}")
         ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
         frames = _FRAMES
         while True:
@@ -127,7 +134,8 @@ def list_text_files(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class FolderHaystack(Haystack):
-    """The lines of every text file under ``folder``, file by file, cycling at the end."""
+    """The lines of every text file under ``folder``, file by file, cycling at the end; the
+    seed picks the line the stream starts at (seed 0: the first line of the first file)."""
 
     name: str = "folder"
     joiner: str = "\n"
@@ -153,6 +161,8 @@ class FolderHaystack(Haystack):
                     lines.append(line)
         if not lines:
             raise InputError(f"haystack folder {self.folder!r} holds no readable text files")
+        start = random.Random(f"folder-{seed}").randrange(len(lines)) if seed else 0
+        yield from lines[start:]
         while True:
             yield from lines
 
