@@ -18,8 +18,9 @@ from engram_sdk.errors import InputError
 console = Console(highlight=False)
 
 MODEL_HELP = (
-    "model spec: oracle | empty | openai:<model> | hf:<path or id> | gguf:<file.gguf> | "
-    "engram:<checkpoint folder> | python:<module>:<function>"
+    "model spec: oracle | empty | smollm2 | openai:<model> | hf:<path or id> | "
+    "gguf:<file.gguf> | llamacpp:<file.gguf or smollm2> | engram:<checkpoint folder> | "
+    "python:<module>:<function>"
 )
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 Out = Annotated[
@@ -261,6 +262,81 @@ def _niah(
     _print_report(run(config), out)
 
 
+def _compare(
+    model: Model,
+    tasks: Annotated[
+        str, typer.Option(help="comma list of RULER tasks, 'ruler' for all 13, or 'none'")
+    ] = "ruler",
+    grid: Annotated[bool, typer.Option("--grid/--no-grid", help="also run the NIAH grid")] = True,
+    lengths: Annotated[
+        str, typer.Option(help="comma list of lengths in tokens")
+    ] = "4k,8k,32k,128k,1m",
+    depths: Annotated[str, typer.Option(help="NIAH grid depths in percent")] = "0,25,50,75,100",
+    samples: Annotated[int, typer.Option("--samples", "-n", help="samples per cell")] = 3,
+    memory_budget: Annotated[
+        int | None,
+        typer.Option(help="tokens of recalled context (default: a quarter of the window)"),
+    ] = None,
+    memory_uri: Annotated[
+        str, typer.Option(help="store of the memory the haystacks go into")
+    ] = "dram://",
+    window: Annotated[
+        int | None, typer.Option(help="the model's window when it does not say (openai: models)")
+    ] = None,
+    out: Out = Path("eval-compare"),
+    seed: Seed = 42,
+    workers: Workers = 0,
+    force: Force = False,
+    progress: Progress = True,
+    base_url: BaseUrl = "http://localhost:8000/v1",
+    api_mode: ApiMode = "chat",
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    concurrency: Concurrency = 4,
+    timeout: Timeout = 300.0,
+    retries: Retries = 6,
+    device: Device = "cpu",
+) -> None:
+    """The model alone vs the model through engram memory, per task and length: writes
+    index.html, compare.{json,md}, heatmaps and the RULER line plot into --out."""
+    from pydantic import ValidationError
+
+    from engram_sdk.evals.compare import CompareConfig, run_compare
+    from engram_sdk.evals.compare_report import markdown
+
+    try:
+        config = CompareConfig(
+            model=model,
+            model_options=model_options(
+                base_url=base_url,
+                api_mode=api_mode,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+                timeout_s=timeout,
+                retries=retries,
+                device=device,
+                max_context=window,
+            ),
+            tasks=[] if tasks == "none" else [t.strip() for t in tasks.split(",") if t.strip()],
+            grid=grid,
+            lengths=parse_ints(lengths, "--lengths"),
+            depths=parse_depths(depths, None, "linear"),
+            n_samples=samples,
+            memory_budget=memory_budget,
+            memory_uri=memory_uri,
+            window=window,
+            seed=seed,
+            workers=workers,
+            out_dir=out,
+            force=force,
+            progress=progress,
+        )
+    except ValidationError as exc:
+        raise InputError(f"invalid comparison: {exc.errors()[0]['msg']}") from None
+    report = run_compare(config)
+    console.print(escape(markdown(report)))
+    console.print(f"report folder: {escape(str(out / 'index.html'))}")
+
+
 def _tasks() -> None:
     """List the registered tasks: base task, metric, generation budget, parameters."""
     from engram_sdk.evals import TASKS
@@ -283,4 +359,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ev, name="eval")
     ev.command("ruler")(_ruler)
     ev.command("niah")(_niah)
+    ev.command("compare")(_compare)
     ev.command("tasks")(_tasks)
