@@ -13,12 +13,14 @@ Every haystack is a :class:`Haystack`: ``units(seed)`` yields text units forever
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from engram_sdk.evals import words
 
 from engram_sdk.errors import InputError
@@ -78,18 +80,25 @@ class NoiseHaystack(Haystack):
 @dataclass(frozen=True)
 class EssayHaystack(Haystack):
     """Deterministic essay-style prose: the same ``corpus_seed`` and ``seed`` always give the
-    same text, another seed other text (so repeated grid cells are different haystacks)."""
+    same text, another seed other text (so repeated grid cells are different haystacks).
+
+    Word choices are drawn in blocks with numpy (``vectorized=True``, the default); the
+    one-draw-at-a-time ``random`` stream of earlier versions stays available for comparison.
+    """
 
     name: str = "essay"
     joiner: str = " "
     corpus_seed: int = 0
+    vectorized: bool = True
 
     def units(self, seed: int) -> Iterator[str]:
+        return self._numpy_units(seed) if self.vectorized else self._python_units(seed)
+
+    def _python_units(self, seed: int) -> Iterator[str]:
         rng = random.Random(f"essay-{self.corpus_seed}-{seed}")
         ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
-        frames = _FRAMES
         while True:
-            frame = frames[rng.randrange(len(frames))]
+            frame = _FRAMES[rng.randrange(len(_FRAMES))]
             yield frame.format(
                 a=adjs[rng.randrange(len(adjs))],
                 a2=adjs[rng.randrange(len(adjs))],
@@ -98,6 +107,18 @@ class EssayHaystack(Haystack):
                 n3=ns[rng.randrange(len(ns))],
                 v=vs[rng.randrange(len(vs))],
             )
+
+    def _numpy_units(self, seed: int, block: int = 4096) -> Iterator[str]:
+        digest = hashlib.sha256(f"essay-{self.corpus_seed}-{seed}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
+        sizes = (len(_FRAMES), len(adjs), len(adjs), len(ns), len(ns), len(ns), len(vs))
+        while True:
+            draws = [rng.integers(0, k, size=block).tolist() for k in sizes]
+            for f, a, a2, n, n2, n3, v in zip(*draws, strict=True):
+                yield _FRAMES[f].format(
+                    a=adjs[a], a2=adjs[a2], n=ns[n], n2=ns[n2], n3=ns[n3], v=vs[v]
+                )
 
 
 def _is_text(path: Path) -> bool:

@@ -155,3 +155,26 @@ def test_depth_spacing_is_gkamradts():
     assert spaced_depths(35, spacing="sigmoid") == expected
     with pytest.raises(InputError, match="spacing"):
         spaced_depths(5, spacing="cubic")
+
+
+@pytest.mark.parametrize("task", ["niah_single_1", "niah_single_2", "niah_multikey_3", "vt", "fwe"])
+def test_threaded_count_equals_one_pass_count(task):
+    from engram_sdk.evals.length import split_for_counting
+
+    s = generate(task, 32768, 1, COUNTER, seed=8)[0]
+    code = (ROOT / "evals" / "length.py").read_text() * 4
+    for text in (s.input + s.answer_prefix, code, "héllo  wörld\t\n x " * 5000):
+        pieces = split_for_counting(text, 16)
+        assert "".join(pieces) == text and len(pieces) > 1
+        assert sum(len(COUNTER._encode(p)) for p in pieces) == len(COUNTER._encode(text))
+
+
+def test_essay_units_follow_the_seed_in_both_generators():
+    from itertools import islice
+
+    from engram_sdk.evals.haystacks import EssayHaystack
+
+    for vectorized in (True, False):
+        hay = EssayHaystack(vectorized=vectorized)
+        a, b, c = (list(islice(hay.units(s), 50)) for s in (1, 1, 2))
+        assert a == b and a != c
