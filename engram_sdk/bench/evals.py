@@ -61,9 +61,7 @@ def _fit_row(n: int, repeat: int) -> tuple[list[str], int, int]:
     old_counter, new_counter = TiktokenCounter(threads=1), TiktokenCounter()
     budget, tol = n - 128, tolerance_for(n)
     units = list(itertools.islice(EssayHaystack().units(0), int(n / 12)))
-    t_ruler, (_, tok_ruler) = _best_of(
-        repeat, lambda: _ruler_search(units, old_counter, budget)
-    )
+    t_ruler, (_, tok_ruler) = _best_of(repeat, lambda: _ruler_search(units, old_counter, budget))
 
     def previous():
         hay = EssayHaystack(vectorized=False).units(0)
