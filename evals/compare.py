@@ -46,6 +46,9 @@ class CompareConfig(BaseModel):
         default=None, description="tokens of recalled context (default: a quarter of the window)"
     )
     memory_uri: str = "dram://"
+    memory_focus: bool = Field(
+        default=False, description="keep only the recalled lines that match the query best"
+    )
     window: int | None = Field(default=None, description="the model's window if it has none")
     seed: int = 42
     workers: int = Field(default=0, ge=0)
@@ -85,6 +88,7 @@ class CompareReport(BaseModel):
     model: str
     window: int | None
     memory_budget: int
+    memory_focus: bool = False
     counter: str
     seed: int
     n_samples: int
@@ -175,12 +179,13 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
     cache = PredictionCache(Path(config.out_dir) / "predictions.jsonl")
     fitting = [s for s in everything if window is None or s.tokens <= window]
     alone = _answer(fitting, model, cache, config) if fitting else {}
-    reader = MemoryAdapter(model, budget, config.memory_uri)
+    reader = MemoryAdapter(model, budget, config.memory_uri, focus=config.memory_focus)
     memory = _answer(everything, reader, cache, config)
     report = CompareReport(
         model=model.name,
         window=window,
         memory_budget=budget,
+        memory_focus=config.memory_focus,
         counter=counter.name,
         seed=config.seed,
         n_samples=config.n_samples,

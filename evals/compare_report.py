@@ -59,7 +59,8 @@ def markdown(report: CompareReport) -> str:
     lines = [
         f"# {report.model}: alone vs through engram memory",
         "",
-        f"Window {report.window} tokens; memory context budget {report.memory_budget} tokens; "
+        f"Window {report.window} tokens; memory context budget {report.memory_budget} tokens"
+        f"{' (focused on the query)' if report.memory_focus else ''}; "
         f"{report.n_samples} samples per cell; lengths in {report.counter} tokens; "
         f"seed {report.seed}.",
     ]

@@ -280,6 +280,13 @@ def _compare(
     memory_uri: Annotated[
         str, typer.Option(help="store of the memory the haystacks go into")
     ] = "dram://",
+    memory_focus: Annotated[
+        bool,
+        typer.Option(
+            "--memory-focus/--no-memory-focus",
+            help="hand the reader only the recalled lines that hold the most query terms",
+        ),
+    ] = False,
     window: Annotated[
         int | None, typer.Option(help="the model's window when it does not say (openai: models)")
     ] = None,
@@ -323,6 +330,7 @@ def _compare(
             n_samples=samples,
             memory_budget=memory_budget,
             memory_uri=memory_uri,
+            memory_focus=memory_focus,
             window=window,
             seed=seed,
             workers=workers,
