@@ -8,9 +8,7 @@ memory pipeline in :mod:`engram_sdk.evals.memory_adapter`.
 
 from __future__ import annotations
 
-import re
 import threading
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -80,44 +78,7 @@ class EmptyAdapter:
         return ""
 
 
-_NEEDLE = re.compile(r"One of the special magic \w+ for (\S+) is: (\S+?)\.(?:\s|$)")
-_VAR = re.compile(r"VAR ([A-Z]{5}) = (VAR ([A-Z]{5})|\d+)")
-
-
-class OracleAdapter:
-    """Solves the synthetic tasks by reading the prompt, as a perfect reader would.
-
-    NIAH: finds the needles of the queried keys; vt: follows the assignment chain from the
-    queried value; cwe/fwe: counts words; QA: returns the reference (no reader to imitate).
-    A score below 100 therefore means a generator hid or garbled its answer.
-    """
-
-    name = "oracle"
-    concurrency = 1
-
-    def answer(self, sample: Sample) -> str:
-        ctx, task = sample.context, sample.task
-        if task.startswith("niah"):
-            if task == "niah":  # gkamradt grid: repeat the needles present in the context
-                return " ".join(n for n in sample.meta.get("needles", []) if n in ctx)
-            keys = re.split(r", and |, ", sample.query)
-            return ", ".join(v for k, v in _NEEDLE.findall(ctx) if k in keys)
-        if task == "vt":
-            edges = _VAR.findall(ctx)
-            names = {a for a, rhs, _ in edges if rhs == sample.query}
-            grew = True
-            while grew:
-                new = {a for a, _, b in edges if b and b in names} - names
-                names |= new
-                grew = bool(new)
-            return " ".join(sorted(names))
-        if task == "cwe":
-            words = re.findall(r"\d+\. (\S+)", ctx)
-            return " ".join(w for w, _ in Counter(words).most_common(10))
-        if task == "fwe":
-            counts = Counter(w for w in ctx.split() if w != "...")
-            return " ".join(w for w, _ in counts.most_common(3))
-        return sample.outputs[0]
+from engram_sdk.evals.oracle import OracleAdapter  # noqa: E402,F401  (moved; re-exported)
 
 
 class HFAdapter:

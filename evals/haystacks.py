@@ -13,12 +13,14 @@ Every haystack is a :class:`Haystack`: ``units(seed)`` yields text units forever
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from engram_sdk.evals import words
 
 from engram_sdk.errors import InputError
@@ -47,10 +49,15 @@ MAX_LINE_CHARS = 400
 
 @dataclass(frozen=True)
 class Haystack:
-    """A named, deterministic stream of text units and the string that joins them."""
+    """A named, deterministic stream of text units and the string that joins them.
+
+    ``varies_with_seed`` says whether ``units(seed)`` differs between seeds (the noise
+    haystack is the same sentence at every seed, so repeats over it measure nothing new).
+    """
 
     name: str
     joiner: str
+    varies_with_seed: bool = True
 
     def units(self, seed: int) -> Iterator[str]:
         """Units of text, forever (cycling where the source is finite)."""
@@ -63,6 +70,7 @@ class NoiseHaystack(Haystack):
 
     name: str = "noise"
     joiner: str = "\n"
+    varies_with_seed: bool = False
 
     def units(self, seed: int) -> Iterator[str]:
         while True:
@@ -71,18 +79,26 @@ class NoiseHaystack(Haystack):
 
 @dataclass(frozen=True)
 class EssayHaystack(Haystack):
-    """Deterministic essay-style prose; the same ``corpus_seed`` always gives the same text."""
+    """Deterministic essay-style prose: the same ``corpus_seed`` and ``seed`` always give the
+    same text, another seed other text (so repeated grid cells are different haystacks).
+
+    Word choices are drawn in blocks with numpy (``vectorized=True``, the default); the
+    one-draw-at-a-time ``random`` stream of earlier versions stays available for comparison.
+    """
 
     name: str = "essay"
     joiner: str = " "
     corpus_seed: int = 0
+    vectorized: bool = True
 
     def units(self, seed: int) -> Iterator[str]:
-        rng = random.Random(f"essay-{self.corpus_seed}")
+        return self._numpy_units(seed) if self.vectorized else self._python_units(seed)
+
+    def _python_units(self, seed: int) -> Iterator[str]:
+        rng = random.Random(f"essay-{self.corpus_seed}-{seed}")
         ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
-        frames = _FRAMES
         while True:
-            frame = frames[rng.randrange(len(frames))]
+            frame = _FRAMES[rng.randrange(len(_FRAMES))]
             yield frame.format(
                 a=adjs[rng.randrange(len(adjs))],
                 a2=adjs[rng.randrange(len(adjs))],
@@ -91,6 +107,18 @@ class EssayHaystack(Haystack):
                 n3=ns[rng.randrange(len(ns))],
                 v=vs[rng.randrange(len(vs))],
             )
+
+    def _numpy_units(self, seed: int, block: int = 4096) -> Iterator[str]:
+        digest = hashlib.sha256(f"essay-{self.corpus_seed}-{seed}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
+        sizes = (len(_FRAMES), len(adjs), len(adjs), len(ns), len(ns), len(ns), len(vs))
+        while True:
+            draws = [rng.integers(0, k, size=block).tolist() for k in sizes]
+            for f, a, a2, n, n2, n3, v in zip(*draws, strict=True):
+                yield _FRAMES[f].format(
+                    a=adjs[a], a2=adjs[a2], n=ns[n], n2=ns[n2], n3=ns[n3], v=vs[v]
+                )
 
 
 def _is_text(path: Path) -> bool:
@@ -127,7 +155,8 @@ def list_text_files(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class FolderHaystack(Haystack):
-    """The lines of every text file under ``folder``, file by file, cycling at the end."""
+    """The lines of every text file under ``folder``, file by file, cycling at the end; the
+    seed picks the line the stream starts at (seed 0: the first line of the first file)."""
 
     name: str = "folder"
     joiner: str = "\n"
@@ -153,6 +182,8 @@ class FolderHaystack(Haystack):
                     lines.append(line)
         if not lines:
             raise InputError(f"haystack folder {self.folder!r} holds no readable text files")
+        start = random.Random(f"folder-{seed}").randrange(len(lines)) if seed else 0
+        yield from lines[start:]
         while True:
             yield from lines
 

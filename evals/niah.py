@@ -11,6 +11,7 @@ from engram_sdk.evals import templates
 from engram_sdk.evals.haystacks import EssayHaystack, Haystack, NoiseHaystack
 from engram_sdk.evals.length import TokenCounter, fit_units, tolerance_for
 from engram_sdk.evals.sample import Sample
+from engram_sdk.evals.taskconfig import TaskConfig
 from engram_sdk.evals.words import distinct_values, random_value
 
 # RULER samples essay insertion depths from 40 evenly spaced percentages.
@@ -53,16 +54,16 @@ def _insert(
 
 
 def ruler_niah(
-    task: str,
-    params: dict[str, Any],
+    config: TaskConfig,
     length: int,
     index: int,
     seed: int,
     counter: TokenCounter,
     haystack: Haystack | None = None,
 ) -> Sample:
-    """One RULER niah_* sample (keys, values, haystack kind and needle counts from ``params``)."""
-    rng = random.Random(f"{task}|{length}|{seed}|{index}")
+    """One RULER niah_* sample (keys, values, haystack kind and needle counts from the config)."""
+    params = config.params
+    rng = random.Random(f"{config.name}|{length}|{seed}|{index}")
     type_k, type_v = params["type_needle_k"], params["type_needle_v"]
     n_v, n_q = params["num_needle_v"], params["num_needle_q"]
     n_k = max(params["num_needle_k"], n_q)
@@ -99,8 +100,7 @@ def ruler_niah(
     queries = [keys[i] for i in picked]
     answers = [v for i in picked for v in values[i]]
     query = ", ".join(queries[:-1]) + ", and " + queries[-1] if len(queries) > 1 else queries[0]
-    spec = templates.RULER["niah"]
-    template, prefix, shown_v = spec["template"], spec["answer_prefix"], type_v
+    template, prefix, shown_v = config.template, config.answer_prefix, type_v
     if n_q * n_v == 1:  # RULER's singular wording
         for a, b in (("Some", "A"), ("are all", "is"), ("are", "is"), ("answers", "answer")):
             template, prefix = template.replace(a, b), prefix.replace(a, b)
@@ -117,22 +117,19 @@ def ruler_niah(
         slots_out[:] = slots
         return head + joiner.join(body) + tail + prefix
 
-    budget = length - spec["tokens_to_generate"]
+    budget = length - config.tokens_to_generate
     fitted = fit_units(build, haystack.units(seed), joiner, counter, budget, tolerance_for(length))
     text = fitted.text[: len(fitted.text) - len(prefix)]
     ctx_end = len(text) - len(tail)
-    return Sample(
-        task=task,
-        length=length,
+    return config.sample(
+        target_length=length,
         index=index,
         seed=seed,
+        counter=counter,
+        prompt_tokens=fitted.tokens,
         input=text,
         answer_prefix=prefix,
         outputs=answers,
-        metric="string_match_all",
-        max_new_tokens=spec["tokens_to_generate"],
-        tokens=fitted.tokens + spec["tokens_to_generate"],
-        counter=counter.name,
         query=query,
         context_span=(len(head), ctx_end),
         meta={
@@ -141,10 +138,11 @@ def ruler_niah(
             "n_units": fitted.n_units,
             "needles": needles,
         },
-    ).with_id()
+    )
 
 
 def grid_niah(
+    config: TaskConfig,
     length: int,
     depth: float,
     index: int,
@@ -154,7 +152,6 @@ def grid_niah(
     needles: list[str] | None = None,
     question: str | None = None,
     answers: list[str] | None = None,
-    task: str = "niah",
 ) -> Sample:
     """A gkamradt-style sample: needle(s) at ``depth`` percent of the haystack's tokens.
 
@@ -172,9 +169,9 @@ def grid_niah(
     answers = list(answers or templates.NIAH_DEFAULT_ANSWERS)
     step = (100 - depth) / len(needles)
     depths = [depth + i * step for i in range(len(needles))]
-    head = templates.NIAH_SYSTEM + "\n\n"
-    tail = "\n\n" + question + templates.NIAH_QUESTION_SUFFIX
-    prefix = "\nAnswer:"
+    head, tail_t = config.head_and_tail
+    tail = tail_t.format(query=question)
+    prefix = config.answer_prefix
     joiner = haystack.joiner
     info: dict[str, Any] = {}
 
@@ -192,21 +189,18 @@ def grid_niah(
         info["slots"] = slots
         return head + joiner.join(body) + tail + prefix
 
-    budget = length - templates.NIAH_TOKENS_TO_GENERATE
+    budget = length - config.tokens_to_generate
     fitted = fit_units(build, haystack.units(seed), joiner, counter, budget, tolerance_for(length))
     text = fitted.text[: len(fitted.text) - len(prefix)]
-    return Sample(
-        task=task,
-        length=length,
+    return config.sample(
+        target_length=length,
         index=index,
         seed=seed,
+        counter=counter,
+        prompt_tokens=fitted.tokens,
         input=text,
         answer_prefix=prefix,
         outputs=answers,
-        metric="string_match_all",
-        max_new_tokens=templates.NIAH_TOKENS_TO_GENERATE,
-        tokens=fitted.tokens + templates.NIAH_TOKENS_TO_GENERATE,
-        counter=counter.name,
         query=question,
         context_span=(len(head), len(text) - len(tail)),
         meta={
@@ -216,4 +210,4 @@ def grid_niah(
             "n_units": fitted.n_units,
             "needles": needles,
         },
-    ).with_id()
+    )

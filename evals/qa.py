@@ -12,6 +12,7 @@ from typing import Any
 from engram_sdk.evals import templates
 from engram_sdk.evals.length import TokenCounter, fit_count, tolerance_for
 from engram_sdk.evals.sample import Sample
+from engram_sdk.evals.taskconfig import TaskConfig
 from engram_sdk.evals.words import adjectives, nouns
 
 from engram_sdk.errors import InputError
@@ -148,17 +149,15 @@ def synthetic_qa(seed: int, n_people: int = 4000) -> tuple[list[QAItem], list[st
 
 
 def qa(
-    task: str,
-    params: dict[str, Any],
+    config: TaskConfig,
     length: int,
     index: int,
     seed: int,
     counter: TokenCounter,
-    haystack=None,
     qa_files: dict[str, str] | None = None,
 ) -> Sample:
     """The gold document(s) of question ``index`` among distractor documents, shuffled."""
-    dataset = params["dataset"]
+    task, dataset = config.name, config.params["dataset"]
     files = qa_files or {}
     if dataset == "synthetic":
         qas, docs = synthetic_qa(seed)
@@ -176,8 +175,8 @@ def qa(
     if not qas:
         raise InputError(f"the {dataset} file holds no answerable questions")
     item = qas[index % len(qas)]
-    spec = templates.RULER["qa"]
-    head_t, tail_t = spec["template"].split("{context}")
+    head_t, tail_t = config.head_and_tail
+    prefix = config.answer_prefix
     tail = tail_t.format(query=item["query"])
     gold, more = list(item["context"]), list(item["more_context"])
 
@@ -196,26 +195,23 @@ def qa(
         ctx = "\n\n".join(
             templates.QA_DOCUMENT.format(i=i + 1, document=docs[d]) for i, d in enumerate(chosen)
         )
-        return head_t + ctx + tail + spec["answer_prefix"]
+        return head_t + ctx + tail + prefix
 
-    budget = length - spec["tokens_to_generate"]
+    budget = length - config.tokens_to_generate
     text, tokens, n = fit_count(
         build, counter, budget, tolerance_for(length), max(len(gold), 10), n_min=len(gold)
     )
-    text = text[: len(text) - len(spec["answer_prefix"])]
-    return Sample(
-        task=task,
-        length=length,
+    text = text[: len(text) - len(prefix)]
+    return config.sample(
+        target_length=length,
         index=index,
         seed=seed,
+        counter=counter,
+        prompt_tokens=tokens,
         input=text,
-        answer_prefix=spec["answer_prefix"],
+        answer_prefix=prefix,
         outputs=item["outputs"],
-        metric="string_match_part",
-        max_new_tokens=spec["tokens_to_generate"],
-        tokens=tokens + spec["tokens_to_generate"],
-        counter=counter.name,
         query=item["query"],
         context_span=(len(head_t), len(text) - len(tail)),
         meta={"dataset": dataset, "num_docs": n},
-    ).with_id()
+    )

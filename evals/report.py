@@ -24,6 +24,8 @@ class Cell(BaseModel):
     score: float  # ×100, RULER's metric over the cell's samples
     n: int
     recall: float | None = None  # memory pipeline: % of references inside the recalled context
+    nulls: int = 0  # RULER's count of empty predictions (after clean-up)
+    judged: bool = False  # score is a model judge's grade (×10), not the string metric
 
 
 class EvalReport(BaseModel):
@@ -60,7 +62,12 @@ def build_report(
         groups[(p.task, p.length, p.depth if kind == "niah" else None)].append(p)
     cells = []
     for (task, length, depth), ps in groups.items():
-        metric = get_metric(ps[0].metric)
+        cleaned = [postprocess(p.prediction) for p in ps]
+        judged = all("judge_score" in p.info for p in ps)
+        if judged:
+            score = round(100 * sum(p.score for p in ps) / len(ps), 2)
+        else:
+            score = get_metric(ps[0].metric)(cleaned, [p.outputs for p in ps])
         rec = [p.info["recall"] for p in ps if "recall" in p.info]
         cells.append(
             Cell(
@@ -68,8 +75,10 @@ def build_report(
                 length=length,
                 depth=depth,
                 n=len(ps),
-                score=metric([postprocess(p.prediction) for p in ps], [p.outputs for p in ps]),
+                score=score,
                 recall=round(100 * sum(rec) / len(rec), 2) if rec else None,
+                nulls=sum(not c for c in cleaned),
+                judged=judged,
             )
         )
     tasks = list(dict.fromkeys(p.task for p in preds))
@@ -110,6 +119,12 @@ def _avg_cell(report: EvalReport, n: int, total: int) -> str:
     return avg if have >= total else f"{avg} ({have}/{total})"
 
 
+def _nulls(report: EvalReport, n: int) -> str:
+    """RULER's "Nulls": empty predictions / predictions, at one length."""
+    cells = [c for c in report.cells if c.length == n]
+    return f"{sum(c.nulls for c in cells)}/{sum(c.n for c in cells)}"
+
+
 def markdown(report: EvalReport) -> str:
     """Tasks (or depths) × lengths with the average row; a recall table for the memory pipeline."""
     head = (
@@ -141,6 +156,7 @@ def markdown(report: EvalReport) -> str:
         + " | ".join(_avg_cell(report, n, len(keys)) for n in report.lengths)
         + " |"
     )
+    rows.append("| nulls | " + " | ".join(_nulls(report, n) for n in report.lengths) + " |")
     if report.recall_average:
         rows += [
             "",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engram_sdk.evals.adapters import Adapter, Answer, EvalError
+from engram_sdk.evals.judge import Judge
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import SAMPLE_METRICS, postprocess
 from pydantic import BaseModel, Field, ValidationError
@@ -27,7 +28,10 @@ PREDICTION_FORMAT_VERSION = 1
 
 
 class Prediction(BaseModel):
-    """One cached model answer and its per-sample score (in [0, 1])."""
+    """One cached model answer and its per-sample score (in [0, 1]).
+
+    ``length`` is the cell's target length (the sample's ``target_length``).
+    """
 
     format_version: int = PREDICTION_FORMAT_VERSION
     sample_id: str
@@ -121,11 +125,16 @@ def run_samples(
     samples: Sequence[Sample],
     model: Adapter,
     cache: PredictionCache | str | Path,
+    *,
     force: bool = False,
     progress: bool = True,
+    judge: Judge | None = None,
 ) -> list[Prediction]:
     """Answer every sample (cached ones are reused unless ``force``); returns predictions in
-    sample order. Samples a model failed on raise :class:`EvalError` after the others finish."""
+    sample order. Samples a model failed on raise :class:`EvalError` after the others finish.
+
+    With a ``judge`` each answer's score is the judge's grade / 10 (the string-match score
+    stays in ``info["match_score"]``)."""
     if not isinstance(cache, PredictionCache):
         cache = PredictionCache(cache)
     limit = getattr(model, "max_context", None)
@@ -135,7 +144,9 @@ def run_samples(
         if too_long:
             raise InputError(
                 f"{len(too_long)} samples need more tokens than {model.name}'s context of {limit} "
-                f"(e.g. {too_long[0].task} at {too_long[0].tokens}); use shorter --lengths"
+                f"(e.g. {too_long[0].task} at {too_long[0].tokens}): use --lengths up to "
+                f"{limit}, or run the longer ones through the memory pipeline "
+                f"(--memory-budget N with N well under {limit}, or `engram eval compare`)"
             )
     bar = _progress(progress and bool(todo), len(todo), f"{model.name}")
     errors: list[str] = []
@@ -144,19 +155,25 @@ def run_samples(
         t0 = time.perf_counter()
         out = model.answer(s)
         ans = out if isinstance(out, Answer) else Answer(str(out))
+        score = score_prediction(s, ans.text)
+        info = dict(ans.info)
+        if judge is not None:
+            info["match_score"] = score
+            score, graded = judge.grade(s, ans.text)
+            info.update(graded)
         cache.add(
             Prediction(
                 sample_id=s.id,
                 model=model.name,
                 task=s.task,
-                length=s.length,
+                length=s.target_length,
                 index=s.index,
                 depth=s.meta.get("depth"),
                 prediction=ans.text,
                 outputs=s.outputs,
                 metric=s.metric,
-                score=score_prediction(s, ans.text),
-                info=ans.info,
+                score=score,
+                info=info,
                 seconds=time.perf_counter() - t0,
             )
         )
@@ -192,7 +209,7 @@ def run_samples(
         cache.records[(s.id, model.name)].model_copy(
             update={
                 "task": s.task,
-                "length": s.length,
+                "length": s.target_length,
                 "index": s.index,
                 "depth": s.meta.get("depth"),
             }

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-SAMPLE_FORMAT_VERSION = 1
+SAMPLE_FORMAT_VERSION = 2
 
 
 class Sample(BaseModel):
@@ -22,7 +22,13 @@ class Sample(BaseModel):
     format_version: int = SAMPLE_FORMAT_VERSION
     id: str = ""
     task: str
-    length: int = Field(description="target length: prompt tokens + tokens to generate")
+    base_task: str = Field(description="RULER's base task: niah, variable_tracking, qa, ...")
+    length: int = Field(
+        description="RULER's length: measured prompt tokens + tokens to generate "
+        "(chat template excluded)"
+    )
+    length_w_model_temp: int = Field(description="length + the chat template's tokens")
+    target_length: int = Field(description="the length asked for (prompt + generation budget)")
     index: int
     seed: int
     input: str
@@ -30,11 +36,15 @@ class Sample(BaseModel):
     outputs: list[str]
     metric: str
     max_new_tokens: int
-    tokens: int = Field(description="measured prompt tokens + max_new_tokens")
     counter: str
     query: str
     context_span: tuple[int, int]
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the model's window must hold: template + prompt + generation budget."""
+        return self.length_w_model_temp
 
     @property
     def prompt(self) -> str:

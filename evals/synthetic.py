@@ -9,26 +9,29 @@ import string
 from typing import Any
 
 import numpy as np
-from engram_sdk.evals import templates
 from engram_sdk.evals.haystacks import NoiseHaystack
 from engram_sdk.evals.length import TokenCounter, fit_count, fit_units, tolerance_for
 from engram_sdk.evals.sample import Sample
+from engram_sdk.evals.taskconfig import TaskConfig
 from engram_sdk.evals.words import common_words, key_word
 
 
-def _chains(rng: random.Random, num_chains: int, num_hops: int, first_value: str | None = None):
+def _chains(
+    rng: random.Random, num_chains: int, num_hops: int, name_len: int = 5, value: str | None = None
+) -> tuple[list[list[str]], list[list[str]]]:
+    """RULER's chains: ``VAR A = 12345`` then ``VAR B = VAR A`` … (``name_len`` letters)."""
     names: list[str] = []
     seen: set[str] = set()
     while len(names) < num_chains * (num_hops + 1):
-        v = "".join(rng.choices(string.ascii_uppercase, k=5))
+        v = "".join(rng.choices(string.ascii_uppercase, k=name_len))
         if v not in seen:
             seen.add(v)
             names.append(v)
     groups, chains = [], []
     for c in range(num_chains):
         vs = names[c * (num_hops + 1) : (c + 1) * (num_hops + 1)]
-        value = first_value or str(rng.randint(10000, 99999))
-        chain = [f"VAR {vs[0]} = {value}"] + [
+        first = value or str(rng.randint(10000, 99999))
+        chain = [f"VAR {vs[0]} = {first}"] + [
             f"VAR {vs[j + 1]} = VAR {vs[j]} " for j in range(num_hops)
         ]
         groups.append(vs)
@@ -45,62 +48,73 @@ def _vt_text(chains: list[list[str]], fractions: list[list[float]], units: list[
     return "\n".join(sentences).replace(". \n", ".\n")
 
 
+VT_EXAMPLE_TOKENS = 500  # RULER fits its one worked example to 500 tokens
+
+
+def _vt_example(config: TaskConfig, rng: random.Random, counter: TokenCounter, seed: int) -> str:
+    """RULER's worked example: 3-letter names, its own value, fitted to 500 tokens, answered
+    after the prefix with one more space and followed by a blank line."""
+    num_chains, num_hops = config.params["num_chains"], min(10, config.params["num_hops"])
+    groups, chains = _chains(rng, num_chains, num_hops, name_len=3)
+    value = chains[0][0].split("=")[-1].strip()
+    fractions = [[rng.random() for _ in c] for c in chains]
+    prefix = config.answer_prefix.format(num_v=num_hops + 1, query=value)
+
+    def build(units: list[str], counts: np.ndarray) -> str:
+        context = _vt_text(chains, fractions, units)
+        return config.template.format(context=context, query=value) + prefix
+
+    fitted = fit_units(
+        build,
+        NoiseHaystack().units(seed),
+        "\n",
+        counter,
+        VT_EXAMPLE_TOKENS,
+        tolerance_for(VT_EXAMPLE_TOKENS),
+    )
+    return fitted.text + " " + " ".join(groups[0]) + "\n"
+
+
 def variable_tracking(
-    task: str,
-    params: dict[str, Any],
+    config: TaskConfig,
     length: int,
     index: int,
     seed: int,
     counter: TokenCounter,
-    haystack=None,
 ) -> Sample:
-    """Chains ``VAR A = 12345``, ``VAR B = VAR A`` … hidden in noise, after one worked example."""
-    rng = random.Random(f"{task}|{length}|{seed}|{index}")
-    num_chains, num_hops = params["num_chains"], params["num_hops"]
-    spec = templates.RULER["variable_tracking"]
-    noise = NoiseHaystack()
-
-    # the one in-context example RULER prepends (about 500 tokens, its own variables)
-    ex_groups, ex_chains = _chains(rng, num_chains, num_hops)
-    ex_value = ex_chains[0][0].split("=")[-1].strip()
-    ex_fr = [[rng.random() for _ in c] for c in ex_chains]
-    ex_ctx = _vt_text(ex_chains, ex_fr, [templates_noise() for _ in range(12)])
-    example = (
-        spec["template"].format(context=ex_ctx, query=ex_value)
-        + spec["answer_prefix"].format(num_v=num_hops + 1, query=ex_value)
-        + " ".join(ex_groups[0])
-        + "\n"
-    )
+    """Chains ``VAR ABCDE = 12345``, ``VAR FGHIJ = VAR ABCDE`` … hidden in noise, after RULER's
+    worked example (inserted before the task, then a blank line)."""
+    rng = random.Random(f"{config.name}|{length}|{seed}|{index}")
+    num_chains, num_hops = config.params["num_chains"], config.params["num_hops"]
+    example = _vt_example(config, rng, counter, seed)
     groups, chains = _chains(rng, num_chains, num_hops)
     value = chains[0][0].split("=")[-1].strip()
     fractions = [[rng.random() for _ in c] for c in chains]
-    head_t, tail_t = spec["template"].split("{context}")
-    head = example + head_t
+    head_t, tail_t = config.head_and_tail
+    head = example + "\n" + head_t
     tail = tail_t.format(query=value)
-    prefix = spec["answer_prefix"].format(num_v=num_hops + 1, query=value)
+    prefix = config.answer_prefix.format(num_v=num_hops + 1, query=value)
 
     def build(units: list[str], counts: np.ndarray) -> str:
         return head + _vt_text(chains, fractions, units) + tail + prefix
 
-    budget = length - spec["tokens_to_generate"]
-    fitted = fit_units(build, noise.units(seed), "\n", counter, budget, tolerance_for(length))
+    budget = length - config.tokens_to_generate
+    noise = NoiseHaystack().units(seed)
+    fitted = fit_units(build, noise, "\n", counter, budget, tolerance_for(length))
     text = fitted.text[: len(fitted.text) - len(prefix)]
-    return Sample(
-        task=task,
-        length=length,
+    return config.sample(
+        target_length=length,
         index=index,
         seed=seed,
+        counter=counter,
+        prompt_tokens=fitted.tokens,
         input=text,
         answer_prefix=prefix,
         outputs=groups[0],
-        metric="string_match_all",
-        max_new_tokens=spec["tokens_to_generate"],
-        tokens=fitted.tokens + spec["tokens_to_generate"],
-        counter=counter.name,
         query=value,
         context_span=(len(head), len(text) - len(tail)),
-        meta={"chains": chains, "n_units": fitted.n_units},
-    ).with_id()
+        meta={"chains": chains, "n_units": fitted.n_units, "example": example},
+    )
 
 
 def templates_noise() -> str:
@@ -125,16 +139,14 @@ def _word_pool(n: int, rng: random.Random, base: list[str]) -> list[str]:
 
 
 def common_words_extraction(
-    task: str,
-    params: dict[str, Any],
+    config: TaskConfig,
     length: int,
     index: int,
     seed: int,
     counter: TokenCounter,
-    haystack=None,
 ) -> Sample:
     """A numbered word list where ``num_cw`` words repeat ``freq_cw`` times, the rest ``freq_ucw``."""
-    spec = templates.RULER["common_words_extraction"]
+    params, task = config.params, config.name
     base = list(common_words())
     random.Random(seed).shuffle(base)
     num_cw = params["num_cw"]
@@ -150,8 +162,8 @@ def common_words_extraction(
         random.Random(seed).shuffle(seq)
         return " ".join(f"{i + 1}. {w}" for i, w in enumerate(seq)), common
 
-    head_t, tail_t = spec["template"].split("{context}")
-    prefix = spec["answer_prefix"]
+    head_t, tail_t = config.head_and_tail
+    prefix = config.answer_prefix
     parts: dict[str, Any] = {}
 
     def build(num_words: int) -> str:
@@ -172,27 +184,24 @@ def common_words_extraction(
         parts.update(head=head, answer=ans, n=num_words)
         return head + ctx + tail_t + prefix
 
-    budget = length - spec["tokens_to_generate"]
+    budget = length - config.tokens_to_generate
     n0 = max(num_cw + 1, budget // (4 * main_reps[1] + 1))
     text, tokens, n = fit_count(build, counter, budget, tolerance_for(length), n0, n_min=num_cw + 1)
     build(n)  # parts of the chosen size
     text = text[: len(text) - len(prefix)]
-    return Sample(
-        task=task,
-        length=length,
+    return config.sample(
+        target_length=length,
         index=index,
         seed=seed,
+        counter=counter,
+        prompt_tokens=tokens,
         input=text,
         answer_prefix=prefix,
         outputs=parts["answer"],
-        metric="string_match_all",
-        max_new_tokens=spec["tokens_to_generate"],
-        tokens=tokens + spec["tokens_to_generate"],
-        counter=counter.name,
         query="most common words",
         context_span=(len(parts["head"]), len(text) - len(tail_t)),
         meta={"num_words": parts["n"]},
-    ).with_id()
+    )
 
 
 def _zeta(alpha: float, terms: int = 100_000) -> float:
@@ -201,19 +210,17 @@ def _zeta(alpha: float, terms: int = 100_000) -> float:
 
 
 def freq_words_extraction(
-    task: str,
-    params: dict[str, Any],
+    config: TaskConfig,
     length: int,
     index: int,
     seed: int,
     counter: TokenCounter,
-    haystack=None,
 ) -> Sample:
     """Zipf(alpha)-distributed 6-letter coded words; the answer is ranks 2–4 (rank 1 is '...')."""
-    spec = templates.RULER["freq_words_extraction"]
+    params, task = config.params, config.name
     alpha = float(params["alpha"])
     wordlen = params.get("coded_wordlen", 6)
-    budget = length - spec["tokens_to_generate"]
+    budget = length - config.tokens_to_generate
     vocab_size = params.get("vocab_size", -1)
     vocab_size = budget // 50 if vocab_size == -1 else vocab_size
     vocab_size = max(vocab_size, 8)
@@ -226,31 +233,29 @@ def freq_words_extraction(
     words[0] = "..."
     z = _zeta(alpha) if math.isfinite(alpha) and alpha > 1 else 1.0
     k = np.arange(1, len(words) + 1, dtype=np.float64)
-    head_t, tail_t = spec["template"].split("{context}")
+    head_t, tail_t = config.head_and_tail
+    prefix = config.answer_prefix
 
     def build(num_words: int) -> str:
         reps = (num_words * k**-alpha / z).astype(np.int64)
         seq = [w for w, r in zip(words, reps.tolist(), strict=True) for _ in range(r)]
         random.Random(seed).shuffle(seq)
-        return head_t + " ".join(seq) + tail_t + spec["answer_prefix"]
+        return head_t + " ".join(seq) + tail_t + prefix
 
     text, tokens, n = fit_count(
         build, counter, budget, tolerance_for(length), max(budget // wordlen, 10)
     )
-    text = text[: len(text) - len(spec["answer_prefix"])]
-    return Sample(
-        task=task,
-        length=length,
+    text = text[: len(text) - len(prefix)]
+    return config.sample(
+        target_length=length,
         index=index,
         seed=seed,
+        counter=counter,
+        prompt_tokens=tokens,
         input=text,
-        answer_prefix=spec["answer_prefix"],
+        answer_prefix=prefix,
         outputs=words[1:4],
-        metric="string_match_all",
-        max_new_tokens=spec["tokens_to_generate"],
-        tokens=tokens + spec["tokens_to_generate"],
-        counter=counter.name,
         query="most frequent coded words",
         context_span=(len(head_t), len(text) - len(tail_t)),
         meta={"num_words": n, "alpha": alpha},
-    ).with_id()
+    )

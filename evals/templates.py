@@ -76,3 +76,10 @@ NIAH_MULTI_NEEDLES = (
 NIAH_MULTI_QUESTION = "What are the secret ingredients needed to build the perfect pizza?"
 NIAH_MULTI_ANSWERS = ("figs", "prosciutto", "goat cheese")
 NIAH_TOKENS_TO_GENERATE = 64
+
+# the gkamradt grid as one base-task entry (its question goes where RULER's query goes)
+NIAH_GRID = {
+    "tokens_to_generate": NIAH_TOKENS_TO_GENERATE,
+    "template": NIAH_SYSTEM + "\n\n{context}\n\n{query}" + NIAH_QUESTION_SUFFIX,
+    "answer_prefix": "\nAnswer:",
+}

@@ -40,12 +40,19 @@ def main() -> None:
     args = ap.parse_args()
     tasks = "niah_single_1,niah_multikey_2,niah_multivalue,vt,cwe,fwe,qa_synthetic"
     for model in (OracleAdapter(), CallableAdapter(grep_model, name="grep-baseline")):
-        report = run_ruler(model, tasks, [4096, 16384], 3, args.out, progress=False)
+        report = run_ruler(
+            model, tasks=tasks, lengths=[4096, 16384], n_samples=3, out_dir=args.out, progress=False
+        )
         print(markdown(report))
     repo = Path(__file__).resolve().parents[1] / "evals"
     memory = MemoryAdapter(OracleAdapter(), max_tokens=300)
     report = run_niah(
-        memory, [4096, 16384], [0, 50, 100], 1, args.out, haystack=str(repo), progress=False
+        memory,
+        lengths=[4096, 16384],
+        depths=[0, 50, 100],
+        out_dir=args.out,
+        haystack=str(repo),
+        progress=False,
     )
     print(markdown(report))
     print(f"reports and plots in {args.out}/")

@@ -53,9 +53,15 @@ def main() -> None:
     g = gguf_path()
     model = HFAdapter(str(g.parent), gguf_file=g.name, name="SmolLM2-135M-Instruct (Q4_1 GGUF)")
     lengths = [int(x) for x in args.lengths.split(",")]
-    run_ruler(model, args.tasks, lengths, args.samples, args.out)
+    run_ruler(model, tasks=args.tasks, lengths=lengths, n_samples=args.samples, out_dir=args.out)
     if args.long_tasks and args.long_length:
-        run_ruler(model, args.long_tasks, [args.long_length], args.long_samples, args.out)
+        run_ruler(
+            model,
+            tasks=args.long_tasks,
+            lengths=[args.long_length],
+            n_samples=args.long_samples,
+            out_dir=args.out,
+        )
     # one report over every RULER prediction cached for this model
     cache = PredictionCache(Path(args.out) / "predictions.jsonl")
     preds = [p for (_, m), p in cache.records.items() if m == model.name and p.depth is None]
@@ -64,10 +70,9 @@ def main() -> None:
     print(markdown(r))
     n = run_niah(
         model,
-        [int(x) for x in args.niah_lengths.split(",")],
-        [float(x) for x in args.niah_depths.split(",")],
-        1,
-        args.out,
+        lengths=[int(x) for x in args.niah_lengths.split(",")],
+        depths=[float(x) for x in args.niah_depths.split(",")],
+        out_dir=args.out,
     )
     print(markdown(n))
 

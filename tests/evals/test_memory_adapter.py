@@ -17,7 +17,14 @@ def test_memory_pipeline_reports_recall_and_end_to_end(tmp_path):
             return super().answer(sample)
 
     m = MemoryAdapter(Reader(), max_tokens=400)
-    r = run_ruler(m, ["niah_single_1", "niah_multikey_2"], [4096], 2, tmp_path, progress=False)
+    r = run_ruler(
+        m,
+        tasks=["niah_single_1", "niah_multikey_2"],
+        lengths=[4096],
+        n_samples=2,
+        out_dir=tmp_path,
+        progress=False,
+    )
     assert all(c.recall is not None for c in r.cells)
     # the reader only sees the recalled context, far less than the 4K haystack
     assert max(reader_saw) < 4096 * 4 / 2

@@ -75,7 +75,14 @@ def test_run_over_http_scores_like_the_oracle(server, tmp_path, monkeypatch, mod
     m = OpenAIAdapter(
         "tiny", server.url, mode=mode, api_key_env="TEST_KEY", concurrency=3, backoff_s=0.01
     )
-    r = run_ruler(m, ["niah_single_1", "vt", "fwe"], [1024], 2, tmp_path, progress=False)
+    r = run_ruler(
+        m,
+        tasks=["niah_single_1", "vt", "fwe"],
+        lengths=[1024],
+        n_samples=2,
+        out_dir=tmp_path,
+        progress=False,
+    )
     assert r.average[1024] == 100.0
     path, body, auth = server.requests[0]
     assert path == ("/v1/chat/completions" if mode == "chat" else "/v1/completions")

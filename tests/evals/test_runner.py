@@ -20,8 +20,12 @@ ALL = resolve_tasks("ruler")
 
 
 def test_oracle_scores_100_and_empty_scores_0_on_every_task(tmp_path):
-    good = run_ruler(OracleAdapter(), ALL, [2048], 2, tmp_path, progress=False)
-    bad = run_ruler(EmptyAdapter(), ALL, [2048], 2, tmp_path, progress=False)
+    good = run_ruler(
+        OracleAdapter(), tasks=ALL, lengths=[2048], n_samples=2, out_dir=tmp_path, progress=False
+    )
+    bad = run_ruler(
+        EmptyAdapter(), tasks=ALL, lengths=[2048], n_samples=2, out_dir=tmp_path, progress=False
+    )
     assert set(good.tasks) == set(ALL) and len(ALL) == 12  # 11 tasks + qa_synthetic
     assert all(c.score == 100.0 for c in good.cells) and good.average[2048] == 100.0
     assert all(c.score == 0.0 for c in bad.cells) and bad.average[2048] == 0.0
@@ -83,7 +87,13 @@ def test_torn_last_line_is_ignored_and_closed_before_appending(tmp_path):
 
 
 def test_niah_grid_report_and_heatmap(tmp_path):
-    r = run_niah(OracleAdapter(), [1024, 2048], [0, 50, 100], 1, tmp_path, progress=False)
+    r = run_niah(
+        OracleAdapter(),
+        lengths=[1024, 2048],
+        depths=[0, 50, 100],
+        out_dir=tmp_path,
+        progress=False,
+    )
     assert r.depths == [0.0, 50.0, 100.0] and r.lengths == [1024, 2048]
     assert len(r.cells) == 6 and all(c.score == 100.0 for c in r.cells)
     assert (tmp_path / "niah-oracle.png").stat().st_size > 1000
@@ -96,7 +106,14 @@ def test_model_context_limit_is_respected(tmp_path):
     m = CallableAdapter(lambda p: "", name="small")
     m.max_context = 1000
     with pytest.raises(InputError, match="context of 1000"):
-        run_ruler(m, ["niah_single_1"], [2048], 1, tmp_path, progress=False)
+        run_ruler(
+            m,
+            tasks=["niah_single_1"],
+            lengths=[2048],
+            n_samples=1,
+            out_dir=tmp_path,
+            progress=False,
+        )
 
 
 def test_identical_samples_keep_one_cell_each(tmp_path) -> None:
