@@ -2,6 +2,7 @@
 
     python benchmarks/long_context_gpu.py            # one H200, about 8 minutes
     python benchmarks/long_context_gpu.py --smoke    # CPU or GPU, tiny sizes, seconds
+    python benchmarks/long_context_gpu.py --check-only   # the Triton kernel vs torch, GPU
 
 Sections (each under its own time budget; a case predicted to overrun is printed as skipped):
 
@@ -318,6 +319,7 @@ def main() -> None:
     p.add_argument("--modes", default="dense,sparse", help="attention of section 2")
     p.add_argument("--prefill-budget", type=float, default=240.0, help="seconds for section 2")
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
+    p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
@@ -338,6 +340,8 @@ def main() -> None:
         plan.backend = "auto" if all(line.endswith("OK") for line in lines) else "torch"
         for line in [*lines, f"sparse backend for the benchmark: {plan.backend}"]:
             print(line, flush=True)
+    if args.check_only:
+        return
     section_prefill(plan, emit)
     section_batched(plan, emit)
     if plan.device == "cuda" and not args.no_train:
