@@ -120,6 +120,21 @@ def check_kernel() -> list[str]:
         err = (got.float() - ref).abs().max().item()
         lines.append(f"check triton vs torch b={b} t={t} h={h} r={r} k={k}: max |diff| {err:.2e} "
                      f"{'OK' if err < 3e-2 else 'MISMATCH'}")  # fmt: skip
+    from engram_sdk.model.sparse import index_scores, visible
+    from engram_sdk.model.sparse_triton import index_scores_triton
+
+    q = torch.randn(1, 300, 4, 32, device="cuda", dtype=torch.bfloat16, generator=g)
+    w = torch.randn(1, 300, 4, device="cuda", generator=g)
+    keys = torch.randn(1, 5000, 32, device="cuda", dtype=torch.bfloat16, generator=g)
+    pos, kp = (4700 + torch.arange(300, device="cuda"))[None], torch.arange(5000, device="cuda")
+    want = index_scores(q.float(), w, keys.float()).masked_fill(~visible(pos, kp), float("-inf"))
+    got = index_scores_triton(q, w, keys, pos, kp)
+    same_mask = bool((torch.isfinite(got) == torch.isfinite(want)).all())
+    err = (got - want)[torch.isfinite(want)].abs().max().item() / want[
+        torch.isfinite(want)
+    ].abs().max().item()
+    lines.append(f"check triton indexer scores vs torch: relative max |diff| {err:.2e} "
+                 f"{'OK' if err < 2e-2 and same_mask else 'MISMATCH'}")  # fmt: skip
     return lines
 
 

@@ -53,6 +53,7 @@ def indexer_topk(
     key_chunk: int = 65536,
     tile_elements: int | None = None,
     latest_position: int | None = None,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
 
@@ -63,10 +64,12 @@ def indexer_topk(
     ``key_pos`` (key s at position s), keys no query of a chunk can see are never scored.
     Ties go to the earliest key on CPU (stable sort); CUDA uses ``topk``.
     ``latest_position``: a host bound on the last query's position (query j then sits at
-    most ``T - 1 - j`` before it), which spares a device sync.
+    most ``T - 1 - j`` before it), which spares a device sync. ``fused``: score tiles with
+    the Triton kernel (CUDA, or Triton's interpreter; 1-D ``key_pos`` only).
     """
     b, t, h, _ = q.shape
     s = keys.shape[1]
+    fused = fused and (key_pos is None or key_pos.dim() == 1)
     if topk < 1:
         raise InputError(f"topk must be >= 1, got {topk}")
     positional = key_pos is None
@@ -95,11 +98,36 @@ def indexer_topk(
         first = min(lo[q0:q1]) if lo is not None else 0
         for k0 in range(first, max(hi[q0:q1]), key_chunk):
             k1 = min(k0 + key_chunk, s)
-            tile = index_scores(q[:, q0:q1], weights[:, q0:q1], keys[:, k0:k1])
-            tile = tile.masked_fill_(~visible(pos, key_pos[..., k0:k1], window), float("-inf"))
+            tile = score_tile(
+                q[:, q0:q1],
+                weights[:, q0:q1],
+                keys[:, k0:k1],
+                pos,
+                key_pos[..., k0:k1],
+                window,
+                fused,
+            )
             best, best_idx = _merge(best, best_idx, tile, k0, topk)
         out[:, q0:q1] = best_idx.masked_fill(best == float("-inf"), EMPTY)
     return out
+
+
+def score_tile(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    window: int,
+    fused: bool,
+) -> torch.Tensor:
+    """Indexer scores of one tile, -inf where a key is not visible → (B, Tq, Sk) float."""
+    if fused:
+        from engram_sdk.model.sparse_triton import index_scores_triton
+
+        return index_scores_triton(q, weights, keys, query_pos, key_pos, window)
+    tile = index_scores(q, weights, keys)
+    return tile.masked_fill_(~visible(query_pos, key_pos, window), float("-inf"))
 
 
 def _merge(

@@ -1,4 +1,4 @@
-"""The Triton sparse-attention kernel against the torch path, in Triton's CPU interpreter.
+"""The Triton kernels (sparse attention, indexer scores) against the torch path, interpreted.
 
 Skipped where Triton is not installed; on a GPU, ``benchmarks/long_context_gpu.py`` runs the
 same comparison on the device.
@@ -31,12 +31,23 @@ SCRIPT = textwrap.dedent(
         got = sparse_attention_triton(q, latent, latent[..., :r], idx, 0.1)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
         assert got[0, 0].abs().max() == 0
+
+    from engram_sdk.model.sparse import indexer_topk
+
+    for b, t, h, d, s, k, window in [(2, 70, 3, 32, 150, 9, 0), (1, 5, 4, 20, 9, 4, 3)]:
+        q, w = torch.randn(b, t, h, d, generator=g), torch.randn(b, t, h, generator=g)
+        keys = torch.randn(b, s, d, generator=g)
+        pos = (s - t + torch.arange(t)).expand(b, t).contiguous()
+        args = dict(window=window, key_chunk=64, tile_elements=4096)
+        fused = indexer_topk(q, w, keys, pos, k, fused=True, **args)
+        plain = indexer_topk(q, w, keys, pos, k, fused=False, **args)
+        assert torch.equal(fused.sort(-1).values, plain.sort(-1).values)
     print("ok")
     """
 )
 
 
-def test_triton_kernel_equals_the_torch_path_in_the_interpreter() -> None:
+def test_triton_kernels_equal_the_torch_path_in_the_interpreter() -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
