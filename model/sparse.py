@@ -12,6 +12,7 @@ the torch path is the reference and the one that trains.
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from engram_sdk.errors import InputError
 
@@ -166,8 +167,9 @@ def sparse_attention(
 
     q (B, T, H, Dk); keys (B, S, Dk) and values (B, S, Dv) shared by all heads; idx
     (B, T, K) key positions, ``EMPTY`` for none. A query with no key gets zeros.
-    ``backend``: "torch" (reference, differentiable), "triton" (CUDA forward kernel),
-    "auto" (Triton on CUDA without grad, else torch).
+    ``backend``: "torch" (reference, differentiable; under autograd each query chunk's
+    gathered keys are recomputed in backward rather than kept, so memory stays O(chunk·k)),
+    "triton" (CUDA forward kernel), "auto" (Triton on CUDA without grad, else torch).
     """
     if backend not in ("torch", "triton", "auto"):
         raise InputError(f"backend must be 'torch', 'triton' or 'auto', got {backend!r}")
@@ -182,12 +184,13 @@ def sparse_attention(
         from engram_sdk.model.sparse_triton import sparse_attention_triton
 
         return sparse_attention_triton(q, keys, values, idx, scale)
-    outs = [
-        _gathered_attention(
-            q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale
-        )
-        for t0 in range(0, q.shape[1], query_chunk)
-    ]
+    outs = []
+    for t0 in range(0, q.shape[1], query_chunk):
+        part = (q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale)
+        if wants_grad:  # keep no gathered (T, k, d) tensors for backward: regather per chunk
+            outs.append(checkpoint(_gathered_attention, *part, use_reentrant=False))
+        else:
+            outs.append(_gathered_attention(*part))
     return torch.cat(outs, dim=1)
 
 
