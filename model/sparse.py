@@ -84,12 +84,13 @@ def indexer_topk(
     else:
         hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
     lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
-    if tile_elements is None:  # ~0.5 GiB of bf16 logits on GPU, 64 MiB on CPU
+    if tile_elements is None:  # scores (or per-head logits) per tile: 2^28 on GPU, 2^24 on CPU
         tile_elements = 2**28 if q.is_cuda else 2**24
     if b * t * h * s <= tile_elements:  # everything fits one tile (decoding, short prompts)
         key_chunk = s
     key_chunk = min(key_chunk, s)
-    query_chunk = max(1, tile_elements // (b * h * key_chunk))
+    per_query = b * key_chunk * (1 if fused else h)  # the fused kernel keeps no per-head logits
+    query_chunk = max(1, tile_elements // per_query)
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
     for q0 in range(0, t, query_chunk):
         q1 = min(q0 + query_chunk, t)
@@ -134,17 +135,23 @@ def score_tile(
 def _merge(
     best: torch.Tensor, best_idx: torch.Tensor, tile: torch.Tensor, k0: int, topk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold a tile of scores for keys k0.. into the running (scores, indices) top-k."""
-    b, tq, width = tile.shape
-    cand = torch.cat([best, tile], dim=-1)
-    cand_idx = torch.arange(k0, k0 + width, device=tile.device).expand(b, tq, -1)
-    cand_idx = torch.cat([best_idx, cand_idx], dim=-1)
-    if cand.is_cuda:
-        top, where = cand.topk(topk, dim=-1)
-    else:  # stable sort: on ties the earliest key wins (kept keys precede the new tile)
-        top, where = cand.sort(dim=-1, descending=True, stable=True)
-        top, where = top[..., :topk], where[..., :topk]
+    """Fold a tile of scores for keys k0.. into the running (scores, indices) top-k.
+
+    The tile's own top-k is taken first, so only 2k candidates per query are merged.
+    """
+    tile_top, tile_where = _top(tile, min(topk, tile.shape[-1]))
+    cand = torch.cat([best, tile_top], dim=-1)
+    cand_idx = torch.cat([best_idx, tile_where + k0], dim=-1)
+    top, where = _top(cand, topk)
     return top, cand_idx.gather(-1, where)
+
+
+def _top(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest k along the last dim; on CPU ties go to the lower index (stable sort)."""
+    if x.is_cuda:
+        return x.topk(k, dim=-1)
+    top, where = x.sort(dim=-1, descending=True, stable=True)
+    return top[..., :k], where[..., :k]
 
 
 def window_indices(query_pos: torch.Tensor, window: int) -> torch.Tensor:
