@@ -20,6 +20,7 @@ Every figure is measured in this run; ratios are against the baseline printed be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import time
@@ -66,6 +67,13 @@ def sync(device: str) -> None:
 
 def peak_gib(device: str) -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+
+
+def autocast(device: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA: the MoE's grouped-GEMM path runs only under autocast."""
+    if device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def fresh(device: str) -> None:
@@ -147,7 +155,7 @@ def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
     ids = torch.randint(0, vocab, (1, ctx), device=plan.device)
     fresh(plan.device)
     cache = ModelCache()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(plan.device):
         sync(plan.device)
         t0 = time.perf_counter()
         prefill(model, ids, cache, chunk=plan.prefill_chunk)
@@ -241,11 +249,12 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
         row = {"section": "batch", "preset": preset, "batch": batch}
         sync(plan.device)
         t0 = time.perf_counter()
-        generate_batch(ours, [p.tolist() for p in prompts], plan.batch_new)
+        with autocast(plan.device):
+            generate_batch(ours, [p.tolist() for p in prompts], plan.batch_new)
         sync(plan.device)
         row["ours_tok_s"] = batch * plan.batch_new / (time.perf_counter() - t0)
         if theirs is not None:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(plan.device):
                 sync(plan.device)
                 t0 = time.perf_counter()
                 theirs.generate(
