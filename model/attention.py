@@ -116,7 +116,7 @@ class MLA(nn.Module):
         q = self.wq_b(q_latent) if q_latent is not None else self.wq(x)
         q_nope, q_rope = q.view(b, t, cfg.n_heads, nope + rope).split([nope, rope], dim=-1)
         kv, k_rope = self.wkv_a(x).split([cfg.kv_lora_rank, rope], dim=-1)
-        keys = torch.cat([self.kv_norm(kv), rope_rows(k_rope, rot)], dim=-1)
+        keys = torch.cat([self.kv_norm(kv), rope_rows(k_rope, rot)], dim=-1).to(kv.dtype)
         return q_latent, q_nope, rope_rows(q_rope, rot), keys
 
     # ---- the three ways to attend -----------------------------------------------------------
