@@ -87,7 +87,7 @@ def indexer_topk(
     if tile_elements is None:  # scores (or per-head logits) per tile: 2^28 on GPU, 2^24 on CPU
         tile_elements = 2**28 if q.is_cuda else 2**24
     if b * t * h * s <= tile_elements:  # everything fits one tile (decoding, short prompts)
-        key_chunk = s
+        key_chunk = min(s, 2**22)  # (a CUDA grid's third dimension caps at 65535 blocks)
     key_chunk = min(key_chunk, s)
     per_query = b * key_chunk * (1 if fused else h)  # the fused kernel keeps no per-head logits
     query_chunk = max(1, tile_elements // per_query)
