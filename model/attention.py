@@ -23,7 +23,7 @@ from engram_sdk.model.config import ModelConfig
 from engram_sdk.model.indexer import Indexer, rope_rows
 from engram_sdk.model.latent_cache import LatentCache
 from engram_sdk.model.rope import yarn_softmax_scale
-from engram_sdk.model.sparse import indexer_topk, sparse_attention, visible
+from engram_sdk.model.sparse import indexer_topk, sparse_attention, triton_available, visible
 from torch import nn
 from torch.nn.attention.bias import causal_lower_right
 
@@ -36,7 +36,8 @@ QUERY_CHUNK = 1024  # queries per step of dense attention against a cache
 class MLA(nn.Module):
     """Multi-head Latent Attention (see the module docstring).
 
-    ``sparse_backend`` picks the sparse kernel ("torch", "triton", "auto"); ``indexer_stage``
+    ``sparse_backend`` picks the sparse kernels ("torch", "triton", "auto": Triton on CUDA
+    for attention without gradient and for the indexer's scores); ``indexer_stage``
     ("off", "dense_warmup", "sparse") makes training forwards also leave the indexer's
     KL loss in ``indexer_loss`` (see :mod:`engram_sdk.model.indexer_training`).
     """
@@ -115,7 +116,7 @@ class MLA(nn.Module):
         q = self.wq_b(q_latent) if q_latent is not None else self.wq(x)
         q_nope, q_rope = q.view(b, t, cfg.n_heads, nope + rope).split([nope, rope], dim=-1)
         kv, k_rope = self.wkv_a(x).split([cfg.kv_lora_rank, rope], dim=-1)
-        keys = torch.cat([self.kv_norm(kv), rope_rows(k_rope, rot)], dim=-1)
+        keys = torch.cat([self.kv_norm(kv), rope_rows(k_rope, rot)], dim=-1).to(kv.dtype)
         return q_latent, q_nope, rope_rows(q_rope, rot), keys
 
     # ---- the three ways to attend -----------------------------------------------------------
@@ -215,7 +216,10 @@ class MLA(nn.Module):
         assert self.indexer is not None
         with torch.no_grad():
             iq, w = self.indexer.queries(x, q_latent, rot)
-        return indexer_topk(iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest)
+        fused = self.sparse_backend != "torch" and x.is_cuda and triton_available()
+        return indexer_topk(
+            iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest, fused=fused
+        )
 
     def _indexer_loss(
         self,

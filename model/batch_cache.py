@@ -26,13 +26,15 @@ def _left_pad(ids: torch.Tensor | None, width: int, pad_id: int) -> torch.Tensor
 def stack_caches(
     caches: Sequence[ModelCache], *, capacity: int, engram_context: int, pad_id: int
 ) -> ModelCache:
-    """One cache whose row ``i`` continues ``caches[i]`` (each a single prefilled sequence).
+    """One cache whose rows continue the rows of ``caches``, in order.
+
+    Each cache holds rows of one length (e.g. prompts of equal length prefilled together).
 
     ``capacity``: positions to preallocate per row (prompt + new tokens); ``engram_context``
     and ``pad_id``: the hasher's look-back width and pad id (short prompts are padded the
     way the hasher pads the start of a sequence, so N-grams across the join are unchanged).
     """
-    lengths = [c.length for c in caches]
+    lengths = [c.length for c in caches for _ in range(len(c.layers[0].attn.lengths))]  # type: ignore[union-attr]
     layers = []
     for per_seq in zip(*(c.layers for c in caches), strict=True):
         attn = LatentCache.stack([lc.attn for lc in per_seq], lengths, capacity)  # type: ignore[misc]

@@ -1,8 +1,8 @@
 """Decoding with the latent cache: chunked prefill, batched generation, sampling, stops.
 
 ``prefill`` feeds a prompt through the model in chunks (equal to one forward of the whole
-prompt, with bounded activation memory); ``generate_batch`` prefills each prompt on its own,
-stacks their caches and decodes every sequence in one batch, each with its own length,
+prompt, with bounded activation memory); ``generate_batch`` prefills prompts of equal length together (no
+padding anywhere), stacks their caches and decodes every sequence in one batch, each with its own length,
 stop sequences and end; finished rows leave the batch. ``stream``/``generate`` are the
 single-sequence forms.
 """
@@ -102,12 +102,14 @@ def generate_batch(
     was_training = model.training
     model.eval()
     try:
-        caches, last = [], []
-        for ids in seqs:
+        order, caches, last = [], [], []
+        for group in _same_length_groups(seqs):  # equal lengths prefill together, no padding
             cache = ModelCache()
-            last.append(prefill(model, ids[None].to(device), cache, chunk=prefill_chunk))
+            ids = torch.stack([seqs[i] for i in group]).to(device)
+            last.append(prefill(model, ids, cache, chunk=prefill_chunk))
             caches.append(cache)
-        lengths = [len(s) for s in seqs]
+            order += group
+        lengths = [len(seqs[i]) for i in order]
         cache = stack_caches(
             caches,
             capacity=min(limit, max(lengths) + max_new_tokens),
@@ -115,7 +117,7 @@ def generate_batch(
             pad_id=model.hasher.config.pad_id,
         )
         del caches
-        return _decode(
+        outputs = _decode(
             model,
             cache,
             torch.cat(last),
@@ -125,8 +127,20 @@ def generate_batch(
             stops,
             limit,
         )
+        by_prompt: list[list[int]] = [[] for _ in seqs]
+        for row, prompt in enumerate(order):
+            by_prompt[prompt] = outputs[row]
+        return by_prompt
     finally:
         model.train(was_training)
+
+
+def _same_length_groups(seqs: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``seqs`` grouped by length, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, ids in enumerate(seqs):
+        groups.setdefault(len(ids), []).append(i)
+    return list(groups.values())
 
 
 def _decode(

@@ -50,7 +50,8 @@ class Indexer(nn.Module):
 
     def keys(self, x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
         """Index keys (B, T, d) of hidden states x (B, T, D) at rotations ``rot``."""
-        return self._rotate(self.k_norm(self.wk(x)), rot)
+        k = self.wk(x)
+        return self._rotate(self.k_norm(k).to(k.dtype), rot)  # autocast: norms run in fp32
 
     def queries(
         self, x: torch.Tensor, q_latent: torch.Tensor | None, rot: torch.Tensor

@@ -93,7 +93,7 @@ class LatentCache:
 
     @staticmethod
     def stack(caches: Sequence[LatentCache], lengths: Sequence[int], capacity: int) -> LatentCache:
-        """One batched cache of single-row caches whose lengths are ``lengths`` (host ints)."""
+        """The rows of ``caches`` in one batched cache; ``lengths``: each row's (host ints)."""
 
         def cat(parts: list[torch.Tensor]) -> torch.Tensor:
             return torch.cat(

@@ -12,6 +12,7 @@ the torch path is the reference and the one that trains.
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from engram_sdk.errors import InputError
 
@@ -53,6 +54,7 @@ def indexer_topk(
     key_chunk: int = 65536,
     tile_elements: int | None = None,
     latest_position: int | None = None,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
 
@@ -63,10 +65,12 @@ def indexer_topk(
     ``key_pos`` (key s at position s), keys no query of a chunk can see are never scored.
     Ties go to the earliest key on CPU (stable sort); CUDA uses ``topk``.
     ``latest_position``: a host bound on the last query's position (query j then sits at
-    most ``T - 1 - j`` before it), which spares a device sync.
+    most ``T - 1 - j`` before it), which spares a device sync. ``fused``: score tiles with
+    the Triton kernel (CUDA, or Triton's interpreter; 1-D ``key_pos`` only).
     """
     b, t, h, _ = q.shape
     s = keys.shape[1]
+    fused = fused and (key_pos is None or key_pos.dim() == 1)
     if topk < 1:
         raise InputError(f"topk must be >= 1, got {topk}")
     positional = key_pos is None
@@ -80,12 +84,13 @@ def indexer_topk(
     else:
         hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
     lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
-    if tile_elements is None:  # ~0.5 GiB of bf16 logits on GPU, 64 MiB on CPU
+    if tile_elements is None:  # scores (or per-head logits) per tile: 2^28 on GPU, 2^24 on CPU
         tile_elements = 2**28 if q.is_cuda else 2**24
     if b * t * h * s <= tile_elements:  # everything fits one tile (decoding, short prompts)
-        key_chunk = s
+        key_chunk = min(s, 2**22)  # (a CUDA grid's third dimension caps at 65535 blocks)
     key_chunk = min(key_chunk, s)
-    query_chunk = max(1, tile_elements // (b * h * key_chunk))
+    per_query = b * key_chunk * (1 if fused else h)  # the fused kernel keeps no per-head logits
+    query_chunk = max(1, tile_elements // per_query)
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
     for q0 in range(0, t, query_chunk):
         q1 = min(q0 + query_chunk, t)
@@ -95,27 +100,58 @@ def indexer_topk(
         first = min(lo[q0:q1]) if lo is not None else 0
         for k0 in range(first, max(hi[q0:q1]), key_chunk):
             k1 = min(k0 + key_chunk, s)
-            tile = index_scores(q[:, q0:q1], weights[:, q0:q1], keys[:, k0:k1])
-            tile = tile.masked_fill_(~visible(pos, key_pos[..., k0:k1], window), float("-inf"))
+            tile = score_tile(
+                q[:, q0:q1],
+                weights[:, q0:q1],
+                keys[:, k0:k1],
+                pos,
+                key_pos[..., k0:k1],
+                window,
+                fused,
+            )
             best, best_idx = _merge(best, best_idx, tile, k0, topk)
         out[:, q0:q1] = best_idx.masked_fill(best == float("-inf"), EMPTY)
     return out
 
 
+def score_tile(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    window: int,
+    fused: bool,
+) -> torch.Tensor:
+    """Indexer scores of one tile, -inf where a key is not visible → (B, Tq, Sk) float."""
+    if fused:
+        from engram_sdk.model.sparse_triton import index_scores_triton
+
+        return index_scores_triton(q, weights, keys, query_pos, key_pos, window)
+    tile = index_scores(q, weights, keys)
+    return tile.masked_fill_(~visible(query_pos, key_pos, window), float("-inf"))
+
+
 def _merge(
     best: torch.Tensor, best_idx: torch.Tensor, tile: torch.Tensor, k0: int, topk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold a tile of scores for keys k0.. into the running (scores, indices) top-k."""
-    b, tq, width = tile.shape
-    cand = torch.cat([best, tile], dim=-1)
-    cand_idx = torch.arange(k0, k0 + width, device=tile.device).expand(b, tq, -1)
-    cand_idx = torch.cat([best_idx, cand_idx], dim=-1)
-    if cand.is_cuda:
-        top, where = cand.topk(topk, dim=-1)
-    else:  # stable sort: on ties the earliest key wins (kept keys precede the new tile)
-        top, where = cand.sort(dim=-1, descending=True, stable=True)
-        top, where = top[..., :topk], where[..., :topk]
+    """Fold a tile of scores for keys k0.. into the running (scores, indices) top-k.
+
+    The tile's own top-k is taken first, so only 2k candidates per query are merged.
+    """
+    tile_top, tile_where = _top(tile, min(topk, tile.shape[-1]))
+    cand = torch.cat([best, tile_top], dim=-1)
+    cand_idx = torch.cat([best_idx, tile_where + k0], dim=-1)
+    top, where = _top(cand, topk)
     return top, cand_idx.gather(-1, where)
+
+
+def _top(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest k along the last dim; on CPU ties go to the lower index (stable sort)."""
+    if x.is_cuda:
+        return x.topk(k, dim=-1)
+    top, where = x.sort(dim=-1, descending=True, stable=True)
+    return top[..., :k], where[..., :k]
 
 
 def window_indices(query_pos: torch.Tensor, window: int) -> torch.Tensor:
@@ -138,8 +174,9 @@ def sparse_attention(
 
     q (B, T, H, Dk); keys (B, S, Dk) and values (B, S, Dv) shared by all heads; idx
     (B, T, K) key positions, ``EMPTY`` for none. A query with no key gets zeros.
-    ``backend``: "torch" (reference, differentiable), "triton" (CUDA forward kernel),
-    "auto" (Triton on CUDA without grad, else torch).
+    ``backend``: "torch" (reference, differentiable; under autograd each query chunk's
+    gathered keys are recomputed in backward rather than kept, so memory stays O(chunk·k)),
+    "triton" (CUDA forward kernel), "auto" (Triton on CUDA without grad, else torch).
     """
     if backend not in ("torch", "triton", "auto"):
         raise InputError(f"backend must be 'torch', 'triton' or 'auto', got {backend!r}")
@@ -154,12 +191,13 @@ def sparse_attention(
         from engram_sdk.model.sparse_triton import sparse_attention_triton
 
         return sparse_attention_triton(q, keys, values, idx, scale)
-    outs = [
-        _gathered_attention(
-            q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale
-        )
-        for t0 in range(0, q.shape[1], query_chunk)
-    ]
+    outs = []
+    for t0 in range(0, q.shape[1], query_chunk):
+        part = (q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale)
+        if wants_grad:  # keep no gathered (T, k, d) tensors for backward: regather per chunk
+            outs.append(checkpoint(_gathered_attention, *part, use_reentrant=False))
+        else:
+            outs.append(_gathered_attention(*part))
     return torch.cat(outs, dim=1)
 
 

@@ -34,6 +34,13 @@ def test_batched_greedy_equals_one_at_a_time(variant: str) -> None:
     assert together == alone
 
 
+def test_prompts_of_equal_length_prefill_together_and_keep_their_order() -> None:
+    model = build_model(tiny(dsa_topk=4), seed=8)
+    prompts = _prompts([7, 3, 7, 7, 3], seed=9)
+    alone = [list(stream(model, p, 6)) for p in prompts]
+    assert generate_batch(model, prompts, 6) == alone
+
+
 def test_rows_stop_on_their_own_stop_sequence_and_at_max_seq_len() -> None:
     model = build_model(tiny(max_seq_len=20), seed=2)
     prompts = _prompts([4, 15, 7], seed=3)
