@@ -21,6 +21,29 @@ class Pending:
         """True when nothing was written."""
         return not (self.new_tables or self.rows or self.records)
 
+    def savepoint(self) -> tuple[set[str], dict[str, int], dict[str, dict[bytes, bytes | None]]]:
+        """A mark to roll back to: what is staged now (record maps are copied)."""
+        return (
+            set(self.new_tables),
+            {name: len(writes) for name, writes in self.rows.items()},
+            {ns: dict(staged) for ns, staged in self.records.items()},
+        )
+
+    def rollback_to(
+        self, mark: tuple[set[str], dict[str, int], dict[str, dict[bytes, bytes | None]]]
+    ) -> None:
+        """Undo everything staged after ``mark`` was taken."""
+        tables, row_counts, records = mark
+        for name in set(self.new_tables) - tables:
+            del self.new_tables[name]
+        for name in list(self.rows):
+            keep = row_counts.get(name, 0)
+            if keep:
+                del self.rows[name][keep:]
+            else:
+                del self.rows[name]
+        self.records = records
+
     def scatter(self, table: str, ids: np.ndarray, values: np.ndarray) -> None:
         """Stage rows (copies, so the caller may reuse its buffers)."""
         self.rows.setdefault(table, []).append((ids.copy(), values.copy()))
