@@ -147,6 +147,7 @@ class Store(ABC):
     # ---- tables -------------------------------------------------------------------------
     def tables(self) -> dict[str, TableSpec]:
         """Every table (including ones created in the open transaction)."""
+        self._check_open()
         specs = dict(self._specs())
         if self._pending is not None:
             specs.update(self._pending.new_tables)

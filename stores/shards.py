@@ -88,26 +88,27 @@ class ShardStore(Store):
             self._lock = self._writer = WriterLock(folder)
             self._lock.acquire()
         self._verified: set[str] = set()
+        try:
+            self._load_retrying(fresh=(mode == "w"))
+            if self._lock is not None:
+                self._collect_garbage()
+        except BaseException:
+            self._close()
+            raise
+
+    def _load_retrying(self, fresh: bool) -> None:
         for _attempt in range(5):  # a writer may collect files between manifest and open
             try:
-                self._load(fresh=(mode == "w"))
-                break
+                self._load(fresh)
+                return
             except FileNotFoundError:
                 continue
-        else:
-            try:
-                self._load(fresh=(mode == "w"))
-            except FileNotFoundError as exc:
-                self._close()
-                raise StoreCorruptError(
-                    f"{exc.filename}: file named by the manifest is missing",
-                    path=exc.filename,
-                ) from exc
-            except BaseException:
-                self._close()
-                raise
-        if self._lock is not None:
-            self._collect_garbage()
+        try:
+            self._load(fresh)
+        except FileNotFoundError as exc:
+            raise StoreCorruptError(
+                f"{exc.filename}: file named by the manifest is missing", path=exc.filename
+            ) from exc
 
     # ---- manifest --------------------------------------------------------------------------
     def _load(self, fresh: bool) -> None:
