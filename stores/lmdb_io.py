@@ -39,9 +39,12 @@ def check_file_size(env: lmdb.Environment, path: Path) -> None:
 
 def lmdb_error(path: Path, exc: lmdb.Error) -> StoreError:
     """The store error for an LMDB error met while opening or reading ``path``."""
-    if isinstance(exc, lmdb.ReadonlyError | lmdb.DiskError | lmdb.TlsFullError):
-        return StoreIOError(f"cannot read {path}: {exc}", path=path)
-    return StoreCorruptError(f"{path} is corrupt: LMDB says {exc}", path=path)
+    corrupt = lmdb.CorruptedError | lmdb.PageNotFoundError | lmdb.InvalidError | lmdb.BadTxnError
+    if isinstance(exc, corrupt):
+        return StoreCorruptError(f"{path} is corrupt: LMDB says {exc}", path=path)
+    if isinstance(exc, lmdb.DiskError | lmdb.PanicError):
+        return StoreIOError(f"cannot read {path}: LMDB says {exc}", path=path)
+    return StoreError(f"cannot use {path}: LMDB says {exc}", path=path)
 
 
 def commit_error(uri: str, folder: Path, exc: lmdb.Error) -> StoreError:

@@ -296,11 +296,14 @@ class LmdbStore(Store):
             if payload is None:  # never written: zeros, which the block path handles
                 return False
             addr[b] = np.frombuffer(payload, np.uint8).__array_interface__["data"][0]
-        used = addr[touched]
+        which = np.flatnonzero(touched)
+        used = addr[which]
         base = int(used.min())
         if ((used - base) % spec.row_bytes).any():
             return False
-        span = int(used.max()) - base + rpb * spec.row_bytes
+        last = int(which[used.argmax()])  # the region ends with this block's last row, and
+        # not a byte later: past the end of the file the map is unbacked (SIGBUS)
+        span = int(used.max()) - base + min(rpb, spec.rows - last * rpb) * spec.row_bytes
         region = np.frombuffer((ctypes.c_char * span).from_address(base), spec.storage_dtype)
         region = region.reshape(-1, spec.dim)
         idx = (addr[blocks] - base) // spec.row_bytes + (ids - blocks * rpb)

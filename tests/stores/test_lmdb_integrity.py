@@ -1,6 +1,5 @@
 """LMDB format 2: checksummed blocks and records, truncation at open, verify that survives LMDB."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +62,8 @@ def test_a_flipped_record_byte_is_named_by_get_scan_and_verify(tmp_path: Path) -
 def test_a_flipped_key_byte_is_not_a_silent_miss(tmp_path: Path) -> None:
     uri, path, _ = make(tmp_path)
     flip(path, find(path, b"ns\x00key0123") + 8, bit=0)  # key0123 -> key0133? no: a new key
-    with open_store(uri, "r") as s:
-        with pytest.raises(StoreCorruptError, match=r"data\.mdb"):
-            s.get("ns", b"key0123")
+    with open_store(uri, "r") as s, pytest.raises(StoreCorruptError, match=r"data\.mdb"):
+        s.get("ns", b"key0123")
 
 
 @pytest.mark.parametrize("keep", [0, 4096, 8192, 20_000, -4096, -1])
