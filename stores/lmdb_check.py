@@ -99,6 +99,8 @@ def _check_rows(store, txn: lmdb.Transaction, report: VerifyReport) -> None:
         except StoreError as exc:
             report.problems.append(Problem(file=str(path), message=str(exc)))
             continue
+        if not _findable(txn, store.rows_db, key, value, report, path):
+            continue
         if len(payload) != want:
             report.problems.append(
                 Problem(
@@ -120,10 +122,27 @@ def _check_records(store, txn: lmdb.Transaction, report: VerifyReport) -> None:
         except StoreError as exc:
             report.problems.append(Problem(file=str(path), message=str(exc)))
             continue
+        if not _findable(txn, store.rec_db, key, value, report, path):
+            continue
         if not sep or ns.decode(errors="replace") not in store._ns:
             report.problems.append(
                 Problem(file=str(path), message=f"record of unknown namespace {describe_key(key)}")
             )
+
+
+def _findable(txn, db, key: bytes, value, report: VerifyReport, path: Path) -> bool:
+    """A lookup by key finds what the walk found (a corrupt branch key would misroute it)."""
+    found = txn.get(key, db=db)
+    if found is not None and bytes(found) == bytes(value):
+        return True
+    report.problems.append(
+        Problem(
+            file=str(path),
+            message=f"entry {describe_key(key)} is in the B-tree but a lookup of its key "
+            f"{'misses it' if found is None else 'finds other bytes'} (a corrupt branch page)",
+        )
+    )
+    return False
 
 
 if __name__ == "__main__":
