@@ -75,7 +75,7 @@ ITEMS = [(b"key%05d" % i, np.random.default_rng(i).bytes(1000)) for i in range(3
 
 
 def test_verify_exits_1_and_names_the_file_when_something_is_wrong(tmp_path: Path) -> None:
-    uri, record_bytes = records_store(tmp_path / "l")
+    uri, _ = records_store(tmp_path / "l")
     ok = engram("store", "verify", uri)
     assert ok.returncode == 0, ok.stderr
     assert "3,000 records" in ok.stdout and " 0 B" not in ok.stdout
