@@ -54,7 +54,7 @@ class DramStore(Store):
         if mode == "r":
             if not (folder / "manifest.json").is_file():
                 raise StoreError(
-                    f"{folder}: no dram store here (no manifest.json)",
+                    f"no dram store here: {folder / 'manifest.json'} does not exist",
                     path=folder / "manifest.json",
                 )
             with ShardStore(f"shards://{folder}", "r", folder=folder) as src:

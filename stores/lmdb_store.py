@@ -70,7 +70,7 @@ class LmdbStore(Store):
             raise StoreError(f"{folder} is a file; an lmdb:// store is a folder", path=folder)
         if mode == "r":
             if not self.path.is_file():
-                raise StoreError(f"{folder}: no LMDB store here (no data.mdb)", path=self.path)
+                raise StoreError(f"no LMDB store here: {self.path} does not exist", path=self.path)
             self.env = self._open_readonly()
         else:
             make_writable_dir(folder)
@@ -241,17 +241,28 @@ class LmdbStore(Store):
         return payload
 
     def _check_absent(self, txn: lmdb.Transaction, db: lmdb._Database, key: bytes) -> None:
-        """A key not found: check the entries beside where it would be (a flipped key sits there)."""
+        """A key not found: check the entries around where it would be.
+
+        A flipped key byte leaves the entry in place under a wrong key (its checksum fails);
+        a flipped branch key misroutes the lookup (the neighbours are out of order, or the
+        cursor finds the key that the lookup missed).
+        """
         if not self._checked:
             return
         cur = txn.cursor(db=db)
-        if not cur.set_range(key) and not cur.last():
+        after = cur.set_range(key)  # True: the cursor is on the first key >= key
+        if not after and not cur.last():
             return
         for step in range(2):
             if step and not cur.prev():
                 return
             found = bytes(cur.key())
             unseal(self.path, f"entry {describe_key(found)}", found, cur.value(), True)
+            in_order = found > key if (after and not step) else found < key
+            if not in_order:
+                raise corrupt(
+                    self.path, f"a lookup of {describe_key(key)} disagrees with a cursor walk"
+                )
 
     # ---- primitives ----------------------------------------------------------------------
     def _specs(self) -> dict[str, TableSpec]:

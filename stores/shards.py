@@ -80,7 +80,7 @@ class ShardStore(Store):
         if mode == "r":
             if not (folder / "manifest.json").is_file():
                 raise StoreError(
-                    f"{folder}: no shards store here (no manifest.json)",
+                    f"no shards store here: {folder / 'manifest.json'} does not exist",
                     path=folder / "manifest.json",
                 )
         else:
