@@ -8,10 +8,14 @@ byte) fails its check. Format 1 (engram-sdk before 0.2) has no trailer and is st
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import xxhash
-from engram_sdk.stores.errors import StoreCorruptError
+from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
+from engram_sdk.stores.models import TableSpec
+from pydantic import ValidationError
 
 TRAILER = 8
 FORMAT_PLAIN = 1  # no checksums
@@ -72,3 +76,55 @@ def describe_key(key: bytes) -> str:
     """A printable name of a stored key (for messages)."""
     name, _, rest = key.partition(b"\x00")
     return f"{name.decode(errors='replace')!r}/{rest.hex()[:32]}"
+
+
+def read_header(path: Path, raw: bytes | None, foreign: Callable[[], StoreCorruptError]) -> int:
+    """The format version in the ``format`` meta entry (checksummed in format 2)."""
+    if raw is None:
+        raise foreign()
+    header = None
+    try:
+        header = json.loads(bytes(unseal(path, "the format header", b"format", raw, True)))
+        version = FORMAT_CHECKED
+    except (StoreError, ValueError):
+        try:
+            header = json.loads(raw)
+            version = FORMAT_PLAIN
+        except ValueError:
+            pass
+    if not isinstance(header, dict) or header.get("magic") != MAGIC:
+        raise foreign()
+    stored = header.get("format_version")
+    if isinstance(stored, int) and stored > FORMAT_CHECKED:
+        raise StoreVersionError(
+            f"{path} has store format {stored}, newer than this engram-sdk reads "
+            f"({FORMAT_CHECKED}); upgrade engram-sdk",
+            path=path,
+            expected=FORMAT_CHECKED,
+        )
+    if stored != version:
+        raise corrupt(path, f"the format header says {stored!r}", version)
+    return version
+
+
+def parse_meta(
+    path: Path, entries: Iterable[tuple[bytes, bytes | memoryview]], checked: bool
+) -> tuple[dict[str, TableSpec], set[str]]:
+    """Table specs and namespace names from the ``meta`` entries, each checked."""
+    tables: dict[str, TableSpec] = {}
+    names: set[str] = set()
+    for key, value in entries:
+        if key == b"format":
+            continue
+        payload = unseal(path, f"meta entry {describe_key(key)}", key, value, checked)
+        if key.startswith(b"table:"):
+            try:
+                spec = TableSpec.model_validate_json(bytes(payload))
+            except ValidationError as exc:
+                raise corrupt(path, f"table spec {key[6:]!r} is invalid: {exc}") from None
+            tables[spec.name] = spec
+        elif key.startswith(b"ns:"):
+            names.add(key[3:].decode(errors="replace"))
+        else:
+            raise corrupt(path, f"unknown meta entry {describe_key(key)}")
+    return tables, names

@@ -21,7 +21,7 @@ import lmdb
 import numpy as np
 from engram_sdk.stores.base import Store
 from engram_sdk.stores.blocks import gather_by_block, parallel_take
-from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
+from engram_sdk.stores.errors import StoreCorruptError, StoreError
 from engram_sdk.stores.lmdb_format import (
     FORMAT_CHECKED,
     FORMAT_PLAIN,
@@ -30,6 +30,8 @@ from engram_sdk.stores.lmdb_format import (
     block_key,
     corrupt,
     describe_key,
+    parse_meta,
+    read_header,
     record_key,
     seal,
     unseal,
@@ -38,7 +40,6 @@ from engram_sdk.stores.lmdb_io import check_file_size, commit_error, lmdb_error
 from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.models import TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
-from pydantic import ValidationError
 
 BLOCK_BYTES = 1 << 20
 INITIAL_MAP = 1 << 28
@@ -147,52 +148,11 @@ class LmdbStore(Store):
 
     def _read_header(self, raw: bytes | None) -> int:
         """The store's format version, from its checksummed (or format 1 plain) header."""
-        if raw is None:
-            raise self._foreign()
-        try:
-            header = json.loads(bytes(unseal(self.path, "the format header", b"format", raw, True)))
-            version = FORMAT_CHECKED
-        except (StoreError, ValueError):
-            try:
-                header = json.loads(raw)
-                version = FORMAT_PLAIN
-            except ValueError:
-                header = None
-        if not isinstance(header, dict) or header.get("magic") != MAGIC:
-            raise self._foreign()
-        stored = header.get("format_version")
-        if isinstance(stored, int) and stored > FORMAT_CHECKED:
-            raise StoreVersionError(
-                f"{self.folder} has store format {stored}, newer than this engram-sdk reads "
-                f"({FORMAT_CHECKED}); upgrade engram-sdk",
-                path=self.path,
-                expected=FORMAT_CHECKED,
-            )
-        if stored != version:
-            raise corrupt(self.path, f"the format header says {stored!r}", version)
-        return version
+        return read_header(self.path, raw, self._foreign)
 
     def _load_specs(self, txn: lmdb.Transaction) -> None:
-        tables: dict[str, TableSpec] = {}
-        names: set[str] = set()
-        for key, value in txn.cursor(db=self.meta):
-            key = bytes(key)
-            if key == b"format":
-                continue
-            payload = unseal(
-                self.path, f"meta entry {describe_key(key)}", key, value, self._checked
-            )
-            if key.startswith(b"table:"):
-                try:
-                    spec = TableSpec.model_validate_json(bytes(payload))
-                except ValidationError as exc:
-                    raise corrupt(self.path, f"table spec {key[6:]!r} is invalid: {exc}") from None
-                tables[spec.name] = spec
-            elif key.startswith(b"ns:"):
-                names.add(key[3:].decode(errors="replace"))
-            else:
-                raise corrupt(self.path, f"unknown meta entry {describe_key(key)}")
-        self._tables, self._ns = tables, names
+        cursor = ((bytes(k), v) for k, v in txn.cursor(db=self.meta))
+        self._tables, self._ns = parse_meta(self.path, cursor, self._checked)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[lmdb.Transaction]:

@@ -155,7 +155,7 @@ def _parse(path: Path, data: bytes) -> Any:
     try:
         return json.loads(data)
     except ValueError as exc:
-        offset = getattr(exc, "pos", None)
+        offset = exc.pos if isinstance(exc, json.JSONDecodeError) else None
         raise _corrupt(path, f"it is not valid JSON ({exc})", offset) from exc
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from engram_sdk.memory import Memory
 
 from .corruptions import CORRECT, NAMED_ERROR, classify, corrupt, run_in_child
