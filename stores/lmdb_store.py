@@ -345,6 +345,11 @@ class LmdbStore(Store):
                 b = int(blocks[idx[0]])
                 n = min(rpb, spec.rows - b * rpb)
                 key = block_key(name, b)
+                first, last = int(idx[0]), int(idx[-1])
+                if len(idx) == n and ids[first] == b * rpb and ids[last] == b * rpb + n - 1:
+                    payload = values[first : last + 1].tobytes()  # the whole block, in order
+                    txn.put(key, seal(key, payload, checked), db=self.rows_db)
+                    continue
                 old = None if name in pending.new_tables else txn.get(key, db=self.rows_db)
                 if old is None:
                     rows = np.zeros((n, spec.dim), spec.storage_dtype)

@@ -298,12 +298,16 @@ class ShardStore(Store):
                 s = int(shard_of[idx[0]])
                 n = min(rps, spec.rows - s * rps)
                 old = table["shards"][s]
-                rows = (
-                    np.zeros((n, spec.dim), spec.storage_dtype)
-                    if old is None or name in pending.new_tables
-                    else np.array(self._shard_rows(spec, table, s))
-                )
-                rows[ids[idx] - s * rps] = values[idx]
+                first, last = int(idx[0]), int(idx[-1])
+                if len(idx) == n and ids[first] == s * rps and ids[last] == s * rps + n - 1:
+                    rows = values[first : last + 1]  # the whole shard, in order: no copy
+                else:
+                    rows = (
+                        np.zeros((n, spec.dim), spec.storage_dtype)
+                        if old is None or name in pending.new_tables
+                        else np.array(self._shard_rows(spec, table, s))
+                    )
+                    rows[ids[idx] - s * rps] = values[idx]
                 fname = f"{name}.{s}.g{gen}.bin"
                 self._write_file(fname, rows)
                 whole, blocks = checksums(rows)
