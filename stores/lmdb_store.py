@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
@@ -62,9 +63,7 @@ class LmdbStore(Store):
         self.folder = folder
         self.path = folder / "data.mdb"
         self._lock: WriterLock | None = None
-        self._addr_cache: dict[str, np.ndarray] = {}
-        self._verified: set[bytes] = set()  # block keys checked in this snapshot
-        self._snapshot = -1
+        self._snap = _Snapshot(-1)  # what is known about the newest snapshot read
         self._tables: dict[str, TableSpec] = {}
         self._ns: set[str] = set()
         if folder.exists() and not folder.is_dir():
@@ -160,36 +159,40 @@ class LmdbStore(Store):
             txn = self.env.begin(buffers=True)
         except lmdb.MapResizedError:
             self.env.set_mapsize(0)  # another process grew the map
+            self._snap = _Snapshot(self._snap.snapshot)  # the map moved: addresses are stale
             txn = self.env.begin(buffers=True)
         try:
-            snapshot = txn.id()
-            if snapshot != self._snapshot:
-                self._new_snapshot(txn, snapshot)
+            if txn.id() > self._snap.snapshot:
+                self._new_snapshot(txn)
             yield txn
         except lmdb.Error as exc:
             raise lmdb_error(self.path, exc) from exc
         finally:
             txn.abort()
 
-    def _new_snapshot(self, txn: lmdb.Transaction, snapshot: int) -> None:
+    def _new_snapshot(self, txn: lmdb.Transaction) -> None:
         check_file_size(self.env, self.path)
-        self._addr_cache = {}
-        self._verified = set()
-        if self.mode == "r" and self._snapshot != -1:
+        if self.mode == "r" and self._snap.snapshot != -1:
             self._load_specs(txn)
-        self._snapshot = snapshot
+        self._snap = _Snapshot(txn.id())
+
+    def _state(self, txn: lmdb.Transaction) -> _Snapshot:
+        """Caches of ``txn``'s snapshot (a thread still on an older one gets its own, unshared)."""
+        snap = self._snap
+        return snap if snap.snapshot == txn.id() else _Snapshot(txn.id())
 
     # ---- checked access ------------------------------------------------------------------
     def _block(self, txn: lmdb.Transaction, spec: TableSpec, b: int) -> memoryview | None:
         """Rows of block ``b`` (None: never written), checked once per snapshot."""
+        verified = self._state(txn).verified
         key = block_key(spec.name, b)
         raw = txn.get(key, db=self.rows_db)
         if raw is None:
-            if key not in self._verified:
+            if key not in verified:
                 self._check_absent(txn, self.rows_db, key)
-                self._verified.add(key)
+                verified.add(key)
             return None
-        if key in self._verified or not self._checked:
+        if key in verified or not self._checked:
             payload = memoryview(raw)[: len(raw) - (TRAILER if self._checked else 0)]
         else:
             payload = unseal(self.path, f"table {spec.name!r} block {b}", key, raw, True)
@@ -197,7 +200,7 @@ class LmdbStore(Store):
         want = min(rpb, spec.rows - b * rpb) * spec.row_bytes
         if len(payload) != want:
             raise corrupt(self.path, f"table {spec.name!r} block {b} is {len(payload)} bytes", want)
-        self._verified.add(key)
+        verified.add(key)
         return payload
 
     def _check_absent(self, txn: lmdb.Transaction, db: lmdb._Database, key: bytes) -> None:
@@ -255,9 +258,10 @@ class LmdbStore(Store):
         remembered (and each block checked once) while it stays the newest (the open read
         txn pins its pages), so repeated gathers skip the B-tree lookups and checksums.
         """
-        addr = self._addr_cache.get(spec.name)
+        cache = self._state(txn).addresses
+        addr = cache.get(spec.name)
         if addr is None:
-            addr = self._addr_cache[spec.name] = np.zeros(-(-spec.rows // rpb), np.int64)
+            addr = cache[spec.name] = np.zeros(-(-spec.rows // rpb), np.int64)
         blocks = ids // rpb
         touched = np.zeros(len(addr), bool)
         touched[blocks] = True
@@ -323,7 +327,7 @@ class LmdbStore(Store):
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
-                self._addr_cache = {}
+                self._snap = _Snapshot(self._snap.snapshot)  # the map moved: addresses are stale
             except lmdb.Error as exc:
                 raise commit_error(self.uri, self.folder, exc) from exc
         self._tables.update(pending.new_tables)
@@ -383,6 +387,15 @@ class LmdbStore(Store):
             env.close()
         if self._lock is not None:
             self._lock.release()
+
+
+@dataclass
+class _Snapshot:
+    """Per-snapshot caches: block addresses in the map, and block keys already checked."""
+
+    snapshot: int
+    addresses: dict[str, np.ndarray] = field(default_factory=dict)
+    verified: set[bytes] = field(default_factory=set)
 
 
 def _file_size(path: Path) -> int:

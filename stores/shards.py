@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xxhash
 from engram_sdk.stores.base import Store
-from engram_sdk.stores.blocks import DISK_READ_THREADS, gather_by_block
+from engram_sdk.stores.blocks import DISK_READ_THREADS, gather_by_block, parallel_take
 from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreIOError
 from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.manifest import (
@@ -249,6 +249,13 @@ class ShardStore(Store):
 
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
         table = self.manifest["tables"][spec.name]
+        if len(table["shards"]) == 1 and not self.random_access:  # one shard: one take
+            rows = self._shard_rows(spec, table, 0)
+            if rows is None:
+                out[:] = 0
+            else:
+                parallel_take(np.asarray(rows), row_ids, out)
+            return
         gather_by_block(
             row_ids,
             table["rows_per_shard"],
