@@ -66,7 +66,7 @@ def unseal(
 def corrupt(path: Path, what: str, expected: object = None) -> StoreCorruptError:
     """The error for a corrupt part of ``data.mdb``."""
     return StoreCorruptError(
-        f"{path} is corrupt: {what}; run `engram store verify` for a full report",
+        f"{path} is corrupt: {what}",
         path=path,
         expected=expected,
     )
