@@ -17,7 +17,7 @@ import numpy as np
 from engram_sdk.stores import validate
 from engram_sdk.stores.errors import InputError, StoreError, StoreReadOnlyError
 from engram_sdk.stores.lock import WriterLock, os_store_error
-from engram_sdk.stores.models import StoreInfo, TableSpec, VerifyReport
+from engram_sdk.stores.models import STORE_FORMAT_VERSION, StoreInfo, TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
 
 MODES = ("r", "w", "a")
@@ -62,6 +62,10 @@ class Store(ABC):
 
     def _bytes_on_disk(self) -> int | None:
         return None
+
+    def _format_version(self) -> int:
+        """The on-disk format version of this store (what ``info`` reports)."""
+        return STORE_FORMAT_VERSION
 
     # ---- lifecycle -------------------------------------------------------------------
     @property
@@ -314,6 +318,7 @@ class Store(ABC):
             table_bytes=sum(t.nbytes for t in tables),
             record_bytes=record_bytes,
             bytes_on_disk=self._bytes_on_disk(),
+            format_version=self._format_version(),
         )
 
     def verify(self) -> VerifyReport:

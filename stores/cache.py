@@ -111,8 +111,11 @@ class CachedStore(Store):
         report.checked_records = inner.checked_records
         report.problems = inner.problems
 
+    def _format_version(self) -> int:
+        return self.store._format_version()
+
     def _bytes_on_disk(self) -> int | None:
-        return self.store.info().bytes_on_disk
+        return self.store._bytes_on_disk()
 
     def _close(self) -> None:
         self._caches.clear()

@@ -378,6 +378,9 @@ class LmdbStore(Store):
 
         check_in_child(self.folder, report)
 
+    def _format_version(self) -> int:
+        return FORMAT_CHECKED if self._checked else FORMAT_PLAIN
+
     def _bytes_on_disk(self) -> int:
         return _file_size(self.path)
 

@@ -396,6 +396,9 @@ class ShardStore(Store):
             except FileNotFoundError:
                 report.problems.append(Problem(file=str(path), message="missing record segment"))
 
+    def _format_version(self) -> int:
+        return int(self.manifest["format_version"])
+
     def _bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.data_dir.iterdir() if p.is_file())
 

@@ -116,3 +116,13 @@ def test_verify_counts_records_and_their_bytes(tmp_path: Path) -> None:
     assert info.table_bytes == ROWS * DIM * 4
     with pytest.raises(StoreError, match="closed"):
         s.table("t")
+
+
+def test_info_reports_the_format_on_disk(tmp_path: Path) -> None:
+    uri, _, _ = make(tmp_path)
+    with open_store(uri, "r") as s:
+        assert s.info().format_version == 2
+    with LmdbStore(f"lmdb://{tmp_path / 'old'}", "w", tmp_path / "old", checksums=False) as s:
+        assert s.info().format_version == 1
+    with open_store(f"shards://{tmp_path / 's'}", "w") as s:
+        assert s.info().format_version == 2
