@@ -6,6 +6,8 @@ from engram_sdk.stores.convert import copy_store, verify_copy
 from engram_sdk.stores.errors import (
     StoreCorruptError,
     StoreError,
+    StoreFullError,
+    StoreIOError,
     StoreLockedError,
     StoreReadOnlyError,
     StoreVersionError,
@@ -18,6 +20,8 @@ __all__ = [
     "Store",
     "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
+    "StoreIOError",
     "StoreInfo",
     "StoreLockedError",
     "StoreReadOnlyError",

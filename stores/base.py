@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from engram_sdk.stores import validate
 from engram_sdk.stores.errors import InputError, StoreError, StoreReadOnlyError
-from engram_sdk.stores.models import StoreInfo, TableSpec, VerifyReport
+from engram_sdk.stores.lock import WriterLock, os_store_error
+from engram_sdk.stores.models import STORE_FORMAT_VERSION, StoreInfo, TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
 
 MODES = ("r", "w", "a")
@@ -36,6 +37,7 @@ class Store(ABC):
         self._pending: Pending | None = None
         self._write_lock = threading.RLock()
         self._closed = False
+        self._writer: WriterLock | None = None  # set by backends that write files
 
     # ---- backend primitives --------------------------------------------------------
     @abstractmethod
@@ -60,6 +62,10 @@ class Store(ABC):
 
     def _bytes_on_disk(self) -> int | None:
         return None
+
+    def _format_version(self) -> int:
+        """The on-disk format version of this store (what ``info`` reports)."""
+        return STORE_FORMAT_VERSION
 
     # ---- lifecycle -------------------------------------------------------------------
     @property
@@ -86,18 +92,29 @@ class Store(ABC):
     # ---- transactions -----------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes: they commit together at exit, or not at all if it raises."""
+        """Group writes: they commit together at exit, or not at all if it raises.
+
+        A nested transaction is a savepoint: if its block raises, only its own writes are
+        undone (the exception propagates; an outer block that catches it still commits the
+        rest).
+        """
         self._check_writable()
         with self._write_lock:
             if self._pending is not None:
-                yield  # nested: the outer transaction commits
+                mark = self._pending.savepoint()
+                try:
+                    yield
+                except BaseException:
+                    if self._pending is not None:
+                        self._pending.rollback_to(mark)
+                    raise
                 return
             self._pending = Pending()
             try:
                 yield
                 pending, self._pending = self._pending, None
                 if not pending.empty():
-                    self._commit(pending)
+                    self._commit_checked(pending)
             finally:
                 self._pending = None
 
@@ -110,20 +127,31 @@ class Store(ABC):
     def _finish(self, pending: Pending, auto: bool) -> None:
         if auto and not pending.empty():
             with self._write_lock:
-                self._commit(pending)
+                self._commit_checked(pending)
+
+    def _commit_checked(self, pending: Pending) -> None:
+        """``_commit``, with OS errors (disk full, I/O) turned into store errors."""
+        self._check_writable()
+        try:
+            self._commit(pending)
+        except OSError as exc:
+            raise os_store_error(self.uri, exc) from exc
 
     def _check_writable(self) -> None:
         self._check_open()
         if self.readonly:
-            raise StoreReadOnlyError(f"{self.uri} is open read-only (mode 'r')")
+            raise StoreReadOnlyError(f"{self.uri} is open read-only (mode 'r')", path=self.uri)
+        if self._writer is not None:
+            self._writer.check_owner()
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError(f"{self.uri} is closed")
+            raise StoreError(f"{self.uri} is closed", path=self.uri)
 
     # ---- tables -------------------------------------------------------------------------
     def tables(self) -> dict[str, TableSpec]:
         """Every table (including ones created in the open transaction)."""
+        self._check_open()
         specs = dict(self._specs())
         if self._pending is not None:
             specs.update(self._pending.new_tables)
@@ -271,14 +299,26 @@ class Store(ABC):
 
     # ---- description ------------------------------------------------------------------
     def info(self) -> StoreInfo:
-        """Tables, namespaces with record counts, and size on disk."""
+        """Tables, namespaces with record counts, bytes of rows and records, size on disk."""
+        namespaces: dict[str, int] = {}
+        record_bytes = 0
+        for ns in self.namespaces():
+            n = 0
+            for key, value in self.scan(ns):
+                n += 1
+                record_bytes += len(key) + len(value)
+            namespaces[ns] = n
+        tables = list(self.tables().values())
         return StoreInfo(
             uri=self.uri,
             backend=self.backend,
             mode=self.mode,
-            tables=list(self.tables().values()),
-            namespaces={ns: self.count(ns) for ns in self.namespaces()},
+            tables=tables,
+            namespaces=namespaces,
+            table_bytes=sum(t.nbytes for t in tables),
+            record_bytes=record_bytes,
             bytes_on_disk=self._bytes_on_disk(),
+            format_version=self._format_version(),
         )
 
     def verify(self) -> VerifyReport:

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
-from engram_sdk.stores import validate
 from engram_sdk.stores.base import Store
+from engram_sdk.stores.models import TableSpec, VerifyReport
+from engram_sdk.stores.pending import Pending
 
 
-class CachedStore:
-    """Wraps a store; ``gather`` serves cached rows from DRAM and fetches the rest.
+class CachedStore(Store):
+    """A :class:`Store` in front of another; ``gather`` serves cached rows from DRAM.
 
     The cache is per table, holds up to ``capacity`` rows and evicts with CLOCK (second
-    chance). Writes go through to the store and refresh cached rows. Everything else is
-    delegated unchanged. Thread-safe: gathers and writes of one table take turns (fetch
-    threads may gather a table while the next step's prefetch of it is still running);
-    different tables proceed in parallel.
+    chance). Transactions are staged here and committed to the wrapped store in one
+    commit, which drops the written rows from the cache. Thread-safe: gathers and commits
+    of one table take turns (fetch threads may gather a table while the next step's
+    prefetch of it is still running); different tables proceed in parallel. Closing it
+    closes the wrapped store.
     """
 
     def __init__(self, store: Store, capacity: int) -> None:
+        super().__init__(store.uri, store.mode, store.durable)
         self.store = store
+        self.backend = store.backend
         self.capacity = int(capacity)
         self.hits = 0
         self.misses = 0
@@ -29,14 +33,8 @@ class CachedStore:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def __enter__(self) -> CachedStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
+    def __repr__(self) -> str:
+        return f"CachedStore({self.store!r}, capacity={self.capacity})"
 
     @property
     def hit_rate(self) -> float:
@@ -52,48 +50,83 @@ class CachedStore:
         with self._locks_lock:
             return self._locks.setdefault(table, threading.Lock())
 
-    def gather(self, table: str, row_ids: Any, out: Any = None) -> Any:
-        """Rows of ``table``; cached rows are copied from DRAM, the rest read once and cached."""
-        spec = self.store.table(table)
-        ids = validate.check_row_ids(spec, row_ids)
-        view = (
-            np.empty((len(ids), spec.dim), spec.storage_dtype)
-            if out is None
-            else validate.output_view(spec, out, len(ids))
-        )
-        if self.store._pending is not None:
-            return self.store.gather(table, ids, out)
-        with self._lock(table):
-            cache = self._caches.get(table)
-            if cache is None:
-                cache = self._caches[table] = _Clock(min(self.capacity, max(spec.rows, 1)), spec)
-            slots = cache.lookup(ids)
+    # ---- primitives: the wrapped store's, with the cache in front of row reads ------------
+    def _specs(self) -> dict[str, TableSpec]:
+        return self.store.tables()
+
+    def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
+        with self._lock(spec.name):
+            cache = self._caches.get(spec.name)
+            if cache is None or cache.spec != spec:
+                cache = _Clock(min(self.capacity, max(spec.rows, 1)), spec)
+                self._caches[spec.name] = cache
+            slots = cache.lookup(row_ids)
             hit = slots >= 0
-            view[hit] = cache.rows[slots[hit]]
+            out[hit] = cache.rows[slots[hit]]
             if not hit.all():
-                missing_ids = ids[~hit]
-                uniq, inv = np.unique(missing_ids, return_inverse=True)
-                fetched = self.store.gather(table, uniq)
-                view[~hit] = fetched[inv]
+                uniq, inv = np.unique(row_ids[~hit], return_inverse=True)
+                fetched = self.store.gather(spec.name, uniq)
+                out[~hit] = fetched[inv]
                 cache.insert(uniq, fetched)
         with self._locks_lock:
             self.hits += int(hit.sum())
             self.misses += int((~hit).sum())
-        return view if out is None else out
 
-    def scatter(self, table: str, row_ids: Any, values: Any) -> None:
-        """Write through and drop the written rows from the cache."""
-        with self._lock(table):
-            self.store.scatter(table, row_ids, values)
-            cache = self._caches.get(table)
-            if cache is not None:
-                cache.invalidate(validate.check_row_ids(self.store.table(table), row_ids))
+    def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.store.get_many(ns, keys)
+
+    def _scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self.store.scan(ns, prefix)
+
+    def _count(self, ns: str, prefix: bytes) -> int:
+        return self.store.count(ns, prefix)
+
+    def _namespaces(self) -> list[str]:
+        return self.store.namespaces()
+
+    def _commit(self, pending: Pending) -> None:
+        tables = sorted(set(pending.rows) | set(pending.new_tables))
+        locks = [self._lock(t) for t in tables]
+        for lock in locks:
+            lock.acquire()
+        try:
+            self.store._check_writable()
+            with self.store._write_lock:
+                self.store._commit_checked(pending)
+        finally:
+            for name in tables:
+                cache = self._caches.get(name)
+                final = pending.final_rows(name)
+                if cache is not None and final is not None:
+                    cache.invalidate(final[0])
+                if name in pending.new_tables:
+                    self._caches.pop(name, None)
+            for lock in reversed(locks):
+                lock.release()
+
+    def _verify(self, report: VerifyReport) -> None:
+        inner = self.store.verify()
+        report.checked_files = inner.checked_files
+        report.checked_bytes = inner.checked_bytes
+        report.checked_records = inner.checked_records
+        report.problems = inner.problems
+
+    def _format_version(self) -> int:
+        return self.store._format_version()
+
+    def _bytes_on_disk(self) -> int | None:
+        return self.store._bytes_on_disk()
+
+    def _close(self) -> None:
+        self._caches.clear()
+        self.store.close()
 
 
 class _Clock:
     """CLOCK (second-chance) eviction, vectorised per batch of inserts."""
 
-    def __init__(self, capacity: int, spec: Any) -> None:
+    def __init__(self, capacity: int, spec: TableSpec) -> None:
+        self.spec = spec
         self.rows = np.zeros((capacity, spec.dim), spec.storage_dtype)
         self.ids = np.full(capacity, -1, dtype=np.int64)
         self.ref = np.zeros(capacity, dtype=bool)

@@ -65,7 +65,16 @@ class StoreInfo(BaseModel):
     format_version: int = STORE_FORMAT_VERSION
     tables: list[TableSpec] = []
     namespaces: dict[str, int] = {}
+    #: bytes of every table's rows (as stored, uncompressed)
+    table_bytes: int = 0
+    #: bytes of every record's key and value
+    record_bytes: int = 0
     bytes_on_disk: int | None = None
+
+    @property
+    def records(self) -> int:
+        """Records in every namespace."""
+        return sum(self.namespaces.values())
 
 
 class Problem(BaseModel):
@@ -82,6 +91,7 @@ class VerifyReport(BaseModel):
     uri: str
     checked_bytes: int = 0
     checked_files: int = 0
+    checked_records: int = 0
     problems: list[Problem] = []
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -21,6 +22,29 @@ class Pending:
         """True when nothing was written."""
         return not (self.new_tables or self.rows or self.records)
 
+    def savepoint(self) -> tuple[set[str], dict[str, int], dict[str, dict[bytes, bytes | None]]]:
+        """A mark to roll back to: what is staged now (record maps are copied)."""
+        return (
+            set(self.new_tables),
+            {name: len(writes) for name, writes in self.rows.items()},
+            {ns: dict(staged) for ns, staged in self.records.items()},
+        )
+
+    def rollback_to(
+        self, mark: tuple[set[str], dict[str, int], dict[str, dict[bytes, bytes | None]]]
+    ) -> None:
+        """Undo everything staged after ``mark`` was taken."""
+        tables, row_counts, records = mark
+        for name in set(self.new_tables) - tables:
+            del self.new_tables[name]
+        for name in list(self.rows):
+            keep = row_counts.get(name, 0)
+            if keep:
+                del self.rows[name][keep:]
+            else:
+                del self.rows[name]
+        self.records = records
+
     def scatter(self, table: str, ids: np.ndarray, values: np.ndarray) -> None:
         """Stage rows (copies, so the caller may reuse its buffers)."""
         self.rows.setdefault(table, []).append((ids.copy(), values.copy()))
@@ -30,8 +54,13 @@ class Pending:
         writes = self.rows.get(table)
         if not writes:
             return None
-        if len(writes) == 1 and bool(np.all(writes[0][0][1:] > writes[0][0][:-1])):
-            return writes[0]  # one write of increasing ids (bulk loads): already final
+        parts = [w for w in writes if len(w[0])] or writes[:1]
+        if all(_increasing(w[0]) for w in parts) and all(
+            a[0][-1] < b[0][0] for a, b in itertools.pairwise(parts)
+        ):  # writes of increasing ids, each after the last (bulk loads, copies): already final
+            if len(parts) == 1:
+                return parts[0]
+            return np.concatenate([w[0] for w in parts]), np.concatenate([w[1] for w in parts])
         ids = np.concatenate([w[0] for w in writes])
         values = np.concatenate([w[1] for w in writes])
         # the last write of each id wins
@@ -73,3 +102,7 @@ class Pending:
         for k, v in mine[i:]:
             if v is not None:
                 yield k, v
+
+
+def _increasing(ids: np.ndarray) -> bool:
+    return bool(np.all(ids[1:] > ids[:-1]))

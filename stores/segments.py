@@ -48,16 +48,34 @@ class RecordIndex:
         seg = len(self.maps)
         self.maps.append(data)
         if bytes(data[:8]) != MAGIC:
-            raise StoreCorruptError(f"{path} is not a record segment (bad magic at offset 0)")
+            raise StoreCorruptError(
+                f"{path} is not a record segment (bad magic at offset 0)",
+                path=path,
+                offset=0,
+                expected=MAGIC,
+            )
         pos, end = 8, len(data)
         while pos < end:
+            start = pos
             if pos + _HEAD.size > end:
-                raise StoreCorruptError(f"{path} is truncated at offset {pos}")
+                raise _truncated(path, pos)
             op, nl, kl, vl = _HEAD.unpack_from(data, pos)
             pos += _HEAD.size
+            if op not in (0, 1) or not nl or not kl:
+                raise StoreCorruptError(
+                    f"{path} has a malformed entry at offset {start}",
+                    path=path,
+                    offset=start,
+                    expected="op 0 or 1, non-empty namespace and key",
+                )
             if pos + nl + kl + vl > end:
-                raise StoreCorruptError(f"{path} is truncated at offset {pos}")
-            ns = bytes(data[pos : pos + nl]).decode()
+                raise _truncated(path, pos)
+            try:
+                ns = bytes(data[pos : pos + nl]).decode()
+            except UnicodeDecodeError:
+                raise StoreCorruptError(
+                    f"{path} has an undecodable namespace at offset {pos}", path=path, offset=pos
+                ) from None
             key = bytes(data[pos + nl : pos + nl + kl])
             entries = self.where.setdefault(ns, {})
             if op == 1:
@@ -99,3 +117,7 @@ class RecordIndex:
     def live(self) -> dict[str, dict[bytes, bytes | None]]:
         """Every live record (for compaction)."""
         return {ns: {k: self.get(ns, k) for k in entries} for ns, entries in self.where.items()}
+
+
+def _truncated(path: Path, offset: int) -> StoreCorruptError:
+    return StoreCorruptError(f"{path} is truncated at offset {offset}", path=path, offset=offset)

@@ -20,16 +20,20 @@ from typing import Any
 import numpy as np
 import xxhash
 from engram_sdk.stores.base import Store
-from engram_sdk.stores.blocks import DISK_READ_THREADS, gather_by_block
-from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreVersionError
+from engram_sdk.stores.blocks import DISK_READ_THREADS, gather_by_block, parallel_take
+from engram_sdk.stores.errors import StoreCorruptError, StoreError, StoreIOError
 from engram_sdk.stores.lock import WriterLock, make_writable_dir
-from engram_sdk.stores.models import STORE_FORMAT_VERSION, Problem, TableSpec, VerifyReport
+from engram_sdk.stores.manifest import (
+    CHECK_BLOCK,
+    decode_manifest,
+    empty_manifest,
+    encode_manifest,
+)
+from engram_sdk.stores.models import Problem, TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
 from engram_sdk.stores.segments import RecordIndex, encode_segment
 
 SHARD_BYTES = 64 << 20
-CHECK_BLOCK = 1 << 20
-MAGIC = "engram-sdk-shards"
 MAX_SEGMENTS = 32
 
 
@@ -72,57 +76,66 @@ class ShardStore(Store):
         self.random_access = random_access  # no read-ahead: for tables read row by row from disk
         self._lock: WriterLock | None = None
         if folder.exists() and not folder.is_dir():
-            raise StoreError(f"{folder} is a file; a shards:// store is a folder")
+            raise StoreError(f"{folder} is a file; a shards:// store is a folder", path=folder)
         if mode == "r":
             if not (folder / "manifest.json").is_file():
-                raise StoreError(f"{folder}: no shards store here (no manifest.json)")
+                raise StoreError(
+                    f"no shards store here: {folder / 'manifest.json'} does not exist",
+                    path=folder / "manifest.json",
+                )
         else:
             make_writable_dir(self.data_dir)
-            self._lock = WriterLock(folder)
+            self._lock = self._writer = WriterLock(folder)
             self._lock.acquire()
         self._verified: set[str] = set()
+        try:
+            self._load_retrying(fresh=(mode == "w"))
+            if self._lock is not None:
+                self._collect_garbage()
+        except BaseException:
+            self._close()
+            raise
+
+    def _load_retrying(self, fresh: bool) -> None:
         for _attempt in range(5):  # a writer may collect files between manifest and open
             try:
-                self._load(fresh=(mode == "w"))
-                break
+                self._load(fresh)
+                return
             except FileNotFoundError:
                 continue
-        else:
-            try:
-                self._load(fresh=(mode == "w"))
-            except FileNotFoundError as exc:
-                raise StoreCorruptError(
-                    f"{exc.filename}: file named by the manifest is missing"
-                ) from exc
-        if self._lock is not None:
-            self._collect_garbage()
+        try:
+            self._load(fresh)
+        except FileNotFoundError as exc:
+            raise StoreCorruptError(
+                f"{exc.filename}: file named by the manifest is missing", path=exc.filename
+            ) from exc
 
     # ---- manifest --------------------------------------------------------------------------
     def _load(self, fresh: bool) -> None:
         path = self.folder / "manifest.json"
-        if fresh or not path.exists():
-            self.manifest: dict[str, Any] = {
-                "magic": MAGIC,
-                "format_version": STORE_FORMAT_VERSION,
-                "generation": 0,
-                "tables": {},
-                "segments": [],
-                "namespaces": [],
-            }
-            if self.mode != "r":
-                self._publish(self.manifest)
+        if fresh:
+            self.manifest: dict[str, Any] = empty_manifest()
+            self._publish(self.manifest)
+        elif not path.exists() and self.mode != "r":
+            strays = [p.name for p in self.data_dir.iterdir()] if self.data_dir.is_dir() else []
+            if strays:
+                raise StoreCorruptError(
+                    f"{path} is missing but {self.data_dir} holds {len(strays)} data files "
+                    f"(e.g. {strays[0]}): refusing to open this as an empty store (nothing was "
+                    f"deleted); restore the manifest, or open with mode 'w' to start over",
+                    path=path,
+                    expected="manifest.json",
+                )
+            self.manifest = empty_manifest()
+            self._publish(self.manifest)
         else:
             try:
-                manifest = json.loads(path.read_bytes())
-                assert manifest.get("magic") == MAGIC
-            except (ValueError, AssertionError) as exc:
-                raise StoreCorruptError(f"{path} is not a valid shards manifest") from exc
-            if manifest["format_version"] > STORE_FORMAT_VERSION:
-                raise StoreVersionError(
-                    f"{path} has format version {manifest['format_version']}, newer than this "
-                    f"engram-sdk reads ({STORE_FORMAT_VERSION}); upgrade engram-sdk"
-                )
-            self.manifest = manifest
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                raise StoreCorruptError(f"{path} is missing", path=path) from None
+            except OSError as exc:
+                raise StoreIOError(f"cannot read {path}: {exc.strerror}", path=path) from exc
+            self.manifest = decode_manifest(path, raw)
         self._maps: dict[str, np.memmap] = {}
         for table in self.manifest["tables"].values():
             for shard in table["shards"]:
@@ -138,7 +151,10 @@ class ShardStore(Store):
         if size != shard["bytes"]:
             raise StoreCorruptError(
                 f"{path} is truncated or overwritten: {size} bytes, expected {shard['bytes']} "
-                f"(first missing byte at offset {min(size, shard['bytes'])})"
+                f"(first missing byte at offset {min(size, shard['bytes'])})",
+                path=path,
+                offset=min(size, shard["bytes"]),
+                expected=shard["bytes"],
             )
         if not size:
             return np.zeros(0, np.uint8)
@@ -153,18 +169,25 @@ class ShardStore(Store):
             size = os.fstat(fh.fileno()).st_size
             if size != seg["bytes"]:
                 raise StoreCorruptError(
-                    f"{path} is truncated: {size} bytes, expected {seg['bytes']}"
+                    f"{path} is truncated or overwritten: {size} bytes, expected {seg['bytes']}",
+                    path=path,
+                    offset=min(size, seg["bytes"]),
+                    expected=seg["bytes"],
                 )
             data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         if self.verify_reads and xxhash.xxh3_64_hexdigest(data) != seg["xxh3"]:
-            raise StoreCorruptError(f"{path} fails its xxh3-64 checksum (record segment)")
+            raise StoreCorruptError(
+                f"{path} fails its xxh3-64 checksum (record segment)",
+                path=path,
+                expected=seg["xxh3"],
+            )
         return data
 
     def _publish(self, manifest: dict[str, Any]) -> None:
         path = self.folder / "manifest.json"
         tmp = self.folder / f".manifest.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(json.dumps(manifest, indent=1).encode())
+            fh.write(encode_manifest(manifest))
             fh.flush()
             if self.durable:
                 os.fsync(fh.fileno())
@@ -218,11 +241,21 @@ class ShardStore(Store):
             )
             raise StoreCorruptError(
                 f"{self.data_dir / shard['file']} fails its xxh3-64 checksum: corrupt bytes in "
-                f"[{bad * CHECK_BLOCK}, {(bad + 1) * CHECK_BLOCK}) (offset {bad * CHECK_BLOCK})"
+                f"[{bad * CHECK_BLOCK}, {(bad + 1) * CHECK_BLOCK}) (offset {bad * CHECK_BLOCK})",
+                path=self.data_dir / shard["file"],
+                offset=bad * CHECK_BLOCK,
+                expected=shard["xxh3"],
             )
 
     def _read_rows(self, spec: TableSpec, row_ids: np.ndarray, out: np.ndarray) -> None:
         table = self.manifest["tables"][spec.name]
+        if len(table["shards"]) == 1 and not self.random_access:  # one shard: one take
+            rows = self._shard_rows(spec, table, 0)
+            if rows is None:
+                out[:] = 0
+            else:
+                parallel_take(np.asarray(rows), row_ids, out)
+            return
         gather_by_block(
             row_ids,
             table["rows_per_shard"],
@@ -272,12 +305,16 @@ class ShardStore(Store):
                 s = int(shard_of[idx[0]])
                 n = min(rps, spec.rows - s * rps)
                 old = table["shards"][s]
-                rows = (
-                    np.zeros((n, spec.dim), spec.storage_dtype)
-                    if old is None or name in pending.new_tables
-                    else np.array(self._shard_rows(spec, table, s))
-                )
-                rows[ids[idx] - s * rps] = values[idx]
+                first, last = int(idx[0]), int(idx[-1])
+                if len(idx) == n and ids[first] == s * rps and ids[last] == s * rps + n - 1:
+                    rows = values[first : last + 1]  # the whole shard, in order: no copy
+                else:
+                    rows = (
+                        np.zeros((n, spec.dim), spec.storage_dtype)
+                        if old is None or name in pending.new_tables
+                        else np.array(self._shard_rows(spec, table, s))
+                    )
+                    rows[ids[idx] - s * rps] = values[idx]
                 fname = f"{name}.{s}.g{gen}.bin"
                 self._write_file(fname, rows)
                 whole, blocks = checksums(rows)
@@ -314,6 +351,16 @@ class ShardStore(Store):
         self._collect_garbage()
 
     def _verify(self, report: VerifyReport) -> None:
+        path = self.folder / "manifest.json"
+        report.checked_files += 1
+        try:
+            raw = path.read_bytes()
+            report.checked_bytes += len(raw)
+            decode_manifest(path, raw)
+        except OSError as exc:
+            report.problems.append(Problem(file=str(path), message=f"unreadable: {exc.strerror}"))
+        except StoreError as exc:
+            report.problems.append(Problem(file=str(path), offset=exc.offset, message=str(exc)))
         for name, table in self.manifest["tables"].items():
             for s, shard in enumerate(table["shards"]):
                 if shard is None:
@@ -329,12 +376,9 @@ class ShardStore(Store):
                         Problem(file=str(path), message=f"missing shard {s} of table {name!r}")
                     )
                 except StoreCorruptError as exc:
-                    offset = (
-                        int(str(exc).rsplit("offset ", 1)[1].rstrip(")"))
-                        if "offset" in str(exc)
-                        else None
+                    report.problems.append(
+                        Problem(file=str(path), offset=exc.offset, message=str(exc))
                     )
-                    report.problems.append(Problem(file=str(path), offset=offset, message=str(exc)))
         for seg in self.manifest["segments"]:
             path = self.data_dir / seg["file"]
             report.checked_files += 1
@@ -345,8 +389,15 @@ class ShardStore(Store):
                     report.problems.append(
                         Problem(file=str(path), message="record segment fails its checksum or size")
                     )
+                else:
+                    report.checked_records += sum(
+                        len(v) for v in _replay(path, data).where.values()
+                    )
             except FileNotFoundError:
                 report.problems.append(Problem(file=str(path), message="missing record segment"))
+
+    def _format_version(self) -> int:
+        return int(self.manifest["format_version"])
 
     def _bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.data_dir.iterdir() if p.is_file())
@@ -355,6 +406,12 @@ class ShardStore(Store):
         self._maps = {}
         if self._lock is not None:
             self._lock.release()
+
+
+def _replay(path: Path, data: bytes) -> RecordIndex:
+    index = RecordIndex()
+    index.add_segment(path, data)
+    return index
 
 
 def _write_all(fd: int, data: Any) -> None:

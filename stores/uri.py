@@ -43,6 +43,7 @@ def open_store(
 ) -> Store:
     """Open a store: ``mode`` is ``"r"`` (read), ``"w"`` (create or truncate) or ``"a"`` (open or create).
 
+    Options a backend cannot honour raise :class:`InputError`.
     ``durable=False`` skips fsync at commit (faster; a crash may lose the last commits, never
     corrupt earlier ones). ``cache_rows`` puts a hot-row DRAM cache of that many rows in
     front of a file backend; ``pinned`` keeps ``dram://`` tables in pinned memory.
@@ -52,6 +53,8 @@ def open_store(
     read-ahead for such reads.
     """
     scheme, folder = parse_uri(uri)
+    if pinned and scheme != "dram":
+        raise InputError(f"pinned=True applies to dram:// stores only, not {uri!r}")
     for name, value, default in (
         ("verify_reads", verify_reads, True),
         ("random_access", random_access, False),

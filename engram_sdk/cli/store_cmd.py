@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
@@ -30,15 +31,16 @@ def info(
         typer.echo(data.model_dump_json(indent=1))
         return
     console.print(
-        f"[bold]{data.uri}[/] ({data.backend}, format {data.format_version}, "
-        f"{_size(data.bytes_on_disk)} on disk)"
+        f"[bold]{escape(data.uri)}[/] ({data.backend}, format {data.format_version}, "
+        f"{_size(data.bytes_on_disk)} on disk; rows {_size(data.table_bytes)}, "
+        f"{data.records:,} records of {_size(data.record_bytes)})"
     )
     table = Table("table", "rows", "dim", "dtype", "bytes")
     for t in data.tables:
-        table.add_row(t.name, f"{t.rows:,}", str(t.dim), t.dtype, _size(t.nbytes))
+        table.add_row(escape(t.name), f"{t.rows:,}", str(t.dim), t.dtype, _size(t.nbytes))
     console.print(table)
     for ns, n in data.namespaces.items():
-        console.print(f"namespace {ns}: {n:,} records")
+        console.print(f"namespace {escape(ns)}: {n:,} records")
 
 
 @store_app.command()
@@ -50,13 +52,16 @@ def verify(uri: Annotated[str, typer.Argument(help="store URI")]) -> None:
         report = store.verify()
     for p in report.problems:
         where = f" at offset {p.offset}" if p.offset is not None else ""
-        console.print(f"[red]BAD[/] {p.file}{where}: {p.message}")
+        console.print(f"[red]BAD[/] {escape(p.file)}{where}: {escape(p.message)}")
     console.print(
-        f"checked {report.checked_files} files, {_size(report.checked_bytes)}: "
+        f"checked {report.checked_files} files, {_size(report.checked_bytes)}, "
+        f"{report.checked_records:,} records: "
         + ("[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
     )
     if not report.ok:
-        raise typer.Exit(1)
+        # SystemExit, not typer.Exit: the root app runs click with standalone_mode=False,
+        # which turns typer.Exit into a return value that could be dropped.
+        raise SystemExit(1)
 
 
 @store_app.command()
@@ -71,17 +76,25 @@ def convert(
     from engram_sdk.stores.errors import InputError
 
     if src == dst:
-        raise InputError("source and destination are the same store")
+        raise InputError(f"source and destination are the same store: {src}")
     start = time.perf_counter()
     with open_store(src, "r") as s, open_store(dst, "w") as d:
         copied = copy_store(s, d, progress=progress, verify=True)
     seconds = time.perf_counter() - start
     if as_json:
-        typer.echo(json.dumps({"bytes": copied, "seconds": seconds}))
+        fields = {
+            "bytes": copied.bytes,
+            "table_bytes": copied.table_bytes,
+            "records": copied.records,
+            "record_bytes": copied.record_bytes,
+            "seconds": seconds,
+        }
+        typer.echo(json.dumps(fields))
     else:
         console.print(
-            f"copied and verified {_size(copied)} in {seconds:.2f} s "
-            f"({copied / max(seconds, 1e-9) / 1e6:.0f} MB/s)"
+            f"copied and verified {_size(copied.bytes)} (rows {_size(copied.table_bytes)}, "
+            f"{copied.records:,} records of {_size(copied.record_bytes)}) in {seconds:.2f} s "
+            f"({copied.bytes / max(seconds, 1e-9) / 1e6:.0f} MB/s)"
         )
 
 

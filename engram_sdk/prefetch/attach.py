@@ -52,7 +52,8 @@ def attach_store_tables(
     """
     device = torch.device(device or next(model.parameters()).device)
     if isinstance(uri, str):
-        store = open_store(uri, "a" if export else "r", pinned=device.type == "cuda")
+        pinned = device.type == "cuda" and uri.startswith("dram://")  # dram:// only
+        store = open_store(uri, "a" if export else "r", pinned=pinned)
     else:
         store = uri
     if export:

@@ -8,6 +8,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
+import xxhash
 from engram_sdk.stores import (
     StoreCorruptError,
     StoreError,
@@ -60,9 +61,10 @@ def test_truncated_and_missing_shards_are_named(tmp_path: Path) -> None:
 def test_newer_manifest_version_is_refused(tmp_path: Path) -> None:
     uri, _, _ = make_shards(tmp_path)
     path = tmp_path / "s" / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["format_version"] = 99
-    path.write_text(json.dumps(manifest))
+    body = json.loads(path.read_text())["body"]
+    body["format_version"] = 99  # a newer writer: a valid checksum over a newer body
+    raw = json.dumps(body).encode()
+    path.write_bytes(b'{"xxh3":"%s","body":%s}\n' % (xxhash.xxh3_64_hexdigest(raw).encode(), raw))
     with pytest.raises(StoreVersionError, match=r"format version 99.*upgrade"):
         open_store(uri, "r")
     path.write_text("{not json")
@@ -166,7 +168,7 @@ def test_symlinked_data_file_is_not_followed_for_writing(tmp_path: Path) -> None
     target = tmp_path / "victim"
     target.write_bytes(b"precious")
     data = tmp_path / "s" / "data"
-    gen = json.loads((tmp_path / "s" / "manifest.json").read_text())["generation"]
+    gen = json.loads((tmp_path / "s" / "manifest.json").read_text())["body"]["generation"]
     os.symlink(target, data / f"t.0.g{gen + 1}.bin")
     with open_store(uri, "a") as s:  # the writer collects the stray link on open
         s.scatter("t", [0], np.zeros((1, 128), np.float32))

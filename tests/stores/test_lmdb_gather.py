@@ -44,3 +44,23 @@ def test_multi_block_gathers_follow_commits(tmp_path: Path, dim: int, dtype: str
             .view(spec.storage_dtype),
             oracle[ids],
         )
+
+
+def test_gathers_stay_right_while_the_writer_grows_its_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engram_sdk.stores import lmdb_store
+
+    monkeypatch.setattr(lmdb_store, "INITIAL_MAP", 1 << 20)  # grow after a few commits
+    rng = np.random.default_rng(5)
+    oracle = rng.standard_normal((3000, 64)).astype(np.float32)
+    with open_store(f"lmdb://{tmp_path / 'l'}", "w") as store:
+        store.create_table("t", 3000, 64)
+        store.scatter("t", np.arange(3000), oracle)
+        first = store.env.info()["map_size"]
+        ids = rng.integers(0, 3000, 5000)
+        for i in range(8):
+            np.testing.assert_array_equal(store.gather("t", ids), oracle[ids])  # addresses cached
+            store.put_many("fill", [(b"%d-%d" % (i, j), bytes(8192)) for j in range(64)])
+        np.testing.assert_array_equal(store.gather("t", ids), oracle[ids])
+        assert store.env.info()["map_size"] > 4 * first
