@@ -1,0 +1,80 @@
+"""Candidate passages from the trigram index: complete by construction, verified later.
+
+A passage whose folded text contains the folded query contains every trigram of it, so the
+intersection of those posting lists (or of any subset of them) misses nothing. Queries of
+one or two bytes read a range of the dictionary instead: every trigram starting with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engram_sdk.memory.index import TrigramIndex, member
+
+
+def all_of(
+    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, rarest: int | None = None
+) -> np.ndarray:
+    """Sorted ids of live passages holding every trigram (only the ``rarest`` few are
+    intersected when given: a superset, cheaper to read)."""
+    wanted = []
+    for s in index.table(sid).segments:
+        d = index.dictionary(sid, s.seg)
+        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
+        if not len(d.trigrams) or not (d.trigrams[at] == trigrams).all():
+            continue  # some trigram is absent from this segment: no passage of it matches
+        chosen = at[np.argsort(d.df[at], kind="stable")]
+        wanted.append((s.seg, chosen[:rarest] if rarest else chosen))
+    found = []
+    for lists in index.read_lists(sid, wanted):
+        ids = lists[0]
+        for other in lists[1:]:
+            ids = ids[member(ids, other)]
+        found.append(ids)
+    return _live(index, sid, found)
+
+
+def any_starting(
+    index: TrigramIndex, sid: int, lo: int, hi: int, *, enough: int | None = None
+) -> np.ndarray:
+    """Sorted ids of live passages holding a trigram in ``[lo, hi]``; with ``enough``, only the
+    largest lists are read until they hold that many ids (a subset, for top-k)."""
+    wanted = []
+    budget = enough
+    for s in index.table(sid).segments:
+        d = index.dictionary(sid, s.seg)
+        first, last = np.searchsorted(d.trigrams, [lo, hi + 1])
+        entries = np.arange(first, last)
+        if budget is not None:
+            entries = entries[np.argsort(-d.df[entries].astype(np.int64), kind="stable")]
+            take = int(np.searchsorted(np.cumsum(d.df[entries]), budget)) + 1
+            entries = entries[:take]
+            budget = max(0, budget - int(d.df[entries].sum()))
+        if len(entries):
+            wanted.append((s.seg, np.sort(entries)))
+        if budget == 0:
+            break
+    found = [np.unique(np.concatenate(lists)) for lists in index.read_lists(sid, wanted)]
+    return _live(index, sid, found)
+
+
+def document_frequency(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> int:
+    """An upper bound on the passages holding every trigram: the smallest list, summed over
+    segments (0 if some trigram is nowhere)."""
+    total = 0
+    for s in index.table(sid).segments:
+        d = index.dictionary(sid, s.seg)
+        if not len(d.trigrams):
+            continue
+        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
+        if (d.trigrams[at] == trigrams).all():
+            total += int(d.df[at].min()) if len(at) else 0
+    return total
+
+
+def _live(index: TrigramIndex, sid: int, found: list[np.ndarray]) -> np.ndarray:
+    ids = np.concatenate(found) if found else np.zeros(0, np.uint32)
+    if len(found) > 1:
+        ids = np.sort(ids)
+    dead = index.tombstones(sid)
+    return ids[~member(ids, dead)] if len(dead) else ids

@@ -1,0 +1,96 @@
+"""Byte trigrams of folded text: what the index stores and what a query looks up.
+
+A trigram is its three bytes read as a 24-bit big-endian number, so it needs no hashing and
+never collides. Every passage is indexed with two NUL bytes after it, so a one- or two-byte
+query at the very end of a passage still has a trigram (``"ab\\0"``) and short queries become
+a range of the sorted trigram dictionary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from engram_sdk.memory.fold import BYTE_FOLD, fold_buffer, fold_fast
+
+PAD = b"\x00\x00"
+_DEDUP_SLOTS = 1 << 22
+
+
+def trigram_ids(data: bytes | np.ndarray) -> np.ndarray:
+    """Trigram id (uint32) at every offset of ``data`` (len - 2 of them)."""
+    b = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+    if len(b) < 3:
+        return np.zeros(0, np.uint32)
+    b32 = b.astype(np.uint32)
+    return (b32[:-2] << 16) | (b32[1:-1] << 8) | b32[2:]
+
+
+def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
+    """Unique ``trigram << 32 | pid`` keys (uint64, sorted) of passages.
+
+    ``folded`` holds each passage's bytes from :func:`engram_sdk.memory.fold.index_bytes`;
+    byte folding (lowercase, whitespace runs) is applied here in bulk.
+    """
+    if not folded:
+        return np.zeros(0, np.uint64)
+    raw = np.frombuffer(PAD.join(folded) + PAD, np.uint8)
+    owner = np.repeat(np.arange(len(folded), dtype=np.int64), [len(f) + 2 for f in folded])
+    keep = fold_buffer(raw)
+    data, owner = BYTE_FOLD[raw[keep]], owner[keep]
+    tri = trigram_ids(data)
+    inside = owner[:-2] == owner[2:]
+    keys = (tri[inside].astype(np.uint64) << np.uint64(32)) | pids.astype(np.uint64)[
+        owner[:-2][inside]
+    ]
+    return _unique_sorted(keys)
+
+
+def _unique_sorted(keys: np.ndarray) -> np.ndarray:
+    """Sorted unique keys; a hash-slot pass first drops most repeats so the sort is small."""
+    if len(keys) > 1 << 16:
+        slot = ((keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - 22)).astype(np.int64)
+        table = np.empty(_DEDUP_SLOTS, np.int64)
+        index = np.arange(len(keys), dtype=np.int64)
+        table[slot] = index
+        winner = table[slot]
+        repeat = (winner != index) & (keys[winner] == keys)
+        keys = keys[~repeat]
+    keys = np.sort(keys)
+    if len(keys) > 1:
+        keep = np.empty(len(keys), bool)
+        keep[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+        keys = keys[keep]
+    return keys
+
+
+def query_trigrams(query: str) -> tuple[bytes, np.ndarray]:
+    """The folded query bytes and their distinct trigram ids (empty below three bytes)."""
+    folded = fold_fast(query).encode("utf-8", "surrogatepass")
+    return folded, np.unique(trigram_ids(folded))
+
+
+def literal_trigrams(literal: str) -> np.ndarray:
+    """Trigrams present in the folded text wherever ``literal`` occurs, matched with or without
+    case: those of its ASCII runs only (a non-ASCII character may fold differently)."""
+    runs, current = [], []
+    for ch in literal:
+        if ch.isascii():
+            current.append(ch)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    runs.append("".join(current))
+    found = [trigram_ids(fold_fast(r).encode("ascii")) for r in runs if len(r) >= 3]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
+
+
+def prefix_range(folded: bytes) -> tuple[int, int]:
+    """Trigram ids ``[lo, hi]`` that start with a one- or two-byte ``folded`` query."""
+    if not 1 <= len(folded) <= 2:
+        raise ValueError("prefix_range takes one or two bytes")
+    lo = int.from_bytes(folded.ljust(3, b"\x00"), "big")
+    hi = int.from_bytes(folded.ljust(3, b"\xff"), "big")
+    return lo, hi
