@@ -15,7 +15,7 @@ import numpy as np
 from engram_sdk.memory.fold import BYTE_FOLD, fold_buffer, fold_fast
 
 PAD = b"\x00\x00"
-_DEDUP_SLOTS = 1 << 22
+GROUP_BYTES = 1 << 20
 
 
 def trigram_ids(data: bytes | np.ndarray) -> np.ndarray:
@@ -31,39 +31,38 @@ def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
     """Unique ``trigram << 32 | pid`` keys (uint64, sorted) of passages.
 
     ``folded`` holds each passage's bytes from :func:`engram_sdk.memory.fold.index_bytes`;
-    byte folding (lowercase, whitespace runs) is applied here in bulk.
+    byte folding (lowercase, whitespace runs) is applied here in bulk. Work runs in groups of
+    passages small enough to stay in cache; the sorted groups then merge in one stable sort.
     """
-    if not folded:
+    parts, start, size = [], 0, 0
+    for i, f in enumerate(folded):
+        size += len(f) + len(PAD)
+        if size >= GROUP_BYTES or i == len(folded) - 1:
+            parts.append(_group_keys(folded[start : i + 1], pids[start : i + 1]))
+            start, size = i + 1, 0
+    if not parts:
         return np.zeros(0, np.uint64)
+    return _dedup_sorted(np.sort(np.concatenate(parts), kind="stable"))
+
+
+def _group_keys(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
     raw = np.frombuffer(PAD.join(folded) + PAD, np.uint8)
-    owner = np.repeat(np.arange(len(folded), dtype=np.int64), [len(f) + 2 for f in folded])
+    owner = np.repeat(pids.astype(np.uint32), [len(f) + len(PAD) for f in folded])
     keep = fold_buffer(raw)
     data, owner = BYTE_FOLD[raw[keep]], owner[keep]
     tri = trigram_ids(data)
     inside = owner[:-2] == owner[2:]
-    keys = (tri[inside].astype(np.uint64) << np.uint64(32)) | pids.astype(np.uint64)[
-        owner[:-2][inside]
-    ]
-    return _unique_sorted(keys)
+    keys = (tri[inside].astype(np.uint64) << np.uint64(32)) | owner[:-2][inside]
+    return _dedup_sorted(np.sort(keys))
 
 
-def _unique_sorted(keys: np.ndarray) -> np.ndarray:
-    """Sorted unique keys; a hash-slot pass first drops most repeats so the sort is small."""
-    if len(keys) > 1 << 16:
-        slot = ((keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - 22)).astype(np.int64)
-        table = np.empty(_DEDUP_SLOTS, np.int64)
-        index = np.arange(len(keys), dtype=np.int64)
-        table[slot] = index
-        winner = table[slot]
-        repeat = (winner != index) & (keys[winner] == keys)
-        keys = keys[~repeat]
-    keys = np.sort(keys)
-    if len(keys) > 1:
-        keep = np.empty(len(keys), bool)
-        keep[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
-        keys = keys[keep]
-    return keys
+def _dedup_sorted(keys: np.ndarray) -> np.ndarray:
+    if len(keys) < 2:
+        return keys
+    keep = np.empty(len(keys), bool)
+    keep[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
 
 
 def query_trigrams(query: str) -> tuple[bytes, np.ndarray]:
