@@ -8,8 +8,10 @@ from the corpus itself, one list per class, so every system answers the same one
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
+import sys
 import sysconfig
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,10 +34,15 @@ class QuerySet:
 
 
 def discover_roots() -> list[Path]:
-    """Folders of real Python source on this machine, biggest libraries first."""
-    purelib = Path(sysconfig.get_paths()["purelib"])
-    roots = [purelib / name for name in PREFERRED if (purelib / name).is_dir()]
-    return [*roots, purelib, Path(sysconfig.get_paths()["stdlib"])]
+    """Folders of real Python source on this machine: big libraries first (found without
+    importing them), then every site-packages folder and the standard library."""
+    roots = []
+    for name in PREFERRED:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            roots.append(Path(spec.origin).parent)
+    site = [Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    return [*roots, *site, Path(sysconfig.get_paths()["stdlib"])]
 
 
 def copy_corpus(dst: Path, target_bytes: int, roots: list[Path] | None = None) -> tuple[int, int]:

@@ -11,27 +11,52 @@ import numpy as np
 
 from engram_sdk.memory.index import TrigramIndex, member
 
+FIRST_ROUND = 3  # rarest lists read before deciding whether the others are worth reading
+
 
 def all_of(
-    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, rarest: int | None = None
+    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, enough: int | None = None
 ) -> np.ndarray:
-    """Sorted ids of live passages holding every trigram (only the ``rarest`` few are
-    intersected when given: a superset, cheaper to read)."""
-    wanted = []
+    """Sorted ids of live passages holding every trigram.
+
+    With ``enough``, the rarest :data:`FIRST_ROUND` lists are read first and the others only
+    if more than ``enough`` candidates remain: a superset either way, cheaper to read.
+    """
+    plans = []
     for s in index.table(sid).segments:
         d = index.dictionary(sid, s.seg)
+        if not len(d.trigrams):
+            continue
         at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
-        if not len(d.trigrams) or not (d.trigrams[at] == trigrams).all():
+        if not (d.trigrams[at] == trigrams).all():
             continue  # some trigram is absent from this segment: no passage of it matches
-        chosen = at[np.argsort(d.df[at], kind="stable")]
-        wanted.append((s.seg, chosen[:rarest] if rarest else chosen))
-    found = []
-    for lists in index.read_lists(sid, wanted):
-        ids = lists[0]
-        for other in lists[1:]:
-            ids = ids[member(ids, other)]
-        found.append(ids)
+        plans.append((s.seg, at[np.argsort(d.df[at], kind="stable")]))
+    first = FIRST_ROUND if enough is not None else None
+    found = _intersect(index, sid, [(seg, order[:first]) for seg, order in plans])
+    if enough is not None and sum(len(f) for f in found) > enough:
+        rest = [(seg, order[first:]) for seg, order in plans]
+        more = _intersect(index, sid, rest, found)
+        found = more
     return _live(index, sid, found)
+
+
+def _intersect(
+    index: TrigramIndex,
+    sid: int,
+    plans: list[tuple[int, np.ndarray]],
+    start: list[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """Per segment, the ids in every listed entry (and in ``start``'s ids when given)."""
+    out = []
+    lists_per_seg = index.read_lists(sid, [(seg, e) for seg, e in plans if len(e)])
+    it = iter(lists_per_seg)
+    for n, (_seg, entries) in enumerate(plans):
+        lists = next(it) if len(entries) else []
+        ids = start[n] if start is not None else lists[0]
+        for other in lists if start is not None else lists[1:]:
+            ids = ids[member(ids, other)]
+        out.append(ids)
+    return out
 
 
 def any_starting(

@@ -92,7 +92,7 @@ class TrigramIndex:
     """Postings of every scope in one store.
 
     A writable store has one writer process (the store's lock), so its scope tables are
-    cached; a read-only one rereads them on every lookup to see other processes' commits.
+    cached; a read-only one rereads them when :meth:`refresh` is called (once per search).
     """
 
     def __init__(self, store: Store) -> None:
@@ -102,9 +102,15 @@ class TrigramIndex:
         self._dicts: dict[tuple[int, int], Dictionary] = {}
 
     # ---- scope state ------------------------------------------------------------------------
+    def refresh(self, sid: int) -> None:
+        """See other processes' commits (a read-only store): reread the scope's table; a
+        search calls this once, then works on one consistent view."""
+        if self.store.readonly:
+            self._tables.pop(sid, None)
+
     def table(self, sid: int) -> ScopeTable:
-        """The scope's segment table (cached for the writer)."""
-        if self.store.readonly or sid not in self._tables:
+        """The scope's segment table (cached; see :meth:`refresh`)."""
+        if sid not in self._tables:
             raw = self.store.get(NS, _scope(sid) + b"T")
             self._tables[sid] = ScopeTable.from_json(raw) if raw else ScopeTable()
             dead = self.store.get(NS, _scope(sid) + b"X")
@@ -226,7 +232,7 @@ class TrigramIndex:
             tri = np.frombuffer(raw, "<u4", count=n, offset=8)
             df = np.frombuffer(raw, "<u4", count=n, offset=8 + 4 * n)
             ends = np.frombuffer(raw, "<i8", count=n, offset=8 + 8 * n)
-            d = Dictionary(tri, df, np.r_[np.int64(0), ends[:-1]], ends)
+            d = Dictionary(tri, df, np.concatenate([[0], ends[:-1]]).astype(np.int64), ends)
             self._dicts[(sid, seg)] = d
         return d
 
@@ -234,28 +240,36 @@ class TrigramIndex:
         self, sid: int, wanted: Sequence[tuple[int, np.ndarray]]
     ) -> list[list[np.ndarray]]:
         """Passage ids of dictionary entries: ``wanted`` holds (segment, entry indices) pairs;
-        returns, per pair, one sorted id array per entry. All pages in one ``get_many``."""
-        ranges, keys = [], []
+        returns, per pair, one sorted id array per entry. All pages are read in one
+        ``get_many`` and all lists decoded in one pass."""
+        spans, keys, dfs = [], [], []
         for seg, entries in wanted:
             d = self.dictionary(sid, seg)
-            for e in entries.tolist():
-                lo, hi = int(d.starts[e]), int(d.ends[e])
+            for lo, hi, df in zip(
+                d.starts[entries].tolist(),
+                d.ends[entries].tolist(),
+                d.df[entries].tolist(),
+                strict=True,
+            ):
                 first, last = lo // PAGE, (hi - 1) // PAGE
-                ranges.append((seg, lo, hi, int(d.df[e]), first, last))
+                spans.append((seg, lo, hi, first, last))
                 keys += [_page_key(sid, seg, i) for i in range(first, last + 1)]
+                dfs.append(df)
         unique_keys = list(dict.fromkeys(keys))
         pages = dict(zip(unique_keys, self.store.get_many(NS, unique_keys), strict=True))
-        out: list[list[np.ndarray]] = []
-        it = iter(ranges)
-        for _seg, entries in wanted:
-            lists = []
-            for _ in range(len(entries)):
-                seg, lo, hi, df, first, last = next(it)
+        blobs = []
+        for seg, lo, hi, first, last in spans:
+            raw = pages[_page_key(sid, seg, first)] or b""
+            if last > first:
                 raw = b"".join(pages[_page_key(sid, seg, i)] or b"" for i in range(first, last + 1))
-                start = lo - first * PAGE
-                blob = raw[start : start + hi - lo]
-                lists.append(decode_lists(blob, np.array([df])).astype(np.uint32))
-            out.append(lists)
+            blobs.append(raw[lo - first * PAGE : hi - first * PAGE])
+        counts = np.array(dfs, np.int64)
+        ids = decode_lists(b"".join(blobs), counts).astype(np.uint32)
+        flat = np.split(ids, np.cumsum(counts)[:-1]) if len(counts) else []
+        out, at = [], 0
+        for _seg, entries in wanted:
+            out.append(flat[at : at + len(entries)])
+            at += len(entries)
         return out
 
 

@@ -33,11 +33,14 @@ def varint_decode(data: bytes | np.ndarray) -> np.ndarray:
     b = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
     if not len(b):
         return np.zeros(0, np.uint32)
-    last = (b & 0x80) == 0
-    starts = np.flatnonzero(np.r_[True, last[:-1]])
-    if len(starts) == len(b):  # every value fits one byte
+    more = b >= 0x80
+    if not more.any():  # every value fits one byte
         return b.astype(np.uint32)
-    owner = np.cumsum(np.r_[False, last[:-1]])
+    begins = np.empty(len(b), bool)
+    begins[0] = True
+    np.logical_not(more[:-1], out=begins[1:])
+    starts = np.flatnonzero(begins)
+    owner = np.cumsum(begins) - 1
     nth = np.arange(len(b)) - starts[owner]
     parts = (b & 0x7F).astype(np.uint32) << _SHIFTS[nth]
     return np.add.reduceat(parts, starts).astype(np.uint32)
@@ -55,7 +58,7 @@ class Postings:
     @property
     def starts(self) -> np.ndarray:
         """Start byte of each list."""
-        return np.r_[np.int64(0), self.ends[:-1]]
+        return np.concatenate([[0], self.ends[:-1]]).astype(np.int64)
 
 
 def encode_keys(keys: np.ndarray) -> Postings:
@@ -86,10 +89,13 @@ def decode_all(p: Postings) -> np.ndarray:
 def _undelta(deltas: np.ndarray, df: np.ndarray) -> np.ndarray:
     """Running sums of ``deltas`` restarted at every list of ``df`` entries."""
     total = np.cumsum(deltas)
+    if len(df) == 1:
+        return total
     counts = df.astype(np.int64)
     starts = np.cumsum(counts) - counts
-    before = np.r_[np.int64(0), total][starts]
-    return total - np.repeat(before, counts)
+    shifted = np.zeros(len(total) + 1, np.int64)
+    shifted[1:] = total
+    return total - np.repeat(shifted[starts], counts)
 
 
 def decode_lists(blob: bytes | np.ndarray, df: np.ndarray) -> np.ndarray:

@@ -50,7 +50,8 @@ class Requirement:
 
 def compile_pattern(pattern: str, *, exact_case: bool) -> Any:
     """The matcher: RE2 when installed (linear time), else ``re``; case-insensitive unless
-    ``exact_case``. Syntax errors become :class:`InputError` naming the pattern."""
+    ``exact_case``; ``^`` and ``$`` match at line ends. Syntax errors become
+    :class:`InputError` naming the pattern."""
     if not isinstance(pattern, str) or not pattern:
         raise InputError(f"regex must be a non-empty string, got {pattern!r}")
     try:
@@ -58,8 +59,8 @@ def compile_pattern(pattern: str, *, exact_case: bool) -> Any:
             options = re2.Options()
             options.case_sensitive = exact_case
             options.never_capture = True
-            return re2.compile(pattern, options)
-        return re.compile(pattern, 0 if exact_case else re.IGNORECASE)
+            return re2.compile("(?m)" + pattern, options)  # ^ and $ at line ends, as rg
+        return re.compile(pattern, re.MULTILINE | (0 if exact_case else re.IGNORECASE))
     except Exception as e:  # re2.error and re.error share no base class
         raise InputError(f"regex {pattern!r} is not valid: {e}") from None
 

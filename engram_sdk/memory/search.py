@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
-RAREST = 3  # lists intersected for top-k before verification takes over
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
-PARTIAL_CANDIDATES = 200
+PARTIAL_FACTOR = 4  # partial candidates read per missing hit, best word bound first
+WORD_SUPERSET = 1 << 30  # partial words: the rarest lists suffice, words are checked in the text
 _WORDS = word_pattern()
 
 
@@ -67,6 +67,7 @@ def search(
     sid = mem.scope_id(scope)
     if sid is None:
         return []
+    mem.index.refresh(sid)
     if regex:
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
@@ -82,10 +83,8 @@ def _phrase_candidates(mem: Memory, sid: int, query: str, k: int | None) -> tupl
     """Candidate ids, and whether they hold every match (else a sample, for top-k)."""
     folded, tris = query_trigrams(query)
     if len(tris):
-        ids = candidates.all_of(mem.index, sid, tris, rarest=RAREST if k else None)
-        if k is not None and len(ids) > 4 * k + EXTRA_CHECKS and len(tris) > RAREST:
-            ids = candidates.all_of(mem.index, sid, tris)
-        return ids, True
+        enough = None if k is None else 4 * k + EXTRA_CHECKS
+        return candidates.all_of(mem.index, sid, tris, enough=enough), True
     lo, hi = prefix_range(folded)
     enough = None if k is None else 4 * k + EXTRA_CHECKS
     return candidates.any_starting(mem.index, sid, lo, hi, enough=enough), enough is None
@@ -161,14 +160,15 @@ def _partial_hits(
         return []
     n = max(mem.index.table(sid).passages, 1)
     per_word = {
-        w: candidates.all_of(mem.index, sid, query_trigrams(w)[1], rarest=RAREST) for w in words
+        w: candidates.all_of(mem.index, sid, query_trigrams(w)[1], enough=WORD_SUPERSET)
+        for w in words
     }
     idf = {w: math.log(1 + n / (1 + len(ids))) for w, ids in per_word.items()}
     pids = np.concatenate(list(per_word.values()))
     weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
     uniq, inv = np.unique(pids, return_inverse=True)
     bound = np.bincount(inv, weights=weights)
-    order = np.argsort(-bound, kind="stable")[: max(PARTIAL_CANDIDATES, 4 * need)]
+    order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
     scored: list[tuple[float, Loaded]] = []
     for p in batches(mem.store, sid, uniq[order]):
         if p.pid in seen or (filters.active and not filters.allows(p)):

@@ -23,6 +23,7 @@ from engram_sdk.stores import Store
 
 PASSAGES = "mem.passage"
 BATCH = 64
+_OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 @dataclass(slots=True)
@@ -134,9 +135,16 @@ def regex_locator(pattern: Any) -> Locator:
 def make_hit(p: Loaded, offset: int, score: float, phrase: bool) -> Hit:
     """A hit at the line holding character ``offset`` of the passage."""
     m = p.meta
-    line = len((p.text[:offset] + "x").splitlines()) - 1 if offset > 0 else 0
-    lines = p.text.splitlines()
-    snippet = lines[line].strip()[:200] if line < len(lines) else ""
+    text = p.text
+    if _OTHER_BREAKS.search(text) is None:  # lines end at "\n" only: no splitting needed
+        line = text.count("\n", 0, offset)
+        end = text.find("\n", offset)
+        snippet = text[text.rfind("\n", 0, offset) + 1 : end if end >= 0 else None]
+        snippet = snippet.strip()[:200]
+    else:  # the chunker numbers lines as str.splitlines does
+        line = len((text[:offset] + "x").splitlines()) - 1 if offset > 0 else 0
+        lines = text.splitlines()
+        snippet = lines[line].strip()[:200] if line < len(lines) else ""
     return Hit.model_construct(
         source=m["source"],
         line_start=m["line_start"] + line,

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from engram_sdk.stores import StoreVersionError, open_store
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,6 @@ from engram_sdk.memory.index import NS, TrigramIndex
 from engram_sdk.memory.models import MEMORY_FORMAT_VERSION
 from engram_sdk.memory.postings import decode_all, encode_keys, varint_decode, varint_encode
 from engram_sdk.memory.trigrams import passage_postings
-from engram_sdk.stores import StoreVersionError, open_store
 
 
 @given(st.lists(st.integers(0, 2**32 - 1), max_size=300))
