@@ -16,15 +16,21 @@ _SHIFTS = np.array([0, 7, 14, 21, 28], np.uint32)
 
 
 def varint_encode(values: np.ndarray) -> bytes:
-    """LEB128 bytes of ``values`` (uint32), concatenated."""
+    """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position."""
     v = values.astype(np.uint32)
     width = 1 + (v >= 1 << 7) + (v >= 1 << 14) + (v >= 1 << 21) + (v >= 1 << 28)
     width = width.astype(np.int64)
-    owner = np.repeat(np.arange(len(v)), width)
-    starts = np.cumsum(width) - width
-    nth = np.arange(len(owner)) - starts[owner]
-    out = ((v[owner] >> _SHIFTS[nth]) & 0x7F).astype(np.uint8)
-    out[nth < width[owner] - 1] |= 0x80
+    pos = np.cumsum(width) - width
+    out = np.empty(int(width.sum()), np.uint8)
+    sel = np.arange(len(v))
+    for j in range(5):
+        if j:
+            sel = sel[width[sel] > j]
+            if not len(sel):
+                break
+        byte = ((v[sel] >> np.uint32(7 * j)) & 0x7F).astype(np.uint8)
+        byte[width[sel] > j + 1] |= 0x80
+        out[pos[sel] + j] = byte
     return out.tobytes()
 
 

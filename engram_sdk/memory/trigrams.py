@@ -23,8 +23,13 @@ def trigram_ids(data: bytes | np.ndarray) -> np.ndarray:
     b = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
     if len(b) < 3:
         return np.zeros(0, np.uint32)
-    b32 = b.astype(np.uint32)
-    return (b32[:-2] << 16) | (b32[1:-1] << 8) | b32[2:]
+    padded = np.zeros((len(b) + 4) // 4 * 4, np.uint8)
+    padded[: len(b)] = b
+    # overlapping big-endian 4-byte windows, one per offset; the top three bytes are the trigram
+    windows = np.lib.stride_tricks.as_strided(
+        padded.view(">u4"), shape=(len(b) - 2,), strides=(1,), writeable=False
+    )
+    return (windows >> 8).astype(np.uint32)
 
 
 def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
