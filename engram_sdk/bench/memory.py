@@ -116,20 +116,47 @@ def memory(
     folder: Annotated[Path | None, typer.Option(help="scratch folder (default: temp)")] = None,
     markdown: Annotated[Path | None, typer.Option(help="also write the table here (.md)")] = None,
     cli: Annotated[bool, typer.Option("--cli/--no-cli", help="time the CLI against rg")] = True,
+    turns: Annotated[
+        int, typer.Option(help="also append this many chat turns and time searches (0: skip)")
+    ] = 0,
 ) -> None:
     """Ingest MB/s, index size, latency and recall per query class against the peers."""
     if quick:
         mb, queries = 10, 4
     scratch = Path(tempfile.mkdtemp(prefix="engram-bench-mem-", dir=folder))
     try:
-        _run(scratch, corpus, mb, queries, markdown, cli)
+        lines = _run(scratch, corpus, mb, queries, cli) if mb else []
+        if turns:
+            lines += _turns(scratch / "turns", turns)
+        if markdown is not None:
+            markdown.write_text("\n".join(lines) + "\n")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(
-    scratch: Path, source: Path | None, mb: int, per_class: int, markdown: Path | None, cli: bool
-) -> None:
+def _turns(folder: Path, turns: int) -> list[str]:
+    """Chat-length scaling table; returns it as Markdown lines."""
+    from engram_sdk.bench.memory_turns import scaling
+
+    console.print(f"appending {turns:,} turns")
+    rows = scaling(folder, turns)
+    cols = ["turns", "index segments", "search p50 ms", "search p99 ms", "p50 vs first", "misses"]
+    table = Table(title="chat turns in one scope: top-10 search for an earlier turn's marker")
+    for c in cols:
+        table.add_column(c, justify="right")
+    cells = [
+        [f"{n:,}", str(seg), f"{p50:.2f}", f"{p99:.2f}", f"{p50 / rows[0][2]:.2f}x", str(miss)]
+        for n, seg, p50, p99, miss in rows
+    ]
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+    md = ["", "### " + (table.title or ""), "", "| " + " | ".join(cols) + " |"]
+    md += ["|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in cells]
+    return md
+
+
+def _run(scratch: Path, source: Path | None, mb: int, per_class: int, cli: bool) -> list[str]:
     corpus = scratch / "corpus"
     if source is not None:
         shutil.copytree(source, corpus, symlinks=False)
@@ -174,10 +201,10 @@ def _run(
         cli_row = _cli_times(scratch / "engram", corpus, picks)
     for s, *_ in rows:
         s.close()
-    _report(rows, updates, cli_row, qs, len(files), n_bytes, len(changed), markdown)
+    return _report(rows, updates, cli_row, qs, len(files), n_bytes, len(changed))
 
 
-def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed, markdown) -> None:
+def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str]:
     classes = list(qs)
     cols = ["system", "ingest MB/s", "index/corpus", f"re-ingest {n_changed} files s"]
     cols += [f"{c} p50/p99 ms" for c in classes] + [f"{c} recall" for c in classes]
@@ -212,12 +239,11 @@ def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed, markdown) -
         )
     for note in notes:
         console.print(escape(note))
-    if markdown is not None:
-        md = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        md += ["| " + " | ".join(cells) + " |" for cells in lines]
-        md += [""] + [f"- {n}" for n in notes]
-        md += ["", "Queries:"] + [f"- {c}: {', '.join(repr(q) for q in v)}" for c, v in qs.items()]
-        markdown.write_text("\n".join(md) + "\n")
+    md = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(cells) + " |" for cells in lines]
+    md += [""] + [f"- {n}" for n in notes]
+    md += ["", "Queries:"] + [f"- {c}: {', '.join(repr(q) for q in v)}" for c, v in qs.items()]
+    return md
 
 
 def register(bench_app: typer.Typer) -> None:
