@@ -23,6 +23,7 @@ from engram_sdk.stores import Store
 
 PASSAGES = "mem.passage"
 BATCH = 64
+_HIT_FIELDS = set(Hit.model_fields)
 _OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
@@ -122,6 +123,15 @@ def _folded_offset(text: str, folded: str) -> int:
     return offsets[start]
 
 
+def _newline_only(text: str) -> bool:
+    """Whether ``str.splitlines`` would split ``text`` at ``\n`` only (memchr scans first)."""
+    if "\r" in text or "\x0b" in text or "\x0c" in text:
+        return False
+    if "\x1c" in text or "\x1d" in text or "\x1e" in text:
+        return False
+    return text.isascii() or _OTHER_BREAKS.search(text) is None
+
+
 def regex_locator(pattern: Any) -> Locator:
     """Offset of the first match of a compiled (re2 or re) pattern."""
 
@@ -136,7 +146,7 @@ def make_hit(p: Loaded, offset: int, score: float, phrase: bool) -> Hit:
     """A hit at the line holding character ``offset`` of the passage."""
     m = p.meta
     text = p.text
-    if _OTHER_BREAKS.search(text) is None:  # lines end at "\n" only: no splitting needed
+    if _newline_only(text):  # no splitting needed
         line = text.count("\n", 0, offset)
         end = text.find("\n", offset)
         snippet = text[text.rfind("\n", 0, offset) + 1 : end if end >= 0 else None]
@@ -146,6 +156,7 @@ def make_hit(p: Loaded, offset: int, score: float, phrase: bool) -> Hit:
         lines = text.splitlines()
         snippet = lines[line].strip()[:200] if line < len(lines) else ""
     return Hit.model_construct(
+        _HIT_FIELDS,
         source=m["source"],
         line_start=m["line_start"] + line,
         line_end=m["line_start"] + line,
