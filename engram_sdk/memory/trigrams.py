@@ -8,7 +8,9 @@ a range of the sorted trigram dictionary.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -39,14 +41,19 @@ def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
     byte folding (lowercase, whitespace runs) is applied here in bulk. Work runs in groups of
     passages small enough to stay in cache; the sorted groups then merge in one stable sort.
     """
-    parts, start, size = [], 0, 0
+    groups, start, size = [], 0, 0
     for i, f in enumerate(folded):
         size += len(f) + len(PAD)
         if size >= GROUP_BYTES or i == len(folded) - 1:
-            parts.append(_group_keys(folded[start : i + 1], pids[start : i + 1]))
+            groups.append((folded[start : i + 1], pids[start : i + 1]))
             start, size = i + 1, 0
-    if not parts:
+    if not groups:
         return np.zeros(0, np.uint64)
+    if len(groups) == 1:
+        parts = [_group_keys(*groups[0])]
+    else:  # numpy releases the GIL in sorts and bulk arithmetic: use every core
+        with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
+            parts = list(pool.map(lambda g: _group_keys(*g), groups))
     return _dedup_sorted(np.sort(np.concatenate(parts), kind="stable"))
 
 
