@@ -30,6 +30,7 @@ NS = "mem.tri"
 PAGE = 1 << 15
 INDEX_FORMAT = 1
 MERGE_RATIO = 2
+COMPACT_AT = 4096  # tombstones that trigger a compaction (or a quarter of the passages)
 
 
 @dataclass
@@ -91,8 +92,8 @@ def _page_key(sid: int, seg: int, page: int) -> bytes:
 class TrigramIndex:
     """Postings of every scope in one store.
 
-    A writable store has one writer process (the store's lock), so its scope tables are
-    cached; a read-only one rereads them when :meth:`refresh` is called (once per search).
+    Segment dictionaries are cached (segments never change); the scope table is reread at
+    the start of every operation (:meth:`refresh`).
     """
 
     def __init__(self, store: Store) -> None:
@@ -103,18 +104,22 @@ class TrigramIndex:
 
     # ---- scope state ------------------------------------------------------------------------
     def refresh(self, sid: int) -> None:
-        """See other processes' commits (a read-only store): reread the scope's table; a
-        search calls this once, then works on one consistent view."""
-        if self.store.readonly:
-            self._tables.pop(sid, None)
+        """Reread the scope's table and tombstones from the store (other processes' commits,
+        or a rolled-back transaction of this one); every operation starts with it and then
+        works on that one view. Cached dictionaries of segments no longer listed are dropped,
+        so a segment id reused after a rollback is never served stale."""
+        raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        table = ScopeTable.from_json(raw) if raw else ScopeTable()
+        self._tables[sid] = table
+        self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
+        live = {s.seg for s in table.segments}
+        for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
+            del self._dicts[key]
 
     def table(self, sid: int) -> ScopeTable:
-        """The scope's segment table (cached; see :meth:`refresh`)."""
+        """The scope's segment table as of the last :meth:`refresh`."""
         if sid not in self._tables:
-            raw = self.store.get(NS, _scope(sid) + b"T")
-            self._tables[sid] = ScopeTable.from_json(raw) if raw else ScopeTable()
-            dead = self.store.get(NS, _scope(sid) + b"X")
-            self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
+            self.refresh(sid)
         return self._tables[sid]
 
     def tombstones(self, sid: int) -> np.ndarray:
@@ -140,6 +145,7 @@ class TrigramIndex:
         (:func:`engram_sdk.memory.fold.index_bytes`); one segment, then merges."""
         keys = passage_postings(folded, np.asarray(pids, np.uint32))
         with self.store.transaction():
+            self.refresh(sid)
             table = self.table(sid)
             table.passages += len(pids)
             if len(keys):
@@ -153,14 +159,19 @@ class TrigramIndex:
         if not len(pids):
             return
         with self.store.transaction():
+            self.refresh(sid)
             table = self.table(sid)
             table.passages = max(0, table.passages - len(pids))
-            self._save_dead(sid, np.union1d(self.tombstones(sid), pids).astype(np.uint32))
+            dead = np.union1d(self.tombstones(sid), pids).astype(np.uint32)
+            self._save_dead(sid, dead)
             self._save(sid, table)
+            if len(dead) > max(COMPACT_AT, table.passages // 4):
+                self.compact(sid)
 
     def compact(self, sid: int) -> None:
         """Merge every segment into one, without the postings of tombstoned passages."""
         with self.store.transaction():
+            self.refresh(sid)
             table = self.table(sid)
             if len(table.segments) > 1 or len(self.tombstones(sid)):
                 self._merge(sid, table, len(table.segments), drop=self.tombstones(sid))

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engram_sdk.memory import Memory
+from engram_sdk.memory import index as index_module
 from engram_sdk.memory.fold import fold, index_bytes
 from engram_sdk.memory.index import NS, TrigramIndex
 from engram_sdk.memory.models import MEMORY_FORMAT_VERSION
@@ -102,3 +103,33 @@ def test_drop_scope_removes_every_record(tmp_path):
     index.drop_scope(7)
     assert store.count(NS, (7).to_bytes(4, "big")) == 0
     store.close()
+
+
+def test_a_rolled_back_add_leaves_no_stale_segment(tmp_path):
+    """An add inside a transaction that fails is undone in the store; the index must not keep
+    serving (or reuse the id of) the segment it wrote in memory."""
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        mem.add("first passage alpha_marker", source="a")
+        with pytest.raises(RuntimeError), mem.store.transaction():
+            mem.add("rolled back beta_marker", source="b")
+            assert [h.source for h in mem.search("beta_marker", k="all")] == ["b"]
+            raise RuntimeError("abort")
+        assert mem.search("beta_marker", k="all") == []
+        mem.add("third passage gamma_marker", source="c")
+        assert [h.source for h in mem.search("gamma_marker", k="all")] == ["c"]
+        assert [h.source for h in mem.search("alpha_marker", k="all")] == ["a"]
+
+
+def test_many_deletions_compact_on_their_own(tmp_path, monkeypatch):
+    """Tombstones never outnumber a quarter of the live passages (above COMPACT_AT)."""
+    monkeypatch.setattr(index_module, "COMPACT_AT", 0)
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        for i in range(40):
+            mem.add(f"note {i} keep_marker", source=f"n{i}")
+        sid = mem.scope_id("default")
+        for i in range(0, 40, 2):
+            mem.delete(source=f"n{i}")
+            assert len(mem.index.tombstones(sid)) <= mem.index.table(sid).passages // 4
+        assert mem.index.segment_count(sid) == 1  # compaction merged everything
+        found = sorted(h.source for h in mem.search("keep_marker", k="all"))
+        assert found == sorted(f"n{i}" for i in range(1, 40, 2))
