@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_SHIFTS = np.array([0, 7, 14, 21, 28], np.uint32)
-
 
 def varint_encode(values: np.ndarray) -> bytes:
     """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position."""
@@ -35,7 +33,7 @@ def varint_encode(values: np.ndarray) -> bytes:
 
 
 def varint_decode(data: bytes | np.ndarray) -> np.ndarray:
-    """Inverse of :func:`varint_encode` (uint32)."""
+    """Inverse of :func:`varint_encode` (uint32); one pass per byte position."""
     b = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
     if not len(b):
         return np.zeros(0, np.uint32)
@@ -46,10 +44,15 @@ def varint_decode(data: bytes | np.ndarray) -> np.ndarray:
     begins[0] = True
     np.logical_not(more[:-1], out=begins[1:])
     starts = np.flatnonzero(begins)
-    owner = np.cumsum(begins) - 1
-    nth = np.arange(len(b)) - starts[owner]
-    parts = (b & 0x7F).astype(np.uint32) << _SHIFTS[nth]
-    return np.add.reduceat(parts, starts).astype(np.uint32)
+    values = (b[starts] & 0x7F).astype(np.uint32)
+    todo = np.flatnonzero(more[starts])
+    for j in range(1, 5):
+        if not len(todo):
+            break
+        at = starts[todo] + j
+        values[todo] |= (b[at] & 0x7F).astype(np.uint32) << np.uint32(7 * j)
+        todo = todo[more[at]]
+    return values
 
 
 @dataclass(frozen=True)

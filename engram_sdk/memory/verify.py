@@ -22,6 +22,7 @@ from engram_sdk.memory.models import Hit
 from engram_sdk.stores import Store
 
 PASSAGES = "mem.passage"
+FIRST_BATCH = 16  # enough for most top-10 searches
 BATCH = 64
 _HIT_FIELDS = set(Hit.model_fields)
 _OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -89,8 +90,10 @@ def scan(store: Store, sid: int) -> Iterator[Loaded]:
 def batches(store: Store, sid: int, pids: np.ndarray) -> Iterator[Loaded]:
     """:func:`load` in batches, so a caller that stops early reads little."""
     ids = pids.tolist()
-    for start in range(0, len(ids), BATCH):
-        yield from load(store, sid, ids[start : start + BATCH])
+    start, size = 0, FIRST_BATCH
+    while start < len(ids):
+        yield from load(store, sid, ids[start : start + size])
+        start, size = start + size, BATCH
 
 
 Locator = Callable[[str], int]
