@@ -13,22 +13,32 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def varint_encode(values: np.ndarray) -> bytes:
+def varint_widths(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes each uint32 value takes (1-5)."""
+    width = (values >= 1 << 7).astype(np.uint8)
+    for bits in (14, 21, 28):
+        width += values >= 1 << bits
+    return width + 1
+
+
+def varint_encode(values: np.ndarray, widths: np.ndarray | None = None) -> bytes:
     """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position."""
-    v = values.astype(np.uint32)
-    width = 1 + (v >= 1 << 7) + (v >= 1 << 14) + (v >= 1 << 21) + (v >= 1 << 28)
-    width = width.astype(np.int64)
-    pos = np.cumsum(width) - width
-    out = np.empty(int(width.sum()), np.uint8)
-    sel = np.arange(len(v))
-    for j in range(5):
-        if j:
-            sel = sel[width[sel] > j]
-            if not len(sel):
-                break
+    v = values.astype(np.uint32, copy=False)
+    width = varint_widths(v) if widths is None else widths
+    ends = np.cumsum(width, dtype=np.int64)
+    out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+    pos = ends - width
+    first = (v & 0x7F).astype(np.uint8)
+    first[width > 1] |= 0x80
+    out[pos] = first
+    sel = np.flatnonzero(width > 1)
+    for j in range(1, 5):
+        if not len(sel):
+            break
         byte = ((v[sel] >> np.uint32(7 * j)) & 0x7F).astype(np.uint8)
         byte[width[sel] > j + 1] |= 0x80
         out[pos[sel] + j] = byte
+        sel = sel[width[sel] > j + 1]
     return out.tobytes()
 
 
@@ -72,19 +82,23 @@ class Postings:
 
 def encode_keys(keys: np.ndarray) -> Postings:
     """Postings of sorted unique ``trigram << 32 | pid`` keys."""
-    tri = (keys >> np.uint64(32)).astype(np.uint32)
-    pids = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    first = np.r_[True, tri[1:] != tri[:-1]] if len(tri) else np.zeros(0, bool)
-    deltas = pids.copy()
-    deltas[1:] -= pids[:-1]
+    halves = np.ascontiguousarray(keys, dtype="<u8").view("<u4").reshape(-1, 2)
+    pids, tri = halves[:, 0], halves[:, 1]  # little-endian: low word first
+    first = np.empty(len(tri), bool)
+    if len(tri):
+        first[0] = True
+        np.not_equal(tri[1:], tri[:-1], out=first[1:])
+    deltas = np.empty(len(pids), np.uint32)
+    deltas[:1] = pids[:1]
+    np.subtract(pids[1:], pids[:-1], out=deltas[1:])
     deltas[first] = pids[first]
     group_starts = np.flatnonzero(first)
     trigrams = tri[group_starts]
-    df = np.diff(np.r_[group_starts, len(tri)]).astype(np.uint32)
-    width = 1 + (deltas >= 1 << 7) + (deltas >= 1 << 14) + (deltas >= 1 << 21) + (deltas >= 1 << 28)
-    cum = np.cumsum(width.astype(np.int64))
+    df = np.diff(np.append(group_starts, len(tri))).astype(np.uint32)
+    width = varint_widths(deltas)
+    cum = np.cumsum(width, dtype=np.int64)
     ends = cum[group_starts + df.astype(np.int64) - 1] if len(df) else np.zeros(0, np.int64)
-    return Postings(trigrams, df, ends, varint_encode(deltas))
+    return Postings(trigrams.copy(), df, ends, varint_encode(deltas, width))
 
 
 def decode_all(p: Postings) -> np.ndarray:
