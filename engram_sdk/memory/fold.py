@@ -7,6 +7,7 @@ same bytes for ASCII, so a query folded with :func:`fold_fast` finds its trigram
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -22,10 +23,16 @@ BYTE_FOLD[ord("A") : ord("Z") + 1] += 32
 BYTE_FOLD[list(ASCII_SPACE)] = ord(" ")
 
 
+@functools.cache
+def _drop_combining() -> dict[int, None]:
+    """``str.translate`` table deleting every combining mark (all lie below U+20000)."""
+    return {c: None for c in range(0x20000) if unicodedata.combining(chr(c))}
+
+
 def fold(text: str) -> str:
     """NFKC, strip accents, lowercase, whitespace runs to one space (as canonical ids do per token)."""
     text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.translate(_drop_combining())
     return _WS.sub(" ", text.lower())
 
 

@@ -1,6 +1,7 @@
 """The trigram index: coding round trips, segments merged log-structured, tombstones, reopen."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +134,14 @@ def test_many_deletions_compact_on_their_own(tmp_path, monkeypatch):
         assert mem.index.segment_count(sid) == 1  # compaction merged everything
         found = sorted(h.source for h in mem.search("keep_marker", k="all"))
         assert found == sorted(f"n{i}" for i in range(1, 40, 2))
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=60))
+def test_fold_strips_exactly_the_combining_marks(text):
+    """Oracle: the definition, character by character."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+    kept = "".join(c for c in nfd if not unicodedata.combining(c))
+    assert fold(text) == re.sub(r"\s+", " ", kept.lower())
