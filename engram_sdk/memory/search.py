@@ -94,7 +94,7 @@ def _phrase_hits(
     mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, filters: Filters
 ) -> list[Hit]:
     ids, complete = _phrase_candidates(mem, sid, query, k)
-    score = 3 * _weight(mem, sid, query)
+    score = 3 * _weight(mem, sid, query, len(ids))
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
     hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
@@ -135,11 +135,14 @@ def _verify(
     return hits
 
 
-def _weight(mem: Memory, sid: int, query: str) -> float:
+def _weight(mem: Memory, sid: int, query: str, candidates_found: int) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
+    words = set(_WORDS.findall(fold_fast(query)))
+    if len(words) <= 1:  # the phrase is the word: its candidates give its frequency
+        return math.log(1 + n / (1 + candidates_found))
     total = 0.0
-    for word in set(_WORDS.findall(fold_fast(query))):
+    for word in words:
         df = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
         total += math.log(1 + n / (1 + df))
     return total or 1.0

@@ -8,6 +8,7 @@ a range of the sorted trigram dictionary.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,10 +78,14 @@ def _dedup_sorted(keys: np.ndarray) -> np.ndarray:
     return keys[keep]
 
 
+@functools.lru_cache(maxsize=4096)
 def query_trigrams(query: str) -> tuple[bytes, np.ndarray]:
-    """The folded query bytes and their distinct trigram ids (empty below three bytes)."""
+    """The folded query bytes and their distinct trigram ids (empty below three bytes);
+    cached, so the arrays are read-only."""
     folded = fold_fast(query).encode("utf-8", "surrogatepass")
-    return folded, np.unique(trigram_ids(folded))
+    tris = np.unique(trigram_ids(folded))
+    tris.flags.writeable = False
+    return folded, tris
 
 
 def literal_trigrams(literal: str) -> np.ndarray:
