@@ -40,6 +40,29 @@ def all_of(
     return _live(index, sid, found)
 
 
+def all_of_prefix(
+    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, prefix_bytes: int
+) -> np.ndarray:
+    """Ids holding every trigram among the lowest ids of each segment: every list is read
+    only up to ``prefix_bytes``, and the intersection kept below the smallest cut. Exact in
+    that range, so a top-k search that finds k matches there is done."""
+    plans = []
+    for s in index.table(sid).segments:
+        d = index.dictionary(sid, s.seg)
+        if not len(d.trigrams):
+            continue
+        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
+        if (d.trigrams[at] == trigrams).all():
+            plans.append((s.seg, at))
+    found = []
+    for lists, cap in index.read_lists(sid, plans, prefix_bytes=prefix_bytes):
+        ids = lists[0]
+        for other in lists[1:]:
+            ids = ids[member(ids, other)]
+        found.append(ids if cap is None else ids[ids <= cap])
+    return _live(index, sid, found)
+
+
 def _intersect(
     index: TrigramIndex,
     sid: int,
@@ -51,7 +74,7 @@ def _intersect(
     lists_per_seg = index.read_lists(sid, [(seg, e) for seg, e in plans if len(e)])
     it = iter(lists_per_seg)
     for n, (_seg, entries) in enumerate(plans):
-        lists = next(it) if len(entries) else []
+        lists = next(it)[0] if len(entries) else []
         ids = start[n] if start is not None else lists[0]
         for other in lists if start is not None else lists[1:]:
             ids = ids[member(ids, other)]
@@ -79,7 +102,7 @@ def any_starting(
             wanted.append((s.seg, np.sort(entries)))
         if budget == 0:
             break
-    found = [np.unique(np.concatenate(lists)) for lists in index.read_lists(sid, wanted)]
+    found = [np.unique(np.concatenate(lists)) for lists, _ in index.read_lists(sid, wanted)]
     return _live(index, sid, found)
 
 

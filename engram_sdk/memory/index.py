@@ -248,38 +248,54 @@ class TrigramIndex:
         return d
 
     def read_lists(
-        self, sid: int, wanted: Sequence[tuple[int, np.ndarray]]
-    ) -> list[list[np.ndarray]]:
+        self,
+        sid: int,
+        wanted: Sequence[tuple[int, np.ndarray]],
+        *,
+        prefix_bytes: int | None = None,
+    ) -> list[tuple[list[np.ndarray], int | None]]:
         """Passage ids of dictionary entries: ``wanted`` holds (segment, entry indices) pairs;
-        returns, per pair, one sorted id array per entry. All pages are read in one
-        ``get_many`` and all lists decoded in one pass."""
-        spans, keys, dfs = [], [], []
+        returns, per pair, one sorted id array per entry and a cap. All pages are read in one
+        ``get_many`` and all lists decoded in one pass.
+
+        With ``prefix_bytes``, longer lists are cut to their first complete ids: each list is
+        then exact up to the cap (the smallest last id of a cut list; None if none was cut).
+        """
+        spans, keys = [], []
         for seg, entries in wanted:
             d = self.dictionary(sid, seg)
-            for lo, hi, df in zip(
-                d.starts[entries].tolist(),
-                d.ends[entries].tolist(),
-                d.df[entries].tolist(),
-                strict=True,
-            ):
+            for lo, hi in zip(d.starts[entries].tolist(), d.ends[entries].tolist(), strict=True):
+                cut = prefix_bytes is not None and hi - lo > prefix_bytes
+                hi = lo + prefix_bytes if cut else hi  # type: ignore[operator]
                 first, last = lo // PAGE, (hi - 1) // PAGE
-                spans.append((seg, lo, hi, first, last))
+                spans.append((seg, lo, hi, first, last, cut))
                 keys += [_page_key(sid, seg, i) for i in range(first, last + 1)]
-                dfs.append(df)
         unique_keys = list(dict.fromkeys(keys))
         pages = dict(zip(unique_keys, self.store.get_many(NS, unique_keys), strict=True))
-        blobs = []
-        for seg, lo, hi, first, last in spans:
+        blobs, counts, cuts = [], [], []
+        for seg, lo, hi, first, last, cut in spans:
             raw = pages[_page_key(sid, seg, first)] or b""
             if last > first:
                 raw = b"".join(pages[_page_key(sid, seg, i)] or b"" for i in range(first, last + 1))
-            blobs.append(raw[lo - first * PAGE : hi - first * PAGE])
-        counts = np.array(dfs, np.int64)
-        ids = decode_lists(b"".join(blobs), counts).astype(np.uint32)
-        flat = np.split(ids, np.cumsum(counts)[:-1]) if len(counts) else []
+            blob = np.frombuffer(raw, np.uint8)[lo - first * PAGE : hi - first * PAGE]
+            ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint
+            blob = blob[: ends[-1] + 1] if len(ends) else blob[:0]
+            blobs.append(blob)
+            counts.append(len(ends))
+            cuts.append(cut)
+        count_arr = np.array(counts, np.int64)
+        joined = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+        ids = decode_lists(joined, count_arr).astype(np.uint32)
+        flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) else []
         out, at = [], 0
         for _seg, entries in wanted:
-            out.append(flat[at : at + len(entries)])
+            lists = flat[at : at + len(entries)]
+            caps = [
+                int(x[-1])
+                for x, c in zip(lists, cuts[at : at + len(entries)], strict=True)
+                if c and len(x)
+            ]
+            out.append((lists, min(caps) if caps else None))
             at += len(entries)
         return out
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
+PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
 PARTIAL_FACTOR = 4  # partial candidates read per missing hit, best word bound first
 WORD_SUPERSET = 1 << 30  # partial words: the rarest lists suffice, words are checked in the text
@@ -79,27 +80,34 @@ def search(
     return hits if k is None else hits[:k]
 
 
-def _phrase_candidates(mem: Memory, sid: int, query: str, k: int | None) -> tuple[np.ndarray, bool]:
-    """Candidate ids, and whether they hold every match (else a sample, for top-k)."""
+def _phrase_candidates(
+    mem: Memory, sid: int, query: str, k: int | None, *, sample: bool
+) -> tuple[np.ndarray, bool]:
+    """Candidate ids, and whether they hold every match. With ``sample`` (top-k), a cheap
+    first try: exact among the lowest ids of each segment, or the largest lists of a short
+    query; the caller falls back to the complete set if it yields fewer than k hits."""
     folded, tris = query_trigrams(query)
     if len(tris):
+        if sample:
+            ids = candidates.all_of_prefix(mem.index, sid, tris, prefix_bytes=PREFIX_BYTES)
+            return ids, False
         enough = None if k is None else 4 * k + EXTRA_CHECKS
         return candidates.all_of(mem.index, sid, tris, enough=enough), True
     lo, hi = prefix_range(folded)
-    enough = None if k is None else 4 * k + EXTRA_CHECKS
+    enough = 4 * k + EXTRA_CHECKS if sample and k is not None else None
     return candidates.any_starting(mem.index, sid, lo, hi, enough=enough), enough is None
 
 
 def _phrase_hits(
     mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, filters: Filters
 ) -> list[Hit]:
-    ids, complete = _phrase_candidates(mem, sid, query, k)
+    ids, complete = _phrase_candidates(mem, sid, query, k, sample=k is not None)
     score = 3 * _weight(mem, sid, query, len(ids))
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
     hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
-    if not complete and k is not None and len(hits) < k:  # a sample was not enough
-        ids, _ = _phrase_candidates(mem, sid, query, None)
+    if not complete and k is not None and len(hits) < k:  # the sample was not enough
+        ids, _ = _phrase_candidates(mem, sid, query, k, sample=False)
         hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
     return hits
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engram_sdk.memory import Memory
+from engram_sdk.memory import search as search_module
 from engram_sdk.memory.fold import fold
 from engram_sdk.memory.verify import scan
 from engram_sdk.tokenizer import get_tokenizer
@@ -126,8 +127,12 @@ def test_recall_against_ripgrep(mem, corpus, query):
         assert expected <= {h.source for h in hits if h.phrase_match}
 
 
-def test_top_k_holds_only_true_matches_and_fills_k(mem, passages):
-    for query in ["self", " AttributeError", "e", "return"]:
+@pytest.mark.parametrize("prefix_bytes", [1, 8, 64, 4096])
+def test_top_k_holds_only_true_matches_and_fills_k(mem, passages, prefix_bytes, monkeypatch):
+    """Top-k reads list prefixes first (cut to ``prefix_bytes``); whatever the cut, the hits
+    are true matches and there are k of them whenever k exist."""
+    monkeypatch.setattr(search_module, "PREFIX_BYTES", prefix_bytes)
+    for query in ["self", " AttributeError", "e", "return", "def ", "encoder", "x=", "value"]:
         truth = oracle(passages, query)
         hits = mem.search(query, k=10)
         assert len(hits) == min(10, len(truth))
