@@ -42,10 +42,13 @@ def all_of(
 
 def all_of_prefix(
     index: TrigramIndex, sid: int, trigrams: np.ndarray, *, prefix_bytes: int
-) -> np.ndarray:
-    """Ids holding every trigram among the lowest ids of each segment: every list is read
-    only up to ``prefix_bytes``, and the intersection kept below the smallest cut. Exact in
-    that range, so a top-k search that finds k matches there is done."""
+) -> tuple[np.ndarray, bool]:
+    """Candidates from list prefixes (each list read up to ``prefix_bytes``), for top-k.
+
+    Per segment, the rarest list gives the candidates; every other list removes those below
+    the last id it was read to and not in it. If no rarest list was cut, the result holds
+    every match (complete: True); else it holds every match up to the rarest list's cut.
+    """
     plans = []
     for s in index.table(sid).segments:
         d = index.dictionary(sid, s.seg)
@@ -53,14 +56,18 @@ def all_of_prefix(
             continue
         at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
         if (d.trigrams[at] == trigrams).all():
-            plans.append((s.seg, at))
-    found = []
-    for lists, cap in index.read_lists(sid, plans, prefix_bytes=prefix_bytes):
+            plans.append((s.seg, at[np.argsort(d.df[at], kind="stable")]))
+    found, complete = [], True
+    for lists, cut in index.read_lists(sid, plans, prefix_bytes=prefix_bytes):
         ids = lists[0]
-        for other in lists[1:]:
-            ids = ids[member(ids, other)]
-        found.append(ids if cap is None else ids[ids <= cap])
-    return _live(index, sid, found)
+        complete &= not cut[0]
+        for other, other_cut in zip(lists[1:], cut[1:], strict=True):
+            keep = member(ids, other)
+            if other_cut and len(other):
+                keep |= ids > other[-1]
+            ids = ids[keep]
+        found.append(ids)
+    return _live(index, sid, found), complete
 
 
 def _intersect(

@@ -253,13 +253,13 @@ class TrigramIndex:
         wanted: Sequence[tuple[int, np.ndarray]],
         *,
         prefix_bytes: int | None = None,
-    ) -> list[tuple[list[np.ndarray], int | None]]:
+    ) -> list[tuple[list[np.ndarray], list[bool]]]:
         """Passage ids of dictionary entries: ``wanted`` holds (segment, entry indices) pairs;
-        returns, per pair, one sorted id array per entry and a cap. All pages are read in one
-        ``get_many`` and all lists decoded in one pass.
+        returns, per pair, one sorted id array per entry and whether each was cut. All pages
+        are read in one ``get_many`` and all lists decoded in one pass.
 
-        With ``prefix_bytes``, longer lists are cut to their first complete ids: each list is
-        then exact up to the cap (the smallest last id of a cut list; None if none was cut).
+        With ``prefix_bytes``, longer lists are cut to their first complete ids: a cut list
+        is exact up to its last id.
         """
         spans, keys = [], []
         for seg, entries in wanted:
@@ -289,13 +289,7 @@ class TrigramIndex:
         flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) else []
         out, at = [], 0
         for _seg, entries in wanted:
-            lists = flat[at : at + len(entries)]
-            caps = [
-                int(x[-1])
-                for x, c in zip(lists, cuts[at : at + len(entries)], strict=True)
-                if c and len(x)
-            ]
-            out.append((lists, min(caps) if caps else None))
+            out.append((flat[at : at + len(entries)], cuts[at : at + len(entries)]))
             at += len(entries)
         return out
 

@@ -89,8 +89,7 @@ def _phrase_candidates(
     folded, tris = query_trigrams(query)
     if len(tris):
         if sample:
-            ids = candidates.all_of_prefix(mem.index, sid, tris, prefix_bytes=PREFIX_BYTES)
-            return ids, False
+            return candidates.all_of_prefix(mem.index, sid, tris, prefix_bytes=PREFIX_BYTES)
         enough = None if k is None else 4 * k + EXTRA_CHECKS
         return candidates.all_of(mem.index, sid, tris, enough=enough), True
     lo, hi = prefix_range(folded)

@@ -186,3 +186,23 @@ def test_token_boundary_substrings_are_found(mem, passages, corpus, data):
         return
     assert found(mem, query) == oracle(passages, query)
     assert path in {h.source for h in mem.search(query, k="all")}
+
+
+@pytest.mark.parametrize("prefix_bytes", [1, 8, 64])
+def test_prefix_candidates_hold_every_match_when_they_say_so(mem, passages, prefix_bytes):
+    """all_of_prefix: complete=True means a superset of the matches; else a superset of the
+    matches up to where the rarest list was cut."""
+    from engram_sdk.memory.candidates import all_of_prefix
+    from engram_sdk.memory.trigrams import query_trigrams
+
+    sid = mem.scope_id("default")
+    for query in ["self", "encoder", "AttributeError", "def decode(self, s", "return self"]:
+        ids, complete = all_of_prefix(
+            mem.index, sid, query_trigrams(query)[1], prefix_bytes=prefix_bytes
+        )
+        truth = oracle(passages, query)
+        got = set(ids.tolist())
+        if complete:
+            assert truth <= got
+        else:
+            assert {p for p in truth if p <= max(got, default=-1)} <= got
