@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
 PARTIAL_FACTOR = 4  # partial candidates read per missing hit, best word bound first
-WORD_SUPERSET = 1 << 30  # partial words: the rarest lists suffice, words are checked in the text
+PARTIAL_PREFIX_BYTES = 1 << 14  # partial words: bytes read from each list
 _WORDS = word_pattern()
 
 
@@ -169,11 +169,18 @@ def _partial_hits(
     if len(words) < 2:
         return []
     n = max(mem.index.table(sid).passages, 1)
-    per_word = {
-        w: candidates.all_of(mem.index, sid, query_trigrams(w)[1], enough=WORD_SUPERSET)
+    per_word = {  # list prefixes: partial matches rank, they need not be complete
+        w: candidates.all_of_prefix(
+            mem.index, sid, query_trigrams(w)[1], prefix_bytes=PARTIAL_PREFIX_BYTES
+        )[0]
         for w in words
     }
-    idf = {w: math.log(1 + n / (1 + len(ids))) for w, ids in per_word.items()}
+    idf = {
+        w: math.log(
+            1 + n / (1 + candidates.document_frequency(mem.index, sid, query_trigrams(w)[1]))
+        )
+        for w in words
+    }
     pids = np.concatenate(list(per_word.values()))
     weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
     uniq, inv = np.unique(pids, return_inverse=True)
@@ -185,7 +192,7 @@ def _partial_hits(
             continue
         if exact_case and query not in p.text:
             continue
-        folded = fold_fast(p.text)
+        folded = p.text.lower() if p.text.isascii() else fold_fast(p.text)  # words: no spaces
         overlap = sum(idf[w] for w in words if w in folded)
         if overlap:
             scored.append((overlap, p))

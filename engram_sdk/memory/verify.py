@@ -25,6 +25,7 @@ PASSAGES = "mem.passage"
 FIRST_BATCH = 16  # enough for most top-10 searches
 BATCH = 64
 _HIT_FIELDS = set(Hit.model_fields)
+_ASCII_SPACE_RUN = r"[\t-\r\x1c- ]+"  # the ASCII characters str ``\s`` matches
 _OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
@@ -105,11 +106,17 @@ def substring_locator(query: str, *, exact_case: bool) -> Locator:
     if exact_case:
         return lambda text: text.find(query)
     folded = fold_fast(query)
-    simple = folded.isascii() and not any(c.isspace() for c in folded)
+    ascii_query = folded.isascii()
+    spaced = None
+    if ascii_query and " " in folded:  # whitespace runs of ASCII text, without folding it
+        spaced = re.compile(_ASCII_SPACE_RUN.join(re.escape(w) for w in folded.split(" ")))
 
     def locate(text: str) -> int:
-        if simple and text.isascii():
-            return text.lower().find(folded)
+        if ascii_query and text.isascii():
+            if spaced is None:
+                return text.lower().find(folded)
+            m = spaced.search(text.lower())
+            return -1 if m is None else m.start()
         return _folded_offset(text, folded)
 
     return locate
