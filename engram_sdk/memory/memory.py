@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -85,8 +86,12 @@ class Memory:
                     else ""
                 )
             )
-        self.tokenizer: Tokenizer = get_tokenizer(self.manifest.encoding)
         self.index = TrigramIndex(store)
+
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The memory's tokenizer, loaded on first use (ingest and search never need it)."""
+        return get_tokenizer(self.manifest.encoding)
 
     @classmethod
     def open(cls, uri: str | None = None, mode: str = "a", **options: Any) -> Memory:
