@@ -1,9 +1,11 @@
-"""``engram bench memory``: ingest speed, index size and query latency/recall against ripgrep.
+"""``engram bench memory``: ours against ripgrep, SQLite FTS5 trigram and tantivy, one run.
 
-The corpus is real source available offline: the Python standard library, then installed
-site-packages, copied into one folder until it reaches the target size. Queries are a fixed,
-seeded sample of identifiers and multi-word phrases taken from the corpus itself. ripgrep
-(``rg -F -l``) runs over the same folder with a warm page cache.
+Same corpus (≥ 100 MB of real Python source by default, see
+:mod:`engram_sdk.bench.memory_corpus`), same queries for every system. Printed: ingest MB/s,
+index size / corpus, in-process p50/p99 per query class (top 10; list-all and regex: every
+match), recall per class against ``rg -F -l -i`` (regex: Python ``re`` line by line) counting
+every query, CLI wall time per query against ``rg``, and re-ingest after 1% of files changed.
+The table is also written as Markdown.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sysconfig
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,150 +22,228 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from engram_sdk.bench.memory_corpus import copy_corpus, corpus_files, pick_queries
+from engram_sdk.bench.memory_peers import Ours, Ripgrep, System, available_peers
+
 console = Console(highlight=False)
-IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{11,40}\b")
+SUBSTRING = ("ident-1tok", "ident-2tok", "ident-3+tok", "phrase")
 
 
-def build_corpus(dst: Path, target_bytes: int) -> tuple[int, int]:
-    """Copy .py files (stdlib first, then site-packages) into ``dst``; returns (files, bytes)."""
-    paths = sysconfig.get_paths()
-    roots = [Path(paths["stdlib"]), Path(paths["purelib"])]
-    files = total = 0
-    seen: set[Path] = set()
-    for root in roots:
-        for src in sorted(root.rglob("*.py")):
-            if total >= target_bytes:
-                return files, total
-            if src in seen or ("site-packages" in src.parts and root == roots[0]):
-                continue
-            seen.add(src)
-            try:
-                rel = src.relative_to(root)
-                out = dst / root.name / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, out)
-            except OSError:
-                continue
-            files += 1
-            total += out.stat().st_size
-    return files, total
+def _regex_oracle(pattern: str, texts: dict[str, str]) -> set[str]:
+    """Files with a line matching ``pattern`` case-insensitively (Python ``re``)."""
+    rx = re.compile(pattern, re.IGNORECASE)
+    return {p for p, t in texts.items() if any(rx.search(line) for line in t.splitlines())}
 
 
-def pick_queries(corpus: Path, n: int, seed: int) -> tuple[list[str], list[str]]:
-    """``n`` identifiers and ``n`` phrases of 3+ words, sampled from the corpus."""
-    rng = np.random.default_rng(seed)
-    files = sorted(corpus.rglob("*.py"))
-    idents: list[str] = []
-    phrases: list[str] = []
-    while len(idents) < n or len(phrases) < n:
-        text = files[int(rng.integers(0, len(files)))].read_text(errors="replace")
-        lines = [ln.strip() for ln in text.splitlines() if len(ln.split()) >= 4 and ln.isascii()]
-        if not lines:
-            continue
-        line = lines[int(rng.integers(0, len(lines)))]
-        found = IDENT.findall(line)
-        if found and len(idents) < n:
-            idents.append(found[0])
-        words = line.split()
-        if len(phrases) < n:
-            start = int(rng.integers(0, len(words) - 3))
-            phrases.append(" ".join(words[start : start + 3 + int(rng.integers(0, 2))]))
-    return idents, phrases
+def _percentiles(xs: list[float]) -> tuple[float, float]:
+    if not xs:
+        return float("nan"), float("nan")
+    return float(np.percentile(xs, 50)) * 1e3, float(np.percentile(xs, 99)) * 1e3
 
 
-def rg_files(pattern: str, corpus: Path) -> tuple[set[str], float]:
-    """Files ``rg -F -l`` finds, and how long it took."""
+def _timed(fn, *args):
     start = time.perf_counter()
-    out = subprocess.run(
-        ["rg", "-F", "-l", "--no-messages", "--", pattern, str(corpus)],
-        capture_output=True,
-        text=True,
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def _measure(system: System, classes: dict[str, list[str]], refs: dict[str, list[set[str]]]):
+    """Per class: (p50 ms, p99 ms, recall, queries with full recall) for one system."""
+    out = {}
+    for cls, queries in classes.items():
+        lat, found, expected, full = [], 0, 0, 0
+        for q, ref in zip(queries, refs[cls], strict=True):
+            if cls == "regex":
+                if not system.supports_regex:
+                    break
+                got, dt = _timed(system.regex, q)
+                _, dt = _timed(system.regex, q)
+            elif cls == "list-all":
+                got, dt = _timed(system.files, q)
+                _, dt = _timed(system.files, q)
+            else:
+                system.top(q, 10)
+                _, dt = _timed(system.top, q, 10)
+                got = system.files(q)
+            lat.append(dt)
+            found += len(ref & got)
+            expected += len(ref)
+            full += ref <= got
+        if lat:
+            p50, p99 = _percentiles(lat)
+            out[cls] = (p50, p99, found / max(expected, 1), full, len(lat))
+    return out
+
+
+def _cli_times(
+    store: Path, corpus: Path, queries: list[str]
+) -> tuple[list[float], list[float], bool]:
+    """Wall time of ``engram search`` and of ``rg`` per query; whether the CLI imported torch."""
+    probe = (
+        "import sys\nfrom engram_sdk.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', file=sys.stderr)\n"
     )
-    return {str(Path(p).resolve()) for p in out.stdout.splitlines()}, time.perf_counter() - start
+    ours, theirs, torch = [], [], False
+    for q in queries:
+        argv = ["engram", "search", q, "-k", "10", "--store", f"lmdb://{store}"]
+        start = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-c", probe, *argv[1:]], capture_output=True, text=True
+        )
+        ours.append(time.perf_counter() - start)
+        torch |= "NOTORCH" not in run.stderr
+        start = time.perf_counter()
+        subprocess.run(
+            ["rg", "-F", "-i", "-n", "-m", "10", "--", q, str(corpus)], capture_output=True
+        )
+        theirs.append(time.perf_counter() - start)
+    return ours, theirs, torch
 
 
 def memory(
-    mb: Annotated[int, typer.Option(help="corpus size in MB")] = 100,
-    queries: Annotated[int, typer.Option(help="identifier and phrase queries each")] = 25,
-    folder: Annotated[
-        Path | None, typer.Option(help="scratch folder (default: a temp dir)")
+    corpus: Annotated[
+        Path | None, typer.Option(help="folder of source to use (copied); default: site-packages")
     ] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    mb: Annotated[int, typer.Option(help="corpus size in MB when discovered")] = 100,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="10 MB slice, 4 queries per class")
+    ] = False,
+    queries: Annotated[int, typer.Option(help="queries per class")] = 10,
+    folder: Annotated[Path | None, typer.Option(help="scratch folder (default: temp)")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="also write the table here (.md)")] = None,
+    cli: Annotated[bool, typer.Option("--cli/--no-cli", help="time the CLI against rg")] = True,
+    turns: Annotated[
+        int, typer.Option(help="also append this many chat turns and time searches (0: skip)")
+    ] = 0,
 ) -> None:
-    """Ingest MB/s, index/corpus size, p50/p99 query latency and recall vs ripgrep."""
-    from engram_sdk.memory import Memory
-
-    if shutil.which("rg") is None:
-        raise typer.BadParameter("ripgrep (rg) is not installed: apt-get install ripgrep")
+    """Ingest MB/s, index size, latency and recall per query class against the peers."""
+    if quick:
+        mb, queries = 10, 4
     scratch = Path(tempfile.mkdtemp(prefix="engram-bench-mem-", dir=folder))
     try:
-        corpus = scratch / "corpus"
-        n_files, n_bytes = build_corpus(corpus, mb * 1_000_000)
-        idents, phrases = pick_queries(corpus, queries, seed=0)
-        with Memory.open(f"lmdb://{scratch / 'mem'}", durable=False) as mem:
-            report = mem.ingest(corpus, progress=progress)
-            tokens = mem.tokens_indexed
-            index_bytes = mem.store.info().bytes_on_disk or 0
-        rows = []
-        with Memory.open(f"lmdb://{scratch / 'mem'}", "r") as mem:
-            for kind, qs in (("identifier", idents), ("phrase", phrases)):
-                ours, theirs, found, missed = [], [], 0, 0
-                for q in qs:
-                    rg_files(q, corpus)  # warm the page cache
-                    expected, rg_s = rg_files(q, corpus)
-                    mem.search(q, k=10)
-                    start = time.perf_counter()
-                    mem.search(q, k=10)
-                    ours.append(time.perf_counter() - start)
-                    theirs.append(rg_s)
-                    if len(mem.tokenizer.encode(q)) >= 3:
-                        hits = {h.source for h in mem.search(q, k=100_000) if h.phrase_match}
-                        found += len(expected & hits)
-                        missed += len(expected - hits)
-                p = lambda xs, q: float(np.percentile(xs, q)) * 1000  # noqa: E731
-                rows.append(
-                    (
-                        kind,
-                        p(ours, 50),
-                        p(ours, 99),
-                        p(theirs, 50),
-                        p(theirs, 99),
-                        found / max(found + missed, 1),
-                    )
-                )
+        lines = _run(scratch, corpus, mb, queries, cli) if mb else []
+        if turns:
+            lines += _turns(scratch / "turns", turns)
+        if markdown is not None:
+            markdown.write_text("\n".join(lines) + "\n")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    table = Table(
-        title=f"engram bench memory: {n_files:,} files, {n_bytes / 1e6:.0f} MB, "
-        f"{tokens / 1e6:.1f} M tokens"
-    )
-    for col in (
-        "queries",
-        "ours p50 ms",
-        "ours p99 ms",
-        "rg p50 ms",
-        "rg p99 ms",
-        "p50 speed-up",
-        "recall vs rg",
-    ):
-        table.add_column(col, justify="right")
-    for kind, o50, o99, r50, r99, recall in rows:
-        table.add_row(
-            kind,
-            f"{o50:.2f}",
-            f"{o99:.2f}",
-            f"{r50:.1f}",
-            f"{r99:.1f}",
-            f"{r50 / o50:.0f}x",
-            f"{recall:.3f}",
-        )
+
+
+def _turns(folder: Path, turns: int) -> list[str]:
+    """Chat-length scaling table; returns it as Markdown lines."""
+    from engram_sdk.bench.memory_turns import scaling
+
+    console.print(f"appending {turns:,} turns")
+    rows = scaling(folder, turns)
+    cols = ["turns", "index segments", "search p50 ms", "search p99 ms", "p50 vs first", "misses"]
+    table = Table(title="chat turns in one scope: top-10 search for an earlier turn's marker")
+    for c in cols:
+        table.add_column(c, justify="right")
+    cells = [
+        [f"{n:,}", str(seg), f"{p50:.2f}", f"{p99:.2f}", f"{p50 / rows[0][2]:.2f}x", str(miss)]
+        for n, seg, p50, p99, miss in rows
+    ]
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
-    console.print(
-        f"ingest: {report.mb_per_s:.1f} MB/s ({report.seconds:.0f} s); "
-        f"index on disk / corpus: {index_bytes / n_bytes:.2f}x"
-    )
+    md = ["", "### " + (table.title or ""), "", "| " + " | ".join(cols) + " |"]
+    md += ["|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in cells]
+    return md
+
+
+def _run(scratch: Path, source: Path | None, mb: int, per_class: int, cli: bool) -> list[str]:
+    corpus = scratch / "corpus"
+    if source is not None:
+        shutil.copytree(source, corpus, symlinks=False)
+    else:
+        copy_corpus(corpus, mb * 1_000_000)
+    files = [p.resolve() for p in corpus_files(corpus)]
+    n_bytes = sum(p.stat().st_size for p in files)
+    console.print(f"corpus: {len(files):,} files, {n_bytes / 1e6:.1f} MB; picking queries")
+    qs = pick_queries(corpus, per_class, seed=0).classes
+    rg = Ripgrep(corpus) if shutil.which("rg") else None
+    texts = {str(p): p.read_text(errors="replace") for p in files}
+    refs: dict[str, list[set[str]]] = {}
+    for cls, items in qs.items():
+        if cls == "regex":
+            refs[cls] = [_regex_oracle(q, texts) for q in items]
+        elif rg is not None:
+            refs[cls] = [rg.files(q) for q in items]
+        else:
+            refs[cls] = [{p for p, t in texts.items() if q.lower() in t.lower()} for q in items]
+    del texts
+    systems: list[System] = [Ours(scratch / "engram", corpus)]
+    systems += available_peers(scratch, corpus)
+    rows = []
+    for system in systems:
+        console.print(f"{system.name}: indexing")
+        seconds = system.build(files)
+        size = system.size()
+        console.print(f"{system.name}: querying")
+        per_class = _measure(system, qs, refs)
+        rows.append((system, seconds, size, per_class))
+    changed = files[::100]  # 1% of the files
+    for p in changed:
+        with p.open("a") as fh:
+            fh.write("\n# changed by engram bench memory\n")
+    updates = {s.name: s.update(changed) for s, *_ in rows}
+    cli_row = None
+    if cli and rg is not None:
+        ours_mem = rows[0][0]
+        assert isinstance(ours_mem, Ours)
+        ours_mem.close()
+        picks = [qs[c][0] for c in SUBSTRING if qs[c]]
+        cli_row = _cli_times(scratch / "engram", corpus, picks)
+    for s, *_ in rows:
+        s.close()
+    return _report(rows, updates, cli_row, qs, len(files), n_bytes, len(changed))
+
+
+def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str]:
+    classes = list(qs)
+    cols = ["system", "ingest MB/s", "index/corpus", f"re-ingest {n_changed} files s"]
+    cols += [f"{c} p50/p99 ms" for c in classes] + [f"{c} recall" for c in classes]
+    lines = []
+    for system, seconds, size, per in rows:
+        cells = [
+            system.name,
+            f"{n_bytes / 1e6 / seconds:.1f}" if seconds else "-",
+            f"{size / n_bytes:.2f}x" if size else "-",
+            f"{updates[system.name]:.2f}" if updates[system.name] else "-",
+        ]
+        cells += [f"{per[c][0]:.2f} / {per[c][1]:.2f}" if c in per else "n/a" for c in classes]
+        cells += [
+            f"{per[c][2]:.3f} ({per[c][3]}/{per[c][4]} full)" if c in per else "n/a"
+            for c in classes
+        ]
+        lines.append(cells)
+    title = f"engram bench memory: {n_files:,} files, {n_bytes / 1e6:.0f} MB"
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, justify="right")
+    for cells in lines:
+        table.add_row(*(escape(x) for x in cells))
+    console.print(table)
+    notes = [f"queries per class: {', '.join(f'{c} {len(v)}' for c, v in qs.items())}"]
+    if cli_row is not None:
+        ours, theirs, torch = cli_row
+        notes.append(
+            f"CLI wall per query: engram search p50 {np.median(ours) * 1e3:.0f} ms, "
+            f"rg p50 {np.median(theirs) * 1e3:.0f} ms ({np.median(ours) / np.median(theirs):.2f}x); "
+            f"engram search imports torch: {'yes' if torch else 'no'}"
+        )
+    for note in notes:
+        console.print(escape(note))
+    md = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(cells) + " |" for cells in lines]
+    md += [""] + [f"- {n}" for n in notes]
+    md += ["", "Queries:"] + [f"- {c}: {', '.join(repr(q) for q in v)}" for c, v in qs.items()]
+    return md
 
 
 def register(bench_app: typer.Typer) -> None:

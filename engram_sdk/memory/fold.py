@@ -1,17 +1,38 @@
-"""Case- and accent-folding of text, the character-level twin of canonical token ids."""
+"""Case- and accent-folding of text, the character-level twin of canonical token ids.
+
+The index is built over folded UTF-8 bytes. ASCII text is folded byte-wise in numpy
+(:data:`BYTE_FOLD`, :data:`BYTE_IS_SPACE`), other text through :func:`fold`; both give the
+same bytes for ASCII, so a query folded with :func:`fold_fast` finds its trigrams in the index.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
+import numpy as np
+
 _WS = re.compile(r"\s+")
+# the ASCII characters ``\s`` matches in a str pattern: \t \n \v \f \r, \x1c-\x1f and space
+ASCII_SPACE = bytes([9, 10, 11, 12, 13, 28, 29, 30, 31, 32])
+BYTE_IS_SPACE = np.zeros(256, bool)
+BYTE_IS_SPACE[list(ASCII_SPACE)] = True
+BYTE_FOLD = np.arange(256, dtype=np.uint8)
+BYTE_FOLD[ord("A") : ord("Z") + 1] += 32
+BYTE_FOLD[list(ASCII_SPACE)] = ord(" ")
+
+
+@functools.cache
+def _drop_combining() -> dict[int, None]:
+    """``str.translate`` table deleting every combining mark (all lie below U+20000)."""
+    return {c: None for c in range(0x20000) if unicodedata.combining(chr(c))}
 
 
 def fold(text: str) -> str:
     """NFKC, strip accents, lowercase, whitespace runs to one space (as canonical ids do per token)."""
     text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.translate(_drop_combining())
     return _WS.sub(" ", text.lower())
 
 
@@ -20,3 +41,20 @@ def fold_fast(text: str) -> str:
     if text.isascii():
         return _WS.sub(" ", text.lower())
     return fold(text)
+
+
+def index_bytes(text: str) -> bytes:
+    """The bytes the index sees for a passage before byte folding: ASCII text as is (folded in
+    bulk by :func:`fold_buffer`), anything else folded here."""
+    if text.isascii():
+        return text.encode("ascii")
+    return fold(text).encode("utf-8", "surrogatepass")
+
+
+def fold_buffer(buf: np.ndarray) -> np.ndarray:
+    """Byte-wise :func:`fold` of ASCII bytes (lowercase, whitespace runs to one space);
+    returns the kept-positions mask, apply it then :data:`BYTE_FOLD`."""
+    space = BYTE_IS_SPACE[buf]
+    keep = np.ones(len(buf), bool)
+    keep[1:] = ~(space[1:] & space[:-1])
+    return keep

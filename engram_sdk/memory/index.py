@@ -1,125 +1,302 @@
-"""The N-gram index: 64-bit bigram fingerprints → passage ids, in append-only segments.
+"""The trigram index: folded byte trigram → passage ids, in log-structured segments.
 
-Each ingest batch writes one segment: one record per (scope, segment, bucket) — the bucket
-is the top 16 bits of the fingerprint — holding its sorted (fingerprint, passage) pairs.
-Keys grow in insertion order, so the B-tree stays densely packed. A query N-gram costs one
-``get`` per live segment of the scope (segments are merged by :meth:`compact`) and a
-binary search: independent of corpus size.
+Per scope, the index is a list of immutable segments, oldest first, each covering passage
+ids above those of the segments before it. A segment is a dictionary record (sorted
+trigrams, document frequencies, list ends) and its coded posting lists (see
+:mod:`engram_sdk.memory.postings`) cut into fixed-size pages. Every ``add`` writes one
+segment and then merges the newest two while the older is at most twice the newer, so a
+scope holds O(log n) segments and each posting is rewritten O(log n) times: appending chat
+turns keeps lookups flat. Deleted passages are tombstoned, filtered at query time and
+dropped for good by :meth:`TrigramIndex.compact`.
+
+Records (namespace ``mem.tri``, keys prefixed by the 4-byte scope id):
+``T`` the scope table (JSON), ``X`` tombstones (uint32), ``D`` + segment the dictionary,
+``P`` + segment + page the posting pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from engram_sdk.memory.postings import Postings, decode_all, decode_lists, encode_keys
+from engram_sdk.memory.trigrams import passage_postings
 from engram_sdk.stores import Store
 
-NS = "mem.post"
-BUCKET_BITS = 16
-_LOW = np.uint64((1 << (64 - BUCKET_BITS)) - 1)
+NS = "mem.tri"
+PAGE = 1 << 15
+INDEX_FORMAT = 1
+MERGE_RATIO = 2
+COMPACT_AT = 4096  # tombstones that trigger a compaction (or a quarter of the passages)
 
 
-def encode(fps: np.ndarray, pids: np.ndarray) -> bytes:
-    """Sorted pairs as ``n | low 48 bits of fps (6 bytes each) | pids (u4)``."""
-    low = (fps & _LOW).astype("<u8").view(np.uint8).reshape(-1, 8)[:, :6]
-    return np.uint32(len(fps)).tobytes() + low.tobytes() + pids.astype("<u4").tobytes()
+@dataclass
+class SegmentInfo:
+    """One segment of a scope: its id, number of postings and posting bytes."""
+
+    seg: int
+    postings: int
+    nbytes: int
 
 
-def decode(raw: bytes, bucket: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode` (the bucket restores the top bits)."""
-    n = int(np.frombuffer(raw, "<u4", count=1)[0])
-    low = np.zeros((n, 8), np.uint8)
-    low[:, :6] = np.frombuffer(raw, np.uint8, count=6 * n, offset=4).reshape(n, 6)
-    fps = low.view("<u8").ravel() | (np.uint64(bucket) << np.uint64(64 - BUCKET_BITS))
-    pids = np.frombuffer(raw, "<u4", count=n, offset=4 + 6 * n)
-    return fps, pids
+@dataclass
+class ScopeTable:
+    """The live segments of a scope, oldest first, and its passage count."""
+
+    segments: list[SegmentInfo] = field(default_factory=list)
+    next_segment: int = 1
+    passages: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "format": INDEX_FORMAT,
+                "next_segment": self.next_segment,
+                "passages": self.passages,
+                "segments": [[s.seg, s.postings, s.nbytes] for s in self.segments],
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ScopeTable:
+        d = json.loads(raw)
+        segs = [SegmentInfo(*s) for s in d["segments"]]
+        return cls(segs, d["next_segment"], d["passages"])
 
 
-def bucket_of(fps: np.ndarray) -> np.ndarray:
-    """Bucket of each fingerprint."""
-    return (fps.astype(np.uint64) >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+@dataclass(frozen=True)
+class Dictionary:
+    """A segment's sorted trigrams with the df and byte range of each list."""
+
+    trigrams: np.ndarray
+    df: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
 
 
-def _key(scope_id: int, segment: int, bucket: int) -> bytes:
-    return scope_id.to_bytes(4, "big") + segment.to_bytes(4, "big") + bucket.to_bytes(2, "big")
+def _scope(sid: int) -> bytes:
+    return sid.to_bytes(4, "big")
 
 
-def unique_pairs(fps: np.ndarray, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(fingerprint, passage) pairs sorted by fingerprint, duplicates removed."""
-    order = np.lexsort((pids, fps))
-    fps, pids = fps[order], pids[order]
-    keep = np.ones(len(fps), bool)
-    keep[1:] = (fps[1:] != fps[:-1]) | (pids[1:] != pids[:-1])
-    return fps[keep], pids[keep]
+def _dict_key(sid: int, seg: int) -> bytes:
+    return _scope(sid) + b"D" + seg.to_bytes(4, "big")
 
 
-class PostingIndex:
-    """Postings of every scope in one store; the caller tracks each scope's live segments."""
+def _page_key(sid: int, seg: int, page: int) -> bytes:
+    return _scope(sid) + b"P" + seg.to_bytes(4, "big") + page.to_bytes(4, "big")
+
+
+class TrigramIndex:
+    """Postings of every scope in one store.
+
+    Segment dictionaries are cached (segments never change); the scope table is reread at
+    the start of every operation (:meth:`refresh`).
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._tables: dict[int, ScopeTable] = {}
+        self._dead: dict[int, np.ndarray] = {}
+        self._dicts: dict[tuple[int, int], Dictionary] = {}
 
-    def add(self, scope_id: int, segment: int, fps: np.ndarray, pids: np.ndarray) -> int:
-        """Write one segment of (fingerprint, passage) pairs; returns the records written."""
-        if not len(fps):
-            return 0
-        fps, pids = unique_pairs(fps.astype(np.uint64), pids.astype(np.uint32))
-        buckets = bucket_of(fps)
-        cuts = np.flatnonzero(np.diff(buckets)) + 1
-        items = [
-            (_key(scope_id, segment, int(buckets[lo])), encode(fps[lo:hi], pids[lo:hi]))
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(fps)], strict=True)
+    # ---- scope state ------------------------------------------------------------------------
+    def refresh(self, sid: int) -> None:
+        """Reread the scope's table and tombstones from the store (other processes' commits,
+        or a rolled-back transaction of this one); every operation starts with it and then
+        works on that one view. Cached dictionaries of segments no longer listed are dropped,
+        so a segment id reused after a rollback is never served stale."""
+        raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        table = ScopeTable.from_json(raw) if raw else ScopeTable()
+        self._tables[sid] = table
+        self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
+        live = {s.seg for s in table.segments}
+        for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
+            del self._dicts[key]
+
+    def table(self, sid: int) -> ScopeTable:
+        """The scope's segment table as of the last :meth:`refresh`."""
+        if sid not in self._tables:
+            self.refresh(sid)
+        return self._tables[sid]
+
+    def tombstones(self, sid: int) -> np.ndarray:
+        """Sorted ids of deleted passages whose postings are still in segments."""
+        self.table(sid)
+        return self._dead[sid]
+
+    def segment_count(self, sid: int) -> int:
+        """Live segments of a scope."""
+        return len(self.table(sid).segments)
+
+    def _save(self, sid: int, table: ScopeTable) -> None:
+        self._tables[sid] = table
+        self.store.put(NS, _scope(sid) + b"T", table.to_json())
+
+    def _save_dead(self, sid: int, dead: np.ndarray) -> None:
+        self._dead[sid] = dead
+        self.store.put(NS, _scope(sid) + b"X", dead.astype("<u4").tobytes())
+
+    # ---- writing ----------------------------------------------------------------------------
+    def add(self, sid: int, pids: np.ndarray, folded: Sequence[bytes]) -> None:
+        """Index passages ``pids`` (new ids, above every indexed one) from their index bytes
+        (:func:`engram_sdk.memory.fold.index_bytes`); one segment, then merges."""
+        keys = passage_postings(folded, np.asarray(pids, np.uint32))
+        with self.store.transaction():
+            self.refresh(sid)
+            table = self.table(sid)
+            table.passages += len(pids)
+            if len(keys):
+                self._write_segment(sid, table, keys)
+                self._merge_tail(sid, table)
+            self._save(sid, table)
+
+    def remove(self, sid: int, pids: Sequence[int] | np.ndarray) -> None:
+        """Tombstone deleted passages: never candidates again, postings dropped by compact."""
+        pids = np.asarray(pids, np.uint32)
+        if not len(pids):
+            return
+        with self.store.transaction():
+            self.refresh(sid)
+            table = self.table(sid)
+            table.passages = max(0, table.passages - len(pids))
+            dead = np.union1d(self.tombstones(sid), pids).astype(np.uint32)
+            self._save_dead(sid, dead)
+            self._save(sid, table)
+            if len(dead) > max(COMPACT_AT, table.passages // 4):
+                self.compact(sid)
+
+    def compact(self, sid: int) -> None:
+        """Merge every segment into one, without the postings of tombstoned passages."""
+        with self.store.transaction():
+            self.refresh(sid)
+            table = self.table(sid)
+            if len(table.segments) > 1 or len(self.tombstones(sid)):
+                self._merge(sid, table, len(table.segments), drop=self.tombstones(sid))
+                self._save_dead(sid, np.zeros(0, np.uint32))
+            self._save(sid, table)
+
+    def drop_scope(self, sid: int) -> None:
+        """Delete every record of a scope."""
+        with self.store.transaction():
+            keys = [k for k, _ in self.store.scan(NS, _scope(sid))]
+            self.store.delete_many(NS, keys)
+        self._tables.pop(sid, None)
+        self._dead.pop(sid, None)
+        self._dicts = {k: v for k, v in self._dicts.items() if k[0] != sid}
+
+    def _write_segment(self, sid: int, table: ScopeTable, keys: np.ndarray) -> None:
+        p = encode_keys(keys)
+        seg = table.next_segment
+        table.next_segment += 1
+        head = np.array([len(p.trigrams)], "<u8").tobytes()
+        body = p.trigrams.astype("<u4").tobytes() + p.df.astype("<u4").tobytes()
+        items = [(_dict_key(sid, seg), head + body + p.ends.astype("<i8").tobytes())]
+        items += [
+            (_page_key(sid, seg, i // PAGE), p.blob[i : i + PAGE])
+            for i in range(0, len(p.blob), PAGE)
         ]
         self.store.put_many(NS, items)
-        return len(items)
+        table.segments.append(SegmentInfo(seg, len(keys), len(p.blob)))
 
-    def lookup(
-        self, scope_id: int, segments: Sequence[int], fps: Iterable[int]
-    ) -> dict[int, np.ndarray]:
-        """Passage ids (unique, sorted) of each fingerprint: one get per live segment."""
-        fps = [int(fp) for fp in fps]
-        keys = [_key(scope_id, seg, fp >> (64 - BUCKET_BITS)) for fp in fps for seg in segments]
-        raws = self.store.get_many(NS, keys)
-        out: dict[int, np.ndarray] = {}
-        for i, fp in enumerate(fps):
-            fp_u = np.uint64(fp)
-            found = []
-            for raw in raws[i * len(segments) : (i + 1) * len(segments)]:
-                if raw is None:
-                    continue
-                seg_fps, seg_pids = decode(raw, fp >> (64 - BUCKET_BITS))
-                lo, hi = (
-                    np.searchsorted(seg_fps, fp_u, "left"),
-                    np.searchsorted(seg_fps, fp_u, "right"),
-                )
-                if hi > lo:
-                    found.append(seg_pids[lo:hi])
-            out[fp] = np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
+    def _merge_tail(self, sid: int, table: ScopeTable) -> None:
+        segs = table.segments
+        while len(segs) >= 2 and segs[-2].postings <= MERGE_RATIO * segs[-1].postings:
+            self._merge(sid, table, 2, drop=None)
+
+    def _merge(self, sid: int, table: ScopeTable, count: int, drop: np.ndarray | None) -> None:
+        """Replace the newest ``count`` segments by one."""
+        old = table.segments[-count:]
+        parts = [decode_all(self._postings(sid, s)) for s in old]
+        keys = np.sort(np.concatenate(parts), kind="stable")  # sorted runs: a linear merge
+        if drop is not None and len(drop):
+            pids = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+            keys = keys[~member(pids, drop)]
+        del table.segments[-count:]
+        self.store.delete_many(NS, [k for s in old for k in self._segment_keys(sid, s)])
+        for s in old:
+            self._dicts.pop((sid, s.seg), None)
+        if len(keys):
+            self._write_segment(sid, table, keys)
+
+    def _segment_keys(self, sid: int, s: SegmentInfo) -> list[bytes]:
+        pages = (s.nbytes + PAGE - 1) // PAGE
+        return [_dict_key(sid, s.seg)] + [_page_key(sid, s.seg, i) for i in range(pages)]
+
+    def _postings(self, sid: int, s: SegmentInfo) -> Postings:
+        d = self.dictionary(sid, s.seg)
+        pages = (s.nbytes + PAGE - 1) // PAGE
+        raws = self.store.get_many(NS, [_page_key(sid, s.seg, i) for i in range(pages)])
+        return Postings(d.trigrams, d.df, d.ends, b"".join(r or b"" for r in raws))
+
+    # ---- reading ----------------------------------------------------------------------------
+    def dictionary(self, sid: int, seg: int) -> Dictionary:
+        """A segment's dictionary (cached: segments never change)."""
+        d = self._dicts.get((sid, seg))
+        if d is None:
+            raw = self.store.get(NS, _dict_key(sid, seg))
+            if raw is None:
+                raise KeyError(f"index segment {seg} of scope {sid} is missing")
+            n = int(np.frombuffer(raw, "<u8", count=1)[0])
+            tri = np.frombuffer(raw, "<u4", count=n, offset=8)
+            df = np.frombuffer(raw, "<u4", count=n, offset=8 + 4 * n)
+            ends = np.frombuffer(raw, "<i8", count=n, offset=8 + 8 * n)
+            d = Dictionary(tri, df, np.concatenate([[0], ends[:-1]]).astype(np.int64), ends)
+            self._dicts[(sid, seg)] = d
+        return d
+
+    def read_lists(
+        self,
+        sid: int,
+        wanted: Sequence[tuple[int, np.ndarray]],
+        *,
+        prefix_bytes: int | None = None,
+    ) -> list[tuple[list[np.ndarray], list[bool]]]:
+        """Passage ids of dictionary entries: ``wanted`` holds (segment, entry indices) pairs;
+        returns, per pair, one sorted id array per entry and whether each was cut. All pages
+        are read in one ``get_many`` and all lists decoded in one pass.
+
+        With ``prefix_bytes``, longer lists are cut to their first complete ids: a cut list
+        is exact up to its last id.
+        """
+        spans, keys = [], []
+        for seg, entries in wanted:
+            d = self.dictionary(sid, seg)
+            for lo, hi in zip(d.starts[entries].tolist(), d.ends[entries].tolist(), strict=True):
+                cut = prefix_bytes is not None and hi - lo > prefix_bytes
+                hi = lo + prefix_bytes if cut else hi  # type: ignore[operator]
+                first, last = lo // PAGE, (hi - 1) // PAGE
+                spans.append((seg, lo, hi, first, last, cut))
+                keys += [_page_key(sid, seg, i) for i in range(first, last + 1)]
+        unique_keys = list(dict.fromkeys(keys))
+        pages = dict(zip(unique_keys, self.store.get_many(NS, unique_keys), strict=True))
+        blobs, counts, cuts = [], [], []
+        for seg, lo, hi, first, last, cut in spans:
+            raw = pages[_page_key(sid, seg, first)] or b""
+            if last > first:
+                raw = b"".join(pages[_page_key(sid, seg, i)] or b"" for i in range(first, last + 1))
+            blob = np.frombuffer(raw, np.uint8)[lo - first * PAGE : hi - first * PAGE]
+            ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint
+            blob = blob[: ends[-1] + 1] if len(ends) else blob[:0]
+            blobs.append(blob)
+            counts.append(len(ends))
+            cuts.append(cut)
+        count_arr = np.array(counts, np.int64)
+        joined = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+        ids = decode_lists(joined, count_arr).astype(np.uint32)
+        flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) else []
+        out, at = [], 0
+        for _seg, entries in wanted:
+            out.append((flat[at : at + len(entries)], cuts[at : at + len(entries)]))
+            at += len(entries)
         return out
 
-    def compact(
-        self, scope_id: int, segments: Sequence[int], into: int, live: set[int] | None
-    ) -> None:
-        """Merge ``segments`` into segment ``into``, dropping passages not in ``live``."""
-        fps_parts, pid_parts, old_keys = [], [], []
-        for seg in segments:
-            prefix = scope_id.to_bytes(4, "big") + seg.to_bytes(4, "big")
-            for key, raw in self.store.scan(NS, prefix):
-                f, p = decode(raw, int.from_bytes(key[8:10], "big"))
-                fps_parts.append(f)
-                pid_parts.append(p)
-                old_keys.append(key)
-        with self.store.transaction():
-            self.store.delete_many(NS, old_keys)
-            if fps_parts:
-                fps, pids = np.concatenate(fps_parts), np.concatenate(pid_parts)
-                if live is not None:
-                    keep = np.isin(pids, np.fromiter(live, np.uint32, len(live)))
-                    fps, pids = fps[keep], pids[keep]
-                self.add(scope_id, into, fps, pids)
 
-    def drop_scope(self, scope_id: int) -> None:
-        """Delete every posting of a scope."""
-        keys = [k for k, _ in self.store.scan(NS, scope_id.to_bytes(4, "big"))]
-        self.store.delete_many(NS, keys)
+def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted set, by binary search."""
+    if not len(sorted_set):
+        return np.zeros(len(values), bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xxhash
 
 from engram_sdk.errors import InputError
-from engram_sdk.hashing import NgramConfig, NgramHasher
 from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
-from engram_sdk.memory.index import PostingIndex
+from engram_sdk.memory.fold import index_bytes
+from engram_sdk.memory.index import TrigramIndex
 from engram_sdk.memory.models import (
     MEMORY_FORMAT_VERSION,
     Context,
@@ -75,26 +75,23 @@ class Memory:
         self.manifest = (
             MemoryManifest.model_validate_json(raw) if raw else MemoryManifest(encoding=encoding)
         )
-        if self.manifest.format_version > MEMORY_FORMAT_VERSION:
+        if self.manifest.format_version != MEMORY_FORMAT_VERSION:
             raise StoreVersionError(
-                f"memory in {store.uri} has format {self.manifest.format_version}, newer than this "
-                f"engram-sdk reads ({MEMORY_FORMAT_VERSION})"
+                f"memory in {store.uri} has format {self.manifest.format_version}; this "
+                f"engram-sdk reads format {MEMORY_FORMAT_VERSION} only"
+                + (
+                    " (format 1 had a token-bigram index that missed matches): ingest again "
+                    "into a new store"
+                    if self.manifest.format_version < MEMORY_FORMAT_VERSION
+                    else ""
+                )
             )
-        self.tokenizer: Tokenizer = get_tokenizer(self.manifest.encoding)
-        canon = self.tokenizer.canonical
-        self.hasher = NgramHasher(
-            NgramConfig(
-                vocab_size=canon.size,
-                max_ngram_size=self.manifest.ngram,
-                n_head_per_ngram=1,
-                engram_vocab_size=[2] * (self.manifest.ngram - 1),
-                layer_ids=[0],
-                seed=self.manifest.seed,
-                pad_id=int(canon.table[self.tokenizer.eot_id]),
-            )
-        )
-        self.index = PostingIndex(store)
-        self.tokens_indexed = 0
+        self.index = TrigramIndex(store)
+
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The memory's tokenizer, loaded on first use (ingest and search never need it)."""
+        return get_tokenizer(self.manifest.encoding)
 
     @classmethod
     def open(cls, uri: str | None = None, mode: str = "a", **options: Any) -> Memory:
@@ -123,49 +120,6 @@ class Memory:
         if sid is None and create:
             sid = self.manifest.scopes[scope] = len(self.manifest.scopes) + 1
         return sid
-
-    def _canonical_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        table = self.tokenizer.canonical.table
-        out = []
-        texts = list(texts)
-        encode = self.tokenizer.encode
-        if sum(len(t) for t in texts) < 1 << 16:  # a thread pool costs more than it saves
-            batches = [encode(t) for t in texts]
-        else:
-            # Two contiguous halves, one task each: a future per passage costs more than
-            # tokenizing it (tiktoken's encode_batch was ~2x slower on 78K passages).
-            half = len(texts) // 2
-            with ThreadPoolExecutor(2) as pool:
-                parts = list(
-                    pool.map(lambda xs: [encode(t) for t in xs], [texts[:half], texts[half:]])
-                )
-            batches = parts[0] + parts[1]
-        for ids in batches:
-            self.tokens_indexed += len(ids)
-            out.append(table[np.asarray(ids, dtype=np.int64)].astype(np.int64))
-        return out
-
-    def fingerprint_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """All N-gram fingerprints of many texts at once: (fingerprints uint64, text index)."""
-        n = self.manifest.ngram
-        canon = self._canonical_ids(texts)
-        lengths = np.asarray([len(c) for c in canon], dtype=np.int64)
-        if not lengths.sum():
-            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        flat = np.concatenate(canon)[None]
-        fps = self.hasher.fingerprints(flat, n)[0].astype(np.uint64)
-        owner = np.repeat(np.arange(len(canon)), lengths)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        valid = (np.arange(len(owner)) - starts[owner]) >= n - 1  # windows inside one text
-        return fps[valid], owner[valid]
-
-    def fingerprint_sets(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Unique N-gram fingerprints (uint64) of each text."""
-        fps, owner = self.fingerprint_batch(texts)
-        order = np.lexsort((fps, owner))
-        fps, owner = fps[order], owner[order]
-        cuts = np.searchsorted(owner, np.arange(len(texts) + 1))
-        return [np.unique(fps[cuts[i] : cuts[i + 1]]) for i in range(len(texts))]
 
     def _write_passages(
         self,
@@ -201,12 +155,7 @@ class Memory:
                 for pid, c, src in zip(pids, chunks, sources, strict=True)
             ],
         )
-        fps, owner = self.fingerprint_batch([c.text for c in chunks])
-        if len(fps):
-            segment = self.manifest.next_segment
-            self.manifest.next_segment += 1
-            self.index.add(scope_id, segment, fps, np.asarray(pids, np.uint32)[owner])
-            self.manifest.segments.setdefault(scope, []).append(segment)
+        self.index.add(scope_id, np.asarray(pids, np.uint32), [index_bytes(c.text) for c in chunks])
         return pids
 
     # ---- writing --------------------------------------------------------------------------
@@ -274,6 +223,7 @@ class Memory:
             return 0
         pids = json.loads(raw)["pids"]
         self.store.delete_many(PASSAGES, [passage_key(sid, p) for p in pids])
+        self.index.remove(sid, pids)
         self.store.delete(SOURCES, key)
         return len(pids)
 
@@ -282,16 +232,8 @@ class Memory:
         sid = self.scope_id(scope)
         if sid is None:
             return
-        with self._lock, self.store.transaction():
-            live = {
-                int.from_bytes(k[4:], "big")
-                for k, _ in self.store.scan(PASSAGES, sid.to_bytes(4, "big"))
-            }
-            into = self.manifest.next_segment
-            self.manifest.next_segment += 1
-            self.index.compact(sid, self.manifest.segments.get(scope, []), into, live)
-            self.manifest.segments[scope] = [into]
-            self._save_manifest()
+        with self._lock:
+            self.index.compact(sid)
 
     # ---- reading --------------------------------------------------------------------------
     def passages(self, scope_id: int, pids: Iterable[int]) -> list[Passage | None]:
@@ -302,15 +244,33 @@ class Memory:
     def search(
         self,
         query: str,
-        k: int = 10,
+        k: int | Literal["all"] = 10,
         scope: str = "default",
         exact_case: bool = False,
         sources: Sequence[str] | None = None,
+        *,
+        regex: bool = False,
+        path_glob: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> list[Hit]:
-        """Best passages for ``query``: exact phrase matches first, then rarer/longer N-gram overlap."""
+        """Passages holding ``query`` (case-folded unless ``exact_case``), exact-case matches
+        first; if fewer than ``k``, passages holding some of its words follow. ``k="all"``
+        returns every matching passage. ``regex=True`` reads ``query`` as an RE2 pattern.
+        ``sources``, ``path_glob`` (fnmatch on the source) and ``metadata`` (equalities)
+        filter hits. See :mod:`engram_sdk.memory.search`."""
         from engram_sdk.memory.search import search
 
-        return search(self, query, k, scope, exact_case, sources)
+        return search(
+            self,
+            query,
+            k=None if k == "all" else k,  # type: ignore[arg-type]
+            scope=scope,
+            exact_case=exact_case,
+            sources=sources,
+            path_glob=path_glob,
+            metadata=metadata,
+            regex=regex,
+        )
 
     def context(
         self,
@@ -333,7 +293,7 @@ class Memory:
             out["scopes"][scope] = {
                 "passages": self.store.count(PASSAGES, prefix),
                 "sources": self.store.count(SOURCES, prefix),
-                "index_segments": len(self.manifest.segments.get(scope, [])),
+                "index_segments": self.index.segment_count(sid),
             }
         out["bytes_on_disk"] = self.store.info().bytes_on_disk
         return out

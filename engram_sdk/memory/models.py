@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-MEMORY_FORMAT_VERSION = 1
+MEMORY_FORMAT_VERSION = 2  # 2: folded byte-trigram index (1: token-bigram fingerprints)
 
 
 class MemoryManifest(BaseModel):
@@ -62,6 +62,7 @@ class Hit(BaseModel):
     passage_id: int
     phrase_match: bool
     scope: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class Context(BaseModel):

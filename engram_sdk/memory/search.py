@@ -1,207 +1,239 @@
-"""Query the memory: N-gram lookups → candidates → verification against stored text → ranking."""
+"""Query the memory: trigram candidates → verification against stored text → ranking.
+
+Substring queries (folded by default, ``exact_case`` on request) are complete: candidates
+come from the trigram index (:mod:`engram_sdk.memory.candidates`) and every one is checked
+against the passage text, so ``k=None`` lists every matching passage. With ``k`` set,
+verification stops once ``k`` exact-case matches (the best possible score) are in. When fewer
+than ``k`` passages hold the phrase, passages holding some of the query's words follow,
+scored by the words' rarity (``log(1 + N / (1 + df))``), each word checked in the text.
+"""
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engram_sdk.errors import InputError
+from engram_sdk.memory import candidates
 from engram_sdk.memory.fold import fold_fast
-from engram_sdk.memory.models import Context, Hit, Passage, decode_passage
+from engram_sdk.memory.models import Context, Hit
+from engram_sdk.memory.regex import compile_pattern, requirement
+from engram_sdk.memory.trigrams import prefix_range, query_trigrams
+from engram_sdk.memory.verify import (
+    Filters,
+    Loaded,
+    Locator,
+    batches,
+    make_hit,
+    regex_locator,
+    scan,
+    substring_locator,
+    word_pattern,
+)
 
 if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
-FREQUENT = 50_000  # postings above this only score, they don't generate candidates
-PARTIAL_CANDIDATES = 200
+PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
+EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
+PARTIAL_FACTOR = 4  # partial candidates read per missing hit, best word bound first
+PARTIAL_PREFIX_BYTES = 1 << 14  # partial words: bytes read from each list
+_WORDS = word_pattern()
 
 
 def search(
-    mem: Memory, query: str, k: int, scope: str, exact_case: bool, sources: Sequence[str] | None
+    mem: Memory,
+    query: str,
+    *,
+    k: int | None,
+    scope: str,
+    exact_case: bool = False,
+    sources: Sequence[str] | None = None,
+    path_glob: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    regex: bool = False,
 ) -> list[Hit]:
-    """See :meth:`Memory.search`."""
+    """See :meth:`Memory.search`; ``k=None`` returns every match."""
     if not isinstance(query, str) or not query.strip():
         raise InputError("query must be a non-empty string")
-    if k < 1:
-        raise InputError(f"k must be >= 1, got {k}")
+    if k is not None and k < 1:
+        raise InputError(f"k must be >= 1 (or 'all'), got {k}")
+    filters = Filters(
+        frozenset(sources) if sources is not None else None, path_glob, metadata or None
+    )
     sid = mem.scope_id(scope)
     if sid is None:
         return []
-    # a word at the start of the query is tokenized without the space it has in running
-    # text; both forms are looked up and verification against the text decides
-    variants = [query] if query[:1].isspace() else [query, " " + query]
-    variant_fps = [f for f in mem.fingerprint_sets(variants) if len(f)]
-    folded_q = fold_fast(query).strip()
-    allowed = set(sources) if sources is not None else None
-    if not variant_fps:
-        return _scan_fallback(mem, sid, query, folded_q, k, exact_case, allowed)
-    q_fps = np.unique(np.concatenate(variant_fps))
-    postings = mem.index.lookup(sid, mem.manifest.segments.get(scope, []), q_fps.tolist())
-    n_passages = max(mem.manifest.next_pid, 1)
-    idf = {fp: math.log(1 + n_passages / (1 + len(p))) for fp, p in postings.items()}
-    full_sets, partial_sets, bounds = [], [], {}
-    for fps in variant_fps:
-        present = [int(fp) for fp in fps if len(postings[int(fp)])]
-        usable = [fp for fp in present if len(postings[fp]) <= FREQUENT] or present
-        if not usable:
-            continue
-        pids = np.concatenate([postings[fp] for fp in usable])
-        weights = np.concatenate([np.full(len(postings[fp]), idf[fp]) for fp in usable])
-        uniq, inv = np.unique(pids, return_inverse=True)
-        score = np.bincount(inv, weights=weights)
-        if len(present) == len(fps):
-            full_sets.append(uniq[np.bincount(inv) == len(usable)])
-        top = np.argsort(-score, kind="stable")[: max(PARTIAL_CANDIDATES, 4 * k)]
-        partial_sets.append(uniq[top])
-        for pid, sc in zip(uniq[top].tolist(), score[top].tolist(), strict=True):
-            bounds[pid] = max(bounds.get(pid, 0.0), sc)
-    if not partial_sets:
-        return []
-    full = np.unique(np.concatenate(full_sets)) if full_sets else np.zeros(0, np.uint32)
-    total_idf = max(sum(idf[int(fp)] for fp in f) for f in variant_fps)
-    hits = _phrase_hits(mem, sid, query, folded_q, full, total_idf, exact_case, allowed, enough=k)
-    if len(hits) < k:
-        seen = {h.passage_id for h in hits}
-        rest = sorted((p for p in bounds if p not in seen), key=lambda p: -bounds[p])
-        hits += _partial_hits(
-            mem, sid, query, folded_q, variants, idf, rest, k - len(hits), exact_case, allowed
-        )
+    mem.index.refresh(sid)
+    if regex:
+        hits = _regex_hits(mem, sid, query, k, exact_case, filters)
+    else:
+        hits = _phrase_hits(mem, sid, query, k, exact_case, filters)
+        if k is not None and len(hits) < k:
+            seen = {h.passage_id for h in hits}
+            hits += _partial_hits(mem, sid, query, k - len(hits), exact_case, filters, seen)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
-    return hits[:k]
+    return hits if k is None else hits[:k]
+
+
+def _phrase_candidates(
+    mem: Memory, sid: int, query: str, k: int | None, *, sample: bool
+) -> tuple[np.ndarray, bool]:
+    """Candidate ids, and whether they hold every match. With ``sample`` (top-k), a cheap
+    first try: exact among the lowest ids of each segment, or the largest lists of a short
+    query; the caller falls back to the complete set if it yields fewer than k hits."""
+    folded, tris = query_trigrams(query)
+    if len(tris):
+        if sample:
+            return candidates.all_of_prefix(mem.index, sid, tris, prefix_bytes=PREFIX_BYTES)
+        enough = None if k is None else 4 * k + EXTRA_CHECKS
+        return candidates.all_of(mem.index, sid, tris, enough=enough), True
+    lo, hi = prefix_range(folded)
+    enough = 4 * k + EXTRA_CHECKS if sample and k is not None else None
+    return candidates.any_starting(mem.index, sid, lo, hi, enough=enough), enough is None
 
 
 def _phrase_hits(
-    mem: Memory,
-    sid: int,
-    query: str,
-    folded_q: str,
-    candidates: np.ndarray,
-    total_idf: float,
-    exact_case: bool,
-    allowed: set[str] | None,
-    enough: int | None = None,
+    mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, filters: Filters
 ) -> list[Hit]:
-    """Candidates holding every query N-gram, kept only if the text holds the phrase.
-
-    All of them share one upper bound, so once ``enough`` exact-case phrase hits (the best
-    possible score) are in, the rest cannot rank higher and are not read.
-    """
-    hits: list[Hit] = []
-    exact_hits = 0
-    ids = candidates.tolist()
-    for start in range(0, len(ids), 16):
-        if enough is not None and exact_hits >= enough:
-            break
-        for p in mem.passages(sid, ids[start : start + 16]):
-            if p is None or (allowed is not None and p.source not in allowed):
-                continue
-            exact = query in p.text
-            if (exact_case and not exact) or folded_q not in fold_fast(p.text):
-                continue
-            exact_hits += exact
-            hits.append(
-                _hit(p, 3 * total_idf + (0.25 * total_idf if exact else 0), True, folded_q, query)
-            )
+    ids, complete = _phrase_candidates(mem, sid, query, k, sample=k is not None)
+    score = 3 * _weight(mem, sid, query, len(ids))
+    folded_at = substring_locator(query, exact_case=False)
+    exact_at = substring_locator(query, exact_case=True)
+    hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
+    if not complete and k is not None and len(hits) < k:  # the sample was not enough
+        ids, _ = _phrase_candidates(mem, sid, query, k, sample=False)
+        hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
     return hits
 
 
-def ngram_texts(mem: Memory, text: str) -> dict[int, str]:
-    """Folded text of each N-gram of ``text``, keyed by fingerprint."""
-    ids = mem.tokenizer.encode(text)
-    n = mem.manifest.ngram
-    if len(ids) < n:
-        return {}
-    canon = mem.tokenizer.canonical.table[ids].astype("int64")[None]
-    all_fps = mem.hasher.fingerprints(canon, n)[0, n - 1 :].astype("uint64")
-    out = {}
-    for pos, fp in enumerate(all_fps.tolist()):
-        out.setdefault(fp, fold_fast(mem.tokenizer.decode(ids[pos : pos + n])).strip())
-    return out
+def _verify(
+    mem: Memory,
+    sid: int,
+    ids: np.ndarray,
+    k: int | None,
+    exact_case: bool,
+    filters: Filters,
+    folded_at: Locator,
+    exact_at: Locator,
+    score: float,
+    passages: Iterable[Loaded] | None = None,
+) -> list[Hit]:
+    """Hits among candidates; with ``k``, stops at ``k`` exact-case hits, or a little past
+    ``k`` folded ones."""
+    hits: list[Hit] = []
+    exact_hits = checked_after = 0
+    for p in passages if passages is not None else batches(mem.store, sid, ids):
+        if k is not None and (exact_hits >= k or (len(hits) >= k and checked_after > EXTRA_CHECKS)):
+            break
+        checked_after += len(hits) >= (k or 0)
+        if filters.active and not filters.allows(p):
+            continue
+        at = exact_at(p.text)
+        exact = at >= 0
+        if not exact and (exact_case or (at := folded_at(p.text)) < 0):
+            continue
+        exact_hits += exact
+        hits.append(make_hit(p, at, score + (0.25 * score if exact else 0.0), True))
+    return hits
+
+
+def _weight(mem: Memory, sid: int, query: str, candidates_found: int) -> float:
+    """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
+    n = max(mem.index.table(sid).passages, 1)
+    words = set(_WORDS.findall(fold_fast(query)))
+    if len(words) <= 1:  # the phrase is the word: its candidates give its frequency
+        return math.log(1 + n / (1 + candidates_found))
+    total = 0.0
+    for word in words:
+        df = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
+        total += math.log(1 + n / (1 + df))
+    return total or 1.0
 
 
 def _partial_hits(
     mem: Memory,
     sid: int,
     query: str,
-    folded_q: str,
-    variants: list[str],
-    idf: dict[int, float],
-    candidates: list[int],
     need: int,
     exact_case: bool,
-    allowed: set[str] | None,
+    filters: Filters,
+    seen: set[int],
 ) -> list[Hit]:
-    """Best partial overlaps until ``need`` are found; an N-gram counts only if its text is
-    in the stored passage, so a fingerprint collision never makes a hit."""
-    grams = [ngram_texts(mem, v) for v in variants]
-    scored: list[tuple[float, Passage]] = []
-    for start in range(0, len(candidates), 32):
-        if len(scored) >= need:
-            break
-        for p in mem.passages(sid, candidates[start : start + 32]):
-            if p is None or (allowed is not None and p.source not in allowed):
-                continue
-            folded = fold_fast(p.text)
-            overlap = max(
-                sum(idf.get(fp, 0.0) for fp, t in g.items() if t and t in folded) for g in grams
-            )
-            if overlap and (not exact_case or query in p.text):
-                scored.append((overlap, p))
-    scored.sort(key=lambda sp: -sp[0])
-    return [
-        _hit(p, score, folded_q in fold_fast(p.text), folded_q, query) for score, p in scored[:need]
-    ]
-
-
-def _hit(p: Passage, score: float, phrase: bool, folded_q: str, query: str) -> Hit:
-    lines = p.text.splitlines()
-    best = 0
-    if phrase:
-        best = next((i for i, line in enumerate(lines) if folded_q in fold_fast(line)), 0)
-    else:
-        words = set(re.findall(r"\w+", fold_fast(query)))
-        best = max(
-            range(len(lines)), key=lambda i: sum(w in fold_fast(lines[i]) for w in words), default=0
+    """Passages holding some of the query's words, rarest words weighing most."""
+    words = sorted(set(_WORDS.findall(fold_fast(query))))
+    if len(words) < 2:
+        return []
+    n = max(mem.index.table(sid).passages, 1)
+    per_word = {  # list prefixes: partial matches rank, they need not be complete
+        w: candidates.all_of_prefix(
+            mem.index, sid, query_trigrams(w)[1], prefix_bytes=PARTIAL_PREFIX_BYTES
+        )[0]
+        for w in words
+    }
+    idf = {
+        w: math.log(
+            1 + n / (1 + candidates.document_frequency(mem.index, sid, query_trigrams(w)[1]))
         )
-    snippet = lines[best].strip()[:200] if lines else ""
-    return Hit(
-        source=p.source,
-        line_start=p.line_start + best,
-        line_end=p.line_start + best,
-        score=round(score, 4),
-        snippet=snippet,
-        passage_id=p.pid,
-        phrase_match=phrase,
-        scope=p.scope,
-    )
-
-
-def _scan_fallback(
-    mem: Memory,
-    sid: int,
-    query: str,
-    folded_q: str,
-    k: int,
-    exact_case: bool,
-    allowed: set[str] | None,
-) -> list[Hit]:
-    """Queries shorter than one N-gram: a linear scan of the scope's passages."""
-    from engram_sdk.memory.memory import PASSAGES
-
-    hits = []
-    for _, raw in mem.store.scan(PASSAGES, sid.to_bytes(4, "big")):
-        p = decode_passage(raw)
-        if allowed is not None and p.source not in allowed:
+        for w in words
+    }
+    pids = np.concatenate(list(per_word.values()))
+    weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
+    uniq, inv = np.unique(pids, return_inverse=True)
+    bound = np.bincount(inv, weights=weights)
+    order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
+    scored: list[tuple[float, Loaded]] = []
+    for p in batches(mem.store, sid, uniq[order]):
+        if p.pid in seen or (filters.active and not filters.allows(p)):
             continue
-        if (query in p.text) if exact_case else (folded_q in fold_fast(p.text)):
-            hits.append(_hit(p, 1.0 + (query in p.text), True, folded_q, query))
-    hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
-    return hits[:k]
+        if exact_case and query not in p.text:
+            continue
+        folded = p.text.lower() if p.text.isascii() else fold_fast(p.text)  # words: no spaces
+        overlap = sum(idf[w] for w in words if w in folded)
+        if overlap:
+            scored.append((overlap, p))
+    scored.sort(key=lambda sp: -sp[0])
+    return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
+
+
+def _first_word(text: str, words: list[str]) -> int:
+    lowered = text.lower()
+    found = [at for w in words if (at := lowered.find(w)) >= 0]
+    return min(found) if found else 0
+
+
+def _regex_hits(
+    mem: Memory, sid: int, pattern: str, k: int | None, exact_case: bool, filters: Filters
+) -> list[Hit]:
+    matcher = compile_pattern(pattern, exact_case=exact_case)
+    locate = regex_locator(matcher)
+    req = requirement(pattern)
+    ids = _requirement_ids(mem, sid, req)
+    passages: Iterator[Loaded] | None = scan(mem.store, sid) if ids is None else None
+    ids = np.zeros(0, np.uint32) if ids is None else ids
+    return _verify(mem, sid, ids, k, True, filters, locate, locate, 1.0, passages)
+
+
+def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:
+    """Candidate ids of a regex requirement; None when it constrains nothing (scan)."""
+    if req.empty:
+        return None
+    sets: list[np.ndarray] = [candidates.all_of(mem.index, sid, t) for t in req.all_of]
+    for alts in req.any_of:
+        alt_ids = [_requirement_ids(mem, sid, a) for a in alts]
+        if any(a is None for a in alt_ids):
+            continue
+        sets.append(np.unique(np.concatenate(alt_ids)))  # type: ignore[arg-type]
+    if not sets:
+        return None
+    ids = sets[0]
+    for other in sets[1:]:
+        ids = np.intersect1d(ids, other, assume_unique=True)
+    return ids
 
 
 def assemble_context(

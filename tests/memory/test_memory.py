@@ -160,7 +160,7 @@ def test_walker_behaves_like_ripgrep(tmp_path: Path) -> None:
     (root / "skipme.md").write_text("unique_skip_marker\n")
     (root / "blob.bin").write_bytes(b"unique_binary_marker\x00\x01")
     (root / "big.txt").write_text("unique_big_marker " * 100_000)
-    (root / "bad.txt").write_bytes(b"unique_bad_utf8 \xff\xfe marker\n")
+    (root / "bad.txt").write_bytes(b"unique_bad_utf8_marker \xff\xfe\n")
     outside = tmp_path / "outside.txt"
     outside.write_text("unique_outside_marker\n")
     os.symlink(outside, root / "link.txt")

@@ -1,0 +1,126 @@
+"""Posting lists in bulk: delta + LEB128 varint coding, vectorised with numpy.
+
+A segment's postings are one byte string: for every trigram in its (sorted) dictionary, the
+passage ids holding it, ascending, each stored as the varint of its difference to the
+previous id of the same list (the first one as is). Encoding and decoding run over all
+lists at once; nothing loops in Python per posting or per trigram.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def varint_widths(values: np.ndarray) -> np.ndarray:
+    """LEB128 bytes each uint32 value takes (1-5)."""
+    width = (values >= 1 << 7).astype(np.uint8)
+    for bits in (14, 21, 28):
+        width += values >= 1 << bits
+    return width + 1
+
+
+def varint_encode(values: np.ndarray, widths: np.ndarray | None = None) -> bytes:
+    """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position."""
+    v = values.astype(np.uint32, copy=False)
+    width = varint_widths(v) if widths is None else widths
+    ends = np.cumsum(width, dtype=np.int64)
+    out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
+    pos = ends - width
+    first = (v & 0x7F).astype(np.uint8)
+    first[width > 1] |= 0x80
+    out[pos] = first
+    sel = np.flatnonzero(width > 1)
+    for j in range(1, 5):
+        if not len(sel):
+            break
+        byte = ((v[sel] >> np.uint32(7 * j)) & 0x7F).astype(np.uint8)
+        byte[width[sel] > j + 1] |= 0x80
+        out[pos[sel] + j] = byte
+        sel = sel[width[sel] > j + 1]
+    return out.tobytes()
+
+
+def varint_decode(data: bytes | np.ndarray) -> np.ndarray:
+    """Inverse of :func:`varint_encode` (uint32); one pass per byte position."""
+    b = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
+    if not len(b):
+        return np.zeros(0, np.uint32)
+    more = b >= 0x80
+    if not more.any():  # every value fits one byte
+        return b.astype(np.uint32)
+    begins = np.empty(len(b), bool)
+    begins[0] = True
+    np.logical_not(more[:-1], out=begins[1:])
+    starts = np.flatnonzero(begins)
+    values = (b[starts] & 0x7F).astype(np.uint32)
+    todo = np.flatnonzero(more[starts])
+    for j in range(1, 5):
+        if not len(todo):
+            break
+        at = starts[todo] + j
+        values[todo] |= (b[at] & 0x7F).astype(np.uint32) << np.uint32(7 * j)
+        todo = todo[more[at]]
+    return values
+
+
+@dataclass(frozen=True)
+class Postings:
+    """Sorted distinct trigrams, their document frequencies and the coded lists."""
+
+    trigrams: np.ndarray  # uint32, sorted
+    df: np.ndarray  # uint32, passages per trigram
+    ends: np.ndarray  # int64, end byte of each list in ``blob``
+    blob: bytes
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Start byte of each list."""
+        return np.concatenate([[0], self.ends[:-1]]).astype(np.int64)
+
+
+def encode_keys(keys: np.ndarray) -> Postings:
+    """Postings of sorted unique ``trigram << 32 | pid`` keys."""
+    halves = np.ascontiguousarray(keys, dtype="<u8").view("<u4").reshape(-1, 2)
+    pids, tri = halves[:, 0], halves[:, 1]  # little-endian: low word first
+    first = np.empty(len(tri), bool)
+    if len(tri):
+        first[0] = True
+        np.not_equal(tri[1:], tri[:-1], out=first[1:])
+    deltas = np.empty(len(pids), np.uint32)
+    deltas[:1] = pids[:1]
+    np.subtract(pids[1:], pids[:-1], out=deltas[1:])
+    deltas[first] = pids[first]
+    group_starts = np.flatnonzero(first)
+    trigrams = tri[group_starts]
+    df = np.diff(np.append(group_starts, len(tri))).astype(np.uint32)
+    width = varint_widths(deltas)
+    cum = np.cumsum(width, dtype=np.int64)
+    ends = cum[group_starts + df.astype(np.int64) - 1] if len(df) else np.zeros(0, np.int64)
+    return Postings(trigrams.copy(), df, ends, varint_encode(deltas, width))
+
+
+def decode_all(p: Postings) -> np.ndarray:
+    """Every key ``trigram << 32 | pid`` of ``p`` (sorted), inverse of :func:`encode_keys`."""
+    deltas = varint_decode(p.blob).astype(np.int64)
+    pids = _undelta(deltas, p.df)
+    tri = np.repeat(p.trigrams.astype(np.uint64), p.df.astype(np.int64))
+    return (tri << np.uint64(32)) | pids.astype(np.uint64)
+
+
+def _undelta(deltas: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Running sums of ``deltas`` restarted at every list of ``df`` entries."""
+    total = np.cumsum(deltas)
+    if len(df) == 1:
+        return total
+    counts = df.astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    shifted = np.zeros(len(total) + 1, np.int64)
+    shifted[1:] = total
+    return total - np.repeat(shifted[starts], counts)
+
+
+def decode_lists(blob: bytes | np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Passage ids of consecutive lists (``df`` entries each) coded in ``blob``, concatenated."""
+    return _undelta(varint_decode(blob).astype(np.int64), df)

@@ -1,0 +1,184 @@
+"""Verification of candidates against the stored text, and the hits it produces.
+
+Candidates come from the index; only the stored text decides. Passage records are decoded
+lazily (the JSON header is parsed only for hits and for filters) so that listing every
+match of a common identifier costs a decompression and a substring test per passage.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.models import Hit
+from engram_sdk.stores import Store
+
+PASSAGES = "mem.passage"
+FIRST_BATCH = 16  # enough for most top-10 searches
+BATCH = 64
+_HIT_FIELDS = set(Hit.model_fields)
+_ASCII_SPACE_RUN = r"[\t-\r\x1c- ]+"  # the ASCII characters str ``\s`` matches
+_OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A stored passage, header still raw."""
+
+    pid: int
+    head: bytes
+    text: str
+    _meta: dict[str, Any] | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The parsed JSON header (source, scope, lines, metadata)."""
+        if self._meta is None:
+            self._meta = json.loads(self.head)
+        return self._meta
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which passages may be hits: sources (exact), a path glob, metadata equalities."""
+
+    sources: frozenset[str] | None = None
+    path_glob: str | None = None
+    metadata: Mapping[str, Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.sources is not None or self.path_glob is not None or bool(self.metadata)
+
+    def allows(self, p: Loaded) -> bool:
+        m = p.meta
+        if self.sources is not None and m["source"] not in self.sources:
+            return False
+        if self.path_glob is not None and not fnmatch.fnmatchcase(m["source"], self.path_glob):
+            return False
+        if self.metadata:
+            have = m.get("metadata") or {}
+            return all(have.get(k) == v for k, v in self.metadata.items())
+        return True
+
+
+def load(store: Store, sid: int, pids: Sequence[int]) -> Iterator[Loaded]:
+    """Stored passages by id, in order, skipping deleted ones."""
+    prefix = sid.to_bytes(4, "big")
+    keys = [prefix + p.to_bytes(4, "big") for p in pids]
+    for pid, raw in zip(pids, store.get_many(PASSAGES, keys), strict=True):
+        if raw is not None:
+            head, _, body = raw.partition(b"\x00")
+            yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
+
+
+def scan(store: Store, sid: int) -> Iterator[Loaded]:
+    """Every stored passage of a scope (for queries with nothing to look up)."""
+    for key, raw in store.scan(PASSAGES, sid.to_bytes(4, "big")):
+        head, _, body = raw.partition(b"\x00")
+        pid = int.from_bytes(key[4:8], "big")
+        yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
+
+
+def batches(store: Store, sid: int, pids: np.ndarray) -> Iterator[Loaded]:
+    """:func:`load` in batches, so a caller that stops early reads little."""
+    ids = pids.tolist()
+    start, size = 0, FIRST_BATCH
+    while start < len(ids):
+        yield from load(store, sid, ids[start : start + size])
+        start, size = start + size, BATCH
+
+
+Locator = Callable[[str], int]
+"""Where a passage's text matches (a character offset), or -1."""
+
+
+def substring_locator(query: str, *, exact_case: bool) -> Locator:
+    """Offset of the (folded, unless ``exact_case``) query in a passage text."""
+    if exact_case:
+        return lambda text: text.find(query)
+    folded = fold_fast(query)
+    ascii_query = folded.isascii()
+    spaced = None
+    if ascii_query and " " in folded:  # whitespace runs of ASCII text, without folding it
+        spaced = re.compile(_ASCII_SPACE_RUN.join(re.escape(w) for w in folded.split(" ")))
+
+    def locate(text: str) -> int:
+        if ascii_query and text.isascii():
+            if spaced is None:
+                return text.lower().find(folded)
+            m = spaced.search(text.lower())
+            return -1 if m is None else m.start()
+        return _folded_offset(text, folded)
+
+    return locate
+
+
+def _folded_offset(text: str, folded: str) -> int:
+    """Offset in ``text`` of the line where the folded match starts (-1 if none)."""
+    if folded not in fold_fast(text):
+        return -1
+    lines = text.splitlines(keepends=True)
+    offsets = np.cumsum([0] + [len(x) for x in lines]).tolist()
+    end = next(i for i in range(len(lines)) if folded in fold_fast("".join(lines[: i + 1])))
+    start = next(s for s in range(end, -1, -1) if folded in fold_fast("".join(lines[s : end + 1])))
+    return offsets[start]
+
+
+def _newline_only(text: str) -> bool:
+    """Whether ``str.splitlines`` would split ``text`` at ``\n`` only (memchr scans first)."""
+    if "\r" in text or "\x0b" in text or "\x0c" in text:
+        return False
+    if "\x1c" in text or "\x1d" in text or "\x1e" in text:
+        return False
+    return text.isascii() or _OTHER_BREAKS.search(text) is None
+
+
+def regex_locator(pattern: Any) -> Locator:
+    """Offset of the first match of a compiled (re2 or re) pattern."""
+
+    def locate(text: str) -> int:
+        m = pattern.search(text)
+        return -1 if m is None else m.start()
+
+    return locate
+
+
+def make_hit(p: Loaded, offset: int, score: float, phrase: bool) -> Hit:
+    """A hit at the line holding character ``offset`` of the passage."""
+    m = p.meta
+    text = p.text
+    if _newline_only(text):  # no splitting needed
+        line = text.count("\n", 0, offset)
+        end = text.find("\n", offset)
+        snippet = text[text.rfind("\n", 0, offset) + 1 : end if end >= 0 else None]
+        snippet = snippet.strip()[:200]
+    else:  # the chunker numbers lines as str.splitlines does
+        line = len((text[:offset] + "x").splitlines()) - 1 if offset > 0 else 0
+        lines = text.splitlines()
+        snippet = lines[line].strip()[:200] if line < len(lines) else ""
+    return Hit.model_construct(
+        _HIT_FIELDS,
+        source=m["source"],
+        line_start=m["line_start"] + line,
+        line_end=m["line_start"] + line,
+        score=round(score, 4),
+        snippet=snippet,
+        passage_id=p.pid,
+        phrase_match=phrase,
+        scope=m["scope"],
+        metadata=m.get("metadata") or {},
+    )
+
+
+def word_pattern() -> re.Pattern[str]:
+    """Words of a query that score partial matches."""
+    return re.compile(r"\w{3,}")

@@ -1,0 +1,147 @@
+"""The trigram index: coding round trips, segments merged log-structured, tombstones, reopen."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from engram_sdk.stores import StoreVersionError, open_store
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engram_sdk.memory import Memory
+from engram_sdk.memory import index as index_module
+from engram_sdk.memory.fold import fold, index_bytes
+from engram_sdk.memory.index import NS, TrigramIndex
+from engram_sdk.memory.models import MEMORY_FORMAT_VERSION
+from engram_sdk.memory.postings import decode_all, encode_keys, varint_decode, varint_encode
+from engram_sdk.memory.trigrams import passage_postings
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=300))
+def test_varint_round_trip(values):
+    arr = np.array(values, np.uint32)
+    assert varint_decode(varint_encode(arr)).tolist() == values
+
+
+@given(st.sets(st.tuples(st.integers(0, 2**24 - 1), st.integers(0, 2**32 - 1)), max_size=400))
+def test_postings_round_trip(pairs):
+    keys = np.array(sorted((t << 32) | p for t, p in pairs), np.uint64)
+    assert decode_all(encode_keys(keys)).tolist() == keys.tolist()
+
+
+@settings(max_examples=60)
+@given(st.lists(st.text(max_size=80), min_size=1, max_size=12))
+def test_passage_trigrams_are_those_of_the_folded_text(texts):
+    """Oracle: Python sets of 3-byte windows of fold(text) + two NULs, per passage."""
+    pids = np.arange(10, 10 + len(texts), dtype=np.uint32)
+    keys = passage_postings([index_bytes(t) for t in texts], pids)
+    expected = set()
+    for pid, t in zip(pids.tolist(), texts, strict=True):
+        b = fold(t).encode("utf-8", "surrogatepass") + b"\x00\x00"
+        expected |= {(int.from_bytes(b[i : i + 3], "big") << 32) | pid for i in range(len(b) - 2)}
+    assert keys.tolist() == sorted(expected)
+
+
+def test_segments_stay_logarithmic_and_lookups_complete(tmp_path):
+    """Chat-like appends: one segment per add, merged so at most ~2 log2(n) remain; every
+    appended turn is still found, and a reopened store reads the same segments."""
+    uri = f"lmdb://{tmp_path / 'm'}"
+    n = 600
+    counts = []
+    with Memory.open(uri, durable=False) as mem:
+        for i in range(n):
+            mem.add(f"turn {i}: the marker tok{i:05d}x is here", source=f"t{i}", scope="chat")
+            counts.append(mem.index.segment_count(mem.scope_id("chat")))
+        assert max(counts) <= 2 * np.log2(n) + 2
+        assert counts[-1] < counts.index(max(counts)) + 100  # merges keep happening
+        sid = mem.scope_id("chat")
+        segs = [s.seg for s in mem.index.table(sid).segments]
+    with Memory.open(uri, "r") as mem:
+        assert [s.seg for s in mem.index.table(sid).segments] == segs
+        for i in range(0, n, 37):
+            hits = mem.search(f"tok{i:05d}x", k="all", scope="chat")
+            assert [h.source for h in hits] == [f"t{i}"]
+
+
+def test_deleted_passages_are_never_candidates_and_compact_drops_them(tmp_path):
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        mem.add("shared_word alpha", source="a")
+        mem.add("shared_word beta", source="b")
+        sid = mem.scope_id("default")
+        mem.delete(source="a")
+        assert mem.index.tombstones(sid).tolist() == [1]
+        assert [h.source for h in mem.search("shared_word", k="all")] == ["b"]
+        mem.compact()
+        assert mem.index.tombstones(sid).tolist() == []
+        assert mem.index.segment_count(sid) == 1
+        # the postings themselves no longer name passage 1
+        seg = mem.index.table(sid).segments[0]
+        keys = decode_all(mem.index._postings(sid, seg))
+        assert 1 not in set((keys & np.uint64(0xFFFFFFFF)).tolist())
+        assert [h.source for h in mem.search("shared_word", k="all")] == ["b"]
+
+
+def test_index_records_are_versioned_and_old_memories_refused(tmp_path):
+    uri = f"lmdb://{tmp_path / 'm'}"
+    with Memory.open(uri, durable=False) as mem:
+        mem.add("hello world")
+        table = json.loads(mem.store.get(NS, mem.scope_id("default").to_bytes(4, "big") + b"T"))
+        assert table["format"] == 1
+        manifest = json.loads(mem.store.get("mem.meta", b"manifest"))
+        manifest["format_version"] = 1
+        mem.store.put("mem.meta", b"manifest", json.dumps(manifest).encode())
+    with pytest.raises(StoreVersionError, match=r"format 1.*ingest again"):
+        Memory.open(uri)
+    assert MEMORY_FORMAT_VERSION == 2
+
+
+def test_drop_scope_removes_every_record(tmp_path):
+    store = open_store(f"lmdb://{tmp_path / 's'}", "a", durable=False)
+    index = TrigramIndex(store)
+    index.add(7, np.array([1, 2], np.uint32), [b"abc def", b"ghi"])
+    assert store.count(NS, (7).to_bytes(4, "big")) >= 3
+    index.drop_scope(7)
+    assert store.count(NS, (7).to_bytes(4, "big")) == 0
+    store.close()
+
+
+def test_a_rolled_back_add_leaves_no_stale_segment(tmp_path):
+    """An add inside a transaction that fails is undone in the store; the index must not keep
+    serving (or reuse the id of) the segment it wrote in memory."""
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        mem.add("first passage alpha_marker", source="a")
+        with pytest.raises(RuntimeError), mem.store.transaction():
+            mem.add("rolled back beta_marker", source="b")
+            assert [h.source for h in mem.search("beta_marker", k="all")] == ["b"]
+            raise RuntimeError("abort")
+        assert mem.search("beta_marker", k="all") == []
+        mem.add("third passage gamma_marker", source="c")
+        assert [h.source for h in mem.search("gamma_marker", k="all")] == ["c"]
+        assert [h.source for h in mem.search("alpha_marker", k="all")] == ["a"]
+
+
+def test_many_deletions_compact_on_their_own(tmp_path, monkeypatch):
+    """Tombstones never outnumber a quarter of the live passages (above COMPACT_AT)."""
+    monkeypatch.setattr(index_module, "COMPACT_AT", 0)
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        for i in range(40):
+            mem.add(f"note {i} keep_marker", source=f"n{i}")
+        sid = mem.scope_id("default")
+        for i in range(0, 40, 2):
+            mem.delete(source=f"n{i}")
+            assert len(mem.index.tombstones(sid)) <= mem.index.table(sid).passages // 4
+        assert mem.index.segment_count(sid) == 1  # compaction merged everything
+        found = sorted(h.source for h in mem.search("keep_marker", k="all"))
+        assert found == sorted(f"n{i}" for i in range(1, 40, 2))
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=60))
+def test_fold_strips_exactly_the_combining_marks(text):
+    """Oracle: the definition, character by character."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+    kept = "".join(c for c in nfd if not unicodedata.combining(c))
+    assert fold(text) == re.sub(r"\s+", " ", kept.lower())

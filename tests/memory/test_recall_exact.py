@@ -1,0 +1,208 @@
+"""Exact recall: every substring query finds every passage that holds it.
+
+Oracles: a brute-force scan of the stored passages (``fold(q) in fold(text)``, or ``q in
+text`` for exact case), and ``rg -F -l`` / ``rg -F -l -i`` over the ingested folder.
+Queries: identifiers of 1, 2 and 3+ cl100k tokens in every context (after a space, after
+punctuation, at line start), phrases, 1- and 2-byte queries, and property-based substrings
+at random offsets and at token boundaries.
+"""
+
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engram_sdk.memory import Memory
+from engram_sdk.memory import search as search_module
+from engram_sdk.memory.fold import fold
+from engram_sdk.memory.verify import scan
+from engram_sdk.tokenizer import get_tokenizer
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+FILES = ["json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py", "fnmatch.py", "glob.py"]
+EXTRA = {
+    "notes/unicode.md": "Crème brûlée at the Café.\nİstanbul and STRASSE and straße.\n\tTabs\tand  spaces\n",
+    "notes/errors.py": (
+        "AttributeError\n(AttributeError)\nraise AttributeError('x')\nx=AttributeError\n"
+        "  AttributeError: no\nself.data[key] = value\nreturn self.data[key]\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    for rel in FILES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(STDLIB / rel, root / rel)
+    for rel, text in EXTRA.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mem(corpus, tmp_path_factory):
+    m = Memory.open(f"lmdb://{tmp_path_factory.mktemp('store') / 'm'}", durable=False)
+    m.ingest(corpus, progress=False)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def passages(mem):
+    return list(scan(mem.store, mem.scope_id("default")))
+
+
+def oracle(passages, query, exact_case=False):
+    """Passage ids whose stored text holds the query: no index involved."""
+    if exact_case:
+        return {p.pid for p in passages if query in p.text}
+    q = fold(query)
+    return {p.pid for p in passages if q in fold(p.text)}
+
+
+def found(mem, query, exact_case=False):
+    hits = mem.search(query, k="all", exact_case=exact_case)
+    return {h.passage_id for h in hits if h.phrase_match}
+
+
+def rg_files(corpus, query, fold_case):
+    args = ["rg", "-F", "-l", "--no-messages", *(["-i"] if fold_case else []), "--", query]
+    out = subprocess.run([*args, str(corpus)], capture_output=True, text=True)
+    return {str(Path(p).resolve()) for p in out.stdout.splitlines()}
+
+
+def identifier_queries():
+    """Identifiers by cl100k token count, bare, after a space and after punctuation."""
+    words = ["self", "return", "key", "x", "Attribute"]  # one token each
+    words += ["AttributeError", "JSONDecodeError", "scanstring"]  # two or more
+    words += ["py_encode_basestring_ascii", "c_make_encoder", "_default_decoder"]
+    for w in words:
+        yield w
+        yield " " + w  # the after-a-space form: one token less, the case the old index lost
+        yield "(" + w
+
+
+QUERIES = [
+    *identifier_queries(),
+    "self.data[key]",
+    "return self.data[key]",
+    "raise AttributeError('x')",
+    "def decode(self, s",
+    "crème",
+    "CREME",
+    "straße",
+    "tabs and spaces",
+    "istanbul",
+    "a",
+    "e",
+    "x=",
+    "))",
+    "ö",
+    "not there at all zzzq",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_folded_search_finds_every_passage(mem, passages, query):
+    assert found(mem, query) == oracle(passages, query)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_exact_case_search_finds_every_passage(mem, passages, query):
+    assert found(mem, query, exact_case=True) == oracle(passages, query, exact_case=True)
+
+
+@pytest.mark.skipif(shutil.which("rg") is None, reason="needs ripgrep")
+@pytest.mark.parametrize("query", [q for q in QUERIES if q.isascii()])
+def test_recall_against_ripgrep(mem, corpus, query):
+    for fold_case in (True, False):
+        expected = rg_files(corpus, query, fold_case)
+        hits = mem.search(query, k="all", exact_case=not fold_case)
+        assert expected <= {h.source for h in hits if h.phrase_match}
+
+
+@pytest.mark.parametrize("prefix_bytes", [1, 8, 64, 4096])
+def test_top_k_holds_only_true_matches_and_fills_k(mem, passages, prefix_bytes, monkeypatch):
+    """Top-k reads list prefixes first (cut to ``prefix_bytes``); whatever the cut, the hits
+    are true matches and there are k of them whenever k exist."""
+    monkeypatch.setattr(search_module, "PREFIX_BYTES", prefix_bytes)
+    for query in ["self", " AttributeError", "e", "return", "def ", "encoder", "x=", "value"]:
+        truth = oracle(passages, query)
+        hits = mem.search(query, k=10)
+        assert len(hits) == min(10, len(truth))
+        assert {h.passage_id for h in hits} <= truth
+
+
+def test_hits_point_at_the_matching_line(mem, corpus):
+    (hit,) = mem.search("return self.data[key]", k="all")
+    lines = Path(hit.source).read_text().splitlines()
+    assert "return self.data[key]" in lines[hit.line_start - 1]
+    assert hit.snippet == "return self.data[key]"
+
+
+def _texts(corpus):
+    return sorted((str(p.resolve()), p.read_text()) for p in corpus.rglob("*") if p.is_file())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_substrings_are_found(mem, passages, corpus, data):
+    """Any substring of a line, at any offset, any length: its file is among the hits, and
+    the hits equal the brute-force oracle."""
+    texts = _texts(corpus)
+    path, text = data.draw(st.sampled_from(texts))
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    line = data.draw(st.sampled_from(lines))
+    start = data.draw(st.integers(0, len(line) - 1))
+    end = data.draw(st.integers(start + 1, min(len(line), start + 40)))
+    query = line[start:end]
+    if not query.strip():
+        return
+    exact = data.draw(st.booleans())
+    hits = found(mem, query, exact_case=exact)
+    assert hits == oracle(passages, query, exact_case=exact)
+    sources = {h.source for h in mem.search(query, k="all", exact_case=exact)}
+    assert path in sources
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_token_boundary_substrings_are_found(mem, passages, corpus, data):
+    """Queries cut at cl100k token boundaries (1-4 tokens), as a model would quote them."""
+    tok = get_tokenizer("cl100k_base")
+    path, text = data.draw(st.sampled_from(_texts(corpus)))
+    line = data.draw(st.sampled_from([ln for ln in text.splitlines() if ln.strip()]))
+    ids = tok.encode(line)
+    start = data.draw(st.integers(0, len(ids) - 1))
+    n = data.draw(st.integers(1, 4))
+    query = tok.decode(ids[start : start + n])
+    if not query.strip() or query not in line:
+        return
+    assert found(mem, query) == oracle(passages, query)
+    assert path in {h.source for h in mem.search(query, k="all")}
+
+
+@pytest.mark.parametrize("prefix_bytes", [1, 8, 64])
+def test_prefix_candidates_hold_every_match_when_they_say_so(mem, passages, prefix_bytes):
+    """all_of_prefix: complete=True means a superset of the matches; else a superset of the
+    matches up to where the rarest list was cut."""
+    from engram_sdk.memory.candidates import all_of_prefix
+    from engram_sdk.memory.trigrams import query_trigrams
+
+    sid = mem.scope_id("default")
+    for query in ["self", "encoder", "AttributeError", "def decode(self, s", "return self"]:
+        ids, complete = all_of_prefix(
+            mem.index, sid, query_trigrams(query)[1], prefix_bytes=prefix_bytes
+        )
+        truth = oracle(passages, query)
+        got = set(ids.tolist())
+        if complete:
+            assert truth <= got
+        else:
+            assert {p for p in truth if p <= max(got, default=-1)} <= got
