@@ -26,6 +26,13 @@ from engram_sdk.memory.models import (
     decode_passage,
     encode_passage,
 )
+from engram_sdk.memory.validate import (
+    check_bool,
+    check_int,
+    check_metadata,
+    check_query,
+    check_sources,
+)
 from engram_sdk.paths import data_dir
 from engram_sdk.stores import Store, StoreVersionError, open_store
 from engram_sdk.tokenizer import Tokenizer, get_tokenizer
@@ -221,6 +228,7 @@ class Memory:
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
         check_label("source", source, 4096)
+        metadata = check_metadata(metadata)
         with self._lock, self.store.transaction():
             sid = self.scope_id(scope, create=True)
             assert sid is not None
@@ -244,9 +252,11 @@ class Memory:
         batch_bytes: int = 32 << 20,
     ) -> Any:
         """Ingest a file or folder incrementally (see :mod:`engram_sdk.memory.ingest`)."""
-        from engram_sdk.memory.ingest import ingest_path
+        from engram_sdk.memory.ingest import check_ingest_args, ingest_path
 
-        return ingest_path(self, Path(path), scope, progress, max_file_bytes, batch_bytes)
+        root = check_ingest_args(path, max_file_bytes, batch_bytes)
+        check_label("scope", scope)
+        return ingest_path(self, root, scope, progress, max_file_bytes, batch_bytes)
 
     def delete(self, source: str | None = None, scope: str | None = None) -> int:
         """Delete one source (in ``scope``, default "default") or a whole scope; returns passages removed."""
@@ -310,7 +320,8 @@ class Memory:
         """Best passages for ``query``: exact phrase matches first, then rarer/longer N-gram overlap."""
         from engram_sdk.memory.search import search
 
-        return search(self, query, k, scope, exact_case, sources)
+        check_query(query), check_int("k", k), check_bool("exact_case", exact_case)
+        return search(self, query, k, scope, exact_case, check_sources(sources))
 
     def context(
         self,

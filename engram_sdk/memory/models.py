@@ -73,13 +73,24 @@ class Context(BaseModel):
     passages: list[Hit]
 
 
-class IngestReport(BaseModel):
-    """What an ingest did."""
+INGEST_REPORT_FORMAT_VERSION = 1
 
+
+class IngestReport(BaseModel):
+    """What an ingest did (``engram ingest --json`` prints it).
+
+    ``files_hashed`` counts files read and hashed because their size or mtime changed;
+    ``decoded_as`` names files that were not UTF-8 and the encoding they were read with;
+    ``replaced_bytes`` counts, per file, bytes replaced by U+FFFD; ``warnings`` are sentences
+    for the user (invalid ignore patterns with file:line, undecodable names, swapped files).
+    """
+
+    format_version: int = INGEST_REPORT_FORMAT_VERSION
     root: str
     files_seen: int = 0
     files_indexed: int = 0
     files_unchanged: int = 0
+    files_hashed: int = 0
     files_removed: int = 0
     passages: int = 0
     bytes_indexed: int = 0
@@ -88,6 +99,12 @@ class IngestReport(BaseModel):
     skipped_too_large: list[str] = Field(default_factory=list)
     skipped_special: list[str] = Field(default_factory=list)
     skipped_outside_links: list[str] = Field(default_factory=list)
+    skipped_unreadable: list[str] = Field(default_factory=list)
+    skipped_changed: list[str] = Field(default_factory=list)
+    skipped_undecodable_names: list[str] = Field(default_factory=list)
+    decoded_as: dict[str, str] = Field(default_factory=dict)
+    replaced_bytes: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
     ignored: int = 0
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,6 +47,17 @@ def session_key(scope: str, session_id: str) -> bytes:
     return scope.encode() + b"\x00" + session_id.encode()
 
 
+def check_session_id(session_id: object) -> str:
+    """A label (see ``check_label``) without ``/`` or ``..``: ids look like names, not paths."""
+    from engram_sdk.memory.memory import check_label
+
+    check_label("session id", session_id)
+    assert isinstance(session_id, str)
+    if "/" in session_id or ".." in session_id:
+        raise InputError(f"session id {session_id!r} must not contain '/' or '..'")
+    return session_id
+
+
 class Session:
     """A conversation in a :class:`Memory`; created on first use, resumed afterwards."""
 
@@ -53,7 +65,7 @@ class Session:
         from engram_sdk.memory.memory import check_label
 
         self.memory = memory
-        self.id = check_label("session id", session_id)
+        self.id = check_session_id(session_id)
         self.scope = check_label("scope", scope)
         self.key = session_key(scope, session_id)
         raw = memory.store.get(META, self.key)
@@ -78,8 +90,14 @@ class Session:
             raise InputError("content must be str")
         store = self.memory.store
         with store.transaction():
-            if self.info is None:
-                self.info = SessionInfo(id=self.id, scope=self.scope, created=time.time())
+            # the stored count, read inside the write transaction, allocates the sequence
+            # number: another live Session object of the same id may have appended since
+            raw = store.get(META, self.key)
+            self.info = (
+                SessionInfo.model_validate_json(raw)
+                if raw
+                else SessionInfo(id=self.id, scope=self.scope, created=time.time())
+            )
             ids = (
                 list(token_ids) if token_ids is not None else self.memory.tokenizer.encode(content)
             )
@@ -175,8 +193,15 @@ class Session:
 
     def export(self, path: str | Path) -> int:
         """Write a JSONL file: a header line, then one line per turn."""
-        if self.info is None:
-            raise InputError(f"session {self.id!r} does not exist")
+        raw = self.memory.store.get(META, self.key)
+        if raw is None:
+            raise InputError(f"session {self.id!r} does not exist in scope {self.scope!r}")
+        self.info = SessionInfo.model_validate_json(raw)
+        if not isinstance(path, str | os.PathLike):
+            raise InputError(f"path must be a str or os.PathLike naming a file, got {path!r}")
+        folder = Path(path).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise InputError(f"cannot export to {path}: folder {folder} does not exist")
         lines = [json.dumps({"header": self.info.model_dump()})]
         lines += [t.model_dump_json() for t in self.turns()]
         Path(path).write_text("\n".join(lines) + "\n")
@@ -194,7 +219,10 @@ def import_session(
     memory: Memory, path: str | Path, session_id: str | None = None, scope: str | None = None
 ) -> Session:
     """Read a JSONL export into a new session (the format version is checked)."""
-    lines = Path(path).read_text().splitlines()
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read session export {path}: {exc}") from None
     try:
         header = SessionInfo.model_validate(json.loads(lines[0])["header"])
     except (IndexError, KeyError, ValueError) as exc:
