@@ -28,7 +28,7 @@ from engram_sdk.memory.models import (
 )
 from engram_sdk.memory.validate import (
     check_bool,
-    check_int,
+    check_k,
     check_metadata,
     check_query,
     check_sources,
@@ -320,7 +320,7 @@ class Memory:
         """Best passages for ``query``: exact phrase matches first, then rarer/longer N-gram overlap."""
         from engram_sdk.memory.search import search
 
-        check_query(query), check_int("k", k), check_bool("exact_case", exact_case)
+        check_query(query), check_k(k), check_bool("exact_case", exact_case)
         return search(self, query, k, scope, exact_case, check_sources(sources))
 
     def context(

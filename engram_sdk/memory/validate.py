@@ -20,6 +20,15 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def check_k(value: Any) -> int | str:
+    """How many hits: an int >= 1 or ``"all"``."""
+    if value == "all" and isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"k must be an int >= 1 or 'all', got {value!r}")
+    return value
+
+
 def check_bool(name: str, value: Any) -> bool:
     """A bool."""
     if not isinstance(value, bool):

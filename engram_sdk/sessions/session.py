@@ -72,6 +72,11 @@ class Session:
         self.info = SessionInfo.model_validate_json(raw) if raw else None
 
     @property
+    def exists(self) -> bool:
+        """Whether the session has been stored (it is created by its first turn)."""
+        return self.memory.store.get(META, self.key) is not None
+
+    @property
     def source(self) -> str:
         """Source name under which this session's turns are remembered."""
         return f"session:{self.id}"

@@ -94,7 +94,9 @@ def test_cli_ingest_search_sessions(tmp_path: Path) -> None:
         )
 
     assert engram("ingest", str(tmp_path / "src"), "--store", uri, "--no-progress").returncode == 0
-    hits = json.loads(engram("search", "frobnicate_widget", "--store", uri, "--json").stdout)
+    hits = json.loads(engram("search", "frobnicate_widget", "--store", uri, "--json").stdout)[
+        "hits"
+    ]
     assert hits[0]["source"].endswith("m.py") and hits[0]["line_start"] == 1
     ctx = json.loads(
         engram(
