@@ -157,8 +157,10 @@ def chat(
         from engram_sdk.model import load_checkpoint  # type: ignore[attr-defined]
 
         llm = load_checkpoint(model)
+    from engram_sdk.sessions import Session
+
     with _open(store) as mem:
-        s = mem.session(session, scope=scope)
+        s = Session(mem, session, scope=scope)
         console.print(
             f"session {session!r} in scope {scope!r}: {len(s.turns())} earlier turns. Ctrl-D ends."
         )

@@ -217,6 +217,23 @@ class Memory:
         return pids
 
     # ---- writing --------------------------------------------------------------------------
+    def write_passages(
+        self,
+        scope: str,
+        chunks: Sequence[Chunk],
+        sources: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """Store and index ``chunks`` (``sources[i]`` names chunk i's source) in ``scope``;
+        returns their passage ids. Joins the caller's open store transaction, if any.
+        Source records are the caller's (see :mod:`engram_sdk.memory.sources`)."""
+        with self._lock, self.store.transaction():
+            sid = self.scope_id(scope, create=True)
+            assert sid is not None
+            pids = self._write_passages(sid, scope, chunks, sources, metadata)
+            self._save_manifest()
+        return pids
+
     def add(
         self,
         text: str,
@@ -348,9 +365,3 @@ class Memory:
             }
         out["bytes_on_disk"] = self.store.info().bytes_on_disk
         return out
-
-    def session(self, session_id: str, scope: str = "default") -> Any:
-        """Create or resume a conversation (see :class:`engram_sdk.sessions.Session`)."""
-        from engram_sdk.sessions import Session
-
-        return Session(self, session_id, scope)

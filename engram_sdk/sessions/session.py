@@ -1,4 +1,10 @@
-"""Conversations that persist: turns appended durably, recalled across sessions, resumable."""
+"""Conversations that persist: turns appended durably, recalled across sessions, resumable.
+
+Sessions build on :class:`~engram_sdk.memory.Memory` through its public methods (``add``,
+``search``, ``passages``, ``delete``, ``store``, ``tokenizer``); memory never imports
+sessions. Each turn's text is remembered with ``Memory.add``, whose index merges segments
+as they accumulate, so a long session keeps search latency flat.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,13 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from engram_sdk.errors import InputError
-
-if TYPE_CHECKING:
-    from engram_sdk.memory import Hit, Memory
+from engram_sdk.memory import Hit, Memory
+from engram_sdk.memory.memory import check_label
 
 SESSION_FORMAT_VERSION = 1
 META, TURNS = "sess.meta", "sess.turn"
@@ -49,8 +54,6 @@ def session_key(scope: str, session_id: str) -> bytes:
 
 def check_session_id(session_id: object) -> str:
     """A label (see ``check_label``) without ``/`` or ``..``: ids look like names, not paths."""
-    from engram_sdk.memory.memory import check_label
-
     check_label("session id", session_id)
     assert isinstance(session_id, str)
     if "/" in session_id or ".." in session_id:
@@ -61,9 +64,7 @@ def check_session_id(session_id: object) -> str:
 class Session:
     """A conversation in a :class:`Memory`; created on first use, resumed afterwards."""
 
-    def __init__(self, memory: Memory, session_id: str, scope: str = "default") -> None:
-        from engram_sdk.memory.memory import check_label
-
+    def __init__(self, memory: Memory, session_id: str, *, scope: str = "default") -> None:
         self.memory = memory
         self.id = check_session_id(session_id)
         self.scope = check_label("scope", scope)
@@ -237,7 +238,7 @@ def import_session(
             f"{path} has session format {header.format_version}, newer than "
             f"{SESSION_FORMAT_VERSION}; upgrade engram-sdk"
         )
-    session = Session(memory, session_id or header.id, scope or header.scope)
+    session = Session(memory, session_id or header.id, scope=scope or header.scope)
     if session.info is not None:
         raise InputError(f"session {session.id!r} already exists in scope {session.scope!r}")
     with memory.store.transaction():
