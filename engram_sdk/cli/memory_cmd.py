@@ -140,6 +140,81 @@ def context(
     typer.echo(ctx.model_dump_json() if as_json else ctx.text)
 
 
+def sources(
+    store: StoreOpt = None,
+    scope: Annotated[
+        str | None, typer.Option("--scope", help="only this scope (default: every scope)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List sources: scope, source, passages, bytes (tab-separated), or JSON lines.
+
+    Example: engram sources --scope code
+    """
+    with _open(store, "r") as mem:
+        listed = mem.sources(scope)
+    for info in listed:
+        if as_json:
+            typer.echo(info.model_dump_json())
+        else:
+            size = "" if info.bytes is None else str(info.bytes)
+            print_line(f"{info.scope}\t{info.source}\t{info.passages}\t{size}")
+
+
+def _metadata_pairs(pairs: list[str]) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--meta expects KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def forget(
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="forget this source (repeatable)")
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", help="forget passages whose metadata has KEY=VALUE (repeatable)"),
+    ] = None,
+    older_than: Annotated[
+        float | None, typer.Option("--older-than", help="forget passages stored over N seconds ago")
+    ] = None,
+    expired: Annotated[
+        bool, typer.Option("--expired", help="forget passages whose TTL has run out")
+    ] = False,
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="then rewrite the lmdb:// store to give space back")
+    ] = False,
+    store: StoreOpt = None,
+    scope: ScopeOpt = "default",
+) -> None:
+    """Forget passages by source, metadata, age or TTL (filters combine with AND).
+
+    Example: engram forget --meta session=s1 --older-than 86400 --vacuum
+    """
+    mem = _open(store)
+    try:
+        n = mem.forget(
+            scope=scope,
+            sources=source or None,
+            metadata=_metadata_pairs(meta or []),
+            older_than=older_than,
+            expired=expired,
+        )
+        print_line(f"forgot {n} passages")
+        if vacuum:
+            mem.compact(scope)
+            report = mem.vacuum()
+            print_line(f"store {report.bytes_before:,} → {report.bytes_after:,} bytes")
+    finally:
+        mem.close()
+
+
 def chat(
     session: Annotated[str, typer.Option("--session", help="session id (created or resumed)")],
     store: StoreOpt = None,
@@ -254,6 +329,6 @@ def sessions_import(
 
 def register(app: typer.Typer) -> None:
     """Add the memory commands."""
-    for fn in (ingest, search, context, chat):
+    for fn in (ingest, search, context, sources, forget, chat):
         app.command()(fn)
     app.add_typer(sessions_app, name="sessions")

@@ -21,7 +21,6 @@ from engram_sdk.memory.models import Hit
 SEARCH_OUTPUT_FORMAT_VERSION = 1
 
 console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class SearchOutput(BaseModel):
@@ -62,5 +61,7 @@ def print_hits(hits: Sequence[Hit], *, tty: bool | None = None, to: Console | No
 
 
 def print_line(text: str, *, stderr: bool = False) -> None:
-    """One line of user-facing text, printed verbatim."""
-    (err_console if stderr else console).print(Text(text))
+    """One line of user-facing text, printed verbatim (no markup, tabs kept)."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()

@@ -60,6 +60,9 @@ class PostingIndex:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def remove(self, scope_id: int, pids: Sequence[int]) -> None:
+        """Passages deleted: their postings stay until :meth:`compact` (verification skips them)."""
+
     def add(self, scope_id: int, segment: int, fps: np.ndarray, pids: np.ndarray) -> int:
         """Write one segment of (fingerprint, passage) pairs; returns the records written."""
         if not len(fps):

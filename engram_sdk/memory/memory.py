@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
@@ -23,6 +23,7 @@ from engram_sdk.memory.models import (
     Hit,
     MemoryManifest,
     Passage,
+    SourceInfo,
     decode_passage,
     encode_passage,
 )
@@ -31,11 +32,15 @@ from engram_sdk.memory.validate import (
     check_k,
     check_metadata,
     check_query,
+    check_seconds,
     check_sources,
 )
 from engram_sdk.paths import data_dir
 from engram_sdk.stores import Store, StoreVersionError, open_store
 from engram_sdk.tokenizer import Tokenizer, get_tokenizer
+
+if TYPE_CHECKING:
+    from engram_sdk.memory.forget import VacuumReport
 
 META, PASSAGES, SOURCES = "mem.meta", "mem.passage", "mem.source"
 MAX_SCOPE_CHARS = 200
@@ -240,13 +245,21 @@ class Memory:
         source: str = "text",
         metadata: dict[str, Any] | None = None,
         scope: str = "default",
+        *,
+        ttl: float | None = None,
     ) -> list[int]:
-        """Store ``text`` as passages under ``source``; returns their passage ids."""
+        """Store ``text`` as passages under ``source``; returns their passage ids.
+
+        ``ttl``: seconds after which the passages are forgotten (at the next write, or by
+        ``forget(expired=True)``; see :mod:`engram_sdk.memory.forget`)."""
+        from engram_sdk.memory.forget import note_expiry, purge_expired
+
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
         check_label("source", source, 4096)
-        metadata = check_metadata(metadata)
+        metadata, ttl = check_metadata(metadata), check_seconds("ttl", ttl)
         with self._lock, self.store.transaction():
+            purge_expired(self)
             sid = self.scope_id(scope, create=True)
             assert sid is not None
             code = Path(source).suffix.lower() in CODE_SUFFIXES
@@ -257,6 +270,8 @@ class Memory:
             record = json.loads(old) if old else {"source": source, "pids": []}
             record["pids"] += pids
             self.store.put(SOURCES, key, json.dumps(record).encode())
+            if ttl is not None:
+                note_expiry(self, sid, pids, ttl)
             self._save_manifest()
         return pids
 
@@ -352,6 +367,42 @@ class Memory:
         from engram_sdk.memory.search import assemble_context
 
         return assemble_context(self, query, max_tokens, scope, tokenizer or self.tokenizer, k)
+
+    def sources(self, scope: str | None = None) -> list[SourceInfo]:
+        """Every source (of ``scope``, or of all scopes) with its passage count and stats."""
+        from engram_sdk.memory.forget import list_sources
+
+        return list_sources(self, scope)
+
+    def forget(
+        self,
+        *,
+        scope: str = "default",
+        sources: str | Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        older_than: float | None = None,
+        expired: bool = False,
+    ) -> int:
+        """Delete passages matching every filter given; returns how many (see
+        :func:`engram_sdk.memory.forget.forget`). ``compact``/``vacuum`` give space back."""
+        from engram_sdk.memory.forget import forget
+
+        with self._lock, self.store.transaction():
+            return forget(
+                self,
+                scope=scope,
+                sources=sources,
+                metadata=metadata,
+                older_than=older_than,
+                expired=expired,
+            )
+
+    def vacuum(self) -> VacuumReport:
+        """Rewrite an ``lmdb://`` memory so the space of deleted data goes back to the file
+        system; closes the memory (see :func:`engram_sdk.memory.forget.vacuum`)."""
+        from engram_sdk.memory.forget import vacuum
+
+        return vacuum(self)
 
     def stats(self) -> dict[str, Any]:
         """Scopes, passages and sources per scope, bytes on disk."""

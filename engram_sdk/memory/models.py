@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Any
 
@@ -24,7 +25,7 @@ class MemoryManifest(BaseModel):
 
 
 class Passage(BaseModel):
-    """A stored passage."""
+    """A stored passage (``created``: seconds since the epoch, for forgetting by age)."""
 
     pid: int
     source: str
@@ -35,6 +36,7 @@ class Passage(BaseModel):
     byte_end: int
     text: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    created: float = Field(default_factory=time.time)
 
 
 def encode_passage(p: Passage) -> bytes:
@@ -111,3 +113,15 @@ class IngestReport(BaseModel):
     def mb_per_s(self) -> float:
         """Indexing throughput."""
         return self.bytes_indexed / max(self.seconds, 1e-9) / 1e6
+
+
+class SourceInfo(BaseModel):
+    """One line of :meth:`Memory.sources`: a source, its passage count and (for files)
+    its size, mtime and the encoding it was read with."""
+
+    scope: str
+    source: str
+    passages: int
+    bytes: int | None = None
+    mtime_ns: int | None = None
+    encoding: str | None = None

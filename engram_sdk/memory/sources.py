@@ -2,23 +2,23 @@
 
 One JSON record per source in the ``mem.source`` namespace (key: scope id + source name):
 its passage ids and, for ingested files, the stat and hash that make re-ingest
-incremental; for ``add``-ed text, when it was added and when it expires (a TTL).
+incremental (TTLs are per passage: :mod:`engram_sdk.memory.forget`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from engram_sdk.memory.memory import SOURCES, source_key
+from engram_sdk.memory.models import SourceInfo
 from engram_sdk.stores import Store
 
 
 class SourceRecord(BaseModel):
-    """A source of a scope: a file (with its stat and hash) or a name given to ``add``."""
+    """A source of a scope: a file (with its stat and hash) or a name given to ``add``;
+    unknown fields are kept, so records written by a newer version survive a rewrite."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -29,27 +29,6 @@ class SourceRecord(BaseModel):
     checked_ns: int | None = None
     xxh3: str | None = None
     encoding: str | None = None
-    added: float | None = None
-    expires: float | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-    def expired(self, now: float | None = None) -> bool:
-        """Whether the TTL given to ``add`` has run out."""
-        return self.expires is not None and self.expires <= (now or time.time())
-
-
-class SourceInfo(BaseModel):
-    """One line of :meth:`Memory.sources`: a source and its stats."""
-
-    scope: str
-    source: str
-    passages: int
-    bytes: int | None = None
-    mtime_ns: int | None = None
-    encoding: str | None = None
-    added: float | None = None
-    expires: float | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 def get_record(store: Store, scope_id: int, source: str) -> SourceRecord | None:
@@ -69,3 +48,6 @@ def put_record(store: Store, scope_id: int, record: SourceRecord) -> None:
     """Write (or replace) a source's record."""
     data = record.model_dump_json(exclude_none=True, exclude_defaults=False).encode()
     store.put(SOURCES, source_key(scope_id, record.source), data)
+
+
+__all__ = ["SourceInfo", "SourceRecord", "get_record", "put_record", "scan_records"]

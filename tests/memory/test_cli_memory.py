@@ -156,3 +156,25 @@ def test_every_option_and_argument_has_help() -> None:
 
     walk(group, "engram")
     assert [m for m in missing if not m.startswith("engram chat")] == []
+
+
+def test_sources_and_forget_commands(project: tuple[Path, str]) -> None:
+    root, uri = project
+    with Memory.open(uri) as mem:
+        mem.add("first note notemarkerone", source="n.md", metadata={"who": "ann"})
+        mem.add("second note notemarkertwo", source="n.md", metadata={"who": "bob"})
+    listed = engram("sources", "--store", uri)
+    expected = {f"default\t{root / 'store[1].py'}\t1\t", "default\tn.md\t2\t"}
+    size = (root / "store[1].py").stat().st_size
+    assert set(listed.stdout.splitlines()) == {
+        line + (str(size) if "store[1]" in line else "") for line in expected
+    }
+    out = engram("forget", "--meta", "who=ann", "--store", uri)
+    assert out.returncode == 0 and out.stdout == "forgot 1 passages\n"
+    rows = [json.loads(line) for line in engram("sources", "--json", "--store", uri).stdout.split()]
+    assert {(r["source"], r["passages"]) for r in rows} == {
+        (str(root / "store[1].py"), 1),
+        ("n.md", 1),
+    }
+    bad = engram("forget", "--meta", "nokey", "--store", uri)
+    assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr
