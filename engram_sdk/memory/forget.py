@@ -75,7 +75,7 @@ def purge_expired(mem: Memory, now: float | None = None) -> int:
         due[int.from_bytes(key[8:12], "big")].append(int.from_bytes(key[12:16], "big"))
     if not keys:
         return 0
-    with mem.store.transaction():
+    with mem.transaction():
         removed = sum(remove_passages(mem, sid, pids) for sid, pids in due.items())
         mem.store.delete_many(EXPIRY, keys)
     return removed
@@ -90,7 +90,7 @@ def remove_passages(mem: Memory, scope_id: int, pids: list[int]) -> int:
     for p in passages:
         by_source[p.source].add(p.pid)
     gone = [p.pid for p in passages]
-    with mem.store.transaction():
+    with mem.transaction():
         mem.store.delete_many(PASSAGES, [passage_key(scope_id, p) for p in gone])
         mem.index.remove(scope_id, gone)
         for source, mine in by_source.items():
@@ -171,7 +171,7 @@ def vacuum(mem: Memory) -> VacuumReport:
     scratch = folder.parent / f".{folder.name}.vacuum"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        with store.transaction():  # holds the in-process write lock too
+        with mem.transaction():  # holds the writer lock throughout
             fresh = open_store(f"lmdb://{scratch}", "w")
             try:
                 copy_store(store, fresh)

@@ -39,6 +39,8 @@ class IngestTarget(Protocol):
 
     def scope_id(self, scope: str, create: bool = False) -> int | None: ...
 
+    def transaction(self) -> AbstractContextManager[None]: ...
+
     def write_passages(
         self,
         scope: str,
@@ -107,7 +109,8 @@ def ingest_path(
     report = IngestReport(root=str(root))
     walk_report = WalkReport()
     files = _files(root, max_file_bytes, walk_report)
-    sid = mem.scope_id(scope, create=True)
+    with mem.transaction():
+        sid = mem.scope_id(scope, create=True)
     assert sid is not None
     if root.is_dir():
         known = {r.source: r for r in scan_records(mem.store, sid, str(root) + "/")}
@@ -154,7 +157,7 @@ def ingest_path(
             _commit_batch(mem, sid, scope, batch, report)
             advance(pending)
     gone = [name for name in known if name not in seen]
-    with mem.store.transaction():
+    with mem.transaction():
         for record in refreshed:
             put_record(mem.store, sid, record)
         for name in gone:
@@ -198,7 +201,7 @@ def _commit_batch(
     mem: IngestTarget, sid: int, scope: str, batch: list[Prepared], report: IngestReport
 ) -> None:
     """One transaction: drop the old versions, write passages, postings and source records."""
-    with mem.store.transaction():
+    with mem.transaction():
         for done in batch:
             mem.delete(source=str(done.job.walked.path), scope=scope)
         flat = [c for done in batch for c in done.chunks]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,6 +223,14 @@ class Memory:
         return pids
 
     # ---- writing --------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes to the memory into one commit. Takes the memory's lock, then the
+        store's, in the order every ``Memory`` method does: callers that write through the
+        memory (sessions, ingest) use this, never ``store.transaction()`` alone."""
+        with self._lock, self.store.transaction():
+            yield
+
     def write_passages(
         self,
         scope: str,

@@ -95,7 +95,7 @@ class Session:
         if not isinstance(content, str):
             raise InputError("content must be str")
         store = self.memory.store
-        with store.transaction():
+        with self.memory.transaction():
             # the stored count, read inside the write transaction, allocates the sequence
             # number: another live Session object of the same id may have appended since
             raw = store.get(META, self.key)
@@ -189,7 +189,7 @@ class Session:
     def delete(self) -> int:
         """Remove the session, its turns and their remembered passages."""
         store = self.memory.store
-        with store.transaction():
+        with self.memory.transaction():
             keys = [k for k, _ in store.scan(TURNS, self.key + b"\x00")]
             store.delete_many(TURNS, keys)
             store.delete(META, self.key)
@@ -241,7 +241,7 @@ def import_session(
     session = Session(memory, session_id or header.id, scope=scope or header.scope)
     if session.info is not None:
         raise InputError(f"session {session.id!r} already exists in scope {session.scope!r}")
-    with memory.store.transaction():
+    with memory.transaction():
         for line in lines[1:]:
             if line.strip():
                 t = Turn.model_validate_json(line)

@@ -58,3 +58,41 @@ def test_import_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
     with Memory.open("dram://") as mem, pytest.raises(InputError, match="cannot read"):
         import_session(mem, tmp_path / "missing.jsonl")
+
+
+def test_sessions_adds_and_ingests_in_threads_never_deadlock(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i in range(20):
+        (root / f"d{i}.txt").write_text(f"document {i} docmarker{i}x\n")
+    with Memory.open("dram://") as mem:
+        errors: list[BaseException] = []
+
+        def run(work) -> None:
+            try:
+                work()
+            except BaseException as exc:
+                errors.append(exc)
+
+        def turns() -> None:
+            s = Session(mem, "busy")
+            for i in range(20):
+                s.append("user", f"turn {i} turnmarker{i}x")
+
+        def adds() -> None:
+            for i in range(20):
+                mem.add(f"note {i} notemarker{i}x", source="notes")
+
+        def ingests() -> None:
+            for _ in range(3):
+                mem.ingest(root, progress=False, batch_bytes=64)
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in (turns, adds, ingests)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)  # a deadlock would leave a thread alive
+        assert not any(t.is_alive() for t in threads) and errors == []
+        assert len(Session(mem, "busy").turns()) == 20
+        assert all(mem.search(f"notemarker{i}x", k=1) for i in range(20))
+        assert all(mem.search(f"docmarker{i}x", k=1) for i in range(20))
