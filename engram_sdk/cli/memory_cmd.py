@@ -253,7 +253,9 @@ def chat(
 
 
 sessions_app = typer.Typer(
-    help="List, show, delete, export and import sessions.", no_args_is_help=True
+    help="List, show, delete, export and import sessions.\n\n"
+    "Example: engram sessions show 2024-06-01 --scope user:42",
+    no_args_is_help=True,
 )
 
 

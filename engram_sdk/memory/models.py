@@ -66,9 +66,15 @@ class Hit(BaseModel):
     scope: str
 
 
-class Context(BaseModel):
-    """Passages assembled under a token budget, with their sources."""
+CONTEXT_FORMAT_VERSION = 1
 
+
+class Context(BaseModel):
+    """Passages assembled under a token budget, with their sources (``engram context
+    --json`` prints it; ``format_version`` changes only if a field is removed or changes
+    meaning)."""
+
+    format_version: int = CONTEXT_FORMAT_VERSION
     query: str
     text: str
     tokens: int
@@ -115,10 +121,14 @@ class IngestReport(BaseModel):
         return self.bytes_indexed / max(self.seconds, 1e-9) / 1e6
 
 
+SOURCE_INFO_FORMAT_VERSION = 1
+
+
 class SourceInfo(BaseModel):
     """One line of :meth:`Memory.sources`: a source, its passage count and (for files)
     its size, mtime and the encoding it was read with."""
 
+    format_version: int = SOURCE_INFO_FORMAT_VERSION
     scope: str
     source: str
     passages: int

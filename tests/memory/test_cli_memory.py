@@ -100,6 +100,8 @@ def test_json_output_has_a_versioned_schema(project: tuple[Path, str]) -> None:
     assert (parsed.query, parsed.scope, parsed.k) == ("self.data[key]", "default", 3)
     assert parsed.hits[0].source == str(root / "store[1].py") and parsed.hits[0].line_start == 2
     assert parsed.hits[0].snippet == "return self.data[key]"
+    ctx = json.loads(engram("context", "self.data[key]", "--store", uri, "--json").stdout)
+    assert ctx["format_version"] == 1 and "return self.data[key]" in ctx["text"]
 
 
 def test_terminal_table_prints_markup_verbatim(project: tuple[Path, str]) -> None:
