@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engram_sdk.memory.ignore import IgnoreFile, load_rules
-from engram_sdk.memory.safe_read import Identity
+from engram_sdk.memory.safe_read import Identity, SkipFile, read_limited
 
 ALWAYS_SKIP = {".git", ".hg", ".svn", "__pycache__", ".engram"}
 IGNORE_FILES = (".gitignore", ".ignore", ".engramignore")
@@ -67,11 +67,14 @@ def _load_ignore(folder: Path, warnings: list[str]) -> IgnoreFile | None:
     texts = []
     for name in IGNORE_FILES:
         f = folder / name
-        try:
-            if f.is_file() and not f.is_symlink() and f.stat().st_size <= MAX_IGNORE_FILE_BYTES:
-                texts.append((printable_path(f), f.read_text("utf-8", errors="replace")))
-        except OSError:
+        if not os.path.lexists(f):
             continue
+        try:  # the same safe read as any file: no links, FIFOs or huge files
+            data = read_limited(f, MAX_IGNORE_FILE_BYTES, None)
+        except SkipFile as skip:
+            warnings.append(f"{printable_path(f)}: not read ({skip}); its rules are not applied")
+            continue
+        texts.append((printable_path(f), data.decode("utf-8", errors="replace")))
     rules = load_rules(texts, warnings)
     return IgnoreFile(folder, rules) if rules else None
 

@@ -187,3 +187,21 @@ def test_ingest_of_a_missing_path_or_a_fifo_is_a_clear_error(tmp_path: Path) -> 
             mem.ingest(tmp_path / "nope", progress=False)
         with pytest.raises(InputError, match="not a regular file or folder"):
             mem.ingest(tmp_path / "fifo", progress=False)
+
+
+def test_an_ignore_file_that_is_a_fifo_or_a_link_is_not_read(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    os.mkfifo(root / "a" / ".gitignore")  # reading it would block forever
+    (tmp_path / "rules").write_text("*.txt\n")
+    (root / "b" / ".gitignore").symlink_to(tmp_path / "rules")
+    (root / "a" / "x.txt").write_text("unique_fifo_dir_marker\n")
+    (root / "b" / "y.txt").write_text("unique_link_dir_marker\n")
+    with Memory.open("dram://") as mem:
+        report = mem.ingest(root, progress=False)
+        assert mem.search("unique_fifo_dir_marker") and mem.search("unique_link_dir_marker")
+    assert sorted(w.split(":")[0] for w in report.warnings) == [
+        str(root / "a" / ".gitignore"),
+        str(root / "b" / ".gitignore"),
+    ]
