@@ -10,6 +10,7 @@ from pathlib import Path
 
 import engram_sdk
 from engram_sdk.memory import Memory
+from engram_sdk.sessions import Session
 
 
 def main() -> None:
@@ -25,9 +26,9 @@ def main() -> None:
         ctx = mem.context("how is the writer lock taken", max_tokens=300)
         print(f"context: {ctx.tokens} tokens from {len(ctx.passages)} passages")
 
-        monday = mem.session("monday", scope="alice")
+        monday = Session(mem, "monday", scope="alice")
         monday.append("user", "My build server is called hydra-7 and runs the nightly tests.")
-        tuesday = mem.session("tuesday", scope="alice")
+        tuesday = Session(mem, "tuesday", scope="alice")
         print("recalled in a new session:", tuesday.context_for("what is my build server called?"))
 
 

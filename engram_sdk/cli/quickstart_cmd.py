@@ -59,6 +59,7 @@ def memory_demo() -> None:
     """Ingest the SDK's own source into a throw-away memory, search it, build a context."""
     import engram_sdk
     from engram_sdk.memory import Memory
+    from engram_sdk.sessions import Session
 
     root = Path(engram_sdk.__file__).parent
     with Memory.open("dram://") as mem:
@@ -82,9 +83,9 @@ def memory_demo() -> None:
             f"context for 'how are canonical ids cached on disk': {ctx.tokens} tokens "
             f"from {', '.join(Path(h.source).name for h in ctx.passages)}"
         )
-        first = mem.session("first-chat", scope="demo-user")
+        first = Session(mem, "first-chat", scope="demo-user")
         first.append("user", "My favourite colour is ultramarine blue.")
-        second = mem.session("second-chat", scope="demo-user")
+        second = Session(mem, "second-chat", scope="demo-user")
         recalled = second.recall("what is my favourite colour?")
         console.print(f"a new session recalls: {recalled[0].snippet if recalled else '(nothing)'}")
 

@@ -1,152 +1,231 @@
 """Incremental ingestion of files and folders into a :class:`Memory`.
 
-Unchanged files cost a stat and an xxh3 hash and write nothing; changed files are
-replaced; files gone from the folder are removed. Work is committed in batches, so an
-ingest killed midway leaves every earlier batch usable and a rerun finishes the rest.
+A file whose size and mtime match its record costs one ``stat`` and nothing else; a file
+whose stat changed is read and hashed (xxh3), and replaced only if its bytes changed; files
+gone from the folder are removed. Work is committed in batches, so an ingest killed midway
+leaves every earlier batch usable and a rerun finishes the rest.
+
+A record is trusted on its stat only if the file was last modified well before it was read
+(``checked_ns``): a write in the same clock tick as the read could otherwise go unnoticed,
+the "racy git" problem, so such files are hashed again next time.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
-from contextlib import nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import xxhash
+from typing import Any, Protocol
 
 from engram_sdk.errors import InputError
-from engram_sdk.memory.chunking import CODE_SUFFIXES, chunk_text
+from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.models import IngestReport
-from engram_sdk.memory.walker import WalkedFile, WalkReport, walk
+from engram_sdk.memory.prepare import Job, Prepared, prepare_all, worker_count
+from engram_sdk.memory.safe_read import Identity
+from engram_sdk.memory.sources import SourceRecord, get_record, put_record, scan_records
+from engram_sdk.memory.walker import WalkedFile, WalkReport, printable_path, walk
+from engram_sdk.stores import Store
 
-if TYPE_CHECKING:
-    from engram_sdk.memory.memory import Memory
+RACY_NS = 2_000_000_000  # a file modified this close to its read is hashed again next time
+
+
+class IngestTarget(Protocol):
+    """What ingest needs from a memory (:class:`~engram_sdk.memory.Memory` is one)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    def scope_id(self, scope: str, create: bool = False) -> int | None: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def write_passages(
+        self,
+        scope: str,
+        chunks: Sequence[Chunk],
+        sources: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+    ) -> list[int]: ...
+
+    def delete(self, source: str | None = None, scope: str | None = None) -> int: ...
+
+
+def check_ingest_args(path: Any, max_file_bytes: Any, batch_bytes: Any) -> Path:
+    """The path as a resolved :class:`Path`; clear errors for wrong types and values."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"path must be a str or os.PathLike naming a file or folder, got {path!r}")
+    for name, value in (("max_file_bytes", max_file_bytes), ("batch_bytes", batch_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a positive int (bytes), got {value!r}")
+    root = Path(path).expanduser()
+    shown = printable_path(root)
+    if not os.path.lexists(root):
+        raise InputError(f"{shown}: no such file or folder")
+    root = root.resolve()
+    try:
+        str(root).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{shown}: the path is not valid UTF-8; rename it to ingest it") from None
+    if not (root.is_file() or root.is_dir()):
+        raise InputError(f"{shown}: not a regular file or folder")
+    return root
+
+
+def _stat_unchanged(old: SourceRecord | None, f: WalkedFile) -> bool:
+    if old is None or (old.size, old.mtime_ns) != (f.size, f.mtime_ns):
+        return False
+    return (old.checked_ns or 0) - f.mtime_ns > RACY_NS
+
+
+def _worth_refreshing(old: SourceRecord, f: WalkedFile) -> bool:
+    """Rewrite an unchanged file's record if that lets the next ingest trust its stat."""
+    stat_moved = (old.size, old.mtime_ns) != (f.size, f.mtime_ns)
+    return stat_moved or time.time_ns() - f.mtime_ns > RACY_NS
+
+
+def _files(root: Path, max_file_bytes: int, walk_report: WalkReport) -> list[WalkedFile]:
+    if root.is_dir():
+        return list(walk(root, max_file_bytes, walk_report))
+    st = root.stat()
+    if st.st_size > max_file_bytes:
+        walk_report.too_large.append(root.name)
+        return []
+    return [WalkedFile(root, root.name, st.st_size, st.st_mtime_ns, Identity(st.st_dev, st.st_ino))]
 
 
 def ingest_path(
-    mem: Memory, root: Path, scope: str, progress: bool, max_file_bytes: int, batch_bytes: int
+    mem: IngestTarget,
+    root: Path,
+    scope: str,
+    progress: bool,
+    max_file_bytes: int,
+    batch_bytes: int,
+    workers: int | None = None,
 ) -> IngestReport:
-    """Ingest ``root`` (a file or a folder) into ``scope``."""
-    from engram_sdk.memory.memory import SOURCES, source_key
-
-    if not root.exists():
-        raise InputError(f"{root}: no such file or folder")
-    root = root.resolve()
+    """Ingest ``root`` (a file or a folder) into ``scope``; ``workers`` None: automatic."""
     started = time.perf_counter()
     report = IngestReport(root=str(root))
     walk_report = WalkReport()
-    if root.is_file():
-        st = root.stat()
-        files = [WalkedFile(root, root.name, st.st_size, st.st_mtime_ns)]
-    else:
-        files = list(walk(root, max_file_bytes, walk_report))
-    with mem._lock:
+    files = _files(root, max_file_bytes, walk_report)
+    with mem.transaction():
         sid = mem.scope_id(scope, create=True)
-        assert sid is not None
-        prefix = source_key(sid, str(root) + ("/" if root.is_dir() else ""))
-        known = (
-            {k: json.loads(v) for k, v in mem.store.scan(SOURCES, prefix)} if root.is_dir() else {}
-        )
-        seen: set[bytes] = set()
-        batch: list[tuple[WalkedFile, bytes, str, bytes]] = []
+    assert sid is not None
+    if root.is_dir():
+        known = {r.source: r for r in scan_records(mem.store, sid, str(root) + "/")}
+    else:
+        single = get_record(mem.store, sid, str(root))
+        known = {single.source: single} if single else {}
+    seen: set[str] = set()
+    jobs: list[Job] = []
+    with _progress(progress, sum(f.size for f in files)) as advance:
+        for f in files:
+            report.files_seen += 1
+            old = known.get(str(f.path))
+            if _stat_unchanged(old, f):
+                seen.add(str(f.path))
+                report.files_unchanged += 1
+                advance(f.size)
+            else:
+                jobs.append(Job(f, old.xxh3 if old else None, max_file_bytes))
+        batch: list[Prepared] = []
+        refreshed: list[SourceRecord] = []
         pending = 0
-        bar_ctx = _progress(progress, sum(f.size for f in files))
-        with bar_ctx as advance:
-            for f in files:
-                report.files_seen += 1
-                key = source_key(sid, str(f.path))
-                seen.add(key)
-                try:
-                    data = f.path.read_bytes()
-                except OSError:
-                    walk_report.unreadable.append(f.rel)
-                    continue
-                digest = xxhash.xxh3_64_hexdigest(data)
-                old = known.get(key) if known else _get_json(mem, key)
-                if old is not None and old.get("xxh3") == digest:
-                    report.files_unchanged += 1
-                    advance(f.size)
-                    continue
-                batch.append((f, key, digest, data))
-                pending += len(data)
-                if pending >= batch_bytes:
-                    _commit_batch(mem, sid, scope, batch, report)
-                    advance(pending)
-                    batch, pending = [], 0
-            if batch:
+        for done in prepare_all(jobs, worker_count(jobs, workers)):
+            name = str(done.job.walked.path)
+            if done.skipped in ("unreadable", "changed") or done.skipped is None:
+                seen.add(name)  # a transient failure keeps what was indexed
+            if done.skipped is not None:
+                _record_skip(done, walk_report, report)
+                continue
+            report.files_hashed += 1
+            if done.unchanged:
+                report.files_unchanged += 1
+                old = known[name]
+                if _worth_refreshing(old, done.job.walked):
+                    refreshed.append(old.model_copy(update=_stat_fields(done.job.walked)))
+                advance(done.size)
+                continue
+            batch.append(done)
+            pending += done.size
+            if pending >= batch_bytes:
                 _commit_batch(mem, sid, scope, batch, report)
                 advance(pending)
-        gone = [k for k in known if k not in seen]
-        if gone:
-            with mem.store.transaction():
-                for k in gone:
-                    mem._delete_source(sid, known[k]["source"])
-            report.files_removed = len(gone)
-        if (report.files_indexed or gone) and len(mem.manifest.segments.get(scope, [])) > 16:
-            mem.compact(scope)
+                batch, pending = [], 0
+        if batch:
+            _commit_batch(mem, sid, scope, batch, report)
+            advance(pending)
+    gone = [name for name in known if name not in seen]
+    with mem.transaction():
+        for record in refreshed:
+            put_record(mem.store, sid, record)
+        for name in gone:
+            mem.delete(source=name, scope=scope)
+    report.files_removed = len(gone)
     report.seconds = time.perf_counter() - started
+    _copy_walk_report(walk_report, report)
+    return report
+
+
+def _record_skip(done: Prepared, walk_report: WalkReport, report: IngestReport) -> None:
+    f = done.job.walked
+    where = {
+        "too_large": walk_report.too_large,
+        "special": walk_report.special,
+        "changed": report.skipped_changed,
+        "unreadable": walk_report.unreadable,
+        "binary": walk_report.binary,
+    }[done.skipped or ""]
+    where.append(str(f.path) if done.skipped in ("special", "changed") else f.rel)
+    if done.skipped == "changed":
+        report.warnings.append(f"{f.path}: {done.detail}; skipped")
+
+
+def _stat_fields(f: WalkedFile) -> dict[str, int]:
+    return {"size": f.size, "mtime_ns": f.mtime_ns, "checked_ns": time.time_ns()}
+
+
+def _copy_walk_report(walk_report: WalkReport, report: IngestReport) -> None:
     report.skipped_binary = walk_report.binary
     report.skipped_too_large = walk_report.too_large
     report.skipped_special = walk_report.special
     report.skipped_outside_links = walk_report.outside_links
+    report.skipped_unreadable = walk_report.unreadable
+    report.skipped_undecodable_names = walk_report.undecodable_names
+    report.warnings = walk_report.warnings + report.warnings
     report.ignored = walk_report.ignored
-    return report
-
-
-def _get_json(mem: Memory, key: bytes) -> dict[str, Any] | None:
-    from engram_sdk.memory.memory import SOURCES
-
-    raw = mem.store.get(SOURCES, key)
-    return None if raw is None else json.loads(raw)
 
 
 def _commit_batch(
-    mem: Memory,
-    sid: int,
-    scope: str,
-    batch: list[tuple[WalkedFile, bytes, str, bytes]],
-    report: IngestReport,
+    mem: IngestTarget, sid: int, scope: str, batch: list[Prepared], report: IngestReport
 ) -> None:
     """One transaction: drop the old versions, write passages, postings and source records."""
-    from engram_sdk.memory.memory import SOURCES
-
-    with mem.store.transaction():
-        all_chunks, owners = [], []
-        for f, key, digest, data in batch:
-            old = _get_json(mem, key)
-            if old is not None:
-                mem._delete_source(sid, old["source"])
-            text = data.decode("utf-8", errors="replace")
-            chunks = chunk_text(text, f.path.suffix.lower() in CODE_SUFFIXES)
-            all_chunks.append(chunks)
-            owners.append((f, key, digest))
-            report.bytes_indexed += f.size
-        flat = [c for chunks in all_chunks for c in chunks]
-        sources = [
-            str(f.path)
-            for (f, _, _), chunks in zip(owners, all_chunks, strict=True)
-            for _ in chunks
-        ]
-        pids = mem._write_passages(sid, scope, flat, sources)
+    with mem.transaction():
+        for done in batch:
+            mem.delete(source=str(done.job.walked.path), scope=scope)
+        flat = [c for done in batch for c in done.chunks]
+        sources = [str(done.job.walked.path) for done in batch for _ in done.chunks]
+        pids = mem.write_passages(scope, flat, sources)
         start = 0
-        for (f, key, digest), chunks in zip(owners, all_chunks, strict=True):
-            mine = pids[start : start + len(chunks)]
-            start += len(chunks)
-            record = {
-                "source": str(f.path),
-                "size": f.size,
-                "mtime_ns": f.mtime_ns,
-                "xxh3": digest,
-                "pids": mine,
-            }
-            mem.store.put(SOURCES, key, json.dumps(record).encode())
+        for done in batch:
+            f = done.job.walked
+            mine = pids[start : start + len(done.chunks)]
+            start += len(done.chunks)
+            if done.encoding != "utf-8":
+                report.decoded_as[str(f.path)] = done.encoding
+            if done.replaced_bytes:
+                report.replaced_bytes[str(f.path)] = done.replaced_bytes
+            record = SourceRecord(
+                source=str(f.path), pids=mine, xxh3=done.xxh3, encoding=done.encoding
+            )
+            put_record(mem.store, sid, record.model_copy(update=_stat_fields(f)))
+            report.bytes_indexed += done.size
         report.files_indexed += len(batch)
         report.passages += len(flat)
-        mem._save_manifest()
 
 
-def _progress(enabled: bool, total: int) -> Any:
+def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:
     if not enabled:
         return nullcontext(lambda _n: None)
     from engram_sdk.stores.progress import progress_bar

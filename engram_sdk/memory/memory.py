@@ -6,9 +6,10 @@ import functools
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xxhash
@@ -23,12 +24,24 @@ from engram_sdk.memory.models import (
     Hit,
     MemoryManifest,
     Passage,
+    SourceInfo,
     decode_passage,
     encode_passage,
+)
+from engram_sdk.memory.validate import (
+    check_bool,
+    check_k,
+    check_metadata,
+    check_query,
+    check_seconds,
+    check_sources,
 )
 from engram_sdk.paths import data_dir
 from engram_sdk.stores import Store, StoreVersionError, open_store
 from engram_sdk.tokenizer import Tokenizer, get_tokenizer
+
+if TYPE_CHECKING:
+    from engram_sdk.memory.forget import VacuumReport
 
 META, PASSAGES, SOURCES = "mem.meta", "mem.passage", "mem.source"
 MAX_SCOPE_CHARS = 200
@@ -159,18 +172,52 @@ class Memory:
         return pids
 
     # ---- writing --------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes to the memory into one commit. Takes the memory's lock, then the
+        store's, in the order every ``Memory`` method does: callers that write through the
+        memory (sessions, ingest) use this, never ``store.transaction()`` alone."""
+        with self._lock, self.store.transaction():
+            yield
+
+    def write_passages(
+        self,
+        scope: str,
+        chunks: Sequence[Chunk],
+        sources: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """Store and index ``chunks`` (``sources[i]`` names chunk i's source) in ``scope``;
+        returns their passage ids. Joins the caller's open store transaction, if any.
+        Source records are the caller's (see :mod:`engram_sdk.memory.sources`)."""
+        with self._lock, self.store.transaction():
+            sid = self.scope_id(scope, create=True)
+            assert sid is not None
+            pids = self._write_passages(sid, scope, chunks, sources, metadata)
+            self._save_manifest()
+        return pids
+
     def add(
         self,
         text: str,
         source: str = "text",
         metadata: dict[str, Any] | None = None,
         scope: str = "default",
+        *,
+        ttl: float | None = None,
     ) -> list[int]:
-        """Store ``text`` as passages under ``source``; returns their passage ids."""
+        """Store ``text`` as passages under ``source``; returns their passage ids.
+
+        ``ttl``: seconds after which the passages are forgotten (at the next write, or by
+        ``forget(expired=True)``; see :mod:`engram_sdk.memory.forget`)."""
+        from engram_sdk.memory.forget import note_expiry, purge_expired
+
         if not isinstance(text, str):
             raise InputError(f"text must be str, got {type(text).__name__}")
         check_label("source", source, 4096)
+        metadata, ttl = check_metadata(metadata), check_seconds("ttl", ttl)
         with self._lock, self.store.transaction():
+            purge_expired(self)
             sid = self.scope_id(scope, create=True)
             assert sid is not None
             code = Path(source).suffix.lower() in CODE_SUFFIXES
@@ -181,6 +228,8 @@ class Memory:
             record = json.loads(old) if old else {"source": source, "pids": []}
             record["pids"] += pids
             self.store.put(SOURCES, key, json.dumps(record).encode())
+            if ttl is not None:
+                note_expiry(self, sid, pids, ttl)
             self._save_manifest()
         return pids
 
@@ -193,9 +242,11 @@ class Memory:
         batch_bytes: int = 32 << 20,
     ) -> Any:
         """Ingest a file or folder incrementally (see :mod:`engram_sdk.memory.ingest`)."""
-        from engram_sdk.memory.ingest import ingest_path
+        from engram_sdk.memory.ingest import check_ingest_args, ingest_path
 
-        return ingest_path(self, Path(path), scope, progress, max_file_bytes, batch_bytes)
+        root = check_ingest_args(path, max_file_bytes, batch_bytes)
+        check_label("scope", scope)
+        return ingest_path(self, root, scope, progress, max_file_bytes, batch_bytes)
 
     def delete(self, source: str | None = None, scope: str | None = None) -> int:
         """Delete one source (in ``scope``, default "default") or a whole scope; returns passages removed."""
@@ -260,13 +311,14 @@ class Memory:
         filter hits. See :mod:`engram_sdk.memory.search`."""
         from engram_sdk.memory.search import search
 
+        check_query(query), check_k(k), check_bool("exact_case", exact_case)
         return search(
             self,
             query,
             k=None if k == "all" else k,  # type: ignore[arg-type]
             scope=scope,
             exact_case=exact_case,
-            sources=sources,
+            sources=check_sources(sources),
             path_glob=path_glob,
             metadata=metadata,
             regex=regex,
@@ -285,6 +337,42 @@ class Memory:
 
         return assemble_context(self, query, max_tokens, scope, tokenizer or self.tokenizer, k)
 
+    def sources(self, scope: str | None = None) -> list[SourceInfo]:
+        """Every source (of ``scope``, or of all scopes) with its passage count and stats."""
+        from engram_sdk.memory.forget import list_sources
+
+        return list_sources(self, scope)
+
+    def forget(
+        self,
+        *,
+        scope: str = "default",
+        sources: str | Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        older_than: float | None = None,
+        expired: bool = False,
+    ) -> int:
+        """Delete passages matching every filter given; returns how many (see
+        :func:`engram_sdk.memory.forget.forget`). ``compact``/``vacuum`` give space back."""
+        from engram_sdk.memory.forget import forget
+
+        with self._lock, self.store.transaction():
+            return forget(
+                self,
+                scope=scope,
+                sources=sources,
+                metadata=metadata,
+                older_than=older_than,
+                expired=expired,
+            )
+
+    def vacuum(self) -> VacuumReport:
+        """Rewrite an ``lmdb://`` memory so the space of deleted data goes back to the file
+        system; closes the memory (see :func:`engram_sdk.memory.forget.vacuum`)."""
+        from engram_sdk.memory.forget import vacuum
+
+        return vacuum(self)
+
     def stats(self) -> dict[str, Any]:
         """Scopes, passages and sources per scope, bytes on disk."""
         out: dict[str, Any] = {"uri": self.store.uri, "scopes": {}}
@@ -297,9 +385,3 @@ class Memory:
             }
         out["bytes_on_disk"] = self.store.info().bytes_on_disk
         return out
-
-    def session(self, session_id: str, scope: str = "default") -> Any:
-        """Create or resume a conversation (see :class:`engram_sdk.sessions.Session`)."""
-        from engram_sdk.sessions import Session
-
-        return Session(self, session_id, scope)

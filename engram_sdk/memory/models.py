@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Any
 
@@ -24,7 +25,7 @@ class MemoryManifest(BaseModel):
 
 
 class Passage(BaseModel):
-    """A stored passage."""
+    """A stored passage (``created``: seconds since the epoch, for forgetting by age)."""
 
     pid: int
     source: str
@@ -35,6 +36,7 @@ class Passage(BaseModel):
     byte_end: int
     text: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    created: float = Field(default_factory=time.time)
 
 
 def encode_passage(p: Passage) -> bytes:
@@ -65,22 +67,39 @@ class Hit(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class Context(BaseModel):
-    """Passages assembled under a token budget, with their sources."""
+CONTEXT_FORMAT_VERSION = 1
 
+
+class Context(BaseModel):
+    """Passages assembled under a token budget, with their sources (``engram context
+    --json`` prints it; ``format_version`` changes only if a field is removed or changes
+    meaning)."""
+
+    format_version: int = CONTEXT_FORMAT_VERSION
     query: str
     text: str
     tokens: int
     passages: list[Hit]
 
 
-class IngestReport(BaseModel):
-    """What an ingest did."""
+INGEST_REPORT_FORMAT_VERSION = 1
 
+
+class IngestReport(BaseModel):
+    """What an ingest did (``engram ingest --json`` prints it).
+
+    ``files_hashed`` counts files read and hashed because their size or mtime changed;
+    ``decoded_as`` names files that were not UTF-8 and the encoding they were read with;
+    ``replaced_bytes`` counts, per file, bytes replaced by U+FFFD; ``warnings`` are sentences
+    for the user (invalid ignore patterns with file:line, undecodable names, swapped files).
+    """
+
+    format_version: int = INGEST_REPORT_FORMAT_VERSION
     root: str
     files_seen: int = 0
     files_indexed: int = 0
     files_unchanged: int = 0
+    files_hashed: int = 0
     files_removed: int = 0
     passages: int = 0
     bytes_indexed: int = 0
@@ -89,9 +108,31 @@ class IngestReport(BaseModel):
     skipped_too_large: list[str] = Field(default_factory=list)
     skipped_special: list[str] = Field(default_factory=list)
     skipped_outside_links: list[str] = Field(default_factory=list)
+    skipped_unreadable: list[str] = Field(default_factory=list)
+    skipped_changed: list[str] = Field(default_factory=list)
+    skipped_undecodable_names: list[str] = Field(default_factory=list)
+    decoded_as: dict[str, str] = Field(default_factory=dict)
+    replaced_bytes: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
     ignored: int = 0
 
     @property
     def mb_per_s(self) -> float:
         """Indexing throughput."""
         return self.bytes_indexed / max(self.seconds, 1e-9) / 1e6
+
+
+SOURCE_INFO_FORMAT_VERSION = 1
+
+
+class SourceInfo(BaseModel):
+    """One line of :meth:`Memory.sources`: a source, its passage count and (for files)
+    its size, mtime and the encoding it was read with."""
+
+    format_version: int = SOURCE_INFO_FORMAT_VERSION
+    scope: str
+    source: str
+    passages: int
+    bytes: int | None = None
+    mtime_ns: int | None = None
+    encoding: str | None = None

@@ -1,5 +1,11 @@
 """Walk a folder the way ripgrep does: .gitignore at every level, .engramignore, no .git,
-no binaries, no huge files, no symlinks out of the root, no devices or FIFOs."""
+no huge files, no symlinks, no devices or FIFOs, no names that are not valid UTF-8.
+
+The walk only stats; reading (and recognising binaries) happens in
+:mod:`engram_sdk.memory.safe_read`, which checks that each file is still the one walked.
+Ignore rules are matched in linear time (:mod:`engram_sdk.memory.ignore`); an invalid
+pattern is skipped with a warning naming its file and line.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pathspec
+from engram_sdk.memory.ignore import IgnoreFile, load_rules
+from engram_sdk.memory.safe_read import Identity, SkipFile, read_limited
 
 ALWAYS_SKIP = {".git", ".hg", ".svn", "__pycache__", ".engram"}
 IGNORE_FILES = (".gitignore", ".ignore", ".engramignore")
+MAX_IGNORE_FILE_BYTES = 1 << 20
 
 
 @dataclass
 class WalkReport:
-    """What the walk skipped, and why."""
+    """What the walk skipped, and why; ``warnings`` are sentences for the user."""
 
     files: int = 0
     bytes: int = 0
@@ -27,6 +35,8 @@ class WalkReport:
     special: list[str] = field(default_factory=list)
     outside_links: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    undecodable_names: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -37,29 +47,36 @@ class WalkedFile:
     rel: str
     size: int
     mtime_ns: int
+    identity: Identity | None = None
 
 
-def _load_spec(folder: Path) -> pathspec.PathSpec | None:
-    patterns: list[str] = []
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """A path as text, undecodable bytes shown as ``\\xNN`` (for messages only)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _valid_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _load_ignore(folder: Path, warnings: list[str]) -> IgnoreFile | None:
+    texts = []
     for name in IGNORE_FILES:
         f = folder / name
-        if f.is_file():
-            try:
-                patterns += f.read_text(errors="replace").splitlines()
-            except OSError:
-                continue
-    if not patterns:
-        return None
-    try:
-        return pathspec.PathSpec.from_lines("gitignore", patterns)
-    except (KeyError, LookupError):  # pathspec < 0.12 names it gitwildmatch
-        return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
-
-
-def is_binary(path: Path) -> bool:
-    """ripgrep's rule: a NUL byte in the first 8 KiB."""
-    with open(path, "rb") as fh:
-        return b"\x00" in fh.read(8192)
+        if not os.path.lexists(f):
+            continue
+        try:  # the same safe read as any file: no links, FIFOs or huge files
+            data = read_limited(f, MAX_IGNORE_FILE_BYTES, None)
+        except SkipFile as skip:
+            warnings.append(f"{printable_path(f)}: not read ({skip}); its rules are not applied")
+            continue
+        texts.append((printable_path(f), data.decode("utf-8", errors="replace")))
+    rules = load_rules(texts, warnings)
+    return IgnoreFile(folder, rules) if rules else None
 
 
 def walk(
@@ -68,67 +85,69 @@ def walk(
     """Yield ingestible files under ``root`` in a stable order."""
     root = root.resolve()
     report = report if report is not None else WalkReport()
-    specs: list[tuple[Path, pathspec.PathSpec]] = []
+    stack: list[IgnoreFile] = []
 
     def ignored(path: Path, is_dir: bool) -> bool:
-        for base, spec in specs:
-            rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
-            if spec.match_file(rel):
-                return True
+        for rules in reversed(stack):  # the deepest ignore file that has a say decides
+            decision = rules.decide(path.relative_to(rules.folder).as_posix(), is_dir)
+            if decision is not None:
+                return decision
         return False
 
-    def visit(folder: Path, depth: int) -> Iterator[WalkedFile]:
-        spec = _load_spec(folder)
-        if spec is not None:
-            specs.append((folder, spec))
+    def visit(folder: Path) -> Iterator[WalkedFile]:
+        rules = _load_ignore(folder, report.warnings)
+        if rules is not None:
+            stack.append(rules)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
-            report.unreadable.append(str(folder))
+            report.unreadable.append(printable_path(folder))
             entries = []
         for entry in entries:
-            path = Path(entry.path)
-            if entry.name in ALWAYS_SKIP:
-                continue
-            try:
-                st = os.stat(path) if entry.is_symlink() else entry.stat(follow_symlinks=False)
-            except OSError:
-                report.unreadable.append(str(path))
-                continue
-            if entry.is_symlink():
-                target = path.resolve()
-                if root != target and root not in target.parents:
-                    report.outside_links.append(str(path))
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    continue  # links to folders inside the root: their files are visited anyway
-            if stat.S_ISDIR(st.st_mode):
-                if not ignored(path, True):
-                    yield from visit(path, depth + 1)
-                else:
-                    report.ignored += 1
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                report.special.append(str(path))
-                continue
-            if ignored(path, False):
-                report.ignored += 1
-                continue
-            rel = path.relative_to(root).as_posix()
-            if st.st_size > max_bytes:
-                report.too_large.append(rel)
-                continue
-            try:
-                if is_binary(path):
-                    report.binary.append(rel)
-                    continue
-            except OSError:
-                report.unreadable.append(rel)
-                continue
-            report.files += 1
-            report.bytes += st.st_size
-            yield WalkedFile(path, rel, st.st_size, st.st_mtime_ns)
-        if spec is not None:
-            specs.pop()
+            yield from _entry(entry)
+        if rules is not None:
+            stack.pop()
 
-    yield from visit(root, 0)
+    def _entry(entry: os.DirEntry[str]) -> Iterator[WalkedFile]:
+        path = Path(entry.path)
+        if entry.name in ALWAYS_SKIP:
+            return
+        if not _valid_utf8(entry.name):
+            shown = printable_path(path)
+            report.undecodable_names.append(shown)
+            report.warnings.append(f"{shown}: name is not valid UTF-8; skipped")
+            return
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            report.unreadable.append(str(path))
+            return
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = path.resolve()
+            except (OSError, RuntimeError):
+                target = None
+            if target is None or (root != target and root not in target.parents):
+                report.outside_links.append(str(path))
+            return  # links inside the root: their targets are visited under their own names
+        if stat.S_ISDIR(st.st_mode):
+            if ignored(path, True):
+                report.ignored += 1
+            else:
+                yield from visit(path)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            report.special.append(str(path))
+            return
+        if ignored(path, False):
+            report.ignored += 1
+            return
+        rel = path.relative_to(root).as_posix()
+        if st.st_size > max_bytes:
+            report.too_large.append(rel)
+            return
+        report.files += 1
+        report.bytes += st.st_size
+        yield WalkedFile(path, rel, st.st_size, st.st_mtime_ns, Identity(st.st_dev, st.st_ino))
+
+    yield from visit(root)

@@ -1,19 +1,25 @@
-"""Conversations that persist: turns appended durably, recalled across sessions, resumable."""
+"""Conversations that persist: turns appended durably, recalled across sessions, resumable.
+
+Sessions build on :class:`~engram_sdk.memory.Memory` through its public methods (``add``,
+``search``, ``passages``, ``delete``, ``store``, ``tokenizer``); memory never imports
+sessions. Each turn's text is remembered with ``Memory.add``, whose index merges segments
+as they accumulate, so a long session keeps search latency flat.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from engram_sdk.errors import InputError
-
-if TYPE_CHECKING:
-    from engram_sdk.memory import Hit, Memory
+from engram_sdk.memory import Hit, Memory
+from engram_sdk.memory.memory import check_label
 
 SESSION_FORMAT_VERSION = 1
 META, TURNS = "sess.meta", "sess.turn"
@@ -46,18 +52,30 @@ def session_key(scope: str, session_id: str) -> bytes:
     return scope.encode() + b"\x00" + session_id.encode()
 
 
+def check_session_id(session_id: object) -> str:
+    """A label (see ``check_label``) without ``/`` or ``..``: ids look like names, not paths."""
+    check_label("session id", session_id)
+    assert isinstance(session_id, str)
+    if "/" in session_id or ".." in session_id:
+        raise InputError(f"session id {session_id!r} must not contain '/' or '..'")
+    return session_id
+
+
 class Session:
     """A conversation in a :class:`Memory`; created on first use, resumed afterwards."""
 
-    def __init__(self, memory: Memory, session_id: str, scope: str = "default") -> None:
-        from engram_sdk.memory.memory import check_label
-
+    def __init__(self, memory: Memory, session_id: str, *, scope: str = "default") -> None:
         self.memory = memory
-        self.id = check_label("session id", session_id)
+        self.id = check_session_id(session_id)
         self.scope = check_label("scope", scope)
         self.key = session_key(scope, session_id)
         raw = memory.store.get(META, self.key)
         self.info = SessionInfo.model_validate_json(raw) if raw else None
+
+    @property
+    def exists(self) -> bool:
+        """Whether the session has been stored (it is created by its first turn)."""
+        return self.memory.store.get(META, self.key) is not None
 
     @property
     def source(self) -> str:
@@ -77,9 +95,15 @@ class Session:
         if not isinstance(content, str):
             raise InputError("content must be str")
         store = self.memory.store
-        with store.transaction():
-            if self.info is None:
-                self.info = SessionInfo(id=self.id, scope=self.scope, created=time.time())
+        with self.memory.transaction():
+            # the stored count, read inside the write transaction, allocates the sequence
+            # number: another live Session object of the same id may have appended since
+            raw = store.get(META, self.key)
+            self.info = (
+                SessionInfo.model_validate_json(raw)
+                if raw
+                else SessionInfo(id=self.id, scope=self.scope, created=time.time())
+            )
             ids = (
                 list(token_ids) if token_ids is not None else self.memory.tokenizer.encode(content)
             )
@@ -165,7 +189,7 @@ class Session:
     def delete(self) -> int:
         """Remove the session, its turns and their remembered passages."""
         store = self.memory.store
-        with store.transaction():
+        with self.memory.transaction():
             keys = [k for k, _ in store.scan(TURNS, self.key + b"\x00")]
             store.delete_many(TURNS, keys)
             store.delete(META, self.key)
@@ -175,8 +199,15 @@ class Session:
 
     def export(self, path: str | Path) -> int:
         """Write a JSONL file: a header line, then one line per turn."""
-        if self.info is None:
-            raise InputError(f"session {self.id!r} does not exist")
+        raw = self.memory.store.get(META, self.key)
+        if raw is None:
+            raise InputError(f"session {self.id!r} does not exist in scope {self.scope!r}")
+        self.info = SessionInfo.model_validate_json(raw)
+        if not isinstance(path, str | os.PathLike):
+            raise InputError(f"path must be a str or os.PathLike naming a file, got {path!r}")
+        folder = Path(path).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise InputError(f"cannot export to {path}: folder {folder} does not exist")
         lines = [json.dumps({"header": self.info.model_dump()})]
         lines += [t.model_dump_json() for t in self.turns()]
         Path(path).write_text("\n".join(lines) + "\n")
@@ -194,7 +225,10 @@ def import_session(
     memory: Memory, path: str | Path, session_id: str | None = None, scope: str | None = None
 ) -> Session:
     """Read a JSONL export into a new session (the format version is checked)."""
-    lines = Path(path).read_text().splitlines()
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read session export {path}: {exc}") from None
     try:
         header = SessionInfo.model_validate(json.loads(lines[0])["header"])
     except (IndexError, KeyError, ValueError) as exc:
@@ -204,10 +238,10 @@ def import_session(
             f"{path} has session format {header.format_version}, newer than "
             f"{SESSION_FORMAT_VERSION}; upgrade engram-sdk"
         )
-    session = Session(memory, session_id or header.id, scope or header.scope)
+    session = Session(memory, session_id or header.id, scope=scope or header.scope)
     if session.info is not None:
         raise InputError(f"session {session.id!r} already exists in scope {session.scope!r}")
-    with memory.store.transaction():
+    with memory.transaction():
         for line in lines[1:]:
             if line.strip():
                 t = Turn.model_validate_json(line)

@@ -9,6 +9,7 @@ import pytest
 from engram_sdk.model import build_model, load_checkpoint, save_checkpoint
 
 from engram_sdk.memory import Memory
+from engram_sdk.sessions import Session
 
 FIRST = "The lighthouse keeper wrote the tide tables by hand."
 SECOND = "What did the keeper write, and how?"
@@ -29,10 +30,11 @@ def test_resume_after_process_exit_gives_the_same_greedy_tokens(ckpt: Path, tmp_
     code = (
         "import json, os\n"
         "from engram_sdk.memory import Memory\n"
+        "from engram_sdk.sessions import Session\n"
         "from engram_sdk.model import load_checkpoint\n"
         f"model = load_checkpoint({str(ckpt)!r})\n"
         f"m = Memory.open({uri!r})\n"
-        "s = m.session('chat', scope='u')\n"
+        "s = Session(m, 'chat', scope='u')\n"
         f"s.append('user', {FIRST!r})\n"
         f"t = s.generate(model, max_new_tokens={N})\n"
         "print(json.dumps(t.token_ids), flush=True)\n"
@@ -43,7 +45,7 @@ def test_resume_after_process_exit_gives_the_same_greedy_tokens(ckpt: Path, tmp_
 
     model = load_checkpoint(ckpt)
     with Memory.open(uri) as mem:
-        resumed = mem.session("chat", scope="u")
+        resumed = Session(mem, "chat", scope="u")
         assert [t.role for t in resumed.turns()] == ["user", "assistant"]
         resumed.append("user", SECOND)
         resumed_second = resumed.generate(model, max_new_tokens=N).token_ids
@@ -51,7 +53,7 @@ def test_resume_after_process_exit_gives_the_same_greedy_tokens(ckpt: Path, tmp_
 
     # Uninterrupted session in one process, same weights.
     with Memory.open("dram://") as mem2:
-        s = mem2.session("chat", scope="u")
+        s = Session(mem2, "chat", scope="u")
         s.append("user", FIRST)
         first = s.generate(model, max_new_tokens=N).token_ids
         s.append("user", SECOND)
@@ -95,7 +97,7 @@ def test_cli_chat_with_model_resumes_across_invocations(ckpt: Path, tmp_path: Pa
     chat(SECOND)
     model = load_checkpoint(ckpt)
     with Memory.open(uri) as mem:
-        turns = mem.session("c").turns()
+        turns = Session(mem, "c").turns()
         tok = mem.tokenizer
     p1 = tok.encode(FIRST)
     o1 = model.generate(p1, max_new_tokens=N, temperature=0.0)

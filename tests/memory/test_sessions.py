@@ -9,35 +9,36 @@ import pytest
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory import Memory
-from engram_sdk.sessions import import_session, list_sessions
+from engram_sdk.sessions import Session, import_session, list_sessions
 
 
 def test_turns_survive_the_process_and_are_recalled_by_a_new_session(tmp_path: Path) -> None:
     uri = f"lmdb://{tmp_path / 'mem'}"
     code = (
         "from engram_sdk.memory import Memory\n"
+        "from engram_sdk.sessions import Session\n"
         f"m = Memory.open({uri!r})\n"
-        "s = m.session('monday', scope='alice')\n"
+        "s = Session(m, 'monday', scope='alice')\n"
         "s.append('user', 'Remember: the storage unit door code is 7391.')\n"
         "s.append('assistant', 'Got it.')\n"
         "import os; os._exit(0)\n"  # no close(): each append was already durable
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     with Memory.open(uri) as mem:
-        monday = mem.session("monday", scope="alice")
+        monday = Session(mem, "monday", scope="alice")
         assert [t.role for t in monday.turns()] == ["user", "assistant"]
         assert monday.turns()[0].token_ids == mem.tokenizer.encode(monday.turns()[0].content)
-        tuesday = mem.session("tuesday", scope="alice")
+        tuesday = Session(mem, "tuesday", scope="alice")
         recalled = tuesday.recall("what is the storage unit door code?")
         assert recalled and "7391" in recalled[0].snippet
         assert "7391" in tuesday.context_for("storage unit door code")
-        assert mem.session("x", scope="bob").recall("storage unit door code") == []
+        assert Session(mem, "x", scope="bob").recall("storage unit door code") == []
         assert [s.id for s in list_sessions(mem, "alice")] == ["monday"]
 
 
 def test_export_import_round_trip(tmp_path: Path) -> None:
     with Memory.open("dram://") as mem:
-        s = mem.session("s1")
+        s = Session(mem, "s1")
         s.append("system", "You are terse.")
         s.append("user", "Hi there", metadata={"client": "cli"})
         out = tmp_path / "s1.jsonl"
@@ -59,16 +60,18 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         ]
 
 
-@pytest.mark.parametrize("bad", ["", "a\x00b", "x" * 201, "../../etc/passwd\n", "\udcff"])
+@pytest.mark.parametrize(
+    "bad", ["", "a\x00b", "x" * 201, "../../etc/passwd\n", "\udcff", "a/b", "..", "x..y", 7]
+)
 def test_hostile_session_ids_are_rejected(bad: str) -> None:
     with Memory.open("dram://") as mem, pytest.raises(InputError):
-        mem.session(bad)
+        Session(mem, bad)
 
 
 def test_path_like_session_ids_are_just_data(tmp_path: Path) -> None:
     uri = f"lmdb://{tmp_path / 'mem'}"
     with Memory.open(uri) as mem:
-        mem.session("../../../escape", scope="../x").append("user", "hello")
+        Session(mem, "C:\\escape", scope="../x").append("user", "hello")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mem"]
     assert sorted(p.name for p in (tmp_path / "mem").iterdir()) == [
         "data.mdb",
@@ -92,7 +95,9 @@ def test_cli_ingest_search_sessions(tmp_path: Path) -> None:
         )
 
     assert engram("ingest", str(tmp_path / "src"), "--store", uri, "--no-progress").returncode == 0
-    hits = json.loads(engram("search", "frobnicate_widget", "--store", uri, "--json").stdout)
+    hits = json.loads(engram("search", "frobnicate_widget", "--store", uri, "--json").stdout)[
+        "hits"
+    ]
     assert hits[0]["source"].endswith("m.py") and hits[0]["line_start"] == 1
     ctx = json.loads(
         engram(

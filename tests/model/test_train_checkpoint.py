@@ -77,10 +77,11 @@ def test_session_generate_resumes_exactly_after_the_process_exits(tmp_path: Path
     step = (
         "import sys\n"
         "from engram_sdk.memory import Memory\n"
+        "from engram_sdk.sessions import Session\n"
         "from engram_sdk.model import load_checkpoint\n"
         f"m = load_checkpoint({str(tmp_path / 'ck')!r})\n"
         f"with Memory.open({uri!r}) as mem:\n"
-        "    s = mem.session('chat')\n"
+        "    s = Session(mem, 'chat')\n"
         "    if not s.turns():\n"
         "        s.append('user', 'Tell me about engrams.')\n"
         "    print(s.generate(m, max_new_tokens=5).token_ids)\n"
@@ -92,9 +93,10 @@ def test_session_generate_resumes_exactly_after_the_process_exits(tmp_path: Path
         for _ in range(2)
     ]
     from engram_sdk.memory import Memory
+    from engram_sdk.sessions import Session
 
     with Memory.open("dram://") as mem:
-        s = mem.session("chat")
+        s = Session(mem, "chat")
         s.append("user", "Tell me about engrams.")
         first = s.generate(model, max_new_tokens=5).token_ids
         second = s.generate(model, max_new_tokens=5).token_ids
