@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "context": "engram_sdk.cli.memory_cmd",
     "chat": "engram_sdk.cli.memory_cmd",
     "sessions": "engram_sdk.cli.memory_cmd",
+    "sources": "engram_sdk.cli.memory_cmd",
+    "forget": "engram_sdk.cli.memory_cmd",
     "eval": "engram_sdk.cli.eval_cmd",
     "bench": "engram_sdk.cli.bench_cmd",
 }
