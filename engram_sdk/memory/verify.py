@@ -128,6 +128,9 @@ def _folded_offset(text: str, folded: str) -> int:
         return -1
     lines = text.splitlines(keepends=True)
     offsets = np.cumsum([0] + [len(x) for x in lines]).tolist()
+    one_line = next((i for i, line in enumerate(lines) if folded in fold_fast(line)), None)
+    if one_line is not None:  # the usual case: the match lies inside one line
+        return offsets[one_line]
     end = next(i for i in range(len(lines)) if folded in fold_fast("".join(lines[: i + 1])))
     start = next(s for s in range(end, -1, -1) if folded in fold_fast("".join(lines[s : end + 1])))
     return offsets[start]
