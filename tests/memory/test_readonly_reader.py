@@ -1,0 +1,40 @@
+"""A read-only Memory in another process follows a writer's re-ingest and compaction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from engram_sdk.memory import Memory
+
+
+def test_a_read_only_reader_finds_phrases_after_a_writer_reingests_and_compacts(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "a.py").write_text("def zebra_unicorn():\n    return 1\n")
+    (root / "b.py").write_text("other = 2\n")
+    uri = f"lmdb://{tmp_path / 'mem'}"
+    with Memory.open(uri) as writer:
+        writer.ingest(root, progress=False)
+    reader = Memory.open(uri, "r")
+    try:
+        assert [h.source for h in reader.search("zebra_unicorn")] == [str(root / "a.py")]
+        writer_code = textwrap.dedent(
+            f"""
+            from pathlib import Path
+            from engram_sdk.memory import Memory
+            Path({str(root / "b.py")!r}).write_text("other = 3\\nzebra_unicorn()\\n")
+            with Memory.open({uri!r}) as w:
+                w.ingest({str(root)!r}, progress=False)
+                w.compact()
+            """
+        )
+        subprocess.run([sys.executable, "-c", writer_code], check=True)
+        found = sorted(h.source for h in reader.search("zebra_unicorn"))
+        assert found == [str(root / "a.py"), str(root / "b.py")]  # oracle: the files as written
+    finally:
+        reader.close()
