@@ -27,6 +27,7 @@ For one turn (:func:`augmented_turn`):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,7 @@ def augmented_turn(
     options: SamplingOptions | None = None,
     memory_tokens: int | None = None,
     use_memory: bool = True,
+    write_lock: AbstractContextManager[Any] | None = None,
 ) -> AugmentedTurn:
     """Plan the prompt for ``messages`` (see the module docs) and start generating.
 
@@ -114,7 +116,8 @@ def augmented_turn(
     history. With a ``session``, the session's stored turns are the history unless the
     client sends a history the session does not end with (then the client's is used as
     given), and the new user turn and the reply are stored when the reply completes.
-    ``memory_tokens`` caps the recalled passages (default: a quarter of the window).
+    ``memory_tokens`` caps the recalled passages (default: a quarter of the window);
+    ``write_lock`` serialises the store write with other writers of the same memory.
     """
     options = options or SamplingOptions()
     if not messages or messages[-1]["role"] != "user":
@@ -137,7 +140,9 @@ def augmented_turn(
         top_p=options.top_p,
         stop=options.stop,
     )
-    turn.chunks = _run(backend, turn, sampling, session, messages[-1]["content"])
+    turn.chunks = _run(
+        backend, turn, sampling, session, messages[-1]["content"], write_lock or nullcontext()
+    )
     return turn
 
 
@@ -147,6 +152,7 @@ def _run(
     options: SamplingOptions,
     session: Session | None,
     user_text: str,
+    write_lock: AbstractContextManager[Any],
 ) -> Iterator[Chunk]:
     parts: list[str] = []
     for chunk in backend.stream(turn.plan.messages, options=options):
@@ -158,7 +164,8 @@ def _run(
         yield chunk
     turn.text = "".join(parts)
     if session is not None:
-        store_turn(session, user_text, turn)
+        with write_lock:
+            store_turn(session, user_text, turn)
 
 
 def store_turn(session: Session, user_text: str, turn: AugmentedTurn) -> None:

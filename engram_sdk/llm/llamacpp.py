@@ -57,7 +57,8 @@ class LlamaCppBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise InputError(f"GGUF model {path} does not exist (expected a .gguf file)")
-        threads = threads or max(1, min(4, os.cpu_count() or 1))
+        # llama.cpp threads spin while they wait: on a small, shared CPU one thread is faster
+        threads = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
         try:
             self.llama = Llama(
                 model_path=str(path),
