@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "engram_sdk.cli.memory_cmd",
     "engram_sdk.cli.eval_cmd",
     "engram_sdk.cli.bench_cmd",
+    "engram_sdk.cli.chat_cmd",
     "engram_sdk.cli.serve_cmd",
 ]
 

@@ -5,16 +5,18 @@ For one turn (:func:`augmented_turn`):
 1. the query is the last user message;
 2. passages are recalled from the session's scope (ingested files and documents, earlier
    sessions, this session's turns that no longer fit the window) under a token budget;
-3. they go into the prompt as one system message in this format (documented in docs/llm.md)::
+3. they go into the prompt next to the question, where even a 135M model copies from them
+   (format documented in docs/llm.md): a system instruction, then the new user message as::
 
-       Passages recalled from memory. Use them when they answer the question and cite them
-       as [source:line].
+       Passages from memory:
 
        [path/to/file.py:12-20]
        <passage text>
 
        [session:other-chat:1-1]
        <passage text>
+
+       Question: <the user's message>
 
 4. the conversation is kept inside the model's window: the oldest turns are dropped first
    (they stay in memory and can be recalled), then the recalled passages, and at last the
@@ -38,10 +40,12 @@ if TYPE_CHECKING:
     from engram_sdk.memory import Memory
     from engram_sdk.sessions import Session
 
-MEMORY_HEADER = (
-    "Passages recalled from memory. Use them when they answer the question and cite them "
-    "as [source:line]."
+MEMORY_INSTRUCTION = (
+    "Answer the question using the passages from memory given with it when they are "
+    "relevant. Cite them as [source:line]."
 )
+MEMORY_HEADER = "Passages from memory:"
+QUESTION = "Question: "
 OMITTED_NOTE = "({n} earlier turns of this conversation are not shown.)"
 
 
@@ -253,7 +257,8 @@ def _assemble(
 ) -> list[Message]:
     notes = [m["content"] for m in system]
     if block:
-        notes.append(block)
+        notes.insert(0, MEMORY_INSTRUCTION)
+        user = {"role": "user", "content": f"{block}\n\n{QUESTION}{user['content']}"}
     if kept < len(history):
         notes.append(OMITTED_NOTE.format(n=len(history) - kept))
     head: list[Message] = [{"role": "system", "content": "\n\n".join(notes)}] if notes else []

@@ -97,6 +97,8 @@ class Backend(abc.ABC):
 
     #: name reported to clients (``/v1/models``, eval reports)
     name: str
+    #: whether the model was trained to chat (has a chat template); base models read prompts
+    is_chat: bool = True
 
     @property
     @abc.abstractmethod

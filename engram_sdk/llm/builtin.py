@@ -40,6 +40,7 @@ class EngramModelBackend(Backend):
         self.tokenizer = get_tokenizer(self.config.tokenizer or "cl100k_base")
         self.name = name or f"engram:{folder.name}"
         self.template = ChatTemplate(PLAIN)
+        self.is_chat = False
         self._lock = threading.Lock()
 
     @property

@@ -72,6 +72,7 @@ class LlamaCppBackend(Backend):
         self.name = name or path.stem.lower()
         meta: dict[str, Any] = dict(self.llama.metadata)
         template = meta.get("tokenizer.chat_template")
+        self.is_chat = bool(template)
         self.template = ChatTemplate(template, bos="", eos=self._token_text(self.llama.token_eos()))
         self._lock = threading.Lock()
 
@@ -105,6 +106,9 @@ class LlamaCppBackend(Backend):
         self, ids: list[int], options: SamplingOptions, max_tokens: int
     ) -> Iterator[Chunk]:
         with self._lock:
+            # no reuse of the previous prompt's cache: a prefix evaluated in another batch
+            # shape gives slightly different logits, and greedy replies must be reproducible
+            self.llama.reset()
             text: list[str] = []
             finish = "length"
             try:

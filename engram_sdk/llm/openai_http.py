@@ -16,7 +16,16 @@ from typing import Any
 import httpx
 
 from engram_sdk.errors import InputError
-from engram_sdk.llm.base import Backend, BackendError, Chunk, Message, SamplingOptions, Usage
+from engram_sdk.llm.base import (
+    Backend,
+    BackendError,
+    Chunk,
+    Completion,
+    Message,
+    SamplingOptions,
+    Usage,
+    check_messages,
+)
 from engram_sdk.llm.template import CHATML, ChatTemplate
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -89,15 +98,52 @@ class OpenAIBackend(Backend):
         body["prompt"] = prompt
         return self._sse("/completions", body, chat=False)
 
-    def _body(self, options: SamplingOptions) -> dict[str, Any]:
+    def generate(
+        self,
+        messages: Sequence[Message] | None = None,
+        *,
+        prompt: str | None = None,
+        options: SamplingOptions | None = None,
+    ) -> Completion:
+        """One non-streaming request (``stream: false``)."""
+        if (messages is None) == (prompt is None):
+            raise InputError("give exactly one of messages or prompt")
+        options = options or SamplingOptions()
+        body = self._body(options, stream=False)
+        if messages is not None:
+            check_messages(messages)
+            body["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
+            path = "/chat/completions"
+        else:
+            body["prompt"] = prompt
+            path = "/completions"
+        resp = self._open(path, body)
+        try:
+            out = json.loads(resp.read())
+            choice = out["choices"][0]
+            text = choice["message"]["content"] if messages is not None else choice["text"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"unexpected response from {self.base_url}{path}: {exc}") from exc
+        finally:
+            resp.close()
+        u = out.get("usage") or {}
+        usage = Usage(
+            u.get("prompt_tokens", self.count_tokens(json.dumps(body))),
+            u.get("completion_tokens", self.count_tokens(text or "")),
+        )
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        return Completion(text=text or "", finish_reason=finish, usage=usage)
+
+    def _body(self, options: SamplingOptions, *, stream: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": options.max_tokens,
             "temperature": options.temperature,
             "top_p": options.top_p,
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         if options.stop:
             body["stop"] = list(options.stop)
         return body

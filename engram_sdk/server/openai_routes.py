@@ -101,6 +101,7 @@ def chat_completions(
         "citations": [c.label for c in turn.citations],
         "session_id": session.id if session else None,
         "scope": scope,
+        "history_turns": turn.plan.history_kept,
     }
     head = _head("chat.completion", state)
     if req.stream:
