@@ -28,6 +28,7 @@ For one turn (:func:`augmented_turn`):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from engram_sdk.llm.base import Backend, Chunk, FinishReason, Message, SamplingO
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
+    from engram_sdk.memory.models import Passage
     from engram_sdk.sessions import Session
 
 MEMORY_INSTRUCTION = (
@@ -287,6 +289,37 @@ def _clip_head(backend: Backend, text: str, tokens: int) -> str:
     return text[-keep:] if keep else ""
 
 
+def _clip_around(backend: Backend, lines: list[str], query: str, tokens: int) -> tuple[int, int]:
+    """The widest run of whole ``lines`` around the line sharing most words with ``query``."""
+    words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
+    at = max(
+        range(len(lines)), key=lambda i: len(words & set(re.findall(r"\w+", lines[i].lower())))
+    )
+    lo, hi = at, at + 1
+    grown = True
+    while grown:
+        grown = False
+        for lo2, hi2 in ((lo, hi + 1), (lo - 1, hi)):
+            inside = lo2 >= 0 and hi2 <= len(lines)
+            if inside and backend.count_tokens("\n".join(lines[lo2:hi2])) <= tokens:
+                lo, hi, grown = lo2, hi2, True
+    return lo, hi
+
+
+def _excerpt(backend: Backend, passage: Passage, query: str, tokens: int) -> tuple[Passage, str]:
+    """The passage, or its lines around the query's best line when it is over ``tokens``."""
+    label = f"[{passage.source}:{passage.line_start}-{passage.line_end}]"
+    text = f"{label}\n{passage.text.strip()}"
+    if backend.count_tokens(text) <= tokens:
+        return passage, text
+    lines = passage.text.splitlines()
+    lo, hi = _clip_around(backend, lines, query, tokens - 16)
+    first, last = passage.line_start + lo, passage.line_start + hi - 1
+    body = _clip_head(backend, "\n".join(lines[lo:hi]), tokens - 16)
+    text = f"[{passage.source}:{first}-{last}]\n{body}"
+    return passage.model_copy(update={"line_start": first, "line_end": last}), text
+
+
 def recall_block(
     backend: Backend,
     memory: Memory,
@@ -311,6 +344,7 @@ def recall_block(
     own = session.source if session is not None else None
     parts = [MEMORY_HEADER]
     used = backend.count_tokens(MEMORY_HEADER)
+    per_passage = max(48, budget // 3)
     citations: list[Citation] = []
     for hit, passage in zip(hits, passages, strict=True):
         if passage is None:
@@ -319,16 +353,13 @@ def recall_block(
             seq = passage.metadata.get("seq")
             if first_kept_seq is None or not isinstance(seq, int) or seq >= first_kept_seq:
                 continue
-        label = f"[{passage.source}:{passage.line_start}-{passage.line_end}]"
-        text = f"{label}\n{passage.text.strip()}"
+        room = min(per_passage, budget - used) - 16
+        if room < 8:
+            break
+        passage, text = _excerpt(backend, passage, query, room)
         n = backend.count_tokens(text) + 2
         if used + n > budget:
-            if citations:
-                continue
-            text = label + "\n" + _clip_head(backend, passage.text.strip(), budget - used - 16)
-            n = backend.count_tokens(text) + 2
-            if used + n > budget:
-                continue
+            continue
         parts.append(text)
         used += n
         citations.append(
