@@ -1,4 +1,4 @@
-"""``engram serve``: the OpenAI-compatible, memory-augmented HTTP server."""
+"""``engram serve`` (OpenAI-compatible, memory-augmented HTTP) and ``engram mcp`` (stdio)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,19 @@ def serve(
     run(config)
 
 
+def mcp(
+    store: Annotated[
+        str | None, typer.Option("--store", help="memory store URI (default: the user store)")
+    ] = None,
+    scope: Annotated[str, typer.Option("--scope", help="default scope of the tools")] = "default",
+) -> None:
+    """Serve the memory as MCP tools over stdio (search, context, add, sessions)."""
+    from engram_sdk.mcp import run_stdio
+
+    run_stdio(store, scope=scope)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``engram serve``."""
+    """Add ``engram serve`` and ``engram mcp``."""
     app.command()(serve)
+    app.command()(mcp)
