@@ -9,7 +9,7 @@ import importlib
 
 import typer
 
-BENCH_MODULES = ["hashing", "stores", "memory", "evals", "prefetch", "model"]
+BENCH_MODULES = ["hashing", "stores", "memory", "evals", "prefetch", "model", "serve"]
 
 
 def register(app: typer.Typer) -> None:

@@ -290,20 +290,25 @@ def _clip_head(backend: Backend, text: str, tokens: int) -> str:
 
 
 def _clip_around(backend: Backend, lines: list[str], query: str, tokens: int) -> tuple[int, int]:
-    """The widest run of whole ``lines`` around the line sharing most words with ``query``."""
+    """The widest run of whole ``lines`` around the line sharing most words with ``query``.
+
+    Line costs are counted once and summed (a newline costs one token), so this is linear.
+    """
     words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
     at = max(
         range(len(lines)), key=lambda i: len(words & set(re.findall(r"\w+", lines[i].lower())))
     )
-    lo, hi = at, at + 1
-    grown = True
-    while grown:
-        grown = False
-        for lo2, hi2 in ((lo, hi + 1), (lo - 1, hi)):
-            inside = lo2 >= 0 and hi2 <= len(lines)
-            if inside and backend.count_tokens("\n".join(lines[lo2:hi2])) <= tokens:
-                lo, hi, grown = lo2, hi2, True
-    return lo, hi
+    cost = [backend.count_tokens(line) + 1 for line in lines]
+    lo, hi, used = at, at + 1, cost[at]
+    while True:
+        if hi < len(lines) and used + cost[hi] <= tokens:
+            used += cost[hi]
+            hi += 1
+        elif lo > 0 and used + cost[lo - 1] <= tokens:
+            lo -= 1
+            used += cost[lo]
+        else:
+            return lo, hi
 
 
 def _excerpt(backend: Backend, passage: Passage, query: str, tokens: int) -> tuple[Passage, str]:
