@@ -95,7 +95,7 @@ def test_a_session_ten_times_longer_than_the_window_keeps_answering(memory: Memo
     session.append("user", "Please remember that my locker number is 5521.")
     session.append("assistant", "Noted: your locker number is 5521.")
     filler = "The weather report says clouds drift over the hills and rain may follow. " * 8
-    for i in range(40):
+    for i in range(48):
         session.append("user" if i % 2 == 0 else "assistant", f"Note {i}. {filler}")
     stored_tokens = sum(small.count_tokens(t.content) for t in session.turns())
     assert stored_tokens > 10 * small.context_length
@@ -114,7 +114,7 @@ def test_a_session_ten_times_longer_than_the_window_keeps_answering(memory: Memo
     # the dropped first turn is recalled from memory
     assert any(c.source == "session:long" for c in turn.citations)
     assert "5521" in turn.text
-    assert len(memory.session("long").turns()) == 42 + 4
+    assert len(memory.session("long").turns()) == 50 + 4
     small.close()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +37,14 @@ def test_session_survives_a_restart_and_other_keys_cannot_read_it(tmp_path: Path
         )
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=live.v1, api_key="sk-wrong", max_retries=0).models.list()
+    # the server's sessions are the ones `engram sessions ls` lists
+    listed = subprocess.run(
+        [sys.executable, "-m", "engram_sdk.cli.main", "sessions", "ls", "--store", store],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "alice\tlockers\t2 turns" in listed
     with serve(args, log, env) as live:
         alice = openai.OpenAI(base_url=live.v1, api_key=ALICE, max_retries=0)
         second = alice.chat.completions.create(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,27 +245,20 @@ def test_requests_beyond_the_concurrency_bound_get_429(tmp_path: Path) -> None:
         long_body = {
             "model": MODEL,
             "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,",
-            "max_tokens": 150,
+            "max_tokens": 200,
             "temperature": 0,
+            "stream": True,
         }
-        done = threading.Event()
-        results: list[int] = []
-
-        def hold() -> None:
-            reply = httpx.post(live.v1 + "/completions", json=long_body, timeout=600)
-            results.append(reply.json()["usage"]["completion_tokens"])
-            done.set()
-
-        threading.Thread(target=hold, daemon=True).start()
         client = openai.OpenAI(base_url=live.v1, api_key="unused", max_retries=0)
-        refused = None
-        while not done.is_set() and refused is None:
-            try:
+        with httpx.stream("POST", live.v1 + "/completions", json=long_body, timeout=600) as held:
+            lines = held.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert json.loads(first[6:])["choices"][0]["text"]  # generating: the slot is taken
+            with pytest.raises(openai.RateLimitError) as refused:
                 client.completions.create(model=MODEL, prompt="a", max_tokens=1)
-            except openai.RateLimitError as exc:
-                refused = exc
-        assert refused is not None, "the long generation ended before a second request was refused"
-        assert refused.response.headers["retry-after"] == "1"
-        assert json.loads(refused.response.text)["error"]["type"] == "rate_limit_error"
-        done.wait(600)
-        assert results == [150]
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert refused.value.response.headers["retry-after"] == "1"
+        assert refused.value.body["type"] == "rate_limit_error"
+        assert rest[-1] == "data: [DONE]"
+        # the slot is free again once the stream has ended
+        assert client.completions.create(model=MODEL, prompt="a", max_tokens=1).choices
