@@ -61,8 +61,13 @@ class _Stub(BaseHTTPRequestHandler):
         self._send(200, text.encode(), "text/event-stream")
 
 
+class _StubServer(ThreadingHTTPServer):
+    request_queue_size = 256  # 32 clients connect at once; the default backlog of 5 resets them
+    daemon_threads = True
+
+
 def _run_stub(port: int) -> None:
-    ThreadingHTTPServer(("127.0.0.1", port), _Stub).serve_forever()
+    _StubServer(("127.0.0.1", port), _Stub).serve_forever()
 
 
 def _free_port() -> int:
