@@ -1,22 +1,25 @@
 """Model adapters: every model is measured through ``answer(sample) -> str | Answer``.
 
-Built here: a Python callable, the oracle and empty references, the built-in engram model
-checkpoint and Hugging Face ``transformers`` models (local files, GGUF included). The
+Built here: a Python callable, the oracle and empty references, and any generation backend
+of :mod:`engram_sdk.llm` (the built-in engram checkpoint, Hugging Face ``transformers``
+models, GGUF files through llama.cpp) through :class:`BackendAdapter`. The
 OpenAI-compatible HTTP client lives in :mod:`engram_sdk.evals.openai_adapter` and the
 memory pipeline in :mod:`engram_sdk.evals.memory_adapter`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from engram_sdk.evals.length import HFCounter, TiktokenCounter, TokenCounter
 from engram_sdk.evals.sample import Sample
 
-from engram_sdk.errors import EngramError, InputError, MissingDependencyError
+from engram_sdk.errors import EngramError, InputError
+
+if TYPE_CHECKING:
+    from engram_sdk.llm import Backend
 
 
 class EvalError(EngramError):
@@ -81,12 +84,62 @@ class EmptyAdapter:
 from engram_sdk.evals.oracle import OracleAdapter  # noqa: E402,F401  (moved; re-exported)
 
 
-class HFAdapter:
-    """A Hugging Face causal LM, greedy decoding, on CPU by default.
+class BackendCounter:
+    """A :class:`TokenCounter` over a generation backend's own tokenizer."""
 
-    Chat models get their chat template with the answer prefix opening the assistant turn
-    (as RULER runs chat models); ``gguf_file`` loads a GGUF checkpoint through transformers.
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.name = f"backend:{backend.name}"
+
+    def count(self, text: str) -> int:
+        return self.backend.count_tokens(text)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [self.backend.count_tokens(t) for t in texts]
+
+
+class BackendAdapter:
+    """Any :class:`engram_sdk.llm.Backend` as an eval model, greedy decoding.
+
+    Chat models read their chat template around the input with the answer prefix opening the
+    assistant turn (as RULER runs chat models; the prefix's leading whitespace is dropped,
+    since the template already ends the line); base models read ``input + answer_prefix``
+    (BOS added by the backend when the tokenizer has one).
     """
+
+    def __init__(self, backend: Backend, name: str | None = None, concurrency: int = 1) -> None:
+        self.backend = backend
+        self.name = name or backend.name
+        self.concurrency = concurrency
+        self.token_counter: TokenCounter = BackendCounter(backend)
+        self.max_context = backend.context_length
+        self.chat = backend.is_chat
+        # tokens the chat template adds around a prompt; sample lengths include them
+        self.template_tokens = 0
+        if self.chat:
+            probe = "x"
+            wrapped = backend.render([{"role": "user", "content": probe}])
+            self.template_tokens = backend.count_tokens(wrapped) - backend.count_tokens(probe)
+
+    def render(self, sample: Sample) -> str:
+        """The exact text the model reads."""
+        if not self.chat:
+            return sample.prompt
+        head = self.backend.render([{"role": "user", "content": sample.input}])
+        return head + sample.answer_prefix.lstrip()
+
+    def answer(self, sample: Sample) -> str:
+        from engram_sdk.llm import BackendError, SamplingOptions
+
+        options = SamplingOptions(max_tokens=sample.max_new_tokens, temperature=0.0)
+        try:
+            return self.backend.generate(prompt=self.render(sample), options=options).text
+        except BackendError as exc:
+            raise EvalError(f"model {self.name!r} failed: {exc}") from exc
+
+
+class HFAdapter(BackendAdapter):
+    """A Hugging Face causal LM through :class:`engram_sdk.llm.hf.HFBackend` (GGUF included)."""
 
     def __init__(
         self,
@@ -97,89 +150,25 @@ class HFAdapter:
         dtype: str = "float32",
         name: str | None = None,
     ) -> None:
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "HF models need transformers: pip install 'engram-sdk[hf]'"
-            ) from exc
-        kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, **kw)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                model, dtype=getattr(torch, dtype), **kw
-            )
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"cannot load the HF model {model!r} ({gguf_file or 'no gguf'}): {exc}"
-            ) from exc
-        self.model.to(device).eval()
-        self.device = device
-        self.chat = bool(self.tokenizer.chat_template) if chat is None else chat
-        self.name = name or f"hf:{gguf_file or model}"
-        self.concurrency = 1
+        from engram_sdk.llm.hf import HFBackend
+
+        backend = HFBackend(model, gguf_file=gguf_file, device=device, dtype=dtype)
+        if chat is not None:
+            backend.is_chat = chat
+        super().__init__(backend, name=name or f"hf:{gguf_file or model}")
+        self.tokenizer = backend.tokenizer
+        self.model = backend.model
         self.token_counter = HFCounter(self.tokenizer, gguf_file or model)
-        self.max_context = getattr(self.model.config, "max_position_embeddings", None)
-        self._lock = threading.Lock()
-        # tokens the chat template adds around a prompt; sample lengths include them
-        self.template_tokens = 0
-        if self.chat:
-            probe = "x"
-            wrapped = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": probe}], add_generation_prompt=True, tokenize=False
-            )
-            self.template_tokens = self.token_counter.count(wrapped) - self.token_counter.count(
-                probe
-            )
-
-    def render(self, sample: Sample) -> str:
-        """The exact text the model reads."""
-        if not self.chat:
-            return sample.prompt
-        head = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": sample.input}], add_generation_prompt=True, tokenize=False
-        )
-        return head + sample.answer_prefix.lstrip()
-
-    def answer(self, sample: Sample) -> str:
-        import torch
-
-        ids = self.tokenizer(
-            self.render(sample), return_tensors="pt", add_special_tokens=False
-        ).input_ids
-        with self._lock, torch.inference_mode():
-            out = self.model.generate(
-                ids.to(self.device),
-                attention_mask=torch.ones_like(ids).to(self.device),
-                max_new_tokens=sample.max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            )
-        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
-class EngramModelAdapter:
-    """The built-in engram model, loaded from a checkpoint folder (greedy decoding)."""
+class EngramModelAdapter(BackendAdapter):
+    """The built-in engram model from a checkpoint folder (greedy decoding)."""
 
     def __init__(self, checkpoint: str, device: str = "cpu", name: str | None = None) -> None:
-        try:
-            from engram_sdk.model import load_checkpoint
-        except ImportError as exc:
-            raise MissingDependencyError(f"the built-in model is not available: {exc}") from exc
-        from engram_sdk.tokenizer import get_tokenizer
+        from engram_sdk.llm.builtin import EngramModelBackend
 
-        self.model = load_checkpoint(checkpoint, device=device)
-        encoding = getattr(getattr(self.model, "config", None), "tokenizer", None) or "cl100k_base"
-        self.tok = get_tokenizer(encoding)
-        self.token_counter: TokenCounter = TiktokenCounter(encoding)
-        self.name = name or f"engram:{checkpoint}"
-        self.concurrency = 1
-        self.max_context = getattr(getattr(self.model, "config", None), "max_seq_len", None)
-
-    def answer(self, sample: Sample) -> str:
-        ids = self.tok.encode(sample.prompt)
-        new = self.model.generate(
-            ids, max_new_tokens=sample.max_new_tokens, temperature=0.0, stop=[[self.tok.eot_id]]
-        )
-        return self.tok.decode([i for i in new if i != self.tok.eot_id])
+        backend = EngramModelBackend(checkpoint, device=device)
+        super().__init__(backend, name=name or f"engram:{checkpoint}")
+        self.model = backend.model
+        self.tok = backend.tokenizer
+        self.token_counter = TiktokenCounter(backend.config.tokenizer or "cl100k_base")

@@ -13,7 +13,7 @@ import typer
 
 from engram_sdk.cli.lazy import lazy_group
 
-BENCH_MODULES = ["hashing", "stores", "memory", "evals", "prefetch", "model"]
+BENCH_MODULES = ["hashing", "stores", "memory", "evals", "prefetch", "model", "serve"]
 
 HELP = """Benchmarks: each prints ratios against a baseline measured in the same run.
 

@@ -29,10 +29,12 @@ COMMANDS: dict[str, str] = {
     "ingest": "engram_sdk.cli.memory_cmd",
     "search": "engram_sdk.cli.memory_cmd",
     "context": "engram_sdk.cli.memory_cmd",
-    "chat": "engram_sdk.cli.memory_cmd",
+    "chat": "engram_sdk.cli.chat_cmd",
     "sessions": "engram_sdk.cli.memory_cmd",
     "sources": "engram_sdk.cli.memory_cmd",
     "forget": "engram_sdk.cli.memory_cmd",
+    "serve": "engram_sdk.cli.serve_cmd",
+    "mcp": "engram_sdk.cli.serve_cmd",
     "eval": "engram_sdk.cli.eval_cmd",
     "bench": "engram_sdk.cli.bench_cmd",
 }

@@ -1,4 +1,4 @@
-"""``engram ingest|search|context|chat|sessions``.
+"""``engram ingest|search|context|sources|forget|sessions``.
 
 User text (snippets, paths, session content) is printed verbatim through
 :mod:`engram_sdk.cli.memory_output`, never read as rich markup. This module imports no
@@ -215,43 +215,6 @@ def forget(
         mem.close()
 
 
-def chat(
-    session: Annotated[str, typer.Option("--session", help="session id (created or resumed)")],
-    store: StoreOpt = None,
-    scope: ScopeOpt = "default",
-    model: Annotated[
-        Path | None, typer.Option("--model", help="built-in model checkpoint folder")
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per reply")] = 64,
-) -> None:
-    """Talk in a session; turns persist, earlier sessions in the scope are recalled as context."""
-    import sys
-
-    llm = None
-    if model is not None:
-        from engram_sdk.model import load_checkpoint  # type: ignore[attr-defined]
-
-        llm = load_checkpoint(model)
-    from engram_sdk.sessions import Session
-
-    with _open(store) as mem:
-        s = Session(mem, session, scope=scope)
-        console.print(
-            f"session {session!r} in scope {scope!r}: {len(s.turns())} earlier turns. Ctrl-D ends."
-        )
-        for line in sys.stdin:
-            message = line.rstrip("\n")
-            if not message:
-                continue
-            recalled = s.context_for(message)
-            if recalled:
-                console.print(f"[dim]recalled:\n{recalled}[/]")
-            s.append("user", message)
-            if llm is not None:
-                reply = s.generate(llm, max_new_tokens=max_new_tokens)
-                console.print(f"[bold]assistant:[/] {reply.content}")
-
-
 sessions_app = typer.Typer(
     help="List, show, delete, export and import sessions.\n\n"
     "Example: engram sessions show 2024-06-01 --scope user:42",
@@ -331,6 +294,6 @@ def sessions_import(
 
 def register(app: typer.Typer) -> None:
     """Add the memory commands."""
-    for fn in (ingest, search, context, sources, forget, chat):
+    for fn in (ingest, search, context, sources, forget):
         app.command()(fn)
     app.add_typer(sessions_app, name="sessions")

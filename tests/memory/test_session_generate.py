@@ -81,10 +81,11 @@ def test_cli_chat_with_model_resumes_across_invocations(ckpt: Path, tmp_path: Pa
                 "c",
                 "--store",
                 uri,
-                "--model",
+                "--llm",
                 str(ckpt),
-                "--max-new-tokens",
+                "--max-tokens",
                 str(N),
+                "--no-memory",
             ],
             input=message + "\n",
             capture_output=True,
@@ -99,8 +100,15 @@ def test_cli_chat_with_model_resumes_across_invocations(ckpt: Path, tmp_path: Pa
     with Memory.open(uri) as mem:
         turns = Session(mem, "c").turns()
         tok = mem.tokenizer
-    p1 = tok.encode(FIRST)
-    o1 = model.generate(p1, max_new_tokens=N, temperature=0.0)
-    o2 = model.generate(p1 + o1 + tok.encode(SECOND), max_new_tokens=N, temperature=0.0)
+    # Oracle: the built-in model's plain chat format ("role: content" paragraphs), written out
+    # here, decoded greedily; the second prompt holds the first exchange (resumed from the store).
+    eot = tok.eot_id
+
+    def reply(prompt: str) -> str:
+        ids = model.generate(tok.encode(prompt), max_new_tokens=N, temperature=0.0, stop=[[eot]])
+        return tok.decode([i for i in ids if i != eot])
+
+    first = reply(f"user: {FIRST}\n\nassistant:")
+    second = reply(f"user: {FIRST}\n\nassistant: {first}\n\nuser: {SECOND}\n\nassistant:")
     assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
-    assert turns[1].token_ids == o1 and turns[3].token_ids == o2
+    assert turns[1].content == first and turns[3].content == second

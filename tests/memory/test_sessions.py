@@ -105,7 +105,8 @@ def test_cli_ingest_search_sessions(tmp_path: Path) -> None:
         ).stdout
     )
     assert ctx["tokens"] <= 50 and "frobnicate_widget" in ctx["text"]
-    assert engram("chat", "--session", "c1", "--store", uri, stdin="hello there\n").returncode == 0
+    chat = ("chat", "--session", "c1", "--store", uri, "--max-tokens", "2")
+    assert engram(*chat, stdin="hello there\n").returncode == 0
     assert "c1" in engram("sessions", "ls", "--store", uri).stdout
     out = tmp_path / "c1.jsonl"
     assert engram("sessions", "export", "c1", str(out), "--store", uri).returncode == 0

@@ -1,0 +1,227 @@
+"""``engram bench serve``: what ``engram serve`` adds to time to first token, on loopback.
+
+A stub upstream (its own process) streams a fixed reply at once, so the figures are the
+server's own overhead. Three paths, same clients, same run:
+
+- **upstream direct**: clients call the stub (the baseline);
+- **proxy, memory off**: clients call ``engram serve --upstream stub`` with ``memory: false``;
+- **proxy, memory on**: the same with recall from a memory of ``--memory-mb`` of text.
+
+For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token and requests/s,
+and the p50 added over the baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+REPLY = ["Hello", " from", " the", " stub", " upstream", "."]
+
+
+class _Stub(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        # one write: headers and body in separate segments meet delayed ACKs (~40 ms)
+        head = (
+            f"HTTP/1.1 {status} OK\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.wfile.write(head.encode() + body)
+
+    def do_GET(self) -> None:
+        body = {"object": "list", "data": [{"id": "stub", "object": "model"}]}
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        events = [
+            {"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+            for t in REPLY
+        ]
+        events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        events.append({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 6}})
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        self._send(200, text.encode(), "text/event-stream")
+
+
+class _StubServer(ThreadingHTTPServer):
+    request_queue_size = 256  # 32 clients connect at once; the default backlog of 5 resets them
+    daemon_threads = True
+
+
+def _run_stub(port: int) -> None:
+    _StubServer(("127.0.0.1", port), _Stub).serve_forever()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_up(url: str, timeout_s: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def fill_memory(uri: str, megabytes: float, seed: int = 7) -> list[str]:
+    """``megabytes`` of word text as 64 kB documents; returns question phrases found in it."""
+    from engram_sdk.memory import Memory
+
+    rng = random.Random(seed)
+    vocab = [f"w{rng.randrange(36**4):x}" for _ in range(20000)]
+    questions = []
+    with Memory.open(uri) as mem:
+        for i in range(max(1, int(megabytes * 1e6 / 64e3))):
+            words = rng.choices(vocab, k=9000)
+            lines = (" ".join(words[j : j + 12]) for j in range(0, len(words), 12))
+            mem.add("\n".join(lines), source=f"doc-{i}.txt")
+            questions.append(" ".join(words[100:104]))
+    return questions
+
+
+async def _client(url: str, body: dict, n: int, ttfts: list[float]) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            first = True
+            async with client.stream("POST", url, json=body) as resp:
+                async for line in resp.aiter_lines():
+                    text = line.startswith("data:") and '"content": "' in line
+                    if first and text and '"content": ""' not in line:
+                        ttfts.append(time.perf_counter() - t0)
+                        first = False
+
+
+def measure(
+    url: str, bodies: list[dict], clients: int, per_client: int
+) -> tuple[float, float, float]:
+    """p50 and p99 time to first token (ms) and requests/s for ``clients`` in parallel."""
+    ttfts: list[float] = []
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(_client(url, bodies[i % len(bodies)], per_client, ttfts) for i in range(clients))
+        )
+
+    t0 = time.perf_counter()
+    asyncio.run(main())
+    wall = time.perf_counter() - t0
+    ttfts.sort()
+    p99 = ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))]
+    return statistics.median(ttfts) * 1e3, p99 * 1e3, len(ttfts) / wall
+
+
+def serve_bench(
+    clients: Annotated[str, typer.Option(help="concurrent clients, comma-separated")] = "1,8,32",
+    requests: Annotated[int, typer.Option(help="requests per client per case")] = 20,
+    memory_mb: Annotated[float, typer.Option(help="text in memory for 'memory on'")] = 100.0,
+    markdown: Annotated[Path | None, typer.Option(help="also write the table here")] = None,
+) -> None:
+    """Time to first token and requests/s: upstream direct vs proxy (memory off / on)."""
+    work = Path(tempfile.mkdtemp(prefix="engram-bench-serve-"))
+    stub_port, port = _free_port(), _free_port()
+    stub = multiprocessing.get_context("spawn").Process(target=_run_stub, args=(stub_port,))
+    stub.start()
+    server = None
+    try:
+        t0 = time.perf_counter()
+        questions = fill_memory(f"lmdb://{work / 'mem'}", memory_mb)
+        typer.echo(
+            f"memory: {memory_mb:g} MB of text in {time.perf_counter() - t0:.0f} s", err=True
+        )
+        stub_url = f"http://127.0.0.1:{stub_port}/v1"
+        cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
+        cmd += [
+            "--upstream",
+            stub_url,
+            "--store",
+            f"lmdb://{work / 'mem'}",
+            "--max-concurrent",
+            "256",
+        ]
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_up(f"http://127.0.0.1:{port}/health")
+        _wait_up(f"{stub_url}/models")
+        proxy = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+        def bodies(memory: bool | None) -> list[dict]:
+            out = []
+            for q in questions[:64]:
+                body = {
+                    "model": "stub",
+                    "stream": True,
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": f"What follows {q}?"}],
+                }
+                if memory is not None:
+                    body["memory"] = memory
+                out.append(body)
+            return out
+
+        cases = [
+            ("upstream direct", f"{stub_url}/chat/completions", bodies(None)),
+            ("proxy, memory off", proxy, bodies(False)),
+            ("proxy, memory on", proxy, bodies(True)),
+        ]
+        rows = [
+            "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in (int(c) for c in clients.split(",")):
+            measure(proxy, bodies(True), 1, 2)  # warm-up
+            base = None
+            for name, url, b in cases:
+                p50, p99, rps = measure(url, b, n, requests)
+                base = p50 if base is None else base
+                rows.append(
+                    f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms |"
+                )
+                typer.echo(rows[-1])
+        table = "\n".join(rows)
+        typer.echo(f"\n{table}")
+        if markdown:
+            markdown.write_text(
+                f"# engram bench serve\n\nmemory {memory_mb:g} MB, {requests} requests per "
+                f"client per case, stub upstream on loopback\n\n{table}\n"
+            )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=20)
+        stub.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def register(bench: typer.Typer) -> None:
+    """Add ``engram bench serve``."""
+    bench.command("serve")(serve_bench)

@@ -1,0 +1,68 @@
+"""What every request handler shares: the backend, the memory, the guards, the write lock."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from engram_sdk.llm.base import Backend
+from engram_sdk.server.config import ServeConfig
+from engram_sdk.server.errors import APIError
+from engram_sdk.server.guards import Auth, GenerationGate
+
+if TYPE_CHECKING:
+    from engram_sdk.memory import Memory
+    from engram_sdk.sessions import Session
+
+SESSION_HEADER = "x-session-id"
+SCOPE_HEADER = "x-engram-scope"
+
+
+@dataclass
+class ServerState:
+    """One per app; handlers read it from ``request.app.state.engram``."""
+
+    config: ServeConfig
+    backend: Backend
+    memory: Memory
+    auth: Auth
+    gate: GenerationGate
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model_ids(self) -> list[str]:
+        """Names a request may use for the model."""
+        return [self.backend.name]
+
+    def check_model(self, model: str) -> None:
+        """404 for a model this server does not serve."""
+        if model not in self.model_ids and model != "default":
+            raise APIError(
+                404,
+                f"model {model!r} does not exist here; this server serves {self.model_ids[0]!r}",
+                param="model",
+                code="model_not_found",
+            )
+
+    def scope(self, request: Request, asked: str | None = None) -> str:
+        """The request's scope: asked (header or body), checked against its API key."""
+        return self.auth.scope_for(
+            request.headers.get("authorization"), request.headers.get(SCOPE_HEADER) or asked
+        )
+
+    def session(self, session_id: str | None, scope: str) -> Session | None:
+        """The session a request continues (None: no session, nothing stored)."""
+        if not session_id:
+            return None
+        try:
+            return Session(self.memory, session_id, scope=scope)
+        except ValueError as exc:
+            raise APIError(400, f"session id: {exc}", param="session_id") from exc
+
+
+def state_of(request: Request) -> ServerState:
+    """The shared state of the app serving ``request``."""
+    return request.app.state.engram

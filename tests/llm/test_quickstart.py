@@ -1,0 +1,54 @@
+"""``engram quickstart`` end to end on a folder the test writes (the eval step left out)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quickstart_answers_about_a_folder_resumes_and_cleans_up(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "heron.md").write_text("Project Heron notes.\nThe vault code of Heron is QX-7731-B.\n")
+    (docs / "ferry.md").write_text("The ferry to Lundy leaves at 07:45 from Bideford.\n")
+    before = set(Path(tempfile.gettempdir()).glob("engram-quickstart-*"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engram_sdk.cli.main",
+            "quickstart",
+            str(docs),
+            "--skip-eval",
+            "--question",
+            "What is the vault code of Heron?",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"[{docs / 'heron.md'}:1-2]" in out  # the citation, printed verbatim
+    answer = re.search(r"with memory: (.*)", out)
+    assert answer and "QX-7731-B" in answer.group(1)
+    assert "2 earlier turns" in out  # the new process resumed the stored session
+    assert len(re.findall(r"step \d took [\d.]+ s", out)) == 4
+    after = set(Path(tempfile.gettempdir()).glob("engram-quickstart-*"))
+    assert after == before  # the temporary folder is gone
+
+
+def test_quickstart_refuses_a_missing_folder(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engram_sdk.cli.main", "quickstart", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "is not a folder" in done.stderr
