@@ -12,10 +12,10 @@ from engram_sdk.llm.base import Backend
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
+from engram_sdk.sessions import Session
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
-    from engram_sdk.sessions import Session
 
 SESSION_HEADER = "x-session-id"
 SCOPE_HEADER = "x-engram-scope"
