@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import lmdb
@@ -18,16 +19,44 @@ from engram_sdk.stores.errors import (
 FULL_MARGIN = 64 << 20
 
 
-def check_file_size(env: lmdb.Environment, path: Path) -> None:
+def _last_page_end(env: lmdb.Environment) -> int:
+    return (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise StoreCorruptError(f"{path} is missing: {exc.strerror}", path=path) from exc
+
+
+def cover_last_page(env: lmdb.Environment, path: Path) -> None:
+    """Writer, right after a commit: extend ``data.mdb`` to the last page number LMDB handed out.
+
+    LMDB can end a commit with its highest page numbers allocated but never written (pages
+    freed again inside the transaction), leaving the file shorter than the meta page's
+    ``last_pgno`` says. Those pages are never read, but the truncation check could not tell
+    them from a cut file; extending with zeros keeps the invariant the check relies on.
+    """
+    need = _last_page_end(env)
+    if _size(path) < need:
+        os.truncate(path, need)
+
+
+def check_file_size(env: lmdb.Environment, path: Path, *, retries: int = 3) -> None:
     """Raise if ``data.mdb`` ends before the last page of the snapshot its meta page names.
 
     LMDB maps the file and would read the missing pages as a SIGBUS, killing the process.
+    A short file is looked at again a few times first: a writer extends it just after its
+    commit (:func:`cover_last_page`), so a reader may catch it in between.
     """
-    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
-    try:
-        size = os.stat(path).st_size
-    except OSError as exc:
-        raise StoreCorruptError(f"{path} is missing: {exc.strerror}", path=path) from exc
+    need = _last_page_end(env)
+    size = _size(path)
+    for _ in range(retries):
+        if size >= need:
+            return
+        time.sleep(0.02)
+        size = _size(path)
     if size < need:
         raise StoreCorruptError(
             f"{path} is truncated: {size} bytes, but its last committed page ends at byte {need}",

@@ -37,7 +37,12 @@ from engram_sdk.stores.lmdb_format import (
     seal,
     unseal,
 )
-from engram_sdk.stores.lmdb_io import check_file_size, commit_error, lmdb_error
+from engram_sdk.stores.lmdb_io import (
+    check_file_size,
+    commit_error,
+    cover_last_page,
+    lmdb_error,
+)
 from engram_sdk.stores.lock import WriterLock, make_writable_dir
 from engram_sdk.stores.models import TableSpec, VerifyReport
 from engram_sdk.stores.pending import Pending
@@ -330,6 +335,7 @@ class LmdbStore(Store):
                 self._snap = _Snapshot(self._snap.snapshot)  # the map moved: addresses are stale
             except lmdb.Error as exc:
                 raise commit_error(self.uri, self.folder, exc) from exc
+        cover_last_page(self.env, self.path)
         self._tables.update(pending.new_tables)
         self._ns.update(pending.records)
 

@@ -171,13 +171,15 @@ def vacuum(mem: Memory) -> VacuumReport:
     scratch = folder.parent / f".{folder.name}.vacuum"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        with mem.transaction():  # holds the writer lock throughout
+        with mem.transaction():  # a consistent snapshot, copied with no writer in between
             fresh = open_store(f"lmdb://{scratch}", "w")
             try:
                 copy_store(store, fresh)
             finally:
                 fresh.close()
-            os.replace(scratch / "data.mdb", folder / "data.mdb")
+        # after the transaction (its commit checks the file it opened) but before close: the
+        # store still holds the writer lock, so no write lands in the old file meanwhile
+        os.replace(scratch / "data.mdb", folder / "data.mdb")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         mem.close()
