@@ -145,7 +145,10 @@ def quickstart(
         Path | None, typer.Argument(help="text to address (default: built-in sample)")
     ] = None,
 ) -> None:
-    """Run the SDK end to end on embedded defaults (offline, CPU, about a minute)."""
+    """Run the SDK end to end on embedded defaults (offline, CPU, about a minute).
+
+    Example: engram quickstart README.md
+    """
     text = file.read_text(errors="replace") if file else SAMPLE_TEXT
     console.rule("[bold]1. tokenizer and Engram addressing")
     addressing_demo(text)

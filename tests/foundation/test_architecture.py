@@ -39,7 +39,6 @@ ALLOWED |= {"server": LIBRARY, "bench": LIBRARY, "cli": LIBRARY | {"server", "be
 # Edges that break a rule today, each being fixed by its owner: (from, to) → why allowed now.
 KNOWN_VIOLATIONS = {
     ("model", "memory"): "model/train.py walks folders with engram_sdk.memory.walker (model)",
-    ("memory", "sessions"): "memory.session() constructs Session (memsurf is inverting it)",
 }
 
 
@@ -122,7 +121,6 @@ def test_model_imports_nothing_from_memory() -> None:
     assert ("model", "memory") not in unit_edges()
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_VIOLATIONS["memory", "sessions"])
 def test_memory_never_imports_sessions() -> None:
     assert ("memory", "sessions") not in unit_edges()
 
@@ -158,6 +156,5 @@ def test_no_import_cycles_between_folders_except_known_ones() -> None:
     assert unexplained == []
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_VIOLATIONS["memory", "sessions"])
 def test_no_import_cycles_between_folders() -> None:
     assert cycles(set(unit_edges())) == []

@@ -22,10 +22,7 @@ QUICK_ARGS = {
     "prefetch": ["--table-rows", "20011", "--steps", "2", "--batch", "1", "--seq", "32"],
     "model": ["--steps", "2", "--batch", "1", "--seq", "32", "--device", "cpu"],
 }
-KNOWN_CONTRADICTIONS = {
-    "stores": "bench stores divides by a baseline re-measured next to each backend but prints "
-    "the first one (stores engineer is fixing engram_sdk/bench/stores.py)",
-}
+KNOWN_CONTRADICTIONS: dict[str, str] = {}  # benchmark name → why its table disagrees today
 RATIO = re.compile(r"^\d+(\.\d+)?x$")
 
 
