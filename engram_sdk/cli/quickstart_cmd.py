@@ -93,6 +93,7 @@ def memory_demo() -> None:
 def model_demo(workdir: Path) -> None:
     """Train the tiny preset briefly on the SDK's source, save it, reload it, generate."""
     import engram_sdk
+    from engram_sdk.corpus import read_token_ids
     from engram_sdk.model import build_model, get_preset, load_checkpoint
     from engram_sdk.model.info import count_parameters
     from engram_sdk.model.train import TokenStream, TrainConfig, train
@@ -105,7 +106,7 @@ def model_demo(workdir: Path) -> None:
         f"{cfg.engram_layer_ids}, MLA + MoE ({cfg.n_routed_experts} experts) + mHC x{cfg.hc_mult}"
     )
     model = build_model(cfg)
-    stream = TokenStream.from_paths([Path(engram_sdk.__file__).parent / "hashing"])
+    stream = TokenStream(read_token_ids([Path(engram_sdk.__file__).parent / "hashing"]))
     losses = train(
         model,
         stream,
