@@ -25,9 +25,10 @@ QUICK_ARGS = {
     "memory": ["--quick", "--no-cli", "--turns", "1200"],
     "prefetch": ["--table-rows", "20011", "--steps", "2", "--batch", "1", "--seq", "32"],
     "model": ["--steps", "2", "--batch", "1", "--seq", "32", "--device", "cpu"],
+    "serve": ["--clients", "1,2", "--requests", "3", "--memory-mb", "0.2"],
 }
 KNOWN_CONTRADICTIONS: dict[str, str] = {}  # benchmark name → why its table disagrees today
-MARKDOWN = {"memory"}  # checked on the tables they write with --markdown
+MARKDOWN = {"memory", "serve"}  # checked on the tables they write with --markdown
 # Ratio columns the benchmark prints without their numerator or denominator: nothing printed
 # can confirm or contradict them. benchmark → {column: what the ratio is}.
 UNPRINTED_QUOTIENTS = {"memory": {"index/corpus": "index bytes / corpus bytes"}}
@@ -189,7 +190,13 @@ def bench_case(name: str) -> object:
     return pytest.param(name, marks=marks, id=name)
 
 
-@pytest.mark.parametrize("name", [bench_case(n) for n in QUICK_ARGS])
+def installed() -> list[str]:
+    from engram_sdk.cli.bench_cmd import installed_benchmarks
+
+    return sorted(installed_benchmarks())
+
+
+@pytest.mark.parametrize("name", [bench_case(n) for n in installed()])
 def test_printed_ratios_follow_from_printed_rates(
     engram_cli: CliRunner, name: str, tmp_path: Path
 ) -> None:
@@ -208,6 +215,4 @@ def test_printed_ratios_follow_from_printed_rates(
 
 
 def test_every_benchmark_has_a_quick_case() -> None:
-    from engram_sdk.cli.bench_cmd import installed_benchmarks
-
-    assert set(installed_benchmarks()) <= set(QUICK_ARGS)
+    assert set(installed()) <= set(QUICK_ARGS)
