@@ -1,4 +1,4 @@
-"""Training: token streams from files or folders, AdamW with its own Engram learning rate,
+"""Training: token streams over corpus ids (``engram_sdk.corpus`` reads files), AdamW with its own Engram learning rate,
 warmup + cosine schedule, clipping, bf16 autocast on GPU, checkpoints with exact resume."""
 
 from __future__ import annotations
@@ -38,33 +38,16 @@ class TrainConfig(BaseModel):
 
 
 class TokenStream:
-    """All ids of a corpus in a fixed order (files sorted, EOT between them), read in windows."""
+    """All ids of a corpus in a fixed order, read in windows.
+
+    ``engram_sdk.corpus.read_token_ids(paths)`` gives the ids of files and folders (files
+    sorted, EOT after each).
+    """
 
     def __init__(self, ids: np.ndarray, position: int = 0) -> None:
         if len(ids) < 2:
             raise InputError("the training corpus has fewer than 2 tokens")
         self.ids, self.position = ids, position
-
-    @classmethod
-    def from_paths(cls, paths: list[str | Path], encoding: str = "cl100k_base") -> TokenStream:
-        """Tokenize every text file under ``paths`` (folders walked like ``engram ingest``)."""
-        from engram_sdk.memory.walker import walk
-        from engram_sdk.tokenizer import get_tokenizer
-
-        tok = get_tokenizer(encoding)
-        files: list[Path] = []
-        for p in map(Path, paths):
-            if p.is_dir():
-                files += [f.path for f in walk(p)]
-            elif p.is_file():
-                files.append(p)
-            else:
-                raise InputError(f"{p}: no such file or folder")
-        texts = [f.read_bytes().decode("utf-8", errors="replace") for f in sorted(files)]
-        ids: list[int] = []
-        for chunk in tok.encode_batch(texts):
-            ids += [*chunk, tok.eot_id]
-        return cls(np.asarray(ids, dtype=np.int64))
 
     def next_batch(self, batch: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets (batch, seq_len), wrapping around the corpus."""

@@ -123,9 +123,11 @@ def register(bench_app: typer.Typer) -> None:
     def prefetch_cmd(
         preset: Annotated[str, typer.Option(help="model preset")] = "tiny",
         table_rows: Annotated[int, typer.Option(help="rows per N-gram order")] = 200_003,
-        batch: Annotated[int, typer.Option()] = 2,
-        seq: Annotated[int, typer.Option()] = 128,
-        steps: Annotated[int, typer.Option(min=2)] = 6,
+        batch: Annotated[int, typer.Option(help="sequences per forward step")] = 2,
+        seq: Annotated[int, typer.Option(help="tokens per sequence")] = 128,
+        steps: Annotated[
+            int, typer.Option(min=2, help="forward steps timed; the first one is left out")
+        ] = 6,
         cache_rows: Annotated[int, typer.Option(help="hot-row cache size")] = 20_000,
         device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     ) -> None:

@@ -361,7 +361,8 @@ def _tasks() -> None:
 def register(app: typer.Typer) -> None:
     """Add the ``eval`` command group to the root app."""
     ev = typer.Typer(
-        help="Long-context evals: NIAH grids and RULER tasks, offline and resumable.",
+        help="Long-context evals: NIAH grids and RULER tasks, offline and resumable.\n\n"
+        "Example: engram eval ruler --model smollm2 --lengths 4k,8k",
         no_args_is_help=True,
     )
     app.add_typer(ev, name="eval")

@@ -112,6 +112,7 @@ def train(
     Example: engram train src/ --steps 200 --out run1 (resume: --resume run1/step-000200);
     on 4 GPUs: engram train src/ --nproc 4 --batch-size 16
     """
+    from engram_sdk.corpus import read_token_ids
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.train import TokenStream, TrainConfig
     from engram_sdk.model.train import train as run
@@ -132,7 +133,7 @@ def train(
         _train_distributed(data, out, preset, cfg, nproc, resume=resume, progress=progress)
         return
     model = build_model(get_preset(preset, max_seq_len=max(seq_len, 128)), device=device, seed=seed)
-    stream = TokenStream.from_paths(list(data))
+    stream = TokenStream(read_token_ids(data))
     losses = run(model, stream, cfg, out_dir=out, resume=resume, progress=progress)
     if losses:
         console.print(

@@ -152,7 +152,10 @@ def quickstart(
     max_tokens: Annotated[int, typer.Option(help="tokens per reply")] = 48,
     skip_eval: Annotated[bool, typer.Option("--skip-eval", help="leave out step 6")] = False,
 ) -> None:
-    """The main job end to end: ingest a folder, answer with citations, resume, evaluate."""
+    """The main job end to end: ingest a folder, answer with citations, resume, evaluate.
+
+    Example: engram quickstart ~/src/project --question "where is the config read?"
+    """
     from engram_sdk.errors import InputError
     from engram_sdk.llm import load_backend
     from engram_sdk.memory import Memory

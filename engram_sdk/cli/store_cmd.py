@@ -13,14 +13,16 @@ from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
 store_app = typer.Typer(
-    help="Inspect, verify and convert stores (dram://, lmdb://, shards://).", no_args_is_help=True
+    help="Inspect, verify and convert stores (dram://, lmdb://, shards://).\n\n"
+    "Example: engram store convert lmdb://./mem shards://./mem-shards",
+    no_args_is_help=True,
 )
 
 
 @store_app.command()
 def info(
     uri: Annotated[str, typer.Argument(help="store URI")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the info as JSON")] = False,
 ) -> None:
     """Tables, record namespaces and size of a store."""
     from engram_sdk.stores import open_store
@@ -68,8 +70,12 @@ def verify(uri: Annotated[str, typer.Argument(help="store URI")]) -> None:
 def convert(
     src: Annotated[str, typer.Argument(help="source store URI")],
     dst: Annotated[str, typer.Argument(help="destination store URI (created or replaced)")],
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="show a progress bar while copying")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print what was copied and how long it took as JSON")
+    ] = False,
 ) -> None:
     """Copy any store into any other backend, then verify the copy."""
     from engram_sdk.stores import copy_store, open_store

@@ -65,6 +65,7 @@ def _save(folder: Path, config: ParallelConfig, model: Any, *_: Any) -> None:
 
 def run_rank(run: DistributedTrainRun) -> list[float]:
     """One rank's share of the run (called under torchrun)."""
+    from engram_sdk.corpus import read_token_ids
     from engram_sdk.distributed.launch import init_distributed
     from engram_sdk.distributed.parallelize import parallelize
     from engram_sdk.model import build_model, get_preset
@@ -84,7 +85,7 @@ def run_rank(run: DistributedTrainRun) -> list[float]:
 
     losses = train(
         model,
-        TokenStream.from_paths([Path(p) for p in run.data]),
+        TokenStream(read_token_ids(run.data)),
         cfg,
         out_dir=run.out,
         progress=run.progress and rank == 0,

@@ -24,6 +24,8 @@ def test_two_ranks_train_like_one_process(tmp_path):
     from engram_sdk.model.checkpoint import load_checkpoint
     from engram_sdk.model.train import TokenStream, TrainConfig, train
 
+    from engram_sdk.corpus import read_token_ids
+
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "a.py").write_text(TEXT)
@@ -36,7 +38,7 @@ def test_two_ranks_train_like_one_process(tmp_path):
 
     model = build_model(get_preset("tiny", max_seq_len=128), seed=0)
     expected = train(
-        model, TokenStream.from_paths([corpus]), TrainConfig(**settings), progress=False
+        model, TokenStream(read_token_ids([corpus])), TrainConfig(**settings), progress=False
     )
     assert len(losses) == len(expected) == 3
     assert abs(losses[0] - expected[0]) <= 1e-5

@@ -109,13 +109,6 @@ def test_exporting_a_missing_session_exits_2(
     assert out.returncode == 2 and "nope" in out.stderr
 
 
-MISSING_SESSION_FIX = (
-    "engram_sdk/cli/memory_cmd.py (memsurf) prints nothing / 'deleted 0 turns' for a session "
-    "that does not exist; the command must raise an InputError naming it"
-)
-
-
-@pytest.mark.xfail(strict=False, reason=MISSING_SESSION_FIX)
 @pytest.mark.parametrize("verb", ["show", "rm"])
 def test_a_missing_session_exits_2(engram_cli: CliRunner, memory_uri: str, verb: str) -> None:
     out = engram_cli("sessions", verb, "nope", "--store", memory_uri)

@@ -10,6 +10,7 @@ import torch
 from engram_sdk.model import build_model, get_preset, load_checkpoint, save_checkpoint
 from engram_sdk.model.train import TokenStream, TrainConfig, train
 
+from engram_sdk.corpus import read_token_ids
 from engram_sdk.errors import InputError
 from tests.conftest import CliRunner
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def stream() -> TokenStream:
-    return TokenStream.from_paths([ROOT / "stores"])
+    return TokenStream(read_token_ids([ROOT / "stores"]))
 
 
 def test_tiny_model_learns(stream: TokenStream) -> None:

@@ -10,6 +10,7 @@ import pytest
 from engram_sdk.model import build_model
 from engram_sdk.model.train import TokenStream, TrainConfig, lr_factor, make_optimizer
 
+from engram_sdk.corpus import read_token_ids
 from engram_sdk.errors import InputError
 from engram_sdk.tokenizer import get_tokenizer
 
@@ -23,10 +24,10 @@ def test_stream_from_folder_is_sorted_files_joined_by_eot(tmp_path: Path) -> Non
     expected: list[int] = []
     for path in sorted(tmp_path / n for n in texts):
         expected += [*tok.encode(path.read_text()), tok.eot_id]
-    first = TokenStream.from_paths([tmp_path])
-    again = TokenStream.from_paths([str(tmp_path)])
+    first = TokenStream(read_token_ids([tmp_path]))
+    again = read_token_ids([str(tmp_path)])
     assert first.ids.tolist() == expected
-    assert again.ids.tolist() == expected
+    assert again.dtype == np.int64 and again.tolist() == expected
 
 
 def test_stream_windows_wrap_and_targets_shift_by_one() -> None:
@@ -45,7 +46,7 @@ def test_stream_windows_wrap_and_targets_shift_by_one() -> None:
 
 def test_stream_rejects_missing_paths_and_tiny_corpora(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no-such"):
-        TokenStream.from_paths([tmp_path / "no-such"])
+        read_token_ids([tmp_path / "no-such"])
     with pytest.raises(InputError, match="fewer than 2 tokens"):
         TokenStream(np.array([5], dtype=np.int64))
 
