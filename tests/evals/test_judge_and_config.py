@@ -3,7 +3,6 @@
 import re
 
 import pytest
-import typer
 from engram_sdk.evals import CallableAdapter, EmptyAdapter, OracleAdapter, build_config, run_niah
 from engram_sdk.evals.api import run
 from engram_sdk.evals.config import RunConfig
@@ -63,11 +62,16 @@ def test_run_config_is_saved_and_rerun_from_disk(tmp_path):
 
 
 def test_every_eval_option_has_help():
-    from engram_sdk.cli.main import build_app
+    import typer
 
-    root = typer.main.get_command(build_app())
-    group = root.commands["eval"]
-    for name, cmd in group.commands.items():
+    from engram_sdk.cli.main import build_root
+
+    root = build_root()
+    ctx = typer.Context(root)
+    group = root.get_command(ctx, "eval")
+    assert group is not None and group.list_commands(ctx)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         for param in cmd.params:
             if param.param_type_name == "option":
                 assert param.help, f"engram eval {name} {param.opts[0]} has no help"
