@@ -145,15 +145,7 @@ class MoE(nn.Module):
         counts = torch.searchsorted(sorted_ids, experts).diff()
         with torch.no_grad():
             self.load += counts.to(self.load.dtype)
-        xs = flat[token_of]
-        ys = self._grouped(xs, counts)
-        if ys is None:
-            parts, start = [], 0
-            for e, n in enumerate(counts.tolist()):
-                if n:
-                    parts.append(self.expert(e, xs[start : start + n]))
-                    start += n
-            ys = torch.cat(parts) if parts else xs.new_zeros(0, shape[-1])
+        ys = self.run_experts(flat[token_of], counts)
         ys = ys.to(flat.dtype) * weights.flatten()[order].unsqueeze(-1).to(flat.dtype)
         out = torch.zeros_like(flat).index_add_(0, token_of, ys)
         if self.shared is not None:
@@ -161,6 +153,18 @@ class MoE(nn.Module):
         if self.training and self.cfg.seq_aux_alpha > 0:
             self.aux_loss = self._sequence_balance_loss(scores, ids, shape)
         return out.view(shape)
+
+    def run_experts(self, xs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Routed expert outputs for tokens ``xs`` sorted by expert (``counts`` per expert)."""
+        ys = self._grouped(xs, counts)
+        if ys is None:
+            parts, start = [], 0
+            for e, n in enumerate(counts.tolist()):
+                if n:
+                    parts.append(self.expert(e, xs[start : start + n]))
+                    start += n
+            ys = torch.cat(parts) if parts else xs.new_zeros(0, xs.shape[-1])
+        return ys
 
     def _sequence_balance_loss(
         self, scores: torch.Tensor, ids: torch.Tensor, shape: torch.Size

@@ -73,29 +73,11 @@ class ExpertParallelMoE(MoE):
         w1, w3, w2 = (w.to_local()[e] for w in (self.expert_w1, self.expert_w3, self.expert_w2))
         return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        flat = x.reshape(-1, shape[-1])
-        weights, ids, scores = self.gate(flat)
-        sorted_ids, order = ids.flatten().sort(stable=True)
-        token_of = order // ids.shape[1]
-        experts = torch.arange(self.cfg.n_routed_experts + 1, device=ids.device)
-        per_expert = torch.searchsorted(sorted_ids, experts).diff()  # no host sync
-        with torch.no_grad():
-            self.load += per_expert.to(self.load.dtype)
-        self.stats.ids_requested += sorted_ids.numel()
-        self.stats.ids_sent += sorted_ids.numel()
-        ys = self._dispatch(flat[token_of], per_expert)
-        ys = ys.to(flat.dtype) * weights.flatten()[order].unsqueeze(-1).to(flat.dtype)
-        out = torch.zeros_like(flat).index_add_(0, token_of, ys)
-        if self.shared is not None:
-            out = out + self.shared(flat)
-        if self.training and self.cfg.seq_aux_alpha > 0:
-            self.aux_loss = self._sequence_balance_loss(scores, ids, shape)
-        return out.view(shape)
-
-    def _dispatch(self, xs: torch.Tensor, per_expert: torch.Tensor) -> torch.Tensor:
-        """Expert outputs for tokens ``xs`` sorted by expert, computed on their owners."""
+    def run_experts(self, xs: torch.Tensor, per_expert: torch.Tensor) -> torch.Tensor:
+        """Expert outputs for tokens ``xs`` sorted by expert, computed on their owners (the
+        routing and combining around it are :class:`MoE`'s own ``forward``)."""
+        self.stats.ids_requested += xs.shape[0]
+        self.stats.ids_sent += xs.shape[0]
         if self.world == 1:  # every expert is here: no exchange, no host sync
             return self._local_experts(xs, per_expert, 1.0)
         # 1. counts: how many of my tokens go to each of every destination's experts
