@@ -66,19 +66,19 @@ def test_segments_stay_logarithmic_and_lookups_complete(tmp_path):
 
 def test_deleted_passages_are_never_candidates_and_compact_drops_them(tmp_path):
     with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
-        mem.add("shared_word alpha", source="a")
-        mem.add("shared_word beta", source="b")
+        (deleted,) = mem.add("shared_word alpha", source="a")
+        (kept,) = mem.add("shared_word beta", source="b")
         sid = mem.scope_id("default")
         mem.delete(source="a")
-        assert mem.index.tombstones(sid).tolist() == [1]
+        assert mem.index.tombstones(sid).tolist() == [deleted]
         assert [h.source for h in mem.search("shared_word", k="all")] == ["b"]
         mem.compact()
         assert mem.index.tombstones(sid).tolist() == []
         assert mem.index.segment_count(sid) == 1
-        # the postings themselves no longer name passage 1
+        # the postings themselves name only the kept passage now
         seg = mem.index.table(sid).segments[0]
         keys = decode_all(mem.index._postings(sid, seg))
-        assert 1 not in set((keys & np.uint64(0xFFFFFFFF)).tolist())
+        assert set((keys & np.uint64(0xFFFFFFFF)).tolist()) == {kept}
         assert [h.source for h in mem.search("shared_word", k="all")] == ["b"]
 
 
