@@ -21,7 +21,8 @@ from engram_sdk.server.schemas import (
     SessionSummary,
     TurnOut,
 )
-from engram_sdk.server.state import state_of
+from engram_sdk.server.state import ServerState, state_of
+from engram_sdk.sessions import Session
 
 router = APIRouter()
 
@@ -103,15 +104,23 @@ def list_all(request: Request, scope: str | None = Query(default=None)) -> list[
     ]
 
 
+def existing_session(
+    state: ServerState, request: Request, session_id: str, scope: str | None
+) -> Session:
+    """The session a request names in its key's scope; 404 when it does not exist."""
+    session = state.session(session_id, state.scope(request, scope))
+    if session is None or session.info is None:
+        raise APIError(404, f"no session {session_id!r} in this scope", code="session_not_found")
+    return session
+
+
 @router.get("/v1/sessions/{session_id}")
 def show(
     session_id: str, request: Request, scope: str | None = Query(default=None)
 ) -> SessionDetail:
     """A session and its turns."""
     state = state_of(request)
-    session = state.session(session_id, state.scope(request, scope))
-    if session is None or session.info is None:
-        raise APIError(404, f"no session {session_id!r} in this scope", code="session_not_found")
+    session = existing_session(state, request, session_id, scope)
     turns = [
         TurnOut(
             seq=t.seq, role=t.role, content=t.content, timestamp=t.timestamp, metadata=t.metadata
@@ -130,8 +139,6 @@ def delete(
 ) -> DeleteResponse:
     """Delete a session, its turns and their remembered passages."""
     state = state_of(request)
-    session = state.session(session_id, state.scope(request, scope))
-    if session is None or session.info is None:
-        raise APIError(404, f"no session {session_id!r} in this scope", code="session_not_found")
+    session = existing_session(state, request, session_id, scope)
     with state.write_lock:
         return DeleteResponse(deleted_turns=session.delete())
