@@ -1,0 +1,254 @@
+"""``StoreTable``: an Engram table served from any store, fetched before it is needed.
+
+The runtime (:class:`~engram_sdk.table_runtime.TableRuntime`) calls ``prepare(addresses)``
+for every Engram layer before the model's forward starts; the table hands the fetch to the
+shared worker pool. Host ids come unhashed (a :class:`LayerAddresses`): a CUDA model hashes
+them on a side stream and the worker waits for the addresses to come back (a CPU model's
+worker hashes them itself), so the thread launching the model's kernels neither hashes nor
+waits. The worker deduplicates the addresses (file-backed stores; an in-memory table
+gathers every requested row, which is cheaper than sorting them), gathers the rows from the
+store into a pinned host buffer, copies them to the device on a side CUDA stream and
+records an event. ``lookup`` (called by the Engram layer) waits only for that layer's
+event, then (after deduplication) expands the unique rows back to (B, T, H, D) on the
+compute stream; a lookup nobody prepared fetches its rows there and then.
+``prefetch(addresses)`` starts the fetch for a later step, so batch k+1's rows load while
+batch k computes (two staging slots per table).
+
+Tables served this way are frozen; :mod:`engram_sdk.table_runtime.train` trains them in the
+store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from engram_sdk.errors import InputError
+from engram_sdk.stores.base import Store
+from engram_sdk.table_runtime.addresses import LayerAddresses
+from engram_sdk.table_runtime.fetch import (
+    FETCH_THREADS,
+    PREFETCH_THREADS,
+    Fetch,
+    FetchedRows,
+)
+from engram_sdk.table_runtime.mapped import mapped_view
+from engram_sdk.table_runtime.stats import TableStats
+
+
+class StoreTable(nn.Module):
+    """Engram rows of one layer read from ``store`` table ``name`` (see the module docstring).
+
+    ``dedup`` reads each distinct row once; the default is on for file-backed stores and off
+    for ``dram://``, where gathering duplicates costs less than finding them. When the rows
+    sit in pinned host memory (``dram://`` opened with ``pinned=True``) and a step has at most
+    ``direct_tokens`` tokens (decoding), the GPU reads the rows in place instead: one kernel,
+    no host round trip; other stores fetch such small steps on the calling thread, since
+    handing a few rows to a worker costs more (it waits for the interpreter lock) than
+    reading them. Fetches the step waits for run with ``fetch_threads`` torch threads,
+    prefetches for later steps with ``prefetch_threads`` (the same share by default; fewer
+    leave more of the host to the model's thread, at the risk of the next step waiting).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        device: str | torch.device = "cpu",
+        stats: TableStats | None = None,
+        *,
+        dedup: bool | None = None,
+        direct_tokens: int = 64,
+        fetch_threads: int = FETCH_THREADS,
+        prefetch_threads: int = PREFETCH_THREADS,
+    ) -> None:
+        super().__init__()
+        spec = store.table(name)
+        self.store, self.name, self.spec = store, name, spec
+        self.rows, self.dim = spec.rows, spec.dim
+        self.device = torch.device(device)
+        self.dtype = spec.torch_dtype()
+        self.stats = stats if stats is not None else TableStats()
+        self.dedup = dedup if dedup is not None else store.backend != "dram"
+        self.cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self.direct_tokens = direct_tokens
+        for label, value in (
+            ("fetch_threads", fetch_threads),
+            ("prefetch_threads", prefetch_threads),
+        ):
+            if value < 1:
+                raise InputError(f"{label} must be at least 1, got {value}")
+        self.fetch_threads, self.prefetch_threads = fetch_threads, prefetch_threads
+        self._current: Fetch | None = None
+        self._direct = False  # the next lookup reads pinned host rows in place
+        self._next: list[Fetch] = []  # prefetches for later steps (two staging slots)
+        self._pinned: Any = None  # the store's pinned array behind self._mapped
+        self._mapped: torch.Tensor | None = None
+
+    def _mapped_rows(self) -> torch.Tensor | None:
+        """A device view of the store's pinned rows, refreshed if the store replaced them."""
+        if not self.cuda:
+            return None
+        rows = self.store.pinned_rows(self.name)
+        if rows is not self._pinned:
+            self._pinned, self._mapped = rows, mapped_view(rows, self.spec.dtype, self.device)
+        return self._mapped
+
+    # ---- the worker's side ----------------------------------------------------------------
+    def _host_ids(self, addresses: torch.Tensor | LayerAddresses, ready: Any) -> torch.Tensor:
+        if isinstance(addresses, LayerAddresses):
+            addresses = addresses.result()
+        if ready is not None:  # a device-to-host copy started by prepare()
+            ready.synchronize()
+        flat = addresses.reshape(-1)
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.rows):
+            raise InputError(f"Engram addresses outside table {self.name!r} of {self.rows} rows")
+        return flat.to(torch.int64)
+
+    def _fetch(self, addresses: torch.Tensor | LayerAddresses, ready: Any = None) -> FetchedRows:
+        start = time.perf_counter()
+        flat = self._host_ids(addresses, ready)
+        inverse = None
+        ids = flat
+        if self.dedup:
+            ids, inverse = torch.unique(flat, return_inverse=True)
+        staging = torch.empty((len(ids), self.dim), dtype=self.dtype, pin_memory=self.cuda)
+        self.store.gather(self.name, ids.numpy(), out=staging)
+        rows, event = staging, None
+        if self.cuda:
+            with torch.cuda.stream(self.stream):
+                rows = staging.to(self.device, non_blocking=True)
+                if inverse is not None:
+                    inverse = inverse.pin_memory().to(self.device, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(self.stream)
+        hit_rate = self.store.hit_rate
+        if hit_rate is not None:
+            self.stats.cache_hit_rate = float(hit_rate)
+        self.stats.add(
+            rows_requested=flat.numel(),
+            unique_rows=len(ids),
+            bytes_moved=staging.numel() * staging.element_size(),
+            fetch_seconds=time.perf_counter() - start,
+            fetches=1,
+        )
+        return FetchedRows(ids, rows, inverse, event, staging)
+
+    # ---- the model's side -----------------------------------------------------------------
+    def _start(self, addresses: torch.Tensor | LayerAddresses, ahead: bool = False) -> Fetch:
+        ready = None
+        key = addresses  # compared by prepare() with addresses on the caller's device
+        if isinstance(addresses, LayerAddresses):
+            pass  # hashed when submitted (a CUDA model enqueues the hash kernels then)
+        else:
+            addresses = key = addresses.detach()
+            if addresses.is_cuda:  # copy back without blocking this thread
+                addresses = addresses.to("cpu", non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
+        threads = self.prefetch_threads if ahead else self.fetch_threads
+        return Fetch(key, (self._fetch, (addresses, ready)), threads)
+
+    def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
+        """Fetch the rows of a *later* step (double buffering across steps).
+
+        Hashing and host work start once this table's rows for the current step are in
+        (its lookup), so they overlap the rest of the step rather than delaying the step's
+        first kernels; or once the runtime has launched the model's forward
+        (:meth:`start_prefetches`), or at once if the prefetched step comes first.
+        """
+        self._next = [*self._next[-1:], self._start(flat_addresses, ahead=True)]
+
+    def start_prefetches(self) -> None:
+        """Start the waiting prefetches (the runtime calls this once a forward is launched)."""
+        for fetch in self._next:
+            fetch.submit()
+
+    def wait_prefetches(self) -> None:
+        """Block until every started prefetch has gathered its rows and queued their copy
+        to the device (errors surface at lookup)."""
+        for fetch in self._next:
+            if fetch.future is not None:
+                fetch.future.exception()
+
+    def prefetched_rows(self) -> list[FetchedRows]:
+        """The rows every prefetch holds, once each has finished (started here if need be).
+
+        Before rows are written to the store: no prefetch reads it meanwhile, and the
+        caller can patch what the prefetches already hold.
+        """
+        return [fetch.result() for fetch in self._next]
+
+    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
+        """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
+        self._direct = False
+        match = next((f for f in self._next if f.matches(flat_addresses)), None)
+        if match is not None:
+            self._next.remove(match)
+            if match.future is None:  # not started: the step waits for it now
+                match.threads = self.fetch_threads
+            self._current = match.submit()
+            self.stats.add(reused_prefetches=1)
+            return
+        tokens = (
+            flat_addresses.batch.tokens
+            if isinstance(flat_addresses, LayerAddresses)
+            else flat_addresses.shape[:-1].numel()
+        )
+        if tokens <= self.direct_tokens:  # decoding: no hand-off to another thread
+            if self._mapped_rows() is not None:
+                self._current, self._direct = None, True
+            else:
+                self._current = self._start(flat_addresses).run_here()
+            return
+        self._current = self._start(flat_addresses).submit()
+
+    def _take(self, flat_addresses: torch.Tensor) -> FetchedRows:
+        """The prepared fetch, ready for the compute stream."""
+        if self._current is None and not self._direct:
+            self.prepare(flat_addresses)
+        if self._current is None:  # a caller that needs staged rows (training) after all
+            self._current = self._start(flat_addresses).submit()
+        self._direct = False
+        fetch, self._current = self._current, None
+        start = time.perf_counter()
+        got = fetch.result()
+        if got.event is not None:
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_event(got.event)
+            got.rows.record_stream(compute)  # allocated on the side stream, read on this one
+            if got.inverse is not None:
+                got.inverse.record_stream(compute)
+        self.stats.add(wait_seconds=time.perf_counter() - start)
+        self.start_prefetches()  # this step's rows are in: the next step's may start loading
+        requested = got.inverse.numel() if got.inverse is not None else len(got.ids)
+        if requested != flat_addresses.numel():
+            raise InputError("lookup addresses differ from the ones passed to prepare")
+        return got
+
+    def _read_in_place(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        """Rows gathered by the GPU straight from pinned host memory (small lookups)."""
+        self._direct = False
+        mapped = self._mapped_rows()
+        assert mapped is not None
+        flat = flat_addresses.reshape(-1).to(self.device, non_blocking=True)
+        rows = mapped.index_select(0, flat)  # addresses come from the hasher: always in range
+        self.stats.add(
+            rows_requested=flat.numel(),
+            unique_rows=flat.numel(),
+            bytes_moved=rows.numel() * rows.element_size(),
+            fetches=1,
+        )
+        return rows.view(*flat_addresses.shape, self.dim)
+
+    def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        """Rows (B, T, H, D) for the addresses announced by ``prepare``."""
+        if self._direct and flat_addresses.is_cuda:
+            return self._read_in_place(flat_addresses)
+        got = self._take(flat_addresses)
+        rows = got.rows if got.inverse is None else got.rows[got.inverse]
+        return rows.view(*flat_addresses.shape, self.dim)
