@@ -51,13 +51,13 @@ def run_parts(fn: Callable[[T], object], parts: Sequence[T]) -> None:
     errors: list[BaseException] = []
     try:
         fn(parts[0])
-    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other parts
+    except BaseException as exc:  # re-raised below, after the other parts
         errors.append(exc)
     for future, part in futures:
         if future.cancel():  # not started: this thread runs it
             try:
                 fn(part)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
         elif (exc := future.exception()) is not None:
             errors.append(exc)

@@ -144,9 +144,9 @@ class Transformer(nn.Module):
                 f"sequence of {start + input_ids.shape[1]} tokens exceeds max_seq_len "
                 f"{self.config.max_seq_len}"
             )
-        if input_ids.device.type == "cpu" and input_ids.numel():
-            if int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0:
-                raise InputError(f"token ids must be in [0, {self.config.vocab_size})")
+        on_host = input_ids.device.type == "cpu" and input_ids.numel() > 0
+        if on_host and (int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0):
+            raise InputError(f"token ids must be in [0, {self.config.vocab_size})")
 
     def forward(
         self,

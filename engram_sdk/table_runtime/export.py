@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from engram_sdk.model.transformer import Transformer
 
 from engram_sdk.engram.table import EmbeddingTable
 from engram_sdk.errors import InputError
+from engram_sdk.model.transformer import Transformer
 from engram_sdk.stores.base import Store
 
 

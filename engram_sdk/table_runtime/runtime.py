@@ -15,10 +15,10 @@ from __future__ import annotations
 from types import TracebackType
 
 import torch
-from engram_sdk.model.transformer import ModelCache, Transformer
 
 from engram_sdk.engram.table import EngramTable
 from engram_sdk.errors import InputError
+from engram_sdk.model.transformer import ModelCache, Transformer
 from engram_sdk.stores import CachedStore, open_store
 from engram_sdk.stores.base import Store
 from engram_sdk.table_runtime.addresses import HostHasher

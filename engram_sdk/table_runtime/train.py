@@ -109,4 +109,3 @@ class StoreTableOptimizer:
                 got.rows[hit.to(got.rows.device)] = weight[where].to(
                     got.rows.device, got.rows.dtype
                 )
-
