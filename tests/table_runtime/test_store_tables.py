@@ -120,3 +120,33 @@ def test_reopened_store_serves_a_fresh_model(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(runtime(ids), trained(ids))
     runtime.detach()
+
+
+def test_the_model_takes_precomputed_addresses_and_checks_their_layers() -> None:
+    cfg = get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=64)
+    model = build_model(cfg, seed=4).eval()
+    ids = torch.randint(0, 300, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(ids)
+        assert torch.equal(model(ids, addresses=model.engram_addresses(ids)), want)
+        other = {layer: torch.zeros(2, 9, 1, dtype=torch.long) for layer in (0, 99)}
+        with pytest.raises(InputError, match="addresses are for Engram layers"):
+            model(ids, addresses=other)
+
+
+def test_decoding_after_device_steps_reads_the_prefix_back(tmp_path: Path) -> None:
+    """A cache whose earlier steps left no host copy of the Engram prefix still decodes right."""
+    cfg = get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=64)
+    reference = build_model(cfg, seed=4).eval()
+    served = build_model(cfg, seed=4).eval()
+    ids = torch.randint(0, 300, (1, 12), generator=torch.Generator().manual_seed(3))
+    _, want = logits(reference, ids)
+    runtime = attach_tables(served, f"lmdb://{tmp_path / 'l'}")
+    with torch.no_grad():
+        cache = ModelCache()
+        parts = [runtime(ids[:, :6], cache)]
+        for i in range(6, ids.shape[1]):
+            cache.last_host_ids = None  # as after a step whose ids were on the device
+            parts.append(runtime(ids[:, i : i + 1], cache))
+    assert torch.equal(torch.cat(parts, 1), want)
+    runtime.detach()
