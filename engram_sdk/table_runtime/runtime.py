@@ -189,28 +189,28 @@ def attach_tables(
     if isinstance(store, str):
         pinned = device.type == "cuda" and store.startswith("dram://")
         store = open_store(store, "a" if export else "r", pinned=pinned)
-    if export:
-        try:
+    try:
+        if export:
             export_tables(model, store)
-        except BaseException:
-            if owns_store:
-                store.close()
-            raise
-    if cache_rows:
-        store = CachedStore(store, cache_rows)
-    stats = TableStats()
-    kind = TrainableStoreTable if trainable else StoreTable
-    tables = {
-        layer: kind(
-            store,
-            table_name(layer),
-            device,
-            stats,
-            dedup=dedup,
-            direct_tokens=direct_tokens,
-            fetch_threads=fetch_threads,
-            prefetch_threads=prefetch_threads,
-        )
-        for layer in model.engram_tables()
-    }
+        if cache_rows:
+            store = CachedStore(store, cache_rows)
+        stats = TableStats()
+        kind = TrainableStoreTable if trainable else StoreTable
+        tables = {
+            layer: kind(
+                store,
+                table_name(layer),
+                device,
+                stats,
+                dedup=dedup,
+                direct_tokens=direct_tokens,
+                fetch_threads=fetch_threads,
+                prefetch_threads=prefetch_threads,
+            )
+            for layer in model.engram_tables()
+        }
+    except BaseException:
+        if owns_store:
+            store.close()
+        raise
     return TableRuntime(model, store, tables, stats=stats, device=device, owns_store=owns_store)

@@ -11,7 +11,7 @@ from engram_sdk.stores import open_store
 from engram_sdk.stores.blocks import take_rows
 
 from engram_sdk.errors import InputError
-from engram_sdk.table_runtime import TrainableStoreTable, attach_tables
+from engram_sdk.table_runtime import StoreTable, TrainableStoreTable, attach_tables
 from engram_sdk.table_runtime.addresses import BatchAddresses
 
 
@@ -226,3 +226,15 @@ def test_shards_only_options_are_refused_elsewhere(
     uri = "dram://" if scheme == "dram" else f"lmdb://{tmp_path / 'l'}"
     with pytest.raises(InputError, match=f"{next(iter(option))}.*shards://"):
         open_store(uri, "a", **option)
+
+
+def test_a_store_without_the_tables_is_named_in_the_error(tmp_path: Path) -> None:
+    uri = f"shards://{tmp_path / 'empty'}"
+    with open_store(uri, "w") as store:
+        store.create_table("other", 10, 4, "float32")
+    model = build_model(tiny(), seed=0)
+    with pytest.raises(InputError, match=r"no table .engram\.layer1."):
+        attach_tables(model, uri, export=False)
+    assert all(not isinstance(t, StoreTable) for t in model.engram_tables().values())
+    with open_store(uri, "a") as store:  # the runtime let go of the store it opened
+        assert set(store.tables()) == {"other"}
