@@ -38,7 +38,7 @@ def write_tables(model, uri: str, seed: int = 0) -> float:
     """Write random rows for every Engram layer of ``model`` into a shards store; GB written."""
     from engram_sdk.stores import open_store
 
-    from engram_sdk.prefetch.attach import table_name
+    from engram_sdk.table_runtime import table_name
 
     chunk = 1 << 24  # 1 GiB of 64-byte rows per commit
     written = 0
@@ -83,7 +83,7 @@ def main() -> None:
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.stores import open_store
 
-    from engram_sdk.prefetch import attach_store_tables
+    from engram_sdk.table_runtime import attach_tables
 
     per_head = int(args.table_gb * 1e9 / (2 * 16 * 16 * 4))  # 2 layers x 16 heads x 64 B rows
     big_cfg = get_preset("small", engram_table_size=[per_head] * 2)
@@ -110,7 +110,8 @@ def main() -> None:
         print(f"GPU placement of the {table_gb:.1f} GB table: out of memory (as expected)")
     torch.cuda.empty_cache()
     store = open_store(f"shards://{folder}", "r", verify_reads=False, random_access=True)
-    _, stats = attach_store_tables(big, store, export=False)
+    runtime = attach_tables(big, store, export=False)
+    stats = runtime.stats
     small = build_model(get_preset("small", engram_table_size=[2_000_000] * 2), device="cuda")
     for table in small.engram_tables().values():
         table.requires_grad_(False)
@@ -123,7 +124,7 @@ def main() -> None:
         ]
         places = [
             Placement("gpu (4.1 GB)", small, batches, False),
-            Placement(f"shards disk ({table_gb:.0f} GB)", big, batches, False, stats),
+            Placement(f"shards disk ({table_gb:.0f} GB)", big, batches, False, runtime),
         ]
         before = disk_read_bytes()
         t = time.perf_counter()
@@ -134,7 +135,7 @@ def main() -> None:
     before = disk_read_bytes()
     places = [
         Placement("gpu (4.1 GB)", small, batches, False),
-        Placement(f"shards disk ({table_gb:.0f} GB)", big, batches, False, stats),
+        Placement(f"shards disk ({table_gb:.0f} GB)", big, batches, False, runtime),
     ]
     interleaved(places, "decode", 3)
     rows.append(("decode / token", places, "decode", disk_read_bytes() - before))
@@ -150,6 +151,7 @@ def main() -> None:
         f"fetches {stats.fetches}, rows requested {stats.rows_requested}, "
         f"unique {stats.unique_rows}, wait {stats.wait_seconds:.1f} s"
     )
+    runtime.detach()
     store.close()
     shutil.rmtree(folder, ignore_errors=True)
 

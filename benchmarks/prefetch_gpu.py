@@ -7,8 +7,8 @@ Same model (small preset, Engram at layers 1 and 4, tables of several GB), same 
 training step time (Engram tables frozen in every placement, so the rows are the only
 difference) and per-token decode latency (batch 1 after a 512-token prompt), for (a)
 GPU-resident tables, (b) ``dram://`` (pinned), (c) ``shards://`` in the page cache, (d)
-``lmdb://``; overhead of each versus (a). ``+next`` rows call ``prefetch_next`` for the
-following batch before each step, so its rows load while the current step computes. Also
+``lmdb://``, each through the table runtime (``attach_tables``); overhead of each versus
+(a). ``+next`` rows call ``runtime.prefetch`` for the following batch before each step, so its rows load while the current step computes. Also
 checks that (b)-(d) give logits bitwise equal to (a). ``gpu-again`` repeats (a): its
 "overhead" is the noise floor of the run. The placements run interleaved, round
 by round (blocks of consecutive steps, each ending once its last prefetch is in), and
@@ -38,17 +38,11 @@ def timed(step) -> float:
 class Placement:
     """One model whose Engram tables live in one place, with its step functions."""
 
-    def __init__(self, name: str, model, batches, ahead: bool, stats=None) -> None:
-        from engram_sdk.prefetch import prefetch_next
-
-        self.name, self.model, self.batches, self.ahead, self.stats = (
-            name,
-            model,
-            batches,
-            ahead,
-            stats,
-        )
-        self.prefetch_next = prefetch_next
+    def __init__(self, name: str, model, batches, ahead: bool, runtime=None) -> None:
+        self.name, self.model, self.batches, self.ahead = name, model, batches, ahead
+        self.runtime = runtime  # None: the tables live on the GPU
+        self.step = runtime if runtime is not None else model
+        self.stats = runtime.stats if runtime is not None else None
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
         self.targets = [b[:, 1:].cuda() for b in batches]
@@ -59,15 +53,20 @@ class Placement:
 
     def prefill(self, i: int) -> None:
         if self.ahead:  # the next batch's rows load while this one computes
-            self.prefetch_next(self.model, self.ids(i + 1))
+            self.runtime.prefetch(self.ids(i + 1))
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            self.model(self.ids(i))
+            self.step(self.ids(i))
+
+    def wait(self) -> None:
+        """Block until the started prefetches have their rows."""
+        if self.runtime is not None:
+            self.runtime.wait()
 
     def train(self, i: int) -> None:
         if self.ahead:
-            self.prefetch_next(self.model, self.ids(i + 1))
+            self.runtime.prefetch(self.ids(i + 1))
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = self.model(self.ids(i))
+            logits = self.step(self.ids(i))
         target = self.targets[i % len(self.batches)].flatten()
         loss = F.cross_entropy(logits.float().flatten(0, 1), target)
         self.opt.zero_grad(set_to_none=True)
@@ -80,12 +79,12 @@ class Placement:
 
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             cache = ModelCache()
-            logits = self.model(self.batches[i % len(self.batches)][:1, :512], cache)[:, -1]
+            logits = self.step(self.batches[i % len(self.batches)][:1, :512], cache)[:, -1]
             torch.cuda.synchronize()
             start = time.perf_counter()
             for _ in range(tokens):
                 token = logits.argmax(-1, keepdim=True).cpu()  # generation feeds host ids
-                logits = self.model(token, cache)[:, -1]
+                logits = self.step(token, cache)[:, -1]
             torch.cuda.synchronize()
         return (time.perf_counter() - start) / tokens
 
@@ -97,12 +96,11 @@ def interleaved(placements: list[Placement], phase: str, rounds: int, block: int
     and include waiting for the last step's prefetch: each timed block pays for exactly
     ``block`` fetches, and no fetch thread runs into another placement's timing.
     """
-    from engram_sdk.prefetch import wait_prefetches
 
     def run_block(p: Placement, i: int) -> None:
         for k in range(block):
             getattr(p, phase)(i * block + k)
-        wait_prefetches(p.model)
+        p.wait()
 
     for p in placements:  # warm-up
         run_block(p, 0)
@@ -139,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     from engram_sdk.model import build_model, get_preset
 
-    from engram_sdk.prefetch import attach_store_tables
+    from engram_sdk.table_runtime import attach_tables
 
     cfg = get_preset("small", engram_table_size=[args.table_size] * 2)
     gen = torch.Generator().manual_seed(0)
@@ -148,7 +146,7 @@ def main() -> None:
     ]
     folder = Path(args.folder)
     shutil.rmtree(folder, ignore_errors=True)
-    placements, stores, same = [], [], {}
+    placements, runtimes, same = [], [], {}
     reference = None
     table_gb = 0.0
     for name in args.placements.split(","):
@@ -156,21 +154,21 @@ def main() -> None:
         for table in model.engram_tables().values():
             table.requires_grad_(False)  # frozen everywhere: only the rows' placement differs
         table_gb = sum(t.rows * t.dim * 4 for t in model.engram_tables().values()) / 1e9
-        stats = None
+        runtime = None
         if not name.startswith("gpu"):
             kind = name.split("+")[0]
             uri = "dram://" if kind == "dram" else f"{kind}://{folder / name}"
             t = time.perf_counter()
-            store, stats = attach_store_tables(model, uri)
-            stores.append(store)
+            runtime = attach_tables(model, uri)
+            runtimes.append(runtime)
             print(
                 f"{name}: exported {table_gb:.1f} GB in {time.perf_counter() - t:.0f} s", flush=True
             )
         with torch.no_grad():
-            logits = model(batches[1][:, :-1])
+            logits = (runtime or model)(batches[1][:, :-1])
         reference = logits if reference is None else reference
         same[name] = torch.equal(logits, reference)
-        placements.append(Placement(name, model, batches, name.endswith("+next"), stats))
+        placements.append(Placement(name, model, batches, name.endswith("+next"), runtime))
     for phase, rounds in (("prefill", args.rounds), ("train", args.rounds), ("decode", 8)):
         t = time.perf_counter()
         interleaved(placements, phase, rounds, args.block)
@@ -198,8 +196,8 @@ def main() -> None:
                 f" {s.wait_seconds / fetches * 1e3:8.2f}"
             )
         print(line)
-    for store in stores:
-        store.close()
+    for runtime in runtimes:
+        runtime.detach()
     shutil.rmtree(folder, ignore_errors=True)
 
 

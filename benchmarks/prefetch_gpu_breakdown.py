@@ -8,8 +8,9 @@ variant's overhead is the median per-round ratio against the GPU-resident tables
 
 - ``gpu + gather load, N threads``: GPU-resident tables while another thread gathers 262K
   random rows in a loop on N torch threads (what host contention alone costs);
-- ``dram + prefetch_next, N threads``: the real path, prefetches on N threads;
-- ``dram, fetched on demand``: no ``prefetch_next``;
+- ``dram + prefetch, N threads``: the real path (``runtime.prefetch``), prefetches on N
+  threads;
+- ``dram, fetched on demand``: no ``runtime.prefetch``;
 - ``dram, rows in before the step``: each step's rows fetched (untimed) before it starts,
   so the step pays only for the store path itself, with no concurrent host work.
 """
@@ -30,27 +31,23 @@ BLOCK = 4
 
 def block_time(p: Placement, i: int) -> float:
     """Seconds per step over ``BLOCK`` consecutive steps, ending once prefetches are in."""
-    from engram_sdk.prefetch import wait_prefetches
-
     torch.cuda.synchronize()
     start = time.perf_counter()
     for k in range(BLOCK):
         p.prefill(i * BLOCK + k)
-    wait_prefetches(p.model)
+    p.wait()
     torch.cuda.synchronize()
     return (time.perf_counter() - start) / BLOCK
 
 
 def rows_in_before(p: Placement, i: int) -> float:
     """Seconds per step when each step's rows were fetched before it (fetch untimed)."""
-    from engram_sdk.prefetch import prefetch_next, wait_prefetches
-
     total = 0.0
     for k in range(BLOCK):
-        prefetch_next(p.model, p.ids(i * BLOCK + k))
-        for table in p.model.engram_tables().values():
-            table.forward_launched()
-        wait_prefetches(p.model)
+        p.runtime.prefetch(p.ids(i * BLOCK + k))
+        for table in p.runtime.tables.values():
+            table.start_prefetches()
+        p.runtime.wait()
         torch.cuda.synchronize()
         start = time.perf_counter()
         p.prefill(i * BLOCK + k)
@@ -66,7 +63,7 @@ def main() -> None:
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.stores.blocks import take_rows
 
-    from engram_sdk.prefetch import attach_store_tables
+    from engram_sdk.table_runtime import attach_tables
 
     cfg = get_preset("small", engram_table_size=[2_000_000] * 2)
     gen = torch.Generator().manual_seed(0)
@@ -78,15 +75,14 @@ def main() -> None:
         model = build_model(cfg, device="cuda", seed=0)
         for table in model.engram_tables().values():
             table.requires_grad_(False)
-        stats = attach_store_tables(model, "dram://")[1] if store else None
-        return model, stats
+        return model, attach_tables(model, "dram://") if store else None
 
     gpu_model, _ = model_with(False)
-    dram_model, stats = model_with(True)
-    demand_model, demand_stats = model_with(True)  # no prefetch left over by another variant
+    dram_model, dram_runtime = model_with(True)
+    demand_model, demand_runtime = model_with(True)  # no prefetch left over by another variant
     gpu = Placement("gpu", gpu_model, batches, False)
-    ahead = Placement("dram+next", dram_model, batches, True, stats)
-    demand = Placement("dram", demand_model, batches, False, demand_stats)
+    ahead = Placement("dram+next", dram_model, batches, True, dram_runtime)
+    demand = Placement("dram", demand_model, batches, False, demand_runtime)
 
     source = np.random.default_rng(0).standard_normal((4_000_000, 32)).astype(np.float32)
     idx = np.random.default_rng(1).integers(0, len(source), 262_144)
@@ -109,7 +105,7 @@ def main() -> None:
             worker.join()
 
     def with_prefetch_threads(threads: int, i: int) -> float:
-        tables = dram_model.engram_tables().values()
+        tables = dram_runtime.tables.values()
         saved = [t.prefetch_threads for t in tables]
         for t in tables:
             t.prefetch_threads = threads
@@ -123,7 +119,7 @@ def main() -> None:
         "gpu": lambda i: block_time(gpu, i),
         **{f"gpu + gather load, {n} thr": (lambda i, n=n: with_gather_load(n, i)) for n in (1, 3)},
         **{
-            f"dram + prefetch_next, {n} thr": (lambda i, n=n: with_prefetch_threads(n, i))
+            f"dram + prefetch, {n} thr": (lambda i, n=n: with_prefetch_threads(n, i))
             for n in (1, 2, 3)
         },
         "dram, fetched on demand": lambda i: block_time(demand, i),

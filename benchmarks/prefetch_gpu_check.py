@@ -2,7 +2,8 @@
 
     python benchmarks/prefetch_gpu_check.py [--backends dram,shards,lmdb,shards+cache]
 
-For each backend, on CUDA with side-stream copies and ``prefetch_next`` overlap on: prefill
+For each backend, through the table runtime on CUDA with side-stream copies and
+``runtime.prefetch`` overlap on: prefill
 logits and cached-decoding logits bitwise equal to the GPU ``nn.Embedding`` tables, and one
 training step of ``TrainableStoreTable`` + ``StoreTableOptimizer`` (SGD) leaves the store rows
 equal (float32 tolerance) to the dense update of the GPU table; counts host-side hashing done
@@ -22,14 +23,9 @@ import torch.nn.functional as F
 
 def main() -> None:
     from engram_sdk.model import ModelCache, build_model, get_preset
+    from engram_sdk.stores import open_store
 
-    from engram_sdk.prefetch import (
-        StoreTableOptimizer,
-        attach_store_tables,
-        make_trainable,
-        prefetch_next,
-    )
-    from engram_sdk.prefetch.attach import table_name
+    from engram_sdk.table_runtime import attach_tables, table_name
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--backends", default="dram,shards,lmdb,shards+cache")
@@ -41,21 +37,21 @@ def main() -> None:
     batches = [torch.randint(0, 300, (2, args.seq), generator=gen) for _ in range(3)]
     tmp = Path(tempfile.mkdtemp())
 
-    def run(model: torch.nn.Module, ahead: bool) -> list[torch.Tensor]:
+    def run(step, prefetch) -> list[torch.Tensor]:
         out = []
         with torch.no_grad():
             for i, ids in enumerate(batches):
-                if ahead and i + 1 < len(batches):
-                    prefetch_next(model, batches[i + 1].pin_memory())
-                out.append(model(ids.pin_memory()))
+                if prefetch is not None and i + 1 < len(batches):
+                    prefetch(batches[i + 1].pin_memory())
+                out.append(step(ids.pin_memory()))
             cache = ModelCache()
-            parts = [model(batches[0][:, :5], cache)]
-            parts += [model(batches[0][:, i : i + 1], cache) for i in range(5, args.seq)]
+            parts = [step(batches[0][:, :5], cache)]
+            parts += [step(batches[0][:, i : i + 1], cache) for i in range(5, args.seq)]
             out.append(torch.cat(parts, 1))
         return out
 
     ref = build_model(cfg, device=dev, seed=2).eval()
-    want = run(ref, False)
+    want = run(ref, None)
     ids = batches[0]
     logits = ref(ids[:, :-1].to(dev))
     F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1).to(dev)).backward()
@@ -63,7 +59,9 @@ def main() -> None:
         scheme = backend.split("+")[0]
         uri = "dram://" if scheme == "dram" else f"{scheme}://{tmp / backend.replace('+', '_')}"
         model = build_model(cfg, device=dev, seed=2).eval()
-        store, stats = attach_store_tables(model, uri, cache_rows=300 if "cache" in backend else 0)
+        store = open_store(uri, "a", pinned=scheme == "dram")
+        cache_rows = 300 if "cache" in backend else 0
+        runtime = attach_tables(model, store, cache_rows=cache_rows)
         threads: list[str] = []
         hash_torch = model.hasher.hash_torch
 
@@ -75,12 +73,14 @@ def main() -> None:
             return real(canon, *a, **k)
 
         model.hasher.hash_torch = spy
-        got = run(model, True)
+        got = run(runtime, runtime.prefetch)
         on_main = sum(name == "MainThread" for name in threads)
         equal = all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
-        make_trainable(model)
-        opt = StoreTableOptimizer(model.engram_tables(), lr=0.1, kind="sgd")
-        logits = model(ids[:, :-1].pin_memory())
+        d = runtime.stats.as_dict()
+        runtime.detach()
+        runtime = attach_tables(model, store, export=False, trainable=True, cache_rows=cache_rows)
+        opt = runtime.optimizer(lr=0.1, kind="sgd")
+        logits = runtime(ids[:, :-1].pin_memory())
         F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1).to(dev)
         ).backward()
@@ -90,12 +90,12 @@ def main() -> None:
             w = t.embedding.weight.detach() - 0.1 * t.embedding.weight.grad
             stored = torch.from_numpy(store.gather(table_name(layer), torch.arange(t.rows).numpy()))
             err = max(err, (stored - w.cpu()).abs().max().item())
-        d = stats.as_dict()
         print(
             f"{backend:14s} bitwise_equal={equal} train_max_abs_err={err:.2e} "
             f"dedup={d['dedup_ratio']:.2f} reused_prefetches={d['reused_prefetches']} "
             f"hit_rate={d['cache_hit_rate']} host_hashes={len(threads)} on_main_thread={on_main}"
         )
+        runtime.detach()
         store.close()
 
 

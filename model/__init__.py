@@ -10,24 +10,16 @@ def build_model(
     """A model for a config or preset name, initialised deterministically from ``seed``.
 
     ``engram_tables=False`` allocates no Engram tables (for tables bigger than the device or
-    host memory): serve them from a store with ``attach_store_tables(model, uri,
-    export=False)`` before running the model.
+    host memory): serve them from a store with
+    ``engram_sdk.table_runtime.attach_tables(model, uri, export=False)`` before running it.
     """
     import torch
-
-    from engram_sdk.engram.table import MissingTable, tables_unallocated
 
     if isinstance(cfg, str):
         cfg = get_preset(cfg)
     if seed is not None:
         torch.manual_seed(seed)
-    if engram_tables:
-        return Transformer(cfg).to(device)
-    with tables_unallocated():
-        model = Transformer(cfg)
-    for layer, table in model.engram_tables().items():
-        model.set_engram_table(layer, MissingTable(table.rows, table.dim))
-    return model.to(device)
+    return Transformer(cfg, engram_tables=engram_tables).to(device)
 
 
 def save_checkpoint(*args, **kwargs):

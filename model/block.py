@@ -25,7 +25,14 @@ class LayerCache:
 class Block(nn.Module):
     """Block ``layer_id`` of the model."""
 
-    def __init__(self, layer_id: int, cfg: ModelConfig, engram_rows: int | None) -> None:
+    def __init__(
+        self,
+        layer_id: int,
+        cfg: ModelConfig,
+        engram_rows: int | None,
+        *,
+        allocate_engram_table: bool = True,
+    ) -> None:
         super().__init__()
         self.layer_id = layer_id
         self.engram = None
@@ -39,6 +46,7 @@ class Block(nn.Module):
                 cfg.engram_embed_per_ngram,
                 engram_rows,
                 cfg.engram_kernel_size,
+                allocate_table=allocate_engram_table,
             )
         self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.attn = MLA(cfg)

@@ -1,8 +1,13 @@
-"""The model: embedding → blocks → norm → head, with Engram addressing done once per forward."""
+"""The model: embedding → blocks → norm → head, with Engram addressing done once per forward.
+
+The model knows nothing of stores or threads: each Engram layer looks its rows up in its
+own table, and ``forward`` takes precomputed ``addresses`` from whoever computed them (the
+table runtime, :mod:`engram_sdk.table_runtime`, which wraps the model from outside).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +18,7 @@ from engram_sdk.model.hyper import HyperHead
 from engram_sdk.model.rope import rope_frequencies
 from torch import nn
 
-from engram_sdk.engram import BatchAddresses, EngramTable
+from engram_sdk.engram import EngramTable
 from engram_sdk.errors import InputError
 from engram_sdk.hashing import NgramConfig, NgramHasher
 
@@ -46,14 +51,13 @@ def canonical_table(cfg: ModelConfig) -> tuple[torch.Tensor, int, int]:
 class Transformer(nn.Module):
     """DeepSeek-style MoE transformer with Engram layers, MLA, optional DSA and mHC."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, engram_tables: bool = True) -> None:
+        """``engram_tables=False`` builds the Engram layers without rows (to serve from a store)."""
         super().__init__()
         self.config = cfg
         table, canon_vocab, pad = canonical_table(cfg)
         self.register_buffer("canonical", table, persistent=False)
         self._canonical_host = table.clone()  # stays on the host for host-side addressing
-        self._host_memo: list[tuple[torch.Tensor, BatchAddresses]] = []
-        self._hash_stream: torch.cuda.Stream | None = None
         self.hasher = NgramHasher(
             NgramConfig(
                 vocab_size=canon_vocab,
@@ -68,7 +72,12 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(
             [
-                Block(i, cfg, self.hasher.table_rows(i) if i in cfg.engram_layer_ids else None)
+                Block(
+                    i,
+                    cfg,
+                    self.hasher.table_rows(i) if i in cfg.engram_layer_ids else None,
+                    allocate_engram_table=engram_tables,
+                )
                 for i in range(cfg.n_layers)
             ]
         )
@@ -121,91 +130,50 @@ class Transformer(nn.Module):
             for layer in self.config.engram_layer_ids
         }
 
-    def host_addresses(
-        self, host_ids: torch.Tensor, prefix: torch.Tensor | None = None, remember: bool = False
-    ) -> dict[int, torch.Tensor]:
-        """:meth:`engram_addresses` of host ids, reusing a batch announced by ``prefetch_next``."""
-        return self.host_batch(host_ids, prefix, remember).result()
-
-    def host_batch(
-        self, host_ids: torch.Tensor, prefix: torch.Tensor | None = None, remember: bool = False
-    ) -> BatchAddresses:
-        """The addresses of host ids, hashed when first asked for (possibly on another thread).
-
-        ``remember`` keeps the batch for the next two calls, so a batch announced by
-        ``prefetch_next`` is hashed once and its tables recognise it as the same batch.
-        """
-        if prefix is None:
-            for ids, batch in self._host_memo:
-                if ids.shape == host_ids.shape and torch.equal(ids, host_ids):
-                    return batch
-        ids = host_ids.clone()
-        batch = BatchAddresses(lambda: self._hash_launch(ids, prefix), ids.numel())
-        if remember and prefix is None:
-            self._host_memo = [*self._host_memo[-1:], (ids, batch)]
-        return batch
-
-    def _hash_launch(
-        self, ids: torch.Tensor, prefix: torch.Tensor | None
-    ) -> Callable[[], dict[int, torch.Tensor]]:
-        """Start hashing host ids; the returned function waits and gives host addresses.
-
-        A CUDA model hashes on a side stream (microseconds of GPU work that queue behind
-        nothing) and copies the addresses back; a CPU model hashes when the result is asked.
-        """
-        device = self.embed.weight.device
-        if device.type != "cuda":
-            return lambda: self.engram_addresses(ids, prefix)
-        if self._hash_stream is None:
-            self._hash_stream = torch.cuda.Stream(device, priority=-1)  # ahead of compute
-        with torch.cuda.stream(self._hash_stream):
-            on_device = ids.pin_memory().to(device, non_blocking=True)
-            before = None if prefix is None else prefix.pin_memory().to(device, non_blocking=True)
-            host = {
-                layer: addresses.to("cpu", non_blocking=True)
-                for layer, addresses in self.engram_addresses(on_device, before).items()
-            }
-            done = torch.cuda.Event()
-            done.record()
-
-        def finish() -> dict[int, torch.Tensor]:
-            done.synchronize()
-            return host
-
-        return finish
-
     # ---- forward ------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for ids (B, T); with ``cache``, continues from its state."""
+    def check_input(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> None:
+        """Raise :class:`InputError` unless ``input_ids`` (B, T) fit this model and ``cache``.
+
+        Host ids are range-checked here; ids on a device are not (that would wait for it).
+        """
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must be (batch, seq), got {tuple(input_ids.shape)}")
+        start = cache.length if cache is not None else 0
+        if start + input_ids.shape[1] > self.config.max_seq_len:
+            raise InputError(
+                f"sequence of {start + input_ids.shape[1]} tokens exceeds max_seq_len "
+                f"{self.config.max_seq_len}"
+            )
+        on_host = input_ids.device.type == "cpu" and input_ids.numel() > 0
+        if on_host and (int(input_ids.max()) >= self.config.vocab_size or int(input_ids.min()) < 0):
+            raise InputError(f"token ids must be in [0, {self.config.vocab_size})")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        cache: ModelCache | None = None,
+        *,
+        addresses: Mapping[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for ids (B, T); with ``cache``, continues from its state.
+
+        ``addresses``: every Engram layer's flat addresses (B, T, H) on the model's device,
+        as :meth:`engram_addresses` gives them (after the cache's prefix); hashed here if None.
+        """
+        self.check_input(input_ids, cache)
         b, t = input_ids.shape
         cfg = self.config
         start = cache.length if cache is not None else 0
-        if start + t > cfg.max_seq_len:
-            raise InputError(
-                f"sequence of {start + t} tokens exceeds max_seq_len {cfg.max_seq_len}"
-            )
         host_ids = input_ids if input_ids.device.type == "cpu" else None
-        if host_ids is not None and (
-            int(host_ids.max()) >= cfg.vocab_size or int(host_ids.min()) < 0
-        ):
-            raise InputError(f"token ids must be in [0, {cfg.vocab_size})")  # (device ids: no sync)
         input_ids = input_ids.to(self.embed.weight.device, non_blocking=True)
-        prefix = cache.last_ids if cache is not None else None
-        batch = None  # host ids: store-backed tables hash them off this thread
-        if host_ids is not None:
-            batch = self.host_batch(host_ids, cache.last_host_ids if cache is not None else None)
-        if input_ids.is_cuda or batch is None:
+        if addresses is None:
+            prefix = cache.last_ids if cache is not None else None
             addresses = self.engram_addresses(input_ids, prefix)
-        else:
-            addresses = batch.result()
-        tables = self.engram_tables()
-        for layer, table in tables.items():
-            if batch is not None and getattr(table, "host_addresses", False):
-                table.prepare(batch.layer(layer))
-            else:
-                table.prepare(addresses[layer])
+        elif set(addresses) != set(cfg.engram_layer_ids):
+            raise InputError(
+                f"addresses are for Engram layers {sorted(addresses)}, "
+                f"the model's are {sorted(cfg.engram_layer_ids)}"
+            )
         layer_caches = (
             cache.layers
             if cache is not None and cache.layers
@@ -233,12 +201,7 @@ class Transformer(nn.Module):
                     host = torch.cat([cache.last_host_ids, host], dim=1)
                 cache.last_host_ids = host[:, -self.hasher.context :]
             cache.length = start + t
-        logits = self.head(self.norm(h))
-        for table in tables.values():  # store-backed tables may use the host now
-            launched = getattr(table, "forward_launched", None)
-            if launched is not None:
-                launched()
-        return logits
+        return self.head(self.norm(h))
 
     def moe_layers(self) -> list[nn.Module]:
         """Every MoE feed-forward (for bias updates and auxiliary losses)."""

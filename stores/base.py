@@ -67,6 +67,20 @@ class Store(ABC):
         """The on-disk format version of this store (what ``info`` reports)."""
         return STORE_FORMAT_VERSION
 
+    # ---- what the table runtime asks of every store -----------------------------------
+    def pinned_rows(self, table: str) -> np.ndarray | None:
+        """The live rows of ``table`` when they sit in pinned host memory, else None.
+
+        A CUDA device can read such rows in place. Only ``dram://`` opened with
+        ``pinned=True`` has them.
+        """
+        return None
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Hits over requested rows of a row cache in front of this store (None: no cache)."""
+        return None
+
     # ---- lifecycle -------------------------------------------------------------------
     @property
     def readonly(self) -> bool:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()  # fetch threads gather concurrently
+from engram_sdk.workers import POOL_THREADS, run_parts
+
 PARALLEL_MIN_ROWS = 8192
 # Rows read from disk wait on page faults: many in flight keep the drive busy.
-DISK_READ_THREADS = 32
-
-
-def _pool(workers: int | None = None) -> ThreadPoolExecutor:
-    workers = workers or max(1, min(8, os.cpu_count() or 1))
-    with _POOLS_LOCK:
-        if workers not in _POOLS:
-            _POOLS[workers] = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix=f"engram-gather{workers}"
-            )
-        return _POOLS[workers]
+DISK_READ_THREADS = POOL_THREADS
+# Copies from memory: one part per core, at most 8.
+COPY_PARTS = max(1, min(8, os.cpu_count() or 1))
 
 
 def gather_by_block(
@@ -37,8 +27,9 @@ def gather_by_block(
 
     Ids are grouped by block with one radix argsort, so the Python work is per touched
     block; blocks are resolved on the calling thread and the copies (which release the GIL)
-    are spread over a thread pool of ``workers`` threads (default: up to 8, one per core, and
-    only for big gathers; an explicit count, for disk reads, spreads even small ones).
+    are split into ``workers`` parts run on the shared pool (:mod:`engram_sdk.workers`;
+    default: up to 8, one per core, and only for big gathers; an explicit count, for disk
+    reads, spreads even small ones).
     """
     blocks = row_ids // rows_per_block
     if len(blocks) and blocks.max() < 1 << 16:
@@ -58,8 +49,7 @@ def gather_by_block(
                 out[order[s:e]] = rows[local[s:e]]
 
     latency_bound = workers is not None  # rows from disk: even a few page faults overlap
-    pool = _pool(workers)
-    workers = pool._max_workers
+    workers = workers or COPY_PARTS
     small = len(row_ids) < PARALLEL_MIN_ROWS and not latency_bound
     if small or workers == 1 or len(jobs) == 1:
         copy(jobs)
@@ -70,8 +60,7 @@ def gather_by_block(
             for s, e, rows in jobs
             for a in range(s, e, (e - s + workers - 1) // workers)
         ]
-    parts = [jobs[i::workers] for i in range(workers)]
-    list(pool.map(copy, parts))
+    run_parts(copy, [jobs[i::workers] for i in range(workers)])
 
 
 def take_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
@@ -93,8 +82,8 @@ def take_rows(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
 
 
 def parallel_take(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    """``np.take(source, idx, axis=0, out=out)``, split over the pool for big batches."""
-    workers = _pool()._max_workers
+    """``np.take(source, idx, axis=0, out=out)``, split over the shared pool for big batches."""
+    workers = COPY_PARTS
     if len(idx) < PARALLEL_MIN_ROWS or workers == 1:
         np.take(source, idx, axis=0, out=out)
         return
@@ -104,4 +93,4 @@ def parallel_take(source: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
         a, b = cuts[i], cuts[i + 1]
         np.take(source, idx[a:b], axis=0, out=out[a:b])
 
-    list(_pool().map(take, range(workers)))
+    run_parts(take, range(workers))

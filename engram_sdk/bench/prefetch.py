@@ -1,8 +1,8 @@
 """``engram bench prefetch``: forward time with Engram tables served from each store.
 
 Baseline: the same model with its GPU-/device-resident ``EmbeddingTable`` (``nn.Embedding``),
-measured in the same run on the same batches. Each placement runs the same batches with
-``prefetch_next`` double buffering; the table reports the median step time as a ratio to the
+measured in the same run on the same batches. Each placement runs the same batches through
+the table runtime (``attach_tables``) with ``runtime.prefetch`` double buffering; the table reports the median step time as a ratio to the
 baseline and the prefetcher's statistics (rows requested, unique rows, dedup ratio, cache hit
 rate, bytes moved, time waited). Logits are checked bitwise against the baseline.
 """
@@ -13,6 +13,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -33,16 +34,19 @@ def _uri(placement: str, folder: Path) -> tuple[str, int]:
     return f"{scheme}://{folder / placement.replace('+', '_')}", 0
 
 
-def _run_steps(model: torch.nn.Module, batches: list[torch.Tensor], prefetch: bool) -> tuple:
-    from engram_sdk.prefetch import prefetch_next
-
+def _run_steps(
+    step: Callable[[torch.Tensor], torch.Tensor],
+    batches: list[torch.Tensor],
+    prefetch: Callable[[torch.Tensor], None] | None,
+) -> tuple[list[float], list[torch.Tensor]]:
+    """Step times and logits of ``batches``; ``prefetch`` announces each next batch first."""
     times, outs = [], []
     with torch.no_grad():
         for i, ids in enumerate(batches):
             t = time.perf_counter()
-            if prefetch and i + 1 < len(batches):
-                prefetch_next(model, batches[i + 1])
-            outs.append(model(ids))
+            if prefetch is not None and i + 1 < len(batches):
+                prefetch(batches[i + 1])
+            outs.append(step(ids))
             times.append(time.perf_counter() - t)
     return times, outs
 
@@ -59,7 +63,7 @@ def run_prefetch_bench(
 ) -> list[dict[str, object]]:
     """Measure every placement; returns one dict per table row (baseline first)."""
     from engram_sdk.model import build_model, get_preset
-    from engram_sdk.prefetch import attach_store_tables
+    from engram_sdk.table_runtime import attach_tables
 
     cfg = get_preset(
         preset,
@@ -72,8 +76,8 @@ def run_prefetch_bench(
     batches = [torch.randint(0, 1000, (batch, seq), generator=gen) for _ in range(steps)]
     dev_batches = [b.to(device) for b in batches]
     base = build_model(cfg, device=device, seed=0).eval()
-    _run_steps(base, dev_batches[:1], False)
-    base_times, want = _run_steps(base, dev_batches, False)
+    _run_steps(base, dev_batches[:1], None)
+    base_times, want = _run_steps(base, dev_batches, None)
     base_s = statistics.median(base_times[1:])
     table_bytes = sum(t.embedding.weight.numel() * 4 for t in base.engram_tables().values())
     rows: list[dict[str, object]] = [
@@ -85,15 +89,13 @@ def run_prefetch_bench(
             uri, _ = _uri(placement, tmp)
             cache = cache_rows if placement.endswith("cache") else 0
             model = build_model(cfg, device=device, seed=0).eval()
-            store, stats = attach_store_tables(model, uri, cache_rows=cache)
-            _run_steps(model, batches[:1], False)  # warm the page cache and the worker pool
-            for key in ("rows_requested", "unique_rows", "bytes_moved", "fetches"):
-                setattr(stats, key, 0)
-            stats.wait_seconds = stats.fetch_seconds = 0.0
-            times, got = _run_steps(model, batches, True)
+            runtime = attach_tables(model, uri, cache_rows=cache)
+            _run_steps(runtime, batches[:1], None)  # warm the page cache and the worker pool
+            runtime.stats.reset()
+            times, got = _run_steps(runtime, batches, runtime.prefetch)
             equal = all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
             s = statistics.median(times[1:])
-            d = stats.as_dict()
+            d = runtime.stats.as_dict()
             rows.append(
                 {
                     "placement": placement,
@@ -108,7 +110,7 @@ def run_prefetch_bench(
                     "wait_ms_per_step": d["wait_seconds"] * 1e3 / steps,
                 }
             )
-            store.close()
+            runtime.detach()
     finally:
         if folder is None:
             shutil.rmtree(tmp, ignore_errors=True)

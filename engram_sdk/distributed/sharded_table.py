@@ -17,7 +17,6 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
 from engram_sdk.distributed.comm import CommStats, Exchange, chunk_bounds, chunk_size
-from engram_sdk.engram.table import LayerAddresses
 
 
 class _ShardHolder(nn.Module):
@@ -35,8 +34,6 @@ class ShardedEngramTable(nn.Module):
     ``1 / world`` matches data parallelism with a loss averaged over ranks (as FSDP does).
     """
 
-    host_addresses = False
-
     def __init__(
         self, full_weight: torch.Tensor, mesh: DeviceMesh, *, grad_scale: float | None = None
     ) -> None:
@@ -53,9 +50,6 @@ class ShardedEngramTable(nn.Module):
         self.grad_scale = 1.0 / self.world if grad_scale is None else grad_scale
         self.stats = CommStats()
         self._exchange = Exchange(self.group, self.stats)
-
-    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
-        """Nothing to fetch ahead: rows are exchanged inside :meth:`lookup`."""
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """Rows for addresses (B, T, H) → (B, T, H, dim); every rank must call it together."""

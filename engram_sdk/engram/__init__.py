@@ -1,14 +1,13 @@
-"""The Engram module: gated N-gram memory layers and the tables behind them."""
+"""The Engram module: gated N-gram memory layers and the tables they look rows up in."""
 
 from engram_sdk.engram.module import Engram, EngramV41, ShortConv
-from engram_sdk.engram.table import BatchAddresses, EmbeddingTable, EngramTable, LayerAddresses
+from engram_sdk.engram.table import EmbeddingTable, EngramTable, MissingTable
 
 __all__ = [
-    "BatchAddresses",
     "EmbeddingTable",
     "Engram",
     "EngramTable",
     "EngramV41",
-    "LayerAddresses",
+    "MissingTable",
     "ShortConv",
 ]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engram_sdk.engram.table import EmbeddingTable, EngramTable
+from engram_sdk.engram.table import EmbeddingTable, EngramTable, MissingTable
 
 
 class ShortConv(nn.Module):
@@ -56,7 +56,8 @@ class ShortConv(nn.Module):
 class Engram(nn.Module):
     """One Engram layer (see the module docstring).
 
-    As deepseek-ai/Engram: the key and query norms use ``eps`` (None: the dtype's machine
+    ``allocate_table=False`` builds the layer without rows (:class:`MissingTable`), for
+    tables served from a store. As deepseek-ai/Engram: the key and query norms use ``eps`` (None: the dtype's machine
     epsilon, torch's default), the convolution's norms ``conv_eps`` = 1e-5, and the
     convolution starts at zero so a fresh layer adds only the gated value.
     """
@@ -73,6 +74,8 @@ class Engram(nn.Module):
         kernel_size: int = 4,
         eps: float | None = None,
         conv_eps: float = 1e-5,
+        *,
+        allocate_table: bool = True,
     ) -> None:
         super().__init__()
         if embed_per_ngram % heads_per_ngram:
@@ -81,7 +84,10 @@ class Engram(nn.Module):
             )
         self.layer_id, self.hidden, self.hc_mult = layer_id, hidden, hc_mult
         self.heads = (max_ngram - 1) * heads_per_ngram
-        self.table: EngramTable = EmbeddingTable(table_rows, embed_per_ngram // heads_per_ngram)
+        dim = embed_per_ngram // heads_per_ngram
+        self.table: EngramTable = (
+            EmbeddingTable(table_rows, dim) if allocate_table else MissingTable(table_rows, dim)
+        )
         memory_dim = (max_ngram - 1) * embed_per_ngram
         self.value_proj = nn.Linear(memory_dim, hidden)
         self.key_projs = nn.ModuleList([nn.Linear(memory_dim, hidden) for _ in range(hc_mult)])
@@ -90,17 +96,18 @@ class Engram(nn.Module):
         self.short_conv = ShortConv(hidden, hc_mult, kernel_size, max_ngram, conv_eps)
 
     def set_table(self, table: EngramTable) -> None:
-        """Serve rows from another table (a store-backed one, say); shapes must match."""
+        """Look rows up in another table module (a store-backed one, say); shapes must match."""
+        if not isinstance(table, nn.Module) or not isinstance(table, EngramTable):
+            raise TypeError(
+                f"an Engram table is an nn.Module with rows, dim and lookup(); "
+                f"got {type(table).__name__}"
+            )
         if (table.rows, table.dim) != (self.table.rows, self.table.dim):
             raise ValueError(
                 f"table is {table.rows}x{table.dim}, layer {self.layer_id} needs "
                 f"{self.table.rows}x{self.table.dim}"
             )
-        if isinstance(table, nn.Module):
-            self.table = table
-        else:  # a plain object (e.g. a store-backed table) replaces the submodule
-            self._modules.pop("table", None)
-            object.__setattr__(self, "table", table)
+        self.table = table
 
     def gate(self, hidden: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Gates (B, T, hc, 1) from hidden (B, T, hc, D) and memory (B, T, M)."""

@@ -132,8 +132,6 @@ class V4Transformer(nn.Module):
         (pads, image spans) for Engram."""
         streams, freqs = self.hidden(input_ids)
         addresses = self.engram_addresses(input_ids, token_mask)
-        for layer, flat in addresses.items():  # every address is known before layer 0
-            self.layers[layer].engram.table.prepare(flat)
         for block, f in zip(self.layers, freqs, strict=True):
             streams = block(streams, f, input_ids, addresses.get(block.layer_id), token_mask)
         return self.head(self.norm(self.hc_head(streams)))

@@ -34,7 +34,6 @@ def test_embedding_table_lookup_equals_nn_embedding_over_flat_addresses() -> Non
     ids = np.random.default_rng(0).integers(0, 500, (3, 11))
     flat = torch.from_numpy(hasher.hash(ids, 0, flat=True))
     assert int(flat.max()) < table.rows
-    table.prepare(flat)
     assert torch.equal(table.lookup(flat), reference(flat))
 
 

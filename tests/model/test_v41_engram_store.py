@@ -100,7 +100,7 @@ def test_v41_model_exports_and_loads_with_its_engram(tmp_path: Path) -> None:
 
 
 def test_v41_model_reads_its_engram_rows_from_an_fp8_store(tmp_path: Path) -> None:
-    from engram_sdk.engram.fp8_table import Fp8StoreTable
+    from engram_sdk.table_runtime import Fp8StoreTable
 
     model = build_v4(tiny_v41()).eval()
     weight = model.layers[1].engram.table.embedding.weight

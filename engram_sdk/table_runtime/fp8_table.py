@@ -2,26 +2,27 @@
 
 Synchronous and simple: ``lookup`` gathers the distinct addresses from the store, decodes
 them (:func:`engram_sdk.stores.fp8_rows.decode_rows`) and moves them to the compute device.
-The prefetching table runtime can wrap the same two calls.
+Swap it into a model with ``model.set_engram_table(layer, Fp8StoreTable(store, name, dim))``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
-from engram_sdk.engram.table import LayerAddresses
 from engram_sdk.errors import InputError
 from engram_sdk.stores.base import Store
 from engram_sdk.stores.fp8_rows import decode_rows, row_bytes
 
 
-class Fp8StoreTable:
+class Fp8StoreTable(nn.Module):
     """The rows of one Engram layer from an FP8 table of ``store`` (an :class:`EngramTable`)."""
 
     def __init__(
         self, store: Store, name: str, dim: int, device: str | torch.device = "cpu"
     ) -> None:
+        super().__init__()
         spec = store.table(name)
         if spec.dtype != "int8" or spec.dim != row_bytes(dim):
             raise InputError(
@@ -30,9 +31,6 @@ class Fp8StoreTable:
             )
         self.store, self.name, self.device = store, name, torch.device(device)
         self.rows, self.dim = spec.rows, dim
-
-    def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
-        """Nothing is fetched ahead: :meth:`lookup` reads the rows."""
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """float32 rows (…, dim) for int addresses (…) on the compute device."""

@@ -1,5 +1,6 @@
 """Training store-served Engram tables: per-unique-row gradients and row-wise updates in the store."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +10,11 @@ import torch.nn.functional as F
 from engram_sdk.model import build_model, get_preset
 
 from engram_sdk.errors import InputError
-from engram_sdk.prefetch import attach_store_tables
-from engram_sdk.prefetch.attach import table_name
-from engram_sdk.prefetch.train import StoreTableOptimizer, make_trainable
+from engram_sdk.table_runtime import StoreTableOptimizer, attach_tables, table_name
 
 
-def loss_of(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    logits = model(ids[:, :-1])
+def loss_of(step: Callable, ids: torch.Tensor) -> torch.Tensor:
+    logits = step(ids[:, :-1])
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
 
 
@@ -27,9 +26,9 @@ def test_store_rows_get_the_dense_reference_update(backend: str, kind: str, tmp_
     reference = build_model(cfg, seed=3)
     served = build_model(cfg, seed=3)
     uri = "dram://" if backend == "dram" else f"{backend}://{tmp_path / backend}"
-    store, _ = attach_store_tables(served, uri)
-    make_trainable(served)
-    opt = StoreTableOptimizer(served.engram_tables(), lr=0.05, kind=kind)
+    runtime = attach_tables(served, uri, trainable=True)
+    store = runtime.store
+    opt = runtime.optimizer(lr=0.05, kind=kind)
     for p in served.parameters():
         p.requires_grad_(False)  # only the store rows train here
     ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(5))
@@ -40,7 +39,7 @@ def test_store_rows_get_the_dense_reference_update(backend: str, kind: str, tmp_
 
     ref_loss = loss_of(reference, ids)
     ref_loss.backward()
-    got_loss = loss_of(served, ids)
+    got_loss = loss_of(runtime, ids)
     assert torch.equal(got_loss, ref_loss)
     got_loss.backward()
     updated = opt.step()
@@ -61,38 +60,35 @@ def test_store_rows_get_the_dense_reference_update(backend: str, kind: str, tmp_
         stored = store.gather(table_name(layer), np.arange(len(w)))
         np.testing.assert_allclose(stored, w, rtol=1e-5, atol=1e-6)
     assert updated >= total > 0
-    store.close()
+    runtime.detach()
 
 
 def test_reopened_store_keeps_trained_rows_and_prefetch_is_patched(tmp_path: Path) -> None:
-    from engram_sdk.prefetch import prefetch_next
-
     cfg = get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=64)
     model = build_model(cfg, seed=1)
     uri = f"shards://{tmp_path / 't'}"
-    store, _ = attach_store_tables(model, uri)
-    make_trainable(model)
-    opt = StoreTableOptimizer(model.engram_tables(), lr=0.5, kind="sgd")
+    runtime = attach_tables(model, uri, trainable=True)
+    opt = runtime.optimizer(lr=0.5, kind="sgd")
     ids = torch.randint(0, 300, (1, 10), generator=torch.Generator().manual_seed(0))
     nxt = ids[:, 1:]  # shares most N-grams (rows) with this step's batch
     with torch.no_grad():
-        stale = model(nxt)
-    prefetch_next(model, nxt)  # the next step's rows are fetched before this update
-    loss_of(model, ids).backward()
+        stale = runtime(nxt)
+    runtime.prefetch(nxt)  # the next step's rows are fetched before this update
+    loss_of(runtime, ids).backward()
     assert opt.step() > 0
-    reused = model.engram_tables()[1].stats.reused_prefetches
+    reused = runtime.stats.reused_prefetches
     with torch.no_grad():
-        patched = model(nxt)  # served from the patched prefetch
-        assert model.engram_tables()[1].stats.reused_prefetches > reused
-        refetched = model(nxt)  # read back from the store
+        patched = runtime(nxt)  # served from the patched prefetch
+        assert runtime.stats.reused_prefetches > reused
+        refetched = runtime(nxt)  # read back from the store
     assert torch.equal(patched, refetched)
     assert not torch.equal(patched, stale)
-    store.close()
+    runtime.detach()
     fresh = build_model(cfg, seed=1).eval()
-    store, _ = attach_store_tables(fresh, uri, export=False)
+    runtime = attach_tables(fresh, uri, export=False)
     with torch.no_grad():
-        assert torch.equal(fresh(nxt), refetched)
-    store.close()
+        assert torch.equal(runtime(nxt), refetched)
+    runtime.detach()
 
 
 def test_optimizer_rejects_bad_input() -> None:

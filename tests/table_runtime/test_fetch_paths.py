@@ -11,7 +11,8 @@ from engram_sdk.stores import open_store
 from engram_sdk.stores.blocks import take_rows
 
 from engram_sdk.errors import InputError
-from engram_sdk.prefetch import attach_store_tables, prefetch_next, wait_prefetches
+from engram_sdk.table_runtime import StoreTable, TrainableStoreTable, attach_tables
+from engram_sdk.table_runtime.addresses import BatchAddresses
 
 
 def tiny():
@@ -42,23 +43,24 @@ def test_dram_reads_every_requested_row_files_read_unique_rows(
 ) -> None:
     model = build_model(tiny(), seed=0).eval()
     uri = "dram://" if backend == "dram" else f"shards://{tmp_path / 's'}"
-    store, stats = attach_store_tables(model, uri)
+    runtime = attach_tables(model, uri)
+    stats = runtime.stats
     ids = torch.tensor([[5, 6, 5, 6, 5, 6, 5, 6, 5, 6]])  # repeated N-grams
     with torch.no_grad():
-        model(ids)
+        runtime(ids)
     if backend == "dram":
         assert stats.unique_rows == stats.rows_requested
     else:
         assert stats.unique_rows < stats.rows_requested
     assert stats.bytes_moved == stats.unique_rows * 4 * model.engram_tables()[1].dim
-    store.close()
+    runtime.detach()
 
 
 def test_prefetch_starts_once_the_step_has_taken_its_own_rows(tmp_path: Path) -> None:
     model = build_model(tiny(), seed=0).eval()
-    store, stats = attach_store_tables(model, f"lmdb://{tmp_path / 'l'}")
+    runtime = attach_tables(model, f"lmdb://{tmp_path / 'l'}")
     a, b = torch.randint(0, 300, (2, 8)), torch.randint(0, 300, (2, 8))
-    prefetch_next(model, b)
+    runtime.prefetch(b)
     layer = min(model.engram_tables())
     table = model.engram_tables()[layer]
     assert table._next[-1].future is None  # deferred: no host work before the step runs
@@ -75,11 +77,11 @@ def test_prefetch_starts_once_the_step_has_taken_its_own_rows(tmp_path: Path) ->
     blocks[layer].register_forward_pre_hook(note("before"))
     blocks[layer].register_forward_hook(note("after"))
     with torch.no_grad():
-        model(a)
+        runtime(a)
         assert seen == {"before": False, "after": True}  # started by this layer's lookup
-        model(b)
-    assert stats.reused_prefetches == len(model.engram_tables())
-    store.close()
+        runtime(b)
+    assert runtime.stats.reused_prefetches == len(model.engram_tables())
+    runtime.detach()
 
 
 def test_a_model_built_without_tables_is_served_from_a_store(tmp_path: Path) -> None:
@@ -93,17 +95,16 @@ def test_a_model_built_without_tables_is_served_from_a_store(tmp_path: Path) -> 
         layer: t.embedding.weight.detach().clone() for layer, t in donor.engram_tables().items()
     }
     rest = {k: v for k, v in donor.state_dict().items() if ".engram.table." not in k}
-    store, _ = attach_store_tables(donor, uri)
-    store.close()
+    attach_tables(donor, uri).detach()
     model = build_model(cfg, seed=3, engram_tables=False).eval()
     assert not any(p.numel() > 10_000 and p.shape[1:] == (16,) for p in model.parameters())
     assert model.load_state_dict(rest, strict=False).missing_keys == []
     with pytest.raises(InputError, match="built without rows"):
         model(ids)
     with pytest.raises(InputError, match="attach with export=False"):
-        attach_store_tables(model, "dram://")
+        attach_tables(model, "dram://")
     store = open_store(uri, "r", verify_reads=False, random_access=True)
-    attach_store_tables(model, store, export=False)
+    runtime = attach_tables(model, store, export=False)
     rows = {layer: t for layer, t in model.engram_tables().items()}
     addresses = model.engram_addresses(ids)
     for layer, table in rows.items():
@@ -111,7 +112,9 @@ def test_a_model_built_without_tables_is_served_from_a_store(tmp_path: Path) -> 
         got = table.lookup(addresses[layer])
         torch.testing.assert_close(got, weights[layer][addresses[layer]], rtol=0, atol=0)
     with torch.no_grad():
-        torch.testing.assert_close(model(ids), reference, rtol=0, atol=0)
+        torch.testing.assert_close(runtime(ids), reference, rtol=0, atol=0)
+    runtime.detach()
+    assert "engram.layer1" in store.tables()  # still open: the caller opened it, and closes it
     store.close()
 
 
@@ -150,34 +153,29 @@ class GatherThreads:
 def test_prefetches_use_their_own_thread_share_and_can_be_awaited(tmp_path: Path) -> None:
     model = build_model(tiny(), seed=0).eval()
     store = GatherThreads(open_store(f"shards://{tmp_path / 's'}", "a"))
-    store, stats = attach_store_tables(model, store)
-    tables = list(model.engram_tables().values())
-    for table in tables:
-        table.prefetch_threads = 1
-        table.fetch_threads = 2
+    runtime = attach_tables(model, store, fetch_threads=2, prefetch_threads=1)
+    tables = list(runtime.tables.values())
     a, b, c = (
         torch.randint(0, 300, (2, 8), generator=torch.Generator().manual_seed(s)) for s in range(3)
     )
     with torch.no_grad():
-        expected = model(b)
-        prefetch_next(model, b)
-        model(a)  # launches the prefetch of b on a one-thread worker
-        wait_prefetches(model)
+        expected = runtime(b)
+        runtime.prefetch(b)
+        runtime(a)  # launches the prefetch of b on a one-thread worker
+        runtime.wait()
         assert all(t._next[-1].future.done() for t in tables)
         assert store.seen[-len(tables) :] == [1] * len(tables)
-        torch.testing.assert_close(model(b), expected, rtol=0, atol=0)
-        prefetch_next(model, c)  # consumed before any forward launched it: the step waits
-        model(c)
+        torch.testing.assert_close(runtime(b), expected, rtol=0, atol=0)
+        runtime.prefetch(c)  # consumed before any forward launched it: the step waits
+        runtime(c)
         assert store.seen[-len(tables) :] == [2] * len(tables)
-    assert stats.reused_prefetches == 2 * len(tables)
+    assert runtime.stats.reused_prefetches == 2 * len(tables)
     with pytest.raises(InputError, match="prefetch_threads"):
         type(tables[0])(store, "engram.layer1", prefetch_threads=0)
     store.close()
 
 
 def test_starting_a_batch_does_not_wait_for_another_thread_finishing_it() -> None:
-    from engram_sdk.engram.table import BatchAddresses
-
     release = threading.Event()
 
     def launch():
@@ -200,16 +198,24 @@ def test_starting_a_batch_does_not_wait_for_another_thread_finishing_it() -> Non
     assert batch.result()[1].shape == (1, 1, 1)
 
 
-def test_make_trainable_keeps_the_fetch_settings(tmp_path: Path) -> None:
-    from engram_sdk.prefetch import make_trainable
-
+def test_trainable_tables_keep_the_fetch_settings(tmp_path: Path) -> None:
     model = build_model(tiny(), seed=0)
-    store, _ = attach_store_tables(model, f"lmdb://{tmp_path / 'l'}")
-    for table in model.engram_tables().values():
-        table.fetch_threads, table.prefetch_threads, table.direct_tokens = 2, 1, 5
-    for table in make_trainable(model).values():
+    runtime = attach_tables(
+        model,
+        f"lmdb://{tmp_path / 'l'}",
+        trainable=True,
+        fetch_threads=2,
+        prefetch_threads=1,
+        direct_tokens=5,
+    )
+    tables = model.engram_tables()
+    assert tables.keys() == set(tiny().engram_layer_ids)
+    for table in tables.values():
+        assert isinstance(table, TrainableStoreTable)
         assert (table.fetch_threads, table.prefetch_threads, table.direct_tokens) == (2, 1, 5)
-    store.close()
+    with pytest.raises(InputError, match="fetch_threads must be at least 1"):
+        attach_tables(build_model(tiny(), seed=0), "dram://", fetch_threads=0)
+    runtime.detach()
 
 
 @pytest.mark.parametrize("option", [{"verify_reads": False}, {"random_access": True}])
@@ -220,3 +226,15 @@ def test_shards_only_options_are_refused_elsewhere(
     uri = "dram://" if scheme == "dram" else f"lmdb://{tmp_path / 'l'}"
     with pytest.raises(InputError, match=f"{next(iter(option))}.*shards://"):
         open_store(uri, "a", **option)
+
+
+def test_a_store_without_the_tables_is_named_in_the_error(tmp_path: Path) -> None:
+    uri = f"shards://{tmp_path / 'empty'}"
+    with open_store(uri, "w") as store:
+        store.create_table("other", 10, 4, "float32")
+    model = build_model(tiny(), seed=0)
+    with pytest.raises(InputError, match=r"no table .engram\.layer1."):
+        attach_tables(model, uri, export=False)
+    assert all(not isinstance(t, StoreTable) for t in model.engram_tables().values())
+    with open_store(uri, "a") as store:  # the runtime let go of the store it opened
+        assert set(store.tables()) == {"other"}

@@ -1,23 +1,25 @@
 """Training Engram tables that live in a store.
 
-``TrainableStoreTable`` serves rows like :class:`StoreTable`; when autograd is on, the rows
-read by each lookup become a leaf tensor, so backward leaves one gradient per row read (the
-expansion ``rows[inverse]`` sums duplicates; without deduplication the optimizer sums them).
-``StoreTableOptimizer.step()`` then updates exactly those rows in the store with row-wise Adagrad (one float32 accumulator per row, kept
-in the store as table ``<name>.adagrad``) or plain SGD, inside one store transaction, and
-patches rows that an already started ``prefetch`` holds so the next step never reads a stale
-row.
+``TrainableStoreTable`` (``attach_tables(..., trainable=True)``) serves rows like
+:class:`StoreTable`; when autograd is on, the rows read by each lookup become a leaf tensor,
+so backward leaves one gradient per row read (the expansion ``rows[inverse]`` sums
+duplicates; without deduplication the optimizer sums them). ``StoreTableOptimizer.step()``
+then updates exactly those rows in the store with row-wise Adagrad (one float32 accumulator
+per row, kept in the store as table ``<name>.adagrad``) or plain SGD, inside one store
+transaction, and patches rows that an already started ``prefetch`` holds so the next step
+never reads a stale row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from engram_sdk.errors import InputError
-from engram_sdk.prefetch.store_table import StoreTable
+from engram_sdk.table_runtime.store_table import StoreTable
 
 
 class TrainableStoreTable(StoreTable):
@@ -41,10 +43,17 @@ class TrainableStoreTable(StoreTable):
 class StoreTableOptimizer:
     """Updates the rows of store-served Engram tables that received gradients."""
 
-    def __init__(self, tables: Any, lr: float = 0.01, kind: str = "adagrad", eps: float = 1e-8):
+    def __init__(
+        self,
+        tables: Iterable[StoreTable] | Mapping[int, StoreTable],
+        *,
+        lr: float = 0.01,
+        kind: str = "adagrad",
+        eps: float = 1e-8,
+    ) -> None:
         if kind not in ("adagrad", "sgd"):
             raise InputError(f"optimizer kind {kind!r}: expected 'adagrad' or 'sgd'")
-        tables = tables.values() if isinstance(tables, dict) else tables
+        tables = tables.values() if isinstance(tables, Mapping) else tables
         self.tables = [t for t in tables if isinstance(t, TrainableStoreTable)]
         if not self.tables:
             raise InputError("StoreTableOptimizer needs TrainableStoreTable tables")
@@ -63,8 +72,7 @@ class StoreTableOptimizer:
         """Apply the update to every row with a gradient; returns the number of rows updated."""
         updated = 0
         for t in self.tables:  # no prefetch reads the stores while this step writes them
-            for fetch in t._next:
-                fetch.result()
+            t.prefetched_rows()
         for t in self.tables:
             parts = [(ids, leaf.grad) for ids, leaf in t.pending if leaf.grad is not None]
             t.pending.clear()
@@ -92,8 +100,7 @@ class StoreTableOptimizer:
 
     @staticmethod
     def _patch_prefetches(t: TrainableStoreTable, ids: torch.Tensor, weight: torch.Tensor) -> None:
-        for fetch in t._next:
-            got = fetch.result()
+        for got in t.prefetched_rows():
             if got.event is not None:
                 torch.cuda.current_stream(t.device).wait_event(got.event)
             hit = torch.isin(got.ids, ids)
@@ -102,24 +109,3 @@ class StoreTableOptimizer:
                 got.rows[hit.to(got.rows.device)] = weight[where].to(
                     got.rows.device, got.rows.dtype
                 )
-
-
-def make_trainable(model: torch.nn.Module) -> dict[int, TrainableStoreTable]:
-    """Swap every :class:`StoreTable` of ``model`` for a trainable one on the same store."""
-    out = {}
-    for layer, table in model.engram_tables().items():
-        if isinstance(table, StoreTable) and not isinstance(table, TrainableStoreTable):
-            table = TrainableStoreTable(
-                table.store,
-                table.name,
-                table.device,
-                table.stats,
-                table.dedup,
-                direct_tokens=table.direct_tokens,
-                fetch_threads=table.fetch_threads,
-                prefetch_threads=table.prefetch_threads,
-            )
-            model.set_engram_table(layer, table)
-        if isinstance(table, TrainableStoreTable):
-            out[layer] = table
-    return out

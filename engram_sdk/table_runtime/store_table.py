@@ -1,142 +1,45 @@
 """``StoreTable``: an Engram table served from any store, fetched before it is needed.
 
-``prepare(addresses)`` (called by the model for every Engram layer before layer 0 runs)
-hands the fetch to a worker thread. The model passes host ids unhashed: a CUDA model hashes
+The runtime (:class:`~engram_sdk.table_runtime.TableRuntime`) calls ``prepare(addresses)``
+for every Engram layer before the model's forward starts; the table hands the fetch to the
+shared worker pool. Host ids come unhashed (a :class:`LayerAddresses`): a CUDA model hashes
 them on a side stream and the worker waits for the addresses to come back (a CPU model's
 worker hashes them itself), so the thread launching the model's kernels neither hashes nor
 waits. The worker deduplicates the addresses (file-backed stores; an in-memory table
 gathers every requested row, which is cheaper than sorting them), gathers the rows from the
 store into a pinned host buffer, copies them to the device on a side CUDA stream and
-records an event. ``lookup`` waits only for that layer's event, then (after deduplication)
-expands the unique rows back to (B, T, H, D) on the compute stream. ``prefetch(addresses)``
-starts the fetch for a later step, so batch k+1's rows load while batch k computes (two
-staging slots per table).
+records an event. ``lookup`` (called by the Engram layer) waits only for that layer's
+event, then (after deduplication) expands the unique rows back to (B, T, H, D) on the
+compute stream; a lookup nobody prepared fetches its rows there and then.
+``prefetch(addresses)`` starts the fetch for a later step, so batch k+1's rows load while
+batch k computes (two staging slots per table).
 
-Tables served this way are frozen; ``engram_sdk.prefetch.train`` trains them in the store.
+Tables served this way are frozen; :mod:`engram_sdk.table_runtime.train` trains them in the
+store.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
-from engram_sdk.engram.table import LayerAddresses
 from engram_sdk.errors import InputError
-from engram_sdk.prefetch.mapped import mapped_view
-
-_WORKERS = 4
-# A fetch the step waits for gets a share of the cores, leaving two for the thread that
-# launches GPU work: oversubscribed cores delay kernel launches, which costs more than the
-# fetch saves. Prefetches get the same share by default: on the H100 host fewer threads
-# left the next step waiting for its rows more than they relieved the launching thread
-# (benchmarks/prefetch_gpu_breakdown.py compares 1, 2 and 3).
-FETCH_THREADS = max(1, ((os.cpu_count() or 1) - 2) // _WORKERS)
-PREFETCH_THREADS = FETCH_THREADS
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+from engram_sdk.stores.base import Store
+from engram_sdk.table_runtime.addresses import LayerAddresses
+from engram_sdk.table_runtime.fetch import (
+    FETCH_THREADS,
+    PREFETCH_THREADS,
+    Fetch,
+    FetchedRows,
+)
+from engram_sdk.table_runtime.mapped import mapped_view
+from engram_sdk.table_runtime.stats import TableStats
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """The fetch workers whose torch operations use ``threads`` threads each."""
-    with _POOLS_LOCK:
-        if threads not in _POOLS:
-            _POOLS[threads] = ThreadPoolExecutor(
-                max_workers=_WORKERS,
-                thread_name_prefix=f"engram-fetch{threads}",
-                initializer=torch.set_num_threads,
-                initargs=(threads,),
-            )
-        return _POOLS[threads]
-
-
-@dataclass
-class PrefetchStats:
-    """What the tables fetched, and how long the model waited for them."""
-
-    rows_requested: int = 0
-    unique_rows: int = 0  # rows read from the store (the requested rows when not deduplicated)
-    bytes_moved: int = 0
-    fetch_seconds: float = 0.0
-    wait_seconds: float = 0.0
-    fetches: int = 0
-    reused_prefetches: int = 0
-    cache_hit_rate: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    @property
-    def dedup_ratio(self) -> float:
-        """Requested rows per row read from the store."""
-        return self.rows_requested / max(self.unique_rows, 1)
-
-    def add(self, **amounts: float) -> None:
-        """Add to counters (fetch workers run concurrently)."""
-        with self._lock:
-            for key, value in amounts.items():
-                setattr(self, key, getattr(self, key) + value)
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        """Plain numbers for reports."""
-        out = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-        return {**out, "dedup_ratio": self.dedup_ratio}
-
-
-@dataclass
-class FetchedRows:
-    """One fetch: the store rows read (``ids``), on the device, and how to expand them."""
-
-    ids: torch.Tensor  # CPU int64 row ids read, in the order of ``rows``
-    rows: torch.Tensor  # (len(ids), dim) on the table's device
-    inverse: torch.Tensor | None  # positions in ``rows`` of each requested address (dedup)
-    event: Any  # CUDA event recorded after the copy, or None
-    staging: torch.Tensor = field(repr=False)  # pinned source of the copy, kept alive
-
-
-@dataclass
-class _Fetch:
-    """A fetch, handed to the worker pool now or (a prefetch) once the step has launched."""
-
-    key: torch.Tensor | LayerAddresses  # what prepare() compares to recognise a prefetch
-    work: Any = field(repr=False)  # (function, args) until submitted
-    threads: int = FETCH_THREADS  # torch threads of the worker that runs it
-    future: Future[FetchedRows] | None = field(default=None, repr=False)
-
-    def submit(self) -> _Fetch:
-        if self.future is None:
-            if isinstance(self.key, LayerAddresses):
-                self.key.batch.start()  # on the model's thread, in stream order
-            fn, args = self.work
-            self.future = _pool(self.threads).submit(fn, *args)
-        return self
-
-    def run_here(self) -> _Fetch:
-        """Fetch on the calling thread (small steps: no hand-off to wait for)."""
-        if isinstance(self.key, LayerAddresses):
-            self.key.batch.start()
-        fn, args = self.work
-        self.future = Future()
-        try:
-            self.future.set_result(fn(*args))
-        except Exception as exc:  # raised where the rows are looked up, as from a worker
-            self.future.set_exception(exc)
-        return self
-
-    def result(self) -> FetchedRows:
-        return self.submit().future.result()  # type: ignore[union-attr]
-
-
-def _same(a: torch.Tensor | LayerAddresses, b: torch.Tensor | LayerAddresses) -> bool:
-    if isinstance(a, LayerAddresses):
-        return a.same_batch(b)
-    return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-
-
-class StoreTable:
+class StoreTable(nn.Module):
     """Engram rows of one layer read from ``store`` table ``name`` (see the module docstring).
 
     ``dedup`` reads each distinct row once; the default is on for file-backed stores and off
@@ -150,26 +53,26 @@ class StoreTable:
     leave more of the host to the model's thread, at the risk of the next step waiting).
     """
 
-    host_addresses = True  # the model may hand prepare() host ids to hash (no GPU sync)
-
     def __init__(
         self,
-        store: Any,
+        store: Store,
         name: str,
         device: str | torch.device = "cpu",
-        stats: PrefetchStats | None = None,
+        stats: TableStats | None = None,
+        *,
         dedup: bool | None = None,
         direct_tokens: int = 64,
         fetch_threads: int = FETCH_THREADS,
         prefetch_threads: int = PREFETCH_THREADS,
     ) -> None:
+        super().__init__()
         spec = store.table(name)
         self.store, self.name, self.spec = store, name, spec
         self.rows, self.dim = spec.rows, spec.dim
         self.device = torch.device(device)
         self.dtype = spec.torch_dtype()
-        self.stats = stats if stats is not None else PrefetchStats()
-        self.dedup = dedup if dedup is not None else getattr(store, "backend", "") != "dram"
+        self.stats = stats if stats is not None else TableStats()
+        self.dedup = dedup if dedup is not None else store.backend != "dram"
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.direct_tokens = direct_tokens
@@ -180,18 +83,17 @@ class StoreTable:
             if value < 1:
                 raise InputError(f"{label} must be at least 1, got {value}")
         self.fetch_threads, self.prefetch_threads = fetch_threads, prefetch_threads
-        self._current: _Fetch | None = None
+        self._current: Fetch | None = None
         self._direct = False  # the next lookup reads pinned host rows in place
-        self._next: list[_Fetch] = []  # prefetches for later steps (two staging slots)
+        self._next: list[Fetch] = []  # prefetches for later steps (two staging slots)
         self._pinned: Any = None  # the store's pinned array behind self._mapped
         self._mapped: torch.Tensor | None = None
 
     def _mapped_rows(self) -> torch.Tensor | None:
         """A device view of the store's pinned rows, refreshed if the store replaced them."""
-        rows_of = getattr(self.store, "pinned_rows", None)
-        if not self.cuda or rows_of is None:
+        if not self.cuda:
             return None
-        rows = rows_of(self.name)
+        rows = self.store.pinned_rows(self.name)
         if rows is not self._pinned:
             self._pinned, self._mapped = rows, mapped_view(rows, self.spec.dtype, self.device)
         return self._mapped
@@ -224,7 +126,7 @@ class StoreTable:
                     inverse = inverse.pin_memory().to(self.device, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record(self.stream)
-        hit_rate = getattr(self.store, "hit_rate", None)
+        hit_rate = self.store.hit_rate
         if hit_rate is not None:
             self.stats.cache_hit_rate = float(hit_rate)
         self.stats.add(
@@ -237,7 +139,7 @@ class StoreTable:
         return FetchedRows(ids, rows, inverse, event, staging)
 
     # ---- the model's side -----------------------------------------------------------------
-    def _start(self, addresses: torch.Tensor | LayerAddresses, ahead: bool = False) -> _Fetch:
+    def _start(self, addresses: torch.Tensor | LayerAddresses, ahead: bool = False) -> Fetch:
         ready = None
         key = addresses  # compared by prepare() with addresses on the caller's device
         if isinstance(addresses, LayerAddresses):
@@ -249,20 +151,20 @@ class StoreTable:
                 ready = torch.cuda.Event()
                 ready.record()
         threads = self.prefetch_threads if ahead else self.fetch_threads
-        return _Fetch(key, (self._fetch, (addresses, ready)), threads)
+        return Fetch(key, (self._fetch, (addresses, ready)), threads)
 
     def prefetch(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Fetch the rows of a *later* step (double buffering across steps).
 
         Hashing and host work start once this table's rows for the current step are in
         (its lookup), so they overlap the rest of the step rather than delaying the step's
-        first kernels; or once the model has launched its forward
-        (:meth:`forward_launched`), or at once if the prefetched step comes first.
+        first kernels; or once the runtime has launched the model's forward
+        (:meth:`start_prefetches`), or at once if the prefetched step comes first.
         """
         self._next = [*self._next[-1:], self._start(flat_addresses, ahead=True)]
 
-    def forward_launched(self) -> None:
-        """Start the waiting prefetches (the model calls this once its forward is launched)."""
+    def start_prefetches(self) -> None:
+        """Start the waiting prefetches (the runtime calls this once a forward is launched)."""
         for fetch in self._next:
             fetch.submit()
 
@@ -273,10 +175,18 @@ class StoreTable:
             if fetch.future is not None:
                 fetch.future.exception()
 
+    def prefetched_rows(self) -> list[FetchedRows]:
+        """The rows every prefetch holds, once each has finished (started here if need be).
+
+        Before rows are written to the store: no prefetch reads it meanwhile, and the
+        caller can patch what the prefetches already hold.
+        """
+        return [fetch.result() for fetch in self._next]
+
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
         self._direct = False
-        match = next((f for f in self._next if _same(f.key, flat_addresses)), None)
+        match = next((f for f in self._next if f.matches(flat_addresses)), None)
         if match is not None:
             self._next.remove(match)
             if match.future is None:  # not started: the step waits for it now
@@ -314,7 +224,7 @@ class StoreTable:
             if got.inverse is not None:
                 got.inverse.record_stream(compute)
         self.stats.add(wait_seconds=time.perf_counter() - start)
-        self.forward_launched()  # this step's rows are in: the next step's may start loading
+        self.start_prefetches()  # this step's rows are in: the next step's may start loading
         requested = got.inverse.numel() if got.inverse is not None else len(got.ids)
         if requested != flat_addresses.numel():
             raise InputError("lookup addresses differ from the ones passed to prepare")
