@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from engram_sdk.tokenizer import Tokenizer
 
 PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
+TOP_K_LISTS = 3  # top-k: the rarest lists read per segment (verification does the rest)
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
-PARTIAL_FACTOR = 4  # partial candidates read per missing hit, best word bound first
-PARTIAL_PREFIX_BYTES = 1 << 14  # partial words: bytes read from each list
+PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
+PARTIAL_PREFIX_BYTES = 4096  # partial words: bytes read from each list
 _WORDS = word_pattern()
 
 
@@ -89,7 +90,9 @@ def _phrase_candidates(
     folded, tris = query_trigrams(query)
     if len(tris):
         if sample:
-            return candidates.all_of_prefix(mem.index, sid, tris, prefix_bytes=PREFIX_BYTES)
+            return candidates.all_of_prefix(
+                mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=TOP_K_LISTS
+            )
         enough = None if k is None else 4 * k + EXTRA_CHECKS
         return candidates.all_of(mem.index, sid, tris, enough=enough), True
     lo, hi = prefix_range(folded)
@@ -171,7 +174,11 @@ def _partial_hits(
     n = max(mem.index.table(sid).passages, 1)
     per_word = {  # list prefixes: partial matches rank, they need not be complete
         w: candidates.all_of_prefix(
-            mem.index, sid, query_trigrams(w)[1], prefix_bytes=PARTIAL_PREFIX_BYTES
+            mem.index,
+            sid,
+            query_trigrams(w)[1],
+            prefix_bytes=PARTIAL_PREFIX_BYTES,
+            lists=TOP_K_LISTS,
         )[0]
         for w in words
     }
