@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from typing import Any
@@ -43,6 +44,35 @@ def encode_passage(p: Passage) -> bytes:
     """A JSON header, a NUL, then the zlib-compressed UTF-8 text."""
     text = zlib.compress(p.text.encode("utf-8", "surrogatepass"), 1)
     return p.model_dump_json(exclude={"text"}).encode() + b"\x00" + text
+
+
+def encode_passage_record(
+    *,
+    pid: int,
+    source: str,
+    scope: str,
+    chunk: Any,
+    metadata: dict[str, Any],
+    created: float,
+) -> bytes:
+    """:func:`encode_passage` of a chunk (line and byte span, text) from values already
+    checked at the API boundary: the same record, without building a model per passage."""
+    head = json.dumps(
+        {
+            "pid": pid,
+            "source": source,
+            "scope": scope,
+            "line_start": chunk.line_start,
+            "line_end": chunk.line_end,
+            "byte_start": chunk.byte_start,
+            "byte_end": chunk.byte_end,
+            "metadata": metadata,
+            "created": created,
+        },
+        separators=(",", ":"),
+    )
+    text = zlib.compress(chunk.text.encode("utf-8", "surrogatepass"), 1)
+    return head.encode() + b"\x00" + text
 
 
 def decode_passage(raw: bytes) -> Passage:
