@@ -90,9 +90,14 @@ def _phrase_candidates(
     folded, tris = query_trigrams(query)
     if len(tris):
         if sample:
-            return candidates.all_of_prefix(
+            ids, complete = candidates.all_of_prefix(
                 mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=TOP_K_LISTS
             )
+            if len(ids) > 4 * (k or 0) + 16 and len(tris) > TOP_K_LISTS:  # read more lists
+                ids, complete = candidates.all_of_prefix(
+                    mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=3 * TOP_K_LISTS
+                )
+            return ids, complete
         enough = None if k is None else 4 * k + EXTRA_CHECKS
         return candidates.all_of(mem.index, sid, tris, enough=enough), True
     lo, hi = prefix_range(folded)
