@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from engram_sdk.memory.index import TrigramIndex, member
+from engram_sdk.memory.trigrams import sorted_unique
 
 FIRST_ROUND = 3  # rarest lists read before deciding whether the others are worth reading
 
@@ -115,7 +116,7 @@ def any_starting(
             wanted.append((s.seg, np.sort(entries)))
         if budget == 0:
             break
-    found = [np.unique(np.concatenate(lists)) for lists, _ in index.read_lists(sid, wanted)]
+    found = [sorted_unique(np.concatenate(lists)) for lists, _ in index.read_lists(sid, wanted)]
     return _live(index, sid, found)
 
 

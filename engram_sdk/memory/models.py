@@ -7,9 +7,10 @@ import time
 import zlib
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MEMORY_FORMAT_VERSION = 2  # 2: folded byte-trigram index (1: token-bigram fingerprints)
+LAZY = ConfigDict(defer_build=True)  # validators built on first use, not at every CLI start
 
 
 class MemoryManifest(BaseModel):
@@ -27,6 +28,8 @@ class MemoryManifest(BaseModel):
 
 class Passage(BaseModel):
     """A stored passage (``created``: seconds since the epoch, for forgetting by age)."""
+
+    model_config = LAZY
 
     pid: int
     source: str
@@ -86,6 +89,8 @@ def decode_passage(raw: bytes) -> Passage:
 class Hit(BaseModel):
     """One search result."""
 
+    model_config = LAZY
+
     source: str
     line_start: int
     line_end: int
@@ -105,6 +110,8 @@ class Context(BaseModel):
     --json`` prints it; ``format_version`` changes only if a field is removed or changes
     meaning)."""
 
+    model_config = LAZY
+
     format_version: int = CONTEXT_FORMAT_VERSION
     query: str
     text: str
@@ -123,6 +130,8 @@ class IngestReport(BaseModel):
     ``replaced_bytes`` counts, per file, bytes replaced by U+FFFD; ``warnings`` are sentences
     for the user (invalid ignore patterns with file:line, undecodable names, swapped files).
     """
+
+    model_config = LAZY
 
     format_version: int = INGEST_REPORT_FORMAT_VERSION
     root: str
@@ -158,6 +167,8 @@ SOURCE_INFO_FORMAT_VERSION = 1
 class SourceInfo(BaseModel):
     """One line of :meth:`Memory.sources`: a source, its passage count and (for files)
     its size, mtime and the encoding it was read with."""
+
+    model_config = LAZY
 
     format_version: int = SOURCE_INFO_FORMAT_VERSION
     scope: str

@@ -19,9 +19,10 @@ import numpy as np
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
 from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
 from engram_sdk.memory.regex import compile_pattern, requirement
-from engram_sdk.memory.trigrams import prefix_range, query_trigrams
+from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
     Loaded,
@@ -195,7 +196,7 @@ def _partial_hits(
     }
     pids = np.concatenate(list(per_word.values()))
     weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
-    uniq, inv = np.unique(pids, return_inverse=True)
+    uniq, inv = _unique_inverse(pids)
     bound = np.bincount(inv, weights=weights)
     order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
     scored: list[tuple[float, Loaded]] = []
@@ -210,6 +211,17 @@ def _partial_hits(
             scored.append((overlap, p))
     scored.sort(key=lambda sp: -sp[0])
     return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` without importing ``numpy.ma``."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(len(ordered), bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(len(values), np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
 
 
 def _first_word(text: str, words: list[str]) -> int:
@@ -239,12 +251,12 @@ def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:
         alt_ids = [_requirement_ids(mem, sid, a) for a in alts]
         if any(a is None for a in alt_ids):
             continue
-        sets.append(np.unique(np.concatenate(alt_ids)))  # type: ignore[arg-type]
+        sets.append(sorted_unique(np.concatenate(alt_ids)))  # type: ignore[arg-type]
     if not sets:
         return None
     ids = sets[0]
     for other in sets[1:]:
-        ids = np.intersect1d(ids, other, assume_unique=True)
+        ids = ids[member(ids, other)]
     return ids
 
 

@@ -75,6 +75,12 @@ def _group_keys(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
     return ((small >> np.uint32(8)).astype(np.uint64) << np.uint64(32)) | owner
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` without its first-call cost (it imports ``numpy.ma``: ~70 ms of every
+    CLI search)."""
+    return _dedup_sorted(np.sort(values))
+
+
 def _dedup_sorted(keys: np.ndarray) -> np.ndarray:
     if len(keys) < 2:
         return keys
@@ -89,7 +95,7 @@ def query_trigrams(query: str) -> tuple[bytes, np.ndarray]:
     """The folded query bytes and their distinct trigram ids (empty below three bytes);
     cached, so the arrays are read-only."""
     folded = fold_fast(query).encode("utf-8", "surrogatepass")
-    tris = np.unique(trigram_ids(folded))
+    tris = sorted_unique(trigram_ids(folded))
     tris.flags.writeable = False
     return folded, tris
 
@@ -106,7 +112,7 @@ def literal_trigrams(literal: str) -> np.ndarray:
             current = []
     runs.append("".join(current))
     found = [trigram_ids(fold_fast(r).encode("ascii")) for r in runs if len(r) >= 3]
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
+    return sorted_unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
 
 
 def prefix_range(folded: bytes) -> tuple[int, int]:
