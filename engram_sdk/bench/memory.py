@@ -10,6 +10,7 @@ The table is also written as Markdown.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -151,9 +152,10 @@ def _turns(folder: Path, turns: int) -> list[str]:
     for row in cells:
         table.add_row(*row)
     console.print(table)
+    console.print(_load_note(n_cores=os.cpu_count() or 1))
     md = ["", "### " + (table.title or ""), "", "| " + " | ".join(cols) + " |"]
     md += ["|" + "---|" * len(cols)] + ["| " + " | ".join(r) + " |" for r in cells]
-    return md
+    return [*md, "", f"- {_load_note(n_cores=os.cpu_count() or 1)}"]
 
 
 def _run(scratch: Path, source: Path | None, mb: int, per_class: int, cli: bool) -> list[str]:
@@ -230,6 +232,7 @@ def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str
         table.add_row(*(escape(x) for x in cells))
     console.print(table)
     notes = [f"queries per class: {', '.join(f'{c} {len(v)}' for c, v in qs.items())}"]
+    notes.append(_load_note(n_cores=os.cpu_count() or 1))
     if cli_row is not None:
         ours, theirs, torch = cli_row
         notes.append(
@@ -244,6 +247,12 @@ def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str
     md += [""] + [f"- {n}" for n in notes]
     md += ["", "Queries:"] + [f"- {c}: {', '.join(repr(q) for q in v)}" for c, v in qs.items()]
     return md
+
+
+def _load_note(*, n_cores: int) -> str:
+    """The machine's load while measuring: figures of a shared machine are read as ratios."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (5 min {five:.1f}) on {n_cores} cores at the end of the run"
 
 
 def register(bench_app: typer.Typer) -> None:

@@ -74,10 +74,12 @@ def search(
     if regex:
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
-        hits = _phrase_hits(mem, sid, query, k, exact_case, filters)
+        dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
+        hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
         if k is not None and len(hits) < k:
             seen = {h.passage_id for h in hits}
-            hits += _partial_hits(mem, sid, query, k - len(hits), exact_case, filters, seen)
+            need = k - len(hits)
+            hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
     return hits if k is None else hits[:k]
 
@@ -107,10 +109,16 @@ def _phrase_candidates(
 
 
 def _phrase_hits(
-    mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, filters: Filters
+    mem: Memory,
+    sid: int,
+    query: str,
+    k: int | None,
+    exact_case: bool,
+    filters: Filters,
+    dfs: dict[str, int],
 ) -> list[Hit]:
     ids, complete = _phrase_candidates(mem, sid, query, k, sample=k is not None)
-    score = 3 * _weight(mem, sid, query, len(ids))
+    score = 3 * _weight(mem, sid, query, len(ids), dfs)
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
     hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
@@ -151,7 +159,14 @@ def _verify(
     return hits
 
 
-def _weight(mem: Memory, sid: int, query: str, candidates_found: int) -> float:
+def _word_df(mem: Memory, sid: int, word: str, dfs: dict[str, int]) -> int:
+    """:func:`candidates.document_frequency` of a word, remembered in ``dfs``."""
+    if word not in dfs:
+        dfs[word] = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
+    return dfs[word]
+
+
+def _weight(mem: Memory, sid: int, query: str, candidates_found: int, dfs: dict[str, int]) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
     words = set(_WORDS.findall(fold_fast(query)))
@@ -159,8 +174,7 @@ def _weight(mem: Memory, sid: int, query: str, candidates_found: int) -> float:
         return math.log(1 + n / (1 + candidates_found))
     total = 0.0
     for word in words:
-        df = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
-        total += math.log(1 + n / (1 + df))
+        total += math.log(1 + n / (1 + _word_df(mem, sid, word, dfs)))
     return total or 1.0
 
 
@@ -172,6 +186,7 @@ def _partial_hits(
     exact_case: bool,
     filters: Filters,
     seen: set[int],
+    dfs: dict[str, int],
 ) -> list[Hit]:
     """Passages holding some of the query's words, rarest words weighing most."""
     words = sorted(set(_WORDS.findall(fold_fast(query))))
@@ -188,12 +203,7 @@ def _partial_hits(
         )[0]
         for w in words
     }
-    idf = {
-        w: math.log(
-            1 + n / (1 + candidates.document_frequency(mem.index, sid, query_trigrams(w)[1]))
-        )
-        for w in words
-    }
+    idf = {w: math.log(1 + n / (1 + _word_df(mem, sid, w, dfs))) for w in words}
     pids = np.concatenate(list(per_word.values()))
     weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
     uniq, inv = _unique_inverse(pids)
