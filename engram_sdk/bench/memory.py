@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -79,30 +80,39 @@ def _measure(system: System, classes: dict[str, list[str]], refs: dict[str, list
     return out
 
 
-def _cli_times(
-    store: Path, corpus: Path, queries: list[str]
-) -> tuple[list[float], list[float], bool]:
-    """Wall time of ``engram search`` and of ``rg`` per query; whether the CLI imported torch."""
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_child(argv: list[str]) -> tuple[float, float, str]:
+    """Wall and CPU seconds (user + sys, all threads) of one child process; its stderr."""
+    cpu, start = _child_cpu(), time.perf_counter()
+    run = subprocess.run(argv, capture_output=True, text=True)
+    return time.perf_counter() - start, _child_cpu() - cpu, run.stderr
+
+
+def _cli_times(store: Path, corpus: Path, queries: list[str]) -> dict[str, list[float]]:
+    """Wall and CPU seconds of ``engram search`` and of ``rg`` per query; "torch" is 1.0 if
+    the CLI imported torch. CPU time is what the load of other processes disturbs least."""
     probe = (
         "import sys\nfrom engram_sdk.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('TORCH' if 'torch' in sys.modules else 'NOTORCH', file=sys.stderr)\n"
     )
-    ours, theirs, torch = [], [], False
+    out: dict[str, list[float]] = {"ours": [], "ours_cpu": [], "rg": [], "rg_cpu": []}
+    torch = False
     for q in queries:
-        argv = ["engram", "search", q, "-k", "10", "--store", f"lmdb://{store}"]
-        start = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, "-c", probe, *argv[1:]], capture_output=True, text=True
-        )
-        ours.append(time.perf_counter() - start)
-        torch |= "NOTORCH" not in run.stderr
-        start = time.perf_counter()
-        subprocess.run(
-            ["rg", "-F", "-i", "-n", "-m", "10", "--", q, str(corpus)], capture_output=True
-        )
-        theirs.append(time.perf_counter() - start)
-    return ours, theirs, torch
+        argv = ["search", q, "-k", "10", "--store", f"lmdb://{store}"]
+        wall, cpu, err = _run_child([sys.executable, "-c", probe, *argv])
+        out["ours"].append(wall)
+        out["ours_cpu"].append(cpu)
+        torch |= "NOTORCH" not in err
+        wall, cpu, _ = _run_child(["rg", "-F", "-i", "-n", "-m", "10", "--", q, str(corpus)])
+        out["rg"].append(wall)
+        out["rg_cpu"].append(cpu)
+    out["torch"] = [1.0 if torch else 0.0]
+    return out
 
 
 def memory(
@@ -199,7 +209,7 @@ def _run(scratch: Path, source: Path | None, mb: int, per_class: int, cli: bool)
         ours_mem = rows[0][0]
         assert isinstance(ours_mem, Ours)
         ours_mem.close()
-        picks = [qs[c][0] for c in SUBSTRING if qs[c]]
+        picks = [q for c in SUBSTRING for q in qs[c][:2]]
         cli_row = _cli_times(scratch / "engram", corpus, picks)
     for s, *_ in rows:
         s.close()
@@ -234,11 +244,13 @@ def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str
     notes = [f"queries per class: {', '.join(f'{c} {len(v)}' for c, v in qs.items())}"]
     notes.append(_load_note(n_cores=os.cpu_count() or 1))
     if cli_row is not None:
-        ours, theirs, torch = cli_row
+        med = {name: float(np.median(xs)) for name, xs in cli_row.items()}
         notes.append(
-            f"CLI wall per query: engram search p50 {np.median(ours) * 1e3:.0f} ms, "
-            f"rg p50 {np.median(theirs) * 1e3:.0f} ms ({np.median(ours) / np.median(theirs):.2f}x); "
-            f"engram search imports torch: {'yes' if torch else 'no'}"
+            f"CLI per query ({len(cli_row['ours'])} queries): engram search wall p50 "
+            f"{med['ours'] * 1e3:.0f} ms, rg {med['rg'] * 1e3:.0f} ms "
+            f"({med['ours'] / med['rg']:.2f}x); CPU p50 {med['ours_cpu'] * 1e3:.0f} ms, "
+            f"rg {med['rg_cpu'] * 1e3:.0f} ms ({med['ours_cpu'] / max(med['rg_cpu'], 1e-6):.2f}x); "
+            f"engram search imports torch: {'yes' if med['torch'] else 'no'}"
         )
     for note in notes:
         console.print(escape(note))
