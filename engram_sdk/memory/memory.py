@@ -27,7 +27,7 @@ from engram_sdk.memory.models import (
     Passage,
     SourceInfo,
     decode_passage,
-    encode_passage_record,
+    encode_passage_records,
 )
 from engram_sdk.memory.validate import (
     check_bool,
@@ -147,23 +147,16 @@ class Memory:
         first = self.manifest.next_pid
         pids = list(range(first, first + len(chunks)))
         self.manifest.next_pid += len(chunks)
-        created = time.time()
+        records = encode_passage_records(
+            pids=pids,
+            chunks=chunks,
+            sources=sources,
+            scope=scope,
+            metadata=metadata or {},
+            created=time.time(),
+        )
         self.store.put_many(
-            PASSAGES,
-            [
-                (
-                    passage_key(scope_id, pid),
-                    encode_passage_record(
-                        pid=pid,
-                        source=src,
-                        scope=scope,
-                        chunk=c,
-                        metadata=metadata or {},
-                        created=created,
-                    ),
-                )
-                for pid, c, src in zip(pids, chunks, sources, strict=True)
-            ],
+            PASSAGES, [(passage_key(scope_id, p), r) for p, r in zip(pids, records, strict=True)]
         )
         self.index.add(scope_id, np.asarray(pids, np.uint32), [index_bytes(c.text) for c in chunks])
         return pids

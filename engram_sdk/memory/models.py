@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,33 +50,34 @@ def encode_passage(p: Passage) -> bytes:
     return p.model_dump_json(exclude={"text"}).encode() + b"\x00" + text
 
 
-def encode_passage_record(
+def encode_passage_records(
     *,
-    pid: int,
-    source: str,
+    pids: Sequence[int],
+    chunks: Sequence[Any],
+    sources: Sequence[str],
     scope: str,
-    chunk: Any,
     metadata: dict[str, Any],
     created: float,
-) -> bytes:
-    """:func:`encode_passage` of a chunk (line and byte span, text) from values already
-    checked at the API boundary: the same record, without building a model per passage."""
-    head = json.dumps(
-        {
-            "pid": pid,
-            "source": source,
-            "scope": scope,
-            "line_start": chunk.line_start,
-            "line_end": chunk.line_end,
-            "byte_start": chunk.byte_start,
-            "byte_end": chunk.byte_end,
-            "metadata": metadata,
-            "created": created,
-        },
-        separators=(",", ":"),
-    )
-    text = zlib.compress(chunk.text.encode("utf-8", "surrogatepass"), 1)
-    return head.encode() + b"\x00" + text
+) -> list[bytes]:
+    """:func:`encode_passage` of chunks (line and byte span, text) from values already
+    checked at the API boundary: the same records, without a model per passage; the JSON of
+    the scope, the metadata and each source is written once."""
+    names: dict[str, str] = {}
+    common = f'"scope":{json.dumps(scope)},'
+    tail = f'"metadata":{json.dumps(metadata, separators=(",", ":"))},"created":{created!r}}}'
+    out = []
+    for pid, c, src in zip(pids, chunks, sources, strict=True):
+        name = names.get(src)
+        if name is None:
+            name = names[src] = json.dumps(src)
+        head = (
+            f'{{"pid":{pid},"source":{name},{common}"line_start":{c.line_start},'
+            f'"line_end":{c.line_end},"byte_start":{c.byte_start},"byte_end":{c.byte_end},{tail}'
+        )
+        out.append(
+            head.encode() + b"\x00" + zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1)
+        )
+    return out
 
 
 def decode_passage(raw: bytes) -> Passage:

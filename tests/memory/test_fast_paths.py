@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from engram_sdk.memory.chunking import Chunk, chunk_text
 from engram_sdk.memory.fold import fold, index_bytes
-from engram_sdk.memory.models import Hit, Passage, decode_passage, encode_passage_record
+from engram_sdk.memory.models import Hit, Passage, decode_passage, encode_passage_records
 from engram_sdk.memory.trigrams import passage_postings
 from engram_sdk.memory.verify import trusted_hit
 
@@ -123,20 +123,27 @@ def test_trusted_hits_equal_validated_hits():
     assert fast.model_copy(update={"score": 2.0}).score == 2.0
 
 
-def test_passage_records_decode_to_the_model_they_stand_for():
-    chunk = Chunk("def f():\n    return 'é'\n", 4, 5, 10, 35)
-    raw = encode_passage_record(
-        pid=9, source="src/ü.py", scope="s", chunk=chunk, metadata={"a": 1}, created=12.5
-    )
-    assert decode_passage(raw) == Passage(
-        pid=9,
-        source="src/ü.py",
-        scope="s",
-        line_start=4,
-        line_end=5,
-        byte_start=10,
-        byte_end=35,
-        text=chunk.text,
-        metadata={"a": 1},
+def test_passage_records_decode_to_the_models_they_stand_for():
+    chunks = [Chunk("def f():\n    return 'é'\n", 4, 5, 10, 35), Chunk("x = 1\n", 9, 9, 40, 46)]
+    sources = ['src/ü "q".py', "b\\c.py"]
+    raws = encode_passage_records(
+        pids=[9, 12],
+        chunks=chunks,
+        sources=sources,
+        scope='s "1"',
+        metadata={"a": 1, "é": [None, 2.5]},
         created=12.5,
     )
+    for raw, pid, chunk, source in zip(raws, [9, 12], chunks, sources, strict=True):
+        assert decode_passage(raw) == Passage(
+            pid=pid,
+            source=source,
+            scope='s "1"',
+            line_start=chunk.line_start,
+            line_end=chunk.line_end,
+            byte_start=chunk.byte_start,
+            byte_end=chunk.byte_end,
+            text=chunk.text,
+            metadata={"a": 1, "é": [None, 2.5]},
+            created=12.5,
+        )
