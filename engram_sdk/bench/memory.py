@@ -46,37 +46,48 @@ def _percentiles(xs: list[float]) -> tuple[float, float]:
     return float(np.percentile(xs, 50)) * 1e3, float(np.percentile(xs, 99)) * 1e3
 
 
+def _cpu_now(*, process: bool = False) -> float:
+    """CPU seconds so far of this thread (or of the whole process, threads included) plus
+    those of finished children (``rg``): what the load of other processes disturbs least."""
+    own = resource.getrusage(resource.RUSAGE_SELF) if process else None
+    mine = own.ru_utime + own.ru_stime if own is not None else time.thread_time()
+    return mine + _child_cpu()
+
+
 def _timed(fn, *args):
-    start = time.perf_counter()
+    """``fn(*args)``, its wall seconds and its CPU seconds."""
+    cpu, start = _cpu_now(), time.perf_counter()
     out = fn(*args)
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, _cpu_now() - cpu
 
 
 def _measure(system: System, classes: dict[str, list[str]], refs: dict[str, list[set[str]]]):
-    """Per class: (p50 ms, p99 ms, recall, queries with full recall) for one system."""
+    """Per class: (p50 ms, p99 ms, recall, queries with full recall, queries, CPU p50 ms,
+    CPU p99 ms) for one system."""
     out = {}
     for cls, queries in classes.items():
-        lat, found, expected, full = [], 0, 0, 0
+        lat, cpu, found, expected, full = [], [], 0, 0, 0
         for q, ref in zip(queries, refs[cls], strict=True):
             if cls == "regex":
                 if not system.supports_regex:
                     break
-                got, dt = _timed(system.regex, q)
-                _, dt = _timed(system.regex, q)
+                got, *_ = _timed(system.regex, q)
+                _, dt, dc = _timed(system.regex, q)
             elif cls == "list-all":
-                got, dt = _timed(system.files, q)
-                _, dt = _timed(system.files, q)
+                got, *_ = _timed(system.files, q)
+                _, dt, dc = _timed(system.files, q)
             else:
                 system.top(q, 10)
-                _, dt = _timed(system.top, q, 10)
+                _, dt, dc = _timed(system.top, q, 10)
                 got = system.files(q)
             lat.append(dt)
+            cpu.append(dc)
             found += len(ref & got)
             expected += len(ref)
             full += ref <= got
         if lat:
             p50, p99 = _percentiles(lat)
-            out[cls] = (p50, p99, found / max(expected, 1), full, len(lat))
+            out[cls] = (p50, p99, found / max(expected, 1), full, len(lat), *_percentiles(cpu))
     return out
 
 
@@ -194,11 +205,13 @@ def _run(scratch: Path, source: Path | None, mb: int, per_class: int, cli: bool)
     rows = []
     for system in systems:
         console.print(f"{system.name}: indexing")
+        cpu = _cpu_now(process=True)
         seconds = system.build(files)
+        build_cpu = _cpu_now(process=True) - cpu
         size = system.size()
         console.print(f"{system.name}: querying")
         per_class = _measure(system, qs, refs)
-        rows.append((system, seconds, size, per_class))
+        rows.append((system, (seconds, build_cpu), size, per_class))
     changed = files[::100]  # 1% of the files
     for p in changed:
         with p.open("a") as fh:
@@ -218,17 +231,21 @@ def _run(scratch: Path, source: Path | None, mb: int, per_class: int, cli: bool)
 
 def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str]:
     classes = list(qs)
-    cols = ["system", "ingest MB/s", "index/corpus", f"re-ingest {n_changed} files s"]
-    cols += [f"{c} p50/p99 ms" for c in classes] + [f"{c} recall" for c in classes]
+    cols = ["system", "ingest MB/s", "ingest MB/CPU-s", "index/corpus"]
+    cols += [f"re-ingest {n_changed} files s"]
+    cols += [f"{c} p50/p99 ms" for c in classes] + [f"{c} CPU p50/p99 ms" for c in classes]
+    cols += [f"{c} recall" for c in classes]
     lines = []
-    for system, seconds, size, per in rows:
+    for system, (seconds, build_cpu), size, per in rows:
         cells = [
             system.name,
             f"{n_bytes / 1e6 / seconds:.1f}" if seconds else "-",
+            f"{n_bytes / 1e6 / build_cpu:.1f}" if seconds and build_cpu else "-",
             f"{size / n_bytes:.2f}x" if size else "-",
             f"{updates[system.name]:.2f}" if updates[system.name] else "-",
         ]
         cells += [f"{per[c][0]:.2f} / {per[c][1]:.2f}" if c in per else "n/a" for c in classes]
+        cells += [f"{per[c][5]:.2f} / {per[c][6]:.2f}" if c in per else "n/a" for c in classes]
         cells += [
             f"{per[c][2]:.3f} ({per[c][3]}/{per[c][4]} full)" if c in per else "n/a"
             for c in classes
