@@ -162,13 +162,18 @@ def _turns(folder: Path, turns: int) -> list[str]:
 
     console.print(f"appending {turns:,} turns")
     rows = scaling(folder, turns)
-    cols = ["turns", "index segments", "search p50 ms", "search p99 ms", "p50 vs first", "misses"]
+    cols = ["turns", "index segments", "search p50 ms", "search p99 ms", "p50 vs first"]
+    cols += ["CPU p50 ms", "CPU p99 ms", "CPU p50 vs first", "misses"]
     table = Table(title="chat turns in one scope: top-10 search for an earlier turn's marker")
     for c in cols:
         table.add_column(c, justify="right")
+    first, first_cpu = rows[0][2], rows[0][5]
     cells = [
-        [f"{n:,}", str(seg), f"{p50:.2f}", f"{p99:.2f}", f"{p50 / rows[0][2]:.2f}x", str(miss)]
-        for n, seg, p50, p99, miss in rows
+        [
+            *(f"{n:,}", str(seg), f"{p50:.2f}", f"{p99:.2f}", f"{p50 / first:.2f}x"),
+            *(f"{c50:.2f}", f"{c99:.2f}", f"{c50 / first_cpu:.2f}x", str(miss)),
+        ]
+        for n, seg, p50, p99, miss, c50, c99 in rows
     ]
     for row in cells:
         table.add_row(*row)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from engram_sdk.tokenizer import Tokenizer
 
 PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
-TOP_K_LISTS = 3  # top-k: the rarest lists read per segment (verification does the rest)
+TOP_K_LISTS = 5  # top-k: the rarest lists read per segment (verification does the rest)
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
 PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
 PARTIAL_PREFIX_BYTES = 4096  # partial words: bytes read from each list
