@@ -239,7 +239,7 @@ class Tantivy(System):
         _stat_walk(self.corpus)
         writer = self.index.writer(heap_size=100_000_000, num_threads=1)
         for f in changed:
-            writer.delete_documents("path", str(f))
+            writer.delete_documents_by_term("path", str(f))  # "raw" tokenizer: exact
             writer.add_document(
                 self.tantivy.Document(path=str(f), body=f.read_text(errors="replace"))
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from engram_sdk.memory.index import TrigramIndex, member
+from engram_sdk.memory.trigrams import sorted_unique
 
 FIRST_ROUND = 3  # rarest lists read before deciding whether the others are worth reading
 
@@ -41,13 +42,19 @@ def all_of(
 
 
 def all_of_prefix(
-    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, prefix_bytes: int
+    index: TrigramIndex,
+    sid: int,
+    trigrams: np.ndarray,
+    *,
+    prefix_bytes: int,
+    lists: int | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Candidates from list prefixes (each list read up to ``prefix_bytes``), for top-k.
 
     Per segment, the rarest list gives the candidates; every other list removes those below
     the last id it was read to and not in it. If no rarest list was cut, the result holds
     every match (complete: True); else it holds every match up to the rarest list's cut.
+    With ``lists``, only that many of the rarest lists are read (a superset, cheaper to get).
     """
     plans = []
     for s in index.table(sid).segments:
@@ -56,7 +63,7 @@ def all_of_prefix(
             continue
         at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
         if (d.trigrams[at] == trigrams).all():
-            plans.append((s.seg, at[np.argsort(d.df[at], kind="stable")]))
+            plans.append((s.seg, at[np.argsort(d.df[at], kind="stable")][:lists]))
     found, complete = [], True
     for lists, cut in index.read_lists(sid, plans, prefix_bytes=prefix_bytes):
         ids = lists[0]
@@ -109,7 +116,7 @@ def any_starting(
             wanted.append((s.seg, np.sort(entries)))
         if budget == 0:
             break
-    found = [np.unique(np.concatenate(lists)) for lists, _ in index.read_lists(sid, wanted)]
+    found = [sorted_unique(np.concatenate(lists)) for lists, _ in index.read_lists(sid, wanted)]
     return _live(index, sid, found)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate, compress
 
 CODE_SUFFIXES = {
     ".py",
@@ -77,40 +79,58 @@ def _pieces(text: str, max_chars: int) -> list[tuple[str, int]]:
     return out
 
 
+def _line_pieces(text: str, max_chars: int) -> list[str]:
+    """The pieces of :func:`_pieces` without their numbers, when no line needs cutting (the
+    usual case; line numbers are then 1, 2, ...); else an empty list."""
+    lines = text.splitlines(keepends=True)
+    if lines and max(map(len, lines)) > max_chars:
+        return []
+    return lines
+
+
 def chunk_text(
     text: str, code: bool, max_lines: int = 60, max_chars: int | None = None
 ) -> list[Chunk]:
     """Code splits before top-level definitions and at blank lines once a passage is long
     enough; prose splits at blank lines (paragraphs). No passage exceeds ``max_lines`` lines
-    or ``max_chars`` characters; a longer single line is cut at sentence ends."""
+    or ``max_chars`` characters; a longer single line is cut at sentence ends.
+
+    The pieces are scanned once in C (lengths, blank lines, top-level lines); each passage's
+    end is then found by binary search, so the Python work is per passage, not per line."""
     max_chars = max_chars or (3000 if code else 1200)
-    pieces = _pieces(text, max_chars)
-    chunks: list[Chunk] = []
-    start = size = start_byte = 0
+    pieces = _line_pieces(text, max_chars)
+    numbers: list[int] | None = None
+    if not pieces and text:
+        numbered = _pieces(text, max_chars)
+        pieces, numbers = [p for p, _ in numbered], [n for _, n in numbered]
+    count = len(pieces)
+    cum = list(accumulate(map(len, pieces), initial=0))
+    blank = list(compress(range(count), map(str.isspace, pieces)))
+    top = list(compress(range(count), map(_TOP_LEVEL.match, pieces))) if code else []
     min_lines = 8 if code else 1
-
-    def flush(end: int) -> None:
-        nonlocal start, size, start_byte
-        if end > start:
-            body = "".join(p for p, _ in pieces[start:end])
-            nbytes = len(body.encode("utf-8", "surrogatepass"))
-            if body.strip():
-                chunks.append(
-                    Chunk(
-                        body, pieces[start][1], pieces[end - 1][1], start_byte, start_byte + nbytes
-                    )
-                )
-            start_byte += nbytes
-        start, size = end, 0
-
-    for i, (piece, _) in enumerate(pieces):
-        n_here = i - start
-        blank = not piece.strip()
-        boundary = (code and _TOP_LEVEL.match(piece) and n_here >= min_lines) or (
-            blank and n_here >= min_lines and (not code or n_here >= max_lines // 3)
+    blank_gap = max(min_lines, max_lines // 3) if code else min_lines
+    ascii_text = text.isascii()
+    chunks: list[Chunk] = []
+    start = start_byte = 0
+    while start < count:
+        end = min(
+            start + max_lines,
+            bisect_right(cum, cum[start] + max_chars) - 1,
+            _first_at_or_after(top, start + min_lines, count),
+            _first_at_or_after(blank, start + blank_gap, count),
+            count,
         )
-        if boundary or n_here >= max_lines or size + len(piece) > max_chars:
-            flush(i)
-        size += len(piece)
-    flush(len(pieces))
+        body = text[cum[start] : cum[end]]
+        nbytes = len(body) if ascii_text else len(body.encode("utf-8", "surrogatepass"))
+        if not body.isspace():
+            first = numbers[start] if numbers else start + 1
+            last = numbers[end - 1] if numbers else end
+            chunks.append(Chunk(body, first, last, start_byte, start_byte + nbytes))
+        start_byte += nbytes
+        start = end
     return chunks
+
+
+def _first_at_or_after(sorted_ids: list[int], at: int, default: int) -> int:
+    i = bisect_left(sorted_ids, at)
+    return sorted_ids[i] if i < len(sorted_ids) else default

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engram_sdk.memory.postings import Postings, decode_all, decode_lists, encode_keys
-from engram_sdk.memory.trigrams import passage_postings
+from engram_sdk.memory.trigrams import passage_postings, sorted_unique
 from engram_sdk.stores import Store
 
 NS = "mem.tri"
@@ -162,7 +162,7 @@ class TrigramIndex:
             self.refresh(sid)
             table = self.table(sid)
             table.passages = max(0, table.passages - len(pids))
-            dead = np.union1d(self.tombstones(sid), pids).astype(np.uint32)
+            dead = sorted_unique(np.concatenate([self.tombstones(sid), pids]))
             self._save_dead(sid, dead)
             self._save(sid, table)
             if len(dead) > max(COMPACT_AT, table.passages // 4):

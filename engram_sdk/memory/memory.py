@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from engram_sdk.memory.models import (
     Passage,
     SourceInfo,
     decode_passage,
-    encode_passage,
+    encode_passage_records,
 )
 from engram_sdk.memory.validate import (
     check_bool,
@@ -146,27 +147,16 @@ class Memory:
         first = self.manifest.next_pid
         pids = list(range(first, first + len(chunks)))
         self.manifest.next_pid += len(chunks)
+        records = encode_passage_records(
+            pids=pids,
+            chunks=chunks,
+            sources=sources,
+            scope=scope,
+            metadata=metadata or {},
+            created=time.time(),
+        )
         self.store.put_many(
-            PASSAGES,
-            [
-                (
-                    passage_key(scope_id, pid),
-                    encode_passage(
-                        Passage(
-                            pid=pid,
-                            source=src,
-                            scope=scope,
-                            line_start=c.line_start,
-                            line_end=c.line_end,
-                            byte_start=c.byte_start,
-                            byte_end=c.byte_end,
-                            text=c.text,
-                            metadata=metadata or {},
-                        )
-                    ),
-                )
-                for pid, c, src in zip(pids, chunks, sources, strict=True)
-            ],
+            PASSAGES, [(passage_key(scope_id, p), r) for p, r in zip(pids, records, strict=True)]
         )
         self.index.add(scope_id, np.asarray(pids, np.uint32), [index_bytes(c.text) for c in chunks])
         return pids

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MEMORY_FORMAT_VERSION = 2  # 2: folded byte-trigram index (1: token-bigram fingerprints)
+LAZY = ConfigDict(defer_build=True)  # validators built on first use, not at every CLI start
 
 
 class MemoryManifest(BaseModel):
@@ -26,6 +29,8 @@ class MemoryManifest(BaseModel):
 
 class Passage(BaseModel):
     """A stored passage (``created``: seconds since the epoch, for forgetting by age)."""
+
+    model_config = LAZY
 
     pid: int
     source: str
@@ -45,6 +50,36 @@ def encode_passage(p: Passage) -> bytes:
     return p.model_dump_json(exclude={"text"}).encode() + b"\x00" + text
 
 
+def encode_passage_records(
+    *,
+    pids: Sequence[int],
+    chunks: Sequence[Any],
+    sources: Sequence[str],
+    scope: str,
+    metadata: dict[str, Any],
+    created: float,
+) -> list[bytes]:
+    """:func:`encode_passage` of chunks (line and byte span, text) from values already
+    checked at the API boundary: the same records, without a model per passage; the JSON of
+    the scope, the metadata and each source is written once."""
+    names: dict[str, str] = {}
+    common = f'"scope":{json.dumps(scope)},'
+    tail = f'"metadata":{json.dumps(metadata, separators=(",", ":"))},"created":{created!r}}}'
+    out = []
+    for pid, c, src in zip(pids, chunks, sources, strict=True):
+        name = names.get(src)
+        if name is None:
+            name = names[src] = json.dumps(src)
+        head = (
+            f'{{"pid":{pid},"source":{name},{common}"line_start":{c.line_start},'
+            f'"line_end":{c.line_end},"byte_start":{c.byte_start},"byte_end":{c.byte_end},{tail}'
+        )
+        out.append(
+            head.encode() + b"\x00" + zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1)
+        )
+    return out
+
+
 def decode_passage(raw: bytes) -> Passage:
     """Inverse of :func:`encode_passage`."""
     head, _, text = bytes(raw).partition(b"\x00")
@@ -55,6 +90,8 @@ def decode_passage(raw: bytes) -> Passage:
 
 class Hit(BaseModel):
     """One search result."""
+
+    model_config = LAZY
 
     source: str
     line_start: int
@@ -75,6 +112,8 @@ class Context(BaseModel):
     --json`` prints it; ``format_version`` changes only if a field is removed or changes
     meaning)."""
 
+    model_config = LAZY
+
     format_version: int = CONTEXT_FORMAT_VERSION
     query: str
     text: str
@@ -93,6 +132,8 @@ class IngestReport(BaseModel):
     ``replaced_bytes`` counts, per file, bytes replaced by U+FFFD; ``warnings`` are sentences
     for the user (invalid ignore patterns with file:line, undecodable names, swapped files).
     """
+
+    model_config = LAZY
 
     format_version: int = INGEST_REPORT_FORMAT_VERSION
     root: str
@@ -128,6 +169,8 @@ SOURCE_INFO_FORMAT_VERSION = 1
 class SourceInfo(BaseModel):
     """One line of :meth:`Memory.sources`: a source, its passage count and (for files)
     its size, mtime and the encoding it was read with."""
+
+    model_config = LAZY
 
     format_version: int = SOURCE_INFO_FORMAT_VERSION
     scope: str

@@ -21,11 +21,14 @@ def varint_widths(values: np.ndarray) -> np.ndarray:
     return width + 1
 
 
-def varint_encode(values: np.ndarray, widths: np.ndarray | None = None) -> bytes:
-    """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position."""
+def varint_encode(
+    values: np.ndarray, widths: np.ndarray | None = None, ends: np.ndarray | None = None
+) -> bytes:
+    """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position.
+    ``widths`` and their running sum ``ends`` may be passed when already computed."""
     v = values.astype(np.uint32, copy=False)
     width = varint_widths(v) if widths is None else widths
-    ends = np.cumsum(width, dtype=np.int64)
+    ends = _running_sum(width) if ends is None else ends
     out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
     pos = ends - width
     first = (v & 0x7F).astype(np.uint8)
@@ -96,9 +99,15 @@ def encode_keys(keys: np.ndarray) -> Postings:
     trigrams = tri[group_starts]
     df = np.diff(np.append(group_starts, len(tri))).astype(np.uint32)
     width = varint_widths(deltas)
-    cum = np.cumsum(width, dtype=np.int64)
+    cum = _running_sum(width)
     ends = cum[group_starts + df.astype(np.int64) - 1] if len(df) else np.zeros(0, np.int64)
-    return Postings(trigrams.copy(), df, ends, varint_encode(deltas, width))
+    return Postings(trigrams.copy(), df, ends, varint_encode(deltas, width, cum))
+
+
+def _running_sum(width: np.ndarray) -> np.ndarray:
+    """int64 running sum of small widths (widening first: ``cumsum(dtype=...)`` of uint8 runs
+    several times slower)."""
+    return np.cumsum(width.astype(np.int64))
 
 
 def decode_all(p: Postings) -> np.ndarray:

@@ -19,9 +19,10 @@ import numpy as np
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
 from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
 from engram_sdk.memory.regex import compile_pattern, requirement
-from engram_sdk.memory.trigrams import prefix_range, query_trigrams
+from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
     Loaded,
@@ -39,9 +40,10 @@ if TYPE_CHECKING:
     from engram_sdk.tokenizer import Tokenizer
 
 PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
+TOP_K_LISTS = 5  # top-k: the rarest lists read per segment (verification does the rest)
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
-PARTIAL_FACTOR = 4  # partial candidates read per missing hit, best word bound first
-PARTIAL_PREFIX_BYTES = 1 << 14  # partial words: bytes read from each list
+PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
+PARTIAL_PREFIX_BYTES = 4096  # partial words: bytes read from each list
 _WORDS = word_pattern()
 
 
@@ -72,10 +74,12 @@ def search(
     if regex:
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
-        hits = _phrase_hits(mem, sid, query, k, exact_case, filters)
+        dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
+        hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
         if k is not None and len(hits) < k:
             seen = {h.passage_id for h in hits}
-            hits += _partial_hits(mem, sid, query, k - len(hits), exact_case, filters, seen)
+            need = k - len(hits)
+            hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
     return hits if k is None else hits[:k]
 
@@ -89,7 +93,14 @@ def _phrase_candidates(
     folded, tris = query_trigrams(query)
     if len(tris):
         if sample:
-            return candidates.all_of_prefix(mem.index, sid, tris, prefix_bytes=PREFIX_BYTES)
+            ids, complete = candidates.all_of_prefix(
+                mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=TOP_K_LISTS
+            )
+            if len(ids) > 4 * (k or 0) + 16 and len(tris) > TOP_K_LISTS:  # read more lists
+                ids, complete = candidates.all_of_prefix(
+                    mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=3 * TOP_K_LISTS
+                )
+            return ids, complete
         enough = None if k is None else 4 * k + EXTRA_CHECKS
         return candidates.all_of(mem.index, sid, tris, enough=enough), True
     lo, hi = prefix_range(folded)
@@ -98,10 +109,16 @@ def _phrase_candidates(
 
 
 def _phrase_hits(
-    mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, filters: Filters
+    mem: Memory,
+    sid: int,
+    query: str,
+    k: int | None,
+    exact_case: bool,
+    filters: Filters,
+    dfs: dict[str, int],
 ) -> list[Hit]:
     ids, complete = _phrase_candidates(mem, sid, query, k, sample=k is not None)
-    score = 3 * _weight(mem, sid, query, len(ids))
+    score = 3 * _weight(mem, sid, query, len(ids), dfs)
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
     hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
@@ -142,7 +159,14 @@ def _verify(
     return hits
 
 
-def _weight(mem: Memory, sid: int, query: str, candidates_found: int) -> float:
+def _word_df(mem: Memory, sid: int, word: str, dfs: dict[str, int]) -> int:
+    """:func:`candidates.document_frequency` of a word, remembered in ``dfs``."""
+    if word not in dfs:
+        dfs[word] = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
+    return dfs[word]
+
+
+def _weight(mem: Memory, sid: int, query: str, candidates_found: int, dfs: dict[str, int]) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
     words = set(_WORDS.findall(fold_fast(query)))
@@ -150,8 +174,7 @@ def _weight(mem: Memory, sid: int, query: str, candidates_found: int) -> float:
         return math.log(1 + n / (1 + candidates_found))
     total = 0.0
     for word in words:
-        df = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
-        total += math.log(1 + n / (1 + df))
+        total += math.log(1 + n / (1 + _word_df(mem, sid, word, dfs)))
     return total or 1.0
 
 
@@ -163,6 +186,7 @@ def _partial_hits(
     exact_case: bool,
     filters: Filters,
     seen: set[int],
+    dfs: dict[str, int],
 ) -> list[Hit]:
     """Passages holding some of the query's words, rarest words weighing most."""
     words = sorted(set(_WORDS.findall(fold_fast(query))))
@@ -171,19 +195,18 @@ def _partial_hits(
     n = max(mem.index.table(sid).passages, 1)
     per_word = {  # list prefixes: partial matches rank, they need not be complete
         w: candidates.all_of_prefix(
-            mem.index, sid, query_trigrams(w)[1], prefix_bytes=PARTIAL_PREFIX_BYTES
+            mem.index,
+            sid,
+            query_trigrams(w)[1],
+            prefix_bytes=PARTIAL_PREFIX_BYTES,
+            lists=TOP_K_LISTS,
         )[0]
         for w in words
     }
-    idf = {
-        w: math.log(
-            1 + n / (1 + candidates.document_frequency(mem.index, sid, query_trigrams(w)[1]))
-        )
-        for w in words
-    }
+    idf = {w: math.log(1 + n / (1 + _word_df(mem, sid, w, dfs))) for w in words}
     pids = np.concatenate(list(per_word.values()))
     weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
-    uniq, inv = np.unique(pids, return_inverse=True)
+    uniq, inv = _unique_inverse(pids)
     bound = np.bincount(inv, weights=weights)
     order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
     scored: list[tuple[float, Loaded]] = []
@@ -198,6 +221,17 @@ def _partial_hits(
             scored.append((overlap, p))
     scored.sort(key=lambda sp: -sp[0])
     return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` without importing ``numpy.ma``."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(len(ordered), bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(len(values), np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
 
 
 def _first_word(text: str, words: list[str]) -> int:
@@ -227,12 +261,12 @@ def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:
         alt_ids = [_requirement_ids(mem, sid, a) for a in alts]
         if any(a is None for a in alt_ids):
             continue
-        sets.append(np.unique(np.concatenate(alt_ids)))  # type: ignore[arg-type]
+        sets.append(sorted_unique(np.concatenate(alt_ids)))  # type: ignore[arg-type]
     if not sets:
         return None
     ids = sets[0]
     for other in sets[1:]:
-        ids = np.intersect1d(ids, other, assume_unique=True)
+        ids = ids[member(ids, other)]
     return ids
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from engram_sdk.memory.fold import BYTE_FOLD, fold_buffer, fold_fast
 
 PAD = b"\x00\x00"
-GROUP_BYTES = 1 << 20
+GROUP_BYTES = 1 << 18
+GROUP_PASSAGES = 256  # passages per group: their index in the group fits a byte
 
 
 def trigram_ids(data: bytes | np.ndarray) -> np.ndarray:
@@ -40,12 +41,15 @@ def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
 
     ``folded`` holds each passage's bytes from :func:`engram_sdk.memory.fold.index_bytes`;
     byte folding (lowercase, whitespace runs) is applied here in bulk. Work runs in groups of
-    passages small enough to stay in cache; the sorted groups then merge in one stable sort.
+    at most :data:`GROUP_PASSAGES` passages and about :data:`GROUP_BYTES` bytes, small enough
+    to stay in cache and to sort 32-bit ``trigram << 8 | passage in group`` keys (twice as fast
+    as 64-bit ones); the sorted groups then merge in one stable sort.
     """
     groups, start, size = [], 0, 0
     for i, f in enumerate(folded):
         size += len(f) + len(PAD)
-        if size >= GROUP_BYTES or i == len(folded) - 1:
+        full = size >= GROUP_BYTES or i + 1 - start >= GROUP_PASSAGES
+        if full or i == len(folded) - 1:
             groups.append((folded[start : i + 1], pids[start : i + 1]))
             start, size = i + 1, 0
     if not groups:
@@ -55,18 +59,26 @@ def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
     else:  # numpy releases the GIL in sorts and bulk arithmetic: use every core
         with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
             parts = list(pool.map(lambda g: _group_keys(*g), groups))
-    return _dedup_sorted(np.sort(np.concatenate(parts), kind="stable"))
+    return np.sort(np.concatenate(parts), kind="stable")  # sorted runs: a linear merge
 
 
 def _group_keys(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
+    """Sorted unique keys of at most 256 passages with ascending ``pids``."""
     raw = np.frombuffer(PAD.join(folded) + PAD, np.uint8)
-    owner = np.repeat(pids.astype(np.uint32), [len(f) + len(PAD) for f in folded])
+    local = np.repeat(np.arange(len(folded), dtype=np.uint32), [len(f) + len(PAD) for f in folded])
     keep = fold_buffer(raw)
-    data, owner = BYTE_FOLD[raw[keep]], owner[keep]
+    data, local = BYTE_FOLD[raw[keep]], local[keep]
     tri = trigram_ids(data)
-    inside = owner[:-2] == owner[2:]
-    keys = (tri[inside].astype(np.uint64) << np.uint64(32)) | owner[:-2][inside]
-    return _dedup_sorted(np.sort(keys))
+    inside = local[:-2] == local[2:]
+    small = _dedup_sorted(np.sort((tri[inside] << np.uint32(8)) | local[:-2][inside]))
+    owner = np.asarray(pids, np.uint32)[small & np.uint32(0xFF)]
+    return ((small >> np.uint32(8)).astype(np.uint64) << np.uint64(32)) | owner
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` without its first-call cost (it imports ``numpy.ma``: ~70 ms of every
+    CLI search)."""
+    return _dedup_sorted(np.sort(values))
 
 
 def _dedup_sorted(keys: np.ndarray) -> np.ndarray:
@@ -83,7 +95,7 @@ def query_trigrams(query: str) -> tuple[bytes, np.ndarray]:
     """The folded query bytes and their distinct trigram ids (empty below three bytes);
     cached, so the arrays are read-only."""
     folded = fold_fast(query).encode("utf-8", "surrogatepass")
-    tris = np.unique(trigram_ids(folded))
+    tris = sorted_unique(trigram_ids(folded))
     tris.flags.writeable = False
     return folded, tris
 
@@ -100,7 +112,7 @@ def literal_trigrams(literal: str) -> np.ndarray:
             current = []
     runs.append("".join(current))
     found = [trigram_ids(fold_fast(r).encode("ascii")) for r in runs if len(r) >= 3]
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
+    return sorted_unique(np.concatenate(found)) if found else np.zeros(0, np.uint32)
 
 
 def prefix_range(folded: bytes) -> tuple[int, int]:

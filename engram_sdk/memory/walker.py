@@ -63,6 +63,18 @@ def _valid_utf8(name: str) -> bool:
     return True
 
 
+def _prefix(folder: Path) -> str:
+    text = str(folder)
+    return text if text.endswith("/") else text + "/"
+
+
+def _below(path: str, prefix: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` (whose text ends in ``prefix``), POSIX-style."""
+    if path.startswith(prefix):
+        return path[len(prefix) :]
+    return Path(path).relative_to(folder).as_posix()
+
+
 def _load_ignore(folder: Path, warnings: list[str]) -> IgnoreFile | None:
     texts = []
     for name in IGNORE_FILES:
@@ -84,12 +96,13 @@ def walk(
 ) -> Iterator[WalkedFile]:
     """Yield ingestible files under ``root`` in a stable order."""
     root = root.resolve()
+    root_prefix = _prefix(root)
     report = report if report is not None else WalkReport()
-    stack: list[IgnoreFile] = []
+    stack: list[tuple[IgnoreFile, str]] = []
 
-    def ignored(path: Path, is_dir: bool) -> bool:
-        for rules in reversed(stack):  # the deepest ignore file that has a say decides
-            decision = rules.decide(path.relative_to(rules.folder).as_posix(), is_dir)
+    def ignored(path: str, is_dir: bool) -> bool:
+        for rules, prefix in reversed(stack):  # the deepest ignore file that has a say decides
+            decision = rules.decide(_below(path, prefix, rules.folder), is_dir)
             if decision is not None:
                 return decision
         return False
@@ -97,7 +110,7 @@ def walk(
     def visit(folder: Path) -> Iterator[WalkedFile]:
         rules = _load_ignore(folder, report.warnings)
         if rules is not None:
-            stack.append(rules)
+            stack.append((rules, _prefix(folder)))
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
@@ -109,7 +122,7 @@ def walk(
             stack.pop()
 
     def _entry(entry: os.DirEntry[str]) -> Iterator[WalkedFile]:
-        path = Path(entry.path)
+        path = entry.path  # a str: pathlib objects are made only for what is yielded
         if entry.name in ALWAYS_SKIP:
             return
         if not _valid_utf8(entry.name):
@@ -120,34 +133,35 @@ def walk(
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
-            report.unreadable.append(str(path))
+            report.unreadable.append(path)
             return
         if stat.S_ISLNK(st.st_mode):
             try:
-                target = path.resolve()
+                target = Path(path).resolve()
             except (OSError, RuntimeError):
                 target = None
             if target is None or (root != target and root not in target.parents):
-                report.outside_links.append(str(path))
+                report.outside_links.append(path)
             return  # links inside the root: their targets are visited under their own names
         if stat.S_ISDIR(st.st_mode):
             if ignored(path, True):
                 report.ignored += 1
             else:
-                yield from visit(path)
+                yield from visit(Path(path))
             return
         if not stat.S_ISREG(st.st_mode):
-            report.special.append(str(path))
+            report.special.append(path)
             return
         if ignored(path, False):
             report.ignored += 1
             return
-        rel = path.relative_to(root).as_posix()
+        rel = _below(path, root_prefix, root)
         if st.st_size > max_bytes:
             report.too_large.append(rel)
             return
         report.files += 1
         report.bytes += st.st_size
-        yield WalkedFile(path, rel, st.st_size, st.st_mtime_ns, Identity(st.st_dev, st.st_ino))
+        identity = Identity(st.st_dev, st.st_ino)
+        yield WalkedFile(Path(path), rel, st.st_size, st.st_mtime_ns, identity)
 
     yield from visit(root)
