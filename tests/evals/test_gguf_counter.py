@@ -38,6 +38,7 @@ def llama():
 @pytest.fixture(scope="module")
 def fast():
     from engram_sdk.evals.gguf_counter import gguf_counter
+
     from engram_sdk.llm.llamacpp import default_model_path
 
     counter = gguf_counter(default_model_path())
