@@ -35,6 +35,19 @@ STOPWORDS = frozenset(
 )
 
 
+_LIST = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
+
+
+def sub_queries(query: str) -> list[str]:
+    """The items of a list query (``"a, b, c, and d"``: RULER's multiquery asks for several
+    keys at once), recalled one by one so that each gets its share of the budget; any other
+    query (an item holding a space, a question) stays whole."""
+    items = [q.strip() for q in _LIST.split(query)]
+    if len(items) > 1 and all(q and not any(c.isspace() for c in q) for q in items):
+        return items
+    return [query]
+
+
 def query_terms(query: str) -> set[str]:
     """Lower-cased words of three or more characters, without stopwords."""
     return {t for t in map(str.lower, _TERM.findall(query)) if len(t) >= 3} - STOPWORDS

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engram_sdk.evals.focus import ContextMode, arrange
+from engram_sdk.evals.focus import ContextMode, arrange, sub_queries
 from engram_sdk.evals.protocol import Adapter, Answer, BaseAdapter, as_adapter
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import sample_match_all
@@ -20,7 +20,8 @@ class MemoryAdapter(BaseAdapter):
     """Memory-backed long-context answering with ``reader`` on a ``max_tokens`` context.
 
     The memory path reads any length (``max_context`` is ``None``); lengths are counted with
-    the reader's tokenizer and chat template, as the reader would read the whole prompt.
+    the reader's tokenizer and chat template, as the reader would read the whole prompt. A
+    list query (several keys) is recalled key by key, each with an equal share of the budget.
     """
 
     def __init__(
@@ -45,17 +46,20 @@ class MemoryAdapter(BaseAdapter):
     def answer(self, sample: Sample) -> Answer:
         from engram_sdk.memory import Memory
 
+        queries = sub_queries(sample.query)
+        share = max(1, self.max_tokens // len(queries))
         with Memory.open(self.uri) as mem:
             mem.add(sample.context, source=f"haystack-{sample.id}.txt")
-            ctx = mem.context(sample.query, max_tokens=self.max_tokens)
-        recalled = arrange(ctx.text, sample.query, self.context)
+            contexts = [mem.context(q, max_tokens=share) for q in queries]
+        text = "\n".join(c.text for c in contexts)
+        recalled = arrange(text, sample.query, self.context)
         a, b = sample.context_span
         text = sample.input[:a] + recalled + sample.input[b:]
         reduced = sample.model_copy(update={"input": text, "context_span": (a, a + len(recalled))})
         out = self.reader.answer(reduced)
         info: dict[str, Any] = {
             "recall": sample_match_all(recalled, sample.outputs),
-            "context_tokens": ctx.tokens,
+            "context_tokens": sum(c.tokens for c in contexts),
         }
         if isinstance(out, Answer):
             info.update(out.info)
