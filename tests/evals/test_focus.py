@@ -72,3 +72,22 @@ def test_ranked_is_stable_and_unknown_modes_are_refused():
     assert arrange(text, "alpha", "passages") == text
     with pytest.raises(InputError, match="context mode 'lines'"):
         MemoryAdapter(Capture(), 100, context="lines")
+
+
+def test_list_queries_are_split_into_their_keys_and_nothing_else():
+    from engram_sdk.evals.focus import sub_queries
+
+    assert sub_queries("a-b, c-d, e-f, and g-h") == ["a-b", "c-d", "e-f", "g-h"]
+    assert sub_queries("a-b and c-d") == ["a-b", "c-d"]
+    for whole in ("habitual-situation", "In 1990, who won the cup?", "What is the best thing?"):
+        assert sub_queries(whole) == [whole]
+
+
+def test_every_key_of_a_multiquery_gets_its_share_of_the_budget():
+    reader = Capture()
+    memory = MemoryAdapter(reader, 2048, context="focus")
+    for s in generate("niah_multiquery", 32768, 2, COUNTER, seed=8):
+        answer = memory.answer(s)
+        assert answer.info["recall"] == 1.0
+        assert sorted(v for _, v in NEEDLE.findall(reader.contexts[-1])) == sorted(s.outputs)
+        assert answer.info["context_tokens"] <= 2048
