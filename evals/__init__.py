@@ -10,11 +10,14 @@
 from engram_sdk.evals.adapters import (
     Adapter,
     Answer,
+    BackendAdapter,
+    BaseAdapter,
     CallableAdapter,
     EmptyAdapter,
     EngramModelAdapter,
     EvalError,
     HFAdapter,
+    LlamaCppAdapter,
 )
 from engram_sdk.evals.api import niah_samples, ruler_samples, run, run_niah, run_ruler
 from engram_sdk.evals.config import RunConfig, build_config
@@ -27,6 +30,7 @@ from engram_sdk.evals.length import (
     get_counter,
     tolerance_for,
 )
+from engram_sdk.evals.memo_counter import MemoCounter
 from engram_sdk.evals.memory_adapter import MemoryAdapter
 from engram_sdk.evals.openai_adapter import OpenAIAdapter
 from engram_sdk.evals.oracle import OracleAdapter
@@ -43,6 +47,8 @@ __all__ = [
     "TASKS",
     "Adapter",
     "Answer",
+    "BackendAdapter",
+    "BaseAdapter",
     "CallableAdapter",
     "EmptyAdapter",
     "EngramModelAdapter",
@@ -53,6 +59,8 @@ __all__ = [
     "HFAdapter",
     "HFCounter",
     "Judge",
+    "LlamaCppAdapter",
+    "MemoCounter",
     "MemoryAdapter",
     "NoiseHaystack",
     "OpenAIAdapter",

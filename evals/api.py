@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engram_sdk.evals import tasks as registry
-from engram_sdk.evals.adapters import Adapter, counter_of
 from engram_sdk.evals.config import DEFAULT_DEPTHS, MIN_LENGTH, RunConfig, build_config
 from engram_sdk.evals.flatten import remove_newline_tab
 from engram_sdk.evals.haystacks import Haystack, get_haystack
 from engram_sdk.evals.judge import Judge
 from engram_sdk.evals.length import ReservingCounter, TiktokenCounter, TokenCounter
+from engram_sdk.evals.memo_counter import MemoCounter
 from engram_sdk.evals.pool import Job, generate_all
+from engram_sdk.evals.protocol import Adapter, as_adapter
 from engram_sdk.evals.report import EvalReport, build_report, write_report
 from engram_sdk.evals.runner import PredictionCache, run_samples, write_samples
 from engram_sdk.evals.sample import Sample
@@ -42,7 +43,7 @@ def _check_lengths(lengths: Sequence[int]) -> list[int]:
 
 def check_window(model: Adapter) -> None:
     """Refuse a model whose context cannot hold the shortest sample, saying what to do."""
-    window = getattr(model, "max_context", None)
+    window = as_adapter(model).max_context
     if window is not None and window < MIN_LENGTH:
         raise InputError(
             f"{model.name} has a context of {window} tokens; every eval sample needs at least "
@@ -52,10 +53,14 @@ def check_window(model: Adapter) -> None:
 
 
 def counter_for(model: Adapter, counter: TokenCounter | None = None) -> TokenCounter:
-    """How to count lengths for ``model``: ``counter``, else its own tokenizer, else cl100k_base;
-    plus the tokens its chat template adds (``template_tokens``)."""
-    base = counter or counter_of(model) or TiktokenCounter()
-    reserve = int(getattr(model, "template_tokens", 0) or 0)
+    """How to count lengths for ``model``: ``counter``, else its own tokenizer, else cl100k_base,
+    remembering counts across samples (:class:`MemoCounter`); plus the tokens its chat
+    template adds (``template_tokens``)."""
+    model = as_adapter(model)
+    base = counter or model.token_counter or TiktokenCounter()
+    if not isinstance(base, MemoCounter):
+        base = MemoCounter(base)
+    reserve = int(model.template_tokens or 0)
     return ReservingCounter(base, reserve) if reserve else base
 
 

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from engram_sdk.evals.adapters import Adapter
 from engram_sdk.evals.api import check_window, counter_for, niah_samples, ruler_samples
 from engram_sdk.evals.config import DEFAULT_DEPTHS, MIN_LENGTH
+from engram_sdk.evals.focus import ContextMode
 from engram_sdk.evals.memory_adapter import MemoryAdapter
 from engram_sdk.evals.models import ModelOptions, load_model
+from engram_sdk.evals.protocol import Adapter, as_adapter
 from engram_sdk.evals.runner import Prediction, PredictionCache, run_samples
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import get_metric, postprocess
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field, field_validator
 
 COMPARE_FORMAT_VERSION = 1
 NOT_IN_WINDOW = "n/a — exceeds window"
+NOT_RUN = "not run"
 DEFAULT_LENGTHS = (4096, 8192, 32768, 131072, 1048576)
 
 
@@ -39,6 +41,7 @@ class CompareConfig(BaseModel):
     model_options: ModelOptions = Field(default_factory=ModelOptions)
     tasks: list[str] = Field(default_factory=lambda: ["ruler"])
     grid: bool = Field(default=True, description="also run the NIAH depth × length grid")
+    alone: bool = Field(default=True, description="also answer with the model alone")
     lengths: list[int] = Field(default_factory=lambda: list(DEFAULT_LENGTHS))
     depths: list[float] = Field(default_factory=lambda: list(DEFAULT_DEPTHS))
     n_samples: int = Field(default=3, ge=1)
@@ -46,8 +49,9 @@ class CompareConfig(BaseModel):
         default=None, description="tokens of recalled context (default: a quarter of the window)"
     )
     memory_uri: str = "dram://"
-    memory_focus: bool = Field(
-        default=False, description="keep only the recalled lines that match the query best"
+    memory_context: ContextMode = Field(
+        default="focus",
+        description="how recalled passages reach the reader: passages | ranked | focus",
     )
     window: int | None = Field(default=None, description="the model's window if it has none")
     seed: int = 42
@@ -88,7 +92,7 @@ class CompareReport(BaseModel):
     model: str
     window: int | None
     memory_budget: int
-    memory_focus: bool = False
+    memory_context: ContextMode = "passages"
     counter: str
     seed: int
     n_samples: int
@@ -118,6 +122,7 @@ def _cells(
     samples: Sequence[Sample],
     alone: dict[str, Prediction],
     memory: dict[str, Prediction],
+    missing: str = NOT_IN_WINDOW,
 ) -> list[CompareCell]:
     groups: dict[tuple[str, int, float | None], list[Sample]] = defaultdict(list)
     for s in samples:
@@ -136,7 +141,7 @@ def _cells(
                 depth=depth,
                 n=len(ss),
                 alone=alone_score,
-                alone_status="ok" if fits else NOT_IN_WINDOW,
+                alone_status="ok" if fits else missing,
                 memory=mem_score,
                 recall=round(100 * sum(p.info.get("recall", 0.0) for p in mem) / len(mem), 2),
                 nulls_alone=alone_nulls,
@@ -159,9 +164,9 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
     write ``compare.json`` plus the report folder (``index.html``, tables, heatmaps, plots)."""
     from engram_sdk.evals.compare_report import write_compare
 
-    model = model or load_model(config.model, config.model_options)
+    model = as_adapter(model or load_model(config.model, config.model_options))
     check_window(model)
-    window = config.window or getattr(model, "max_context", None)
+    window = config.window or model.max_context
     budget = config.memory_budget or max(256, (window or 8192) // 4)
     counter = counter_for(model)
     common = {"seed": config.seed, "workers": config.workers}
@@ -178,21 +183,24 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
     everything = ruler + grid
     cache = PredictionCache(Path(config.out_dir) / "predictions.jsonl")
     fitting = [s for s in everything if window is None or s.tokens <= window]
+    fitting = fitting if config.alone else []
+    missing = NOT_IN_WINDOW if config.alone else NOT_RUN
     alone = _answer(fitting, model, cache, config) if fitting else {}
-    reader = MemoryAdapter(model, budget, config.memory_uri, focus=config.memory_focus)
+    reader = MemoryAdapter(model, budget, config.memory_uri, context=config.memory_context)
     memory = _answer(everything, reader, cache, config)
     report = CompareReport(
         model=model.name,
         window=window,
         memory_budget=budget,
-        memory_focus=config.memory_focus,
+        memory_context=config.memory_context,
         counter=counter.name,
         seed=config.seed,
         n_samples=config.n_samples,
         lengths=config.lengths,
         tasks=list(dict.fromkeys(s.task for s in ruler)),
         depths=[float(d) for d in config.depths] if grid else [],
-        cells=_cells("ruler", ruler, alone, memory) + _cells("niah", grid, alone, memory),
+        cells=_cells("ruler", ruler, alone, memory, missing)
+        + _cells("niah", grid, alone, memory, missing),
     )
     write_compare(report, config)
     return report

@@ -26,7 +26,7 @@ def _text(cell: CompareCell | None, metric: str) -> str:
     if cell is None:
         return "–"
     if metric == "alone" and cell.alone is None:
-        return NOT_IN_WINDOW
+        return cell.alone_status
     v = _value(cell, metric)
     return f"{v:.1f}"
 
@@ -46,9 +46,11 @@ def table(report: CompareReport, kind: str, metric: str) -> list[list[str]]:
         out.append([label] + [_text(report.cell(task, n, depth), metric) for n in report.lengths])
     avg = ["**average**"]
     for n in report.lengths:
-        vals = [_value(report.cell(t, n, d), metric) for _, t, d in _rows(report, kind)]
+        cells = [report.cell(t, n, d) for _, t, d in _rows(report, kind)]
+        vals = [_value(c, metric) for c in cells]
         if any(v is None for v in vals) or not vals:
-            avg.append(NOT_IN_WINDOW if metric == "alone" and vals else "–")
+            absent = next((c.alone_status for c in cells if c and c.alone is None), "–")
+            avg.append(absent if metric == "alone" and vals else "–")
         else:
             avg.append(f"**{sum(vals) / len(vals):.1f}**")  # type: ignore[arg-type]
     return [*out, avg]
@@ -60,7 +62,7 @@ def markdown(report: CompareReport) -> str:
         f"# {report.model}: alone vs through engram memory",
         "",
         f"Window {report.window} tokens; memory context budget {report.memory_budget} tokens"
-        f"{' (focused on the query)' if report.memory_focus else ''}; "
+        f" handed to the reader as {report.memory_context!r}; "
         f"{report.n_samples} samples per cell; lengths in {report.counter} tokens; "
         f"seed {report.seed}.",
     ]

@@ -14,9 +14,11 @@ Every haystack is a :class:`Haystack`: ``units(seed)`` yields text units forever
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,34 @@ _FRAMES = (
     "In practice the {n} and the {n2} rarely {v} each other.",
 )
 MAX_FILE_BYTES = 2_000_000
+KEPT_STREAMS = 8  # unit streams remembered per process (a 1M-token essay is ~65K units)
+_STREAMS: OrderedDict[Hashable, tuple[list, Iterator]] = OrderedDict()
+
+
+def replay(key: Hashable, make: Callable[[], Iterator]) -> Iterator:
+    """The items of ``make()``, generated once per ``key`` in this process and replayed to
+    every later caller (the last :data:`KEPT_STREAMS` keys are kept)."""
+    entry = _STREAMS.get(key)
+    if entry is None:
+        entry = _STREAMS[key] = ([], make())
+        while len(_STREAMS) > KEPT_STREAMS:
+            _STREAMS.popitem(last=False)
+    _STREAMS.move_to_end(key)
+    return _replayed(*entry)
+
+
+def _replayed(made: list, source: Iterator) -> Iterator:
+    i = 0
+    while True:
+        if i == len(made):
+            made.extend(itertools.islice(source, 4096))
+            if i == len(made):
+                return
+        end = len(made)
+        yield from itertools.islice(made, i, end)
+        i = end
+
+
 MAX_LINE_CHARS = 400
 
 
@@ -92,7 +122,9 @@ class EssayHaystack(Haystack):
     vectorized: bool = True
 
     def units(self, seed: int) -> Iterator[str]:
-        return self._numpy_units(seed) if self.vectorized else self._python_units(seed)
+        if not self.vectorized:
+            return self._python_units(seed)
+        return replay(("essay", self.corpus_seed, seed), lambda: self._numpy_units(seed))
 
     def _python_units(self, seed: int) -> Iterator[str]:
         rng = random.Random(f"essay-{self.corpus_seed}-{seed}")

@@ -222,14 +222,19 @@ def _count_units(counter: TokenCounter, units: list[str], joiner: str, block: in
     glued = [joiner + u if joiner == " " else u + joiner for u in units]
     if block <= 1:
         return counter.count_batch(glued)
-    out: list[int] = []
-    for i in range(0, len(glued), block):
-        part = glued[i : i + block]
-        total = counter.count("".join(part))
-        chars = np.cumsum([len(u) for u in part])
-        cut = np.floor(chars * total / max(int(chars[-1]), 1)).astype(np.int64)
-        out.extend(np.diff(np.concatenate([[0], cut])).tolist())
-    return out
+    starts = range(0, len(glued), block)
+    totals = np.asarray(counter.count_batch(["".join(glued[i : i + block]) for i in starts]))
+    lengths = np.fromiter(map(len, glued), dtype=np.int64, count=len(glued))
+    which = np.arange(len(glued)) // block  # each unit's block
+    running = np.cumsum(lengths)
+    before = np.concatenate([[0], running])[np.asarray(starts)]  # characters before each block
+    chars = running - before[which]  # characters up to each unit, inside its block
+    ends = np.minimum(np.asarray(starts) + block, len(glued)) - 1
+    block_chars = np.maximum(chars[ends], 1)
+    cut = np.floor(chars * totals[which] / block_chars[which]).astype(np.int64)
+    first = np.zeros(len(glued), dtype=bool)
+    first[np.asarray(starts)] = True
+    return np.where(first, cut, cut - np.concatenate([[0], cut[:-1]])).tolist()
 
 
 def fit_count(

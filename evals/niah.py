@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from engram_sdk.evals import templates
-from engram_sdk.evals.haystacks import EssayHaystack, Haystack, NoiseHaystack
+from engram_sdk.evals.haystacks import EssayHaystack, Haystack, NoiseHaystack, replay
 from engram_sdk.evals.length import TokenCounter, fit_units, tolerance_for
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.taskconfig import TaskConfig
@@ -23,15 +23,24 @@ def _needle_haystack(
 ) -> Haystack:
     class _Needles(Haystack):
         def units(self, seed: int) -> Iterator[str]:
-            rng = random.Random(f"needle-haystack-{seed}")
-            while True:
-                k = random_value(type_k, rng)
-                v = random_value(type_v, rng)
-                if k in exclude_k or v in exclude_v:
-                    continue
-                yield templates.NIAH_NEEDLE.format(type_needle_v=type_v, key=k, value=v)
+            stream = replay(
+                ("needles", type_k, type_v, seed), lambda: _needles(type_k, type_v, seed)
+            )
+            for k, v, line in stream:
+                if k not in exclude_k and v not in exclude_v:
+                    yield line
 
     return _Needles(name="needle", joiner="\n")
+
+
+def _needles(type_k: str, type_v: str, seed: int) -> Iterator[tuple[str, str, str]]:
+    """(key, value, needle line) of a needle haystack, before the sample's own keys and
+    values are left out."""
+    rng = random.Random(f"needle-haystack-{seed}")
+    while True:
+        k = random_value(type_k, rng)
+        v = random_value(type_v, rng)
+        yield k, v, templates.NIAH_NEEDLE.format(type_needle_v=type_v, key=k, value=v)
 
 
 def _insert(

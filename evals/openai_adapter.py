@@ -9,8 +9,8 @@ server's message.
 
 from __future__ import annotations
 
-from engram_sdk.evals.adapters import EvalError
 from engram_sdk.evals.length import TokenCounter
+from engram_sdk.evals.protocol import BaseAdapter, EvalError
 from engram_sdk.evals.sample import Sample
 
 from engram_sdk.errors import InputError
@@ -20,7 +20,7 @@ from engram_sdk.llm.openai_http import RETRY_STATUS, OpenAIBackend
 __all__ = ["RETRY_STATUS", "OpenAIAdapter"]
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(BaseAdapter):
     """Chat or completions over HTTP; greedy (temperature 0) with ``max_tokens`` from the task."""
 
     def __init__(

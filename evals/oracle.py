@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
+from engram_sdk.evals.protocol import BaseAdapter
 from engram_sdk.evals.sample import Sample
 
 _NEEDLE = re.compile(r"One of the special magic \w+ for (\S+) is: (\S+?)\.(?:\s|$)")
@@ -61,7 +62,7 @@ SOLVERS: dict[str, Callable[[Sample], str]] = {
 }
 
 
-class OracleAdapter:
+class OracleAdapter(BaseAdapter):
     """Answers from the prompt with the solver of the sample's base task."""
 
     name = "oracle"

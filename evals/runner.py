@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from engram_sdk.evals.adapters import Adapter, Answer, EvalError
 from engram_sdk.evals.judge import Judge
+from engram_sdk.evals.protocol import Adapter, Answer, EvalError, as_adapter
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import SAMPLE_METRICS, postprocess
 from pydantic import BaseModel, Field, ValidationError
@@ -137,7 +137,8 @@ def run_samples(
     stays in ``info["match_score"]``)."""
     if not isinstance(cache, PredictionCache):
         cache = PredictionCache(cache)
-    limit = getattr(model, "max_context", None)
+    model = as_adapter(model)
+    limit = model.max_context
     todo = [s for s in samples if force or cache.get(s.id, model.name) is None]
     if limit:
         too_long = [s for s in todo if s.tokens > limit]
@@ -179,7 +180,7 @@ def run_samples(
         )
 
     try:
-        workers = max(1, int(getattr(model, "concurrency", 1)))
+        workers = max(1, int(model.concurrency))
         if workers == 1:
             for s in todo:
                 try:

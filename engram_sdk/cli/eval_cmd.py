@@ -19,8 +19,8 @@ console = Console(highlight=False)
 
 MODEL_HELP = (
     "model spec: oracle | empty | smollm2 | openai:<model> | hf:<path or id> | "
-    "gguf:<file.gguf> | llamacpp:<file.gguf or smollm2> | engram:<checkpoint folder> | "
-    "python:<module>:<function>"
+    "gguf:<file.gguf> | llm:<backend spec> | llamacpp:<file.gguf> | "
+    "engram:<checkpoint folder> | python:<module>:<function>"
 )
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 Out = Annotated[
@@ -268,6 +268,10 @@ def _compare(
         str, typer.Option(help="comma list of RULER tasks, 'ruler' for all 13, or 'none'")
     ] = "ruler",
     grid: Annotated[bool, typer.Option("--grid/--no-grid", help="also run the NIAH grid")] = True,
+    alone: Annotated[
+        bool,
+        typer.Option("--alone/--no-alone", help="also answer with the model alone (full prompt)"),
+    ] = True,
     lengths: Annotated[
         str, typer.Option(help="comma list of lengths in tokens")
     ] = "4k,8k,32k,128k,1m",
@@ -280,13 +284,14 @@ def _compare(
     memory_uri: Annotated[
         str, typer.Option(help="store of the memory the haystacks go into")
     ] = "dram://",
-    memory_focus: Annotated[
-        bool,
+    memory_context: Annotated[
+        str,
         typer.Option(
-            "--memory-focus/--no-memory-focus",
-            help="hand the reader only the recalled lines that hold the most query terms",
+            help="how recalled passages reach the reader: 'focus' (only the lines with the "
+            "most query terms), 'ranked' (every line, best matches last) or 'passages' "
+            "(as recalled)"
         ),
-    ] = False,
+    ] = "focus",
     window: Annotated[
         int | None, typer.Option(help="the model's window when it does not say (openai: models)")
     ] = None,
@@ -325,12 +330,13 @@ def _compare(
             ),
             tasks=[] if tasks == "none" else [t.strip() for t in tasks.split(",") if t.strip()],
             grid=grid,
+            alone=alone,
             lengths=parse_ints(lengths, "--lengths"),
             depths=parse_depths(depths, None, "linear"),
             n_samples=samples,
             memory_budget=memory_budget,
             memory_uri=memory_uri,
-            memory_focus=memory_focus,
+            memory_context=memory_context,
             window=window,
             seed=seed,
             workers=workers,
@@ -339,7 +345,9 @@ def _compare(
             progress=progress,
         )
     except ValidationError as exc:
-        raise InputError(f"invalid comparison: {exc.errors()[0]['msg']}") from None
+        err = exc.errors()[0]
+        where = "--" + "-".join(str(p) for p in err["loc"]).replace("_", "-")
+        raise InputError(f"invalid comparison: {where}: {err['msg']}") from None
     report = run_compare(config)
     console.print(escape(markdown(report)))
     console.print(f"report folder: {escape(str(out / 'index.html'))}")

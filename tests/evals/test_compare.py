@@ -51,7 +51,7 @@ def test_prompts_beyond_the_window_are_marked_not_dropped(report_dir):
 def test_memory_scores_match_an_independent_recall_check(report_dir):
     out, report = report_dir
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    mem = [p for p in preds if p["model"].startswith("memory[400]")]
+    mem = [p for p in preds if p["model"].startswith("memory[400,focus]")]
     assert len(mem) == 2 * 2 * 2 + 2 * 2 * 2  # every sample, also those beyond the window
     for c in report.cells:
         ps = [

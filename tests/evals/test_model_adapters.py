@@ -49,7 +49,9 @@ def test_smollm2_gguf_counts_with_its_own_tokenizer_and_answers(tmp_path):
     model = HFAdapter(str(g.parent), gguf_file=g.name)
     (s,) = generate("niah_single_1", 1024, 1, counter_for(model), seed=1)
     text = model.render(s)
-    assert "<|im_start|>assistant" in text and text.endswith(s.answer_prefix.lstrip())
+    assert "<|im_start|>assistant" in text and text.endswith(
+        "<|im_start|>assistant\n" + s.answer_prefix
+    )
     assert model.template_tokens > 5
     own = len(model.tokenizer(s.prompt, add_special_tokens=False).input_ids)
     assert own + model.template_tokens + s.max_new_tokens == s.tokens
