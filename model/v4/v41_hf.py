@@ -137,15 +137,16 @@ def _config_from_text(hf: dict[str, Any]) -> V41Config:
 
 
 def config_to_hf(cfg: V41Config) -> dict[str, Any]:
-    """A flat DeepseekV41 text ``config.json`` for our config."""
+    """A DeepseekV41 ``config.json`` for our config: composite, as the released checkpoint's
+    (the text fields under ``text_config``)."""
     from engram_sdk.model.v4.hf import ENGRAM_FIELDS
 
     yarn = {}
     if cfg.rope_factor > 1:
         yarn = {"rope_type": "yarn", "factor": cfg.rope_factor, "beta_fast": cfg.beta_fast,
                 "beta_slow": cfg.beta_slow, "original_max_position_embeddings": cfg.original_seq_len}  # fmt: skip
-    return {
-        "architectures": ["DeepseekV41ForCausalLM"], "model_type": "deepseek_v41",
+    text = {
+        "model_type": "deepseek_v41_text",
         "vocab_size": cfg.vocab_size, "hidden_size": cfg.dim, "num_hidden_layers": cfg.n_layers,
         "rms_norm_eps": cfg.norm_eps, "max_position_embeddings": cfg.max_seq_len,
         "num_attention_heads": cfg.n_heads, "head_dim": cfg.head_dim,
@@ -167,6 +168,8 @@ def config_to_hf(cfg: V41Config) -> dict[str, Any]:
         "swiglu_limit": cfg.swiglu_limit, "num_nextn_predict_layers": cfg.n_mtp_layers,
         "tie_word_embeddings": False, "hidden_act": "silu",
     } | {k: getattr(cfg, k) for k in ENGRAM_FIELDS if getattr(cfg, k) is not None}  # fmt: skip
+    return {"architectures": ["DeepseekV41ForCausalLM"], "model_type": "deepseek_v41",
+            "text_config": text, "tie_word_embeddings": False}  # fmt: skip
 
 
 def load_hf_v41(folder: str | Path, device: str = "cpu") -> V41Transformer:

@@ -123,7 +123,9 @@ class V41Transformer(nn.Module):
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must be (batch, seq), got {tuple(input_ids.shape)}")
         if start + input_ids.shape[1] > cfg.max_seq_len:
-            raise InputError(f"{start + input_ids.shape[1]} tokens exceed max_seq_len {cfg.max_seq_len}")
+            raise InputError(
+                f"{start + input_ids.shape[1]} tokens exceed max_seq_len {cfg.max_seq_len}"
+            )
         if input_ids.numel() and (
             int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size
         ):
