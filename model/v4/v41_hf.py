@@ -41,13 +41,13 @@ _TOP = {**{v: k for k, v in TOP_NAMES.items()}, **{k: k for k in TOP_NAMES}}
 
 
 def hf_to_ours(state: dict[str, torch.Tensor], cfg: V41Config) -> dict[str, torch.Tensor]:
-    """Our state dict from a V4.1 checkpoint's (dequantised) tensors."""
+    """Our state dict from a V4.1 checkpoint's tensors (FP8 ones already dequantised)."""
     back = {v: k for k, v in LAYER_NAMES.items()}
     out: dict[str, torch.Tensor] = {}
     experts: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
     for name, t in state.items():
-        if _SKIPPED.match(name):
-            continue
+        if _SKIPPED.match(name) or name.endswith("engram.embed.scale"):
+            continue  # a scale still here belongs to a float table: unused, as in the reference
         if name in _TOP:
             out[_TOP[name]] = t
             continue
@@ -179,7 +179,7 @@ def load_hf_v41(folder: str | Path, device: str = "cpu") -> V41Transformer:
     folder = Path(folder)
     cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
     raw = _read_hf_weights(folder)
-    for name in _float_engram_scales(raw):
+    for name in _float_engram_scales(raw):  # or dequantize_state would multiply them in
         del raw[name]
     state = hf_to_ours(dequantize_state(raw), cfg)
     model = build_v41(cfg, seed=None)

@@ -88,8 +88,8 @@ class V41Transformer(nn.Module):
         self.register_buffer("freqs_compress", v4_frequencies(cfg, True), persistent=False)
 
     def forward(
-        self, input_ids: torch.Tensor, cache: V41Cache | None = None,
-        token_mask: torch.Tensor | None = None,
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,
+        *, cache: V41Cache | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Logits (B, T, vocab) of ids (B, T) following the ``cache``'s tokens (if any).
         ``token_mask`` False marks DEAD positions (pads, image spans) for Engram's hashing."""
@@ -177,7 +177,7 @@ class V41Transformer(nn.Module):
         ids = torch.tensor([prompt_ids], device=self.embed.weight.device)
         out: list[int] = []
         for _ in range(max_new_tokens):
-            ids = self(ids, cache)[:, -1].argmax(-1, keepdim=True)
+            ids = self(ids, cache=cache)[:, -1].argmax(-1, keepdim=True)
             out.append(int(ids))
         return out
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from engram_sdk.model.v4.engram import engram_hasher
-from engram_sdk.model.v4.presets import get_v4_preset
+from engram_sdk.model.v4.presets import get_v41_preset
 
 from engram_sdk.hashing import DEAD_ID, NgramConfig, NgramHasher
 
@@ -106,7 +106,7 @@ def test_triton_chunked_continuation_equals_the_whole_sequence(cut: int) -> None
 
 
 def test_v41_flash_addressing_on_triton_equals_numpy_and_the_hasher_routes_to_it() -> None:
-    cfg = get_v4_preset("deepseek-v4.1-flash")
+    cfg = get_v41_preset("deepseek-v4.1-flash")
     hasher = engram_hasher(cfg, cfg.engram_pad_id)
     rng = np.random.default_rng(7)
     ids = rng.integers(0, cfg.engram_compressed_vocab_size, size=(4, 4099))

@@ -201,3 +201,16 @@ def test_uncached_reference_mixes_groups_and_agrees_where_there_is_one(reference
     with torch.no_grad():
         torch.testing.assert_close(ours(IDS), small(IDS, use_cache=False).logits, atol=1e-5,
                                    rtol=1e-5)  # fmt: skip
+
+
+def test_v41_flash_preset_total_equals_the_reference_on_the_meta_device(reference: dict) -> None:
+    from engram_sdk.model.v4.info import count_v41_parameters
+    from engram_sdk.model.v4.presets import get_v41_preset
+
+    config_cls = type(reference["model"].config)
+    with torch.device("meta"):
+        full = reference["modeling"].DeepseekV41ForCausalLM(
+            config_cls(engram_layer_ids=[1, 14], engram_num_embeddings=[384006168, 384016682])
+        )
+    total = sum(p.numel() for p in full.parameters())
+    assert count_v41_parameters(get_v41_preset("deepseek-v4.1-flash")).total == total
