@@ -103,8 +103,8 @@ class V41Attention(nn.Module):
             if past.kv is not None:
                 kv = torch.cat([past.kv, kv], dim=1)
                 key_pos = torch.cat([past.positions, positions])
-            keep = self.cfg.window_size - 1
-            past.kv, past.positions = kv[:, kv.shape[1] - keep :], key_pos[len(key_pos) - keep :]
+            drop = max(0, kv.shape[1] - (self.cfg.window_size - 1))
+            past.kv, past.positions = kv[:, drop:], key_pos[drop:]
         q_pos, k_pos = positions[:, None], key_pos[None, :]
         visible = (k_pos <= q_pos) & (k_pos > q_pos - self.cfg.window_size)
         return kv, visible.unsqueeze(0)

@@ -47,6 +47,16 @@ class CompressorCache:
     group: GroupState = field(default_factory=GroupState)
 
 
+def top_k_mask(scores: torch.Tensor, k: int, ordered: bool = False) -> torch.Tensor:
+    """Bool mask of the ``k`` best finite scores along the last dim, picked by
+    ``torch.topk`` as the reference picks them. Exactly equal scores (every indexer head
+    zeroed by relu) are split as ``topk`` splits them, which can differ between a prefill
+    and a query decoded alone; the reference's cached decoding behaves the same way."""
+    top = scores.topk(min(k, scores.shape[-1]), dim=-1, sorted=ordered)
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    return mask.scatter_(-1, top.indices, top.values > float("-inf"))
+
+
 class V41Compressor(nn.Module):
     """Latents (B, W, head_dim) of the groups completed by x (B, T, D), before rotation."""
 
@@ -115,9 +125,7 @@ class V41Indexer(nn.Module):
             group.candidates = self._candidate_blocks(scores, reach)
         elif 0 <= cfg.candidate_source_layer_id < self.layer_id and group.candidates is not None:
             scores = scores.masked_fill(~group.candidates, float("-inf"))
-        top = scores.topk(min(cfg.index_topk, scores.shape[-1]), dim=-1, sorted=False)
-        chosen = torch.zeros_like(scores, dtype=torch.bool)
-        group.chosen = chosen.scatter_(-1, top.indices, top.values > float("-inf"))
+        group.chosen = top_k_mask(scores, cfg.index_topk)
 
     def _candidate_blocks(self, scores: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
         """(B, T, W) bool: entries in each query's best ``candidate_topk_blocks`` blocks
@@ -128,7 +136,5 @@ class V41Indexer(nn.Module):
         newest = (reach - 1).div(size, rounding_mode="floor")  # -1 when nothing is visible
         blocks = blocks.masked_fill(torch.arange(blocks.shape[-1], device=scores.device)
                                     == newest, float("inf"))  # fmt: skip
-        top = blocks.topk(min(self.cfg.candidate_topk_blocks, blocks.shape[-1]), dim=-1)
-        keep = torch.zeros_like(blocks, dtype=torch.bool)
-        keep.scatter_(-1, top.indices, top.values > float("-inf"))
+        keep = top_k_mask(blocks, self.cfg.candidate_topk_blocks, ordered=True)
         return keep.repeat_interleave(size, dim=-1)[..., :width]
