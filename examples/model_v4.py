@@ -15,7 +15,7 @@ import torch
 from engram_sdk.model.info import count_parameters
 from engram_sdk.model.spec import get_spec
 from engram_sdk.model.v4.engram import iter_engram_chunks
-from engram_sdk.model.v4.info import count_v4_parameters
+from engram_sdk.model.v4.info import count_v4_parameters, count_v41_parameters
 from engram_sdk.stores import open_store
 from engram_sdk.stores.fp8_rows import encode_rows, gather_fp8, import_fp8_table
 from safetensors.torch import save_file
@@ -29,7 +29,9 @@ def preset_table() -> str:
             if not name.startswith("deepseek"):
                 continue
             cfg = spec.config(name)
-            report = count_v4_parameters(cfg) if arch != "deepseek-v3" else count_parameters(cfg)
+            counter = {"deepseek-v3": count_parameters, "deepseek-v4": count_v4_parameters,
+                       "deepseek-v4.1": count_v41_parameters}[arch]  # fmt: skip
+            report = counter(cfg)
             lines.append(
                 f"| {name} | {report.total / 1e9:.1f} B | {report.active_per_token / 1e9:.1f} B"
                 f" | {report.engram_tables / 1e9:.1f} B |"
@@ -49,8 +51,10 @@ def tiny_v41_round_trip(out: Path) -> None:
         logits = model(ids, mask)
         spec.export_hf(model, out / "v41")
         again = spec.load_hf(out / "v41").eval()(ids, mask)
+    prompt = ids[0, :9].tolist()
     print(
-        f"tiny V4.1: logits {tuple(logits.shape)}, reload max |diff| = {(again - logits).abs().max():.1e}"
+        f"tiny V4.1: logits {tuple(logits.shape)}, reload max |diff| = "
+        f"{(again - logits).abs().max():.1e}; cached greedy {model.generate(prompt, 8)}"
     )
 
 

@@ -55,31 +55,37 @@ def _v3() -> ModelSpec:
     )  # fmt: skip
 
 
-def _v4(with_engram: bool) -> ModelSpec:
+def _v4() -> ModelSpec:
     from engram_sdk.model.v4 import V4Config, build_v4
     from engram_sdk.model.v4.hf import export_hf_v4, hf_to_ours, load_hf_v4, ours_to_hf
     from engram_sdk.model.v4.presets import V4_PRESETS
 
-    presets = {
-        k: v for k, v in V4_PRESETS.items() if bool(v.get("engram_layer_ids")) == with_engram
-    }
-    debug: dict[str, Any] = {}
-    if with_engram:
-        debug = dict(engram_layer_ids=[1], engram_vocab_size=1000, engram_n_heads=2,
-                     engram_head_dim=32, engram_max_ngram_size=3)  # fmt: skip
     return ModelSpec(
-        name="deepseek-v4.1" if with_engram else "deepseek-v4",
-        hf_architecture="DeepseekV41ForCausalLM" if with_engram else "DeepseekV4ForCausalLM",
-        config_cls=V4Config, build=build_v4, presets=presets,
-        to_hf=lambda state, cfg: ours_to_hf(state), from_hf=hf_to_ours,
-        load_hf=load_hf_v4, export_hf=export_hf_v4, debug=debug,
+        name="deepseek-v4", hf_architecture="DeepseekV4ForCausalLM", config_cls=V4Config,
+        build=build_v4, presets=V4_PRESETS, to_hf=lambda state, cfg: ours_to_hf(state),
+        from_hf=hf_to_ours, load_hf=load_hf_v4, export_hf=export_hf_v4,
+    )  # fmt: skip
+
+
+def _v41() -> ModelSpec:
+    from engram_sdk.model.v4.presets import V41_PRESETS
+    from engram_sdk.model.v4.v41_config import V41Config
+    from engram_sdk.model.v4.v41_hf import export_hf_v41, hf_to_ours, load_hf_v41, ours_to_hf
+    from engram_sdk.model.v4.v41_model import build_v41
+
+    return ModelSpec(
+        name="deepseek-v4.1", hf_architecture="DeepseekV41ForCausalLM", config_cls=V41Config,
+        build=build_v41, presets=V41_PRESETS, to_hf=lambda state, cfg: ours_to_hf(state),
+        from_hf=hf_to_ours, load_hf=load_hf_v41, export_hf=export_hf_v41,
+        debug=dict(engram_layer_ids=[1], engram_vocab_size=1000, engram_n_heads=2,
+                   engram_head_dim=32, engram_max_ngram_size=3),
     )  # fmt: skip
 
 
 _FACTORIES: dict[str, Callable[[], ModelSpec]] = {
     "deepseek-v3": _v3,
-    "deepseek-v4": lambda: _v4(False),
-    "deepseek-v4.1": lambda: _v4(True),
+    "deepseek-v4": _v4,
+    "deepseek-v4.1": _v41,
 }
 ARCHITECTURES = tuple(_FACTORIES)
 

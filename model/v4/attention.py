@@ -10,6 +10,7 @@ softmax. The output projection is grouped: ``o_groups`` blocks of heads each go 
 from __future__ import annotations
 
 import torch
+from engram_sdk.model.v4.cache import V4LayerCache
 from engram_sdk.model.v4.compressor import Compressor, Indexer
 from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.rope import rotate_tail
@@ -44,32 +45,53 @@ class V4Attention(nn.Module):
             if sparse else None
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D) at positions 0..T → (B, T, D); ``freqs`` are this layer's rotations."""
+    def forward(
+        self, x: torch.Tensor, freqs: torch.Tensor, positions: torch.Tensor | None = None,
+        cache: V4LayerCache | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """x (B, T, D) at ``positions`` (default 0..T) → (B, T, D); ``freqs`` are this layer's
+        rotations; ``cache`` holds the layer's state from earlier tokens of the sequence."""
         cfg = self.cfg
         b, t, _ = x.shape
+        if positions is None:
+            positions = torch.arange(t, device=x.device)
+        rot = freqs[positions]
         q_latent = self.q_norm(self.wq_a(x))
         q = self.wq_b(q_latent).view(b, t, cfg.n_heads, cfg.head_dim)
         q = rotate_tail(q * torch.rsqrt(q.float().square().mean(-1, keepdim=True) + cfg.norm_eps)
-                        .to(q.dtype), freqs[:t])  # fmt: skip
-        kv = rotate_tail(self.kv_norm(self.wkv(x)), freqs[:t])  # (B, T, d)
-        pos = torch.arange(t, device=x.device)
-        visible = (pos[None, :] <= pos[:, None]) & (pos[None, :] > pos[:, None] - cfg.window_size)
-        visible = visible.expand(b, t, t)
+                        .to(q.dtype), rot)  # fmt: skip
+        kv, visible = self._window(rotate_tail(self.kv_norm(self.wkv(x)), rot), positions, cache)
         if self.compressor is not None:
-            entries = self.compressor(x, freqs)
+            entries = self.compressor(x, freqs, None if cache is None else cache.compressor)
             chosen = (
-                self.indexer(x, q_latent, freqs)
+                self.indexer(
+                    x, q_latent, freqs, positions, None if cache is None else cache.indexer
+                )
                 if self.indexer is not None
-                else self.compressor.visible(t, entries.shape[1], x.device).expand(b, -1, -1)
+                else self.compressor.visible(positions, entries.shape[1]).expand(b, -1, -1)
             )
             kv = torch.cat([kv, entries], dim=1)
-            visible = torch.cat([visible, chosen], dim=-1)
+            visible = torch.cat([visible.expand(b, -1, -1), chosen], dim=-1)
         out = self._attend(q, kv, visible)  # (B, T, H, d)
-        out = rotate_tail(out, freqs[:t].conj())
+        out = rotate_tail(out, rot.conj())
         grouped = out.reshape(b, t, cfg.o_groups, -1)
         w = self.wo_a.weight.view(cfg.o_groups, cfg.o_lora_rank, -1)
         return self.wo_b(torch.einsum("btgi,goi->btgo", grouped, w).flatten(2))
+
+    def _window(
+        self, kv: torch.Tensor, positions: torch.Tensor, cache: V4LayerCache | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window keys (B, S, d), cached ones first, and their (1, T, S) visibility."""
+        key_pos = positions
+        if cache is not None:
+            if cache.window_kv is not None:
+                kv = torch.cat([cache.window_kv, kv], dim=1)
+                key_pos = torch.cat([cache.window_positions, positions])
+            drop = max(0, kv.shape[1] - (self.cfg.window_size - 1))
+            cache.window_kv, cache.window_positions = kv[:, drop:], key_pos[drop:]
+        q_pos, k_pos = positions[:, None], key_pos[None, :]
+        visible = (k_pos <= q_pos) & (k_pos > q_pos - self.cfg.window_size)
+        return kv, visible.unsqueeze(0)
 
     def _attend(self, q: torch.Tensor, kv: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """Softmax attention of q (B, T, H, d) over kv (B, S, d) with the per-head sink."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from engram_sdk.model.v4.cache import CompressorState
 from engram_sdk.model.v4.rope import rotate_tail
 from torch import nn
 
@@ -28,28 +29,51 @@ class Compressor(nn.Module):
         self.ape = nn.Parameter(torch.zeros(ratio, width))
         self.norm = nn.RMSNorm(head_dim, eps=eps)
 
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        windows, m, d = t // self.ratio, self.ratio, self.head_dim
+    def forward(
+        self, x: torch.Tensor, freqs: torch.Tensor, state: CompressorState | None = None
+    ) -> torch.Tensor:
+        """Entries completed by x (all entries so far when ``state`` carries a sequence)."""
+        b, m, d, width = x.shape[0], self.ratio, self.head_dim, self.ape.shape[-1]
+        kv, gate = self.wkv(x), self.wgate(x)
+        first = 0 if state is None else state.count
+        if state is not None and state.pending_kv is not None:
+            kv = torch.cat([state.pending_kv, kv], dim=1)
+            gate = torch.cat([state.pending_gate, gate], dim=1)
+        windows = kv.shape[1] // m
+        if state is not None:
+            state.pending_kv, state.pending_gate = kv[:, windows * m :], gate[:, windows * m :]
         if windows == 0:
-            return x.new_zeros(b, 0, d)
-        width = self.ape.shape[-1]
-        kv = self.wkv(x[:, : windows * m]).view(b, windows, m, width)
-        gate = self.wgate(x[:, : windows * m]).view(b, windows, m, width) + self.ape
+            new = x.new_zeros(b, 0, d)
+            return new if state is None else state.append(new)
+        kv = kv[:, : windows * m].view(b, windows, m, width)
+        gate = gate[:, : windows * m].view(b, windows, m, width) + self.ape
         if self.overlap:  # slots [0, m): previous window's first series; [m, 2m): own second
-            prev_kv = F.pad(kv[:, :-1, :, :d], (0, 0, 0, 0, 1, 0))
-            prev_gate = F.pad(gate[:, :-1, :, :d], (0, 0, 0, 0, 1, 0), value=float("-inf"))
-            kv = torch.cat([prev_kv, kv[..., d:]], dim=2)
-            gate = torch.cat([prev_gate, gate[..., d:]], dim=2)
+            kv, gate = self._overlap(kv, gate, state)
         weights = gate.float().softmax(dim=2).to(kv.dtype)
         pooled = self.norm((kv * weights).sum(dim=2))  # (B, W, d)
-        positions = torch.arange(windows, device=x.device) * m
-        return rotate_tail(pooled, freqs[positions])
+        positions = (first + torch.arange(windows, device=x.device)) * m
+        new = rotate_tail(pooled, freqs[positions])
+        return new if state is None else state.append(new)
 
-    def visible(self, t: int, windows: int, device: torch.device) -> torch.Tensor:
-        """(T, W) bool: which entries each query position may see."""
-        ready = (torch.arange(t, device=device) + 1) // self.ratio
-        return torch.arange(windows, device=device)[None, :] < ready[:, None]
+    def _overlap(
+        self, kv: torch.Tensor, gate: torch.Tensor, state: CompressorState | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.head_dim
+        if state is None or state.prev_kv is None:  # before the first window: nothing
+            first_kv = torch.zeros_like(kv[:, :1, :, :d])
+            first_gate = torch.full_like(gate[:, :1, :, :d], float("-inf"))
+        else:
+            first_kv, first_gate = state.prev_kv, state.prev_gate
+        if state is not None:
+            state.prev_kv, state.prev_gate = kv[:, -1:, :, :d], gate[:, -1:, :, :d]
+        prev_kv = torch.cat([first_kv, kv[:, :-1, :, :d]], dim=1)
+        prev_gate = torch.cat([first_gate, gate[:, :-1, :, :d]], dim=1)
+        return torch.cat([prev_kv, kv[..., d:]], dim=2), torch.cat([prev_gate, gate[..., d:]], 2)
+
+    def visible(self, positions: torch.Tensor, windows: int) -> torch.Tensor:
+        """(T, W) bool: which entries the queries at ``positions`` may see."""
+        ready = (positions + 1) // self.ratio
+        return torch.arange(windows, device=positions.device)[None, :] < ready[:, None]
 
 
 class Indexer(nn.Module):
@@ -65,15 +89,19 @@ class Indexer(nn.Module):
         self.weights_proj = nn.Linear(dim, n_heads, bias=False)
         self.compressor = Compressor(dim, head_dim, ratio, overlap=True, eps=eps)
 
-    def forward(self, x: torch.Tensor, q_latent: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-        """(B, T, W) bool: the compressed entries each query attends to."""
+    def forward(
+        self, x: torch.Tensor, q_latent: torch.Tensor, freqs: torch.Tensor,
+        positions: torch.Tensor, state: CompressorState | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """(B, T, W) bool: the compressed entries each query (at ``positions``) attends to."""
         b, t, _ = x.shape
-        keys = self.compressor(x, freqs)  # (B, W, d)
-        q = rotate_tail(self.wq_b(q_latent).view(b, t, self.n_heads, self.head_dim), freqs[:t])
+        keys = self.compressor(x, freqs, state)  # (B, W, d)
+        q = self.wq_b(q_latent).view(b, t, self.n_heads, self.head_dim)
+        q = rotate_tail(q, freqs[positions])
         logits = F.relu(torch.einsum("bthd,bsd->bths", q.float(), keys.float()))
         weights = self.weights_proj(x).float() * self.n_heads**-0.5
         scores = torch.einsum("bths,bth->bts", logits * self.head_dim**-0.5, weights)
-        visible = self.compressor.visible(t, keys.shape[1], x.device)
+        visible = self.compressor.visible(positions, keys.shape[1])
         scores = scores.masked_fill(~visible, float("-inf"))
         k = min(self.topk, keys.shape[1])
         top = scores.topk(k, dim=-1).indices

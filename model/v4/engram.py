@@ -9,13 +9,14 @@ from pathlib import Path
 
 import torch
 from engram_sdk.model.v4.config import V4Config
+from engram_sdk.model.v4.v41_config import V41Config
 from safetensors import safe_open
 
 from engram_sdk.errors import InputError
 from engram_sdk.hashing import NgramConfig, NgramHasher
 
 
-def engram_hasher(cfg: V4Config, pad_canonical_id: int) -> NgramHasher:
+def engram_hasher(cfg: V4Config | V41Config, pad_canonical_id: int) -> NgramHasher:
     """V4.1's addressing: orders 2..N × n_heads columns, primes searched upward from
     ``engram_vocab_size``, DEAD ids blocking the look-back."""
     hasher = NgramHasher(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from engram_sdk.model.hyper import DynamicHyperConnection, HyperHead
 from engram_sdk.model.v4.attention import V4Attention
+from engram_sdk.model.v4.cache import V4Cache, V4LayerCache
 from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.engram import engram_hasher
 from engram_sdk.model.v4.moe import V4MoE
@@ -47,17 +48,21 @@ class V4Block(nn.Module):
         token_ids: torch.Tensor,
         engram_addresses: torch.Tensor | None = None,
         token_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: V4LayerCache | None = None,
     ) -> torch.Tensor:
         if self.engram is not None and engram_addresses is not None:
             streams = streams + self.engram(streams, engram_addresses, token_mask)
         x, maps = self.hc_attn.read(streams)
-        streams = self.hc_attn.write(streams, self.attn(self.attn_norm(x), freqs), maps)
+        x = self.attn(self.attn_norm(x), freqs, positions, cache)
+        streams = self.hc_attn.write(streams, x, maps)
         x, maps = self.hc_ffn.read(streams)
         return self.hc_ffn.write(streams, self.ffn(self.ffn_norm(x), token_ids), maps)
 
 
 class V4Transformer(nn.Module):
-    """DeepSeek-V4 (see :class:`V4Config`); forward recomputes the whole sequence."""
+    """DeepSeek-V4 (see :class:`V4Config`); ``forward`` takes an optional :class:`V4Cache`
+    to continue a sequence chunk by chunk."""
 
     def __init__(self, cfg: V4Config) -> None:
         super().__init__()
@@ -76,13 +81,17 @@ class V4Transformer(nn.Module):
         self.register_buffer("freqs_main", v4_frequencies(cfg, False), persistent=False)
         self.register_buffer("freqs_compress", v4_frequencies(cfg, True), persistent=False)
 
-    def hidden(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def hidden(
+        self, input_ids: torch.Tensor, start: int = 0
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Streams after the embedding (B, T, hc, D) and each layer's rotations."""
         cfg = self.config
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must be (batch, seq), got {tuple(input_ids.shape)}")
-        if input_ids.shape[1] > cfg.max_seq_len:
-            raise InputError(f"{input_ids.shape[1]} tokens exceed max_seq_len {cfg.max_seq_len}")
+        if start + input_ids.shape[1] > cfg.max_seq_len:
+            raise InputError(
+                f"{start + input_ids.shape[1]} tokens exceed max_seq_len {cfg.max_seq_len}"
+            )
         if input_ids.numel() and (
             int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size
         ):
@@ -112,37 +121,53 @@ class V4Transformer(nn.Module):
         self.hasher = engram_hasher(cfg, int(self.engram_token_map[cfg.engram_pad_id]))
 
     def engram_addresses(
-        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None
-    ) -> dict[int, torch.Tensor]:
-        """Flat addresses (B, T, columns) of every Engram layer; masked-out tokens are DEAD."""
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,
+        cache: V4Cache | None = None,
+    ) -> dict[int, torch.Tensor]:  # fmt: skip
+        """Flat addresses (B, T, columns) of every Engram layer; masked-out tokens are DEAD;
+        the look-back continues from the cache's last tokens."""
         if self.hasher is None:
             return {}
         canon = self.engram_token_map[input_ids]
         if token_mask is not None:
             canon = torch.where(token_mask, canon, DEAD_ID)
+        prefix = None if cache is None else cache.engram_history
+        if cache is not None:
+            seen = canon if prefix is None else torch.cat([prefix, canon], dim=1)
+            cache.engram_history = seen[:, -(self.config.engram_max_ngram_size - 1) :]
         return {
-            layer: self.hasher.hash_torch(canon, layer, flat=True)
+            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True)
             for layer in self.config.engram_layer_ids
         }
 
     def forward(
-        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Logits (B, T, vocab) for ids (B, T); ``token_mask`` False marks DEAD positions
-        (pads, image spans) for Engram."""
-        streams, freqs = self.hidden(input_ids)
-        addresses = self.engram_addresses(input_ids, token_mask)
+        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,
+        *, cache: V4Cache | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Logits (B, T, vocab) for ids (B, T) following the ``cache``'s tokens (if any);
+        ``token_mask`` False marks DEAD positions (pads, image spans) for Engram."""
+        start = 0 if cache is None else cache.length
+        streams, freqs = self.hidden(input_ids, start)
+        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+        addresses = self.engram_addresses(input_ids, token_mask, cache)
         for block, f in zip(self.layers, freqs, strict=True):
-            streams = block(streams, f, input_ids, addresses.get(block.layer_id), token_mask)
+            layer_cache = None if cache is None else cache.layer(block.layer_id)
+            streams = block(streams, f, input_ids, addresses.get(block.layer_id), token_mask,
+                            positions, layer_cache)  # fmt: skip
+        if cache is not None:
+            cache.length = start + input_ids.shape[1]
         return self.head(self.norm(self.hc_head(streams)))
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-        """Greedy continuation (recomputes the sequence at every step)."""
+        """Greedy continuation with a :class:`V4Cache` (prefill, then one token a step)."""
+        cache = V4Cache()
         ids = torch.tensor([prompt_ids], device=self.embed.weight.device)
+        out: list[int] = []
         for _ in range(max_new_tokens):
-            ids = torch.cat([ids, self(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
-        return ids[0, len(prompt_ids) :].tolist()
+            ids = self(ids, cache=cache)[:, -1].argmax(-1, keepdim=True)
+            out.append(int(ids))
+        return out
 
 
 def build_v4(cfg: V4Config, device: str = "cpu", seed: int | None = 0) -> V4Transformer:

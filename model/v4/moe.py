@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from engram_sdk.model.moe import route_scores
 from engram_sdk.model.v4.config import V4Config
+from engram_sdk.model.v4.v41_config import V41Config
 from torch import nn
 
 
@@ -58,14 +59,42 @@ class V4Gate(nn.Module):
         return weights * self.cfg.route_scale, ids
 
 
-class V4MoE(nn.Module):
-    """Routed experts stacked as (E, I, D) / (E, D, I), plus the shared expert."""
+class V41Gate(nn.Module):
+    """V4.1's router: top-k of ``score_func(logits / gate_temp)`` + ``bias``; the weights
+    are the unbiased scores (normalised when ``norm_topk_prob`` and k > 1). ``bias_vl``
+    replaces ``bias`` for image tokens (kept for checkpoints; text never uses it)."""
 
-    def __init__(self, cfg: V4Config, hashed: bool) -> None:
+    def __init__(self, cfg: V41Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.weight = nn.Parameter(torch.randn(cfg.n_routed_experts, cfg.dim) * cfg.dim**-0.5)
+        self.bias = nn.Parameter(torch.zeros(cfg.n_routed_experts), requires_grad=False)
+        self.bias_vl = nn.Parameter(torch.zeros(cfg.n_routed_experts), requires_grad=False)
+
+    def forward(
+        self, x: torch.Tensor, token_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, D) → weights (N, k), expert ids (N, k); ``token_ids`` unused."""
+        cfg = self.cfg
+        logits = F.linear(x.float(), self.weight.float()) / cfg.gate_temp
+        scores = route_scores(logits, cfg.score_func)
+        ids = (scores + self.bias.float()).topk(cfg.n_activated_experts, dim=-1).indices
+        weights = scores.gather(1, ids)
+        if cfg.norm_topk_prob and cfg.n_activated_experts > 1:
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        return (weights * cfg.route_scale).to(x.dtype), ids
+
+
+class V4MoE(nn.Module):
+    """Routed experts stacked as (E, I, D) / (E, D, I), plus the shared expert.
+
+    A :class:`V41Config` gets V4.1's router (:class:`V41Gate`)."""
+
+    def __init__(self, cfg: V4Config | V41Config, hashed: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         e, d, i = cfg.n_routed_experts, cfg.dim, cfg.moe_inter_dim
-        self.gate = V4Gate(cfg, hashed)
+        self.gate = V41Gate(cfg) if isinstance(cfg, V41Config) else V4Gate(cfg, hashed)
         self.expert_w1 = nn.Parameter(torch.randn(e, i, d) * d**-0.5)
         self.expert_w3 = nn.Parameter(torch.randn(e, i, d) * d**-0.5)
         self.expert_w2 = nn.Parameter(torch.randn(e, d, i) * i**-0.5)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from engram_sdk.model.rope import rope_frequencies
 from engram_sdk.model.v4.config import V4Config
+from engram_sdk.model.v4.v41_config import V41Config
 
 
-def v4_frequencies(cfg: V4Config, compressed: bool) -> torch.Tensor:
+def v4_frequencies(cfg: V4Config | V41Config, compressed: bool) -> torch.Tensor:
     """Rotations (max_seq_len, rope_head_dim/2): plain for sliding layers, YaRN for compressed.
 
     Compressed layers use ``compress_rope_theta`` and YaRN without any magnitude factor

@@ -1,5 +1,6 @@
 """Presets of the released models against transformers' models built from the checkpoints'
-config.json on the meta device: equal total, active-per-token and Engram parameter counts.
+config.json on the meta device: equal total, active-per-token and Engram parameter counts
+(V4.1-Flash: equal to transformers-main's DeepseekV41ForCausalLM, see below).
 
 The config dicts below are the released ``config.json`` files (deepseek-ai/DeepSeek-V3,
 deepseek-ai/DeepSeek-V4-Flash, deepseek-ai/DeepSeek-V4-Pro), trimmed to the fields that
@@ -10,8 +11,8 @@ import pytest
 import torch
 from engram_sdk.model import get_preset
 from engram_sdk.model.info import count_parameters
-from engram_sdk.model.v4.info import count_v4_parameters
-from engram_sdk.model.v4.presets import get_v4_preset
+from engram_sdk.model.v4.info import count_v4_parameters, count_v41_parameters
+from engram_sdk.model.v4.presets import get_v4_preset, get_v41_preset
 
 transformers = pytest.importorskip("transformers")
 
@@ -89,13 +90,25 @@ def test_deepseek_v4_presets_counts_equal_transformers(
     assert (round(total / 1e9), round(active / 1e9)) == billions
 
 
-def test_deepseek_v41_flash_engram_equals_the_reference_geometry() -> None:
-    """Engram of V4.1-Flash: 24 hash columns a layer on layers [1, 14], rows of 256, primes
-    from 16,000,000 giving the reference's engram_num_embeddings; wkv maps the 24 rows to
-    hc_mult keys plus one value; q_weight and k_weight (hc_mult, hidden)."""
-    cfg = get_v4_preset("deepseek-v4.1-flash")
+# transformers-main DeepseekV41ForCausalLM(DeepseekV41TextConfig(engram_layer_ids=[1, 14],
+# engram_num_embeddings=[384006168, 384016682])) on the meta device: sum of its parameters
+# (backbone + Engram, its FP8 tables' E8M0 ``scale`` included; DSpark draft layers and the
+# vision tower are not modules there). tests/model/test_v41_reference.py recomputes it when
+# the reference is at hand.
+V41_FLASH_REFERENCE_TOTAL = 754_638_867_584
+
+
+def test_deepseek_v41_flash_preset_counts_equal_the_reference() -> None:
+    """V4.1-Flash: its own backbone (kv sources 2/8/14/20, ratios 2 then 1, 8 index sources)
+    and Engram: 24 hash columns a layer on layers [1, 14], rows of 256, primes from
+    16,000,000 giving the reference's engram_num_embeddings; wkv maps the 24 rows to hc_mult
+    keys plus one value; q_weight and k_weight (hc_mult, hidden)."""
+    cfg = get_v41_preset("deepseek-v4.1-flash")
     rows = [384006168, 384016682]  # DeepseekV41TextConfig.engram_num_embeddings
-    report = count_v4_parameters(cfg)
+    report = count_v41_parameters(cfg)
+    assert report.total == V41_FLASH_REFERENCE_TOTAL
     assert report.engram_tables == sum(rows) * 256
     layer = 24 * 256 * 5120 * (4 + 1) + 2 * 4 * 5120
     assert round((report.engram_tables + 2 * layer) / 1e9, 1) == 196.9  # "~196B" of Engram
+    experts = 40 * 384 * 3 * 5120 * 2304
+    assert report.routed_experts == experts

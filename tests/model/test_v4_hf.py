@@ -118,3 +118,24 @@ def test_a_config_without_a_required_field_is_named_in_the_error(tmp_path: Path)
     legacy = {**config_to_hf(V4Config()), "compress_ratios": [8, 4, 0, 4]}
     del legacy["layer_types"]
     assert config_from_hf(legacy).attn_types == V4Config().attn_types
+
+
+def test_cached_generate_equals_transformers_generate() -> None:
+    hf = random_hf("sqrtsoftplus")
+    ours = load_state_into_ours(hf)
+    prompt = torch.randint(0, 256, (1, 11), generator=torch.Generator().manual_seed(2))
+    hf.generation_config.eos_token_id = None  # no stop: ours decodes the 32 tokens too
+    with torch.no_grad():
+        want = hf.generate(prompt, max_new_tokens=32, do_sample=False)
+    assert want.shape[1] == 11 + 32
+    assert ours.generate(prompt[0].tolist(), 32) == want[0, 11:].tolist()
+    assert greedy(ours, prompt, 32) == want[0, 11:].tolist()  # = recomputing every step
+
+
+def load_state_into_ours(hf: object) -> object:
+    from engram_sdk.model.v4.hf import config_from_hf
+
+    fields = hf.config.to_dict()
+    ours = build_v4(config_from_hf(fields), seed=None).eval()
+    ours.load_state_dict(hf_to_ours(hf.state_dict(), ours.config))
+    return ours
