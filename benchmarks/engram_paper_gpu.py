@@ -1,0 +1,621 @@
+"""GPU benchmark: the Engram paper's protocol, today's placements, and a table from disk.
+
+    source tools/device_setup.sh && python benchmarks/engram_paper_gpu.py     # one H200, < 9 min
+    python benchmarks/engram_paper_gpu.py --smoke                               # CPU, < 1 min
+
+1. paper: a dense backbone of ~4B parameters (the project's model config: every layer an
+   MLP, MLA attention, no MoE, no mHC) with one Engram layer at block 1 (the paper's second
+   block) whose table holds ``--table-params`` (50B) bf16 parameters: 781M rows of 64 values,
+   100 GB. Its rows sit once in host memory, pinned in place (``cudaHostRegister``: torch's
+   pinned allocator would round 100 GB up to 128 GiB), and once on the GPU: the H200 holds
+   the whole table beside the bf16 backbone, so the baseline is the same model with the same
+   rows in GPU memory (no shrunken stand-in). 512 sequences of 100-1024 tokens of real text
+   (Python's standard library, tokenized and hashed by the project), sorted by length and
+   packed into micro-batches; throughput (real tokens/s) of prefill, a training step (bf16
+   backbone, plain SGD, the table frozen in both placements so rows are the only difference)
+   and decoding (batches of 64 sequences, 16 new tokens each). Placements alternate block by
+   block; the overhead is the ratio of total times, with the median and 75th percentile of
+   per-block ratios beside it. Logits of the two placements are compared bitwise first.
+2. today: the same backbone with a smaller table (``--small-params``), served from
+   ``dram://`` (pinned), ``shards://`` and ``lmdb://`` (in the page cache), each with the
+   next micro-batch prefetched, against the GPU-resident table, on ``--small-seqs`` sequences.
+3. disk: the ``shards://`` table of section 2 evicted from the page cache before every block
+   (``POSIX_FADV_DONTNEED``), so every row comes from the drive as it would for a table larger
+   than host memory (this host's 64 GiB disk cannot hold a table larger than its 128 GiB of
+   RAM); bytes read from the device per token are reported (``/proc/self/io``).
+
+The calls into the table runtime are all in the adapter below (``serve_from_store``): switch
+it to the new ``engram_sdk.table_runtime`` API there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hot_cache_text import real_text_ids
+
+
+# ---- adapter: the benchmark's only calls into the table runtime ------------------------------
+@dataclass
+class Served:
+    """One placement of a model's Engram rows: its tables and how steps run with them."""
+
+    name: str
+    model: torch.nn.Module
+    tables: dict
+    forward: Callable
+    prefetch: Callable[[torch.Tensor], None] = lambda ids: None
+    wait: Callable[[], None] = lambda: None
+    stats: object = None
+    ahead: bool = False
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+    def activate(self) -> None:
+        """Put this placement's tables into the (shared) model."""
+        for layer, table in self.tables.items():
+            self.model.set_engram_table(layer, table)
+
+
+def serve_from_store(name: str, model: torch.nn.Module, store, *, ahead: bool) -> Served:
+    """The model's rows served from ``store`` (today's ``engram_sdk.prefetch``).
+
+    The new runtime: ``rt = attach_tables(model, store, export=False)`` and
+    ``Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)``.
+    """
+    from engram_sdk.prefetch import attach_store_tables, prefetch_next, wait_prefetches
+
+    _, stats = attach_store_tables(model, store, export=False)
+    return Served(
+        name,
+        model,
+        dict(model.engram_tables()),
+        model,
+        lambda ids: prefetch_next(model, ids),
+        lambda: wait_prefetches(model),
+        stats,
+        ahead,
+    )
+
+
+def store_table_name(layer: int) -> str:
+    """The store table the runtime reads Engram layer ``layer`` from."""
+    from engram_sdk.prefetch import table_name
+
+    return table_name(layer)
+
+
+def stats_line(served: Served) -> str:
+    """Rows read per row requested and fetch/wait milliseconds per fetch."""
+    s = served.stats
+    if s is None:
+        return ""
+    fetches = max(s.fetches, 1)
+    return (
+        f"read/requested {s.unique_rows / max(s.rows_requested, 1):.2f}, fetch "
+        f"{s.fetch_seconds / fetches * 1e3:.1f} ms, wait {s.wait_seconds / fetches * 1e3:.1f} ms"
+    )
+
+
+# ---- rows in host memory --------------------------------------------------------------------
+def host_rows_store(tables: dict[str, torch.Tensor], pin: bool):
+    """A read-only ``dram``-like store over host bf16 ``tables``, pinned in place when ``pin``."""
+    from engram_sdk.stores import Store, TableSpec
+    from engram_sdk.stores.blocks import take_rows
+    from engram_sdk.stores.errors import StoreReadOnlyError
+
+    arrays = {name: rows.view(torch.int16).numpy().view(np.uint16) for name, rows in tables.items()}
+
+    class HostRows(Store):
+        backend = "dram"  # rows in memory: no deduplication, GPU reads in place for decoding
+
+        def __init__(self) -> None:
+            super().__init__("hostrows://", "r")
+            self.specs = {
+                name: TableSpec(name=name, rows=len(a), dim=a.shape[1], dtype="bfloat16")
+                for name, a in arrays.items()
+            }
+            self.registered = []
+            for a in arrays.values() if pin else ():
+                err = torch.cuda.cudart().cudaHostRegister(a.ctypes.data, a.nbytes, 0)
+                if int(err) != 0:
+                    raise RuntimeError(f"cudaHostRegister of {a.nbytes / 1e9:.0f} GB: {err}")
+                self.registered.append(a)
+
+        def pinned_rows(self, table: str) -> np.ndarray | None:
+            return arrays[table] if self.registered else None
+
+        def _specs(self):
+            return self.specs
+
+        def _read_rows(self, spec, row_ids, out) -> None:
+            take_rows(arrays[spec.name], row_ids, out)
+
+        def _get(self, ns, keys):
+            return [None] * len(keys)
+
+        def _scan(self, ns, prefix):
+            return iter(())
+
+        def _namespaces(self):
+            return []
+
+        def _commit(self, pending) -> None:
+            raise StoreReadOnlyError("hostrows:// is read-only", path=self.uri)
+
+        def _verify(self, report) -> None:
+            report.checked_bytes = sum(a.nbytes for a in arrays.values())
+
+        def _close(self) -> None:
+            for a in self.registered:
+                torch.cuda.cudart().cudaHostUnregister(a.ctypes.data)
+
+    return HostRows()
+
+
+# ---- model, tables, data ------------------------------------------------------------------------
+def dense_config(table_params: float, smoke: bool):
+    """A dense backbone (~4B parameters; tiny with ``smoke``), one Engram layer at block 1."""
+    from engram_sdk.model import get_preset
+
+    per_head = max(101, int(table_params / 64 / 16))  # 2 orders x 8 heads, 64 values a row
+    if smoke:  # a small vocabulary too: the head dominates a tiny model on a CPU
+        shape = dict(
+            tokenizer=None,
+            vocab_size=SMOKE_VOCAB,
+            dim=64,
+            n_layers=3,
+            inter_dim=128,
+            n_heads=2,
+            q_lora_rank=32,
+        )
+        shape |= dict(kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16)
+    else:
+        shape = dict(dim=3072, n_layers=32, inter_dim=8192, n_heads=24, q_lora_rank=1536)
+        shape |= dict(kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
+    return get_preset(
+        "small",
+        **shape,
+        n_dense_layers=shape["n_layers"],
+        hc_mult=1,
+        engram_layer_ids=[1],
+        engram_heads_per_ngram=8,
+        engram_embed_per_ngram=512,
+        engram_table_size=[per_head, per_head],
+        max_seq_len=2048,
+    )
+
+
+SMOKE_VOCAB = 4096
+
+
+def build_backbone(cfg, device: torch.device) -> torch.nn.Module:
+    """The model in bf16 on ``device``, without Engram rows (each placement brings its own)."""
+    from engram_sdk.model import build_model
+
+    model = build_model(cfg, device="cpu", engram_tables=False)
+    for param in model.parameters():  # parameters only: the rotary table stays complex64
+        param.data = param.data.to(torch.bfloat16)
+    return model.to(device)
+
+
+def gpu_tables(model, device: torch.device, seed: int) -> dict:
+    """bf16 rows ~ N(0, 0.02) for every Engram layer, on ``device``, frozen."""
+    from engram_sdk.engram.table import EmbeddingTable, tables_unallocated
+
+    out = {}
+    gen = torch.Generator(device).manual_seed(seed)
+    for layer, missing in model.engram_tables().items():
+        with tables_unallocated():
+            table = EmbeddingTable(missing.rows, missing.dim)
+        rows = torch.empty((missing.rows, missing.dim), dtype=torch.bfloat16, device=device)
+        for start in range(0, missing.rows, 1 << 27):
+            rows[start : start + (1 << 27)].normal_(0, 0.02, generator=gen)
+        table.embedding.weight = torch.nn.Parameter(rows, requires_grad=False)
+        out[layer] = table
+    return out
+
+
+def host_copy(rows: torch.Tensor) -> torch.Tensor:
+    """A host copy of ``rows`` made chunk by chunk (never a second full-size temporary)."""
+    host = torch.from_numpy(np.empty(rows.shape, dtype=np.uint16)).view(torch.bfloat16)
+    for start in range(0, len(rows), 1 << 26):
+        host[start : start + (1 << 26)].copy_(rows[start : start + (1 << 26)])
+    return host
+
+
+def sequences(count: int, low: int, high: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` sequences of real text, lengths uniform in [low, high], consecutive text."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(low, high + 1, size=count)
+    ids = real_text_ids(int(lengths.sum()) + count)
+    cuts = np.cumsum(lengths + 1)
+    return [ids[c - n - 1 : c] for c, n in zip(cuts, lengths, strict=True)]  # n inputs + 1 target
+
+
+@dataclass
+class Micro:
+    """A padded micro-batch: inputs (B, L), targets (B, L) with -100 at pads, real tokens."""
+
+    ids: torch.Tensor
+    targets: torch.Tensor
+    tokens: int
+
+
+def micro_batches(
+    seqs: list[np.ndarray], budget: int, pad: int, pin: bool, max_rows: int = 1 << 30
+) -> list[Micro]:
+    """Sequences sorted by length, packed greedily: each padded batch has <= ``budget``
+    tokens and <= ``max_rows`` sequences."""
+    order = sorted(seqs, key=len)
+    out, group = [], []
+    for s in [*order, None]:
+        fits = s is not None and (len(group) + 1) * (len(s) - 1) <= budget
+        if fits and len(group) < max_rows:
+            group.append(s)
+            continue
+        if group:
+            width = max(len(g) for g in group) - 1
+            ids = torch.full((len(group), width), pad, dtype=torch.int64)
+            targets = torch.full((len(group), width), -100, dtype=torch.int64)
+            for i, g in enumerate(group):
+                ids[i, : len(g) - 1] = torch.from_numpy(g[:-1])
+                targets[i, : len(g) - 1] = torch.from_numpy(g[1:])
+            out.append(
+                Micro(ids.pin_memory() if pin else ids, targets, sum(len(g) - 1 for g in group))
+            )
+        group = [s] if s is not None else []
+    return out
+
+
+# ---- steps and timing -----------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def prefill(p: Served, batches: list[Micro], i: int) -> None:
+    if p.ahead and i + 1 < len(batches):  # the next batch's rows load while this one computes
+        p.prefetch(batches[i + 1].ids)
+    with torch.no_grad():
+        p.forward(batches[i].ids)
+
+
+def train(p: Served, batches: list[Micro], i: int, lr: float = 1e-6) -> None:
+    if p.ahead and i + 1 < len(batches):
+        p.prefetch(batches[i + 1].ids)
+    logits = p.forward(batches[i].ids)
+    target = batches[i].targets.to(logits.device, non_blocking=True)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100)
+    loss.backward()
+    with torch.no_grad():
+        for param in p.model.parameters():
+            if param.grad is not None:
+                param.add_(param.grad, alpha=-lr)
+                param.grad = None
+
+
+def decode(p: Served, batches: list[Micro], i: int, new_tokens: int) -> float:
+    """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed)."""
+    from engram_sdk.model import ModelCache
+
+    prompt = batches[i].ids[:, : int((batches[i].targets != -100).sum(1).min())]
+    device = next(p.model.parameters()).device
+    with torch.no_grad():
+        cache = ModelCache()
+        logits = p.forward(prompt, cache)[:, -1]
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(new_tokens):
+            token = logits.argmax(-1, keepdim=True).cpu()  # generation feeds host ids
+            logits = p.forward(token, cache)[:, -1]
+        sync(device)
+    return time.perf_counter() - start
+
+
+def interleaved(
+    places: list[Served],
+    phase: str,
+    batches: list[Micro],
+    block: int,
+    device: torch.device,
+    before_block: Callable[[Served], None] = lambda p: None,
+    new_tokens: int = 16,
+) -> None:
+    """Every placement runs every micro-batch; placements alternate block by block."""
+    for p in places:
+        p.times[phase] = []
+        if phase != "decode":  # warm-up: kernels, allocator, first reads of each store
+            p.activate()
+            (prefill if phase == "prefill" else train)(p, batches[:1], 0)
+            p.wait()
+    for b, first in enumerate(range(0, len(batches), block)):
+        rotation = places[b % len(places) :] + places[: b % len(places)]
+        for p in rotation:
+            p.activate()
+            before_block(p)
+            if phase == "decode":
+                p.times[phase].append(decode(p, batches, first, new_tokens))
+                continue
+            step = prefill if phase == "prefill" else train
+            sync(device)
+            start = time.perf_counter()
+            for i in range(first, min(first + block, len(batches))):
+                step(p, batches, i)
+            p.wait()
+            sync(device)
+            p.times[phase].append(time.perf_counter() - start)
+
+
+def report(title: str, places: list[Served], tokens: dict[str, int]) -> list[str]:
+    """A table: tokens/s per phase and overhead vs the first placement (total, median [p75])."""
+    base = places[0]
+    lines = [
+        f"\n{title}",
+        f"{'placement':22}" + "".join(f" {ph + ' tok/s':>14} {'overhead':>24}" for ph in tokens),
+    ]
+    for p in places:
+        line = f"{p.name:22}"
+        for phase, count in tokens.items():
+            total = sum(p.times[phase])
+            ratios = sorted(
+                a / b - 1 for a, b in zip(p.times[phase], base.times[phase], strict=True)
+            )
+            q3 = ratios[(3 * len(ratios)) // 4]
+            spread = f"{statistics.median(ratios) * 100:+.1f}% [{q3 * 100:+.1f}%]"
+            line += f" {count / total:14.0f} {f'{(total / sum(base.times[phase]) - 1) * 100:+.1f}% ({spread})':>24}"
+        lines.append(line + ("  " + stats_line(p) if p.stats is not None else ""))
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def same_logits(places: list[Served], batch: Micro) -> dict[str, bool]:
+    """Logits of every placement bitwise equal to the first's (no prefetch involved)."""
+    out, reference = {}, None
+    with torch.no_grad():
+        for p in places:
+            p.activate()
+            logits = p.forward(batch.ids)
+            reference = logits if reference is None else reference
+            out[p.name] = bool(torch.equal(logits, reference))
+    return out
+
+
+# ---- sections -------------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    device: torch.device
+    smoke: bool
+    folder: Path
+    pad: int
+    prefill_tokens: int
+    train_tokens: int
+    decode_batch: int
+    new_tokens: int
+    log: list[str] = field(default_factory=list)
+
+    def batches(self, seqs: list[np.ndarray]) -> dict[str, list[Micro]]:
+        pin = self.device.type == "cuda"
+        return {
+            "prefill": micro_batches(seqs, self.prefill_tokens, self.pad, pin),
+            "train": micro_batches(seqs, self.train_tokens, self.pad, pin),
+            "decode": micro_batches(seqs, 1 << 30, self.pad, pin, max_rows=self.decode_batch),
+        }
+
+    def run(self, title: str, places: list[Served], seqs, before_block=lambda p: None) -> None:
+        batches = self.batches(seqs)
+        same = same_logits(places, batches["prefill"][0])
+        for phase, blocks in (("prefill", 2), ("train", 4), ("decode", 1)):
+            t = time.perf_counter()
+            interleaved(
+                places, phase, batches[phase], blocks, self.device, before_block, self.new_tokens
+            )
+            print(
+                f"  {phase}: {len(batches[phase])} batches x {len(places)} placements in {time.perf_counter() - t:.0f} s",
+                flush=True,
+            )
+        tokens = {ph: sum(b.tokens for b in batches[ph]) for ph in ("prefill", "train")}
+        tokens["decode"] = sum(len(b.ids) for b in batches["decode"]) * self.new_tokens
+        self.log += report(title, places, tokens)
+        self.log.append(
+            "logits bitwise equal to the first placement: "
+            + ", ".join(f"{k} {v}" for k, v in same.items())
+        )
+        print(self.log[-1], flush=True)
+
+
+def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
+    """Section 1: ~4B dense backbone, one >= 50B-parameter table, pinned host vs GPU rows."""
+    t = time.perf_counter()
+    cfg = dense_config(table_params, setup.smoke)
+    model = build_backbone(cfg, setup.device)
+    backbone = sum(p.numel() for p in model.parameters())
+    tables = gpu_tables(model, setup.device, seed=1)
+    rows = sum(tab.rows * tab.dim for tab in tables.values())
+    host = {
+        store_table_name(layer): host_copy(tab.embedding.weight) for layer, tab in tables.items()
+    }
+    store = host_rows_store(host, pin=setup.device.type == "cuda")
+    setup.log.append(
+        f"paper protocol: dense backbone {backbone / 1e9:.2f}B parameters (bf16), Engram at block 1, "
+        f"table {rows / 1e9:.1f}B bf16 parameters ({rows * 2 / 1e9:.0f} GB) pinned in host memory "
+        f"and the same rows in GPU memory; {len(seqs)} sequences of {min(map(len, seqs)) - 1}-"
+        f"{max(map(len, seqs)) - 1} tokens; set up in {time.perf_counter() - t:.0f} s"
+    )
+    print(setup.log[-1], flush=True)
+    places = [Served("gpu-resident", model, tables, model)]
+    places.append(serve_from_store("pinned dram + next", model, store, ahead=True))
+    setup.run("1. paper protocol (50B-parameter table)", places, seqs)
+    for p in places:
+        p.tables.clear()
+    del places, model, tables
+    store.close()
+    host.clear()
+    gc.collect()
+    if setup.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def write_rows(store, tables: dict[str, torch.Tensor]) -> None:
+    """bf16 host rows into ``store``, one commit per 64 MiB."""
+    for name, rows in tables.items():
+        store.create_table(name, len(rows), rows.shape[1], "bfloat16")
+        for start in range(0, len(rows), 1 << 19):
+            part = rows[start : start + (1 << 19)]
+            store.scatter(name, np.arange(start, start + len(part)), part)
+
+
+def evict(folder: Path) -> None:
+    """Drop the store's files from the page cache (fsync first: dirty pages stay)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def read_bytes() -> int:
+    """Bytes this process has read from block devices (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool) -> None:
+    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk."""
+    from engram_sdk.stores import open_store
+
+    t = time.perf_counter()
+    model = build_backbone(dense_config(table_params, setup.smoke), setup.device)
+    tables = gpu_tables(model, setup.device, seed=2)
+    host = {
+        store_table_name(layer): host_copy(tab.embedding.weight) for layer, tab in tables.items()
+    }
+    gb = sum(h.numel() for h in host.values()) * 2 / 1e9
+    shutil.rmtree(setup.folder, ignore_errors=True)
+    stores = {
+        "dram": open_store("dram://", "a", pinned=setup.device.type == "cuda"),
+        "shards": open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False),
+        "lmdb": open_store(f"lmdb://{setup.folder / 'lmdb'}", "w", durable=False),
+    }
+    for store in stores.values():
+        with store.transaction():
+            write_rows(store, host)
+    print(
+        f"today's stores: {gb:.1f} GB table written in {time.perf_counter() - t:.0f} s", flush=True
+    )
+    places = [Served("gpu-resident", model, tables, model)]
+    places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
+    places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in stores]
+    setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
+    stores["shards"].close()
+    if disk:
+        cold = open_store(
+            f"shards://{setup.folder / 'shards'}", "r", verify_reads=False, random_access=True
+        )
+        folder = setup.folder / "shards"
+        disk_places = [
+            places[0],
+            serve_from_store("shards cold disk + next", model, cold, ahead=True),
+        ]
+        before = read_bytes()
+        setup.run(
+            f"3. {gb:.1f} GB table evicted from the page cache before every block (from disk)",
+            disk_places,
+            seqs,
+            before_block=lambda p: evict(folder) if p is disk_places[1] else None,
+        )
+        read, stats = read_bytes() - before, disk_places[1].stats
+        row_bytes = 2 * next(iter(host.values())).shape[1]
+        setup.log.append(
+            f"read from the drive: {read / 1e9:.2f} GB for {stats.unique_rows} rows of {row_bytes} B "
+            f"({read / max(stats.unique_rows * row_bytes, 1):.0f}x the row bytes)"
+        )
+        print(setup.log[-1], flush=True)
+        cold.close()
+    for k in ("dram", "lmdb"):
+        stores[k].close()
+    shutil.rmtree(setup.folder, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
+    ap.add_argument("--sections", default="paper,today,disk")
+    ap.add_argument("--table-params", type=float, default=50e9)
+    ap.add_argument("--small-params", type=float, default=1e9)
+    ap.add_argument("--seqs", type=int, default=512)
+    ap.add_argument("--small-seqs", type=int, default=96)
+    ap.add_argument("--min-len", type=int, default=100)
+    ap.add_argument("--max-len", type=int, default=1024)
+    ap.add_argument("--prefill-tokens", type=int, default=16384)
+    ap.add_argument("--train-tokens", type=int, default=2048)
+    ap.add_argument("--decode-batch", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--folder", default="/tmp/engram-paper")
+    ap.add_argument("--budget-s", type=float, default=470, help="skip sections 2-3 past this")
+    ap.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+    args = ap.parse_args()
+    if args.smoke:
+        args.table_params, args.small_params = (
+            min(args.table_params, 2e5),
+            min(args.small_params, 1e5),
+        )
+        args.seqs, args.small_seqs, args.max_len = min(args.seqs, 4), min(args.small_seqs, 3), 130
+        args.prefill_tokens, args.train_tokens, args.decode_batch = 1024, 300, 4
+        args.new_tokens = 2
+        torch.set_num_threads(1)  # a shared CPU: more threads only spin
+    elif not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run on the GPU machine, or use --smoke")
+    from engram_sdk.tokenizer import get_tokenizer
+
+    device = torch.device("cpu" if args.smoke else "cuda")
+    setup = Setup(
+        device,
+        args.smoke,
+        Path(args.folder),
+        get_tokenizer().eot_id,
+        args.prefill_tokens,
+        args.train_tokens,
+        args.decode_batch,
+        args.new_tokens,
+    )
+    start = time.perf_counter()
+    seqs = sequences(args.seqs, args.min_len, args.max_len)
+    if args.smoke:
+        seqs = [s % SMOKE_VOCAB for s in seqs]
+        setup.pad %= SMOKE_VOCAB
+    sections = set(args.sections.split(","))
+    if "paper" in sections:
+        paper(setup, args.table_params, seqs)
+    if sections & {"today", "disk"} and time.perf_counter() - start > args.budget_s - 200:
+        setup.log.append(f"sections 2-3 skipped: {time.perf_counter() - start:.0f} s spent")
+    elif sections & {"today", "disk"}:
+        gc.collect()
+        small = seqs[: args.small_seqs]
+        today(setup, args.small_params, small, disk="disk" in sections)
+    setup.log.append(f"total {time.perf_counter() - start:.0f} s")
+    print(setup.log[-1])
+    if args.out:
+        Path(args.out).write_text("```\n" + "\n".join(setup.log) + "\n```\n")
+
+
+if __name__ == "__main__":
+    main()
