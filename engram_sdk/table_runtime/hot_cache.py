@@ -43,6 +43,7 @@ class HotCacheStats:
 
     rows_requested: int = 0
     hits: int = 0
+    rows_fetched: int = 0  # distinct rows read from the store (each miss once per gather)
     admitted: int = 0
     evicted: int = 0
     invalidated: int = 0
@@ -191,6 +192,7 @@ class HotRowCache:
                 out[torch.from_numpy(np.flatnonzero(~hit)).to(self.device)] = fetched
                 self._admit(missing, freq[~hit], fetched)
             self.stats.rows_requested += len(ids)
+            self.stats.rows_fetched += len(missing)
             self.stats.hits += int(counts[hit].sum())
         return out[torch.from_numpy(inverse.reshape(-1)).to(self.device)]
 

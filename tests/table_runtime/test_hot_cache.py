@@ -146,3 +146,11 @@ def test_any_sequence_of_batches_matches_the_table(capacity: int, batches: list[
         ids = np.asarray(batch)
         assert torch.equal(cache.gather(ids, lambda m: rows[torch.from_numpy(m)]), rows[ids])
         assert len(cache) <= capacity
+
+
+def test_rows_fetched_counts_each_distinct_miss_once(table: torch.Tensor) -> None:
+    store = Store(table)
+    cache = HotRowCache(8, table_rows=ROWS, dim=DIM)
+    cache.gather(np.array([3, 3, 4, 9, 9, 9]), store.fetch)
+    cache.gather(np.array([3, 11, 11]), store.fetch)
+    assert cache.stats.rows_fetched == sum(len(r) for r in store.reads) == 4
