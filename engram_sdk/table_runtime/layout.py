@@ -1,0 +1,95 @@
+"""Engram tables laid out by N-gram frequency, so rows read together share disk pages.
+
+A hashed address spreads N-grams uniformly over the table: read cold from disk, every
+64-byte row costs a whole 4 KiB page. Counting which rows real text asks for and moving the
+frequent ones to the front of the table (:class:`~engram_sdk.stores.row_layout.RowLayout`)
+packs the rows most batches need into few pages; lookups stay exact, since the layout is a
+permutation applied to the addresses before the store is read.
+
+    layouts = layouts_from_text(model, token_ids)           # counted on real text
+    for layer, layout in layouts.items():
+        save_layout(store, table_name(layer), layout, source="stdlib sample")
+    rows = LaidOutRows(store, table_name(layer))            # later, when serving
+    rows.gather(addresses, out=staging)                     # same rows as store.gather
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from engram_sdk.stores.base import Store
+from engram_sdk.stores.row_layout import RowLayout, laid_out_name, load_layout
+
+from engram_sdk.errors import InputError
+
+PAGE_BYTES = 4096
+
+
+def layout_from_addresses(
+    addresses: np.ndarray, rows: int, *, max_hot: int | None = None
+) -> RowLayout:
+    """A frequency layout of a ``rows``-row table from the addresses (any shape) it served."""
+    flat = np.asarray(addresses, dtype=np.int64).reshape(-1)
+    if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= rows):
+        raise InputError(f"addresses must be in [0, {rows}), got {flat.min()}..{flat.max()}")
+    ids, counts = np.unique(flat, return_counts=True)
+    return RowLayout.by_frequency(rows, ids, counts, max_hot=max_hot)
+
+
+def layouts_from_text(
+    model: Any, token_ids: np.ndarray, *, chunk_tokens: int = 1 << 16, max_hot: int | None = None
+) -> dict[int, RowLayout]:
+    """A frequency layout per Engram layer of ``model`` from ``token_ids`` (1-D, real text).
+
+    The ids are hashed as the model hashes them (``model.engram_addresses``), in chunks that
+    continue one another, so the counts are those of the text read as one sequence.
+    """
+    ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+    if not len(ids):
+        raise InputError("token_ids is empty: a frequency layout needs text to count")
+    context = model.hasher.context
+    parts: dict[int, list[np.ndarray]] = {}
+    for start in range(0, len(ids), chunk_tokens):
+        chunk = torch.from_numpy(ids[start : start + chunk_tokens])[None]
+        prefix = None
+        if start:
+            prefix = model.canonical.cpu()[torch.from_numpy(ids[start - context : start])][None]
+        with torch.no_grad():
+            for layer, addresses in model.engram_addresses(chunk, prefix).items():
+                parts.setdefault(layer, []).append(addresses.cpu().numpy().reshape(-1))
+    tables = model.engram_tables()
+    return {
+        layer: layout_from_addresses(np.concatenate(found), tables[layer].rows, max_hot=max_hot)
+        for layer, found in parts.items()
+    }
+
+
+class LaidOutRows:
+    """One table's rows read through the layout kept with the store (directly if none)."""
+
+    def __init__(self, store: Store, table: str) -> None:
+        self.store, self.table = store, table
+        self.layout = load_layout(store, table)
+        self.name = table if self.layout is None else laid_out_name(table)
+        self.spec = store.table(self.name)
+
+    def slots(self, ids: np.ndarray) -> np.ndarray:
+        """Where the rows of ``ids`` are stored."""
+        return np.asarray(ids, dtype=np.int64) if self.layout is None else self.layout.slots(ids)
+
+    def gather(self, ids: np.ndarray, out: Any = None) -> Any:
+        """Rows of ``ids`` (as ``store.gather(table, ids, out)`` on the original order)."""
+        return self.store.gather(self.name, self.slots(ids), out=out)
+
+
+def pages_touched(slots: np.ndarray, row_bytes: int, page_bytes: int = PAGE_BYTES) -> int:
+    """Distinct ``page_bytes`` pages holding the rows stored at ``slots``."""
+    slots = np.unique(np.asarray(slots, dtype=np.int64))
+    first = slots * row_bytes // page_bytes
+    last = ((slots + 1) * row_bytes - 1) // page_bytes
+    if np.array_equal(first, last):
+        return len(np.unique(first))
+    spans = [np.arange(f, e + 1) for f, e in zip(first.tolist(), last.tolist(), strict=True)]
+    return len(np.unique(np.concatenate(spans)))
