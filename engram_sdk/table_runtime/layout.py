@@ -9,8 +9,8 @@ permutation applied to the addresses before the store is read.
     layouts = layouts_from_text(model, token_ids)           # counted on real text
     for layer, layout in layouts.items():
         save_layout(store, table_name(layer), layout, source="stdlib sample")
-    rows = LaidOutRows(store, table_name(layer))            # later, when serving
-    rows.gather(addresses, out=staging)                     # same rows as store.gather
+    served = LaidOutStore(store)                            # later, when serving:
+    served.gather(table_name(layer), addresses)             # the original rows, laid-out reads
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from engram_sdk.stores.base import Store
-from engram_sdk.stores.row_layout import RowLayout, laid_out_name, load_layout
+from engram_sdk.stores.row_layout import RowLayout
 
 from engram_sdk.errors import InputError
 
@@ -64,24 +63,6 @@ def layouts_from_text(
         layer: layout_from_addresses(np.concatenate(found), tables[layer].rows, max_hot=max_hot)
         for layer, found in parts.items()
     }
-
-
-class LaidOutRows:
-    """One table's rows read through the layout kept with the store (directly if none)."""
-
-    def __init__(self, store: Store, table: str) -> None:
-        self.store, self.table = store, table
-        self.layout = load_layout(store, table)
-        self.name = table if self.layout is None else laid_out_name(table)
-        self.spec = store.table(self.name)
-
-    def slots(self, ids: np.ndarray) -> np.ndarray:
-        """Where the rows of ``ids`` are stored."""
-        return np.asarray(ids, dtype=np.int64) if self.layout is None else self.layout.slots(ids)
-
-    def gather(self, ids: np.ndarray, out: Any = None) -> Any:
-        """Rows of ``ids`` (as ``store.gather(table, ids, out)`` on the original order)."""
-        return self.store.gather(self.name, self.slots(ids), out=out)
 
 
 def pages_touched(slots: np.ndarray, row_bytes: int, page_bytes: int = PAGE_BYTES) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engram_sdk.stores import StoreCorruptError, StoreVersionError, open_store
+from engram_sdk.stores import StoreCorruptError, StoreReadOnlyError, StoreVersionError, open_store
+from engram_sdk.stores.laid_out import LaidOutStore
 from engram_sdk.stores.row_layout import (
     LAYOUT_NAMESPACE,
     LayoutInfo,
@@ -21,7 +22,6 @@ from hypothesis import strategies as st
 
 from engram_sdk.errors import InputError
 from engram_sdk.table_runtime.layout import (
-    LaidOutRows,
     layout_from_addresses,
     layouts_from_text,
     pages_touched,
@@ -69,15 +69,15 @@ def test_rows_read_through_the_layout_are_bitwise_the_original_rows(
         layout = layout_from_addresses(zipf_ids(rng, 20000), ROWS)
         info = save_layout(store, "engram.layer1", layout, source="zipf")
         assert info.hot_rows == layout.hot_rows > 0
-    with open_store(uri, "r") as store:  # reread from the files
-        rows = LaidOutRows(store, "engram.layer1")
-        assert rows.name == laid_out_name("engram.layer1")
-        assert rows.layout is not None and rows.layout.hot.tolist() == layout.hot.tolist()
+    with LaidOutStore(open_store(uri, "r")) as store:  # reread from the files
+        assert store.layouts["engram.layer1"].hot.tolist() == layout.hot.tolist()
+        assert store.table("engram.layer1").rows == ROWS
+        assert laid_out_name("engram.layer1") not in store.tables()
         for _ in range(5):
             ids = zipf_ids(rng, 700)
-            got = rows.gather(ids)
+            got = store.gather("engram.layer1", ids)
             assert got.tobytes() == oracle[ids].tobytes()
-        np.testing.assert_array_equal(rows.gather(np.arange(ROWS)), oracle)
+        np.testing.assert_array_equal(store.gather("engram.layer1", np.arange(ROWS)), oracle)
 
 
 def test_a_layout_can_be_written_into_another_store(tmp_path: Path) -> None:
@@ -87,18 +87,22 @@ def test_a_layout_can_be_written_into_another_store(tmp_path: Path) -> None:
         src.scatter("t", np.arange(ROWS), oracle)
         save_layout(src, "t", RowLayout(ROWS, np.array([4999, 3, 17])), into=dst)
         assert "t" not in dst.tables()
-    with open_store(f"shards://{tmp_path / 'dst'}", "r") as dst:
+    with LaidOutStore(open_store(f"shards://{tmp_path / 'dst'}", "r")) as dst:
         ids = np.array([4999, 0, 1, 2, 3, 17, 2500])
-        assert LaidOutRows(dst, "t").gather(ids).tobytes() == oracle[ids].tobytes()
+        assert dst.gather("t", ids).tobytes() == oracle[ids].tobytes()
 
 
 def test_a_table_without_a_layout_is_read_directly(tmp_path: Path) -> None:
     with open_store(f"shards://{tmp_path / 's'}", "w") as store:
         store.create_table("t", 10, 2)
         store.scatter("t", np.arange(10), np.arange(20, dtype=np.float32).reshape(10, 2))
-        rows = LaidOutRows(store, "t")
-        assert rows.layout is None and rows.name == "t"
-        assert rows.gather(np.array([9, 0])).tolist() == [[18, 19], [0, 1]]
+        view = LaidOutStore(store)
+        assert view.layouts == {} and view.gather("t", np.array([9, 0])).tolist() == [
+            [18, 19],
+            [0, 1],
+        ]
+        with pytest.raises(StoreReadOnlyError):
+            view.scatter("t", np.array([0]), np.zeros((1, 2), np.float32))
 
 
 @pytest.fixture
@@ -116,7 +120,7 @@ def test_hot_ids_that_do_not_match_the_checksum_are_named(laid_out_store) -> Non
     bad[0, 0] = 61
     laid_out_store.scatter(ids_table, np.array([1]), bad)  # hot ids now [50, 61, 1]
     with pytest.raises(StoreCorruptError, match="row_layout/t: hot ids do not match"):
-        LaidOutRows(laid_out_store, "t")
+        LaidOutStore(laid_out_store)
 
 
 def test_a_newer_layout_format_is_refused_and_a_broken_record_named(laid_out_store) -> None:
