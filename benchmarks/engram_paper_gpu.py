@@ -405,6 +405,7 @@ class Setup:
     train_tokens: int
     decode_batch: int
     new_tokens: int
+    count_tokens: int
     log: list[str] = field(default_factory=list)
 
     def batches(self, seqs: list[np.ndarray]) -> dict[str, list[Micro]]:
@@ -525,34 +526,75 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
     places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
     places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in stores]
     setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
-    stores["shards"].close()
     if disk:
-        cold = open_store(
-            f"shards://{setup.folder / 'shards'}", "r", verify_reads=False, random_access=True
-        )
-        folder = setup.folder / "shards"
-        disk_places = [
-            places[0],
-            serve_from_store("shards cold disk + next", model, cold, ahead=True),
-        ]
-        before = read_bytes()
-        setup.run(
-            f"3. {gb:.1f} GB table evicted from the page cache before every block (from disk)",
-            disk_places,
-            seqs,
-            before_block=lambda p: evict(folder) if p is disk_places[1] else None,
-        )
-        read, stats = read_bytes() - before, disk_places[1].stats
-        row_bytes = 2 * next(iter(host.values())).shape[1]
-        setup.log.append(
-            f"read from the drive: {read / 1e9:.2f} GB for {stats.unique_rows} rows of {row_bytes} B "
-            f"({read / max(stats.unique_rows * row_bytes, 1):.0f}x the row bytes)"
-        )
-        print(setup.log[-1], flush=True)
-        cold.close()
+        cold_disk(setup, places[0], stores["shards"], seqs, gb)
+    stores["shards"].close()
     for k in ("dram", "lmdb"):
         stores[k].close()
     shutil.rmtree(setup.folder, ignore_errors=True)
+
+
+def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: float) -> None:
+    """Section 3: the shards table read cold, in today's order and laid out by frequency.
+
+    The layout is counted on real text that follows the benchmark's sequences (no overlap).
+    """
+    from engram_sdk.stores import open_store
+    from engram_sdk.stores.laid_out import LaidOutStore
+    from engram_sdk.stores.row_layout import save_layout
+
+    from engram_sdk.table_runtime.layout import layouts_from_text
+
+    t = time.perf_counter()
+    skip = sum(len(s) for s in seqs) + len(seqs)
+    count_ids = real_text_ids(setup.count_tokens, skip_tokens=skip)
+    if setup.smoke:
+        count_ids %= SMOKE_VOCAB
+    laid_folder = setup.folder / "laid_out"
+    with open_store(f"shards://{laid_folder}", "w", durable=False) as laid:
+        for layer, layout in layouts_from_text(gpu.model, count_ids).items():
+            save_layout(shards, store_table_name(layer), layout, into=laid, source="stdlib text")
+    setup.log.append(
+        f"frequency layout counted on {len(count_ids)} tokens and written in "
+        f"{time.perf_counter() - t:.0f} s"
+    )
+    print(setup.log[-1], flush=True)
+    opts = dict(verify_reads=False, random_access=True)
+    plain = open_store(f"shards://{setup.folder / 'shards'}", "r", **opts)
+    laid = LaidOutStore(open_store(f"shards://{laid_folder}", "r", **opts))
+    places = [
+        gpu,
+        serve_from_store("cold disk + next", gpu.model, plain, ahead=True),
+        serve_from_store("cold laid out + next", gpu.model, laid, ahead=True),
+    ]
+    cold = {places[1].name: setup.folder / "shards", places[2].name: laid_folder}
+    reads: dict[str, int] = {p.name: 0 for p in places}
+    mark: list = [None, 0]
+
+    def before_block(p: Served) -> None:
+        if mark[0] is not None:
+            reads[mark[0]] += read_bytes() - mark[1]
+        if p.name in cold:
+            evict(cold[p.name])
+        mark[:] = [p.name, read_bytes()]
+
+    setup.run(
+        f"3. {gb:.1f} GB table evicted from the page cache before every block (from disk)",
+        places,
+        seqs,
+        before_block=before_block,
+    )
+    before_block(gpu)
+    for p in places[1:]:
+        row_bytes = 2 * 64
+        setup.log.append(
+            f"{p.name}: {reads[p.name] / 1e9:.2f} GB read from the drive for "
+            f"{p.stats.unique_rows} rows of {row_bytes} B "
+            f"({reads[p.name] / max(p.stats.unique_rows * row_bytes, 1):.1f}x the row bytes)"
+        )
+        print(setup.log[-1], flush=True)
+    plain.close()
+    laid.close()
 
 
 def main() -> None:
@@ -569,6 +611,7 @@ def main() -> None:
     ap.add_argument("--train-tokens", type=int, default=2048)
     ap.add_argument("--decode-batch", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--count-tokens", type=int, default=1_000_000, help="text the layout counts")
     ap.add_argument("--folder", default="/tmp/engram-paper")
     ap.add_argument("--budget-s", type=float, default=470, help="skip sections 2-3 past this")
     ap.add_argument("--out", default=None, help="also write the tables to this Markdown file")
@@ -580,7 +623,7 @@ def main() -> None:
         )
         args.seqs, args.small_seqs, args.max_len = min(args.seqs, 4), min(args.small_seqs, 3), 130
         args.prefill_tokens, args.train_tokens, args.decode_batch = 1024, 300, 4
-        args.new_tokens = 2
+        args.new_tokens, args.count_tokens = 2, 5000
         torch.set_num_threads(1)  # a shared CPU: more threads only spin
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on the GPU machine, or use --smoke")
@@ -596,6 +639,7 @@ def main() -> None:
         args.train_tokens,
         args.decode_batch,
         args.new_tokens,
+        args.count_tokens,
     )
     start = time.perf_counter()
     seqs = sequences(args.seqs, args.min_len, args.max_len)
