@@ -7,8 +7,9 @@ compute device (a GPU) so that a fetch reads only the rows it does not hold from
 Policy (TinyLFU-like, batched): every requested id is counted in a count-min sketch whose
 counters halve every ``age_every`` counted requests, so the frequencies follow the recent
 text. After a fetch, the rows that missed are offered: free slots take the most frequent
-ones; once full, a candidate replaces the least frequent cached row only if its estimated
-frequency is higher, so a burst of one-off N-grams never flushes the hot set.
+ones; once full, a candidate replaces the least frequent cached row (of all rows, or of a
+random sample of them in caches over 65536 rows) only if its estimated frequency is higher,
+so a burst of one-off N-grams never flushes the hot set.
 
 Exactness: cached rows are byte copies of the rows the store returned, so ``gather`` is
 bitwise equal to reading every row from the store. Rows written in the store afterwards
@@ -33,6 +34,7 @@ import torch
 from engram_sdk.errors import InputError
 
 _EMPTY = -1.0  # frequency of a free slot: below every counted id
+_EXACT_VICTIMS = 65536  # up to this capacity victims are the least frequent of all rows
 # Odd 64-bit multipliers (from the golden ratio and friends) for the sketch rows.
 _SKETCH_SEEDS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
 
@@ -122,6 +124,8 @@ class HotRowCache:
         self.slot_freq = np.full(capacity, _EMPTY, dtype=np.float32)
         self._sorted_ids = np.empty(0, dtype=np.int64)  # cached ids, ascending
         self._sorted_slots = np.empty(0, dtype=np.int64)
+        self._free = np.arange(capacity, dtype=np.int64)  # empty slots, taken from the front
+        self._rng = np.random.default_rng(0)  # victim samples of big caches
         width = sketch_width or 1 << max(10, (4 * max(capacity, 1) - 1).bit_length())
         self.sketch = CountMinSketch(width)
         self.age_every = age_every or 16 * max(capacity, 1024)
@@ -207,39 +211,58 @@ class HotRowCache:
 
     # ---- admission and invalidation -----------------------------------------------------
     def _admit(self, ids: np.ndarray, freq: np.ndarray, rows: torch.Tensor) -> None:
-        """Offer fetched rows: free slots first, then only over less frequent cached rows."""
-        take = min(len(ids), self.capacity)
-        if not take:
+        """Offer fetched rows: free slots take the most frequent; then each remaining
+        candidate contests the least frequent of a random sample of cached rows (all of them
+        for caches up to ``_EXACT_VICTIMS`` rows), winning only if more frequent."""
+        order = np.argsort(-freq, kind="stable")  # candidates, most frequent first
+        n_free = min(len(self._free), len(order))
+        if n_free:
+            self._place(ids, freq, rows, order[:n_free], self._free[:n_free])
+            self._free = self._free[n_free:]
+        rest = order[n_free:]
+        if not len(rest) or not self.capacity:
             return
-        best = np.argsort(-freq, kind="stable")[:take]  # candidates, most frequent first
-        victims = (
-            np.argpartition(self.slot_freq, take - 1)[:take]
-            if take < self.capacity
-            else np.arange(self.capacity)
-        )
-        victims = victims[
-            np.argsort(self.slot_freq[victims], kind="stable")
-        ]  # least frequent first
-        wins = freq[best] > self.slot_freq[victims]
-        n = int(np.argmin(wins)) if not wins.all() else take  # wins is True on a prefix
-        if not n:
-            return
-        new, slots = best[:n], victims[:n]
-        old = self.slot_ids[slots]
-        self.stats.evicted += int((old >= 0).sum())
-        self.stats.admitted += n
-        self.rows[torch.from_numpy(slots).to(self.device)] = rows[
-            torch.from_numpy(new).to(self.device)
-        ]
-        self.slot_ids[slots] = ids[new]
-        self.slot_freq[slots] = freq[new]
-        self._reindex()
+        if self.capacity <= _EXACT_VICTIMS:
+            pool = np.arange(self.capacity)
+        else:
+            drawn = self._rng.integers(0, self.capacity, min(self.capacity, 8 * len(rest) + 4096))
+            pool = np.unique(drawn)
+        k = min(len(rest), len(pool))
+        victims = pool if k == len(pool) else pool[np.argpartition(self.slot_freq[pool], k - 1)[:k]]
+        victims = victims[np.argsort(self.slot_freq[victims], kind="stable")]  # least first
+        wins = freq[rest[:k]] > self.slot_freq[victims]
+        n = k if wins.all() else int(np.argmin(wins))  # wins is True on a prefix
+        if n:
+            self.stats.evicted += n
+            self._place(ids, freq, rows, rest[:n], victims[:n])
 
-    def _reindex(self) -> None:
-        held = np.flatnonzero(self.slot_ids >= 0)
-        order = np.argsort(self.slot_ids[held], kind="stable")
-        self._sorted_ids = self.slot_ids[held][order]
-        self._sorted_slots = held[order]
+    def _place(
+        self,
+        ids: np.ndarray,
+        freq: np.ndarray,
+        rows: torch.Tensor,
+        which: np.ndarray,
+        slots: np.ndarray,
+    ) -> None:
+        """Put candidates ``which`` into ``slots`` (rows, ids, frequencies and the index)."""
+        self.rows[torch.from_numpy(slots).to(self.device)] = rows[
+            torch.from_numpy(which).to(self.device)
+        ]
+        old = self.slot_ids[slots]
+        self.slot_ids[slots] = ids[which]
+        self.slot_freq[slots] = freq[which]
+        self.stats.admitted += len(which)
+        self._replace_in_index(old[old >= 0], ids[which], slots)
+
+    def _replace_in_index(self, gone: np.ndarray, added: np.ndarray, slots: np.ndarray) -> None:
+        """Update the sorted index: ``gone`` ids leave, ``added`` ids arrive in ``slots``."""
+        keep = np.ones(len(self._sorted_ids), dtype=bool)
+        keep[np.searchsorted(self._sorted_ids, gone)] = False
+        held_ids, held_slots = self._sorted_ids[keep], self._sorted_slots[keep]
+        order = np.argsort(added, kind="stable")
+        at = np.searchsorted(held_ids, added[order])
+        self._sorted_ids = np.insert(held_ids, at, added[order])
+        self._sorted_slots = np.insert(held_slots, at, slots[order])
 
     def invalidate(self, ids: np.ndarray) -> int:
         """Drop cached copies of ``ids`` (rows rewritten in the store); returns how many."""
@@ -247,9 +270,10 @@ class HotRowCache:
         with self._lock:
             slots = self._slots_of(np.unique(ids))
             slots = slots[slots >= 0]
+            self._replace_in_index(self.slot_ids[slots], np.empty(0, np.int64), slots[:0])
             self.slot_ids[slots] = -1
             self.slot_freq[slots] = _EMPTY
-            self._reindex()
+            self._free = np.concatenate([self._free, slots])
             self.stats.invalidated += len(slots)
         return len(slots)
 

@@ -154,3 +154,20 @@ def test_rows_fetched_counts_each_distinct_miss_once(table: torch.Tensor) -> Non
     cache.gather(np.array([3, 3, 4, 9, 9, 9]), store.fetch)
     cache.gather(np.array([3, 11, 11]), store.fetch)
     assert cache.stats.rows_fetched == sum(len(r) for r in store.reads) == 4
+
+
+def test_a_big_cache_keeps_its_hot_rows_through_sampled_eviction() -> None:
+    rows = 300_000
+    table = torch.arange(rows, dtype=torch.float64)[:, None]
+    cache = HotRowCache(70_000, table_rows=rows, dim=1, dtype=torch.float64)  # > exact limit
+    hot = np.arange(0, 140_000, 2)  # 70,000 hot ids fill the cache, seen twice
+    fetch = lambda ids: table[torch.from_numpy(ids)]  # noqa: E731
+    cache.gather(np.repeat(hot, 2), fetch)
+    assert len(cache) == 70_000
+    cold = np.arange(150_000, 250_000)  # 100,000 one-off ids contest sampled victims
+    assert torch.equal(cache.gather(cold, fetch), table[cold])
+    assert set(cache.cached_ids().tolist()) == set(hot.tolist())
+    cache.invalidate(hot[:10])
+    assert len(cache) == 69_990
+    cache.gather(np.repeat(cold[:10], 5), fetch)  # freed slots are filled first
+    assert len(cache) == 70_000 and set(cold[:10]) <= set(cache.cached_ids().tolist())
