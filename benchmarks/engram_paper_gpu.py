@@ -539,6 +539,31 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
     shutil.rmtree(setup.folder, ignore_errors=True)
 
 
+def frequency_layouts(model, ids: np.ndarray) -> dict:
+    """Per Engram layer, rows laid out by how often ``ids`` (one text) read them.
+
+    (``engram_sdk.table_runtime.layout.layouts_from_text``, inlined: the package's
+    ``__init__`` arrives with the runtime's branch, and the GPU machine installs a wheel.)
+    """
+    from engram_sdk.stores.row_layout import RowLayout
+
+    found: dict[int, list[np.ndarray]] = {}
+    context = model.hasher.context
+    for start in range(0, len(ids), 1 << 16):
+        chunk = torch.from_numpy(ids[start : start + (1 << 16)])[None]
+        prefix = None
+        if start:
+            prefix = model.canonical.cpu()[torch.from_numpy(ids[start - context : start])][None]
+        for layer, addresses in model.engram_addresses(chunk, prefix).items():
+            found.setdefault(layer, []).append(addresses.cpu().numpy().reshape(-1))
+    tables = model.engram_tables()
+    out = {}
+    for layer, parts in found.items():
+        rows, counts = np.unique(np.concatenate(parts), return_counts=True)
+        out[layer] = RowLayout.by_frequency(tables[layer].rows, rows, counts)
+    return out
+
+
 def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: float) -> None:
     """Section 3: the shards table read cold, in today's order and laid out by frequency.
 
@@ -548,8 +573,6 @@ def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: flo
     from engram_sdk.stores.laid_out import LaidOutStore
     from engram_sdk.stores.row_layout import save_layout
 
-    from engram_sdk.table_runtime.layout import layouts_from_text
-
     t = time.perf_counter()
     skip = sum(len(s) for s in seqs) + len(seqs)
     count_ids = real_text_ids(setup.count_tokens, skip_tokens=skip)
@@ -557,7 +580,7 @@ def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: flo
         count_ids %= SMOKE_VOCAB
     laid_folder = setup.folder / "laid_out"
     with open_store(f"shards://{laid_folder}", "w", durable=False) as laid:
-        for layer, layout in layouts_from_text(gpu.model, count_ids).items():
+        for layer, layout in frequency_layouts(gpu.model, count_ids).items():
             save_layout(shards, store_table_name(layer), layout, into=laid, source="stdlib text")
     setup.log.append(
         f"frequency layout counted on {len(count_ids)} tokens and written in "
