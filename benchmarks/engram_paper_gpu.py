@@ -465,6 +465,7 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
     places = [Served("gpu-resident", model, tables, model)]
     places.append(serve_from_store("pinned dram + next", model, store, ahead=True))
     setup.run(f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)", places, seqs)
+    fetch_path(setup, model, store, setup.batches(seqs)["prefill"])
     for p in places:
         p.tables.clear()
     del places, model, tables
@@ -473,6 +474,71 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
     gc.collect()
     if setup.device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def load_hot_cache():
+    """``engram_sdk.table_runtime.hot_cache`` from this checkout (the GPU machine's wheel has no
+    ``table_runtime`` package until the runtime's ``__init__`` is merged)."""
+    import importlib.util
+
+    try:
+        from engram_sdk.table_runtime import hot_cache
+
+        return hot_cache
+    except ImportError:
+        pass
+    path = Path(__file__).parents[1] / "engram_sdk" / "table_runtime" / "hot_cache.py"
+    spec = importlib.util.spec_from_file_location("engram_hot_cache", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 << 20)) -> None:
+    """Section 1b: the fetch path alone (dedup, host gather, copy, expand) per prefill batch,
+    today's vs through a GPU hot-row cache of ``caps`` rows, on the paper table's real-text
+    addresses: one pass to warm the cache, a second one timed."""
+    hot_cache = load_hot_cache()
+    layer = next(iter(model.engram_tables()))
+    name = store_table_name(layer)
+    cuda = setup.device.type == "cuda"
+    spec = store.table(name)
+    addresses = [model.engram_addresses(b.ids)[layer].reshape(-1).numpy() for b in batches]
+
+    def fetch(missing: np.ndarray) -> torch.Tensor:
+        staging = torch.empty((len(missing), spec.dim), dtype=torch.bfloat16, pin_memory=cuda)
+        store.gather(name, missing, out=staging)
+        return staging.to(setup.device, non_blocking=True)
+
+    lines = ["", "1b. fetch path per prefill batch (dedup + host gather + copy + expand)"]
+    lines.append(
+        f"{'cache rows':>12} {'ms/batch':>9} {'vs today':>9} {'hit rate':>9} {'rows from host':>15}"
+    )
+    base = None
+    for cap in (0, *caps):
+        cache = hot_cache.HotRowCache(
+            cap, table_rows=spec.rows, dim=spec.dim, dtype=torch.bfloat16, device=setup.device
+        )
+        for timed_pass in (False, True):
+            if timed_pass:
+                cache.stats = hot_cache.HotCacheStats()
+            sync(setup.device)
+            start = time.perf_counter()
+            for flat in addresses:
+                unique, inverse = np.unique(flat, return_inverse=True)
+                rows = cache.gather(unique, fetch) if cap else fetch(unique)
+                rows[torch.from_numpy(inverse.reshape(-1)).to(setup.device)]
+            sync(setup.device)
+        ms = (time.perf_counter() - start) / len(addresses) * 1e3
+        base = base or ms
+        fetched = cache.stats.rows_fetched if cap else sum(len(np.unique(a)) for a in addresses)
+        lines.append(
+            f"{cap:12d} {ms:9.2f} {ms / base:9.2f} {cache.stats.hit_rate:9.3f} "
+            f"{fetched / len(addresses):15.0f}"
+        )
+    setup.log += lines
+    print("\n".join(lines), flush=True)
 
 
 def write_rows(store, tables: dict[str, torch.Tensor]) -> None:
