@@ -606,7 +606,8 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
 
 
 def frequency_layouts(model, ids: np.ndarray) -> dict:
-    """Per Engram layer, rows laid out by how often ``ids`` (one text) read them.
+    """Per Engram layer, rows laid out by how often ``ids`` (one text) read them, each
+    N-gram's heads side by side.
 
     (``engram_sdk.table_runtime.layout.layouts_from_text``, inlined: the package's
     ``__init__`` arrives with the runtime's branch, and the GPU machine installs a wheel.)
@@ -615,19 +616,19 @@ def frequency_layouts(model, ids: np.ndarray) -> dict:
 
     found: dict[int, list[np.ndarray]] = {}
     context = model.hasher.context
+    heads = model.config.engram_heads_per_ngram  # one order's heads, read together
     for start in range(0, len(ids), 1 << 16):
         chunk = torch.from_numpy(ids[start : start + (1 << 16)])[None]
         prefix = None
         if start:
             prefix = model.canonical.cpu()[torch.from_numpy(ids[start - context : start])][None]
         for layer, addresses in model.engram_addresses(chunk, prefix).items():
-            found.setdefault(layer, []).append(addresses.cpu().numpy().reshape(-1))
+            found.setdefault(layer, []).append(addresses.cpu().numpy().reshape(-1, heads))
     tables = model.engram_tables()
-    out = {}
-    for layer, parts in found.items():
-        rows, counts = np.unique(np.concatenate(parts), return_counts=True)
-        out[layer] = RowLayout.by_frequency(tables[layer].rows, rows, counts)
-    return out
+    return {
+        layer: RowLayout.by_group_frequency(tables[layer].rows, np.concatenate(parts))
+        for layer, parts in found.items()
+    }
 
 
 def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: float) -> None:

@@ -83,6 +83,26 @@ class RowLayout:
         order = np.lexsort((ids, -counts))
         return cls(rows, ids[order][:max_hot])
 
+    @classmethod
+    def by_group_frequency(
+        cls, rows: int, groups: np.ndarray, *, max_hot: int | None = None
+    ) -> RowLayout:
+        """Hot ids from ``groups`` (N, k): ids always read together (an N-gram's rows in the
+        k heads of one order), kept side by side, the most frequent groups first (ties: the
+        group seen first).
+
+        Each id keeps the place of its first group. With k = 1 this is :meth:`by_frequency`.
+        """
+        groups = np.ascontiguousarray(groups, dtype=np.int64)
+        if groups.ndim != 2 or not groups.shape[1]:
+            raise InputError(f"groups must be (N, k) with k >= 1, got shape {groups.shape}")
+        whole = groups.view(np.dtype((np.void, 8 * groups.shape[1]))).reshape(-1)
+        _, first, counts = np.unique(whole, return_index=True, return_counts=True)
+        order = np.lexsort((first, -counts))
+        hot = groups[first[order]].reshape(-1)
+        _, where = np.unique(hot, return_index=True)  # an id in two groups: its first place
+        return cls(rows, hot[np.sort(where)][:max_hot])
+
     @property
     def hot_rows(self) -> int:
         """How many ids were moved to the front."""

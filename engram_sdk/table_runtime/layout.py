@@ -1,10 +1,12 @@
 """Engram tables laid out by N-gram frequency, so rows read together share disk pages.
 
-A hashed address spreads N-grams uniformly over the table: read cold from disk, every
-64-byte row costs a whole 4 KiB page. Counting which rows real text asks for and moving the
-frequent ones to the front of the table (:class:`~engram_sdk.stores.row_layout.RowLayout`)
-packs the rows most batches need into few pages; lookups stay exact, since the layout is a
-permutation applied to the addresses before the store is read.
+A hashed address spreads N-grams uniformly over the table, and the 8 heads of one N-gram
+order sit in 8 separate head tables: read cold from disk, every 64-byte row costs a whole
+4 KiB page. Counting which N-grams real text reads and moving their rows to the front of the
+table, most frequent first and each N-gram's heads side by side
+(:class:`~engram_sdk.stores.row_layout.RowLayout`), packs the rows most batches need into
+few pages; lookups stay exact, since the layout is a permutation applied to the addresses
+before the store is read.
 
     layouts = layouts_from_text(model, token_ids)           # counted on real text
     for layer, layout in layouts.items():
@@ -27,14 +29,21 @@ PAGE_BYTES = 4096
 
 
 def layout_from_addresses(
-    addresses: np.ndarray, rows: int, *, max_hot: int | None = None
+    addresses: np.ndarray, rows: int, *, group: int = 1, max_hot: int | None = None
 ) -> RowLayout:
-    """A frequency layout of a ``rows``-row table from the addresses (any shape) it served."""
-    flat = np.asarray(addresses, dtype=np.int64).reshape(-1)
+    """A frequency layout of a ``rows``-row table from addresses (..., heads) it served.
+
+    ``group`` consecutive heads are read together for every token (the heads of one N-gram
+    order): their rows are placed side by side, so one page serves them all. ``group=1``
+    orders single rows by their own counts.
+    """
+    flat = np.asarray(addresses, dtype=np.int64)
     if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= rows):
         raise InputError(f"addresses must be in [0, {rows}), got {flat.min()}..{flat.max()}")
-    ids, counts = np.unique(flat, return_counts=True)
-    return RowLayout.by_frequency(rows, ids, counts, max_hot=max_hot)
+    width = flat.shape[-1] if flat.ndim else 1
+    if group < 1 or width % group:
+        raise InputError(f"group {group} must divide the {width} heads of the addresses")
+    return RowLayout.by_group_frequency(rows, flat.reshape(-1, group), max_hot=max_hot)
 
 
 def layouts_from_text(
@@ -57,10 +66,14 @@ def layouts_from_text(
             prefix = model.canonical.cpu()[torch.from_numpy(ids[start - context : start])][None]
         with torch.no_grad():
             for layer, addresses in model.engram_addresses(chunk, prefix).items():
-                parts.setdefault(layer, []).append(addresses.cpu().numpy().reshape(-1))
+                found_rows = addresses.cpu().numpy()
+                parts.setdefault(layer, []).append(found_rows.reshape(-1, found_rows.shape[-1]))
     tables = model.engram_tables()
+    heads = model.config.engram_heads_per_ngram  # one order's heads: read together
     return {
-        layer: layout_from_addresses(np.concatenate(found), tables[layer].rows, max_hot=max_hot)
+        layer: layout_from_addresses(
+            np.concatenate(found), tables[layer].rows, group=heads, max_hot=max_hot
+        )
         for layer, found in parts.items()
     }
 

@@ -43,12 +43,26 @@ def test_a_layout_is_a_permutation_with_the_hot_ids_first(data: st.DataObject, r
     assert moved <= set(hot) | set(range(len(hot)))  # nothing else moves
 
 
-def test_frequency_order_is_most_counted_first_ties_by_id() -> None:
-    layout = layout_from_addresses(np.array([[7, 3, 7], [9, 3, 7], [1, 9, 0]]), 10)
-    counted = Counter([7, 3, 7, 9, 3, 7, 1, 9, 0])
-    expected = sorted(counted, key=lambda i: (-counted[i], i))
-    assert layout.hot.tolist() == expected == [7, 3, 9, 0, 1]
+def test_heads_read_together_are_laid_out_side_by_side() -> None:
+    addresses = np.array([[10, 20, 30, 40], [11, 21, 30, 40], [10, 20, 31, 41]])
+    layout = layout_from_addresses(addresses, 50, group=2)
+    # groups by count, ties by first sight: (10,20) x2, (30,40) x2, (11,21), (31,41)
+    assert layout.hot.tolist() == [10, 20, 30, 40, 11, 21, 31, 41]
+    collided = layout_from_addresses(np.array([[1, 2], [1, 3], [1, 3]]), 5, group=2)
+    assert collided.hot.tolist() == [1, 3, 2]  # (1,3) x2 first; 2 still counted
+    with pytest.raises(InputError, match="group 3 must divide the 4 heads"):
+        layout_from_addresses(addresses, 50, group=3)
+
+
+def test_frequency_order_is_most_counted_first_ties_by_first_sight() -> None:
+    seen = [7, 3, 7, 9, 3, 7, 1, 9, 0]
+    layout = layout_from_addresses(np.array(seen).reshape(3, 3), 10)
+    counted = Counter(seen)
+    expected = sorted(counted, key=lambda i: (-counted[i], seen.index(i)))
+    assert layout.hot.tolist() == expected == [7, 3, 9, 1, 0]
     assert layout_from_addresses(np.array([1, 1, 2]), 10, max_hot=1).hot.tolist() == [1]
+    by_id = RowLayout.by_frequency(10, np.array([5, 2, 8]), np.array([1, 4, 1]))
+    assert by_id.hot.tolist() == [2, 5, 8]
 
 
 def zipf_ids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -171,9 +185,19 @@ def test_a_layout_counted_on_real_text_puts_later_batches_on_fewer_pages() -> No
     counted_part, later_part = ids[:16_000], ids[16_000:24_000]
     layouts = layouts_from_text(model, counted_part, chunk_tokens=7_000)
     whole = model.engram_addresses(torch.from_numpy(counted_part)[None])
+    heads = cfg.engram_heads_per_ngram
     for layer, layout in layouts.items():  # chunked counting = counting the text as one piece
-        counted = Counter(whole[layer].reshape(-1).tolist())
-        assert layout.hot.tolist() == sorted(counted, key=lambda i: (-counted[i], i))
+        assert set(layout.hot.tolist()) == set(whole[layer].reshape(-1).tolist())
+        groups = whole[layer].reshape(-1, heads).numpy()  # one N-gram order's heads per row
+        slots = layout.slots(groups)
+        side_by_side = (slots.max(1) - slots.min(1) == heads - 1).mean()
+        assert side_by_side > 0.97  # (a row shared by two N-grams sits with the first one)
+        seen = Counter(map(tuple, groups.tolist()))
+        first_seen = {g: i for i, g in reversed(list(enumerate(map(tuple, groups.tolist()))))}
+        top = sorted(seen, key=lambda g: (-seen[g], first_seen[g]))[:20]
+        assert layout.slots(np.asarray(top)).tolist() == [
+            list(range(i * heads, (i + 1) * heads)) for i in range(20)
+        ]
     later = model.engram_addresses(torch.from_numpy(later_part)[None])
     for layer, layout in layouts.items():
         batches = [
