@@ -7,7 +7,8 @@ the first ``--tokens`` count how often each row of one Engram layer is read (tha
 builds the layout), the next ``--tokens`` are cut into batches of ``--batch`` tokens whose
 distinct rows are looked up. Part 1 (the paper-sized table, 781M rows): distinct pages per
 batch for 64-byte rows (today's ``small`` preset: 16 float32) and 128-byte rows (64 bf16),
-in today's order and laid out, for layouts holding every counted row or only the top ones.
+in today's order and laid out: by row frequency, and by N-gram (the 8 heads of an order,
+always read together, side by side; also with only the top 1M rows moved).
 Part 2 (a real ``shards://`` table of ``--disk-rows-per-head`` x 16 rows of 64 bytes, written
 in both orders): each batch's rows read after evicting the files from the page cache
 (``POSIX_FADV_DONTNEED``), reads checked against the original order; time and bytes the
@@ -37,37 +38,30 @@ from hot_cache_text import real_text_ids, table_addresses
 from engram_sdk.table_runtime.layout import layout_from_addresses, pages_touched
 
 
-def page_counts(batches: list[np.ndarray], layout: RowLayout, row_bytes: int) -> tuple[int, int]:
-    """Distinct pages over all batches (summed per batch): today's order, laid out."""
-    plain = sum(pages_touched(b, row_bytes) for b in batches)
-    laid = sum(pages_touched(layout.slots(b), row_bytes) for b in batches)
-    return plain, laid
-
-
 def part_pages(counted: np.ndarray, batches: list[np.ndarray], rows: int) -> list[str]:
-    full = layout_from_addresses(counted, rows)
+    by_ngram = layout_from_addresses(counted, rows, group=8)  # an order's 8 heads side by side
+    by_row = layout_from_addresses(counted, rows)
     lines = [
-        f"part 1: table of {rows} rows; layout counted on {counted.shape[0]} tokens "
-        f"({full.hot_rows} distinct rows counted); {len(batches)} batches",
+        f"part 1: table of {rows} rows; layouts counted on {counted.shape[0]} tokens "
+        f"({by_row.hot_rows} distinct rows); {len(batches)} batches of {len(batches[0]) // 16} tokens",
         "| layout | row bytes | pages per batch | / today's order | rows per page |",
         "|---|---|---|---|---|",
     ]
-    rows_per_batch = np.mean([len(np.unique(b)) for b in batches])
-    for label, layout in (
-        ("every counted row", full),
-        ("top 1M rows", RowLayout(rows, full.hot[: 1 << 20])),
-        ("top 64k rows", RowLayout(rows, full.hot[: 1 << 16])),
-    ):
-        for row_bytes in (64, 128):
-            plain, laid = page_counts(batches, layout, row_bytes)
-            if label == "every counted row":
-                lines.append(
-                    f"| today's order | {row_bytes} | {plain / len(batches):.0f} | 1.000 | "
-                    f"{rows_per_batch * len(batches) / plain:.2f} |"
-                )
+    distinct = sum(len(np.unique(b)) for b in batches)
+    for row_bytes in (64, 128):
+        plain = sum(pages_touched(b, row_bytes) for b in batches)
+        lines.append(
+            f"| today's order | {row_bytes} | {plain / len(batches):.0f} | 1.000 | {distinct / plain:.2f} |"
+        )
+        for label, layout in (
+            ("by row frequency", by_row),
+            ("by N-gram (heads side by side)", by_ngram),
+            ("by N-gram, top 1M rows only", RowLayout(rows, by_ngram.hot[: 1 << 20])),
+        ):
+            laid = sum(pages_touched(layout.slots(b), row_bytes) for b in batches)
             lines.append(
                 f"| {label} | {row_bytes} | {laid / len(batches):.0f} | {laid / plain:.3f} | "
-                f"{rows_per_batch * len(batches) / laid:.2f} |"
+                f"{distinct / laid:.2f} |"
             )
     return lines
 
@@ -96,7 +90,7 @@ def part_disk(
     counted, rows = table_addresses(counted_ids, table_size=per_head)
     stream, _ = table_addresses(stream_ids, table_size=per_head)
     batches = [np.unique(stream[i : i + batch]) for i in range(0, len(stream), batch)]
-    layout = layout_from_addresses(counted, rows)
+    layout = layout_from_addresses(counted, rows, group=8)
     folder = Path(tempfile.mkdtemp(prefix="engram-layout-"))
     try:
         t = time.perf_counter()
