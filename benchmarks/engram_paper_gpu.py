@@ -71,30 +71,35 @@ class Served:
 
 
 def serve_from_store(name: str, model: torch.nn.Module, store, *, ahead: bool) -> Served:
-    """The model's rows served from ``store`` (today's ``engram_sdk.prefetch``).
+    """The model's rows served from ``store``: ``engram_sdk.table_runtime.attach_tables`` where
+    the runtime branch is merged, today's ``engram_sdk.prefetch`` before."""
+    try:
+        from engram_sdk.table_runtime import attach_tables
+    except ImportError:
+        from engram_sdk.prefetch import attach_store_tables, prefetch_next, wait_prefetches
 
-    The new runtime: ``rt = attach_tables(model, store, export=False)`` and
-    ``Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)``.
-    """
-    from engram_sdk.prefetch import attach_store_tables, prefetch_next, wait_prefetches
-
-    _, stats = attach_store_tables(model, store, export=False)
-    return Served(
-        name,
-        model,
-        dict(model.engram_tables()),
-        model,
-        lambda ids: prefetch_next(model, ids),
-        lambda: wait_prefetches(model),
-        stats,
-        ahead,
-    )
+        _, stats = attach_store_tables(model, store, export=False)
+        forward, tables = model, dict(model.engram_tables())
+        return Served(
+            name,
+            model,
+            tables,
+            forward,
+            lambda ids: prefetch_next(model, ids),
+            lambda: wait_prefetches(model),
+            stats,
+            ahead,
+        )
+    rt = attach_tables(model, store, export=False)
+    return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)
 
 
 def store_table_name(layer: int) -> str:
     """The store table the runtime reads Engram layer ``layer`` from."""
-    from engram_sdk.prefetch import table_name
-
+    try:
+        from engram_sdk.table_runtime import table_name
+    except ImportError:
+        from engram_sdk.prefetch import table_name
     return table_name(layer)
 
 
@@ -108,6 +113,21 @@ def stats_line(served: Served) -> str:
         f"read/requested {s.unique_rows / max(s.rows_requested, 1):.2f}, fetch "
         f"{s.fetch_seconds / fetches * 1e3:.1f} ms, wait {s.wait_seconds / fetches * 1e3:.1f} ms"
     )
+
+
+class GpuRows(torch.nn.Module):
+    """The baseline's Engram table: rows resident in device memory, looked up in place."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        super().__init__()
+        self.rows, self.dim = rows.shape
+        self.register_buffer("weight", rows, persistent=False)
+
+    def prepare(self, flat_addresses) -> None:
+        """Nothing to fetch (today's table protocol announces addresses first)."""
+
+    def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
+        return F.embedding(flat_addresses.long(), self.weight)
 
 
 # ---- rows in host memory --------------------------------------------------------------------
@@ -214,19 +234,14 @@ def build_backbone(cfg, device: torch.device) -> torch.nn.Module:
 
 
 def gpu_tables(model, device: torch.device, seed: int) -> dict:
-    """bf16 rows ~ N(0, 0.02) for every Engram layer, on ``device``, frozen."""
-    from engram_sdk.engram.table import EmbeddingTable, tables_unallocated
-
+    """bf16 rows ~ N(0, 0.02) for every Engram layer, on ``device``."""
     out = {}
     gen = torch.Generator(device).manual_seed(seed)
     for layer, missing in model.engram_tables().items():
-        with tables_unallocated():
-            table = EmbeddingTable(missing.rows, missing.dim)
         rows = torch.empty((missing.rows, missing.dim), dtype=torch.bfloat16, device=device)
         for start in range(0, missing.rows, 1 << 24):
             rows[start : start + (1 << 24)].normal_(0, 0.02, generator=gen)
-        table.embedding.weight = torch.nn.Parameter(rows, requires_grad=False)
-        out[layer] = table
+        out[layer] = GpuRows(rows)
     return out
 
 
@@ -450,9 +465,7 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
     backbone = sum(p.numel() for p in model.parameters())
     tables = gpu_tables(model, setup.device, seed=1)
     rows = sum(tab.rows * tab.dim for tab in tables.values())
-    host = {
-        store_table_name(layer): host_copy(tab.embedding.weight) for layer, tab in tables.items()
-    }
+    host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
     store = host_rows_store(host, pin=setup.device.type == "cuda")
     setup.log.append(
         f"paper protocol: dense backbone {backbone / 1e9:.2f}B parameters (bf16), Engram at block 1, "
@@ -577,9 +590,7 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
     t = time.perf_counter()
     model = build_backbone(dense_config(table_params, setup.smoke), setup.device)
     tables = gpu_tables(model, setup.device, seed=2)
-    host = {
-        store_table_name(layer): host_copy(tab.embedding.weight) for layer, tab in tables.items()
-    }
+    host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
     gb = sum(h.numel() for h in host.values()) * 2 / 1e9
     shutil.rmtree(setup.folder, ignore_errors=True)
     stores = {
