@@ -82,9 +82,10 @@ class CountMinSketch:
 
     def add(self, ids: np.ndarray, counts: np.ndarray) -> None:
         """Count distinct ``ids`` ``counts`` times each."""
-        cells = self._cells(ids)
-        for row in range(self.depth):
-            np.add.at(self.counts[row], cells[row], counts)
+        cells = torch.from_numpy(self._cells(ids))
+        amounts = torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))
+        for row in range(self.depth):  # index_add_: duplicates add up, far faster than np.add.at
+            torch.from_numpy(self.counts[row]).index_add_(0, cells[row], amounts)
 
     def estimate(self, ids: np.ndarray) -> np.ndarray:
         """Estimated counts of ``ids`` (float32)."""
@@ -94,6 +95,14 @@ class CountMinSketch:
     def halve(self) -> None:
         """Age every counter."""
         self.counts *= 0.5
+
+
+def _most_frequent(freq: np.ndarray, among: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` entries of ``among`` with the highest ``freq``, most frequent first (ties:
+    lower index first)."""
+    if n < len(among):
+        among = among[np.argpartition(-freq[among], n - 1)[:n]]
+    return among[np.lexsort((among, -freq[among]))]
 
 
 class HotRowCache:
@@ -180,7 +189,11 @@ class HotRowCache:
         distinct ids, ascending), as a tensor or numpy array of the cache's dtype.
         """
         ids = self._check_ids(ids)
-        unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+        distinct = bool(len(ids) < 2 or np.all(ids[1:] > ids[:-1]))  # e.g. after torch.unique
+        if distinct:
+            unique, inverse, counts = ids, None, np.ones(len(ids), dtype=np.int64)
+        else:
+            unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
         with self._lock:
             freq = self._count(unique, counts)
             slots = self._slots_of(unique)
@@ -198,6 +211,8 @@ class HotRowCache:
             self.stats.rows_requested += len(ids)
             self.stats.rows_fetched += len(missing)
             self.stats.hits += int(counts[hit].sum())
+        if inverse is None:
+            return out
         return out[torch.from_numpy(inverse.reshape(-1)).to(self.device)]
 
     def _as_rows(self, fetched: torch.Tensor | np.ndarray, n: int) -> torch.Tensor:
@@ -211,30 +226,37 @@ class HotRowCache:
 
     # ---- admission and invalidation -----------------------------------------------------
     def _admit(self, ids: np.ndarray, freq: np.ndarray, rows: torch.Tensor) -> None:
-        """Offer fetched rows: free slots take the most frequent; then each remaining
-        candidate contests the least frequent of a random sample of cached rows (all of them
-        for caches up to ``_EXACT_VICTIMS`` rows), winning only if more frequent."""
-        order = np.argsort(-freq, kind="stable")  # candidates, most frequent first
-        n_free = min(len(self._free), len(order))
-        if n_free:
-            self._place(ids, freq, rows, order[:n_free], self._free[:n_free])
-            self._free = self._free[n_free:]
-        rest = order[n_free:]
-        if not len(rest) or not self.capacity:
+        """Offer fetched rows: free slots take the most frequent; then candidates more
+        frequent than the least frequent of a pool of cached rows (all of them up to
+        ``_EXACT_VICTIMS`` rows, a random sample of that many above) replace those rows,
+        most frequent against least frequent."""
+        if not self.capacity or not len(ids):
             return
+        n_free = min(len(self._free), len(ids))
+        rest = np.arange(len(ids))
+        if n_free:
+            top = _most_frequent(freq, rest, n_free)
+            self._place(ids, freq, rows, top, self._free[:n_free])
+            self._free = self._free[n_free:]
+            if n_free == len(ids):
+                return
+            rest = np.setdiff1d(rest, top, assume_unique=True)
         if self.capacity <= _EXACT_VICTIMS:
             pool = np.arange(self.capacity)
         else:
-            drawn = self._rng.integers(0, self.capacity, min(self.capacity, 8 * len(rest) + 4096))
-            pool = np.unique(drawn)
-        k = min(len(rest), len(pool))
-        victims = pool if k == len(pool) else pool[np.argpartition(self.slot_freq[pool], k - 1)[:k]]
+            pool = np.unique(self._rng.integers(0, self.capacity, _EXACT_VICTIMS))
+        contenders = rest[freq[rest] > self.slot_freq[pool].min()]
+        k = min(len(contenders), len(pool))
+        if not k:
+            return
+        contenders = _most_frequent(freq, contenders, k)
+        victims = pool[np.argpartition(self.slot_freq[pool], k - 1)[:k]] if k < len(pool) else pool
         victims = victims[np.argsort(self.slot_freq[victims], kind="stable")]  # least first
-        wins = freq[rest[:k]] > self.slot_freq[victims]
+        wins = freq[contenders] > self.slot_freq[victims]
         n = k if wins.all() else int(np.argmin(wins))  # wins is True on a prefix
         if n:
             self.stats.evicted += n
-            self._place(ids, freq, rows, rest[:n], victims[:n])
+            self._place(ids, freq, rows, contenders[:n], victims[:n])
 
     def _place(
         self,

@@ -171,3 +171,17 @@ def test_a_big_cache_keeps_its_hot_rows_through_sampled_eviction() -> None:
     assert len(cache) == 69_990
     cache.gather(np.repeat(cold[:10], 5), fetch)  # freed slots are filled first
     assert len(cache) == 70_000 and set(cold[:10]) <= set(cache.cached_ids().tolist())
+
+
+def test_already_distinct_sorted_ids_take_the_short_path_with_the_same_rows(
+    table: torch.Tensor,
+) -> None:
+    store = Store(table)
+    cache = HotRowCache(16, table_rows=ROWS, dim=DIM)
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        ids = np.unique(zipf_ids(rng, 200))  # what a runtime passes after deduplication
+        assert torch.equal(cache.gather(ids, store.fetch), table[ids])
+    assert cache.stats.hits > 0 and cache.stats.rows_requested == cache.stats.hits + sum(
+        len(r) for r in store.reads
+    )
