@@ -123,9 +123,13 @@ class HotRowCache:
         sketch_width: int | None = None,
         age_every: int | None = None,
     ) -> None:
-        for label, value in (("capacity", capacity), ("table_rows", table_rows), ("dim", dim)):
-            if not isinstance(value, int) or value < (0 if label == "capacity" else 1):
-                raise InputError(f"HotRowCache {label} must be a non-negative int, got {value!r}")
+        for label, value, least in (
+            ("capacity", capacity, 0),
+            ("table_rows", table_rows, 1),
+            ("dim", dim, 1),
+        ):
+            if not isinstance(value, int) or value < least:
+                raise InputError(f"HotRowCache {label} must be an int >= {least}, got {value!r}")
         self.capacity, self.table_rows, self.dim = capacity, table_rows, dim
         self.device = torch.device(device)
         self.rows = torch.empty((capacity, dim), dtype=dtype, device=self.device)

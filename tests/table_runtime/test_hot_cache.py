@@ -120,7 +120,7 @@ def test_bad_ids_capacity_and_fetch_results_are_named(table: torch.Tensor) -> No
         cache.gather(np.array([0.5]), Store(table).fetch)
     with pytest.raises(InputError, match="expected \\(2, 8\\)"):
         cache.gather(np.array([1, 2]), lambda ids: table[:1])
-    with pytest.raises(InputError, match="capacity"):
+    with pytest.raises(InputError, match="capacity must be an int >= 0, got -1"):
         HotRowCache(-1, table_rows=ROWS, dim=DIM)
 
 
