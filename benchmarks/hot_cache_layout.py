@@ -40,7 +40,8 @@ from engram_sdk.table_runtime.layout import layout_from_addresses, pages_touched
 
 def part_pages(counted: np.ndarray, batches: list[np.ndarray], rows: int) -> list[str]:
     by_ngram = layout_from_addresses(counted, rows, group=8)  # an order's 8 heads side by side
-    by_row = layout_from_addresses(counted, rows)
+    ids, counts = np.unique(counted, return_counts=True)
+    by_row = RowLayout.by_frequency(rows, ids, counts)  # rows by their own counts, ties by id
     lines = [
         f"part 1: table of {rows} rows; layouts counted on {counted.shape[0]} tokens "
         f"({by_row.hot_rows} distinct rows); {len(batches)} batches of {len(batches[0]) // 16} tokens",
@@ -54,7 +55,7 @@ def part_pages(counted: np.ndarray, batches: list[np.ndarray], rows: int) -> lis
             f"| today's order | {row_bytes} | {plain / len(batches):.0f} | 1.000 | {distinct / plain:.2f} |"
         )
         for label, layout in (
-            ("by row frequency", by_row),
+            ("by row count (ties by id)", by_row),
             ("by N-gram (heads side by side)", by_ngram),
             ("by N-gram, top 1M rows only", RowLayout(rows, by_ngram.hot[: 1 << 20])),
         ):
