@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from engram_sdk.stores.row_layout import RowLayout
 
 from engram_sdk.errors import InputError
+from engram_sdk.stores.row_layout import RowLayout
 
 PAGE_BYTES = 4096
 

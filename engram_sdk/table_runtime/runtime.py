@@ -163,6 +163,7 @@ def attach_tables(
     export: bool = True,
     trainable: bool = False,
     cache_rows: int = 0,
+    hot_rows: int = 0,
     device: str | torch.device | None = None,
     dedup: bool | None = None,
     direct_tokens: int = 64,
@@ -174,7 +175,9 @@ def attach_tables(
     ``export``: write the model's in-memory tables there first (table ``engram.layer<N>``
     per layer); otherwise the store must hold them already, of the right shape.
     ``trainable``: looked-up rows receive gradients and :meth:`TableRuntime.optimizer`
-    updates them in the store. ``cache_rows``: a hot-row cache in front of the store.
+    updates them in the store. ``cache_rows``: a host-memory cache in front of the store;
+    ``hot_rows``: a per-table cache of that many of the most frequent rows on ``device``
+    (:class:`~engram_sdk.table_runtime.hot_cache.HotRowCache`; rows stay bitwise the store's).
     ``device``: where rows go (default: the model's). A ``dram://`` store opened here for a
     CUDA model keeps its rows in pinned memory, which the GPU reads in place for steps of at
     most ``direct_tokens`` tokens (decoding). ``dedup`` reads each distinct row once (default:
@@ -206,6 +209,7 @@ def attach_tables(
                 direct_tokens=direct_tokens,
                 fetch_threads=fetch_threads,
                 prefetch_threads=prefetch_threads,
+                hot_rows=hot_rows,
             )
             for layer in model.engram_tables()
         }

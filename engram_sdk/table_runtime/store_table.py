@@ -20,6 +20,7 @@ store.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from engram_sdk.table_runtime.fetch import (
     Fetch,
     FetchedRows,
 )
+from engram_sdk.table_runtime.hot_cache import HotRowCache
 from engram_sdk.table_runtime.mapped import mapped_view
 from engram_sdk.table_runtime.stats import TableStats
 
@@ -64,6 +66,7 @@ class StoreTable(nn.Module):
         direct_tokens: int = 64,
         fetch_threads: int = FETCH_THREADS,
         prefetch_threads: int = PREFETCH_THREADS,
+        hot_rows: int = 0,
     ) -> None:
         super().__init__()
         spec = store.table(name)
@@ -83,6 +86,15 @@ class StoreTable(nn.Module):
             if value < 1:
                 raise InputError(f"{label} must be at least 1, got {value}")
         self.fetch_threads, self.prefetch_threads = fetch_threads, prefetch_threads
+        if not isinstance(hot_rows, int) or hot_rows < 0:
+            raise InputError(f"hot_rows must be an int >= 0, got {hot_rows!r}")
+        self.hot = (
+            HotRowCache(
+                hot_rows, table_rows=self.rows, dim=self.dim, dtype=self.dtype, device=self.device
+            )
+            if hot_rows
+            else None
+        )
         self._current: Fetch | None = None
         self._direct = False  # the next lookup reads pinned host rows in place
         self._next: list[Fetch] = []  # prefetches for later steps (two staging slots)
@@ -114,19 +126,38 @@ class StoreTable(nn.Module):
         flat = self._host_ids(addresses, ready)
         inverse = None
         ids = flat
-        if self.dedup:
+        if self.dedup or self.hot is not None:  # the hot cache takes distinct ids
             ids, inverse = torch.unique(flat, return_inverse=True)
-        staging = torch.empty((len(ids), self.dim), dtype=self.dtype, pin_memory=self.cuda)
-        self.store.gather(self.name, ids.numpy(), out=staging)
-        rows, event = staging, None
-        if self.cuda:
-            with torch.cuda.stream(self.stream):
-                rows = staging.to(self.device, non_blocking=True)
+        if self.hot is None:
+            staging = self._stage(ids.numpy())
+        with torch.cuda.stream(self.stream) if self.cuda else contextlib.nullcontext():
+            if self.hot is not None:
+                staged: list[torch.Tensor] = []
+                rows = self.hot.gather(ids.numpy(), lambda missing: self._stage(missing, staged))
+                staging = staged[0] if staged else self._stage(ids.numpy()[:0])
+            else:
+                rows = staging.to(self.device, non_blocking=True) if self.cuda else staging
+            event = None
+            if self.cuda:
                 if inverse is not None:
                     inverse = inverse.pin_memory().to(self.device, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record(self.stream)
-        hit_rate = self.store.hit_rate
+        self._count_fetch(flat, ids, staging, start)
+        return FetchedRows(ids, rows, inverse, event, staging)
+
+    def _stage(self, ids: Any, keep: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Store rows of ``ids`` (distinct, int64) in (pinned, for a CUDA table) host memory."""
+        staging = torch.empty((len(ids), self.dim), dtype=self.dtype, pin_memory=self.cuda)
+        self.store.gather(self.name, ids, out=staging)
+        if keep is not None:
+            keep.append(staging)
+        return staging
+
+    def _count_fetch(
+        self, flat: torch.Tensor, ids: torch.Tensor, staging: torch.Tensor, start: float
+    ) -> None:
+        hit_rate = self.hot.stats.hit_rate if self.hot is not None else self.store.hit_rate
         if hit_rate is not None:
             self.stats.cache_hit_rate = float(hit_rate)
         self.stats.add(
@@ -136,7 +167,6 @@ class StoreTable(nn.Module):
             fetch_seconds=time.perf_counter() - start,
             fetches=1,
         )
-        return FetchedRows(ids, rows, inverse, event, staging)
 
     # ---- the model's side -----------------------------------------------------------------
     def _start(self, addresses: torch.Tensor | LayerAddresses, ahead: bool = False) -> Fetch:

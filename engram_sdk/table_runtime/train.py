@@ -94,6 +94,8 @@ class StoreTableOptimizer:
                 else:
                     weight -= self.lr * grad
                 t.store.scatter(t.name, rows, weight.numpy())
+            if t.hot is not None:  # the store now holds the rows: the next gather rereads them
+                t.hot.invalidate(rows)
             self._patch_prefetches(t, uniq, weight)
             updated += len(uniq)
         return updated
