@@ -1,6 +1,6 @@
 """GPU correctness check of store-served Engram tables (run under compute-sanitizer too).
 
-    python benchmarks/prefetch_gpu_check.py [--backends dram,shards,lmdb,shards+cache]
+    python benchmarks/prefetch_gpu_check.py [--backends dram,shards,lmdb,shards+cache,lmdb+hot]
 
 For each backend, through the table runtime on CUDA with side-stream copies and
 ``runtime.prefetch`` overlap on: prefill
@@ -28,7 +28,7 @@ def main() -> None:
     from engram_sdk.table_runtime import attach_tables, table_name
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--backends", default="dram,shards,lmdb,shards+cache")
+    ap.add_argument("--backends", default="dram,shards,lmdb,shards+cache,lmdb+hot")
     ap.add_argument("--seq", type=int, default=32)
     args = ap.parse_args()
     dev = "cuda"
@@ -61,7 +61,8 @@ def main() -> None:
         model = build_model(cfg, device=dev, seed=2).eval()
         store = open_store(uri, "a", pinned=scheme == "dram")
         cache_rows = 300 if "cache" in backend else 0
-        runtime = attach_tables(model, store, cache_rows=cache_rows)
+        hot_rows = 4096 if "hot" in backend else 0  # a GPU hot-row cache in the fetch path
+        runtime = attach_tables(model, store, cache_rows=cache_rows, hot_rows=hot_rows)
         threads: list[str] = []
         hash_torch = model.hasher.hash_torch
 
@@ -78,7 +79,9 @@ def main() -> None:
         equal = all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
         d = runtime.stats.as_dict()
         runtime.detach()
-        runtime = attach_tables(model, store, export=False, trainable=True, cache_rows=cache_rows)
+        runtime = attach_tables(
+            model, store, export=False, trainable=True, cache_rows=cache_rows, hot_rows=hot_rows
+        )
         opt = runtime.optimizer(lr=0.1, kind="sgd")
         logits = runtime(ids[:, :-1].pin_memory())
         F.cross_entropy(
