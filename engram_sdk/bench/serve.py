@@ -17,6 +17,7 @@ import asyncio
 import json
 import multiprocessing
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,9 +26,12 @@ import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from engram_sdk.memory import Memory
 
 REPLY = ["Hello", " from", " the", " stub", " upstream", "."]
 
@@ -107,6 +111,69 @@ def fill_memory(uri: str, megabytes: float, seed: int = 7) -> list[str]:
     return questions
 
 
+def ingest_corpus(uri: str, folders: list[Path]) -> float:
+    """Ingest real ``folders`` into the memory at ``uri``; returns the MB of text indexed."""
+    from engram_sdk.memory import Memory
+
+    total = 0
+    with Memory.open(uri) as mem:
+        for folder in folders:
+            total += mem.ingest(folder, progress=False).bytes_indexed
+    return total / 1e6
+
+
+def sample_questions(memory: Memory, n: int, seed: int = 7) -> list[str]:
+    """``n`` four-word phrases taken from random lines of the memory's passages."""
+    rng = random.Random(seed)
+    sid = memory.scope_id("default")
+    total = int(memory.stats()["scopes"]["default"]["passages"]) if sid is not None else 0
+    out: list[str] = []
+    for _ in range(50):
+        if len(out) >= n or total == 0:
+            break
+        pids = [rng.randint(1, total) for _ in range(4 * n)]
+        for passage in memory.passages(sid, pids):  # type: ignore[arg-type]
+            lines = [] if passage is None else passage.text.splitlines()
+            words = re.findall(r"[A-Za-z_]\w{2,}", rng.choice(lines)) if lines else []
+            if len(words) >= 4:
+                at = rng.randrange(len(words) - 3)
+                out.append(" ".join(words[at : at + 4]))
+    if not out:
+        raise ValueError("the memory has no passages to ask about")
+    return out[:n]
+
+
+def recall_split(uri: str, questions: list[str], upstream: str) -> tuple[float, float]:
+    """p50 ms of ``Memory.search`` alone and of the server's whole plan for a memory-on
+    turn (search, passages, excerpts, token counts), in this process, same questions."""
+    from engram_sdk.llm.augment import plan_turn
+    from engram_sdk.llm.base import SamplingOptions
+    from engram_sdk.llm.openai_http import OpenAIBackend
+    from engram_sdk.memory import Memory
+
+    backend = OpenAIBackend(upstream, model="stub")
+    search_ms, plan_ms = [], []
+    with Memory.open(uri, mode="r") as mem:
+        for q in questions:
+            text = f"What follows {q}?"
+            t0 = time.perf_counter()
+            mem.search(text, k=20)
+            t1 = time.perf_counter()
+            plan_turn(
+                backend,
+                memory=mem,
+                messages=[{"role": "user", "content": text}],
+                session=None,
+                scope="default",
+                options=SamplingOptions(max_tokens=8),
+                memory_tokens=None,
+            )
+            search_ms.append((t1 - t0) * 1e3)
+            plan_ms.append((time.perf_counter() - t1) * 1e3)
+    backend.close()
+    return statistics.median(search_ms), statistics.median(plan_ms)
+
+
 async def _client(url: str, body: dict, n: int, ttfts: list[float]) -> None:
     import httpx
 
@@ -141,10 +208,55 @@ def measure(
     return statistics.median(ttfts) * 1e3, p99 * 1e3, len(ttfts) / wall
 
 
+def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float) -> tuple[str, str]:
+    """The memory's URI and a line saying what is in it (built unless ``store`` is given)."""
+    if store is not None:
+        return store, f"memory: {store} as found"
+    uri = f"lmdb://{work / 'mem'}"
+    t0 = time.perf_counter()
+    if corpus:
+        got = ingest_corpus(uri, corpus)
+        what = f"{got:.1f} MB of real text from {', '.join(str(c) for c in corpus)}"
+    else:
+        fill_memory(uri, megabytes)
+        what = f"{megabytes:g} MB of generated word text"
+    return uri, f"memory: {what}, built in {time.perf_counter() - t0:.0f} s"
+
+
+def _start_server(port: int, stub_url: str, uri: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
+    cmd += ["--upstream", stub_url, "--store", uri, "--max-concurrent", "256"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _bodies(questions: list[str], memory: bool | None) -> list[dict]:
+    out = []
+    for q in questions:
+        body: dict = {
+            "model": "stub",
+            "stream": True,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": f"What follows {q}?"}],
+        }
+        if memory is not None:
+            body["memory"] = memory
+        out.append(body)
+    return out
+
+
 def serve_bench(
     clients: Annotated[str, typer.Option(help="concurrent clients, comma-separated")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="requests per client per case")] = 20,
-    memory_mb: Annotated[float, typer.Option(help="text in memory for 'memory on'")] = 100.0,
+    memory_mb: Annotated[
+        float, typer.Option(help="generated text in memory for 'memory on' (without --corpus)")
+    ] = 100.0,
+    corpus: Annotated[
+        list[Path] | None,
+        typer.Option(help="ingest these real folders as the memory instead (repeatable)"),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="use this existing memory as it is (no building)")
+    ] = None,
     markdown: Annotated[Path | None, typer.Option(help="also write the table here")] = None,
 ) -> None:
     """Time to first token and requests/s: upstream direct vs proxy (memory off / on)."""
@@ -154,51 +266,35 @@ def serve_bench(
     stub.start()
     server = None
     try:
-        t0 = time.perf_counter()
-        questions = fill_memory(f"lmdb://{work / 'mem'}", memory_mb)
-        typer.echo(
-            f"memory: {memory_mb:g} MB of text in {time.perf_counter() - t0:.0f} s", err=True
-        )
+        uri, what = _memory(work, store, corpus or [], memory_mb)
+        typer.echo(what, err=True)
+        from engram_sdk.memory import Memory
+
+        with Memory.open(uri, mode="r") as mem:
+            questions = sample_questions(mem, 64)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
-        cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
-        cmd += [
-            "--upstream",
-            stub_url,
-            "--store",
-            f"lmdb://{work / 'mem'}",
-            "--max-concurrent",
-            "256",
-        ]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        search_ms, plan_ms = recall_split(uri, questions[:32], stub_url)
+        split = (
+            f"recall in-process, p50 over {min(32, len(questions))} questions: Memory.search "
+            f"{search_ms:.1f} ms; the server's plan with it (search, passages, excerpts, token "
+            f"counts) {plan_ms:.1f} ms, so {plan_ms - search_ms:+.1f} ms beyond the search"
+        )
+        typer.echo(split, err=True)
+        server = _start_server(port, stub_url, uri)
         _wait_up(f"http://127.0.0.1:{port}/health")
         _wait_up(f"{stub_url}/models")
         proxy = f"http://127.0.0.1:{port}/v1/chat/completions"
-
-        def bodies(memory: bool | None) -> list[dict]:
-            out = []
-            for q in questions[:64]:
-                body = {
-                    "model": "stub",
-                    "stream": True,
-                    "max_tokens": 8,
-                    "messages": [{"role": "user", "content": f"What follows {q}?"}],
-                }
-                if memory is not None:
-                    body["memory"] = memory
-                out.append(body)
-            return out
-
         cases = [
-            ("upstream direct", f"{stub_url}/chat/completions", bodies(None)),
-            ("proxy, memory off", proxy, bodies(False)),
-            ("proxy, memory on", proxy, bodies(True)),
+            ("upstream direct", f"{stub_url}/chat/completions", _bodies(questions, None)),
+            ("proxy, memory off", proxy, _bodies(questions, False)),
+            ("proxy, memory on", proxy, _bodies(questions, True)),
         ]
         rows = [
             "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct |",
             "|---|---|---|---|---|---|",
         ]
         for n in (int(c) for c in clients.split(",")):
-            measure(proxy, bodies(True), 1, 2)  # warm-up
+            measure(proxy, _bodies(questions, True), 1, 2)  # warm-up
             base = None
             for name, url, b in cases:
                 p50, p99, rps = measure(url, b, n, requests)
@@ -208,11 +304,11 @@ def serve_bench(
                 )
                 typer.echo(rows[-1])
         table = "\n".join(rows)
-        typer.echo(f"\n{table}")
+        typer.echo(f"\n{table}\n\n{split}")
         if markdown:
             markdown.write_text(
-                f"# engram bench serve\n\nmemory {memory_mb:g} MB, {requests} requests per "
-                f"client per case, stub upstream on loopback\n\n{table}\n"
+                f"# engram bench serve\n\n{what}; {requests} requests per client per case; "
+                f"stub upstream on loopback\n\n{table}\n\n{split}\n"
             )
     finally:
         if server is not None:

@@ -78,30 +78,33 @@ class AsyncUpstream:
         await self.client.aclose()
 
 
-async def sse_events(resp: httpx.Response, *, where: str) -> AsyncIterator[list[bytes]]:
-    """The complete SSE events of ``resp`` as they arrive, in batches (one per network read).
+async def sse_events(
+    resp: httpx.Response, *, where: str
+) -> AsyncIterator[tuple[list[bytes], bool]]:
+    """The complete SSE events of ``resp`` as they arrive, in batches (one per network read),
+    each with whether ``[DONE]`` ended it.
 
-    Each event is its ``data:`` payload, untouched; the batch holding ``[DONE]`` ends the
-    iteration without it. Comments and other fields are skipped. A broken or timed-out
-    stream raises :class:`BackendError` (504 for a timeout, 502 otherwise).
+    Each event is its ``data:`` payload, untouched; ``[DONE]`` itself is not included, and
+    the stream is read to its end after it (so the connection goes back to the pool).
+    Comments and other fields are skipped. A broken or timed-out stream raises
+    :class:`BackendError` (504 for a timeout, 502 otherwise).
     """
-    pending = b""
+    pending, done = b"", False
     try:
         async for raw in resp.aiter_raw():
+            if done:
+                continue
             pending += raw
             cut = pending.rfind(b"\n\n")
             if cut < 0:
                 continue
             complete, pending = pending[:cut], pending[cut + 2 :]
             batch, done = _payloads(complete)
-            if batch:
-                yield batch
-            if done:
-                return
-        if pending.strip():
-            batch, _ = _payloads(pending)
-            if batch:
-                yield batch
+            if batch or done:
+                yield batch, done
+        if pending.strip() and not done:
+            batch, done = _payloads(pending)
+            yield batch, done
     except httpx.TimeoutException as exc:
         raise BackendError(f"{where} timed out mid-reply", status=504) from exc
     except httpx.TransportError as exc:

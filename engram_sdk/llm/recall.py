@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from engram_sdk.sessions import Session
 
 MEMORY_HEADER = "Passages from memory:"
+WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -48,24 +49,30 @@ class Recalled:
     tokens: int
 
 
-def clip_head(backend: Backend, text: str, tokens: int) -> str:
-    """The end of ``text`` in about ``tokens`` tokens."""
+def clip_head(backend: Backend, text: str, tokens: int, counted: int | None = None) -> str:
+    """The end of ``text`` in at most ``tokens`` tokens (``counted``: its size, if known).
+
+    Each try cuts in proportion to the overshoot, so it takes one or two counts."""
+    n = backend.count_tokens(text) if counted is None else counted
     keep = len(text)
-    while keep > 0 and backend.count_tokens(text[-keep:]) > tokens:
-        keep = keep * 3 // 4
-    return text[-keep:] if keep else ""
+    while n > tokens and keep > 0:
+        keep = min(keep - 1, int(keep * tokens / n * 0.95))
+        n = backend.count_tokens(text[-keep:]) if keep > 0 else 0
+    return text[-keep:] if keep > 0 else ""
 
 
-def _clip_around(backend: Backend, lines: list[str], query: str, tokens: int) -> tuple[int, int]:
-    """The widest run of whole ``lines`` around the line sharing most words with ``query``.
+def _line_costs(lines: list[str], total: int) -> list[int]:
+    """Each line's share of a passage's ``total`` tokens, by its length (one count per
+    passage instead of one per line; the excerpt is counted exactly afterwards)."""
+    chars = sum(len(line) + 1 for line in lines) or 1
+    return [2 + total * (len(line) + 1) // chars for line in lines]
 
-    Line costs are counted once and summed (a newline costs one token), so this is linear.
-    """
-    words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
-    at = max(
-        range(len(lines)), key=lambda i: len(words & set(re.findall(r"\w+", lines[i].lower())))
-    )
-    cost = [backend.count_tokens(line) + 1 for line in lines]
+
+def _clip_around(lines: list[str], query: str, tokens: int, cost: list[int]) -> tuple[int, int]:
+    """The widest run of whole ``lines`` around the line sharing most words with ``query``,
+    within ``tokens`` by the lines' ``cost``."""
+    words = {w for w in WORD.findall(query.lower()) if len(w) > 2}
+    at = max(range(len(lines)), key=lambda i: len(words & set(WORD.findall(lines[i].lower()))))
     lo, hi, used = at, at + 1, cost[at]
     while True:
         if hi < len(lines) and used + cost[hi] <= tokens:
@@ -78,18 +85,26 @@ def _clip_around(backend: Backend, lines: list[str], query: str, tokens: int) ->
             return lo, hi
 
 
-def _excerpt(backend: Backend, passage: Passage, query: str, tokens: int) -> tuple[Passage, str]:
-    """The passage, or its lines around the query's best line when it is over ``tokens``."""
+def _excerpt(
+    backend: Backend, passage: Passage, query: str, tokens: int
+) -> tuple[Passage, str, int]:
+    """The passage, or its lines around the query's best line when it is over ``tokens``;
+    with its size in tokens."""
     label = f"[{passage.source}:{passage.line_start}-{passage.line_end}]"
     text = f"{label}\n{passage.text.strip()}"
-    if backend.count_tokens(text) <= tokens:
-        return passage, text
+    n = backend.count_tokens(text)
+    if n <= tokens:
+        return passage, text, n
     lines = passage.text.splitlines()
-    lo, hi = _clip_around(backend, lines, query, tokens - 16)
+    lo, hi = _clip_around(lines, query, tokens - 16, _line_costs(lines, n))
     first, last = passage.line_start + lo, passage.line_start + hi - 1
-    body = clip_head(backend, "\n".join(lines[lo:hi]), tokens - 16)
-    text = f"[{passage.source}:{first}-{last}]\n{body}"
-    return passage.model_copy(update={"line_start": first, "line_end": last}), text
+    head, body = f"[{passage.source}:{first}-{last}]\n", "\n".join(lines[lo:hi])
+    n = backend.count_tokens(head + body)
+    if n > tokens:
+        body = clip_head(backend, body, tokens - 16, n)
+        n = backend.count_tokens(head + body)
+    clipped = passage.model_copy(update={"line_start": first, "line_end": last})
+    return clipped, head + body, n
 
 
 def recall_passages(
@@ -128,8 +143,8 @@ def recall_passages(
         room = min(per_passage, budget - used) - 16
         if room < 8:
             break
-        passage, text = _excerpt(backend, passage, query, room)
-        n = backend.count_tokens(text) + 2
+        passage, text, n = _excerpt(backend, passage, query, room)
+        n += 2
         if used + n > budget:
             continue
         parts.append(text)

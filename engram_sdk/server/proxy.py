@@ -96,15 +96,20 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     reply, meta = _Reply(), json.dumps(turn.meta()).encode()
     where = f"{state.upstream.base_url if state.upstream else ''}/chat/completions"
+    ended = False
     try:
-        async for batch in sse_events(resp, where=where):
+        async for batch, done in sse_events(resp, where=where):
             out = []
             for payload in batch:
                 if reply.read(json.loads(payload)):
                     payload = _splice(payload, meta)
                 out.append(b"data: " + payload + b"\n\n")
-            yield b"".join(out)
-        if not reply.error:
+            if done and turn.session is None:  # nothing to store: end in the same write
+                out.append(DONE_EVENT)
+                ended = True
+            if out:
+                yield b"".join(out)
+        if not reply.error and turn.session is not None:
             await state.off_loop(
                 lambda: store_reply(state, turn, "".join(reply.parts), reply.finish_reason)
             )
@@ -114,7 +119,8 @@ async def _events(
     finally:
         slot.release()
         await resp.aclose()
-    yield DONE_EVENT
+    if not ended:
+        yield DONE_EVENT
 
 
 def stream_reply(
@@ -131,7 +137,7 @@ async def whole_reply(state: ServerState, turn: PreparedTurn, resp: httpx.Respon
     reply = _Reply()
     where = f"{state.upstream.base_url if state.upstream else ''}/chat/completions"
     try:
-        async for batch in sse_events(resp, where=where):
+        async for batch, _ in sse_events(resp, where=where):
             for payload in batch:
                 reply.read(json.loads(payload))
     except BackendError as exc:
@@ -143,7 +149,8 @@ async def whole_reply(state: ServerState, turn: PreparedTurn, resp: httpx.Respon
     if reply.error:
         raise from_backend(BackendError(f"{where} reported an error mid-reply"))
     text = "".join(reply.parts)
-    await state.off_loop(lambda: store_reply(state, turn, text, reply.finish_reason))
+    if turn.session is not None:
+        await state.off_loop(lambda: store_reply(state, turn, text, reply.finish_reason))
     usage = reply.usage or {}
     prompt = usage.get("prompt_tokens", turn.plan.prompt_tokens)
     completion = usage.get("completion_tokens") or state.backend.count_tokens(text)
