@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import re
 import shutil
@@ -208,6 +209,21 @@ def measure(
     return statistics.median(ttfts) * 1e3, p99 * 1e3, len(ttfts) / wall
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_total(pids: list[int]) -> float | None:
+    """CPU seconds of all ``pids`` together (None where unknown)."""
+    seconds = [cpu_seconds(p) for p in pids]
+    return None if None in seconds else sum(seconds)  # type: ignore[arg-type]
+
+
 def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float) -> tuple[str, str]:
     """The memory's URI and a line saying what is in it (built unless ``store`` is given)."""
     if store is not None:
@@ -290,17 +306,27 @@ def serve_bench(
             ("proxy, memory on", proxy, _bodies(questions, True)),
         ]
         rows = [
-            "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct |",
-            "|---|---|---|---|---|---|",
+            "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
+            "| CPU ms/request (stub + engram serve) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for n in (int(c) for c in clients.split(",")):
             measure(proxy, _bodies(questions, True), 1, 2)  # warm-up
             base = None
             for name, url, b in cases:
+                pids = [p for p in (stub.pid, server.pid) if p is not None]
+                before = cpu_total(pids)
                 p50, p99, rps = measure(url, b, n, requests)
+                after = cpu_total(pids)
+                cpu = (
+                    "n/a"
+                    if before is None or after is None
+                    else (f"{(after - before) * 1e3 / (n * requests):.2f}")
+                )
                 base = p50 if base is None else base
                 rows.append(
-                    f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms |"
+                    f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms "
+                    f"| {cpu} |"
                 )
                 typer.echo(rows[-1])
         table = "\n".join(rows)

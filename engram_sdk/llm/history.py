@@ -2,9 +2,10 @@
 
 Reading a session parses every stored turn; a server answering the same sessions turn after
 turn keeps them in a :class:`HistoryCache` instead. An entry is valid while the session's
-stored turn count (read with the session, one record) equals the count it was built from; a
-turn stored by this process extends the entry, and one stored by anything else (another
-process on the same store) makes the next read start over.
+record (read with the session: its creation time and turn count) is the one it was built
+from; a turn stored by this process extends the entry, and one stored by anything else
+(another process on the same store), or a session deleted and started again, makes the next
+read start over.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Entry:
-    turns: int
+    version: tuple[float, int]
     messages: list[Message]
+
+
+def _version(session: Session) -> tuple[float, int]:
+    info = session.info
+    return (info.created, info.turns) if info is not None else (0.0, 0)
 
 
 class HistoryCache:
@@ -38,16 +44,16 @@ class HistoryCache:
 
     def messages(self, session: Session) -> list[Message]:
         """The session's non-system turns, in order (a copy the caller may keep)."""
-        stored = session.info.turns if session.info is not None else 0
+        version = _version(session)
         with self._lock:
             entry = self._entries.get(session.key)
-            if entry is not None and entry.turns == stored:
+            if entry is not None and entry.version == version:
                 self._entries.move_to_end(session.key)
                 return list(entry.messages)
         turns = session.turns()
         messages = _as_messages(turns)
         with self._lock:
-            self._entries[session.key] = _Entry(len(turns), messages)
+            self._entries[session.key] = _Entry((version[0], len(turns)), messages)
             self._entries.move_to_end(session.key)
             while len(self._entries) > self.max_sessions:
                 self._entries.popitem(last=False)
@@ -55,14 +61,14 @@ class HistoryCache:
 
     def appended(self, session: Session, messages: Sequence[Message]) -> None:
         """Note turns this process just stored in ``session`` (its info already updated)."""
-        stored = session.info.turns if session.info is not None else 0
+        created, stored = _version(session)
         with self._lock:
             entry = self._entries.get(session.key)
             if entry is None:
                 return
-            if entry.turns + len(messages) == stored:
+            if entry.version == (created, stored - len(messages)):
                 entry.messages.extend(m for m in messages if m["role"] != "system")
-                entry.turns = stored
+                entry.version = (created, stored)
             else:
                 del self._entries[session.key]
 

@@ -9,7 +9,9 @@ prompt without counting the block again.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 
 MEMORY_HEADER = "Passages from memory:"
 WORD = re.compile(r"\w+")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: words that, just before a code name in a question, are kept in the recall query
+DECLARATION_WORDS = frozenset({"class", "def", "struct", "enum", "interface", "trait", "fn"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,45 @@ def clip_head(backend: Backend, text: str, tokens: int, counted: int | None = No
     return text[-keep:] if keep > 0 else ""
 
 
+def _code_like(word: str) -> bool:
+    """``snake_case``, ``_private``, ``CamelCase``/``mixedCase``, or a name with digits."""
+    inner_upper = any(c.isupper() for c in word[1:]) and any(c.islower() for c in word)
+    return "_" in word or inner_upper or any(c.isdigit() for c in word)
+
+
+def recall_query(message: str) -> str:
+    """What recall searches for: the code names in ``message`` (``JSONDecoder``,
+    ``py_make_scanner``), each with a declaration word just before it kept (``class X``),
+    else the message as it is. A question's other words ("which file defines the") occur
+    everywhere and would outrank the one passage that holds the name."""
+    words = NAME.findall(message)
+    terms: list[str] = []
+    for i, word in enumerate(words):
+        if _code_like(word):
+            if i and words[i - 1].lower() in DECLARATION_WORDS:
+                terms.append(words[i - 1].lower())
+            terms.append(word)
+    return " ".join(terms) if terms else message
+
+
+def shown_sources(sources: list[str]) -> Callable[[str], str]:
+    """How a passage's source is written in the prompt: file paths relative to the folder
+    the recalled files share (a small model copies ``decoder.py`` more readily than a long
+    absolute path); other sources as they are. Citations keep the full source."""
+    paths = [s for s in sources if os.path.isabs(s)]
+    if not paths:
+        return lambda source: source
+    try:
+        base = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # paths on different drives
+        return lambda source: source
+
+    def shown(source: str) -> str:
+        return os.path.relpath(source, base) if source in paths else source
+
+    return shown
+
+
 def _line_costs(lines: list[str], total: int) -> list[int]:
     """Each line's share of a passage's ``total`` tokens, by its length (one count per
     passage instead of one per line; the excerpt is counted exactly afterwards)."""
@@ -86,11 +130,11 @@ def _clip_around(lines: list[str], query: str, tokens: int, cost: list[int]) -> 
 
 
 def _excerpt(
-    backend: Backend, passage: Passage, query: str, tokens: int
+    backend: Backend, passage: Passage, query: str, tokens: int, source: str
 ) -> tuple[Passage, str, int]:
     """The passage, or its lines around the query's best line when it is over ``tokens``;
-    with its size in tokens."""
-    label = f"[{passage.source}:{passage.line_start}-{passage.line_end}]"
+    with its size in tokens. ``source`` is how the prompt names the passage's source."""
+    label = f"[{source}:{passage.line_start}-{passage.line_end}]"
     text = f"{label}\n{passage.text.strip()}"
     n = backend.count_tokens(text)
     if n <= tokens:
@@ -98,7 +142,7 @@ def _excerpt(
     lines = passage.text.splitlines()
     lo, hi = _clip_around(lines, query, tokens - 16, _line_costs(lines, n))
     first, last = passage.line_start + lo, passage.line_start + hi - 1
-    head, body = f"[{passage.source}:{first}-{last}]\n", "\n".join(lines[lo:hi])
+    head, body = f"[{source}:{first}-{last}]\n", "\n".join(lines[lo:hi])
     n = backend.count_tokens(head + body)
     if n > tokens:
         body = clip_head(backend, body, tokens - 16, n)
@@ -126,8 +170,9 @@ def recall_passages(
     sid = memory.scope_id(scope)
     if sid is None or not query.strip():
         return Recalled("", [], 0)
-    hits = memory.search(query, k=k, scope=scope)
+    hits = memory.search(recall_query(query), k=k, scope=scope)
     passages = memory.passages(sid, [h.passage_id for h in hits])
+    shown = shown_sources([p.source for p in passages if p is not None])
     own = session.source if session is not None else None
     parts = [MEMORY_HEADER]
     used = backend.count_tokens(MEMORY_HEADER)
@@ -143,7 +188,7 @@ def recall_passages(
         room = min(per_passage, budget - used) - 16
         if room < 8:
             break
-        passage, text, n = _excerpt(backend, passage, query, room)
+        passage, text, n = _excerpt(backend, passage, query, room, shown(passage.source))
         n += 2
         if used + n > budget:
             continue
