@@ -5,10 +5,14 @@ server's own overhead. Three paths, same clients, same run:
 
 - **upstream direct**: clients call the stub (the baseline);
 - **proxy, memory off**: clients call ``engram serve --upstream stub`` with ``memory: false``;
-- **proxy, memory on**: the same with recall from a memory of ``--memory-mb`` of text.
+- **proxy, memory on**: the same with recall from the memory: ``--memory-mb`` of generated
+  text, the real folders given with ``--corpus``, or an existing memory (``--store``).
 
-For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token and requests/s,
-and the p50 added over the baseline.
+For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token, requests/s, the
+p50 added over the baseline, and the CPU the stub and the server spent per request (read from
+``/proc``; robust to a machine shared with other work, unlike wall times). Before the load
+it times, in-process and on the same questions, ``Memory.search`` alone and the whole recall
+plan of a memory turn, so the table says how much of the memory cost is the search.
 """
 
 from __future__ import annotations
