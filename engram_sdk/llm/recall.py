@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 MEMORY_HEADER = "Passages from memory:"
 WORD = re.compile(r"\w+")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: passages scoring under this share of the best recalled one are left out (they crowd the
+#: one that answers, and a small model copies from the wrong one)
+SCORE_FLOOR = 1 / 3
 #: words that, just before a code name in a question, are kept in the recall query
 DECLARATION_WORDS = frozenset({"class", "def", "struct", "enum", "interface", "trait", "fn"})
 
@@ -129,26 +132,42 @@ def _clip_around(lines: list[str], query: str, tokens: int, cost: list[int]) -> 
             return lo, hi
 
 
+def _trim(lines: list[str], lo: int, hi: int) -> tuple[int, int]:
+    """``lo, hi`` without the blank lines at either end."""
+    while lo < hi and not lines[lo].strip():
+        lo += 1
+    while hi > lo and not lines[hi - 1].strip():
+        hi -= 1
+    return lo, hi
+
+
 def _excerpt(
     backend: Backend, passage: Passage, query: str, tokens: int, source: str
-) -> tuple[Passage, str, int]:
-    """The passage, or its lines around the query's best line when it is over ``tokens``;
-    with its size in tokens. ``source`` is how the prompt names the passage's source."""
-    label = f"[{source}:{passage.line_start}-{passage.line_end}]"
-    text = f"{label}\n{passage.text.strip()}"
-    n = backend.count_tokens(text)
-    if n <= tokens:
-        return passage, text, n
+) -> tuple[Passage, str, int] | None:
+    """The passage's lines (blank ones at the ends left out), or those around the query's best
+    line when they are over ``tokens``; with the size in tokens. None for a blank passage.
+    ``source`` is how the prompt names the passage's source."""
     lines = passage.text.splitlines()
-    lo, hi = _clip_around(lines, query, tokens - 16, _line_costs(lines, n))
-    first, last = passage.line_start + lo, passage.line_start + hi - 1
-    head, body = f"[{source}:{first}-{last}]\n", "\n".join(lines[lo:hi])
-    n = backend.count_tokens(head + body)
+    lo, hi = _trim(lines, 0, len(lines))
+    if lo == hi:
+        return None
+    text = f"[{source}:{passage.line_start + lo}-{passage.line_start + hi - 1}]\n"
+    text += "\n".join(lines[lo:hi])
+    n = backend.count_tokens(text)
     if n > tokens:
-        body = clip_head(backend, body, tokens - 16, n)
+        lo, hi = _clip_around(lines, query, tokens - 16, _line_costs(lines, n))
+        lo, hi = _trim(lines, lo, hi)
+        if lo == hi:
+            return None
+        head = f"[{source}:{passage.line_start + lo}-{passage.line_start + hi - 1}]\n"
+        body = "\n".join(lines[lo:hi])
         n = backend.count_tokens(head + body)
-    clipped = passage.model_copy(update={"line_start": first, "line_end": last})
-    return clipped, head + body, n
+        if n > tokens:
+            body = clip_head(backend, body, tokens - 16, n)
+            n = backend.count_tokens(head + body)
+        text = head + body
+    first, last = passage.line_start + lo, passage.line_start + hi - 1
+    return passage.model_copy(update={"line_start": first, "line_end": last}), text, n
 
 
 def recall_passages(
@@ -178,17 +197,22 @@ def recall_passages(
     used = backend.count_tokens(MEMORY_HEADER)
     per_passage = max(48, budget // 3)
     citations: list[Citation] = []
-    for hit, passage in zip(hits, passages, strict=True):
-        if passage is None:
-            continue
-        if own is not None and passage.source == own:
-            seq = passage.metadata.get("seq")
-            if first_kept_seq is None or not isinstance(seq, int) or seq >= first_kept_seq:
-                continue
+    eligible = [
+        (hit, passage)
+        for hit, passage in zip(hits, passages, strict=True)
+        if passage is not None and not _in_prompt(passage, own, first_kept_seq)
+    ]
+    floor = max((hit.score for hit, _ in eligible), default=0.0) * SCORE_FLOOR
+    for hit, passage in eligible:
         room = min(per_passage, budget - used) - 16
         if room < 8:
             break
-        passage, text, n = _excerpt(backend, passage, query, room, shown(passage.source))
+        if hit.score < floor:
+            continue
+        got = _excerpt(backend, passage, query, room, shown(passage.source))
+        if got is None:
+            continue
+        passage, text, n = got
         n += 2
         if used + n > budget:
             continue
@@ -202,6 +226,14 @@ def recall_passages(
     if not citations:
         return Recalled("", [], 0)
     return Recalled("\n\n".join(parts), citations, used)
+
+
+def _in_prompt(passage: Passage, own: str | None, first_kept_seq: int | None) -> bool:
+    """Whether ``passage`` is a turn of this session that the prompt still holds."""
+    if own is None or passage.source != own:
+        return False
+    seq = passage.metadata.get("seq")
+    return first_kept_seq is None or not isinstance(seq, int) or seq >= first_kept_seq
 
 
 def recall_block(
