@@ -91,6 +91,8 @@ def serve(config: ServeConfig) -> None:
     from engram_sdk.memory import Memory
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    # httpx logs every upstream request at INFO: a line per proxied request, off the hot path
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     backend = open_backend(config)
     memory = Memory.open(config.store)
     try:
