@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from engram_sdk.memory import Memory
 
 console = Console(highlight=False, soft_wrap=True)
-DEFAULT_QUESTION = "Which file defines the class JSONDecoder?"
+DEFAULT_QUESTION = "Which file defines the regular expression NUMBER_RE?"
 SESSION = "quickstart"
 
 
