@@ -50,16 +50,19 @@ def step(number: int, what: str) -> Iterator[None]:
 
 
 def ingest_and_search(mem: Memory, folder: Path, question: str) -> None:
-    """Ingest ``folder`` and show where the question's words occur."""
+    """Ingest ``folder`` and show where the question's code names (or words) occur."""
     report = mem.ingest(folder, progress=False)
     console.print(
         f"ingested {report.files_indexed} files of {escape(str(folder))}: {report.passages} "
         f"passages, {report.bytes_indexed / 1e3:.0f} kB at {report.mb_per_s:.1f} MB/s"
     )
-    table = Table(title=f"search {question!r}")
+    from engram_sdk.llm.recall import recall_query
+
+    query = recall_query(question)  # what step 3 recalls with
+    table = Table(title=escape(f"search {query!r}"))
     for col in ("score", "source:line", "snippet"):
         table.add_column(col)
-    for hit in mem.search(question, k=4):
+    for hit in mem.search(query, k=4):
         where = Path(hit.source)
         shown = where.relative_to(folder) if where.is_relative_to(folder) else where
         table.add_row(
