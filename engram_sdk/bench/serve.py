@@ -87,17 +87,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_up(url: str, timeout_s: float = 180) -> None:
+def _wait_up(
+    url: str,
+    timeout_s: float = 300,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; a ``proc`` that exits first fails with its ``log``."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(
+                f"engram serve exited {proc.returncode} before {url} answered:\n{tail}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    raise RuntimeError(f"{url} did not come up in {timeout_s:.0f} s")
 
 
 def fill_memory(uri: str, megabytes: float, seed: int = 7) -> list[str]:
@@ -265,10 +276,11 @@ def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float)
     return uri, f"memory: {what}, built in {time.perf_counter() - t0:.0f} s"
 
 
-def _start_server(port: int, stub_url: str, uri: str) -> subprocess.Popen[bytes]:
+def _start_server(port: int, stub_url: str, uri: str, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
     cmd += ["--upstream", stub_url, "--store", uri, "--max-concurrent", "256"]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _bodies(questions: list[str], memory: bool | None) -> list[dict]:
@@ -322,9 +334,9 @@ def serve_bench(
             f"counts) {plan_ms:.1f} ms, so {plan_ms - search_ms:+.1f} ms beyond the search"
         )
         typer.echo(split, err=True)
-        server = _start_server(port, stub_url, uri)
-        _wait_up(f"http://127.0.0.1:{port}/health")
         _wait_up(f"{stub_url}/models")
+        server = _start_server(port, stub_url, uri, work / "serve.log")
+        _wait_up(f"http://127.0.0.1:{port}/health", proc=server, log=work / "serve.log")
         proxy = f"http://127.0.0.1:{port}/v1/chat/completions"
         cases = [
             ("upstream direct", f"{stub_url}/chat/completions", _bodies(questions, None)),
