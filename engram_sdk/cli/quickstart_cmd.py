@@ -106,8 +106,11 @@ def resume_in_new_process(uri: str, max_tokens: int) -> None:
     """``engram chat`` in a child process continues the stored session."""
     follow_up = "Repeat your last answer in one short sentence."
     cmd = [sys.executable, "-m", "engram_sdk.cli.main", "chat", "--session", SESSION]
-    cmd += ["--store", uri, "--max-tokens", str(max_tokens), "--hide-passages"]
-    console.print(f"$ engram chat --session {SESSION} --store {escape(uri)}  <<< {follow_up!r}")
+    # no recall: the follow-up is about the stored conversation, not the folder
+    cmd += ["--store", uri, "--max-tokens", str(max_tokens), "--no-memory"]
+    console.print(
+        escape(f"$ engram chat --session {SESSION} --store {uri} --no-memory  <<< {follow_up!r}")
+    )
     done = subprocess.run(cmd, input=follow_up + "\n", capture_output=True, text=True, check=False)
     if done.returncode != 0:
         console.print(f"[red]engram chat failed:[/] {escape(done.stderr[-500:])}")
