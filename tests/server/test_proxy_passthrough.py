@@ -6,14 +6,13 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import ClassVar
 
 import httpx
 import openai
 import pytest
 
-from tests.server.live import serve
+from tests.server.live import Live, serve
 
 # compact JSON, extra fields and an id of the upstream's own: re-serialising would change them
 EVENTS = [
@@ -75,66 +74,64 @@ def upstream() -> Iterator[str]:
     server.shutdown()
 
 
-def test_events_pass_through_byte_for_byte_over_one_kept_alive_connection(
-    upstream: str, tmp_path: Path
-) -> None:
-    args = ["--store", f"lmdb://{tmp_path / 'store'}", "--upstream", upstream]
-    with serve(args, tmp_path / "proxy.log") as proxy:
-        Recording.bodies.clear()
-        Recording.peers.clear()
-        body = {
-            "model": "up",
-            "stream": True,
-            "messages": [{"role": "user", "content": "Which bird?"}],
-            "memory": False,
-        }
-        for _ in range(5):
-            with httpx.stream("POST", proxy.v1 + "/chat/completions", json=body) as resp:
-                raw = resp.read()
-        payloads = [e[6:] for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
-        assert payloads[:3] == EVENTS[:3]  # the upstream's bytes, untouched
-        finish = json.loads(payloads[3])
-        assert finish.pop("engram")["citations"] == [] and finish == json.loads(EVENTS[3])
-        assert payloads[4:] == [b"[DONE]"]  # no usage: the client did not ask for it
-        assert len(Recording.peers) == 1  # five requests, one upstream connection
-        assert "stream_options" not in Recording.bodies[-1]
+@pytest.fixture(scope="module")
+def proxy(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("proxy")
+    args = ["--store", f"lmdb://{root / 'store'}", "--upstream", upstream]
+    with serve(args, root / "proxy.log") as live:
+        yield live
 
 
-def test_proxied_session_turns_are_stored_and_sent_upstream_next_turn(
-    upstream: str, tmp_path: Path
-) -> None:
-    args = ["--store", f"lmdb://{tmp_path / 'store'}", "--upstream", upstream]
-    with serve(args, tmp_path / "proxy.log") as proxy:
-        client = openai.OpenAI(base_url=proxy.v1, api_key="unused", max_retries=0)
-        Recording.bodies.clear()
-        first = client.chat.completions.create(
-            model="up",
-            messages=[{"role": "user", "content": "Which bird?"}],
-            extra_headers={"X-Session-ID": "birds"},
-        )
-        assert first.choices[0].message.content == "Blue heron."
-        assert first.usage.total_tokens == 7
-        stream = client.chat.completions.create(
-            model="up",
-            messages=[{"role": "user", "content": "And its colour?"}],
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_headers={"X-Session-ID": "birds"},
-        )
-        chunks = list(stream)
-        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
-            "Blue heron."
-        )
-        assert chunks[-1].usage.total_tokens == 7
-        meta = next(c.model_extra["engram"] for c in chunks if "engram" in c.model_extra)
-        assert meta["history_turns"] == 2 and meta["session_id"] == "birds"
-        # the upstream got the first exchange back as history
-        sent = [(m["role"], m["content"]) for m in Recording.bodies[-1]["messages"]]
-        assert ("user", "Which bird?") in sent and ("assistant", "Blue heron.") in sent
-        shown = httpx.get(proxy.v1 + "/sessions/birds").json()
-        assert [m["content"] for m in shown["messages"]] == [
-            "Which bird?",
-            "Blue heron.",
-            "And its colour?",
-            "Blue heron.",
-        ]
+def test_events_pass_through_byte_for_byte_over_one_kept_alive_connection(proxy: Live) -> None:
+    Recording.bodies.clear()
+    Recording.peers.clear()
+    body = {
+        "model": "up",
+        "stream": True,
+        "messages": [{"role": "user", "content": "Which bird?"}],
+        "memory": False,
+    }
+    for _ in range(5):
+        with httpx.stream("POST", proxy.v1 + "/chat/completions", json=body) as resp:
+            raw = resp.read()
+    payloads = [e[6:] for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
+    assert payloads[:3] == EVENTS[:3]  # the upstream's bytes, untouched
+    finish = json.loads(payloads[3])
+    assert finish.pop("engram")["citations"] == [] and finish == json.loads(EVENTS[3])
+    assert payloads[4:] == [b"[DONE]"]  # no usage: the client did not ask for it
+    assert len(Recording.peers) == 1  # five requests, one upstream connection
+    assert "stream_options" not in Recording.bodies[-1]
+
+
+def test_proxied_session_turns_are_stored_and_sent_upstream_next_turn(proxy: Live) -> None:
+    client = openai.OpenAI(base_url=proxy.v1, api_key="unused", max_retries=0)
+    Recording.bodies.clear()
+    first = client.chat.completions.create(
+        model="up",
+        messages=[{"role": "user", "content": "Which bird?"}],
+        extra_headers={"X-Session-ID": "birds"},
+    )
+    assert first.choices[0].message.content == "Blue heron."
+    assert first.usage.total_tokens == 7
+    stream = client.chat.completions.create(
+        model="up",
+        messages=[{"role": "user", "content": "And its colour?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"X-Session-ID": "birds"},
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ("Blue heron.")
+    assert chunks[-1].usage.total_tokens == 7
+    meta = next(c.model_extra["engram"] for c in chunks if "engram" in c.model_extra)
+    assert meta["history_turns"] == 2 and meta["session_id"] == "birds"
+    # the upstream got the first exchange back as history
+    sent = [(m["role"], m["content"]) for m in Recording.bodies[-1]["messages"]]
+    assert ("user", "Which bird?") in sent and ("assistant", "Blue heron.") in sent
+    shown = httpx.get(proxy.v1 + "/sessions/birds").json()
+    assert [m["content"] for m in shown["messages"]] == [
+        "Which bird?",
+        "Blue heron.",
+        "And its colour?",
+        "Blue heron.",
+    ]
