@@ -298,6 +298,41 @@ def _bodies(questions: list[str], memory: bool | None) -> list[dict]:
     return out
 
 
+def _table(
+    cases: list[tuple[str, str, list[dict]]],
+    client_counts: list[int],
+    requests: int,
+    pids: list[int],
+    proxy: str,
+    questions: list[str],
+) -> list[str]:
+    """The Markdown rows: every case at every client count, the first case the baseline."""
+    rows = [
+        "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
+        "| CPU ms/request (stub + engram serve) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in client_counts:
+        measure(proxy, _bodies(questions, True), 1, 2)  # warm-up
+        base = None
+        for name, url, bodies in cases:
+            before = cpu_total(pids)
+            p50, p99, rps = measure(url, bodies, n, requests)
+            after = cpu_total(pids)
+            cpu = (
+                "n/a"
+                if before is None or after is None
+                else f"{(after - before) * 1e3 / (n * requests):.2f}"
+            )
+            base = p50 if base is None else base
+            rows.append(
+                f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms "
+                f"| {cpu} |"
+            )
+            typer.echo(rows[-1])
+    return rows
+
+
 def serve_bench(
     clients: Annotated[str, typer.Option(help="concurrent clients, comma-separated")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="requests per client per case")] = 20,
@@ -343,30 +378,8 @@ def serve_bench(
             ("proxy, memory off", proxy, _bodies(questions, False)),
             ("proxy, memory on", proxy, _bodies(questions, True)),
         ]
-        rows = [
-            "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
-            "| CPU ms/request (stub + engram serve) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for n in (int(c) for c in clients.split(",")):
-            measure(proxy, _bodies(questions, True), 1, 2)  # warm-up
-            base = None
-            for name, url, b in cases:
-                pids = [p for p in (stub.pid, server.pid) if p is not None]
-                before = cpu_total(pids)
-                p50, p99, rps = measure(url, b, n, requests)
-                after = cpu_total(pids)
-                cpu = (
-                    "n/a"
-                    if before is None or after is None
-                    else (f"{(after - before) * 1e3 / (n * requests):.2f}")
-                )
-                base = p50 if base is None else base
-                rows.append(
-                    f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms "
-                    f"| {cpu} |"
-                )
-                typer.echo(rows[-1])
+        pids = [p for p in (stub.pid, server.pid) if p is not None]
+        rows = _table(cases, [int(c) for c in clients.split(",")], requests, pids, proxy, questions)
         table = "\n".join(rows)
         typer.echo(f"\n{table}\n\n{split}")
         if markdown:
