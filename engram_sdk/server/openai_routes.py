@@ -108,8 +108,9 @@ async def chat_completions(
             resp = await open_upstream(state.upstream, body)
             if req.stream:
                 return stream_reply(state, turn, resp, slot)
+            reply = await whole_reply(state, turn, resp)
             slot.release()
-            return await whole_reply(state, turn, resp)
+            return reply
         return await _local_chat(state, turn, options, req.stream, include_usage, slot)
     except BaseException:
         slot.release()
