@@ -18,7 +18,9 @@ from engram_sdk.sessions import Session
 
 def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(json.__file__).parent
-    question = sys.argv[2] if len(sys.argv) > 2 else "Which file defines the class JSONDecoder?"
+    question = (
+        sys.argv[2] if len(sys.argv) > 2 else "Which file defines the regular expression NUMBER_RE?"
+    )
     llm = load_backend()  # SmolLM2-135M-Instruct, 8K window, CPU
     with tempfile.TemporaryDirectory() as tmp, Memory.open(f"lmdb://{tmp}/mem") as mem:
         mem.ingest(folder, progress=False)

@@ -5,10 +5,14 @@ server's own overhead. Three paths, same clients, same run:
 
 - **upstream direct**: clients call the stub (the baseline);
 - **proxy, memory off**: clients call ``engram serve --upstream stub`` with ``memory: false``;
-- **proxy, memory on**: the same with recall from a memory of ``--memory-mb`` of text.
+- **proxy, memory on**: the same with recall from the memory: ``--memory-mb`` of generated
+  text, the real folders given with ``--corpus``, or an existing memory (``--store``).
 
-For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token and requests/s,
-and the p50 added over the baseline.
+For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token, requests/s, the
+p50 added over the baseline, and the CPU the stub and the server spent per request (read from
+``/proc``; robust to a machine shared with other work, unlike wall times). Before the load
+it times, in-process and on the same questions, ``Memory.search`` alone and the whole recall
+plan of a memory turn, so the table says how much of the memory cost is the search.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,9 +31,12 @@ import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from engram_sdk.memory import Memory
 
 REPLY = ["Hello", " from", " the", " stub", " upstream", "."]
 
@@ -78,17 +87,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_up(url: str, timeout_s: float = 180) -> None:
+def _wait_up(
+    url: str,
+    timeout_s: float = 300,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; a ``proc`` that exits first fails with its ``log``."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(
+                f"engram serve exited {proc.returncode} before {url} answered:\n{tail}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    raise RuntimeError(f"{url} did not come up in {timeout_s:.0f} s")
 
 
 def fill_memory(uri: str, megabytes: float, seed: int = 7) -> list[str]:
@@ -107,19 +127,98 @@ def fill_memory(uri: str, megabytes: float, seed: int = 7) -> list[str]:
     return questions
 
 
-async def _client(url: str, body: dict, n: int, ttfts: list[float]) -> None:
+def ingest_corpus(uri: str, folders: list[Path]) -> float:
+    """Ingest real ``folders`` into the memory at ``uri``; returns the MB of text indexed."""
+    from engram_sdk.memory import Memory
+
+    total = 0
+    with Memory.open(uri) as mem:
+        for folder in folders:
+            total += mem.ingest(folder, progress=False).bytes_indexed
+    return total / 1e6
+
+
+def sample_questions(memory: Memory, n: int, seed: int = 7) -> list[str]:
+    """``n`` four-word phrases taken from random lines of the memory's passages."""
+    rng = random.Random(seed)
+    sid = memory.scope_id("default")
+    total = int(memory.stats()["scopes"]["default"]["passages"]) if sid is not None else 0
+    out: list[str] = []
+    for _ in range(50):
+        if len(out) >= n or total == 0:
+            break
+        pids = [rng.randint(1, total) for _ in range(4 * n)]
+        for passage in memory.passages(sid, pids):  # type: ignore[arg-type]
+            lines = [] if passage is None else passage.text.splitlines()
+            words = re.findall(r"[A-Za-z_]\w{2,}", rng.choice(lines)) if lines else []
+            if len(words) >= 4:
+                at = rng.randrange(len(words) - 3)
+                out.append(" ".join(words[at : at + 4]))
+    if not out:
+        raise ValueError("the memory has no passages to ask about")
+    return out[:n]
+
+
+def recall_split(uri: str, questions: list[str], upstream: str) -> tuple[float, float]:
+    """p50 ms of ``Memory.search`` alone and of the server's whole plan for a memory-on
+    turn (search, passages, excerpts, token counts), in this process, same questions."""
+    from engram_sdk.llm.augment import plan_turn
+    from engram_sdk.llm.base import SamplingOptions
+    from engram_sdk.llm.openai_http import OpenAIBackend
+    from engram_sdk.llm.recall import recall_query
+    from engram_sdk.memory import Memory
+
+    backend = OpenAIBackend(upstream, model="stub")
+    search_ms, plan_ms = [], []
+    with Memory.open(uri, mode="r") as mem:
+        for q in questions:
+            text = f"What follows {q}?"
+            t0 = time.perf_counter()
+            mem.search(recall_query(text), k=20)  # what the plan searches for
+            t1 = time.perf_counter()
+            plan_turn(
+                backend,
+                memory=mem,
+                messages=[{"role": "user", "content": text}],
+                session=None,
+                scope="default",
+                options=SamplingOptions(max_tokens=8),
+                memory_tokens=None,
+            )
+            search_ms.append((t1 - t0) * 1e3)
+            plan_ms.append((time.perf_counter() - t1) * 1e3)
+    backend.close()
+    return statistics.median(search_ms), statistics.median(plan_ms)
+
+
+FIRST_TEXT = re.compile(r'"content":\s*"[^"]')
+
+
+async def _client(url: str, body: dict, n: int, ttfts: list[float], retried: list[int]) -> None:
     import httpx
 
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=120) as client:
         for _ in range(n):
             t0 = time.perf_counter()
-            first = True
-            async with client.stream("POST", url, json=body) as resp:
-                async for line in resp.aiter_lines():
-                    text = line.startswith("data:") and '"content": "' in line
-                    if first and text and '"content": ""' not in line:
-                        ttfts.append(time.perf_counter() - t0)
-                        first = False
+            for attempt in range(2):
+                try:
+                    await _one(client, url, body, t0, ttfts)
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # a kept-alive connection the server closed as this request went out
+                    # (a POST is not retried by httpx); counted and printed
+                    if attempt:
+                        raise
+                    retried.append(1)
+
+
+async def _one(client: Any, url: str, body: dict, t0: float, ttfts: list[float]) -> None:
+    first = True
+    async with client.stream("POST", url, json=body) as resp:
+        async for line in resp.aiter_lines():
+            if first and line.startswith("data:") and FIRST_TEXT.search(line):
+                ttfts.append(time.perf_counter() - t0)
+                first = False
 
 
 def measure(
@@ -127,24 +226,126 @@ def measure(
 ) -> tuple[float, float, float]:
     """p50 and p99 time to first token (ms) and requests/s for ``clients`` in parallel."""
     ttfts: list[float] = []
+    retried: list[int] = []
 
     async def main() -> None:
         await asyncio.gather(
-            *(_client(url, bodies[i % len(bodies)], per_client, ttfts) for i in range(clients))
+            *(
+                _client(url, bodies[i % len(bodies)], per_client, ttfts, retried)
+                for i in range(clients)
+            )
         )
 
     t0 = time.perf_counter()
     asyncio.run(main())
     wall = time.perf_counter() - t0
+    if retried:
+        typer.echo(f"({len(retried)} requests retried on a fresh connection)", err=True)
     ttfts.sort()
     p99 = ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))]
     return statistics.median(ttfts) * 1e3, p99 * 1e3, len(ttfts) / wall
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_total(pids: list[int]) -> float | None:
+    """CPU seconds of all ``pids`` together (None where unknown)."""
+    seconds = [cpu_seconds(p) for p in pids]
+    return None if None in seconds else sum(seconds)  # type: ignore[arg-type]
+
+
+def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float) -> tuple[str, str]:
+    """The memory's URI and a line saying what is in it (built unless ``store`` is given)."""
+    if store is not None:
+        return store, f"memory: {store} as found"
+    uri = f"lmdb://{work / 'mem'}"
+    t0 = time.perf_counter()
+    if corpus:
+        got = ingest_corpus(uri, corpus)
+        what = f"{got:.1f} MB of real text from {', '.join(str(c) for c in corpus)}"
+    else:
+        fill_memory(uri, megabytes)
+        what = f"{megabytes:g} MB of generated word text"
+    return uri, f"memory: {what}, built in {time.perf_counter() - t0:.0f} s"
+
+
+def _start_server(port: int, stub_url: str, uri: str, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
+    cmd += ["--upstream", stub_url, "--store", uri, "--max-concurrent", "256"]
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _bodies(questions: list[str], memory: bool | None) -> list[dict]:
+    out = []
+    for q in questions:
+        body: dict = {
+            "model": "stub",
+            "stream": True,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": f"What follows {q}?"}],
+        }
+        if memory is not None:
+            body["memory"] = memory
+        out.append(body)
+    return out
+
+
+def _table(
+    cases: list[tuple[str, str, list[dict]]],
+    client_counts: list[int],
+    requests: int,
+    pids: list[int],
+    proxy: str,
+    questions: list[str],
+) -> list[str]:
+    """The Markdown rows: every case at every client count, the first case the baseline."""
+    rows = [
+        "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
+        "| CPU ms/request (stub + engram serve) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in client_counts:
+        measure(proxy, _bodies(questions, True), 1, 2)  # warm-up
+        base = None
+        for name, url, bodies in cases:
+            before = cpu_total(pids)
+            p50, p99, rps = measure(url, bodies, n, requests)
+            after = cpu_total(pids)
+            cpu = (
+                "n/a"
+                if before is None or after is None
+                else f"{(after - before) * 1e3 / (n * requests):.2f}"
+            )
+            base = p50 if base is None else base
+            rows.append(
+                f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms "
+                f"| {cpu} |"
+            )
+            typer.echo(rows[-1])
+    return rows
+
+
 def serve_bench(
     clients: Annotated[str, typer.Option(help="concurrent clients, comma-separated")] = "1,8,32",
     requests: Annotated[int, typer.Option(help="requests per client per case")] = 20,
-    memory_mb: Annotated[float, typer.Option(help="text in memory for 'memory on'")] = 100.0,
+    memory_mb: Annotated[
+        float, typer.Option(help="generated text in memory for 'memory on' (without --corpus)")
+    ] = 100.0,
+    corpus: Annotated[
+        list[Path] | None,
+        typer.Option(help="ingest these real folders as the memory instead (repeatable)"),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="use this existing memory as it is (no building)")
+    ] = None,
     markdown: Annotated[Path | None, typer.Option(help="also write the table here")] = None,
 ) -> None:
     """Time to first token and requests/s: upstream direct vs proxy (memory off / on)."""
@@ -154,65 +355,37 @@ def serve_bench(
     stub.start()
     server = None
     try:
-        t0 = time.perf_counter()
-        questions = fill_memory(f"lmdb://{work / 'mem'}", memory_mb)
-        typer.echo(
-            f"memory: {memory_mb:g} MB of text in {time.perf_counter() - t0:.0f} s", err=True
-        )
+        uri, what = _memory(work, store, corpus or [], memory_mb)
+        typer.echo(what, err=True)
+        from engram_sdk.memory import Memory
+
+        with Memory.open(uri, mode="r") as mem:
+            questions = sample_questions(mem, 64)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
-        cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
-        cmd += [
-            "--upstream",
-            stub_url,
-            "--store",
-            f"lmdb://{work / 'mem'}",
-            "--max-concurrent",
-            "256",
-        ]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_up(f"http://127.0.0.1:{port}/health")
+        search_ms, plan_ms = recall_split(uri, questions[:32], stub_url)
+        split = (
+            f"recall in-process, p50 over {min(32, len(questions))} questions: Memory.search "
+            f"{search_ms:.1f} ms; the server's plan with it (search, passages, excerpts, token "
+            f"counts) {plan_ms:.1f} ms, so {plan_ms - search_ms:+.1f} ms beyond the search"
+        )
+        typer.echo(split, err=True)
         _wait_up(f"{stub_url}/models")
+        server = _start_server(port, stub_url, uri, work / "serve.log")
+        _wait_up(f"http://127.0.0.1:{port}/health", proc=server, log=work / "serve.log")
         proxy = f"http://127.0.0.1:{port}/v1/chat/completions"
-
-        def bodies(memory: bool | None) -> list[dict]:
-            out = []
-            for q in questions[:64]:
-                body = {
-                    "model": "stub",
-                    "stream": True,
-                    "max_tokens": 8,
-                    "messages": [{"role": "user", "content": f"What follows {q}?"}],
-                }
-                if memory is not None:
-                    body["memory"] = memory
-                out.append(body)
-            return out
-
         cases = [
-            ("upstream direct", f"{stub_url}/chat/completions", bodies(None)),
-            ("proxy, memory off", proxy, bodies(False)),
-            ("proxy, memory on", proxy, bodies(True)),
+            ("upstream direct", f"{stub_url}/chat/completions", _bodies(questions, None)),
+            ("proxy, memory off", proxy, _bodies(questions, False)),
+            ("proxy, memory on", proxy, _bodies(questions, True)),
         ]
-        rows = [
-            "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct |",
-            "|---|---|---|---|---|---|",
-        ]
-        for n in (int(c) for c in clients.split(",")):
-            measure(proxy, bodies(True), 1, 2)  # warm-up
-            base = None
-            for name, url, b in cases:
-                p50, p99, rps = measure(url, b, n, requests)
-                base = p50 if base is None else base
-                rows.append(
-                    f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms |"
-                )
-                typer.echo(rows[-1])
+        pids = [p for p in (stub.pid, server.pid) if p is not None]
+        rows = _table(cases, [int(c) for c in clients.split(",")], requests, pids, proxy, questions)
         table = "\n".join(rows)
-        typer.echo(f"\n{table}")
+        typer.echo(f"\n{table}\n\n{split}")
         if markdown:
             markdown.write_text(
-                f"# engram bench serve\n\nmemory {memory_mb:g} MB, {requests} requests per "
-                f"client per case, stub upstream on loopback\n\n{table}\n"
+                f"# engram bench serve\n\n{what}; {requests} requests per client per case; "
+                f"stub upstream on loopback\n\n{table}\n\n{split}\n"
             )
     finally:
         if server is not None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from engram_sdk.memory import Memory
 
 console = Console(highlight=False, soft_wrap=True)
-DEFAULT_QUESTION = "Which file defines the class JSONDecoder?"
+DEFAULT_QUESTION = "Which file defines the regular expression NUMBER_RE?"
 SESSION = "quickstart"
 
 
@@ -50,16 +50,19 @@ def step(number: int, what: str) -> Iterator[None]:
 
 
 def ingest_and_search(mem: Memory, folder: Path, question: str) -> None:
-    """Ingest ``folder`` and show where the question's words occur."""
+    """Ingest ``folder`` and show where the question's code names (or words) occur."""
     report = mem.ingest(folder, progress=False)
     console.print(
         f"ingested {report.files_indexed} files of {escape(str(folder))}: {report.passages} "
         f"passages, {report.bytes_indexed / 1e3:.0f} kB at {report.mb_per_s:.1f} MB/s"
     )
-    table = Table(title=f"search {question!r}")
+    from engram_sdk.llm.recall import recall_query
+
+    query = recall_query(question)  # what step 3 recalls with
+    table = Table(title=escape(f"search {query!r}"))
     for col in ("score", "source:line", "snippet"):
         table.add_column(col)
-    for hit in mem.search(question, k=4):
+    for hit in mem.search(query, k=4):
         where = Path(hit.source)
         shown = where.relative_to(folder) if where.is_relative_to(folder) else where
         table.add_row(
@@ -103,8 +106,11 @@ def resume_in_new_process(uri: str, max_tokens: int) -> None:
     """``engram chat`` in a child process continues the stored session."""
     follow_up = "Repeat your last answer in one short sentence."
     cmd = [sys.executable, "-m", "engram_sdk.cli.main", "chat", "--session", SESSION]
-    cmd += ["--store", uri, "--max-tokens", str(max_tokens), "--hide-passages"]
-    console.print(f"$ engram chat --session {SESSION} --store {escape(uri)}  <<< {follow_up!r}")
+    # no recall: the follow-up is about the stored conversation, not the folder
+    cmd += ["--store", uri, "--max-tokens", str(max_tokens), "--no-memory"]
+    console.print(
+        escape(f"$ engram chat --session {SESSION} --store {uri} --no-memory  <<< {follow_up!r}")
+    )
     done = subprocess.run(cmd, input=follow_up + "\n", capture_output=True, text=True, check=False)
     if done.returncode != 0:
         console.print(f"[red]engram chat failed:[/] {escape(done.stderr[-500:])}")

@@ -5,7 +5,7 @@ a GGUF file, a Hugging Face folder, an engram checkpoint or an OpenAI-compatible
 :func:`augmented_turn` runs one conversation turn with recalled passages in the prompt.
 """
 
-from engram_sdk.llm.augment import AugmentedTurn, Citation, Plan, augmented_turn, recall_block
+from engram_sdk.llm.augment import AugmentedTurn, Plan, augmented_turn
 from engram_sdk.llm.base import (
     Backend,
     BackendError,
@@ -16,6 +16,7 @@ from engram_sdk.llm.base import (
     StopScanner,
     Usage,
 )
+from engram_sdk.llm.recall import Citation, recall_block
 from engram_sdk.llm.resolve import SPEC_HELP, load_backend
 
 __all__ = [

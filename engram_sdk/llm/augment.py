@@ -28,7 +28,6 @@ For one turn (:func:`augmented_turn`):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -36,35 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 from engram_sdk.errors import InputError
 from engram_sdk.llm.base import Backend, Chunk, FinishReason, Message, SamplingOptions, Usage
+from engram_sdk.llm.counting import PromptCounter, counter_for
+from engram_sdk.llm.history import HistoryCache, session_history
+from engram_sdk.llm.recall import Citation, clip_head, recall_passages
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
-    from engram_sdk.memory.models import Passage
     from engram_sdk.sessions import Session
 
 MEMORY_INSTRUCTION = (
     "Answer the question using the passages from memory given with it when they are "
     "relevant. Cite them as [source:line]."
 )
-MEMORY_HEADER = "Passages from memory:"
 QUESTION = "Question: "
 OMITTED_NOTE = "({n} earlier turns of this conversation are not shown.)"
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A passage that was in the prompt."""
-
-    source: str
-    line_start: int
-    line_end: int
-    score: float
-    passage_id: int
-
-    @property
-    def label(self) -> str:
-        """``source:start-end`` as the prompt writes it."""
-        return f"{self.source}:{self.line_start}-{self.line_end}"
 
 
 @dataclass
@@ -88,6 +72,7 @@ class AugmentedTurn:
     text: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage = field(default_factory=Usage)
+    history_cache: HistoryCache | None = None
 
     @property
     def citations(self) -> list[Citation]:
@@ -115,6 +100,7 @@ def augmented_turn(
     memory_tokens: int | None = None,
     use_memory: bool = True,
     write_lock: AbstractContextManager[Any] | None = None,
+    history_cache: HistoryCache | None = None,
 ) -> AugmentedTurn:
     """Plan the prompt for ``messages`` (see the module docs) and start generating.
 
@@ -123,7 +109,8 @@ def augmented_turn(
     client sends a history the session does not end with (then the client's is used as
     given), and the new user turn and the reply are stored when the reply completes.
     ``memory_tokens`` caps the recalled passages (default: a quarter of the window);
-    ``write_lock`` serialises the store write with other writers of the same memory.
+    ``write_lock`` serialises the store write with other writers of the same memory;
+    ``history_cache`` keeps sessions' stored turns between calls (a server passes one).
     """
     options = options or SamplingOptions()
     if not messages or messages[-1]["role"] != "user":
@@ -138,7 +125,30 @@ def augmented_turn(
         scope=scope,
         options=options,
         memory_tokens=memory_tokens,
+        history_cache=history_cache,
     )
+    return start_turn(
+        backend,
+        plan,
+        options=options,
+        session=session,
+        user_text=messages[-1]["content"],
+        write_lock=write_lock,
+        history_cache=history_cache,
+    )
+
+
+def start_turn(
+    backend: Backend,
+    plan: Plan,
+    *,
+    options: SamplingOptions,
+    session: Session | None,
+    user_text: str,
+    write_lock: AbstractContextManager[Any] | None = None,
+    history_cache: HistoryCache | None = None,
+) -> AugmentedTurn:
+    """Start generating the reply to a planned turn (stored in ``session`` when complete)."""
     turn = AugmentedTurn(plan=plan, chunks=iter(()))
     sampling = SamplingOptions(
         max_tokens=plan.max_tokens,
@@ -146,9 +156,8 @@ def augmented_turn(
         top_p=options.top_p,
         stop=options.stop,
     )
-    turn.chunks = _run(
-        backend, turn, sampling, session, messages[-1]["content"], write_lock or nullcontext()
-    )
+    turn.chunks = _run(backend, turn, sampling, session, user_text, write_lock or nullcontext())
+    turn.history_cache = history_cache
     return turn
 
 
@@ -171,10 +180,16 @@ def _run(
     turn.text = "".join(parts)
     if session is not None:
         with write_lock:
-            store_turn(session, user_text, turn)
+            store_turn(session, user_text, turn, history_cache=turn.history_cache)
 
 
-def store_turn(session: Session, user_text: str, turn: AugmentedTurn) -> None:
+def store_turn(
+    session: Session,
+    user_text: str,
+    turn: AugmentedTurn,
+    *,
+    history_cache: HistoryCache | None = None,
+) -> None:
     """Append the user message and the reply in one transaction."""
     meta: dict[str, Any] = {
         "citations": [c.label for c in turn.citations],
@@ -183,19 +198,11 @@ def store_turn(session: Session, user_text: str, turn: AugmentedTurn) -> None:
     with session.memory.store.transaction():
         session.append("user", user_text)
         session.append("assistant", turn.text, metadata=meta)
-
-
-def session_history(session: Session | None, client: Sequence[Message]) -> list[Message]:
-    """The conversation before the new message (see :func:`augmented_turn`)."""
-    if session is None:
-        return list(client)
-    stored: list[Message] = [
-        {"role": t.role, "content": t.content} for t in session.turns() if t.role != "system"
-    ]
-    if not client:
-        return stored
-    tail = stored[len(stored) - len(client) :] if len(client) <= len(stored) else None
-    return stored if tail == list(client) else list(client)
+    if history_cache is not None:
+        history_cache.appended(
+            session,
+            [{"role": "user", "content": user_text}, {"role": "assistant", "content": turn.text}],
+        )
 
 
 def plan_turn(
@@ -207,29 +214,27 @@ def plan_turn(
     scope: str,
     options: SamplingOptions,
     memory_tokens: int | None,
+    history_cache: HistoryCache | None = None,
 ) -> Plan:
-    """Choose history, passages and the reply budget so the prompt fits the window."""
+    """Choose history, passages and the reply budget so the prompt fits the window.
+
+    Sizes are sums of cached per-message counts (:mod:`engram_sdk.llm.counting`); the
+    rendered prompt is counted exactly only when the estimate comes near the window.
+    """
+    counter = counter_for(backend)
     window = backend.context_length
     reply = max(1, min(options.max_tokens, window // 2))
     available = window - reply
     system = [m for m in messages[:-1] if m["role"] in ("system", "developer")]
     client_history = [m for m in messages[:-1] if m["role"] not in ("system", "developer")]
-    history = session_history(session, client_history)
+    history = session_history(session, client_history, cache=history_cache)
     user: Message = {"role": "user", "content": messages[-1]["content"]}
     budget = 0 if memory is None else min(memory_tokens or window // 4, available // 2)
-
-    def count(kept: int, memory_block: str, user_msg: Message) -> int:
-        return backend.count_tokens(
-            backend.render(_assemble(system, memory_block, history, kept, user_msg))
-        )
-
-    reserve = "x " * budget  # stands in for the passages while history is chosen
-    kept = _fit_history(len(history), lambda k: count(k, reserve, user) <= available)
-    dropped = len(history) - kept
-    first_kept_seq = len(history) - kept if session is not None else None
-    block, citations = "", []
+    kept = _fit_history(counter, system, history, user, budget, available)
+    recalled_tokens, block, citations = 0, "", []
     if memory is not None and budget > 0:
-        block, citations = recall_block(
+        first_kept_seq = len(history) - kept if session is not None else None
+        got = recall_passages(
             backend,
             memory,
             query=user["content"],
@@ -238,20 +243,62 @@ def plan_turn(
             session=session,
             first_kept_seq=first_kept_seq,
         )
-    if count(kept, block, user) > available:
-        block, citations = "", []
-    if count(kept, block, user) > available:
-        user = {"role": "user", "content": _clip_head(backend, user["content"], available // 2)}
+        recalled_tokens, block, citations = got.tokens, got.block, got.citations
     final = _assemble(system, block, history, kept, user)
-    prompt_tokens = backend.count_tokens(backend.render(final))
+    size = _size(counter, final, recalled_tokens, block)
+    if size > available:
+        size = counter.exact(final)
+    if size > available:
+        block, citations = "", []
+        final = _assemble(system, block, history, kept, user)
+        size = counter.exact(final)
+    if size > available:
+        user = {"role": "user", "content": clip_head(backend, user["content"], available // 2)}
+        final = _assemble(system, block, history, kept, user)
+        size = counter.exact(final)
     return Plan(
         messages=final,
         citations=citations,
         history_kept=kept,
-        history_dropped=dropped,
-        prompt_tokens=prompt_tokens,
-        max_tokens=max(1, min(options.max_tokens, window - prompt_tokens)),
+        history_dropped=len(history) - kept,
+        prompt_tokens=size,
+        max_tokens=max(1, min(options.max_tokens, window - size)),
     )
+
+
+def _size(counter: PromptCounter, final: list[Message], recalled: int, block: str) -> int:
+    """The prompt's tokens: an estimate with its margin (the block counted as ``recalled``
+    tokens), or the exact count when that estimate does not leave the window room."""
+    if counter.exact_only:
+        return counter.exact(final)
+    user = final[-1]
+    body = user["content"][len(block) :] if block else user["content"]
+    guess = counter.estimate(final[:-1]) + counter.message({"role": "user", "content": body})
+    if block:
+        guess += recalled + 2
+    return guess + counter.margin(len(final))
+
+
+def _fit_history(
+    counter: PromptCounter,
+    system: list[Message],
+    history: list[Message],
+    user: Message,
+    budget: int,
+    available: int,
+) -> int:
+    """How many of the most recent turns fit beside the system notes, the passages' budget
+    and the user message (by cached counts; the oldest go first)."""
+    fixed = counter.estimate([*system, user]) + budget + counter.margin(len(system) + 2)
+    fixed += counter.text(MEMORY_INSTRUCTION) + counter.text(OMITTED_NOTE) + 8
+    kept, used = 0, fixed
+    for message in reversed(history):
+        cost = counter.message(message) + 2
+        if used + cost > available:
+            break
+        used += cost
+        kept += 1
+    return kept
 
 
 def _assemble(
@@ -265,113 +312,3 @@ def _assemble(
         notes.append(OMITTED_NOTE.format(n=len(history) - kept))
     head: list[Message] = [{"role": "system", "content": "\n\n".join(notes)}] if notes else []
     return [*head, *history[len(history) - kept :], user]
-
-
-def _fit_history(n: int, fits: Any) -> int:
-    """The most recent turns (a count) that fit; binary search, since fewer always fit."""
-    if fits(n):
-        return n
-    lo, hi = 0, n  # fits(lo) assumed, fits(hi) false
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _clip_head(backend: Backend, text: str, tokens: int) -> str:
-    """The end of ``text`` in about ``tokens`` tokens."""
-    keep = len(text)
-    while keep > 0 and backend.count_tokens(text[-keep:]) > tokens:
-        keep = keep * 3 // 4
-    return text[-keep:] if keep else ""
-
-
-def _clip_around(backend: Backend, lines: list[str], query: str, tokens: int) -> tuple[int, int]:
-    """The widest run of whole ``lines`` around the line sharing most words with ``query``.
-
-    Line costs are counted once and summed (a newline costs one token), so this is linear.
-    """
-    words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
-    at = max(
-        range(len(lines)), key=lambda i: len(words & set(re.findall(r"\w+", lines[i].lower())))
-    )
-    cost = [backend.count_tokens(line) + 1 for line in lines]
-    lo, hi, used = at, at + 1, cost[at]
-    while True:
-        if hi < len(lines) and used + cost[hi] <= tokens:
-            used += cost[hi]
-            hi += 1
-        elif lo > 0 and used + cost[lo - 1] <= tokens:
-            lo -= 1
-            used += cost[lo]
-        else:
-            return lo, hi
-
-
-def _excerpt(backend: Backend, passage: Passage, query: str, tokens: int) -> tuple[Passage, str]:
-    """The passage, or its lines around the query's best line when it is over ``tokens``."""
-    label = f"[{passage.source}:{passage.line_start}-{passage.line_end}]"
-    text = f"{label}\n{passage.text.strip()}"
-    if backend.count_tokens(text) <= tokens:
-        return passage, text
-    lines = passage.text.splitlines()
-    lo, hi = _clip_around(backend, lines, query, tokens - 16)
-    first, last = passage.line_start + lo, passage.line_start + hi - 1
-    body = _clip_head(backend, "\n".join(lines[lo:hi]), tokens - 16)
-    text = f"[{passage.source}:{first}-{last}]\n{body}"
-    return passage.model_copy(update={"line_start": first, "line_end": last}), text
-
-
-def recall_block(
-    backend: Backend,
-    memory: Memory,
-    *,
-    query: str,
-    scope: str,
-    budget: int,
-    session: Session | None = None,
-    first_kept_seq: int | None = None,
-    k: int = 20,
-) -> tuple[str, list[Citation]]:
-    """Recalled passages in the prompt format, at most ``budget`` tokens, and their citations.
-
-    Passages of ``session`` itself are left out when they are still in the prompt (turns
-    from ``first_kept_seq`` on).
-    """
-    sid = memory.scope_id(scope)
-    if sid is None or not query.strip():
-        return "", []
-    hits = memory.search(query, k=k, scope=scope)
-    passages = memory.passages(sid, [h.passage_id for h in hits])
-    own = session.source if session is not None else None
-    parts = [MEMORY_HEADER]
-    used = backend.count_tokens(MEMORY_HEADER)
-    per_passage = max(48, budget // 3)
-    citations: list[Citation] = []
-    for hit, passage in zip(hits, passages, strict=True):
-        if passage is None:
-            continue
-        if own is not None and passage.source == own:
-            seq = passage.metadata.get("seq")
-            if first_kept_seq is None or not isinstance(seq, int) or seq >= first_kept_seq:
-                continue
-        room = min(per_passage, budget - used) - 16
-        if room < 8:
-            break
-        passage, text = _excerpt(backend, passage, query, room)
-        n = backend.count_tokens(text) + 2
-        if used + n > budget:
-            continue
-        parts.append(text)
-        used += n
-        citations.append(
-            Citation(
-                passage.source, passage.line_start, passage.line_end, hit.score, hit.passage_id
-            )
-        )
-    if not citations:
-        return "", []
-    return "\n\n".join(parts), citations

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from engram_sdk._version import __version__
 from engram_sdk.llm.base import Backend
+from engram_sdk.llm.openai_async import AsyncUpstream
+from engram_sdk.llm.openai_http import OpenAIBackend
 from engram_sdk.server import errors
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.guards import Auth, BodyLimit, GenerationGate
@@ -28,19 +32,31 @@ log = logging.getLogger("engram.serve")
 
 
 def create_app(config: ServeConfig, *, backend: Backend, memory: Memory) -> FastAPI:
-    """The app over an open backend and memory (both stay owned by the caller)."""
-    app = FastAPI(
-        title="engram serve",
-        version=__version__,
-        description="OpenAI-compatible chat with Engram memory, and the memory API.",
-    )
-    app.state.engram = ServerState(
+    """The app over an open backend and memory (both stay owned by the caller).
+
+    An OpenAI-compatible backend is also read through one pooled async client, so proxied
+    replies stream through without a thread per request."""
+    state = ServerState(
         config=config,
         backend=backend,
         memory=memory,
         auth=Auth(config.keys, config.default_scope),
         gate=GenerationGate(config.max_concurrent),
+        upstream=AsyncUpstream(backend) if isinstance(backend, OpenAIBackend) else None,
     )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.aclose()
+
+    app = FastAPI(
+        title="engram serve",
+        version=__version__,
+        description="OpenAI-compatible chat with Engram memory, and the memory API.",
+        lifespan=lifespan,
+    )
+    app.state.engram = state
     errors.install(app)
     app.include_router(openai_router)
     app.include_router(memory_router)
@@ -51,7 +67,6 @@ def create_app(config: ServeConfig, *, backend: Backend, memory: Memory) -> Fast
 def open_backend(config: ServeConfig) -> Backend:
     """The local model, or the upstream in proxy mode."""
     from engram_sdk.llm import load_backend
-    from engram_sdk.llm.openai_http import OpenAIBackend
 
     if config.upstream:
         backend = OpenAIBackend(
@@ -76,6 +91,8 @@ def serve(config: ServeConfig) -> None:
     from engram_sdk.memory import Memory
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    # httpx logs every upstream request at INFO: a line per proxied request, off the hot path
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     backend = open_backend(config)
     memory = Memory.open(config.store)
     try:
@@ -92,7 +109,7 @@ def serve(config: ServeConfig) -> None:
             config.host,
             config.port,
         )
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
     finally:
         backend.close()
         memory.close()

@@ -104,6 +104,11 @@ class GenerationGate:
         """Give the slot back."""
         self._slots.release()
 
+    def take(self) -> Slot:
+        """A slot (or 429) that whoever finishes the generation gives back, once."""
+        self.acquire()
+        return Slot(self)
+
     @contextmanager
     def slot(self) -> Iterator[None]:
         """A slot for the block."""
@@ -112,3 +117,18 @@ class GenerationGate:
             yield
         finally:
             self.release()
+
+
+class Slot:
+    """One taken generation slot; :meth:`release` gives it back the first time only."""
+
+    def __init__(self, gate: GenerationGate) -> None:
+        self._gate: GenerationGate | None = gate
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Give the slot back (again: nothing)."""
+        with self._lock:
+            gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release()

@@ -15,12 +15,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from engram_sdk.llm.augment import AugmentedTurn, augmented_turn
+from engram_sdk.llm.augment import AugmentedTurn
 from engram_sdk.llm.base import BackendError, Chunk, Message, SamplingOptions, Usage
 from engram_sdk.server.errors import APIError, from_backend
+from engram_sdk.server.guards import Slot
+from engram_sdk.server.proxy import (
+    SSE_HEADERS,
+    open_upstream,
+    stream_reply,
+    upstream_body,
+    whole_reply,
+)
 from engram_sdk.server.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from engram_sdk.server.state import SESSION_HEADER, ServerState, state_of
+from engram_sdk.server.turns import PreparedTurn, local_turn, prepare_turn
 
 router = APIRouter()
 DEFAULT_MAX_TOKENS = 256
@@ -67,53 +77,68 @@ def session_id_of(request: Request, req: ChatCompletionRequest) -> str | None:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-def chat_completions(
+async def chat_completions(
     req: ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
-    """A chat reply with recalled passages in the prompt; the turn is stored in the session."""
+    """A chat reply with recalled passages in the prompt; the turn is stored in the session.
+
+    Store reads, recall and the local model run off the event loop; in proxy mode the
+    upstream's events are passed through (:mod:`engram_sdk.server.proxy`).
+    """
     state = state_of(request)
     scope = state.scope(request, (req.metadata or {}).get("scope"))
     state.check_model(req.model)
-    session = state.session(session_id_of(request, req), scope)
     messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
     if messages[-1]["role"] != "user":
         raise APIError(400, "the last message must have role 'user'", param="messages")
     options = sampling(req)
-    state.gate.acquire()
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    slot = state.gate.take()
     try:
-        turn = augmented_turn(
-            state.backend,
-            memory=state.memory,
-            messages=messages,
-            session=session,
+        turn = await prepare_turn(
+            state,
+            session_id=session_id_of(request, req),
             scope=scope,
+            messages=messages,
             options=options,
-            memory_tokens=state.config.memory_tokens,
             use_memory=req.memory,
-            write_lock=state.write_lock,
         )
-        chunks = iter(turn)
-        first = _first(chunks)
+        if state.upstream is not None:
+            body = upstream_body(state.upstream, turn, options, include_usage or not req.stream)
+            resp = await open_upstream(state.upstream, body)
+            if req.stream:
+                return stream_reply(state, turn, resp, slot)
+            reply = await whole_reply(state, turn, resp)
+            slot.release()
+            return reply
+        return await _local_chat(state, turn, options, req.stream, include_usage, slot)
     except BaseException:
-        state.gate.release()
+        slot.release()
         raise
-    meta = {
-        "citations": [c.label for c in turn.citations],
-        "session_id": session.id if session else None,
-        "scope": scope,
-        "history_turns": turn.plan.history_kept,
-    }
+
+
+async def _local_chat(
+    state: ServerState,
+    prepared: PreparedTurn,
+    options: SamplingOptions,
+    stream: bool,
+    include_usage: bool,
+    slot: Slot,
+) -> JSONResponse | StreamingResponse:
+    turn = local_turn(state, prepared, options)
+    chunks = iter(turn)
+    first = await run_in_threadpool(_first, chunks)
+    meta = prepared.meta()
     head = _head("chat.completion", state)
-    if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        body = _chat_events(state, head, first, chunks, turn, include_usage, meta)
-        return StreamingResponse(body, media_type="text/event-stream")
+    if stream:
+        body = _chat_events(slot, head, first, chunks, turn, include_usage, meta)
+        return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
     try:
-        rest = [first, *chunks]
+        rest = await run_in_threadpool(lambda: [first, *chunks])
     except BackendError as exc:
         raise from_backend(exc) from exc
     finally:
-        state.gate.release()
+        slot.release()
     choice = {
         "index": 0,
         "message": {"role": "assistant", "content": "".join(c.text for c in rest)},
@@ -192,7 +217,7 @@ def _sse(obj: dict[str, Any]) -> str:
 
 
 def _chat_events(
-    state: ServerState,
+    slot: Slot,
     head: dict[str, Any],
     first: Chunk,
     chunks: Iterator[Chunk],
@@ -217,7 +242,7 @@ def _chat_events(
     except BackendError as exc:
         yield _sse(from_backend(exc).body())
     finally:
-        state.gate.release()
+        slot.release()
     yield "data: [DONE]\n\n"
 
 

@@ -1,14 +1,21 @@
-"""What every request handler shares: the backend, the memory, the guards, the write lock."""
+"""What every request handler shares: the backend, the memory, the guards, the write lock,
+the pooled upstream client (proxy mode), the sessions' cached history and the thread pool
+that runs recall off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request
 
 from engram_sdk.llm.base import Backend
+from engram_sdk.llm.history import HistoryCache
+from engram_sdk.llm.openai_async import AsyncUpstream
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
@@ -17,6 +24,7 @@ from engram_sdk.sessions import Session
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
 
+T = TypeVar("T")
 SESSION_HEADER = "x-session-id"
 SCOPE_HEADER = "x-engram-scope"
 
@@ -30,7 +38,22 @@ class ServerState:
     memory: Memory
     auth: Auth
     gate: GenerationGate
+    upstream: AsyncUpstream | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    history: HistoryCache = field(default_factory=HistoryCache)
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="recall")
+    )
+
+    async def off_loop(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the server's thread pool (store reads, recall, store writes)."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    async def aclose(self) -> None:
+        """Close the upstream's connections and the thread pool."""
+        if self.upstream is not None:
+            await self.upstream.aclose()
+        self.pool.shutdown(wait=False)
 
     @property
     def model_ids(self) -> list[str]:

@@ -52,3 +52,29 @@ def test_quickstart_refuses_a_missing_folder(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 2 and "is not a folder" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_default_question_is_answered_from_memory_naming_the_right_file() -> None:
+    import json as json_package
+
+    from engram_sdk.cli.quickstart_cmd import DEFAULT_QUESTION
+    from engram_sdk.llm import SamplingOptions, augmented_turn, load_backend
+    from engram_sdk.memory import Memory
+
+    folder = Path(json_package.__file__).parent
+    # the oracle: the file that assigns NUMBER_RE, read from disk
+    defining = [p.name for p in folder.glob("*.py") if "\nNUMBER_RE = " in p.read_text()]
+    assert "NUMBER_RE" in DEFAULT_QUESTION and len(defining) == 1
+    backend = load_backend()
+    with Memory.open("dram://") as mem:
+        mem.ingest(folder, progress=False)
+        ask = [{"role": "user", "content": DEFAULT_QUESTION}]
+        opts = SamplingOptions(max_tokens=48)
+        turn = augmented_turn(backend, memory=mem, messages=ask, options=opts, memory_tokens=400)
+        plain = augmented_turn(backend, memory=None, messages=ask, options=opts)
+        answer, without = turn.complete().text, plain.complete().text
+    backend.close()
+    assert re.search(r"(?<!\w)" + re.escape(defining[0]), answer), answer
+    assert not re.search(r"(?<!\w)" + re.escape(defining[0]), without), without
+    assert Path(turn.citations[0].source).name == defining[0]
