@@ -55,6 +55,7 @@ def indexer_topk(
     tile_elements: int | None = None,
     latest_position: int | None = None,
     fused: bool = False,
+    threshold: bool = True,
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
 
@@ -66,7 +67,9 @@ def indexer_topk(
     Ties go to the earliest key on CPU (stable sort); CUDA uses ``topk``.
     ``latest_position``: a host bound on the last query's position (query j then sits at
     most ``T - 1 - j`` before it), which spares a device sync. ``fused``: score tiles with
-    the Triton kernel (CUDA, or Triton's interpreter; 1-D ``key_pos`` only).
+    the Triton kernel (CUDA, or Triton's interpreter; 1-D ``key_pos`` only); with
+    ``threshold`` too, query chunks that see enough keys select by threshold-and-collect
+    (:func:`threshold_topk`) and never write their scores.
     """
     b, t, h, _ = q.shape
     s = keys.shape[1]
@@ -92,8 +95,17 @@ def indexer_topk(
     per_query = b * key_chunk * (1 if fused else h)  # the fused kernel keeps no per-head logits
     query_chunk = max(1, tile_elements // per_query)
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
-    for q0 in range(0, t, query_chunk):
-        q1 = min(q0 + query_chunk, t)
+    split = t  # queries from ``split`` on select by threshold (they all see enough keys)
+    if fused and threshold and not window and t >= THRESHOLD_MIN_QUERIES:
+        split = _threshold_split(query_pos, key_pos, topk)
+        if split < t:
+            end = max(hi[split:])
+            out[:, split:] = threshold_topk(
+                q[:, split:], weights[:, split:], keys[:, :end], query_pos[:, split:], topk,
+                key_pos=key_pos[:end], tile_elements=tile_elements,
+            )  # fmt: skip
+    for q0 in range(0, split, query_chunk):
+        q1 = min(q0 + query_chunk, split)
         pos = query_pos[:, q0:q1]
         best = torch.full((b, q1 - q0, topk), float("-inf"), device=q.device)
         best_idx = torch.full((b, q1 - q0, topk), EMPTY, dtype=torch.long, device=q.device)
@@ -114,6 +126,98 @@ def indexer_topk(
     return out
 
 
+THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
+THRESHOLD_MAX_GROUP = 16  # keys per group maximum: the threshold pass writes 1/16 of the scores
+
+
+def _threshold_split(query_pos: torch.Tensor, key_pos: torch.Tensor, topk: int) -> int:
+    """First query column from which every query sees >= 4·topk keys (threshold selection).
+
+    One device sync. Columns are taken as a suffix, so positions rising along T (prefill)
+    split into an early part for the tiled path and a late part for threshold selection.
+    """
+    seen = torch.searchsorted(key_pos.contiguous(), query_pos.amin(0).contiguous(), right=True)
+    enough = (seen >= 4 * topk).flip(0).cumprod(0).flip(0)  # 1 where this column on all see enough
+    t = query_pos.shape[1]
+    return t - int(enough.sum())
+
+
+def threshold_group(seen: int, topk: int) -> int:
+    """Keys per group for threshold selection when each query sees >= ``seen`` keys.
+
+    The threshold (the k-th largest group maximum) needs >= k groups per query; with at
+    least 2k groups it sits near the k-th score, so few more than k keys qualify.
+    """
+    group = 2
+    while group < THRESHOLD_MAX_GROUP and 2 * (2 * group) * topk <= seen:
+        group *= 2
+    return group
+
+
+@torch.no_grad()
+def threshold_topk(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    topk: int,
+    *,
+    key_pos: torch.Tensor,
+    tile_elements: int,
+    capacity: int | None = None,
+) -> torch.Tensor:
+    """Top-k by threshold and collect (Triton), equal to the tiled running top-k.
+
+    Pass 1 writes each query's maximum score per group of keys; the k-th largest of those
+    maxima, τ, is at most the k-th largest score (the maxima are some of the scores). Pass 2
+    scores again and collects each query's keys scoring >= τ into a ``capacity`` buffer
+    (2k by default); the top-k of the buffer is the answer. A query whose buffer
+    overflowed (ties at τ, scores clustered in few groups) is redone by the tiled path.
+    Every query must see >= 4·topk keys (``_threshold_split``).
+    """
+    from engram_sdk.model.indexer_triton import collect_triton, group_max_triton
+
+    b, t = query_pos.shape
+    s = keys.shape[1]
+    capacity = capacity or 2 * topk
+    seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
+    group = threshold_group(seen, topk)
+    chunk = max(64, tile_elements // (b * (s // group + capacity)))
+    out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
+    for q0 in range(0, t, chunk):
+        part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
+        pos = query_pos[:, q0 : q0 + chunk]
+        maxima = group_max_triton(*part, pos, key_pos, group)
+        tau = maxima.kthvalue(maxima.shape[-1] - topk + 1, dim=-1).values
+        del maxima
+        cand, cand_idx, count = collect_triton(*part, pos, key_pos, tau, capacity)
+        top, where = _top(cand, topk)
+        picked = cand_idx.gather(-1, where).long().masked_fill_(top == float("-inf"), EMPTY)
+        out[:, q0 : q0 + chunk] = picked
+        _redo_overflowed(out[:, q0 : q0 + chunk], count > capacity, part, pos, key_pos, topk)
+    return out
+
+
+def _redo_overflowed(
+    out: torch.Tensor,
+    overflowed: torch.Tensor,
+    part: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    topk: int,
+) -> None:
+    """Rows whose candidate buffer overflowed get the tiled path's answer (in place)."""
+    if not bool(overflowed.any()):
+        return
+    q, weights, keys = part
+    for row in overflowed.any(-1).nonzero()[:, 0].tolist():
+        cols = overflowed[row].nonzero()[:, 0]
+        out[row, cols] = indexer_topk(
+            q[row : row + 1, cols], weights[row : row + 1, cols], keys[row : row + 1],
+            pos[row : row + 1, cols], topk, key_pos=key_pos, fused=True, threshold=False,
+        )[0]  # fmt: skip
+
+
 def score_tile(
     q: torch.Tensor,
     weights: torch.Tensor,
@@ -125,7 +229,7 @@ def score_tile(
 ) -> torch.Tensor:
     """Indexer scores of one tile, -inf where a key is not visible → (B, Tq, Sk) float."""
     if fused:
-        from engram_sdk.model.sparse_triton import index_scores_triton
+        from engram_sdk.model.indexer_triton import index_scores_triton
 
         return index_scores_triton(q, weights, keys, query_pos, key_pos, window)
     tile = index_scores(q, weights, keys)

@@ -1,5 +1,7 @@
 """Triton kernel for :func:`engram_sdk.model.sparse.sparse_attention` (CUDA, forward only).
 
+(The indexer's kernels are in :mod:`engram_sdk.model.indexer_triton`.)
+
 One program per query (batch row × position) holds all heads: it walks the query's k
 selected key indices in blocks, gathers those rows of the shared keys and values, and keeps
 an online softmax (running max and sum) so nothing of size k × heads × dim is written out.
@@ -99,84 +101,5 @@ def sparse_attention_triton(
         BLOCK_H=max(16, triton.next_power_of_2(h)), BLOCK_N=block_n,
         BLOCK_DK=block_dk, BLOCK_DV=block_dv,
         num_warps=4 if block_dk <= 256 else 8,
-    )  # fmt: skip
-    return out
-
-
-@triton.jit
-def _index_scores_kernel(
-    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
-    T, S, H, D, window,
-    stride_qb, stride_qt, stride_qh,
-    stride_wb, stride_wt,
-    stride_kb, stride_ks,
-    stride_pb,
-    stride_ob, stride_ot,
-    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
-):  # fmt: skip
-    b = tl.program_id(0)
-    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
-    d = tl.arange(0, BLOCK_D)
-    keys = tl.load(
-        k_ptr + b * stride_kb + ss[:, None] * stride_ks + d[None, :],
-        mask=(ss[:, None] < S) & (d[None, :] < D),
-        other=0.0,
-    )
-    acc = tl.zeros((BLOCK_T, BLOCK_S), tl.float32)
-    for h in range(H):
-        q = tl.load(
-            q_ptr + b * stride_qb + ts[:, None] * stride_qt + h * stride_qh + d[None, :],
-            mask=(ts[:, None] < T) & (d[None, :] < D),
-            other=0.0,
-        )
-        w = tl.load(w_ptr + b * stride_wb + ts * stride_wt + h, mask=ts < T, other=0.0)
-        logits = tl.maximum(tl.dot(q, tl.trans(keys)), 0.0)
-        acc += logits * w.to(tl.float32)[:, None]
-    qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
-    kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
-    seen = kpos[None, :] <= qpos[:, None]
-    if window > 0:
-        seen = seen & (kpos[None, :] > qpos[:, None] - window)
-    acc = tl.where(seen, acc, float("-inf"))
-    tl.store(
-        out_ptr + b * stride_ob + ts[:, None] * stride_ot + ss[None, :],
-        acc,
-        mask=(ts[:, None] < T) & (ss[None, :] < S),
-    )
-
-
-def index_scores_triton(
-    q: torch.Tensor,
-    weights: torch.Tensor,
-    keys: torch.Tensor,
-    query_pos: torch.Tensor,
-    key_pos: torch.Tensor,
-    window: int = 0,
-) -> torch.Tensor:
-    """Σ_h w_h · relu(q_h · k), -inf where a key is not visible → (B, T, S) float32, fused.
-
-    q (B, T, H, D), weights (B, T, H), keys (B, S, D), query_pos (B, T), key_pos (S,).
-    """
-    b, t, h, d = q.shape
-    s = keys.shape[1]
-    q, keys = _rows(q), _rows(keys.to(q.dtype))
-    weights = weights.float().contiguous()
-    query_pos, key_pos = (
-        query_pos.to(torch.int64).contiguous(),
-        key_pos.to(torch.int64).contiguous(),
-    )
-    out = torch.empty(b, t, s, device=q.device, dtype=torch.float32)
-    block_t, block_s = 64, 128
-    grid = (b, triton.cdiv(t, block_t), triton.cdiv(s, block_s))
-    _index_scores_kernel[grid](
-        q, weights, keys, query_pos, key_pos, out,
-        t, s, h, d, window,
-        q.stride(0), q.stride(1), q.stride(2),
-        weights.stride(0), weights.stride(1),
-        keys.stride(0), keys.stride(1),
-        query_pos.stride(0),
-        out.stride(0), out.stride(1),
-        BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=max(16, triton.next_power_of_2(d)),
     )  # fmt: skip
     return out

@@ -1,0 +1,261 @@
+"""Triton kernels of the lightning indexer's scores (CUDA, or Triton's CPU interpreter).
+
+score[t, s] = Σ_h w[t, h] · relu(q[t, h] · k[s]), -inf where key s is not visible to query t.
+One program scores a (BLOCK_T queries × BLOCK_S keys) tile in registers: all heads are
+folded into the tile before anything is written, so no per-head logits ever exist.
+
+Three ways to use a tile:
+
+- ``index_scores_triton``: write the tile (the plain fused path, a bounded tile of scores);
+- ``group_max_triton``: write only the maximum of every ``group`` consecutive keys — 1/group
+  of the scores. The k-th largest of those maxima is a lower bound on the k-th largest score
+  (the maxima are a subset of the scores), so it is a safe threshold for the top-k;
+- ``collect_triton``: score the tile again and append each query's keys scoring at least its
+  threshold to a small candidate buffer (an atomic counter per query hands out the slots).
+
+Together the last two select the top-k with two compute-bound passes over the keys and
+O(T · (k + S/group)) memory — the (T × S) scores are never written. DeepSeek-V3.2-Exp's
+``fp8_index`` writes the scores and sorts them with ``torch.topk``; this keeps its fused
+relu-and-weighted-head-sum scoring but replaces the write-then-sort with threshold-and-collect.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_T = 64
+BLOCK_S = 128
+
+
+@triton.jit
+def _score_tile(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr,
+    b, ts, ss, T, S, H, D, window,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """(BLOCK_T, BLOCK_S) float32 scores of queries ``ts`` × keys ``ss``, -inf if not visible."""
+    d = tl.arange(0, BLOCK_D)
+    keys = tl.load(
+        k_ptr + b * stride_kb + ss[:, None] * stride_ks + d[None, :],
+        mask=(ss[:, None] < S) & (d[None, :] < D),
+        other=0.0,
+    )
+    acc = tl.zeros((BLOCK_T, BLOCK_S), tl.float32)
+    for h in range(H):
+        q = tl.load(
+            q_ptr + b * stride_qb + ts[:, None] * stride_qt + h * stride_qh + d[None, :],
+            mask=(ts[:, None] < T) & (d[None, :] < D),
+            other=0.0,
+        )
+        w = tl.load(w_ptr + b * stride_wb + ts * stride_wt + h, mask=ts < T, other=0.0)
+        logits = tl.maximum(tl.dot(q, tl.trans(keys)), 0.0)
+        acc += logits * w.to(tl.float32)[:, None]
+    qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
+    kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
+    seen = kpos[None, :] <= qpos[:, None]
+    if window > 0:
+        seen = seen & (kpos[None, :] > qpos[:, None] - window)
+    return tl.where(seen, acc, float("-inf"))
+
+
+@triton.jit
+def _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+    """Whether no key of the tile is visible to any of its queries (causally)."""
+    qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
+    kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
+    return tl.min(kpos, axis=0) > tl.max(qpos, axis=0)
+
+
+@triton.jit
+def _index_scores_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
+    T, S, H, D, window,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    stride_ob, stride_ot,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    acc = _score_tile(
+        q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, ts, ss, T, S, H, D, window,
+        stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+        BLOCK_T, BLOCK_S, BLOCK_D,
+    )  # fmt: skip
+    tl.store(
+        out_ptr + b * stride_ob + ts[:, None] * stride_ot + ss[None, :],
+        acc,
+        mask=(ts[:, None] < T) & (ss[None, :] < S),
+    )
+
+
+@triton.jit
+def _group_max_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
+    T, S, H, D, window,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    stride_ob, stride_ot,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    gs = tl.program_id(2) * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
+    where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
+    if _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+        hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
+        tl.store(where, hidden, mask=ts[:, None] < T)
+    else:
+        acc = _score_tile(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, ts, ss, T, S, H, D, window,
+            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D,
+        )  # fmt: skip
+        best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
+        tl.store(where, best, mask=ts[:, None] < T)
+
+
+@triton.jit
+def _collect_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, tau_ptr, count_ptr, cand_ptr, cand_idx_ptr,
+    T, S, H, D, window, C,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    if not _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+        acc = _score_tile(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, ts, ss, T, S, H, D, window,
+            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D,
+        )  # fmt: skip
+        rows = b * T + ts
+        tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
+        keep = (acc >= tau[:, None]) & (acc > float("-inf"))
+        keep_n = keep.to(tl.int32)
+        n = tl.sum(keep_n, axis=1)
+        base = tl.atomic_add(count_ptr + rows, n, mask=(ts < T) & (n > 0))
+        slot = base[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
+        ok = keep & (slot < C) & (ts[:, None] < T)
+        where = rows[:, None].to(tl.int64) * C + slot
+        tl.store(cand_ptr + where, acc, mask=ok)
+        tl.store(cand_idx_ptr + where, ss[None, :] + tl.zeros_like(slot), mask=ok)
+
+
+def _prepare(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    q = q if q.stride(-1) == 1 else q.contiguous()
+    keys = keys.to(q.dtype)
+    keys = keys if keys.stride(-1) == 1 else keys.contiguous()
+    return (
+        q,
+        weights.float().contiguous(),
+        keys,
+        query_pos.to(torch.int64).contiguous(),
+        key_pos.to(torch.int64).contiguous(),
+    )
+
+
+def _strides(q, weights, keys, query_pos) -> tuple[int, ...]:
+    return (
+        q.stride(0), q.stride(1), q.stride(2), weights.stride(0), weights.stride(1),
+        keys.stride(0), keys.stride(1), query_pos.stride(0),
+    )  # fmt: skip
+
+
+def _block_d(d: int) -> int:
+    return max(16, triton.next_power_of_2(d))
+
+
+def index_scores_triton(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    window: int = 0,
+) -> torch.Tensor:
+    """Σ_h w_h · relu(q_h · k), -inf where a key is not visible → (B, T, S) float32, fused.
+
+    q (B, T, H, D), weights (B, T, H), keys (B, S, D), query_pos (B, T), key_pos (S,).
+    """
+    b, t, h, d = q.shape
+    s = keys.shape[1]
+    q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
+    out = torch.empty(b, t, s, device=q.device, dtype=torch.float32)
+    grid = (b, triton.cdiv(t, BLOCK_T), triton.cdiv(s, BLOCK_S))
+    _index_scores_kernel[grid](
+        q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
+        *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
+        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d),
+    )  # fmt: skip
+    return out
+
+
+def group_max_triton(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    group: int,
+    window: int = 0,
+) -> torch.Tensor:
+    """Max score of every ``group`` consecutive keys → (B, T, ceil(S / 128) · 128 / group).
+
+    ``group`` is a power of two ≤ 128; groups past the last key hold -inf.
+    """
+    if group < 1 or group > BLOCK_S or group & (group - 1):
+        raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
+    b, t, h, d = q.shape
+    s = keys.shape[1]
+    q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
+    tiles = triton.cdiv(s, BLOCK_S)
+    out = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
+    _group_max_kernel[(b, triton.cdiv(t, BLOCK_T), tiles)](
+        q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
+        *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
+        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group,
+    )  # fmt: skip
+    return out
+
+
+def collect_triton(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    tau: torch.Tensor,
+    capacity: int,
+    window: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each query's visible keys scoring ≥ its threshold ``tau`` (B, T), in no set order.
+
+    → scores (B, T, capacity) float32 (-inf in unused slots), key indices (B, T, capacity)
+    int32, and the number of keys that qualified (B, T) int32 — more than ``capacity``
+    means the buffer overflowed and that row's candidates are incomplete.
+    """
+    b, t, h, d = q.shape
+    s = keys.shape[1]
+    q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
+    tau = tau.float().contiguous()
+    count = torch.zeros(b, t, device=q.device, dtype=torch.int32)
+    cand = torch.full((b, t, capacity), float("-inf"), device=q.device)
+    cand_idx = torch.zeros(b, t, capacity, device=q.device, dtype=torch.int32)
+    _collect_kernel[(b, triton.cdiv(t, BLOCK_T), triton.cdiv(s, BLOCK_S))](
+        q, weights, keys, query_pos, key_pos, tau, count, cand, cand_idx,
+        t, s, h, d, window, capacity, *_strides(q, weights, keys, query_pos),
+        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d),
+    )  # fmt: skip
+    return cand, cand_idx, count
