@@ -128,8 +128,8 @@ def check_kernel() -> list[str]:
         err = (got.float() - ref).abs().max().item()
         lines.append(f"check triton vs torch b={b} t={t} h={h} r={r} k={k}: max |diff| {err:.2e} "
                      f"{'OK' if err < 3e-2 else 'MISMATCH'}")  # fmt: skip
-    from engram_sdk.model.sparse import index_scores, visible
     from engram_sdk.model.indexer_triton import index_scores_triton
+    from engram_sdk.model.sparse import index_scores, visible
 
     q = torch.randn(1, 300, 4, 32, device="cuda", dtype=torch.bfloat16, generator=g)
     w = torch.randn(1, 300, 4, device="cuda", generator=g)
