@@ -269,18 +269,35 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
         emit(row)
 
 
-# ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
-def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
+# ---- 5. one layer's sparse prefill, phase by phase (benchmarks/long_context_phases.py) ------
+def _sibling(name: str):
     import importlib.util
     from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> list[str]:
+    phases = _sibling("long_context_phases")
+    try:
+        rows = phases.phase_rows(plan.presets[0], context, plan.prefill_chunk, plan.topk)
+    except Exception as exc:  # a phase that fails must not stop the benchmark
+        emit({"section": "phases", "error": repr(exc)})
+        return [f"phases: failed: {exc!r}"]
+    for row in rows:
+        emit(row)
+    fresh(plan.device)
+    return phases.phase_table(rows)
+
+
+# ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
+def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
     from engram_sdk.model import get_preset
 
-    spec = importlib.util.spec_from_file_location(
-        "model_gpu", Path(__file__).with_name("model_gpu.py")
-    )
-    model_gpu = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(model_gpu)  # type: ignore[union-attr]
+    model_gpu = _sibling("model_gpu")
     for preset, batch in (("small", 4), ("base", 2)):
         if preset not in plan.presets:
             continue
@@ -346,6 +363,9 @@ def main() -> None:
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
+    p.add_argument("--phases-context", type=int, default=131072,
+                   help="context of the per-phase breakdown (0: none)")  # fmt: skip
+    p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
@@ -367,11 +387,18 @@ def main() -> None:
             print(line, flush=True)
     if args.check_only:
         return
+    phase_lines: list[str] = []
+    if plan.device == "cuda" and args.phases_context and plan.backend == "auto":
+        phase_lines = section_phases(plan, emit, args.phases_context)
+        print("\n".join(phase_lines), flush=True)
+    if args.phases_only:
+        return
     section_prefill(plan, emit)
     section_batched(plan, emit)
     if plan.device == "cuda" and not args.no_train:
         section_train(plan, emit)
     print(table(rows))
+    print("\n".join(phase_lines))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=1)
