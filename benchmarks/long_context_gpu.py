@@ -321,8 +321,9 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
         if preset not in plan.presets:
             continue
         cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
+        impls = ("hf", "ours", "ours-fused")
         for r in model_gpu.run(
-            f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3
+            f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
 
@@ -367,9 +368,9 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("section") == "train":
             if "error" in r:
-                out.append(f"{r['config']:22} {r['impl']:5} {r['error']}")
+                out.append(f"{r['config']:22} {r['impl']:10} {r['error']}")
             else:
-                out.append(f"{r['config']:22} {r['impl']:5} {r['train_tok_s']:12,.0f} tok/s "
+                out.append(f"{r['config']:22} {r['impl']:10} {r['train_tok_s']:12,.0f} tok/s "
                            f"MFU {r['mfu_train']:6.1%}  peak {r['peak_gib']:.1f} GiB")  # fmt: skip
     return "\n".join(out)
 

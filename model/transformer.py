@@ -175,8 +175,18 @@ class Transformer(nn.Module):
         return finish
 
     # ---- forward ------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, cache: ModelCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for ids (B, T); with ``cache``, continues from its state."""
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        cache: ModelCache | None = None,
+        *,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for ids (B, T); with ``cache``, continues from its state.
+
+        ``return_hidden``: the final normed hidden states (B, T, dim) instead, for a loss that
+        applies the head itself (``engram_sdk.model.loss``).
+        """
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must be (batch, seq), got {tuple(input_ids.shape)}")
         b, t = input_ids.shape
@@ -233,7 +243,7 @@ class Transformer(nn.Module):
                     host = torch.cat([cache.last_host_ids, host], dim=1)
                 cache.last_host_ids = host[:, -self.hasher.context :]
             cache.length = start + t
-        logits = self.head(self.norm(h))
+        logits = self.norm(h) if return_hidden else self.head(self.norm(h))
         for table in tables.values():  # store-backed tables may use the host now
             launched = getattr(table, "forward_launched", None)
             if launched is not None:
