@@ -44,6 +44,7 @@ class Plan:
     device: str
     backend: str = "torch"
     modes: tuple[str, ...] = ("dense", "sparse")
+    train_compile: bool = False
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -321,7 +322,7 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
         if preset not in plan.presets:
             continue
         cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
-        impls = ("hf", "ours", "ours-fused")
+        impls = ("hf", "ours", "ours-fused", *(("ours-compiled",) if plan.train_compile else ()))
         for r in model_gpu.run(
             f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
@@ -388,9 +389,12 @@ def main() -> None:
     p.add_argument("--phases-context", type=int, default=131072,
                    help="context of the per-phase breakdown (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
+    p.add_argument("--train-compile", action="store_true",
+                   help="training: also ours with torch.compile'd blocks")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
+    plan.train_compile = args.train_compile
     rows: list[dict] = []
 
     def emit(row: dict) -> None:

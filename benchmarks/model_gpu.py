@@ -146,16 +146,23 @@ def run(
                     model, hf_kwargs["n_routed_experts"], hf_kwargs["num_experts_per_tok"]
                 )
             else:  # "ours": CE of the logits as for HF; "ours-fused": engram_sdk.model.loss
-                from engram_sdk.model.loss import lm_loss
+                from engram_sdk.model.loss import lm_loss  # "ours-compiled": + compiled blocks
 
                 model = build_model(ours_cfg, device="cuda")
-                fused = lm_loss if who == "ours-fused" else None
+                if who == "ours-compiled":
+                    for block in model.blocks:
+                        block.compile()
+                fused = lm_loss if who in ("ours-fused", "ours-compiled") else None
                 r = measure(model, ours_cfg.vocab_size, batch, seq, steps, lambda m, x: m(x), fused)
                 act = active_params(model, ours_cfg.n_routed_experts, ours_cfg.n_activated_experts)
             r["mfu_train"] = 6 * act * r["train_tok_s"] / PEAK_FLOPS
             r["mfu_fwd"] = 2 * act * r["fwd_tok_s"] / PEAK_FLOPS
         except torch.OutOfMemoryError:
             r = {"error": "out of memory"}
+        except Exception as exc:  # e.g. a compile failure: report it, measure the rest
+            if who == "hf" or who == "ours":
+                raise
+            r = {"error": repr(exc)[:200]}
         model = None
         rows.append({"config": name, "impl": who, "batch": batch, "seq": seq, **r})
         print(json.dumps(rows[-1]), flush=True)
