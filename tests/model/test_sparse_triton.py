@@ -28,9 +28,10 @@ SCRIPT = textwrap.dedent(
         idx[:, :, :3] = EMPTY  # empty slots are skipped
         idx[0, 0] = EMPTY  # a query with no key at all gets zeros
         want = sparse_attention(q, latent, latent[..., :r], idx, 0.1)
-        got = sparse_attention_triton(q, latent, latent[..., :r], idx, 0.1)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-        assert got[0, 0].abs().max() == 0
+        for values in (latent[..., :r], latent[..., :r].clone()):  # latent view; separate values
+            got = sparse_attention_triton(q, latent, values, idx, 0.1)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+            assert got[0, 0].abs().max() == 0
 
     from engram_sdk.model.sparse import indexer_topk
 
