@@ -106,7 +106,11 @@ def phase_rows(
     add("indexer scoring", "threshold: collect",
         _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 2 * topk)))  # fmt: skip
     cand, _, count = collect_triton(iq, w, ik, pos, kp, tau, 2 * topk)
-    add("top-k", "threshold: top-k of candidates", _time_ms(lambda: cand.topk(topk, dim=-1)))
+    add(
+        "top-k",
+        "threshold: top-k of candidates",
+        _time_ms(lambda: cand.topk(topk, dim=-1, sorted=False)),
+    )
     rows[-1]["candidates_mean"] = count.float().mean().item()
     rows[-1]["overflow_rows"] = int((count > 2 * topk).sum())
     add("indexer + top-k", "threshold (indexer_topk)", _time_ms(

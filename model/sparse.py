@@ -252,9 +252,10 @@ def _merge(
 
 
 def _top(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest k along the last dim; on CPU ties go to the lower index (stable sort)."""
+    """Largest k along the last dim, in no set order on CUDA (a set of keys is what is
+    wanted: sorting it costs time); on CPU sorted, ties to the lower index (stable sort)."""
     if x.is_cuda:
-        return x.topk(k, dim=-1)
+        return x.topk(k, dim=-1, sorted=False)
     top, where = x.sort(dim=-1, descending=True, stable=True)
     return top[..., :k], where[..., :k]
 
