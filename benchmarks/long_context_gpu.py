@@ -45,6 +45,7 @@ class Plan:
     backend: str = "torch"
     modes: tuple[str, ...] = ("dense", "sparse")
     train_compile: bool = False
+    profile_context: int = 0
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -310,7 +311,21 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
     for row in rows:
         emit(row)
     fresh(plan.device)
-    return phases.phase_table(rows)
+    lines = phases.phase_table(rows)
+    if plan.profile_context:  # one whole-model prefill chunk, dense and sparse, profiled
+        for mode, topk in (("dense", 0), ("sparse", plan.topk)):
+            ctx = plan.profile_context
+            model = build(plan.presets[0], topk=topk, max_len=ctx + plan.prefill_chunk + 2,
+                          device=plan.device, backend=plan.backend)  # fmt: skip
+            try:
+                table = phases.profile_chunk(model, ctx, plan.prefill_chunk)
+            except Exception as exc:  # the profiler must not stop the benchmark
+                table = [f"profile failed: {exc!r}"]
+            lines += ["", f"{mode} model: one {plan.prefill_chunk}-token prefill chunk after "
+                      f"{ctx} tokens, top CUDA kernels", *table]  # fmt: skip
+            model = None
+            fresh(plan.device)
+    return lines
 
 
 # ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
@@ -389,12 +404,15 @@ def main() -> None:
     p.add_argument("--phases-context", type=int, default=131072,
                    help="context of the per-phase breakdown (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
+    p.add_argument("--profile-context", type=int, default=0,
+                   help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
     plan.train_compile = args.train_compile
+    plan.profile_context = args.profile_context
     rows: list[dict] = []
 
     def emit(row: dict) -> None:

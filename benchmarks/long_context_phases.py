@@ -154,3 +154,32 @@ def phase_table(rows: list[dict]) -> list[str]:
             )
         out.append(f"{r['phase']:18} {r['path']:36} {r['ms']:9.2f}{extra}")
     return out
+
+
+def profile_chunk(model, context: int, chunk: int, top: int = 12) -> list[str]:
+    """Top CUDA kernels of one prefill chunk of ``model`` after ``context`` tokens → lines.
+
+    The whole model's chunk (attention, indexer, MoE, norms...), so the share of attention in
+    a prefill step is visible; ``model`` runs under bf16 autocast as in the prefill section.
+    """
+    from engram_sdk.model import ModelCache
+    from engram_sdk.model.generate import prefill
+    from torch.profiler import ProfilerActivity, profile
+
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (1, context + chunk), device="cuda")
+    cache = ModelCache()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        prefill(model, ids[:, :context], cache, chunk=chunk)
+        _sync()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            model(ids[:, context:], cache)
+            _sync()
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in events) / 1e3
+    out = [f"{'kernel (self CUDA time)':70} {'ms':>8} {'calls':>6}"]
+    for e in events[:top]:
+        out.append(f"{e.key[:70]:70} {e.self_device_time_total / 1e3:8.2f} {e.count:6d}")
+    out.append(f"{'all kernels':70} {total:8.2f}")
+    return out
