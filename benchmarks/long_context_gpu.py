@@ -186,9 +186,10 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         max_len = max(plan.contexts) + plan.decode_steps + 2
         fresh(plan.device)
         model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
-        # compile before timing: Triton specialises lengths divisible by 16, so decode 17 steps
+        # compile before timing: two chunks (the cached path too); Triton specialises lengths
+        # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17)
-        prefill_and_decode(model, min(plan.contexts[0], 2 * plan.prefill_chunk), warm)
+        prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
         last: tuple[int, float] | None = None
         for ctx in plan.contexts:
             row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
