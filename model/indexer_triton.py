@@ -210,6 +210,7 @@ def group_max_triton(
     key_pos: torch.Tensor,
     group: int,
     window: int = 0,
+    num_warps: int = 4,
 ) -> torch.Tensor:
     """Max score of every ``group`` consecutive keys → (B, T, ceil(S / 128) · 128 / group).
 
@@ -225,7 +226,7 @@ def group_max_triton(
     _group_max_kernel[(b, triton.cdiv(t, BLOCK_T), tiles)](
         q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
-        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group,
+        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, num_warps=num_warps,
     )  # fmt: skip
     return out
 
