@@ -101,6 +101,8 @@ def phase_rows(
         _time_ms(lambda: group_max_triton(iq, w, ik, pos, kp, group)))  # fmt: skip
     add("indexer scoring", "threshold: group max, 8 warps",
         _time_ms(lambda: group_max_triton(iq, w, ik, pos, kp, group, num_warps=8)))  # fmt: skip
+    add("indexer scoring", "threshold: group max, heads in one dot",
+        _time_ms(lambda: group_max_triton(iq, w, ik, pos, kp, group, stacked=True)))  # fmt: skip
     maxima = group_max_triton(iq, w, ik, pos, kp, group)
     n = maxima.shape[-1]
     add("top-k", "threshold: k-th max", _time_ms(lambda: maxima.kthvalue(n - topk + 1, dim=-1)))

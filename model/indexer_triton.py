@@ -62,6 +62,68 @@ def _score_tile(
 
 
 @triton.jit
+def _score_tile_stacked(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr,
+    b, t0, ss, T, S, H, D, window,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, HP: tl.constexpr,
+):  # fmt: skip
+    """As ``_score_tile``, all heads in one dot: rows are (query, head) pairs, HP heads padded."""
+    d = tl.arange(0, BLOCK_D)
+    r = tl.arange(0, BLOCK_T * HP)
+    tr, hr = t0 + r // HP, r % HP
+    live = (tr < T) & (hr < H)
+    keys = tl.load(
+        k_ptr + b * stride_kb + ss[:, None] * stride_ks + d[None, :],
+        mask=(ss[:, None] < S) & (d[None, :] < D),
+        other=0.0,
+    )
+    q = tl.load(
+        q_ptr + b * stride_qb + tr[:, None] * stride_qt + hr[:, None] * stride_qh + d[None, :],
+        mask=live[:, None] & (d[None, :] < D),
+        other=0.0,
+    )
+    w = tl.load(w_ptr + b * stride_wb + tr * stride_wt + hr, mask=live, other=0.0)
+    logits = tl.maximum(tl.dot(q, tl.trans(keys)), 0.0) * w.to(tl.float32)[:, None]
+    acc = tl.sum(tl.reshape(logits, (BLOCK_T, HP, BLOCK_S)), axis=1)
+    ts = t0 + tl.arange(0, BLOCK_T)
+    qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
+    kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
+    seen = kpos[None, :] <= qpos[:, None]
+    if window > 0:
+        seen = seen & (kpos[None, :] > qpos[:, None] - window)
+    return tl.where(seen, acc, float("-inf"))
+
+
+@triton.jit
+def _group_max_stacked_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
+    T, S, H, D, window,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    stride_ob, stride_ot,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
+    HP: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    t0 = tl.program_id(1) * BLOCK_T
+    ts = t0 + tl.arange(0, BLOCK_T)
+    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    gs = tl.program_id(2) * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
+    where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
+    if _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+        hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
+        tl.store(where, hidden, mask=ts[:, None] < T)
+    else:
+        acc = _score_tile_stacked(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
+            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
+        )  # fmt: skip
+        best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
+        tl.store(where, best, mask=ts[:, None] < T)
+
+
+@triton.jit
 def _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
     """Whether no key of the tile is visible to any of its queries (causally)."""
     qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
@@ -211,10 +273,12 @@ def group_max_triton(
     group: int,
     window: int = 0,
     num_warps: int = 4,
+    stacked: bool = False,
 ) -> torch.Tensor:
     """Max score of every ``group`` consecutive keys → (B, T, ceil(S / 128) · 128 / group).
 
-    ``group`` is a power of two ≤ 128; groups past the last key hold -inf.
+    ``group`` is a power of two ≤ 128; groups past the last key hold -inf. ``stacked``: one
+    dot for all heads ((query, head) rows, 256 of them) instead of one dot per head.
     """
     if group < 1 or group > BLOCK_S or group & (group - 1):
         raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
@@ -223,6 +287,16 @@ def group_max_triton(
     q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
     tiles = triton.cdiv(s, BLOCK_S)
     out = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
+    if stacked:
+        hp = triton.next_power_of_2(h)
+        block_t = max(16, 256 // hp)
+        _group_max_stacked_kernel[(b, triton.cdiv(t, block_t), tiles)](
+            q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
+            *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
+            BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
+            num_warps=num_warps,
+        )  # fmt: skip
+        return out
     _group_max_kernel[(b, triton.cdiv(t, BLOCK_T), tiles)](
         q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),

@@ -57,6 +57,8 @@ SCRIPT = textwrap.dedent(
     padded = torch.nn.functional.pad(scores, (0, 256 - s), value=float("-inf"))
     maxima = group_max_triton(q, w, keys, pos, kp, 8)
     torch.testing.assert_close(maxima, padded.view(b, t, 32, 8).amax(-1), atol=1e-4, rtol=1e-4)
+    stacked = group_max_triton(q, w, keys, pos, kp, 8, stacked=True)  # heads in one dot
+    torch.testing.assert_close(stacked, maxima, atol=1e-4, rtol=1e-4)
     tau = maxima.kthvalue(maxima.shape[-1] - k + 1, dim=-1).values
     cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
     want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
