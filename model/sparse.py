@@ -93,7 +93,7 @@ def indexer_topk(
         key_chunk = min(s, 2**22)  # (a CUDA grid's third dimension caps at 65535 blocks)
     key_chunk = min(key_chunk, s)
     per_query = b * key_chunk * (1 if fused else h)  # the fused kernel keeps no per-head logits
-    query_chunk = max(1, tile_elements // per_query)
+    query_chunk = _round_chunk(tile_elements // per_query)
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
     split = t  # queries from ``split`` on select by threshold (they all see enough keys)
     if fused and threshold and not window and t >= THRESHOLD_MIN_QUERIES:
@@ -124,6 +124,12 @@ def indexer_topk(
             best, best_idx = _merge(best, best_idx, tile, k0, topk)
         out[:, q0:q1] = best_idx.masked_fill(best == float("-inf"), EMPTY)
     return out
+
+
+def _round_chunk(n: int) -> int:
+    """A query chunk size: past 64, a multiple of 64, so kernels see few distinct lengths
+    (Triton compiles a kernel again for a length not divisible by 16)."""
+    return max(1, n - n % 64 if n > 64 else n)
 
 
 THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
@@ -183,7 +189,7 @@ def threshold_topk(
     capacity = capacity or 2 * topk
     seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
     group = threshold_group(seen, topk)
-    chunk = max(64, tile_elements // (b * (s // group + capacity)))
+    chunk = _round_chunk(max(64, tile_elements // (b * (s // group + capacity))))
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
     for q0 in range(0, t, chunk):
         part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
