@@ -109,6 +109,8 @@ def phase_rows(
     tau = maxima.kthvalue(n - topk + 1, dim=-1).values
     add("indexer scoring", "threshold: collect",
         _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 2 * topk)))  # fmt: skip
+    add("indexer scoring", "threshold: collect, heads in one dot",
+        _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 2 * topk, stacked=True)))  # fmt: skip
     cand, _, count = collect_triton(iq, w, ik, pos, kp, tau, 2 * topk)
     add(
         "top-k",

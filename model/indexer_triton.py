@@ -96,39 +96,34 @@ def _score_tile_stacked(
 
 
 @triton.jit
-def _group_max_stacked_kernel(
-    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
-    T, S, H, D, window,
-    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
-    stride_ob, stride_ot,
-    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
-    HP: tl.constexpr,
-):  # fmt: skip
-    b = tl.program_id(0)
-    t0 = tl.program_id(1) * BLOCK_T
-    ts = t0 + tl.arange(0, BLOCK_T)
-    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
-    gs = tl.program_id(2) * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
-    where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
-    if _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
-        hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
-        tl.store(where, hidden, mask=ts[:, None] < T)
-    else:
-        acc = _score_tile_stacked(
-            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
-            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
-            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
-        )  # fmt: skip
-        best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
-        tl.store(where, best, mask=ts[:, None] < T)
-
-
-@triton.jit
 def _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
     """Whether no key of the tile is visible to any of its queries (causally)."""
     qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
     kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
     return tl.min(kpos, axis=0) > tl.max(qpos, axis=0)
+
+
+@triton.jit
+def _scores(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr,
+    b, t0, ss, T, S, H, D, window,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, HP: tl.constexpr,
+):  # fmt: skip
+    """The tile's scores: one dot per head (HP == 0) or all HP heads in one dot."""
+    if HP > 0:
+        acc = _score_tile_stacked(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
+            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
+        )  # fmt: skip
+    else:
+        acc = _score_tile(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0 + tl.arange(0, BLOCK_T), ss, T, S,
+            H, D, window, stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb,
+            stride_ks, stride_pb, BLOCK_T, BLOCK_S, BLOCK_D,
+        )  # fmt: skip
+    return acc
 
 
 @triton.jit
@@ -161,9 +156,11 @@ def _group_max_kernel(
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     stride_ob, stride_ot,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
+    HP: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
-    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t0 = tl.program_id(1) * BLOCK_T
+    ts = t0 + tl.arange(0, BLOCK_T)
     ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
     gs = tl.program_id(2) * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
     where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
@@ -171,10 +168,10 @@ def _group_max_kernel(
         hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
         tl.store(where, hidden, mask=ts[:, None] < T)
     else:
-        acc = _score_tile(
-            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, ts, ss, T, S, H, D, window,
+        acc = _scores(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
             stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
-            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
         )  # fmt: skip
         best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
         tl.store(where, best, mask=ts[:, None] < T)
@@ -185,16 +182,17 @@ def _collect_kernel(
     q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, tau_ptr, count_ptr, cand_ptr, cand_idx_ptr,
     T, S, H, D, window, C,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
-    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, HP: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
-    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    t0 = tl.program_id(1) * BLOCK_T
+    ts = t0 + tl.arange(0, BLOCK_T)
     ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
     if not _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
-        acc = _score_tile(
-            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, ts, ss, T, S, H, D, window,
+        acc = _scores(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
             stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
-            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
         )  # fmt: skip
         rows = b * T + ts
         tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
@@ -233,6 +231,15 @@ def _strides(q, weights, keys, query_pos) -> tuple[int, ...]:
         q.stride(0), q.stride(1), q.stride(2), weights.stride(0), weights.stride(1),
         keys.stride(0), keys.stride(1), query_pos.stride(0),
     )  # fmt: skip
+
+
+def _head_rows(h: int, stacked: bool) -> tuple[int, int]:
+    """(HP, queries per tile): HP heads padded to a power of two in one dot, 256 rows a
+    tile; or HP = 0 (a dot per head) and ``BLOCK_T`` queries."""
+    hp = triton.next_power_of_2(h)
+    if not stacked or hp > 16:  # many heads: a dot per head keeps the tile in registers
+        return 0, BLOCK_T
+    return hp, 256 // hp
 
 
 def _block_d(d: int) -> int:
@@ -287,20 +294,12 @@ def group_max_triton(
     q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
     tiles = triton.cdiv(s, BLOCK_S)
     out = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
-    if stacked:
-        hp = triton.next_power_of_2(h)
-        block_t = max(16, 256 // hp)
-        _group_max_stacked_kernel[(b, triton.cdiv(t, block_t), tiles)](
-            q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
-            *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
-            BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
-            num_warps=num_warps,
-        )  # fmt: skip
-        return out
-    _group_max_kernel[(b, triton.cdiv(t, BLOCK_T), tiles)](
+    hp, block_t = _head_rows(h, stacked)
+    _group_max_kernel[(b, triton.cdiv(t, block_t), tiles)](
         q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
-        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, num_warps=num_warps,
+        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
+        num_warps=num_warps,
     )  # fmt: skip
     return out
 
@@ -314,6 +313,7 @@ def collect_triton(
     tau: torch.Tensor,
     capacity: int,
     window: int = 0,
+    stacked: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each query's visible keys scoring ≥ its threshold ``tau`` (B, T), in no set order.
 
@@ -328,9 +328,10 @@ def collect_triton(
     count = torch.zeros(b, t, device=q.device, dtype=torch.int32)
     cand = torch.full((b, t, capacity), float("-inf"), device=q.device)
     cand_idx = torch.zeros(b, t, capacity, device=q.device, dtype=torch.int32)
-    _collect_kernel[(b, triton.cdiv(t, BLOCK_T), triton.cdiv(s, BLOCK_S))](
+    hp, block_t = _head_rows(h, stacked)
+    _collect_kernel[(b, triton.cdiv(t, block_t), triton.cdiv(s, BLOCK_S))](
         q, weights, keys, query_pos, key_pos, tau, count, cand, cand_idx,
         t, s, h, d, window, capacity, *_strides(q, weights, keys, query_pos),
-        BLOCK_T=BLOCK_T, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d),
+        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), HP=hp,
     )  # fmt: skip
     return cand, cand_idx, count

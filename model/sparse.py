@@ -133,6 +133,7 @@ def _round_chunk(n: int) -> int:
 
 
 THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
+STACKED_HEADS = False  # threshold passes score all index heads in one dot (<= 16 heads)
 THRESHOLD_MAX_GROUP = 64  # keys per group at most (half a scoring tile)
 
 
@@ -194,10 +195,12 @@ def threshold_topk(
     for q0 in range(0, t, chunk):
         part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
         pos = query_pos[:, q0 : q0 + chunk]
-        maxima = group_max_triton(*part, pos, key_pos, group)
+        maxima = group_max_triton(*part, pos, key_pos, group, stacked=STACKED_HEADS)
         tau = maxima.kthvalue(maxima.shape[-1] - topk + 1, dim=-1).values
         del maxima
-        cand, cand_idx, count = collect_triton(*part, pos, key_pos, tau, capacity)
+        cand, cand_idx, count = collect_triton(
+            *part, pos, key_pos, tau, capacity, stacked=STACKED_HEADS
+        )
         top, where = _top(cand, topk)
         picked = cand_idx.gather(-1, where).long().masked_fill_(top == float("-inf"), EMPTY)
         out[:, q0 : q0 + chunk] = picked

@@ -63,6 +63,7 @@ SCRIPT = textwrap.dedent(
     cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
     want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
     assert torch.equal(count, want.sum(-1).int())
+    assert torch.equal(collect_triton(q, w, keys, pos, kp, tau, s, stacked=True)[2], count)
     for bi in range(b):
         for ti in range(t):
             n = int(count[bi, ti])
