@@ -46,6 +46,7 @@ class Plan:
     modes: tuple[str, ...] = ("dense", "sparse")
     train_compile: bool = False
     profile_context: int = 0
+    train_presets: list[str] | None = None  # None: the presets of sections 2-3
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -335,7 +336,7 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
 
     model_gpu = _sibling("model_gpu")
     for preset, batch in (("small", 4), ("base", 2)):
-        if preset not in plan.presets:
+        if preset not in (plan.train_presets or plan.presets):
             continue
         cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
         impls = ("hf", "ours", "ours-fused", *(("ours-compiled",) if plan.train_compile else ()))
@@ -360,6 +361,7 @@ def main() -> None:
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
     p.add_argument("--profile-context", type=int, default=0,
                    help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
+    p.add_argument("--train-presets", default=None, help="presets of the training section")
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
@@ -367,6 +369,7 @@ def main() -> None:
     plan = plan_for(args)
     plan.train_compile = args.train_compile
     plan.profile_context = args.profile_context
+    plan.train_presets = args.train_presets.split(",") if args.train_presets else None
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
