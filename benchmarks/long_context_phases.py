@@ -47,11 +47,12 @@ def phase_rows(
     import torch.nn.functional as F
     from engram_sdk.model import get_preset
     from engram_sdk.model.indexer_triton import (
+        chosen_variants,
         collect_triton,
         group_max_triton,
         index_scores_triton,
     )
-    from engram_sdk.model.sparse import _merge, indexer_topk, threshold_group
+    from engram_sdk.model.sparse import _merge, indexer_topk, kth_largest, threshold_group
     from engram_sdk.model.sparse_triton import sparse_attention_triton
     from torch.nn.attention.bias import causal_lower_right
 
@@ -105,23 +106,30 @@ def phase_rows(
         _time_ms(lambda: group_max_triton(iq, w, ik, pos, kp, group, stacked=True)))  # fmt: skip
     maxima = group_max_triton(iq, w, ik, pos, kp, group)
     n = maxima.shape[-1]
-    add("top-k", "threshold: k-th max", _time_ms(lambda: maxima.kthvalue(n - topk + 1, dim=-1)))
-    tau = maxima.kthvalue(n - topk + 1, dim=-1).values
+    add("top-k", "threshold: k-th max (kthvalue)",
+        _time_ms(lambda: maxima.kthvalue(n - topk + 1, dim=-1)))  # fmt: skip
+    add(
+        "top-k", "threshold: k-th max (least of top-k)", _time_ms(lambda: kth_largest(maxima, topk))
+    )
+    tau = kth_largest(maxima, topk)
     add("indexer scoring", "threshold: collect",
-        _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 2 * topk)))  # fmt: skip
+        _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk)))  # fmt: skip
     add("indexer scoring", "threshold: collect, heads in one dot",
-        _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 2 * topk, stacked=True)))  # fmt: skip
-    cand, _, count = collect_triton(iq, w, ik, pos, kp, tau, 2 * topk)
+        _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk, stacked=True)))  # fmt: skip
+    add("indexer scoring", "threshold: collect, key atomics",
+        _time_ms(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk, per_key=True)))  # fmt: skip
+    cand, _, count = collect_triton(iq, w, ik, pos, kp, tau, 4 * topk)
     add(
         "top-k",
         "threshold: top-k of candidates",
         _time_ms(lambda: cand.topk(topk, dim=-1, sorted=False)),
     )
     rows[-1]["candidates_mean"] = count.float().mean().item()
-    rows[-1]["overflow_rows"] = int((count > 2 * topk).sum())
+    rows[-1]["overflow_rows"] = int((count > 4 * topk).sum())
     add("indexer + top-k", "threshold (indexer_topk)", _time_ms(
         lambda: indexer_topk(iq, w, ik, pos, topk, fused=True), 1))  # fmt: skip
     idx = indexer_topk(iq, w, ik, pos, topk, fused=True)
+    rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
 
     # gather / attention, absorbed (latent + rope keys shared by all heads)
     r, rope, h = c.kv_lora_rank, c.qk_rope_head_dim, c.n_heads
@@ -158,6 +166,8 @@ def phase_table(rows: list[dict]) -> list[str]:
             extra = (
                 f"  ({r['candidates_mean']:.0f} candidates/query, {r['overflow_rows']} overflowed)"
             )
+        if "chosen" in r:
+            extra = f"  (variants used: {r['chosen']})"
         out.append(f"{r['phase']:18} {r['path']:36} {r['ms']:9.2f}{extra}")
     return out
 

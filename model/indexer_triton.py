@@ -21,6 +21,11 @@ relu-and-weighted-head-sum scoring but replaces the write-then-sort with thresho
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
@@ -183,6 +188,7 @@ def _collect_kernel(
     T, S, H, D, window, C,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, HP: tl.constexpr,
+    PER_KEY: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     t0 = tl.program_id(1) * BLOCK_T
@@ -198,9 +204,14 @@ def _collect_kernel(
         tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
         keep = (acc >= tau[:, None]) & (acc > float("-inf"))
         keep_n = keep.to(tl.int32)
-        n = tl.sum(keep_n, axis=1)
-        base = tl.atomic_add(count_ptr + rows, n, mask=(ts < T) & (n > 0))
-        slot = base[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
+        if PER_KEY:  # one atomic per kept key (~2% of the tile) hands out its slot
+            slot = tl.atomic_add(
+                count_ptr + rows[:, None] + tl.zeros_like(keep_n), keep_n, mask=keep
+            )
+        else:  # one atomic per row for its kept keys, slots by a running sum along the row
+            n = tl.sum(keep_n, axis=1)
+            base = tl.atomic_add(count_ptr + rows, n, mask=(ts < T) & (n > 0))
+            slot = base[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
         ok = keep & (slot < C) & (ts[:, None] < T)
         where = rows[:, None].to(tl.int64) * C + slot
         tl.store(cand_ptr + where, acc, mask=ok)
@@ -314,8 +325,12 @@ def collect_triton(
     capacity: int,
     window: int = 0,
     stacked: bool = False,
+    per_key: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each query's visible keys scoring ≥ its threshold ``tau`` (B, T), in no set order.
+
+    ``per_key``: slots handed out by one atomic per kept key instead of one per row and a
+    running sum along it.
 
     → scores (B, T, capacity) float32 (-inf in unused slots), key indices (B, T, capacity)
     int32, and the number of keys that qualified (B, T) int32 — more than ``capacity``
@@ -332,6 +347,36 @@ def collect_triton(
     _collect_kernel[(b, triton.cdiv(t, block_t), triton.cdiv(s, BLOCK_S))](
         q, weights, keys, query_pos, key_pos, tau, count, cand, cand_idx,
         t, s, h, d, window, capacity, *_strides(q, weights, keys, query_pos),
-        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), HP=hp,
+        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), HP=hp, PER_KEY=per_key,
     )  # fmt: skip
     return cand, cand_idx, count
+
+
+_CHOSEN: dict[tuple, str] = {}
+
+
+def fastest(key: tuple, variants: dict[str, Callable[[], Any]]) -> Any:
+    """Run the fastest of equivalent ``variants`` and return its result.
+
+    On CUDA the first call per ``key`` runs every variant twice (compile, then one timed
+    run) and remembers the fastest; later calls run only that one. Elsewhere the first.
+    """
+    if key in _CHOSEN:
+        return variants[_CHOSEN[key]]()
+    if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+        return next(iter(variants.values()))()
+    took = {}
+    for name, run in variants.items():
+        run()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        result = run()
+        torch.cuda.synchronize()
+        took[name] = time.perf_counter() - t0
+    _CHOSEN[key] = min(took, key=took.__getitem__)
+    return result if _CHOSEN[key] == name else variants[_CHOSEN[key]]()
+
+
+def chosen_variants() -> dict[tuple, str]:
+    """The variant :func:`fastest` picked for each key so far."""
+    return dict(_CHOSEN)

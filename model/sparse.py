@@ -133,7 +133,6 @@ def _round_chunk(n: int) -> int:
 
 
 THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
-STACKED_HEADS = False  # threshold passes score all index heads in one dot (<= 16 heads)
 THRESHOLD_MAX_GROUP = 64  # keys per group at most (half a scoring tile)
 
 
@@ -146,7 +145,9 @@ def _threshold_split(query_pos: torch.Tensor, key_pos: torch.Tensor, topk: int) 
     seen = torch.searchsorted(key_pos.contiguous(), query_pos.amin(0).contiguous(), right=True)
     enough = (seen >= 4 * topk).flip(0).cumprod(0).flip(0)  # 1 where this column on all see enough
     t = query_pos.shape[1]
-    return t - int(enough.sum())
+    late = int(enough.sum())
+    late -= late % THRESHOLD_MIN_QUERIES  # whole blocks of queries, or none: few distinct lengths
+    return t - late
 
 
 def threshold_group(seen: int, topk: int) -> int:
@@ -179,15 +180,13 @@ def threshold_topk(
     Pass 1 writes each query's maximum score per group of keys; the k-th largest of those
     maxima, τ, is at most the k-th largest score (the maxima are some of the scores). Pass 2
     scores again and collects each query's keys scoring >= τ into a ``capacity`` buffer
-    (2k by default); the top-k of the buffer is the answer. A query whose buffer
+    (4k by default); the top-k of the buffer is the answer. A query whose buffer
     overflowed (ties at τ, scores clustered in few groups) is redone by the tiled path.
     Every query must see >= 4·topk keys (``_threshold_split``).
     """
-    from engram_sdk.model.indexer_triton import collect_triton, group_max_triton
-
     b, t = query_pos.shape
     s = keys.shape[1]
-    capacity = capacity or 2 * topk
+    capacity = capacity or 4 * topk
     seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
     group = threshold_group(seen, topk)
     chunk = _round_chunk(max(64, tile_elements // (b * (s // group + capacity))))
@@ -195,17 +194,64 @@ def threshold_topk(
     for q0 in range(0, t, chunk):
         part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
         pos = query_pos[:, q0 : q0 + chunk]
-        maxima = group_max_triton(*part, pos, key_pos, group, stacked=STACKED_HEADS)
-        tau = maxima.kthvalue(maxima.shape[-1] - topk + 1, dim=-1).values
+        maxima = _group_maxima(part, pos, key_pos, group)
+        tau = kth_largest(maxima, topk)
         del maxima
-        cand, cand_idx, count = collect_triton(
-            *part, pos, key_pos, tau, capacity, stacked=STACKED_HEADS
-        )
+        cand, cand_idx, count = _collect(part, pos, key_pos, tau, capacity)
         top, where = _top(cand, topk)
         picked = cand_idx.gather(-1, where).long().masked_fill_(top == float("-inf"), EMPTY)
         out[:, q0 : q0 + chunk] = picked
         _redo_overflowed(out[:, q0 : q0 + chunk], count > capacity, part, pos, key_pos, topk)
     return out
+
+
+def _group_maxima(
+    part: tuple[torch.Tensor, ...], pos: torch.Tensor, key_pos: torch.Tensor, group: int
+) -> torch.Tensor:
+    """Pass 1 by the fastest equivalent kernel variant (picked once per shape of heads)."""
+    from engram_sdk.model.indexer_triton import fastest, group_max_triton
+
+    args = (*part, pos, key_pos, group)
+    return fastest(
+        ("group max", *part[0].shape[2:]),
+        {
+            "dot per head": lambda: group_max_triton(*args),
+            "dot per head, 8 warps": lambda: group_max_triton(*args, num_warps=8),
+            "heads in one dot": lambda: group_max_triton(*args, stacked=True),
+        },
+    )
+
+
+def _collect(
+    part: tuple[torch.Tensor, ...],
+    pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    tau: torch.Tensor,
+    capacity: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 2 by the fastest equivalent kernel variant (picked once per shape of heads)."""
+    from engram_sdk.model.indexer_triton import collect_triton, fastest
+
+    args = (*part, pos, key_pos, tau, capacity)
+    return fastest(
+        ("collect", *part[0].shape[2:]),
+        {
+            "dot per head, row sums": lambda: collect_triton(*args),
+            "dot per head, key atomics": lambda: collect_triton(*args, per_key=True),
+            "heads in one dot, row sums": lambda: collect_triton(*args, stacked=True),
+            "heads in one dot, key atomics": lambda: collect_triton(
+                *args, stacked=True, per_key=True
+            ),
+        },
+    )
+
+
+def kth_largest(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest value along the last dim (CUDA: the least of an unsorted top-k,
+    which runs multi-block; ``kthvalue`` runs one block per row)."""
+    if x.is_cuda:
+        return x.topk(k, dim=-1, sorted=False).values.amin(-1)
+    return x.kthvalue(x.shape[-1] - k + 1, dim=-1).values
 
 
 def _redo_overflowed(

@@ -63,7 +63,10 @@ SCRIPT = textwrap.dedent(
     cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
     want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
     assert torch.equal(count, want.sum(-1).int())
-    assert torch.equal(collect_triton(q, w, keys, pos, kp, tau, s, stacked=True)[2], count)
+    for variant in (dict(stacked=True), dict(per_key=True), dict(stacked=True, per_key=True)):
+        cand_v, idx_v, count_v = collect_triton(q, w, keys, pos, kp, tau, s, **variant)
+        assert torch.equal(count_v, count), variant
+        assert torch.equal(cand_v.sort(-1).values, cand.sort(-1).values), variant
     for bi in range(b):
         for ti in range(t):
             n = int(count[bi, ti])
