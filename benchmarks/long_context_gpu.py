@@ -267,6 +267,12 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
             sync(plan.device)
         return time.perf_counter() - t0
 
+    if plan.device == "cuda":
+        try:
+            note = graph_check(ours, vocab)
+        except Exception as exc:  # report, and measure the rest
+            note = f"graph check failed: {exc!r}"[:300]
+        emit({"section": "batch", "note": note})
     warm = torch.randint(0, vocab, (2, 16))  # first calls pay for lazy initialisation
     run_ours(warm, 4, True)
     if theirs is not None:
@@ -290,6 +296,35 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
             row["hf_tok_s"] = new / run_theirs(prompts, plan.batch_new)
             row["ratio"] = row["ours_tok_s"] / row["hf_tok_s"]
         emit(row)
+
+
+def graph_check(model, vocab: int, batch: int = 8, steps: int = 12) -> str:
+    """Teacher-forced decode, CUDA graph vs eager on copies of one cache: logits' difference."""
+    import copy
+
+    from engram_sdk.model import ModelCache
+    from engram_sdk.model.batch_cache import stack_caches
+    from engram_sdk.model.generate import prefill
+    from engram_sdk.model.generate_graph import GraphedStep
+
+    ids = torch.randint(0, vocab, (batch, 64 + steps), device="cuda")
+    with torch.no_grad(), autocast("cuda"):
+        first = ModelCache()
+        prefill(model, ids[:, :64], first)
+        stacked = stack_caches([first], capacity=64 + steps, engram_context=model.hasher.context,
+                               pad_id=model.hasher.config.pad_id)  # fmt: skip
+        eager_cache = copy.deepcopy(stacked)
+        graphed = GraphedStep(model, stacked)
+        worst, flips = 0.0, 0
+        for i in range(64, 64 + steps):
+            step = ids[:, i : i + 1]
+            want = model(step, eager_cache)[:, -1].float()
+            got = graphed.step(step).float()
+            worst = max(worst, ((got - want).abs().max() / want.abs().max()).item())
+            flips += int((got.argmax(-1) != want.argmax(-1)).sum())
+    return (f"graph vs eager, {steps} teacher-forced steps at batch {batch}: max |diff| "
+            f"{worst:.2e} of max |logit|, argmax differs {flips}/{batch * steps}"
+            f"{' (graph recorded)' if graphed.graph is not None else ' (no graph!)'}")  # fmt: skip
 
 
 # ---- 5. one layer's sparse prefill, phase by phase (benchmarks/long_context_phases.py) ------
