@@ -31,12 +31,19 @@ def lm_loss(
 
 
 def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk: int = 4096
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    chunk: int = 4096,
+    kernel: bool | None = None,
 ) -> torch.Tensor:
     """cross_entropy(hidden @ weight.T, targets), mean over targets that are not ``IGNORE``.
 
     hidden (N, D), weight (V, D), targets (N,). Under CUDA autocast the matmuls run in its
-    dtype; the softmax and the sums are float32 (float64 stays float64).
+    dtype; the softmax and the sums are float32 (float64 stays float64). ``kernel``: the
+    softmax and its gradient by the Triton kernel of ``model/loss_triton.py`` (default: on
+    CUDA with Triton, for 16-bit logits).
     """
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
@@ -48,7 +55,11 @@ def linear_cross_entropy(
     dtype = hidden.dtype
     if hidden.is_cuda and torch.is_autocast_enabled("cuda"):
         dtype = torch.get_autocast_dtype("cuda")
-    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype)
+    if kernel is None:
+        from engram_sdk.model.sparse import triton_available
+
+        kernel = hidden.is_cuda and dtype in (torch.bfloat16, torch.float16) and triton_available()
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype, kernel)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -60,6 +71,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         chunk: int,
         dtype: torch.dtype,
+        kernel: bool,
     ) -> torch.Tensor:
         acc = torch.promote_types(dtype, torch.float32)
         off = torch.autocast(hidden.device.type, enabled=False) if hidden.is_cuda else None
@@ -72,6 +84,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             for i in range(0, hidden.shape[0], chunk):
                 h = hidden[i : i + chunk].to(dtype)
                 tgt = targets[i : i + chunk]
+                if kernel:  # loss per row, and the logits turned into their gradient
+                    from engram_sdk.model.loss_triton import ce_rows_triton
+
+                    d_logits = h @ w.t()
+                    total += ce_rows_triton(d_logits, tgt).sum().to(acc)
+                    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+                        grad_h[i : i + chunk] = d_logits @ w
+                        grad_w += (d_logits.t() @ h).to(acc)
+                    continue
                 valid = tgt != IGNORE
                 rows = torch.arange(len(tgt), device=tgt.device)
                 logits = (h @ w.t()).to(acc)
@@ -96,4 +117,5 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w, scale = ctx.saved_tensors
         g = grad * scale
         h_dtype, w_dtype = ctx.dtypes
-        return (grad_h * g.to(grad_h.dtype)).to(h_dtype), (grad_w * g).to(w_dtype), None, None, None
+        grads = (grad_h * g.to(grad_h.dtype)).to(h_dtype), (grad_w * g).to(w_dtype)
+        return (*grads, None, None, None, None)

@@ -43,3 +43,41 @@ def test_bad_shapes_and_chunk_are_named() -> None:
         )
     with pytest.raises(InputError, match="targets"):
         linear_cross_entropy(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(3, dtype=torch.long))
+
+
+KERNEL_SCRIPT = """
+import torch
+import torch.nn.functional as F
+from engram_sdk.model.loss import IGNORE, linear_cross_entropy
+
+g = torch.Generator().manual_seed(0)
+hidden = torch.randn(13, 16, generator=g, requires_grad=True)
+weight = torch.randn(5000, 16, generator=g, requires_grad=True)
+targets = torch.randint(0, 5000, (13,), generator=g)
+targets[4] = IGNORE
+got = linear_cross_entropy(hidden, weight, targets, chunk=6, kernel=True)
+got.backward()
+grads = hidden.grad.clone(), weight.grad.clone()
+hidden.grad = weight.grad = None
+want = F.cross_entropy(hidden.double() @ weight.double().t(), targets, ignore_index=IGNORE)
+want.backward()
+torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5)
+torch.testing.assert_close(grads[0], hidden.grad, atol=1e-5, rtol=1e-4)
+torch.testing.assert_close(grads[1], weight.grad, atol=1e-5, rtol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_triton_softmax_kernel_gives_the_same_loss_and_gradients_interpreted() -> None:
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")
