@@ -365,16 +365,22 @@ def fastest(key: tuple, variants: dict[str, Callable[[], Any]]) -> Any:
         return variants[_CHOSEN[key]]()
     if not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
         return next(iter(variants.values()))()
-    took = {}
+    took, errors = {}, []
     for name, run in variants.items():
+        try:
+            run()
+            torch.cuda.synchronize()
+        except Exception as exc:  # a variant that does not build here is left out
+            errors.append(exc)
+            continue
+        t0 = time.perf_counter()
         run()
         torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        result = run()
-        torch.cuda.synchronize()
         took[name] = time.perf_counter() - t0
+    if not took:
+        raise errors[0]
     _CHOSEN[key] = min(took, key=took.__getitem__)
-    return result if _CHOSEN[key] == name else variants[_CHOSEN[key]]()
+    return variants[_CHOSEN[key]]()
 
 
 def chosen_variants() -> dict[tuple, str]:
