@@ -47,6 +47,7 @@ class Plan:
     train_compile: bool = False
     profile_context: int = 0
     train_presets: list[str] | None = None  # None: the presets of sections 2-3
+    train_profile: bool = False
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -328,6 +329,14 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
             f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
+        if plan.train_profile:
+            fresh(plan.device)
+            try:
+                lines = _sibling("long_context_phases").profile_train_step(cfg, batch, 4096)
+            except Exception as exc:  # the profile must not stop the benchmark
+                lines = [f"profile failed: {exc!r}"]
+            title = f"{preset}: one training step (ours, fused loss), top CUDA kernels"
+            print("\n".join(["", title, *lines]), flush=True)
 
 
 def main() -> None:
@@ -346,6 +355,8 @@ def main() -> None:
     p.add_argument("--profile-context", type=int, default=0,
                    help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
     p.add_argument("--train-presets", default=None, help="presets of the training section")
+    p.add_argument("--train-profile", action="store_true",
+                   help="top CUDA kernels of one training step of ours")  # fmt: skip
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
@@ -354,6 +365,7 @@ def main() -> None:
     plan.train_compile = args.train_compile
     plan.profile_context = args.profile_context
     plan.train_presets = args.train_presets.split(",") if args.train_presets else None
+    plan.train_profile = args.train_profile
     rows: list[dict] = []
 
     def emit(row: dict) -> None:

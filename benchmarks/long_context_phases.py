@@ -204,3 +204,36 @@ def profile_chunk(model, context: int, chunk: int, top: int = 12) -> list[str]:
         out.append(f"{e.key[:70]:70} {e.self_device_time_total / 1e3:8.2f} {e.count:6d}")
     out.append(f"{'all kernels':70} {total:8.2f}")
     return out
+
+
+def profile_train_step(cfg, batch: int, seq: int, top: int = 14) -> list[str]:
+    """Top CUDA kernels of one training step of our model (fused loss, AdamW, bf16 autocast)."""
+    from engram_sdk.model import build_model
+    from engram_sdk.model.loss import lm_loss
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model(cfg, device="cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq + 1), device="cuda")
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = lm_loss(model, ids[:, :-1], ids[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    _sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        _sync()
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in events) / 1e3
+    out = [f"{'kernel (self CUDA time)':70} {'ms':>8} {'calls':>6}"]
+    for e in events[:top]:
+        out.append(f"{e.key[:70]:70} {e.self_device_time_total / 1e3:8.2f} {e.count:6d}")
+    out.append(f"{'all kernels':70} {total:8.2f}")
+    return out
