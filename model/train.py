@@ -173,14 +173,12 @@ def train(
 
 
 def _plain_head(model: torch.nn.Module) -> bool:
-    """Whether the head's weight is an ordinary tensor (not sharded by a parallel wrapper)."""
+    """Whether the fused loss applies: our Transformer, its head not sharded by a wrapper."""
     from torch.distributed.tensor import DTensor
 
-    try:
-        head = model.get_submodule("head")
-    except AttributeError:  # a wrapper around the model: leave the head to it
-        return False
-    return isinstance(head, torch.nn.Linear) and not isinstance(head.weight, DTensor)
+    from engram_sdk.model.transformer import Transformer
+
+    return isinstance(model, Transformer) and not isinstance(model.head.weight, DTensor)
 
 
 def _loss(
