@@ -174,9 +174,8 @@ def train(
 
 def _plain_head(model: torch.nn.Module) -> bool:
     """Whether the fused loss applies: our Transformer, its head not sharded by a wrapper."""
-    from torch.distributed.tensor import DTensor
-
     from engram_sdk.model.transformer import Transformer
+    from torch.distributed.tensor import DTensor
 
     return isinstance(model, Transformer) and not isinstance(model.head.weight, DTensor)
 
