@@ -245,12 +245,12 @@ def _strides(q, weights, keys, query_pos) -> tuple[int, ...]:
 
 
 def _head_rows(h: int, stacked: bool) -> tuple[int, int]:
-    """(HP, queries per tile): HP heads padded to a power of two in one dot, 256 rows a
+    """(HP, queries per tile): HP heads padded to a power of two in one dot, 128 rows a
     tile; or HP = 0 (a dot per head) and ``BLOCK_T`` queries."""
     hp = triton.next_power_of_2(h)
     if not stacked or hp > 16:  # many heads: a dot per head keeps the tile in registers
         return 0, BLOCK_T
-    return hp, 256 // hp
+    return hp, 128 // hp
 
 
 def _block_d(d: int) -> int:
@@ -296,7 +296,7 @@ def group_max_triton(
     """Max score of every ``group`` consecutive keys → (B, T, ceil(S / 128) · 128 / group).
 
     ``group`` is a power of two ≤ 128; groups past the last key hold -inf. ``stacked``: one
-    dot for all heads ((query, head) rows, 256 of them) instead of one dot per head.
+    dot for all heads ((query, head) rows, 128 of them) instead of one dot per head.
     """
     if group < 1 or group > BLOCK_S or group & (group - 1):
         raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
