@@ -107,8 +107,8 @@ def phase_rows(
     group = threshold_group(context - queries, topk)
     add("indexer scoring", f"threshold: group max (g={group})",
         timed(lambda: group_max_triton(iq, w, ik, pos, kp, group)))  # fmt: skip
-    add("indexer scoring", "threshold: group max, 8 warps",
-        timed(lambda: group_max_triton(iq, w, ik, pos, kp, group, num_warps=8)))  # fmt: skip
+    add("indexer scoring", "threshold: group max, 8 tiles/program",
+        timed(lambda: group_max_triton(iq, w, ik, pos, kp, group, tiles_per_program=8)))  # fmt: skip
     add("indexer scoring", "threshold: group max, heads in one dot",
         timed(lambda: group_max_triton(iq, w, ik, pos, kp, group, stacked=True)))  # fmt: skip
     maxima = group_max_triton(iq, w, ik, pos, kp, group)
@@ -119,8 +119,8 @@ def phase_rows(
     tau = kth_largest(maxima, topk)
     add("indexer scoring", "threshold: collect",
         timed(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk)))  # fmt: skip
-    add("indexer scoring", "threshold: collect, heads in one dot",
-        timed(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk, stacked=True)))  # fmt: skip
+    add("indexer scoring", "threshold: collect, 8 tiles/program",
+        timed(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk, tiles_per_program=8)))  # fmt: skip
     add("indexer scoring", "threshold: collect, key atomics",
         timed(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk, per_key=True)))  # fmt: skip
     cand, _, count = collect_triton(iq, w, ik, pos, kp, tau, 4 * topk)

@@ -157,29 +157,32 @@ def _index_scores_kernel(
 @triton.jit
 def _group_max_kernel(
     q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
-    T, S, H, D, window,
+    T, S, H, D, window, NG,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     stride_ob, stride_ot,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
-    HP: tl.constexpr,
+    HP: tl.constexpr, TILES: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     t0 = tl.program_id(1) * BLOCK_T
     ts = t0 + tl.arange(0, BLOCK_T)
-    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
-    gs = tl.program_id(2) * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
-    where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
-    if _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
-        hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
-        tl.store(where, hidden, mask=ts[:, None] < T)
-    else:
-        acc = _scores(
-            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
-            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
-            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
-        )  # fmt: skip
-        best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
-        tl.store(where, best, mask=ts[:, None] < T)
+    for j in range(TILES):  # TILES key tiles per program
+        tile = tl.program_id(2) * TILES + j
+        ss = tile * BLOCK_S + tl.arange(0, BLOCK_S)
+        gs = tile * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
+        where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
+        inside = (ts[:, None] < T) & (gs[None, :] < NG)
+        if _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+            hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
+            tl.store(where, hidden, mask=inside)
+        else:
+            acc = _scores(
+                q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
+                stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+                stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
+            )  # fmt: skip
+            best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
+            tl.store(where, best, mask=inside)
 
 
 @triton.jit
@@ -188,34 +191,35 @@ def _collect_kernel(
     T, S, H, D, window, C,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, HP: tl.constexpr,
-    PER_KEY: tl.constexpr,
+    PER_KEY: tl.constexpr, TILES: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     t0 = tl.program_id(1) * BLOCK_T
     ts = t0 + tl.arange(0, BLOCK_T)
-    ss = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
-    if not _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
-        acc = _scores(
-            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
-            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
-            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
-        )  # fmt: skip
-        rows = b * T + ts
-        tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
-        keep = (acc >= tau[:, None]) & (acc > float("-inf"))
-        keep_n = keep.to(tl.int32)
-        if PER_KEY:  # one atomic per kept key (~2% of the tile) hands out its slot
-            slot = tl.atomic_add(
-                count_ptr + rows[:, None] + tl.zeros_like(keep_n), keep_n, mask=keep
-            )
-        else:  # one atomic per row for its kept keys, slots by a running sum along the row
-            n = tl.sum(keep_n, axis=1)
-            base = tl.atomic_add(count_ptr + rows, n, mask=(ts < T) & (n > 0))
-            slot = base[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
-        ok = keep & (slot < C) & (ts[:, None] < T)
-        where = rows[:, None].to(tl.int64) * C + slot
-        tl.store(cand_ptr + where, acc, mask=ok)
-        tl.store(cand_idx_ptr + where, ss[None, :] + tl.zeros_like(slot), mask=ok)
+    rows = b * T + ts
+    tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
+    for j in range(TILES):  # TILES key tiles per program
+        ss = (tl.program_id(2) * TILES + j) * BLOCK_S + tl.arange(0, BLOCK_S)
+        if not _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+            acc = _scores(
+                q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
+                stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+                stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
+            )  # fmt: skip
+            keep = (acc >= tau[:, None]) & (acc > float("-inf"))
+            keep_n = keep.to(tl.int32)
+            if PER_KEY:  # one atomic per kept key (~2% of the tile) hands out its slot
+                slot = tl.atomic_add(
+                    count_ptr + rows[:, None] + tl.zeros_like(keep_n), keep_n, mask=keep
+                )
+            else:  # one atomic per row for its kept keys, slots by a running sum along it
+                n = tl.sum(keep_n, axis=1)
+                base = tl.atomic_add(count_ptr + rows, n, mask=(ts < T) & (n > 0))
+                slot = base[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
+            ok = keep & (slot < C) & (ts[:, None] < T)
+            where = rows[:, None].to(tl.int64) * C + slot
+            tl.store(cand_ptr + where, acc, mask=ok)
+            tl.store(cand_idx_ptr + where, ss[None, :] + tl.zeros_like(slot), mask=ok)
 
 
 def _prepare(
@@ -292,6 +296,7 @@ def group_max_triton(
     window: int = 0,
     num_warps: int = 4,
     stacked: bool = False,
+    tiles_per_program: int = 1,
 ) -> torch.Tensor:
     """Max score of every ``group`` consecutive keys → (B, T, ceil(S / 128) · 128 / group).
 
@@ -306,11 +311,12 @@ def group_max_triton(
     tiles = triton.cdiv(s, BLOCK_S)
     out = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
     hp, block_t = _head_rows(h, stacked)
-    _group_max_kernel[(b, triton.cdiv(t, block_t), tiles)](
-        q, weights, keys, query_pos, key_pos, out, t, s, h, d, window,
+    grid = (b, triton.cdiv(t, block_t), triton.cdiv(tiles, tiles_per_program))
+    _group_max_kernel[grid](
+        q, weights, keys, query_pos, key_pos, out, t, s, h, d, window, out.shape[-1],
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
         BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
-        num_warps=num_warps,
+        TILES=tiles_per_program, num_warps=num_warps,
     )  # fmt: skip
     return out
 
@@ -326,6 +332,7 @@ def collect_triton(
     window: int = 0,
     stacked: bool = False,
     per_key: bool = False,
+    tiles_per_program: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each query's visible keys scoring ≥ its threshold ``tau`` (B, T), in no set order.
 
@@ -344,10 +351,12 @@ def collect_triton(
     cand = torch.full((b, t, capacity), float("-inf"), device=q.device)
     cand_idx = torch.zeros(b, t, capacity, device=q.device, dtype=torch.int32)
     hp, block_t = _head_rows(h, stacked)
-    _collect_kernel[(b, triton.cdiv(t, block_t), triton.cdiv(s, BLOCK_S))](
+    grid = (b, triton.cdiv(t, block_t), triton.cdiv(triton.cdiv(s, BLOCK_S), tiles_per_program))
+    _collect_kernel[grid](
         q, weights, keys, query_pos, key_pos, tau, count, cand, cand_idx,
         t, s, h, d, window, capacity, *_strides(q, weights, keys, query_pos),
         BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), HP=hp, PER_KEY=per_key,
+        TILES=tiles_per_program,
     )  # fmt: skip
     return cand, cand_idx, count
 

@@ -216,7 +216,7 @@ def _group_maxima(
         ("group max", *part[0].shape[2:]),
         {
             "dot per head": lambda: group_max_triton(*args),
-            "dot per head, 8 warps": lambda: group_max_triton(*args, num_warps=8),
+            "dot per head, 8 tiles a program": lambda: group_max_triton(*args, tiles_per_program=8),
             "heads in one dot": lambda: group_max_triton(*args, stacked=True),
         },
     )
@@ -236,11 +236,11 @@ def _collect(
     return fastest(
         ("collect", *part[0].shape[2:]),
         {
-            "dot per head, row sums": lambda: collect_triton(*args),
-            "dot per head, key atomics": lambda: collect_triton(*args, per_key=True),
-            "heads in one dot, row sums": lambda: collect_triton(*args, stacked=True),
-            "heads in one dot, key atomics": lambda: collect_triton(
-                *args, stacked=True, per_key=True
+            "row sums": lambda: collect_triton(*args),
+            "key atomics": lambda: collect_triton(*args, per_key=True),
+            "row sums, 8 tiles a program": lambda: collect_triton(*args, tiles_per_program=8),
+            "key atomics, 8 tiles a program": lambda: collect_triton(
+                *args, per_key=True, tiles_per_program=8
             ),
         },
     )

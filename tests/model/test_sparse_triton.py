@@ -57,13 +57,15 @@ SCRIPT = textwrap.dedent(
     padded = torch.nn.functional.pad(scores, (0, 256 - s), value=float("-inf"))
     maxima = group_max_triton(q, w, keys, pos, kp, 8)
     torch.testing.assert_close(maxima, padded.view(b, t, 32, 8).amax(-1), atol=1e-4, rtol=1e-4)
-    stacked = group_max_triton(q, w, keys, pos, kp, 8, stacked=True)  # heads in one dot
-    torch.testing.assert_close(stacked, maxima, atol=1e-4, rtol=1e-4)
+    for variant in (dict(stacked=True), dict(tiles_per_program=3)):  # heads in one dot; a loop
+        again = group_max_triton(q, w, keys, pos, kp, 8, **variant)
+        torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
     tau = maxima.kthvalue(maxima.shape[-1] - k + 1, dim=-1).values
     cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
     want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
     assert torch.equal(count, want.sum(-1).int())
-    for variant in (dict(stacked=True), dict(per_key=True), dict(stacked=True, per_key=True)):
+    variants = (dict(stacked=True), dict(per_key=True), dict(per_key=True, tiles_per_program=3))
+    for variant in variants:
         cand_v, idx_v, count_v = collect_triton(q, w, keys, pos, kp, tau, s, **variant)
         assert torch.equal(count_v, count), variant
         assert torch.equal(cand_v.sort(-1).values, cand.sort(-1).values), variant
