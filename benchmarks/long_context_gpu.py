@@ -192,6 +192,11 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17)
         prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
+        if mode == "sparse" and plan.backend == "auto":
+            try:
+                _sibling("long_context_phases").warm_groups(model, plan.topk)
+            except Exception as exc:  # only a warm-up: report it and go on
+                print(f"warm-up of the threshold kernels failed: {exc!r}"[:300], flush=True)
         last: tuple[int, float] | None = None
         for ctx in plan.contexts:
             row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}

@@ -237,3 +237,27 @@ def profile_train_step(cfg, batch: int, seq: int, top: int = 14) -> list[str]:
         out.append(f"{e.key[:70]:70} {e.self_device_time_total / 1e3:8.2f} {e.count:6d}")
     out.append(f"{'all kernels':70} {total:8.2f}")
     return out
+
+
+def warm_groups(model, topk: int) -> None:
+    """Compile the threshold kernels (the variants already picked) for every group size.
+
+    The group size is a compile-time constant that grows with the keys seen; without this a
+    first use at 128K, 512K or 1M would compile inside that context's timing.
+    """
+    from engram_sdk.model.sparse import THRESHOLD_MAX_GROUP, _collect, _group_maxima, kth_largest
+
+    cfg = model.config
+    dev, bf = "cuda", torch.bfloat16
+    q = torch.randn(1, 64, cfg.index_n_heads, cfg.index_head_dim, device=dev, dtype=bf)
+    w = torch.randn(1, 64, cfg.index_n_heads, device=dev)
+    keys = torch.randn(1, 16384, cfg.index_head_dim, device=dev, dtype=bf)
+    pos = (16384 - 64 + torch.arange(64, device=dev))[None]
+    kp = torch.arange(16384, device=dev)
+    group = 2
+    while group <= THRESHOLD_MAX_GROUP:
+        maxima = _group_maxima((q, w, keys), pos, kp, group)
+        tau = kth_largest(maxima, min(topk, maxima.shape[-1]))
+        _collect((q, w, keys), pos, kp, tau, 4 * topk)
+        group *= 2
+    _sync()
