@@ -153,9 +153,9 @@ def _threshold_split(query_pos: torch.Tensor, key_pos: torch.Tensor, topk: int) 
 def threshold_group(seen: int, topk: int) -> int:
     """Keys per group for threshold selection when each query sees >= ``seen`` keys.
 
-    The threshold (the k-th largest group maximum) needs >= k groups per query; with 2k
-    to 4k groups it sits near the k-th score, so few more than k keys qualify (for scores
-    in no particular order, about 1.1k-1.4k), and the maxima stay ~4k per query at any length.
+    The threshold (the k-th largest group maximum) needs >= k groups per query; with 4k to
+    8k groups it sits near the k-th score, so not many more than k keys qualify (a random
+    model at 128K: ~1.25k), and the maxima stay 4k-8k per query up to 64·8k keys.
     """
     group = 2
     while group < THRESHOLD_MAX_GROUP and 4 * (2 * group) * topk <= seen:
