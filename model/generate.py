@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from engram_sdk.model.batch_cache import select_rows, stack_caches
 from engram_sdk.model.generate_graph import GraphedStep, graphable
-from engram_sdk.model.transformer import ModelCache
+from engram_sdk.model.transformer import ModelCache, Transformer
 
 from engram_sdk.errors import InputError
 
@@ -51,11 +51,15 @@ def prefill(
     """Run ids (B, T) into ``cache`` ``chunk`` tokens at a time → last position's logits (B, V)."""
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
+    hidden_only = isinstance(model, Transformer)  # the head on the last position alone
     logits = None
     for t0 in range(0, ids.shape[1], chunk):
-        logits = model(ids[:, t0 : t0 + chunk], cache)[:, -1]
+        if hidden_only:
+            logits = model(ids[:, t0 : t0 + chunk], cache, return_hidden=True)[:, -1]
+        else:
+            logits = model(ids[:, t0 : t0 + chunk], cache)[:, -1]
     assert logits is not None
-    return logits
+    return model.head(logits) if hidden_only else logits
 
 
 def _check_options(top_p: float, max_new_tokens: int) -> None:
