@@ -14,6 +14,7 @@ import contextlib
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from engram_sdk.errors import InputError
 
@@ -77,6 +78,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         off = torch.autocast(hidden.device.type, enabled=False) if hidden.is_cuda else None
         with off or contextlib.nullcontext():
             w = weight.to(dtype)
+            vocab = w.shape[0]
+            # an odd vocabulary (100277) leaves cuBLAS only slow kernels: pad it to 128 rows
+            w_padded = F.pad(w, (0, 0, 0, -vocab % 128)) if kernel else w
             counted = (targets != IGNORE).sum()
             total = torch.zeros((), dtype=acc, device=hidden.device)
             grad_h = torch.empty(hidden.shape, dtype=dtype, device=hidden.device)
@@ -87,11 +91,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if kernel:  # loss per row, and the logits turned into their gradient
                     from engram_sdk.model.loss_triton import ce_rows_triton
 
-                    d_logits = h @ w.t()
-                    total += ce_rows_triton(d_logits, tgt).sum().to(acc)
+                    d_logits = h @ w_padded.t()  # padded columns: zero weights, zero logits
+                    total += ce_rows_triton(d_logits, tgt, vocab).sum().to(acc)
                     if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-                        grad_h[i : i + chunk] = d_logits @ w
-                        grad_w += (d_logits.t() @ h).to(acc)
+                        grad_h[i : i + chunk] = d_logits @ w_padded
+                        grad_w += (d_logits.t() @ h)[:vocab].to(acc)
                     continue
                 valid = tgt != IGNORE
                 rows = torch.arange(len(tgt), device=tgt.device)

@@ -42,12 +42,16 @@ def _ce_rows_kernel(
         tl.store(base + v0 + cols, grad.to(logits_ptr.dtype.element_ty), mask=v0 + cols < V)
 
 
-def ce_rows_triton(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def ce_rows_triton(
+    logits: torch.Tensor, targets: torch.Tensor, vocab: int | None = None
+) -> torch.Tensor:
     """Per-row cross-entropy (N,) float32 of logits (N, V); the logits become its gradient
-    (softmax - one-hot; zero rows where the target is ``IGNORE``), in place."""
+    (softmax - one-hot; zero rows where the target is ``IGNORE``), in place. ``vocab``: only
+    the first ``vocab`` columns are logits (a head padded for the matmul); the rest is
+    left as it is."""
     if logits.stride(-1) != 1:
         raise ValueError("logits must have a dense last dimension")
-    n, v = logits.shape
+    n, v = logits.shape[0], vocab or logits.shape[1]
     loss = torch.empty(n, device=logits.device, dtype=torch.float32)
     _ce_rows_kernel[(n,)](
         logits, targets.contiguous(), loss, v, logits.stride(0), IGNORE,
