@@ -44,6 +44,10 @@ class Plan:
     device: str
     backend: str = "torch"
     modes: tuple[str, ...] = ("dense", "sparse")
+    train_compile: bool = False
+    profile_context: int = 0
+    train_presets: list[str] | None = None  # None: the presets of sections 2-3
+    train_profile: bool = False
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -128,8 +132,8 @@ def check_kernel() -> list[str]:
         err = (got.float() - ref).abs().max().item()
         lines.append(f"check triton vs torch b={b} t={t} h={h} r={r} k={k}: max |diff| {err:.2e} "
                      f"{'OK' if err < 3e-2 else 'MISMATCH'}")  # fmt: skip
+    from engram_sdk.model.indexer_triton import index_scores_triton
     from engram_sdk.model.sparse import index_scores, visible
-    from engram_sdk.model.sparse_triton import index_scores_triton
 
     q = torch.randn(1, 300, 4, 32, device="cuda", dtype=torch.bfloat16, generator=g)
     w = torch.randn(1, 300, 4, device="cuda", generator=g)
@@ -181,12 +185,18 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         topk = plan.topk if mode == "sparse" else 0
         # one budget share per (preset, mode); what a group leaves goes to the next
         deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
-        max_len = max(plan.contexts) + plan.decode_steps + 2
+        max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 2  # 17: the warm-up steps
         fresh(plan.device)
         model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
-        # compile before timing: Triton specialises lengths divisible by 16, so decode 17 steps
+        # compile before timing: two chunks (the cached path too); Triton specialises lengths
+        # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17)
-        prefill_and_decode(model, min(plan.contexts[0], 2 * plan.prefill_chunk), warm)
+        prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
+        if mode == "sparse" and plan.backend == "auto":
+            try:
+                _sibling("long_context_phases").warm_groups(model, plan.topk)
+            except Exception as exc:  # only a warm-up: report it and go on
+                print(f"warm-up of the threshold kernels failed: {exc!r}"[:300], flush=True)
         last: tuple[int, float] | None = None
         for ctx in plan.contexts:
             row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
@@ -207,28 +217,6 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
 
 
 # ---- 3. batched decode vs transformers ------------------------------------------------------
-def hf_model(ours, device: str):
-    import transformers
-
-    c = ours.config
-    cfg = transformers.DeepseekV3Config(
-        vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.inter_dim,
-        moe_intermediate_size=c.moe_inter_dim, num_hidden_layers=c.n_layers,
-        num_attention_heads=c.n_heads, num_key_value_heads=c.n_heads,
-        n_shared_experts=c.n_shared_experts, n_routed_experts=c.n_routed_experts,
-        routed_scaling_factor=c.route_scale, kv_lora_rank=c.kv_lora_rank,
-        q_lora_rank=c.q_lora_rank, qk_rope_head_dim=c.qk_rope_head_dim,
-        v_head_dim=c.v_head_dim, qk_nope_head_dim=c.qk_nope_head_dim,
-        n_group=c.n_expert_groups, topk_group=c.n_limited_groups,
-        num_experts_per_tok=c.n_activated_experts, first_k_dense_replace=c.n_dense_layers,
-        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, rope_interleave=True,
-        tie_word_embeddings=False,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.DeepseekV3ForCausalLM(cfg).to(device).eval()
-    return model.to(torch.bfloat16) if device == "cuda" else model
-
-
 def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
     from engram_sdk.model.generate import generate_batch
 
@@ -237,103 +225,123 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
     ours = build(preset, topk=0, max_len=plan.batch_prompt + plan.batch_new + 8,
                  device=plan.device, engram=False)  # fmt: skip
     try:
-        theirs = hf_model(ours, plan.device)
+        theirs = _sibling("long_context_batched").hf_model(ours, plan.device)
     except Exception as exc:  # transformers missing or its config changed: report, go on
         theirs = None
         emit({"section": "batch", "note": f"transformers baseline unavailable: {exc!r}"})
     vocab = ours.config.vocab_size
+
+    def run_ours(prompts: torch.Tensor, new: int, graph: bool) -> tuple[float, list[list[int]]]:
+        sync(plan.device)
+        t0 = time.perf_counter()
+        with autocast(plan.device):
+            out = generate_batch(ours, [p.tolist() for p in prompts], new, cuda_graph=graph)
+        sync(plan.device)
+        return time.perf_counter() - t0, out
+
+    def run_theirs(prompts: torch.Tensor, new: int) -> float:
+        with torch.no_grad(), autocast(plan.device):
+            sync(plan.device)
+            t0 = time.perf_counter()
+            theirs.generate(
+                prompts.to(plan.device), attention_mask=torch.ones_like(prompts).to(plan.device),
+                max_new_tokens=new, min_new_tokens=new,
+                do_sample=False, pad_token_id=0, eos_token_id=None,
+            )  # fmt: skip
+            sync(plan.device)
+        return time.perf_counter() - t0
+
+    if plan.device == "cuda":
+        try:
+            note = _sibling("long_context_batched").graph_check(ours, vocab)
+        except Exception as exc:  # report, and measure the rest
+            note = f"graph check failed: {exc!r}"[:300]
+        emit({"section": "batch", "note": note})
+    warm = torch.randint(0, vocab, (2, 16))  # first calls pay for lazy initialisation
+    run_ours(warm, 4, True)
+    if theirs is not None:
+        run_theirs(warm, 4)
     for batch in plan.batches:
         if time.perf_counter() > deadline:
             emit({"section": "batch", "batch": batch, "skipped": "budget"})
             continue
         prompts = torch.randint(0, vocab, (batch, plan.batch_prompt))
         row = {"section": "batch", "preset": preset, "batch": batch}
-        sync(plan.device)
-        t0 = time.perf_counter()
-        with autocast(plan.device):
-            generate_batch(ours, [p.tolist() for p in prompts], plan.batch_new)
-        sync(plan.device)
-        row["ours_tok_s"] = batch * plan.batch_new / (time.perf_counter() - t0)
+        new = batch * plan.batch_new
+        took, graphed = run_ours(prompts, plan.batch_new, True)
+        row["ours_tok_s"] = new / took
+        took, eager = run_ours(prompts, plan.batch_new, False)
+        row["ours_eager_tok_s"] = new / took
+        same = sum(
+            a == b for g, e in zip(graphed, eager, strict=True) for a, b in zip(g, e, strict=True)
+        )
+        row["graph_eq_eager"] = same / new  # share of equal tokens (bf16 may flip near-ties)
         if theirs is not None:
-            with torch.no_grad(), autocast(plan.device):
-                sync(plan.device)
-                t0 = time.perf_counter()
-                theirs.generate(
-                    prompts.to(plan.device), attention_mask=torch.ones_like(prompts).to(plan.device),
-                    max_new_tokens=plan.batch_new, min_new_tokens=plan.batch_new,
-                    do_sample=False, pad_token_id=0, eos_token_id=None,
-                )  # fmt: skip
-                sync(plan.device)
-            row["hf_tok_s"] = batch * plan.batch_new / (time.perf_counter() - t0)
+            row["hf_tok_s"] = new / run_theirs(prompts, plan.batch_new)
             row["ratio"] = row["ours_tok_s"] / row["hf_tok_s"]
         emit(row)
 
 
-# ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
-def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
+# ---- 5. one layer's sparse prefill, phase by phase (benchmarks/long_context_phases.py) ------
+def _sibling(name: str):
     import importlib.util
     from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> list[str]:
+    phases = _sibling("long_context_phases")
+    try:
+        rows = phases.phase_rows(plan.presets[0], context, plan.prefill_chunk, plan.topk)
+    except Exception as exc:  # a phase that fails must not stop the benchmark
+        emit({"section": "phases", "error": repr(exc)})
+        return [f"phases: failed: {exc!r}"]
+    for row in rows:
+        emit(row)
+    fresh(plan.device)
+    lines = phases.phase_table(rows)
+    if plan.profile_context:  # one whole-model prefill chunk, dense and sparse, profiled
+        for mode, topk in (("dense", 0), ("sparse", plan.topk)):
+            ctx = plan.profile_context
+            model = build(plan.presets[0], topk=topk, max_len=ctx + plan.prefill_chunk + 2,
+                          device=plan.device, backend=plan.backend)  # fmt: skip
+            try:
+                table = phases.profile_chunk(model, ctx, plan.prefill_chunk)
+            except Exception as exc:  # the profiler must not stop the benchmark
+                table = [f"profile failed: {exc!r}"]
+            lines += ["", f"{mode} model: one {plan.prefill_chunk}-token prefill chunk after "
+                      f"{ctx} tokens, top CUDA kernels", *table]  # fmt: skip
+            model = None
+            fresh(plan.device)
+    return lines
+
+
+# ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
+def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
     from engram_sdk.model import get_preset
 
-    spec = importlib.util.spec_from_file_location(
-        "model_gpu", Path(__file__).with_name("model_gpu.py")
-    )
-    model_gpu = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(model_gpu)  # type: ignore[union-attr]
+    model_gpu = _sibling("model_gpu")
     for preset, batch in (("small", 4), ("base", 2)):
-        if preset not in plan.presets:
+        if preset not in (plan.train_presets or plan.presets):
             continue
         cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
+        impls = ("hf", "ours", "ours-fused", *(("ours-compiled",) if plan.train_compile else ()))
         for r in model_gpu.run(
-            f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3
+            f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
-
-
-# ---- report ------------------------------------------------------------------------------------
-def table(rows: list[dict]) -> str:
-    out = ["", "prefill (chunked) and decode on the same cache"]
-    out.append(f"{'preset':7} {'mode':6} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
-               f"{'decode ms/tok':>14} {'sparse/dense prefill':>21}")  # fmt: skip
-    dense = {
-        (r["preset"], r["ctx"]): r for r in rows if r.get("mode") == "dense" and "prefill_s" in r
-    }
-    for r in rows:
-        if r.get("section") != "prefill":
-            continue
-        head = f"{r['preset']:7} {r['mode']:6} {r['ctx']:>8}"
-        if "skipped" in r:
-            out.append(f"{head} skipped: {r['skipped']}")
-            continue
-        base = dense.get((r["preset"], r["ctx"]))
-        ratio = (
-            f"{r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x"
-            if base and r["mode"] == "sparse"
-            else ""
-        )
-        out.append(
-            f"{head} {r['prefill_tok_s']:14,.0f} {r['peak_gib']:9.2f} {r['decode_ms']:14.2f} {ratio:>21}"
-        )
-    out += ["", "batched greedy decode (prompt + new tokens, tokens/s of new tokens)"]
-    out.append(f"{'batch':>5} {'ours tok/s':>11} {'transformers':>13} {'ours/hf':>8}")
-    for r in rows:
-        if r.get("section") == "batch" and "ours_tok_s" in r:
-            hf = r.get("hf_tok_s")
-            theirs = f"{hf:,.1f}" if hf else "n/a"
-            ratio = f"{r['ratio']:.2f}x" if hf else ""
-            out.append(f"{r['batch']:>5} {r['ours_tok_s']:11,.1f} {theirs:>13} {ratio:>8}")
-        elif r.get("section") == "batch":
-            out.append(f"      {r.get('skipped') or r.get('note')}")
-    out += ["", "training, seq 4096, bf16 autocast (MFU over 989 TFLOP/s)"]
-    for r in rows:
-        if r.get("section") == "train":
-            if "error" in r:
-                out.append(f"{r['config']:22} {r['impl']:5} {r['error']}")
-            else:
-                out.append(f"{r['config']:22} {r['impl']:5} {r['train_tok_s']:12,.0f} tok/s "
-                           f"MFU {r['mfu_train']:6.1%}  peak {r['peak_gib']:.1f} GiB")  # fmt: skip
-    return "\n".join(out)
+        if plan.train_profile:
+            fresh(plan.device)
+            try:
+                lines = _sibling("long_context_phases").profile_train_step(cfg, batch, 4096)
+            except Exception as exc:  # the profile must not stop the benchmark
+                lines = [f"profile failed: {exc!r}"]
+            title = f"{preset}: one training step (ours, fused loss), top CUDA kernels"
+            print("\n".join(["", title, *lines]), flush=True)
 
 
 def main() -> None:
@@ -346,9 +354,23 @@ def main() -> None:
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
+    p.add_argument("--phases-context", type=int, default=131072,
+                   help="context of the per-phase breakdown (0: none)")  # fmt: skip
+    p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
+    p.add_argument("--profile-context", type=int, default=0,
+                   help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
+    p.add_argument("--train-presets", default=None, help="presets of the training section")
+    p.add_argument("--train-profile", action="store_true",
+                   help="top CUDA kernels of one training step of ours")  # fmt: skip
+    p.add_argument("--train-compile", action="store_true",
+                   help="training: also ours with torch.compile'd blocks")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
+    plan.train_compile = args.train_compile
+    plan.profile_context = args.profile_context
+    plan.train_presets = args.train_presets.split(",") if args.train_presets else None
+    plan.train_profile = args.train_profile
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -367,11 +389,18 @@ def main() -> None:
             print(line, flush=True)
     if args.check_only:
         return
+    phase_lines: list[str] = []
+    if plan.device == "cuda" and args.phases_context and plan.backend == "auto":
+        phase_lines = section_phases(plan, emit, args.phases_context)
+        print("\n".join(phase_lines), flush=True)
+    if args.phases_only:
+        return
     section_prefill(plan, emit)
     section_batched(plan, emit)
     if plan.device == "cuda" and not args.no_train:
         section_train(plan, emit)
-    print(table(rows))
+    print(_sibling("long_context_report").table(rows))
+    print("\n".join(phase_lines))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=1)

@@ -83,8 +83,9 @@ def active_params(model: torch.nn.Module, n_routed: int, n_active: int) -> int:
 
 
 def measure(
-    model: torch.nn.Module, vocab: int, batch: int, seq: int, steps: int, logits_of
+    model: torch.nn.Module, vocab: int, batch: int, seq: int, steps: int, logits_of, loss_of=None
 ) -> dict:
+    """``loss_of(model, inputs, targets)``: the training loss, when not CE of ``logits_of``."""
     device = "cuda"
     ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -92,8 +93,11 @@ def measure(
 
     def step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = logits_of(model, ids[:, :-1])
-            loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+            if loss_of is not None:
+                loss = loss_of(model, ids[:, :-1], ids[:, 1:])
+            else:
+                logits = logits_of(model, ids[:, :-1])
+                loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -141,14 +145,24 @@ def run(
                 act = active_params(
                     model, hf_kwargs["n_routed_experts"], hf_kwargs["num_experts_per_tok"]
                 )
-            else:
+            else:  # "ours": CE of the logits as for HF; "ours-fused": engram_sdk.model.loss
+                from engram_sdk.model.loss import lm_loss  # "ours-compiled": + compiled blocks
+
                 model = build_model(ours_cfg, device="cuda")
-                r = measure(model, ours_cfg.vocab_size, batch, seq, steps, lambda m, x: m(x))
+                if who == "ours-compiled":
+                    for block in model.blocks:
+                        block.compile()
+                fused = lm_loss if who in ("ours-fused", "ours-compiled") else None
+                r = measure(model, ours_cfg.vocab_size, batch, seq, steps, lambda m, x: m(x), fused)
                 act = active_params(model, ours_cfg.n_routed_experts, ours_cfg.n_activated_experts)
             r["mfu_train"] = 6 * act * r["train_tok_s"] / PEAK_FLOPS
             r["mfu_fwd"] = 2 * act * r["fwd_tok_s"] / PEAK_FLOPS
         except torch.OutOfMemoryError:
             r = {"error": "out of memory"}
+        except Exception as exc:  # e.g. a compile failure: report it, measure the rest
+            if who == "hf" or who == "ours":
+                raise
+            r = {"error": repr(exc)[:200]}
         model = None
         rows.append({"config": name, "impl": who, "batch": batch, "seq": seq, **r})
         print(json.dumps(rows[-1]), flush=True)

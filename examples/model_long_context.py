@@ -5,7 +5,8 @@ python examples/model_long_context.py [--steps 80] [--topk 8]
 A tiny random model with DeepSeek Sparse Attention: the indexer is warmed up on random ids
 (only the indexers train, towards the dense attention), which raises how much of the dense
 attention's top-k it picks; then a long prompt is prefilled in chunks and three prompts of
-different lengths are decoded in one batch, checked against decoding each one alone.
+different lengths are decoded in one batch, checked against decoding each one alone; the
+fused head + cross-entropy training loss is checked against cross-entropy of the logits.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import argparse
 
 import torch
+import torch.nn.functional as F
 from engram_sdk.model import ModelCache, build_model, get_preset
 from engram_sdk.model.generate import generate_batch, prefill, stream
 from engram_sdk.model.indexer_training import topk_overlap, warm_up_indexers
+from engram_sdk.model.loss import lm_loss
 
 
 def main() -> None:
@@ -40,6 +43,12 @@ def main() -> None:
         chunked = prefill(model, long_prompt, ModelCache(), chunk=64)
     print(f"chunked prefill (64-token chunks) vs one shot: max |diff| "
           f"{(chunked - one_shot).abs().max():.2e}")  # fmt: skip
+
+    ids = torch.randint(0, 256, (2, 65), generator=g)
+    with torch.no_grad():
+        fused = lm_loss(model, ids[:, :-1], ids[:, 1:], chunk=48)
+        plain = F.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+    print(f"fused head + cross-entropy {fused:.6f} vs cross-entropy of the logits {plain:.6f}")
 
     prompts = [torch.randint(0, 256, (n,), generator=g).tolist() for n in (5, 40, 17)]
     together = generate_batch(model, prompts, 12)

@@ -31,6 +31,7 @@ AttentionCache = LatentCache  # the name blocks use for the per-layer cache
 
 ABSORB_MAX_QUERIES = 16  # up to this many new tokens per row, dense attention runs absorbed
 QUERY_CHUNK = 1024  # queries per step of dense attention against a cache
+PAD_VALUES_FOR_FLASH = True  # CUDA: pad v to the q/k head size so SDPA can pick flash
 
 
 class MLA(nn.Module):
@@ -159,17 +160,14 @@ class MLA(nn.Module):
         k_full = torch.cat([k_nope, k_rope[:, :, None].expand(b, s, h, -1)], dim=-1).transpose(1, 2)
         queries = torch.cat([q_nope, q_rope], dim=-1).transpose(1, 2)
         value = value.transpose(1, 2)
-        if t == s:  # no cache: plain causal
-            out = F.scaled_dot_product_attention(
-                queries, k_full, value, is_causal=True, scale=self.scale
-            )
-            return out.transpose(1, 2)
-        if uniform:
-            mask = causal_lower_right(t, s)
-            out = F.scaled_dot_product_attention(
-                queries, k_full, value, attn_mask=mask, scale=self.scale
-            )
-            return out.transpose(1, 2)
+        dv = value.shape[-1]
+        if t == s or uniform:
+            if PAD_VALUES_FOR_FLASH and value.is_cuda and dv < queries.shape[-1]:
+                # the flash kernel wants one head size for q, k and v: zeros pad v, then cut
+                value = F.pad(value, (0, queries.shape[-1] - dv))
+            causal = dict(is_causal=True) if t == s else dict(attn_mask=causal_lower_right(t, s))
+            out = F.scaled_dot_product_attention(queries, k_full, value, scale=self.scale, **causal)
+            return out[..., :dv].transpose(1, 2)
         key_pos = torch.arange(s, device=keys.device)
         outs = []
         for t0 in range(0, t, QUERY_CHUNK):

@@ -9,12 +9,14 @@ single-sequence forms.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from engram_sdk.model.batch_cache import select_rows, stack_caches
-from engram_sdk.model.transformer import ModelCache
+from engram_sdk.model.generate_graph import GraphedStep, graphable
+from engram_sdk.model.transformer import ModelCache, Transformer
 
 from engram_sdk.errors import InputError
 
@@ -49,11 +51,15 @@ def prefill(
     """Run ids (B, T) into ``cache`` ``chunk`` tokens at a time → last position's logits (B, V)."""
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
+    hidden_only = isinstance(model, Transformer)  # the head on the last position alone
     logits = None
     for t0 in range(0, ids.shape[1], chunk):
-        logits = model(ids[:, t0 : t0 + chunk], cache)[:, -1]
+        if hidden_only:
+            logits = model(ids[:, t0 : t0 + chunk], cache, return_hidden=True)[:, -1]
+        else:
+            logits = model(ids[:, t0 : t0 + chunk], cache)[:, -1]
     assert logits is not None
-    return logits
+    return model.head(logits) if hidden_only else logits
 
 
 def _check_options(top_p: float, max_new_tokens: int) -> None:
@@ -85,11 +91,14 @@ def generate_batch(
     stop: Sequence[Sequence[int]] | None = None,
     seed: int | None = None,
     prefill_chunk: int = PREFILL_CHUNK,
+    cuda_graph: bool = True,
 ) -> list[list[int]]:
     """New ids for every prompt, decoded together; each row stops on its own.
 
     A row ends after ``max_new_tokens``, on a stop sequence (included in its output) or at
-    ``max_seq_len``. Greedy results equal decoding each prompt alone.
+    ``max_seq_len``. Greedy results equal decoding each prompt alone. ``cuda_graph``: on
+    CUDA, replay decode steps as one recorded graph where the model allows it
+    (:mod:`engram_sdk.model.generate_graph`).
     """
     _check_options(top_p, max_new_tokens)
     seqs = [_as_ids(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
@@ -126,6 +135,7 @@ def generate_batch(
             (temperature, top_p, generator),
             stops,
             limit,
+            cuda_graph,
         )
         by_prompt: list[list[int]] = [[] for _ in seqs]
         for row, prompt in enumerate(order):
@@ -152,10 +162,15 @@ def _decode(
     sampling: tuple[float, float, torch.Generator | None],
     stops: list[list[int]],
     limit: int,
+    use_graph: bool = True,
 ) -> list[list[int]]:
-    """The decode loop of :func:`generate_batch`; finished rows leave the batch."""
+    """The decode loop of :func:`generate_batch`; finished rows leave the batch.
+
+    On CUDA, steps of a fixed batch replay one recorded CUDA graph (``GraphedStep``).
+    """
     outputs: list[list[int]] = [[] for _ in lengths]
     active = list(range(len(lengths)))  # output row of each batch row
+    graphed = GraphedStep(model, cache) if use_graph and graphable(model, cache) else None
     for _ in range(max_new_tokens):
         tokens = sample_rows(logits, *sampling)
         keep = []
@@ -166,15 +181,32 @@ def _decode(
                 keep.append(row)
         if not keep:
             break
-        if len(keep) < len(active):
+        if len(keep) < len(active):  # rows left: a graph of the old batch no longer fits
+            graphed = _leave_graph(graphed)
             active = [active[r] for r in keep]
             tokens = [tokens[r] for r in keep]
             cache = select_rows(cache, keep, [lengths[s] for s in active])
         step = torch.tensor(tokens, dtype=torch.long)[:, None]
-        logits = model(step.to(logits.device) if logits.is_cuda else step, cache)[:, -1]
+        if logits.is_cuda:
+            step = step.to(logits.device)
+        logits = None
+        if graphed is not None:
+            try:
+                logits = graphed.step(step)
+            except Exception as exc:  # a step that cannot be recorded runs eagerly
+                warnings.warn(f"decoding without a CUDA graph: {exc!r}", stacklevel=2)
+                graphed = _leave_graph(graphed)
+        if logits is None:
+            logits = model(step, cache)[:, -1]
         for seq in active:
             lengths[seq] += 1
+    _leave_graph(graphed)
     return outputs
+
+
+def _leave_graph(graphed: GraphedStep | None) -> None:
+    if graphed is not None:
+        graphed.finish()
 
 
 @torch.no_grad()

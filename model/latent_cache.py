@@ -29,6 +29,7 @@ class LatentCache:
     lengths: torch.Tensor  # (B,) long, tokens held by each row
     max_length: int = 0
     uniform: bool = True  # every row holds max_length tokens (known on the host)
+    static: bool = False  # fixed shapes for a CUDA graph: see ``make_static``
 
     @classmethod
     def holding(cls, keys: torch.Tensor, rank: int, ik: torch.Tensor | None) -> LatentCache:
@@ -64,7 +65,10 @@ class LatentCache:
         self.latent[rows, positions] = keys.to(self.latent.dtype)
         if self.index_keys is not None and ik is not None:
             self.index_keys[rows, positions] = ik.to(self.index_keys.dtype)
-        self.lengths = self.lengths + t
+        if self.static:
+            self.lengths.add_(t)
+        else:
+            self.lengths = self.lengths + t
         self.max_length += t
 
     def views(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -72,13 +76,24 @@ class LatentCache:
 
         Row b is valid below ``lengths[b]``; later positions are masked by causality.
         """
-        s = self.max_length
+        s = self.capacity if self.static else self.max_length
         ik = None if self.index_keys is None else self.index_keys[:, :s]
         return self.latent[:, :s], ik
+
+    def make_static(self) -> None:
+        """Fixed shapes from now on, as a captured CUDA graph replays them.
+
+        Attention runs over the whole preallocated capacity (positions past a row's length
+        are masked by causality) and lengths advance in place; the buffers must not grow.
+        """
+        self.lengths = self.lengths.clone()  # advanced in place: owned by this cache alone
+        self.static = True
 
     def _reserve(self, needed: int) -> None:
         if needed <= self.capacity:
             return
+        if self.static:
+            raise RuntimeError(f"a static cache holds {self.capacity} positions, {needed} needed")
         grown = max(needed, 2 * self.capacity, 16)
         self.latent = F.pad(self.latent, (0, 0, 0, grown - self.capacity))
         if self.index_keys is not None:

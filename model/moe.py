@@ -147,7 +147,9 @@ class MoE(nn.Module):
             self.load += counts.to(self.load.dtype)
         ys = self.run_experts(flat[token_of], counts)
         ys = ys.to(flat.dtype) * weights.flatten()[order].unsqueeze(-1).to(flat.dtype)
-        out = torch.zeros_like(flat).index_add_(0, token_of, ys)
+        # back to (token, choice) order, then each token's choices summed: no scatter-add
+        by_pair = torch.empty_like(ys).index_copy_(0, order, ys)
+        out = by_pair.view(-1, ids.shape[1], shape[-1]).sum(1)
         if self.shared is not None:
             out = out + self.shared(flat)
         if self.training and self.cfg.seq_aux_alpha > 0:

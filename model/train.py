@@ -133,6 +133,7 @@ def train(
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
     )
     losses: list[float] = []
+    fused_head = _plain_head(model)
     model.train()
     bar = _bar(progress, cfg.steps, step)
     while step < cfg.steps:
@@ -142,8 +143,7 @@ def train(
         if rows is not None:
             inputs, targets = inputs[rows], targets[rows]
         with autocast:
-            logits = model(inputs.to(device))
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten())
+            loss = _loss(model, inputs.to(device), targets.to(device), fused_head)
             aux = sum(
                 (m.aux_loss for m in model.moe_layers() if m.aux_loss.requires_grad),
                 torch.zeros((), device=device),
@@ -170,6 +170,26 @@ def train(
     if hasattr(bar, "close"):
         bar.close()
     return losses
+
+
+def _plain_head(model: torch.nn.Module) -> bool:
+    """Whether the fused loss applies: our Transformer, its head not sharded by a wrapper."""
+    from engram_sdk.model.transformer import Transformer
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(model, Transformer) and not isinstance(model.head.weight, DTensor)
+
+
+def _loss(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, fused_head: bool
+) -> torch.Tensor:
+    """Next-token cross-entropy; the head fused into it (no full logits) where possible."""
+    if fused_head:
+        from engram_sdk.model.loss import lm_loss
+
+        return lm_loss(model, inputs, targets)
+    logits = model(inputs)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
 class _nullcontext:

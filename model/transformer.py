@@ -154,11 +154,14 @@ class Transformer(nn.Module):
         cache: ModelCache | None = None,
         *,
         addresses: Mapping[int, torch.Tensor] | None = None,
+        return_hidden: bool = False,
     ) -> torch.Tensor:
         """Logits (B, T, vocab) for ids (B, T); with ``cache``, continues from its state.
 
         ``addresses``: every Engram layer's flat addresses (B, T, H) on the model's device,
         as :meth:`engram_addresses` gives them (after the cache's prefix); hashed here if None.
+        ``return_hidden``: the final normed hidden states (B, T, dim) instead, for a loss that
+        applies the head itself (``engram_sdk.model.loss``).
         """
         self.check_input(input_ids, cache)
         b, t = input_ids.shape
@@ -201,7 +204,7 @@ class Transformer(nn.Module):
                     host = torch.cat([cache.last_host_ids, host], dim=1)
                 cache.last_host_ids = host[:, -self.hasher.context :]
             cache.length = start + t
-        return self.head(self.norm(h))
+        return self.norm(h) if return_hidden else self.head(self.norm(h))
 
     def moe_layers(self) -> list[nn.Module]:
         """Every MoE feed-forward (for bias updates and auxiliary losses)."""

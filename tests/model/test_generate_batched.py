@@ -85,3 +85,28 @@ def test_prefill_and_batch_options_are_checked() -> None:
         generate_batch(model, [[1], []], 3)
     with pytest.raises(InputError, match="top_p"):
         generate_batch(model, [[1]], 3, top_p=0.0)
+
+
+def test_static_caches_decode_as_growing_ones() -> None:
+    """The caches a CUDA graph replays (full-capacity attention, lengths advanced in place)
+    give the logits of ordinary caches, rows of different lengths included."""
+    from engram_sdk.model.batch_cache import stack_caches
+
+    model = build_model(tiny(engram_layer_ids=[], hc_mult=1), seed=3).eval()
+    caches = []
+    with torch.no_grad():
+        for n in (5, 8):
+            ids = torch.tensor(_prompts([n, n], seed=n))
+            caches.append(ModelCache())
+            prefill(model, ids, caches[-1])
+        stacked = [
+            stack_caches(caches, capacity=16, engram_context=model.hasher.context, pad_id=0)
+            for _ in range(2)
+        ]
+        for lc in stacked[1].layers:
+            lc.attn.make_static()
+        steps = torch.tensor(_prompts([4] * 4, seed=9))
+        for i in range(4):
+            growing, static = (model(steps[:, i : i + 1], c)[:, -1] for c in stacked)
+            torch.testing.assert_close(static, growing, atol=1e-5, rtol=1e-5)
+    assert stacked[1].layers[0].attn.lengths.tolist() == [9, 9, 12, 12]

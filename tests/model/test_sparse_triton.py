@@ -28,9 +28,10 @@ SCRIPT = textwrap.dedent(
         idx[:, :, :3] = EMPTY  # empty slots are skipped
         idx[0, 0] = EMPTY  # a query with no key at all gets zeros
         want = sparse_attention(q, latent, latent[..., :r], idx, 0.1)
-        got = sparse_attention_triton(q, latent, latent[..., :r], idx, 0.1)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-        assert got[0, 0].abs().max() == 0
+        for values in (latent[..., :r], latent[..., :r].clone()):  # latent view; separate values
+            got = sparse_attention_triton(q, latent, values, idx, 0.1)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+            assert got[0, 0].abs().max() == 0
 
     from engram_sdk.model.sparse import indexer_topk
 
@@ -42,6 +43,44 @@ SCRIPT = textwrap.dedent(
         fused = indexer_topk(q, w, keys, pos, k, fused=True, **args)
         plain = indexer_topk(q, w, keys, pos, k, fused=False, **args)
         assert torch.equal(fused.sort(-1).values, plain.sort(-1).values)
+
+    # threshold and collect: group maxima, the keys at or above a threshold, the top-k
+    from engram_sdk.model.indexer_triton import collect_triton, group_max_triton
+    from engram_sdk.model.sparse import index_scores, threshold_topk, visible
+
+    b, t, h, d, s, k = 2, 64, 2, 16, 200, 4
+    q, w = torch.randn(b, t, h, d, generator=g), torch.randn(b, t, h, generator=g)
+    keys = torch.randn(b, s, d, generator=g)
+    pos = torch.stack([s - t + torch.arange(t), torch.arange(t)]).contiguous()  # row 1 from 0
+    kp = torch.arange(s)
+    scores = index_scores(q, w, keys).masked_fill(~visible(pos, kp), float("-inf"))
+    padded = torch.nn.functional.pad(scores, (0, 256 - s), value=float("-inf"))
+    maxima = group_max_triton(q, w, keys, pos, kp, 8)
+    torch.testing.assert_close(maxima, padded.view(b, t, 32, 8).amax(-1), atol=1e-4, rtol=1e-4)
+    for variant in (dict(stacked=True), dict(tiles_per_program=3)):  # heads in one dot; a loop
+        again = group_max_triton(q, w, keys, pos, kp, 8, **variant)
+        torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
+    tau = maxima.kthvalue(maxima.shape[-1] - k + 1, dim=-1).values
+    cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
+    want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
+    assert torch.equal(count, want.sum(-1).int())
+    variants = (dict(stacked=True), dict(per_key=True), dict(per_key=True, tiles_per_program=3))
+    for variant in variants:
+        cand_v, idx_v, count_v = collect_triton(q, w, keys, pos, kp, tau, s, **variant)
+        assert torch.equal(count_v, count), variant
+        assert torch.equal(cand_v.sort(-1).values, cand.sort(-1).values), variant
+    for bi in range(b):
+        for ti in range(t):
+            n = int(count[bi, ti])
+            got = set(cand_idx[bi, ti, :n].tolist())
+            assert got == set(want[bi, ti].nonzero()[:, 0].tolist())
+            assert n >= min(k, ti + 1) and cand[bi, ti, n:].eq(float("-inf")).all()
+    plain = indexer_topk(q, w, keys, pos, k, fused=False)
+    for capacity in (4 * k, k):  # plenty of room; overflowing rows redone by the tiled path
+        got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12, capacity=capacity)
+        assert torch.equal(got.sort(-1).values, plain.sort(-1).values), capacity
+    through = indexer_topk(q, w, keys, pos, k, fused=True)  # the split: early tiled, late threshold
+    assert torch.equal(through.sort(-1).values, plain.sort(-1).values)
     print("ok")
     """
 )

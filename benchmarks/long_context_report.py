@@ -1,0 +1,49 @@
+"""The text tables of ``benchmarks/long_context_gpu.py`` (prefill/decode, batched decode, training)."""
+
+from __future__ import annotations
+
+
+def table(rows: list[dict]) -> str:
+    out = ["", "prefill (chunked) and decode on the same cache"]
+    out.append(f"{'preset':7} {'mode':6} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
+               f"{'decode ms/tok':>14} {'sparse/dense prefill':>21}")  # fmt: skip
+    dense = {
+        (r["preset"], r["ctx"]): r for r in rows if r.get("mode") == "dense" and "prefill_s" in r
+    }
+    for r in rows:
+        if r.get("section") != "prefill":
+            continue
+        head = f"{r['preset']:7} {r['mode']:6} {r['ctx']:>8}"
+        if "skipped" in r:
+            out.append(f"{head} skipped: {r['skipped']}")
+            continue
+        base = dense.get((r["preset"], r["ctx"]))
+        ratio = (
+            f"{r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x"
+            if base and r["mode"] == "sparse"
+            else ""
+        )
+        out.append(
+            f"{head} {r['prefill_tok_s']:14,.0f} {r['peak_gib']:9.2f} {r['decode_ms']:14.2f} {ratio:>21}"
+        )
+    out += ["", "batched greedy decode (prompt + new tokens, tokens/s of new tokens)"]
+    out.append(f"{'batch':>5} {'ours tok/s':>11} {'ours eager':>11} {'transformers':>13} "
+               f"{'ours/hf':>8} {'graph=eager':>12}")  # fmt: skip
+    for r in rows:
+        if r.get("section") == "batch" and "ours_tok_s" in r:
+            hf = r.get("hf_tok_s")
+            theirs = f"{hf:,.1f}" if hf else "n/a"
+            ratio = f"{r['ratio']:.2f}x" if hf else ""
+            out.append(f"{r['batch']:>5} {r['ours_tok_s']:11,.1f} {r['ours_eager_tok_s']:11,.1f} "
+                       f"{theirs:>13} {ratio:>8} {r['graph_eq_eager']:12.1%}")  # fmt: skip
+        elif r.get("section") == "batch":
+            out.append(f"      {r.get('skipped') or r.get('note')}")
+    out += ["", "training, seq 4096, bf16 autocast (MFU over 989 TFLOP/s)"]
+    for r in rows:
+        if r.get("section") == "train":
+            if "error" in r:
+                out.append(f"{r['config']:22} {r['impl']:10} {r['error']}")
+            else:
+                out.append(f"{r['config']:22} {r['impl']:10} {r['train_tok_s']:12,.0f} tok/s "
+                           f"MFU {r['mfu_train']:6.1%}  peak {r['peak_gib']:.1f} GiB")  # fmt: skip
+    return "\n".join(out)
