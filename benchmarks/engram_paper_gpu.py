@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engram_sdk.table_runtime import attach_tables, table_name
+
 sys.path.insert(0, str(Path(__file__).parent))
 from engram_paper_parts import (
     SMOKE_VOCAB,
@@ -87,35 +89,13 @@ class Served:
 
 
 def serve_from_store(name: str, model: torch.nn.Module, store, *, ahead: bool) -> Served:
-    """The model's rows served from ``store``: ``engram_sdk.table_runtime.attach_tables`` where
-    the runtime branch is merged, today's ``engram_sdk.prefetch`` before."""
-    try:
-        from engram_sdk.table_runtime import attach_tables
-    except ImportError:
-        from engram_sdk.prefetch import attach_store_tables, prefetch_next, wait_prefetches
-
-        _, stats = attach_store_tables(model, store, export=False)
-        forward, tables = model, dict(model.engram_tables())
-        return Served(
-            name,
-            model,
-            tables,
-            forward,
-            lambda ids: prefetch_next(model, ids),
-            lambda: wait_prefetches(model),
-            stats,
-            ahead,
-        )
+    """The model's rows served from ``store`` through the table runtime."""
     rt = attach_tables(model, store, export=False)
     return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)
 
 
 def store_table_name(layer: int) -> str:
     """The store table the runtime reads Engram layer ``layer`` from."""
-    try:
-        from engram_sdk.table_runtime import table_name
-    except ImportError:
-        from engram_sdk.prefetch import table_name
     return table_name(layer)
 
 
