@@ -8,13 +8,13 @@ from engram_sdk.model.v4.attention import V4Attention
 from engram_sdk.model.v4.cache import V4Cache, V4LayerCache
 from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.engram import engram_hasher
+from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
 from engram_sdk.model.v4.rope import v4_frequencies
 from torch import nn
 
-from engram_sdk.engram import EngramTable, EngramV41
+from engram_sdk.engram import EngramV41
 from engram_sdk.errors import InputError
-from engram_sdk.hashing import DEAD_ID
 
 
 class V4Block(nn.Module):
@@ -60,9 +60,11 @@ class V4Block(nn.Module):
         return self.hc_ffn.write(streams, self.ffn(self.ffn_norm(x), token_ids), maps)
 
 
-class V4Transformer(nn.Module):
+class V4Transformer(EngramModelMixin, nn.Module):
     """DeepSeek-V4 (see :class:`V4Config`); ``forward`` takes an optional :class:`V4Cache`
     to continue a sequence chunk by chunk."""
+
+    cache_class = V4Cache
 
     def __init__(self, cfg: V4Config) -> None:
         super().__init__()
@@ -101,45 +103,6 @@ class V4Transformer(nn.Module):
         freqs = [self.freqs_compress if b.compressed else self.freqs_main for b in self.layers]
         return streams, freqs
 
-    def set_engram_table(self, layer_id: int, table: EngramTable) -> None:
-        """Serve one Engram layer's rows from ``table`` (e.g. FP8 rows in a store)."""
-        block = self.layers[layer_id]
-        if block.engram is None:
-            raise InputError(
-                f"layer {layer_id} has no Engram; Engram layers: {self.config.engram_layer_ids}"
-            )
-        block.engram.set_table(table)
-
-    def set_token_map(self, token_map: torch.Tensor) -> None:
-        """Use ``token_map`` (vocab,) as the token → canonical id map of Engram addressing."""
-        if self.hasher is None:
-            raise InputError("this model has no Engram layers")
-        cfg = self.config
-        self.engram_token_map = torch.as_tensor(token_map, dtype=torch.long).to(
-            self.embed.weight.device
-        )
-        self.hasher = engram_hasher(cfg, int(self.engram_token_map[cfg.engram_pad_id]))
-
-    def engram_addresses(
-        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,
-        cache: V4Cache | None = None,
-    ) -> dict[int, torch.Tensor]:  # fmt: skip
-        """Flat addresses (B, T, columns) of every Engram layer; masked-out tokens are DEAD;
-        the look-back continues from the cache's last tokens."""
-        if self.hasher is None:
-            return {}
-        canon = self.engram_token_map[input_ids]
-        if token_mask is not None:
-            canon = torch.where(token_mask, canon, DEAD_ID)
-        prefix = None if cache is None else cache.engram_history
-        if cache is not None:
-            seen = canon if prefix is None else torch.cat([prefix, canon], dim=1)
-            cache.engram_history = seen[:, -(self.config.engram_max_ngram_size - 1) :]
-        return {
-            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True)
-            for layer in self.config.engram_layer_ids
-        }
-
     def forward(
         self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,
         *, cache: V4Cache | None = None,
@@ -157,17 +120,6 @@ class V4Transformer(nn.Module):
         if cache is not None:
             cache.length = start + input_ids.shape[1]
         return self.head(self.norm(self.hc_head(streams)))
-
-    @torch.no_grad()
-    def generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-        """Greedy continuation with a :class:`V4Cache` (prefill, then one token a step)."""
-        cache = V4Cache()
-        ids = torch.tensor([prompt_ids], device=self.embed.weight.device)
-        out: list[int] = []
-        for _ in range(max_new_tokens):
-            ids = self(ids, cache=cache)[:, -1].argmax(-1, keepdim=True)
-            out.append(int(ids))
-        return out
 
 
 def build_v4(cfg: V4Config, device: str = "cpu", seed: int | None = 0) -> V4Transformer:

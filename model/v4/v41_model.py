@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from engram_sdk.model.hyper import DynamicHyperConnection
 from engram_sdk.model.v4.engram import engram_hasher
+from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
 from engram_sdk.model.v4.rope import v4_frequencies
 from engram_sdk.model.v4.v41_attention import V41Attention, V41Cache
@@ -19,9 +20,8 @@ from engram_sdk.model.v4.v41_compress import CompressorCache, GroupState
 from engram_sdk.model.v4.v41_config import V41Config
 from torch import nn
 
-from engram_sdk.engram import EngramTable, EngramV41
+from engram_sdk.engram import EngramV41
 from engram_sdk.errors import InputError
-from engram_sdk.hashing import DEAD_ID
 
 
 def collapse(streams: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
@@ -67,9 +67,11 @@ class V41Block(nn.Module):
         return self.hc_ffn.write(streams, x, (post, comb)), ffn_pre
 
 
-class V41Transformer(nn.Module):
+class V41Transformer(EngramModelMixin, nn.Module):
     """DeepSeek-V4.1 (see :class:`V41Config`); ``forward`` takes an optional
     :class:`V41Cache` to continue a sequence chunk by chunk."""
+
+    cache_class = V41Cache
 
     def __init__(self, cfg: V41Config) -> None:
         super().__init__()
@@ -128,56 +130,6 @@ class V41Transformer(nn.Module):
             int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size
         ):
             raise InputError(f"token ids must be in [0, {cfg.vocab_size})")
-
-    def engram_addresses(
-        self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,
-        cache: V41Cache | None = None,
-    ) -> dict[int, torch.Tensor]:  # fmt: skip
-        """Flat addresses (B, T, columns) of every Engram layer; masked-out tokens are DEAD;
-        the look-back continues from the cache's last tokens."""
-        if self.hasher is None:
-            return {}
-        canon = self.engram_token_map[input_ids]
-        if token_mask is not None:
-            canon = torch.where(token_mask, canon, DEAD_ID)
-        prefix = None if cache is None else cache.engram_history
-        if cache is not None:
-            seen = canon if prefix is None else torch.cat([prefix, canon], dim=1)
-            cache.engram_history = seen[:, -(self.config.engram_max_ngram_size - 1) :]
-        return {
-            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True)
-            for layer in self.config.engram_layer_ids
-        }
-
-    def set_engram_table(self, layer_id: int, table: EngramTable) -> None:
-        """Serve one Engram layer's rows from ``table`` (e.g. FP8 rows in a store)."""
-        block = self.layers[layer_id]
-        if block.engram is None:
-            raise InputError(
-                f"layer {layer_id} has no Engram; Engram layers: {self.config.engram_layer_ids}"
-            )
-        block.engram.set_table(table)
-
-    def set_token_map(self, token_map: torch.Tensor) -> None:
-        """Use ``token_map`` (vocab,) as the token → canonical id map of Engram addressing."""
-        if self.hasher is None:
-            raise InputError("this model has no Engram layers")
-        cfg = self.config
-        self.engram_token_map = torch.as_tensor(token_map, dtype=torch.long).to(
-            self.embed.weight.device
-        )
-        self.hasher = engram_hasher(cfg, int(self.engram_token_map[cfg.engram_pad_id]))
-
-    @torch.no_grad()
-    def generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-        """Greedy continuation with a :class:`V41Cache` (prefill, then one token a step)."""
-        cache = V41Cache()
-        ids = torch.tensor([prompt_ids], device=self.embed.weight.device)
-        out: list[int] = []
-        for _ in range(max_new_tokens):
-            ids = self(ids, cache=cache)[:, -1].argmax(-1, keepdim=True)
-            out.append(int(ids))
-        return out
 
 
 def build_v41(cfg: V41Config, device: str = "cpu", seed: int | None = 0) -> V41Transformer:
