@@ -53,18 +53,17 @@ from engram_paper_parts import (
     build_backbone,
     decode_groups,
     dense_config,
-    evict,
     frequency_layouts,
     gpu_tables,
     host_copy,
     host_rows_store,
     load_hot_cache,
     micro_batches,
-    read_bytes,
     sequences,
     write_rows,
 )
 from hot_cache_text import real_text_ids
+from page_cache import evict, read_bytes
 
 
 # ---- adapter: the benchmark's only calls into the table runtime ------------------------------

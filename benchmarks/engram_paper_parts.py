@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,26 +226,6 @@ def write_rows(store, tables: dict[str, torch.Tensor]) -> None:
         for start in range(0, len(rows), 1 << 19):
             part = rows[start : start + (1 << 19)]
             store.scatter(name, np.arange(start, start + len(part)), part)
-
-
-def evict(folder: Path) -> None:
-    """Drop the store's files from the page cache (fsync first: dirty pages stay)."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
-def read_bytes() -> int:
-    """Bytes this process has read from block devices (Linux)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("read_bytes:"):
-            return int(line.split()[1])
-    return 0
 
 
 def frequency_layouts(model, ids: np.ndarray) -> dict:

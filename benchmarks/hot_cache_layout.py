@@ -19,7 +19,6 @@ figures understate what a real cold drive costs; part 1's page counts do not dep
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from engram_sdk.stores.laid_out import LaidOutStore
 from engram_sdk.stores.row_layout import RowLayout, save_layout
 from hot_cache import PAPER_TABLE_SIZE
 from hot_cache_text import real_text_ids, table_addresses
+from page_cache import evict, read_bytes
 
 from engram_sdk.table_runtime.layout import layout_from_addresses, pages_touched
 
@@ -65,24 +65,6 @@ def part_pages(counted: np.ndarray, batches: list[np.ndarray], rows: int) -> lis
                 f"{distinct / laid:.2f} |"
             )
     return lines
-
-
-def evict(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
-def read_bytes() -> int:
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("read_bytes:"):
-            return int(line.split()[1])
-    return 0
 
 
 def part_disk(

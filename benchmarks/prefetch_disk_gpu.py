@@ -17,21 +17,14 @@ the process read from the disk (``/proc/self/io``).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from page_cache import evict, read_bytes
 from prefetch_gpu import Placement, interleaved, overhead
-
-
-def disk_read_bytes() -> int:
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("read_bytes:"):
-            return int(line.split()[1])
-    return 0
 
 
 def write_tables(model, uri: str, seed: int = 0) -> float:
@@ -62,17 +55,6 @@ def write_tables(model, uri: str, seed: int = 0) -> float:
     return written / 1e9
 
 
-def drop_page_cache(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--table-gb", type=float, default=40.0)
@@ -100,7 +82,7 @@ def main() -> None:
     )
     t = time.perf_counter()
     write_tables(big, f"shards://{folder}")
-    drop_page_cache(folder)
+    evict(folder)
     print(f"written and dropped from the page cache in {time.perf_counter() - t:.0f} s", flush=True)
     try:
         held = [torch.empty((t.rows, t.dim), device="cuda") for t in big.engram_tables().values()]
@@ -126,19 +108,19 @@ def main() -> None:
             Placement("gpu (4.1 GB)", small, batches, False),
             Placement(f"shards disk ({table_gb:.0f} GB)", big, batches, False, runtime),
         ]
-        before = disk_read_bytes()
+        before = read_bytes()
         t = time.perf_counter()
         interleaved(places, "prefill", args.rounds, block=1)  # no prefetch: single steps
         label = f"prefill {shape[0]}x{shape[1] - 1}"
-        rows.append((label, places, "prefill", disk_read_bytes() - before))
+        rows.append((label, places, "prefill", read_bytes() - before))
         print(f"{label}: {time.perf_counter() - t:.0f} s", flush=True)
-    before = disk_read_bytes()
+    before = read_bytes()
     places = [
         Placement("gpu (4.1 GB)", small, batches, False),
         Placement(f"shards disk ({table_gb:.0f} GB)", big, batches, False, runtime),
     ]
     interleaved(places, "decode", 3)
-    rows.append(("decode / token", places, "decode", disk_read_bytes() - before))
+    rows.append(("decode / token", places, "decode", read_bytes() - before))
     print(f"\n{'step':18} {'gpu ms':>9} {'disk ms':>9} {'overhead':>10} {'read from disk':>15}")
     for label, places, phase, read in rows:
         gpu_s = overhead(places[0], places[0].times[phase], phase)[0]
