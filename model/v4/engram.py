@@ -12,8 +12,18 @@ from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.v41_config import V41Config
 from safetensors import safe_open
 
+from engram_sdk.engram import EngramV41
 from engram_sdk.errors import InputError
 from engram_sdk.hashing import NgramConfig, NgramHasher
+
+
+def engram_layer(cfg: V4Config | V41Config, layer_id: int, rows: int) -> EngramV41:
+    """V4.1's Engram module for block ``layer_id``: one hash column per (order, head), rows of
+    ``engram_head_dim``, ``rows`` rows per column."""
+    columns = (cfg.engram_max_ngram_size - 1) * cfg.engram_n_heads
+    return EngramV41(
+        layer_id, cfg.dim, cfg.hc_mult, columns, cfg.engram_head_dim, rows, eps=cfg.norm_eps
+    )
 
 
 def engram_hasher(cfg: V4Config | V41Config, pad_canonical_id: int) -> NgramHasher:

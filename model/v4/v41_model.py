@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 from engram_sdk.model.hyper import DynamicHyperConnection
-from engram_sdk.model.v4.engram import engram_hasher
+from engram_sdk.model.v4.engram import engram_hasher, engram_layer
 from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
 from engram_sdk.model.v4.rope import v4_frequencies
@@ -20,7 +20,6 @@ from engram_sdk.model.v4.v41_compress import CompressorCache, GroupState
 from engram_sdk.model.v4.v41_config import V41Config
 from torch import nn
 
-from engram_sdk.engram import EngramV41
 from engram_sdk.errors import InputError
 
 
@@ -35,15 +34,7 @@ class V41Block(nn.Module):
     def __init__(self, cfg: V41Config, layer_id: int, engram_rows: int | None = None) -> None:
         super().__init__()
         self.layer_id = layer_id
-        self.engram = (
-            None
-            if engram_rows is None
-            else EngramV41(
-                layer_id, cfg.dim, cfg.hc_mult,
-                (cfg.engram_max_ngram_size - 1) * cfg.engram_n_heads,
-                cfg.engram_head_dim, engram_rows, eps=cfg.norm_eps,
-            )
-        )  # fmt: skip
+        self.engram = None if engram_rows is None else engram_layer(cfg, layer_id, engram_rows)
         hc = (cfg.hc_mult, cfg.dim, cfg.hc_sinkhorn_iters, cfg.hc_eps, cfg.norm_eps)
         self.hc_attn = DynamicHyperConnection(*hc)
         self.attn_norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
