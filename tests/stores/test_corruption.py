@@ -5,6 +5,7 @@ The default run tries a sample of seeds; ``-m slow`` runs the full sweep.
 """
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from .corruptions import (
     corrupt,
     corrupt_lmdb_tree,
     run_in_child,
+    run_in_children,
 )
 
 ROWS, DIM = 3000, 256  # 1 KiB rows: 3 LMDB blocks, 3 MB of rows
@@ -67,18 +69,27 @@ def read_everything(uri: str, folder: Path) -> tuple[int, str]:
     return CORRECT, "ok"
 
 
+def damaged_read(backend: str, pristine: Path, folder: Path, seed: int, damage) -> tuple[int, str]:
+    """In a child: copy the pristine store, damage it, read everything back, clean up."""
+    shutil.copytree(pristine, folder)
+    what = damage(folder, seed)
+    code, message = read_everything(f"{backend}://{folder}", folder)
+    shutil.rmtree(folder)
+    return code, f"{what}: {message}"
+
+
 def check_seeds(
     backend: str, pristine: Path, tmp_path: Path, seeds: range, damage=corrupt, matter: int = 2
 ) -> None:
+    jobs = {
+        seed: partial(damaged_read, backend, pristine, tmp_path / f"s{seed}", seed, damage)
+        for seed in seeds
+    }
     outcomes: dict[int, int] = {}
-    for seed in seeds:
-        folder = tmp_path / f"s{seed}"
-        shutil.copytree(pristine, folder)
-        what = damage(folder, seed)
-        code, message = run_in_child(read_everything, f"{backend}://{folder}", folder)
-        assert code in (CORRECT, NAMED_ERROR), f"seed {seed}, {what}: exit {code}\n{message}"
+    for seed, (code, message) in sorted(run_in_children(jobs).items()):
+        assert code in (CORRECT, NAMED_ERROR), f"seed {seed}: exit {code}\n{message}"
         outcomes[code] = outcomes.get(code, 0) + 1
-        shutil.rmtree(folder)
+    assert len(outcomes) and sum(outcomes.values()) == len(seeds)
     assert outcomes.get(NAMED_ERROR, 0) > len(seeds) // matter  # the corruptions matter
 
 

@@ -4,6 +4,7 @@ Only the public ``Memory`` API is used; readers run in forked children (see corr
 """
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from engram_sdk.memory import Memory
 
-from .corruptions import CORRECT, NAMED_ERROR, classify, corrupt, run_in_child
+from .corruptions import CORRECT, NAMED_ERROR, classify, corrupt, run_in_children
 
 BACKENDS = ["lmdb", "shards", "dram"]
 QUERIES = ["alpha river 17", "the quiet harbor", "def compute_total", "zebra 4242", "nothing here"]
@@ -58,18 +59,28 @@ def read_memory(uri: str, folder: Path, expected: list) -> tuple[int, str]:
     return (CORRECT, "ok") if got == expected else (4, f"searches differ: {got} != {expected}")
 
 
+def damaged_search(
+    backend: str, pristine: Path, folder: Path, seed: int, expected: list
+) -> tuple[int, str]:
+    """In a child: copy the pristine memory, damage it, search it, clean up."""
+    shutil.copytree(pristine, folder)
+    what = corrupt(folder, seed)
+    code, message = read_memory(f"{backend}://{folder}", folder, expected)
+    shutil.rmtree(folder)
+    return code, f"{what}: {message}"
+
+
 def check(backend: str, memories: dict, tmp_path: Path, seeds: range) -> None:
     pristine, expected = memories[backend]
-    named = 0
-    for seed in seeds:
-        folder = tmp_path / f"m{seed}"
-        shutil.copytree(pristine, folder)
-        what = corrupt(folder, seed)
-        code, message = run_in_child(read_memory, f"{backend}://{folder}", folder, expected)
-        assert code in (CORRECT, NAMED_ERROR), f"seed {seed}, {what}: exit {code}\n{message}"
-        named += code == NAMED_ERROR
-        shutil.rmtree(folder)
-    assert named > len(seeds) // 4
+    jobs = {
+        seed: partial(damaged_search, backend, pristine, tmp_path / f"m{seed}", seed, expected)
+        for seed in seeds
+    }
+    results = run_in_children(jobs)
+    assert sorted(results) == list(seeds)
+    for seed, (code, message) in sorted(results.items()):
+        assert code in (CORRECT, NAMED_ERROR), f"seed {seed}: exit {code}\n{message}"
+    assert sum(code == NAMED_ERROR for code, _ in results.values()) > len(seeds) // 4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
