@@ -48,9 +48,12 @@ def seal(key: bytes, payload: bytes, checked: bool) -> bytes:
 
 
 def unseal(
-    path: Path, what: str, key: bytes, value: memoryview | bytes, checked: bool
+    path: Path, what: object, key: bytes, value: memoryview | bytes, checked: bool
 ) -> memoryview:
-    """The payload of a stored value, after checking its trailer; raises naming ``path``."""
+    """The payload of a stored value, after checking its trailer; raises naming ``path``.
+
+    ``what`` names the value in the error; it is formatted only when there is one.
+    """
     view = memoryview(value)
     if not checked:
         return view
@@ -70,6 +73,18 @@ def corrupt(path: Path, what: str, expected: object = None) -> StoreCorruptError
         path=path,
         expected=expected,
     )
+
+
+class KeyName:
+    """``"<kind> <key>"`` for an error message, formatted only when printed."""
+
+    __slots__ = ("key", "kind")
+
+    def __init__(self, kind: str, key: bytes) -> None:
+        self.kind, self.key = kind, key
+
+    def __str__(self) -> str:
+        return f"{self.kind} {describe_key(self.key)}"
 
 
 def describe_key(key: bytes) -> str:

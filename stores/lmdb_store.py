@@ -28,6 +28,7 @@ from engram_sdk.stores.lmdb_format import (
     FORMAT_PLAIN,
     MAGIC,
     TRAILER,
+    KeyName,
     block_key,
     corrupt,
     describe_key,
@@ -300,7 +301,7 @@ class LmdbStore(Store):
                     self._check_absent(txn, self.rec_db, full)
                     out.append(None)
                 else:
-                    what = f"record {describe_key(full)}"
+                    what = KeyName("record", full)
                     out.append(bytes(unseal(self.path, what, full, v, self._checked)))
             return out
 
@@ -315,7 +316,7 @@ class LmdbStore(Store):
                 key = bytes(key)
                 if not key.startswith(full):
                     break
-                what = f"record {describe_key(key)}"
+                what = KeyName("record", key)
                 yield key[skip:], bytes(unseal(self.path, what, key, value, self._checked))
 
     def _namespaces(self) -> list[str]:
