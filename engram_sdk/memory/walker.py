@@ -41,13 +41,19 @@ class WalkReport:
 
 @dataclass(frozen=True)
 class WalkedFile:
-    """A file to ingest: its path, its path relative to the root, and its stat."""
+    """A file to ingest: its absolute path as text (the name its passages are stored under),
+    its path relative to the root, and its stat."""
 
-    path: Path
+    source: str
     rel: str
     size: int
     mtime_ns: int
     identity: Identity | None = None
+
+    @property
+    def path(self) -> Path:
+        """:attr:`source` as a :class:`Path` (made on demand: the walk makes none)."""
+        return Path(self.source)
 
 
 def printable_path(path: str | os.PathLike[str]) -> str:
@@ -122,7 +128,7 @@ def walk(
             stack.pop()
 
     def _entry(entry: os.DirEntry[str]) -> Iterator[WalkedFile]:
-        path = entry.path  # a str: pathlib objects are made only for what is yielded
+        path = entry.path  # a str: the walk makes no pathlib objects for files
         if entry.name in ALWAYS_SKIP:
             return
         if not _valid_utf8(entry.name):
@@ -162,6 +168,6 @@ def walk(
         report.files += 1
         report.bytes += st.st_size
         identity = Identity(st.st_dev, st.st_ino)
-        yield WalkedFile(Path(path), rel, st.st_size, st.st_mtime_ns, identity)
+        yield WalkedFile(path, rel, st.st_size, st.st_mtime_ns, identity)
 
     yield from visit(root)
