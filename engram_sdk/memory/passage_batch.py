@@ -9,8 +9,10 @@ first id: ``keys + first`` are the index postings, ``bodies`` the stored texts.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,8 @@ import numpy as np
 from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.fold import index_bytes
 from engram_sdk.memory.trigrams import passage_postings
+
+GROUP_CHARS = 1 << 18  # text per thread task when encoding on every core
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,31 @@ class PassageBatch:
 
 
 def encode_chunks(chunks: Sequence[Chunk], *, threads: bool = True) -> PassageBatch:
-    """The batch of ``chunks``; ``threads``: extract trigrams on every core (off in worker
-    processes, which already use one core each)."""
+    """The batch of ``chunks``; ``threads``: groups of about :data:`GROUP_CHARS` characters
+    on every core (zlib and numpy release the GIL); off in worker processes, which already
+    use one core each."""
+    cores = os.cpu_count() or 1
+    if not threads or cores == 1 or sum(len(c.text) for c in chunks) < 2 * GROUP_CHARS:
+        return _encode(chunks)
+    groups: list[list[Chunk]] = [[]]
+    size = 0
+    for c in chunks:
+        if size >= GROUP_CHARS:
+            groups.append([])
+            size = 0
+        groups[-1].append(c)
+        size += len(c.text)
+    with ThreadPoolExecutor(min(cores, len(groups))) as pool:
+        return concat(list(pool.map(_encode, groups)))
+
+
+def _encode(chunks: Sequence[Chunk]) -> PassageBatch:
     spans = np.array(
         [(c.line_start, c.line_end, c.byte_start, c.byte_end) for c in chunks], np.int64
     ).reshape(-1, 4)
     bodies = [zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1) for c in chunks]
     local = np.arange(len(chunks), dtype=np.uint32)
-    keys = passage_postings([index_bytes(c.text) for c in chunks], local, threads=threads)
+    keys = passage_postings([index_bytes(c.text) for c in chunks], local, threads=False)
     return PassageBatch(spans, bodies, keys)
 
 

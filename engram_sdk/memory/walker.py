@@ -81,12 +81,13 @@ def _below(path: str, prefix: str, folder: Path) -> str:
     return Path(path).relative_to(folder).as_posix()
 
 
-def _load_ignore(folder: Path, warnings: list[str]) -> IgnoreFile | None:
+def _load_ignore(folder: Path, names: set[str], warnings: list[str]) -> IgnoreFile | None:
+    """The rules of the ignore files among ``names`` (the folder's entries)."""
     texts = []
     for name in IGNORE_FILES:
-        f = folder / name
-        if not os.path.lexists(f):
+        if name not in names:
             continue
+        f = folder / name
         try:  # the same safe read as any file: no links, FIFOs or huge files
             data = read_limited(f, MAX_IGNORE_FILE_BYTES, None)
         except SkipFile as skip:
@@ -114,14 +115,14 @@ def walk(
         return False
 
     def visit(folder: Path) -> Iterator[WalkedFile]:
-        rules = _load_ignore(folder, report.warnings)
-        if rules is not None:
-            stack.append((rules, _prefix(folder)))
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
             report.unreadable.append(printable_path(folder))
             entries = []
+        rules = _load_ignore(folder, {e.name for e in entries}, report.warnings)
+        if rules is not None:
+            stack.append((rules, _prefix(folder)))
         for entry in entries:
             yield from _entry(entry)
         if rules is not None:
