@@ -136,11 +136,7 @@ def _ingest(
     with mem.transaction():
         sid = mem.scope_id(scope, create=True)
     assert sid is not None
-    if root.is_dir():
-        known = {r.source: r for r in scan_records(mem.store, sid, str(root) + "/")}
-    else:
-        single = get_record(mem.store, sid, str(root))
-        known = {single.source: single} if single else {}
+    known = _known_records(mem.store, sid, root)
     seen: set[str] = set()
     refreshed: list[SourceRecord] = []
     jobs: list[Job] = []
@@ -181,6 +177,14 @@ def _ingest(
     report.seconds = time.perf_counter() - started
     _copy_walk_report(walk_report, report)
     return report
+
+
+def _known_records(store: Store, sid: int, root: Path) -> dict[str, SourceRecord]:
+    """Records of the files under ``root`` (or of the file ``root``) by source name."""
+    if root.is_dir():
+        return {r.source: r for r in scan_records(store, sid, str(root) + "/")}
+    single = get_record(store, sid, str(root))
+    return {single.source: single} if single else {}
 
 
 def _settle(
