@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.models import IngestReport
 from engram_sdk.memory.passage_batch import PassageBatch
 from engram_sdk.memory.prepare import (
+    PARALLEL_MIN_BYTES,
     Bundle,
     Job,
     Prepared,
@@ -116,8 +117,7 @@ def ingest_path(
     workers: int | None = None,
 ) -> IngestReport:
     """Ingest ``root`` (a file or a folder) into ``scope``; ``workers`` None: automatic."""
-    with reuse_freed_memory():
-        return _ingest(mem, root, scope, progress, max_file_bytes, batch_bytes, workers)
+    return _ingest(mem, root, scope, progress, max_file_bytes, batch_bytes, workers)
 
 
 def _ingest(
@@ -140,7 +140,7 @@ def _ingest(
     seen: set[str] = set()
     refreshed: list[SourceRecord] = []
     jobs: list[Job] = []
-    with _progress(progress, sum(f.size for f in files)) as advance:
+    with _progress(progress, sum(f.size for f in files)) as advance, ExitStack() as bulk_memory:
         for f in files:
             report.files_seen += 1
             old = known.get(f.source)
@@ -152,6 +152,8 @@ def _ingest(
                 jobs.append(Job(f, old.xxh3 if old else None, max_file_bytes))
         batch: list[Bundle] = []
         pending = 0
+        if sum(j.walked.size for j in jobs) >= PARALLEL_MIN_BYTES:  # large arrays ahead
+            bulk_memory.enter_context(reuse_freed_memory())
         for bundle in prepare_all(jobs, worker_count(jobs, workers)):
             for done in bundle.files:
                 if _settle(done, known, seen, refreshed, walk_report, report):

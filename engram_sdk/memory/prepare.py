@@ -127,8 +127,8 @@ def prepare_all(jobs: Iterable[Job], workers: int) -> Iterator[Bundle]:
     """:func:`prepare_bundle` for consecutive groups of jobs, in order; on ``workers``
     processes when above 1."""
     groups = bundles(list(jobs))
-    if workers <= 1:
-        yield from (prepare_bundle(g, threads=True) for g in groups)
+    if workers <= 1:  # small jobs: threads would cost more than they save
+        yield from map(prepare_bundle, groups)
         return
     # fork is cheap and the workers touch only files (never the parent's store handles)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
