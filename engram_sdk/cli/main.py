@@ -8,16 +8,14 @@ them), so ``engram version`` or ``engram search`` never import torch.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import typer
-from rich.console import Console
-from rich.markup import escape
+from engram_sdk.cli.errors import exit_code_of, print_error, run_guarded
 
-from engram_sdk.cli.lazy import LazyGroup, lazy_group
-from engram_sdk.errors import EngramError
+if TYPE_CHECKING:
+    from engram_sdk.cli.lazy import LazyGroup
 
 COMMANDS: dict[str, str] = {
     "version": "engram_sdk.cli.basic_cmd",
@@ -44,60 +42,49 @@ HELP = """engram-sdk: Engram N-gram memory, stores, MoE model, memory and long-c
 
 Start with `engram quickstart`; `engram COMMAND --help` explains each command."""
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def build_root() -> LazyGroup:
     """The root command group; command modules are imported when first needed."""
+    from engram_sdk.cli.lazy import lazy_group
+
     root_class = lazy_group(COMMANDS)
     return root_class(name="engram", help=HELP, no_args_is_help=True, rich_markup_mode="rich")
-
-
-def exit_code_of(result: object) -> int:
-    """The process exit code for what a command returned (an int is an exit code)."""
-    if isinstance(result, int) and not isinstance(result, bool):
-        return result
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 on success, non-zero on any failure.
 
-    Expected errors print one line (no traceback); usage errors print the usage.
+    Expected errors print one line (no traceback); usage errors print the usage. A plain
+    ``engram search`` whose output is not a terminal skips the CLI framework
+    (:mod:`engram_sdk.cli.fast_search`).
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["search"]:
+        from engram_sdk.cli.fast_search import fast_search
+
+        code = fast_search(args[1:])
+        if code is not None:
+            return code
+    return run_guarded(lambda: _run_root(args))
+
+
+def _run_root(args: list[str]) -> int:
+    """The full CLI (typer): its own exits and usage errors become exit codes here."""
+    import typer
+
     root = build_root()
     try:
-        result = root.main(args=argv, prog_name="engram", standalone_mode=False)
-    except EngramError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        message = f"{exc.strerror or exc}: {exc.filename}"
-        err_console.print(f"[bold red]error:[/] {escape(message)}")
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        return 130
+        result = root.main(args=args, prog_name="engram", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        err_console.print("[bold red]aborted[/]")
+        print_error("aborted")
         return 1
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except typer.TyperException as exc:  # usage errors: bad option, missing argument, …
         from typer.rich_utils import rich_format_error
 
         rich_format_error(exc)  # type: ignore[arg-type]
         return exc.exit_code
-    except Exception as exc:
-        if os.environ.get("ENGRAM_DEBUG"):
-            raise
-        message = f"{type(exc).__name__}: {exc}"
-        err_console.print(
-            f"[bold red]error:[/] {escape(message)} (set ENGRAM_DEBUG=1 for a traceback)"
-        )
-        return 1
     return exit_code_of(result)
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from engram_sdk.memory.models import Hit
 
-SEARCH_OUTPUT_FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+SEARCH_OUTPUT_FORMAT_VERSION = 1
 
 
 class SearchOutput(BaseModel):
@@ -42,13 +41,17 @@ class SearchOutput(BaseModel):
 def print_hits(hits: Sequence[Hit], *, tty: bool | None = None, to: Console | None = None) -> None:
     """A table on a terminal (``to``, default stdout), ``path:line:text`` lines otherwise."""
     tty = sys.stdout.isatty() if tty is None else tty
-    to = to or console
     if not tty:
         out = sys.stdout
         for h in hits:
             out.write(f"{h.source}:{h.line_start}:{h.snippet}\n")
         out.flush()
         return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    to = to or Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
     if not hits:
         to.print("no hits")
         return

@@ -143,11 +143,15 @@ class TrigramIndex:
     def add(self, sid: int, pids: np.ndarray, folded: Sequence[bytes]) -> None:
         """Index passages ``pids`` (new ids, above every indexed one) from their index bytes
         (:func:`engram_sdk.memory.fold.index_bytes`); one segment, then merges."""
-        keys = passage_postings(folded, np.asarray(pids, np.uint32))
+        self.add_keys(sid, len(pids), passage_postings(folded, np.asarray(pids, np.uint32)))
+
+    def add_keys(self, sid: int, passages: int, keys: np.ndarray) -> None:
+        """Index ``passages`` new passages from their sorted unique ``trigram << 32 | pid``
+        keys (:func:`engram_sdk.memory.trigrams.passage_postings`)."""
         with self.store.transaction():
             self.refresh(sid)
             table = self.table(sid)
-            table.passages += len(pids)
+            table.passages += passages
             if len(keys):
                 self._write_segment(sid, table, keys)
                 self._merge_tail(sid, table)

@@ -15,14 +15,24 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
 from engram_sdk.errors import InputError
+from engram_sdk.memory.alloc import reuse_freed_memory
 from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.models import IngestReport
-from engram_sdk.memory.prepare import Job, Prepared, prepare_all, worker_count
+from engram_sdk.memory.passage_batch import PassageBatch
+from engram_sdk.memory.prepare import (
+    PARALLEL_MIN_BYTES,
+    Bundle,
+    Job,
+    Prepared,
+    merge_bundles,
+    prepare_all,
+    worker_count,
+)
 from engram_sdk.memory.safe_read import Identity
 from engram_sdk.memory.sources import SourceRecord, get_record, put_record, scan_records
 from engram_sdk.memory.walker import WalkedFile, WalkReport, printable_path, walk
@@ -44,7 +54,7 @@ class IngestTarget(Protocol):
     def write_passages(
         self,
         scope: str,
-        chunks: Sequence[Chunk],
+        chunks: Sequence[Chunk] | PassageBatch,
         sources: Sequence[str],
         metadata: dict[str, Any] | None = None,
     ) -> list[int]: ...
@@ -92,7 +102,9 @@ def _files(root: Path, max_file_bytes: int, walk_report: WalkReport) -> list[Wal
     if st.st_size > max_file_bytes:
         walk_report.too_large.append(root.name)
         return []
-    return [WalkedFile(root, root.name, st.st_size, st.st_mtime_ns, Identity(st.st_dev, st.st_ino))]
+    return [
+        WalkedFile(str(root), root.name, st.st_size, st.st_mtime_ns, Identity(st.st_dev, st.st_ino))
+    ]
 
 
 def ingest_path(
@@ -105,6 +117,18 @@ def ingest_path(
     workers: int | None = None,
 ) -> IngestReport:
     """Ingest ``root`` (a file or a folder) into ``scope``; ``workers`` None: automatic."""
+    return _ingest(mem, root, scope, progress, max_file_bytes, batch_bytes, workers)
+
+
+def _ingest(
+    mem: IngestTarget,
+    root: Path,
+    scope: str,
+    progress: bool,
+    max_file_bytes: int,
+    batch_bytes: int,
+    workers: int | None,
+) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport(root=str(root))
     walk_report = WalkReport()
@@ -112,49 +136,38 @@ def ingest_path(
     with mem.transaction():
         sid = mem.scope_id(scope, create=True)
     assert sid is not None
-    if root.is_dir():
-        known = {r.source: r for r in scan_records(mem.store, sid, str(root) + "/")}
-    else:
-        single = get_record(mem.store, sid, str(root))
-        known = {single.source: single} if single else {}
+    known = _known_records(mem.store, sid, root)
     seen: set[str] = set()
+    refreshed: list[SourceRecord] = []
     jobs: list[Job] = []
-    with _progress(progress, sum(f.size for f in files)) as advance:
+    with _progress(progress, sum(f.size for f in files)) as advance, ExitStack() as bulk_memory:
         for f in files:
             report.files_seen += 1
-            old = known.get(str(f.path))
+            old = known.get(f.source)
             if _stat_unchanged(old, f):
-                seen.add(str(f.path))
+                seen.add(f.source)
                 report.files_unchanged += 1
                 advance(f.size)
             else:
                 jobs.append(Job(f, old.xxh3 if old else None, max_file_bytes))
-        batch: list[Prepared] = []
-        refreshed: list[SourceRecord] = []
+        batch: list[Bundle] = []
         pending = 0
-        for done in prepare_all(jobs, worker_count(jobs, workers)):
-            name = str(done.job.walked.path)
-            if done.skipped in ("unreadable", "changed") or done.skipped is None:
-                seen.add(name)  # a transient failure keeps what was indexed
-            if done.skipped is not None:
-                _record_skip(done, walk_report, report)
-                continue
-            report.files_hashed += 1
-            if done.unchanged:
-                report.files_unchanged += 1
-                old = known[name]
-                if _worth_refreshing(old, done.job.walked):
-                    refreshed.append(old.model_copy(update=_stat_fields(done.job.walked)))
-                advance(done.size)
-                continue
-            batch.append(done)
-            pending += done.size
+        if sum(j.walked.size for j in jobs) >= PARALLEL_MIN_BYTES:  # large arrays ahead
+            bulk_memory.enter_context(reuse_freed_memory())
+        for bundle in prepare_all(jobs, worker_count(jobs, workers)):
+            for done in bundle.files:
+                if _settle(done, known, seen, refreshed, walk_report, report):
+                    advance(done.size)
+            changed = [d.size for d in bundle.files if not (d.skipped or d.unchanged)]
+            if changed:
+                batch.append(bundle)
+                pending += sum(changed)
             if pending >= batch_bytes:
-                _commit_batch(mem, sid, scope, batch, report)
+                _commit_batch(mem, sid, scope, batch, known, report)
                 advance(pending)
                 batch, pending = [], 0
         if batch:
-            _commit_batch(mem, sid, scope, batch, report)
+            _commit_batch(mem, sid, scope, batch, known, report)
             advance(pending)
     gone = [name for name in known if name not in seen]
     with mem.transaction():
@@ -168,6 +181,40 @@ def ingest_path(
     return report
 
 
+def _known_records(store: Store, sid: int, root: Path) -> dict[str, SourceRecord]:
+    """Records of the files under ``root`` (or of the file ``root``) by source name."""
+    if root.is_dir():
+        return {r.source: r for r in scan_records(store, sid, str(root) + "/")}
+    single = get_record(store, sid, str(root))
+    return {single.source: single} if single else {}
+
+
+def _settle(
+    done: Prepared,
+    known: dict[str, SourceRecord],
+    seen: set[str],
+    refreshed: list[SourceRecord],
+    walk_report: WalkReport,
+    report: IngestReport,
+) -> bool:
+    """Account for a file that was skipped or found unchanged; True if it was (a file with
+    new passages is left to :func:`_commit_batch`)."""
+    name = done.job.walked.source
+    if done.skipped in ("unreadable", "changed") or done.skipped is None:
+        seen.add(name)  # a transient failure keeps what was indexed
+    if done.skipped is not None:
+        _record_skip(done, walk_report, report)
+        return True
+    report.files_hashed += 1
+    if not done.unchanged:
+        return False
+    report.files_unchanged += 1
+    old = known[name]
+    if _worth_refreshing(old, done.job.walked):
+        refreshed.append(old.model_copy(update=_stat_fields(done.job.walked)))
+    return True
+
+
 def _record_skip(done: Prepared, walk_report: WalkReport, report: IngestReport) -> None:
     f = done.job.walked
     where = {
@@ -177,9 +224,9 @@ def _record_skip(done: Prepared, walk_report: WalkReport, report: IngestReport) 
         "unreadable": walk_report.unreadable,
         "binary": walk_report.binary,
     }[done.skipped or ""]
-    where.append(str(f.path) if done.skipped in ("special", "changed") else f.rel)
+    where.append(f.source if done.skipped in ("special", "changed") else f.rel)
     if done.skipped == "changed":
-        report.warnings.append(f"{f.path}: {done.detail}; skipped")
+        report.warnings.append(f"{f.source}: {done.detail}; skipped")
 
 
 def _stat_fields(f: WalkedFile) -> dict[str, int]:
@@ -198,31 +245,37 @@ def _copy_walk_report(walk_report: WalkReport, report: IngestReport) -> None:
 
 
 def _commit_batch(
-    mem: IngestTarget, sid: int, scope: str, batch: list[Prepared], report: IngestReport
+    mem: IngestTarget,
+    sid: int,
+    scope: str,
+    batch: list[Bundle],
+    known: dict[str, SourceRecord],
+    report: IngestReport,
 ) -> None:
     """One transaction: drop the old versions, write passages, postings and source records."""
+    changed = [done for b in batch for done in b.files if not done.skipped and not done.unchanged]
     with mem.transaction():
-        for done in batch:
-            mem.delete(source=str(done.job.walked.path), scope=scope)
-        flat = [c for done in batch for c in done.chunks]
-        sources = [str(done.job.walked.path) for done in batch for _ in done.chunks]
-        pids = mem.write_passages(scope, flat, sources)
+        for done in changed:
+            if done.job.walked.source in known:  # a new file has no old version to drop
+                mem.delete(source=done.job.walked.source, scope=scope)
+        sources = [done.job.walked.source for done in changed for _ in range(done.passages)]
+        pids = mem.write_passages(scope, merge_bundles(batch), sources)
         start = 0
-        for done in batch:
+        for done in changed:
             f = done.job.walked
-            mine = pids[start : start + len(done.chunks)]
-            start += len(done.chunks)
+            mine = pids[start : start + done.passages]
+            start += done.passages
             if done.encoding != "utf-8":
-                report.decoded_as[str(f.path)] = done.encoding
+                report.decoded_as[f.source] = done.encoding
             if done.replaced_bytes:
-                report.replaced_bytes[str(f.path)] = done.replaced_bytes
+                report.replaced_bytes[f.source] = done.replaced_bytes
             record = SourceRecord(
-                source=str(f.path), pids=mine, xxh3=done.xxh3, encoding=done.encoding
+                source=f.source, pids=mine, xxh3=done.xxh3, encoding=done.encoding
             )
             put_record(mem.store, sid, record.model_copy(update=_stat_fields(f)))
             report.bytes_indexed += done.size
-        report.files_indexed += len(batch)
-        report.passages += len(flat)
+        report.files_indexed += len(changed)
+        report.passages += len(pids)
 
 
 def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:

@@ -17,7 +17,6 @@ import xxhash
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
-from engram_sdk.memory.fold import index_bytes
 from engram_sdk.memory.index import TrigramIndex
 from engram_sdk.memory.models import (
     MEMORY_FORMAT_VERSION,
@@ -27,8 +26,9 @@ from engram_sdk.memory.models import (
     Passage,
     SourceInfo,
     decode_passage,
-    encode_passage_records,
+    passage_record_heads,
 )
+from engram_sdk.memory.passage_batch import PassageBatch, encode_chunks
 from engram_sdk.memory.validate import (
     check_bool,
     check_k,
@@ -139,26 +139,30 @@ class Memory:
         self,
         scope_id: int,
         scope: str,
-        chunks: Sequence[Chunk],
+        batch: PassageBatch,
         sources: Sequence[str],
         metadata: dict[str, Any] | None = None,
     ) -> list[int]:
-        """Store passages and one postings segment for them; returns their ids."""
+        """Store an encoded batch of passages and one postings segment; returns their ids."""
         first = self.manifest.next_pid
-        pids = list(range(first, first + len(chunks)))
-        self.manifest.next_pid += len(chunks)
-        records = encode_passage_records(
+        pids = list(range(first, first + len(batch)))
+        self.manifest.next_pid += len(batch)
+        heads = passage_record_heads(
             pids=pids,
-            chunks=chunks,
+            spans=batch.spans.tolist(),
             sources=sources,
             scope=scope,
             metadata=metadata or {},
             created=time.time(),
         )
         self.store.put_many(
-            PASSAGES, [(passage_key(scope_id, p), r) for p, r in zip(pids, records, strict=True)]
+            PASSAGES,
+            [
+                (passage_key(scope_id, p), head + body)
+                for p, head, body in zip(pids, heads, batch.bodies, strict=True)
+            ],
         )
-        self.index.add(scope_id, np.asarray(pids, np.uint32), [index_bytes(c.text) for c in chunks])
+        self.index.add_keys(scope_id, len(pids), batch.keys + np.uint64(first))
         return pids
 
     # ---- writing --------------------------------------------------------------------------
@@ -173,13 +177,17 @@ class Memory:
     def write_passages(
         self,
         scope: str,
-        chunks: Sequence[Chunk],
+        chunks: Sequence[Chunk] | PassageBatch,
         sources: Sequence[str],
         metadata: dict[str, Any] | None = None,
     ) -> list[int]:
         """Store and index ``chunks`` (``sources[i]`` names chunk i's source) in ``scope``;
         returns their passage ids. Joins the caller's open store transaction, if any.
-        Source records are the caller's (see :mod:`engram_sdk.memory.sources`)."""
+        Source records are the caller's (see :mod:`engram_sdk.memory.sources`). Chunks may
+        come already encoded (:mod:`engram_sdk.memory.passage_batch`, as ingest's workers
+        do)."""
+        if not isinstance(chunks, PassageBatch):
+            chunks = encode_chunks(chunks)
         with self._lock, self.store.transaction():
             sid = self.scope_id(scope, create=True)
             assert sid is not None
@@ -211,8 +219,8 @@ class Memory:
             sid = self.scope_id(scope, create=True)
             assert sid is not None
             code = Path(source).suffix.lower() in CODE_SUFFIXES
-            chunks = chunk_text(text, code)
-            pids = self._write_passages(sid, scope, chunks, [source] * len(chunks), metadata)
+            batch = encode_chunks(chunk_text(text, code))
+            pids = self._write_passages(sid, scope, batch, [source] * len(batch), metadata)
             key = source_key(sid, source)
             old = self.store.get(SOURCES, key)
             record = json.loads(old) if old else {"source": source, "pids": []}

@@ -62,21 +62,38 @@ def encode_passage_records(
     """:func:`encode_passage` of chunks (line and byte span, text) from values already
     checked at the API boundary: the same records, without a model per passage; the JSON of
     the scope, the metadata and each source is written once."""
+    spans = [(c.line_start, c.line_end, c.byte_start, c.byte_end) for c in chunks]
+    heads = passage_record_heads(
+        pids=pids, spans=spans, sources=sources, scope=scope, metadata=metadata, created=created
+    )
+    texts = (zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1) for c in chunks)
+    return [head + text for head, text in zip(heads, texts, strict=True)]
+
+
+def passage_record_heads(
+    *,
+    pids: Sequence[int],
+    spans: Sequence[Sequence[int]],
+    sources: Sequence[str],
+    scope: str,
+    metadata: dict[str, Any],
+    created: float,
+) -> list[bytes]:
+    """The part of each passage record before its compressed text: the JSON header and the
+    NUL (``spans`` rows: line_start, line_end, byte_start, byte_end)."""
     names: dict[str, str] = {}
     common = f'"scope":{json.dumps(scope)},'
     tail = f'"metadata":{json.dumps(metadata, separators=(",", ":"))},"created":{created!r}}}'
     out = []
-    for pid, c, src in zip(pids, chunks, sources, strict=True):
+    for pid, (l0, l1, b0, b1), src in zip(pids, spans, sources, strict=True):
         name = names.get(src)
         if name is None:
             name = names[src] = json.dumps(src)
         head = (
-            f'{{"pid":{pid},"source":{name},{common}"line_start":{c.line_start},'
-            f'"line_end":{c.line_end},"byte_start":{c.byte_start},"byte_end":{c.byte_end},{tail}'
+            f'{{"pid":{pid},"source":{name},{common}"line_start":{l0},'
+            f'"line_end":{l1},"byte_start":{b0},"byte_end":{b1},{tail}'
         )
-        out.append(
-            head.encode() + b"\x00" + zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1)
-        )
+        out.append(head.encode() + b"\x00")
     return out
 
 

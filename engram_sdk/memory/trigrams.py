@@ -36,14 +36,17 @@ def trigram_ids(data: bytes | np.ndarray) -> np.ndarray:
     return (windows >> 8).astype(np.uint32)
 
 
-def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
+def passage_postings(
+    folded: Sequence[bytes], pids: np.ndarray, *, threads: bool = True
+) -> np.ndarray:
     """Unique ``trigram << 32 | pid`` keys (uint64, sorted) of passages.
 
     ``folded`` holds each passage's bytes from :func:`engram_sdk.memory.fold.index_bytes`;
     byte folding (lowercase, whitespace runs) is applied here in bulk. Work runs in groups of
     at most :data:`GROUP_PASSAGES` passages and about :data:`GROUP_BYTES` bytes, small enough
     to stay in cache and to sort 32-bit ``trigram << 8 | passage in group`` keys (twice as fast
-    as 64-bit ones); the sorted groups then merge in one stable sort.
+    as 64-bit ones); the sorted groups then merge in one stable sort. ``threads``: run groups
+    on every core (numpy releases the GIL in sorts and bulk arithmetic).
     """
     groups, start, size = [], 0, 0
     for i, f in enumerate(folded):
@@ -54,11 +57,13 @@ def passage_postings(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
             start, size = i + 1, 0
     if not groups:
         return np.zeros(0, np.uint64)
-    if len(groups) == 1:
-        parts = [_group_keys(*groups[0])]
-    else:  # numpy releases the GIL in sorts and bulk arithmetic: use every core
+    if len(groups) == 1 or not threads:
+        parts = [_group_keys(*g) for g in groups]
+    else:
         with ThreadPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
             parts = list(pool.map(lambda g: _group_keys(*g), groups))
+    if len(parts) == 1:
+        return parts[0]
     return np.sort(np.concatenate(parts), kind="stable")  # sorted runs: a linear merge
 
 

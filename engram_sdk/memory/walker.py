@@ -41,13 +41,19 @@ class WalkReport:
 
 @dataclass(frozen=True)
 class WalkedFile:
-    """A file to ingest: its path, its path relative to the root, and its stat."""
+    """A file to ingest: its absolute path as text (the name its passages are stored under),
+    its path relative to the root, and its stat."""
 
-    path: Path
+    source: str
     rel: str
     size: int
     mtime_ns: int
     identity: Identity | None = None
+
+    @property
+    def path(self) -> Path:
+        """:attr:`source` as a :class:`Path` (made on demand: the walk makes none)."""
+        return Path(self.source)
 
 
 def printable_path(path: str | os.PathLike[str]) -> str:
@@ -75,12 +81,13 @@ def _below(path: str, prefix: str, folder: Path) -> str:
     return Path(path).relative_to(folder).as_posix()
 
 
-def _load_ignore(folder: Path, warnings: list[str]) -> IgnoreFile | None:
+def _load_ignore(folder: Path, names: set[str], warnings: list[str]) -> IgnoreFile | None:
+    """The rules of the ignore files among ``names`` (the folder's entries)."""
     texts = []
     for name in IGNORE_FILES:
-        f = folder / name
-        if not os.path.lexists(f):
+        if name not in names:
             continue
+        f = folder / name
         try:  # the same safe read as any file: no links, FIFOs or huge files
             data = read_limited(f, MAX_IGNORE_FILE_BYTES, None)
         except SkipFile as skip:
@@ -108,21 +115,21 @@ def walk(
         return False
 
     def visit(folder: Path) -> Iterator[WalkedFile]:
-        rules = _load_ignore(folder, report.warnings)
-        if rules is not None:
-            stack.append((rules, _prefix(folder)))
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
             report.unreadable.append(printable_path(folder))
             entries = []
+        rules = _load_ignore(folder, {e.name for e in entries}, report.warnings)
+        if rules is not None:
+            stack.append((rules, _prefix(folder)))
         for entry in entries:
             yield from _entry(entry)
         if rules is not None:
             stack.pop()
 
     def _entry(entry: os.DirEntry[str]) -> Iterator[WalkedFile]:
-        path = entry.path  # a str: pathlib objects are made only for what is yielded
+        path = entry.path  # a str: the walk makes no pathlib objects for files
         if entry.name in ALWAYS_SKIP:
             return
         if not _valid_utf8(entry.name):
@@ -162,6 +169,6 @@ def walk(
         report.files += 1
         report.bytes += st.st_size
         identity = Identity(st.st_dev, st.st_ino)
-        yield WalkedFile(Path(path), rel, st.st_size, st.st_mtime_ns, identity)
+        yield WalkedFile(path, rel, st.st_size, st.st_mtime_ns, identity)
 
     yield from visit(root)

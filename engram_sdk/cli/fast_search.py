@@ -1,0 +1,108 @@
+"""``engram search`` without the CLI framework: the common calls, parsed by hand.
+
+A search from a script or a pipe is the CLI's hot path, and most of its time used to go to
+importing typer, click and rich (about as long as ripgrep takes to scan 100 MB). This module
+parses the options of :func:`engram_sdk.cli.memory_cmd.search` with nothing but the standard
+library, runs the search and prints ``path:line:text`` lines (or ``--json``). Whatever it
+does not handle (help, a terminal's table, an unknown or malformed option) it hands back to
+the full command, which gives the same results and the usual usage errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class SearchArgs:
+    """The options of ``engram search`` (see :func:`engram_sdk.cli.memory_cmd.search`)."""
+
+    query: str
+    k: int = 10
+    all_hits: bool = False
+    regex: bool = False
+    glob: str | None = None
+    store: str | None = None
+    scope: str = "default"
+    exact_case: bool = False
+    as_json: bool = False
+
+
+_FLAGS = {
+    "--all": "all_hits",
+    "--regex": "regex",
+    "--exact-case": "exact_case",
+    "--json": "as_json",
+}
+_VALUES = {"-k": "k", "--glob": "glob", "--store": "store", "--scope": "scope"}
+
+
+def parse(args: Sequence[str]) -> SearchArgs | None:
+    """The options of one ``engram search`` call, or None for anything out of the ordinary
+    (help, unknown options, a missing value, a second positional): the full command then
+    parses it and reports errors the usual way."""
+    values: dict[str, object] = {}
+    positional: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            positional += rest
+            break
+        name, eq, inline = arg.partition("=")
+        if arg in _FLAGS:
+            values[_FLAGS[arg]] = True
+        elif name in _VALUES and (eq or rest):
+            values[_VALUES[name]] = inline if eq else rest.pop(0)
+        elif arg.startswith("-k") and len(arg) > 2 and not eq:
+            values["k"] = arg[2:]
+        elif arg.startswith("-") and arg != "-":
+            return None
+        else:
+            positional.append(arg)
+    if len(positional) != 1:
+        return None
+    k = values.pop("k", "10")
+    if not (isinstance(k, str) and k.lstrip("-").isdigit()):
+        return None
+    return SearchArgs(query=positional[0], k=int(k), **values)  # type: ignore[arg-type]
+
+
+def run(args: SearchArgs) -> None:
+    """Search and print hits as ``path:line:text`` lines, or one JSON object."""
+    from engram_sdk.memory.memory import Memory
+
+    filters: dict[str, object] = {}
+    if args.regex:
+        filters["regex"] = True
+    if args.glob is not None:
+        filters["path_glob"] = args.glob
+    k: int | str = "all" if args.all_hits else args.k
+    with Memory.open(args.store, "r") as mem:
+        hits = mem.search(args.query, k=k, scope=args.scope, exact_case=args.exact_case, **filters)  # type: ignore[arg-type]
+    out = sys.stdout
+    if args.as_json:
+        from engram_sdk.cli.memory_output import SearchOutput
+
+        k_out = None if args.all_hits else args.k
+        doc = SearchOutput(query=args.query, scope=args.scope, k=k_out, hits=hits)
+        out.write(doc.model_dump_json() + "\n")
+    else:
+        out.write("".join(f"{h.source}:{h.line_start}:{h.snippet}\n" for h in hits))
+    out.flush()
+
+
+def fast_search(args: Sequence[str]) -> int | None:
+    """Run ``engram search ARGS`` here if it is a plain call whose output is not a terminal
+    (exit code), else None: the caller runs the full command instead."""
+    if os.environ.get("ENGRAM_FULL_CLI") or sys.stdout.isatty():
+        return None
+    parsed = parse(args)
+    if parsed is None:
+        return None
+    from engram_sdk.cli.errors import run_guarded
+
+    return run_guarded(lambda: run(parsed))

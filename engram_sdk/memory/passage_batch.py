@@ -1,0 +1,81 @@
+"""Passages encoded for the store before they have ids: spans, compressed texts, trigrams.
+
+Everything costly about storing a passage (compressing its text, folding it, extracting and
+sorting its trigrams) depends only on the passage, not on the id it will get. A
+:class:`PassageBatch` holds that work for passages numbered 0..n-1, so it can be done in a
+worker process (only compact arrays and bytes travel back) and the writer just adds the
+first id: ``keys + first`` are the index postings, ``bodies`` the stored texts.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from engram_sdk.memory.chunking import Chunk
+from engram_sdk.memory.fold import index_bytes
+from engram_sdk.memory.trigrams import passage_postings
+
+GROUP_CHARS = 1 << 18  # text per thread task when encoding on every core
+
+
+@dataclass(frozen=True)
+class PassageBatch:
+    """Passages 0..n-1: ``spans`` (n, 4) int64 rows of line_start, line_end, byte_start,
+    byte_end; ``bodies`` the zlib-compressed UTF-8 texts; ``keys`` the sorted unique
+    ``trigram << 32 | passage number`` postings (uint64)."""
+
+    spans: np.ndarray
+    bodies: list[bytes]
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+
+def encode_chunks(chunks: Sequence[Chunk], *, threads: bool = True) -> PassageBatch:
+    """The batch of ``chunks``; ``threads``: groups of about :data:`GROUP_CHARS` characters
+    on every core (zlib and numpy release the GIL); off in worker processes, which already
+    use one core each."""
+    cores = os.cpu_count() or 1
+    if not threads or cores == 1 or sum(len(c.text) for c in chunks) < 2 * GROUP_CHARS:
+        return _encode(chunks)
+    groups: list[list[Chunk]] = [[]]
+    size = 0
+    for c in chunks:
+        if size >= GROUP_CHARS:
+            groups.append([])
+            size = 0
+        groups[-1].append(c)
+        size += len(c.text)
+    with ThreadPoolExecutor(min(cores, len(groups))) as pool:
+        return concat(list(pool.map(_encode, groups)))
+
+
+def _encode(chunks: Sequence[Chunk]) -> PassageBatch:
+    spans = np.array(
+        [(c.line_start, c.line_end, c.byte_start, c.byte_end) for c in chunks], np.int64
+    ).reshape(-1, 4)
+    bodies = [zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1) for c in chunks]
+    local = np.arange(len(chunks), dtype=np.uint32)
+    keys = passage_postings([index_bytes(c.text) for c in chunks], local, threads=False)
+    return PassageBatch(spans, bodies, keys)
+
+
+def concat(batches: Sequence[PassageBatch]) -> PassageBatch:
+    """One batch of ``batches`` in order (passages renumbered after those before)."""
+    if len(batches) == 1:
+        return batches[0]
+    keys = np.empty(sum(len(b.keys) for b in batches), np.uint64)
+    at = first = 0
+    for b in batches:  # renumber in place: no temporary copy of the keys
+        np.add(b.keys, np.uint64(first), out=keys[at : at + len(b.keys)])
+        at, first = at + len(b.keys), first + len(b)
+    keys.sort(kind="stable")  # sorted runs: a linear merge
+    spans = np.concatenate([b.spans for b in batches]) if batches else np.zeros((0, 4), np.int64)
+    return PassageBatch(spans, [body for b in batches for body in b.bodies], keys)
