@@ -11,7 +11,9 @@ dropped for good by :meth:`TrigramIndex.compact`.
 
 Records (namespace ``mem.tri``, keys prefixed by the 4-byte scope id):
 ``T`` the scope table (JSON), ``X`` tombstones (uint32), ``D`` + segment the dictionary,
-``P`` + segment + page the posting pages.
+``P`` + segment + page the posting pages. Segment ids never repeat within a scope, even
+after the scope is dropped: the key of scope 0 + ``G`` (scope ids start at 1) holds the next
+id a dropped scope would have used, so caches keyed by segment id never serve stale data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engram_sdk.memory.list_cache import ListCache, ListKey
 from engram_sdk.memory.postings import Postings, decode_all, decode_lists, encode_keys
 from engram_sdk.memory.trigrams import passage_postings, sorted_unique
 from engram_sdk.stores import Store
@@ -89,18 +92,24 @@ def _page_key(sid: int, seg: int, page: int) -> bytes:
     return _scope(sid) + b"P" + seg.to_bytes(4, "big") + page.to_bytes(4, "big")
 
 
+_NEXT_AFTER_DROP = _scope(0) + b"G"
+
+
 class TrigramIndex:
     """Postings of every scope in one store.
 
-    Segment dictionaries are cached (segments never change); the scope table is reread at
-    the start of every operation (:meth:`refresh`).
+    Segment dictionaries and recently decoded posting lists are cached (segments never
+    change; ``cache_bytes`` bounds the lists); the scope table is reread at the start of
+    every operation (:meth:`refresh`).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, cache_bytes: int | None = None) -> None:
         self.store = store
         self._tables: dict[int, ScopeTable] = {}
         self._dead: dict[int, np.ndarray] = {}
         self._dicts: dict[tuple[int, int], Dictionary] = {}
+        self._live: dict[int, frozenset[int]] = {}
+        self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
     # ---- scope state ------------------------------------------------------------------------
     def refresh(self, sid: int) -> None:
@@ -108,13 +117,19 @@ class TrigramIndex:
         or a rolled-back transaction of this one); every operation starts with it and then
         works on that one view. Cached dictionaries of segments no longer listed are dropped,
         so a segment id reused after a rollback is never served stale."""
-        raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        keys = [_scope(sid) + b"T", _scope(sid) + b"X", _NEXT_AFTER_DROP]
+        raw, dead, floor = self.store.get_many(NS, keys)
         table = ScopeTable.from_json(raw) if raw else ScopeTable()
+        if raw is None and floor is not None:
+            table.next_segment = int.from_bytes(floor, "little")
         self._tables[sid] = table
         self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
-        live = {s.seg for s in table.segments}
-        for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
-            del self._dicts[key]
+        live = frozenset(s.seg for s in table.segments)
+        if self._live.get(sid) != live:
+            for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
+                del self._dicts[key]
+            self.lists.drop(sid, keep=live)
+            self._live[sid] = live
 
     def table(self, sid: int) -> ScopeTable:
         """The scope's segment table as of the last :meth:`refresh`."""
@@ -179,13 +194,19 @@ class TrigramIndex:
             self._save(sid, table)
 
     def drop_scope(self, sid: int) -> None:
-        """Delete every record of a scope."""
+        """Delete every record of a scope (segment ids keep counting up: see the module)."""
         with self.store.transaction():
+            self.refresh(sid)
+            floor = self.store.get(NS, _NEXT_AFTER_DROP)
+            after = max(self.table(sid).next_segment, int.from_bytes(floor or b"", "little"))
             keys = [k for k, _ in self.store.scan(NS, _scope(sid))]
             self.store.delete_many(NS, keys)
+            self.store.put(NS, _NEXT_AFTER_DROP, after.to_bytes(8, "little"))
         self._tables.pop(sid, None)
         self._dead.pop(sid, None)
+        self._live.pop(sid, None)
         self._dicts = {k: v for k, v in self._dicts.items() if k[0] != sid}
+        self.lists.drop(sid)
 
     def _write_segment(self, sid: int, table: ScopeTable, keys: np.ndarray) -> None:
         p = encode_keys(keys)
@@ -253,22 +274,27 @@ class TrigramIndex:
         wanted: Sequence[tuple[int, np.ndarray]],
         *,
         prefix_bytes: int | None = None,
+        limits: Sequence[np.ndarray] | None = None,
     ) -> list[tuple[list[np.ndarray], list[bool]]]:
         """Passage ids of dictionary entries: ``wanted`` holds (segment, entry indices) pairs;
         returns, per pair, one sorted id array per entry and whether each was cut. All pages
-        are read in one ``get_many`` and all lists decoded in one pass.
+        are read at once (through the page cache) and all lists decoded in one pass.
 
-        With ``prefix_bytes``, longer lists are cut to their first complete ids: a cut list
-        is exact up to its last id.
+        With ``prefix_bytes`` (or ``limits``: per pair, bytes per entry), longer lists are cut
+        to their first complete ids: a cut list is exact up to its last id. A limit should be
+        at least 5 bytes (one varint), or a cut list may hold no id.
         """
         spans, keys = [], []
-        for seg, entries in wanted:
+        for n, (seg, entries) in enumerate(wanted):
             d = self.dictionary(sid, seg)
-            for lo, hi in zip(d.starts[entries].tolist(), d.ends[entries].tolist(), strict=True):
-                cut = prefix_bytes is not None and hi - lo > prefix_bytes
-                hi = lo + prefix_bytes if cut else hi  # type: ignore[operator]
+            los, his = d.starts[entries], d.ends[entries]
+            if limits is not None or prefix_bytes is not None:
+                cap = limits[n] if limits is not None else prefix_bytes
+                his = np.minimum(his, los + np.asarray(cap, np.int64))
+            full = d.ends[entries]
+            for lo, hi, end in zip(los.tolist(), his.tolist(), full.tolist(), strict=True):
                 first, last = lo // PAGE, (hi - 1) // PAGE
-                spans.append((seg, lo, hi, first, last, cut))
+                spans.append((seg, lo, hi, first, last, hi < end))
                 keys += [_page_key(sid, seg, i) for i in range(first, last + 1)]
         unique_keys = list(dict.fromkeys(keys))
         pages = dict(zip(unique_keys, self.store.get_many(NS, unique_keys), strict=True))
@@ -278,20 +304,51 @@ class TrigramIndex:
             if last > first:
                 raw = b"".join(pages[_page_key(sid, seg, i)] or b"" for i in range(first, last + 1))
             blob = np.frombuffer(raw, np.uint8)[lo - first * PAGE : hi - first * PAGE]
-            ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint
-            blob = blob[: ends[-1] + 1] if len(ends) else blob[:0]
+            if cut:
+                ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint
+                blob = blob[: ends[-1] + 1] if len(ends) else blob[:0]
+                counts.append(len(ends))
+            else:
+                counts.append(-1)  # the dictionary's df, filled in below
             blobs.append(blob)
-            counts.append(len(ends))
             cuts.append(cut)
-        count_arr = np.array(counts, np.int64)
-        joined = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
-        ids = decode_lists(joined, count_arr).astype(np.uint32)
-        flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) else []
+        count_arr = self._counts(sid, wanted, counts)
+        joined = np.concatenate(blobs) if len(blobs) > 1 else blobs[0] if blobs else blobs
+        ids = decode_lists(np.asarray(joined, np.uint8), count_arr).astype(np.uint32)
+        flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) > 1 else [ids] * len(counts)
         out, at = [], 0
         for _seg, entries in wanted:
             out.append((flat[at : at + len(entries)], cuts[at : at + len(entries)]))
             at += len(entries)
         return out
+
+    def _counts(
+        self, sid: int, wanted: Sequence[tuple[int, np.ndarray]], counts: list[int]
+    ) -> np.ndarray:
+        """Ids per read list: those counted in a cut prefix, else the entry's df."""
+        dfs = [self.dictionary(sid, seg).df[entries] for seg, entries in wanted]
+        out = np.concatenate(dfs).astype(np.int64) if dfs else np.zeros(0, np.int64)
+        counted = np.array(counts, np.int64)
+        return np.where(counted >= 0, counted, out)
+
+    def decoded(self, sid: int, seg: int, entries: np.ndarray) -> list[np.ndarray]:
+        """Whole lists of dictionary ``entries`` of a segment (read-only arrays), through the
+        list cache."""
+        keys = [(sid, seg, e) for e in entries.tolist()]
+        return self.lists.get_many(keys, self._read_whole)
+
+    def _read_whole(self, keys: list[ListKey]) -> list[np.ndarray]:
+        by_seg: dict[int, list[int]] = {}
+        for _sid, seg, entry in keys:
+            by_seg.setdefault(seg, []).append(entry)
+        sid = keys[0][0]
+        wanted = [(seg, np.array(e, np.int64)) for seg, e in by_seg.items()]
+        found = {
+            (sid, seg, e): ids.copy()  # not a view: the cache counts what it holds
+            for (seg, entries), (lists, _) in zip(wanted, self.read_lists(sid, wanted), strict=True)
+            for e, ids in zip(entries.tolist(), lists, strict=True)
+        }
+        return [found[k] for k in keys]
 
 
 def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

@@ -39,11 +39,8 @@ if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
-PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
-TOP_K_LISTS = 5  # top-k: the rarest lists read per segment (verification does the rest)
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
 PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
-PARTIAL_PREFIX_BYTES = 4096  # partial words: bytes read from each list
 _WORDS = word_pattern()
 
 
@@ -84,28 +81,25 @@ def search(
     return hits if k is None else hits[:k]
 
 
-def _phrase_candidates(
-    mem: Memory, sid: int, query: str, k: int | None, *, sample: bool
-) -> tuple[np.ndarray, bool]:
-    """Candidate ids, and whether they hold every match. With ``sample`` (top-k), a cheap
-    first try: exact among the lowest ids of each segment, or the largest lists of a short
-    query; the caller falls back to the complete set if it yields fewer than k hits."""
+def _phrase_passages(
+    mem: Memory, sid: int, query: str, k: int | None
+) -> tuple[Iterator[Loaded], bool, int]:
+    """Candidate passages in the order they are verified, whether they hold every match
+    (else the caller retries with every candidate when fewer than ``k`` verify), and how
+    many candidates there are (or a bound). Top-k reads them window by window
+    (:func:`candidates.windows`): complete, and it stops reading when verification stops."""
     folded, tris = query_trigrams(query)
     if len(tris):
-        if sample:
-            ids, complete = candidates.all_of_prefix(
-                mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=TOP_K_LISTS
-            )
-            if len(ids) > 4 * (k or 0) + 16 and len(tris) > TOP_K_LISTS:  # read more lists
-                ids, complete = candidates.all_of_prefix(
-                    mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=3 * TOP_K_LISTS
-                )
-            return ids, complete
-        enough = None if k is None else 4 * k + EXTRA_CHECKS
-        return candidates.all_of(mem.index, sid, tris, enough=enough), True
+        if k is not None:
+            stream = candidates.windows(mem.index, sid, tris)
+            passages = (p for ids in stream for p in batches(mem.store, sid, ids))
+            return passages, True, candidates.document_frequency(mem.index, sid, tris)
+        ids = candidates.all_of(mem.index, sid, tris)
+        return batches(mem.store, sid, ids), True, len(ids)
     lo, hi = prefix_range(folded)
-    enough = 4 * k + EXTRA_CHECKS if sample and k is not None else None
-    return candidates.any_starting(mem.index, sid, lo, hi, enough=enough), enough is None
+    enough = 4 * k + EXTRA_CHECKS if k is not None else None
+    ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
+    return batches(mem.store, sid, ids), enough is None, len(ids)
 
 
 def _phrase_hits(
@@ -117,34 +111,33 @@ def _phrase_hits(
     filters: Filters,
     dfs: dict[str, int],
 ) -> list[Hit]:
-    ids, complete = _phrase_candidates(mem, sid, query, k, sample=k is not None)
-    score = 3 * _weight(mem, sid, query, len(ids), dfs)
+    passages, complete, count = _phrase_passages(mem, sid, query, k)
+    score = 3 * _weight(mem, sid, query, count, dfs)
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
-    hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
+    hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     if not complete and k is not None and len(hits) < k:  # the sample was not enough
-        ids, _ = _phrase_candidates(mem, sid, query, k, sample=False)
-        hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
+        passages, _, _ = _phrase_passages(mem, sid, query, None)
+        hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     return hits
 
 
 def _verify(
     mem: Memory,
     sid: int,
-    ids: np.ndarray,
     k: int | None,
     exact_case: bool,
     filters: Filters,
     folded_at: Locator,
     exact_at: Locator,
     score: float,
-    passages: Iterable[Loaded] | None = None,
+    passages: Iterable[Loaded],
 ) -> list[Hit]:
     """Hits among candidates; with ``k``, stops at ``k`` exact-case hits, or a little past
     ``k`` folded ones."""
     hits: list[Hit] = []
     exact_hits = checked_after = 0
-    for p in passages if passages is not None else batches(mem.store, sid, ids):
+    for p in passages:
         if k is not None and (exact_hits >= k or (len(hits) >= k and checked_after > EXTRA_CHECKS)):
             break
         checked_after += len(hits) >= (k or 0)
@@ -193,15 +186,9 @@ def _partial_hits(
     if len(words) < 2:
         return []
     n = max(mem.index.table(sid).passages, 1)
-    per_word = {  # list prefixes: partial matches rank, they need not be complete
-        w: candidates.all_of_prefix(
-            mem.index,
-            sid,
-            query_trigrams(w)[1],
-            prefix_bytes=PARTIAL_PREFIX_BYTES,
-            lists=TOP_K_LISTS,
-        )[0]
-        for w in words
+    want = PARTIAL_FACTOR * need + len(seen)
+    per_word = {  # first windows: partial matches rank, they need not be complete
+        w: candidates.first_candidates(mem.index, sid, query_trigrams(w)[1], want) for w in words
     }
     idf = {w: math.log(1 + n / (1 + _word_df(mem, sid, w, dfs))) for w in words}
     pids = np.concatenate(list(per_word.values()))
@@ -247,9 +234,8 @@ def _regex_hits(
     locate = regex_locator(matcher)
     req = requirement(pattern)
     ids = _requirement_ids(mem, sid, req)
-    passages: Iterator[Loaded] | None = scan(mem.store, sid) if ids is None else None
-    ids = np.zeros(0, np.uint32) if ids is None else ids
-    return _verify(mem, sid, ids, k, True, filters, locate, locate, 1.0, passages)
+    passages = scan(mem.store, sid) if ids is None else batches(mem.store, sid, ids)
+    return _verify(mem, sid, k, True, filters, locate, locate, 1.0, passages)
 
 
 def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:

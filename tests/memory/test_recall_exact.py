@@ -12,12 +12,12 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engram_sdk.memory import Memory
-from engram_sdk.memory import search as search_module
+from engram_sdk.memory import Memory, candidates
 from engram_sdk.memory.fold import fold
 from engram_sdk.memory.verify import scan
 from engram_sdk.tokenizer import get_tokenizer
@@ -127,11 +127,11 @@ def test_recall_against_ripgrep(mem, corpus, query):
         assert expected <= {h.source for h in hits if h.phrase_match}
 
 
-@pytest.mark.parametrize("prefix_bytes", [1, 8, 64, 4096])
-def test_top_k_holds_only_true_matches_and_fills_k(mem, passages, prefix_bytes, monkeypatch):
-    """Top-k reads list prefixes first (cut to ``prefix_bytes``); whatever the cut, the hits
-    are true matches and there are k of them whenever k exist."""
-    monkeypatch.setattr(search_module, "PREFIX_BYTES", prefix_bytes)
+@pytest.mark.parametrize("window", [1, 2, 64])
+def test_top_k_holds_only_true_matches_and_fills_k(mem, passages, window, monkeypatch):
+    """Top-k reads candidates window by window (the first of ``window`` ids); whatever the
+    size, the hits are true matches and there are k of them whenever k exist."""
+    monkeypatch.setattr(candidates, "WINDOW_IDS", window)
     for query in ["self", " AttributeError", "e", "return", "def ", "encoder", "x=", "value"]:
         truth = oracle(passages, query)
         hits = mem.search(query, k=10)
@@ -188,21 +188,26 @@ def test_token_boundary_substrings_are_found(mem, passages, corpus, data):
     assert path in {h.source for h in mem.search(query, k="all")}
 
 
-@pytest.mark.parametrize("prefix_bytes", [1, 8, 64])
-def test_prefix_candidates_hold_every_match_when_they_say_so(mem, passages, prefix_bytes):
-    """all_of_prefix: complete=True means a superset of the matches; else a superset of the
-    matches up to where the rarest list was cut."""
-    from engram_sdk.memory.candidates import all_of_prefix
-    from engram_sdk.memory.trigrams import query_trigrams
+@pytest.mark.parametrize("window", [1, 3, 64])
+def test_windows_together_hold_every_match_and_only_trigram_holders(mem, passages, window):
+    """candidates.windows: disjoint sorted windows whose union holds every match (oracle: a
+    scan of the stored texts) and only passages holding every trigram (oracle: the
+    trigram sets of the folded texts)."""
+    from engram_sdk.memory.fold import fold_fast
+    from engram_sdk.memory.trigrams import query_trigrams, trigram_ids
 
     sid = mem.scope_id("default")
-    for query in ["self", "encoder", "AttributeError", "def decode(self, s", "return self"]:
-        ids, complete = all_of_prefix(
-            mem.index, sid, query_trigrams(query)[1], prefix_bytes=prefix_bytes
+    tri_sets = {
+        p.pid: set(
+            trigram_ids(fold_fast(p.text).encode("utf-8", "surrogatepass") + b"\0\0").tolist()
         )
-        truth = oracle(passages, query)
-        got = set(ids.tolist())
-        if complete:
-            assert truth <= got
-        else:
-            assert {p for p in truth if p <= max(got, default=-1)} <= got
+        for p in passages
+    }
+    for query in ["self", "encoder", "AttributeError", "def decode(self, s", "return self"]:
+        tris = query_trigrams(query)[1]
+        parts = list(candidates.windows(mem.index, sid, tris, first=window))
+        got = [i for part in parts for i in part.tolist()]
+        assert len(got) == len(set(got))
+        assert all((np.diff(part.astype(np.int64)) > 0).all() for part in parts)
+        assert oracle(passages, query) <= set(got)
+        assert all(set(tris.tolist()) <= tri_sets[i] for i in got)
