@@ -25,7 +25,7 @@ def all_of(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> np.ndarray:
     filtered by each of the others, rarest first (lists from the index's list cache)."""
     found = []
     for s in index.table(sid).segments:
-        entries = _rarest_entries(index.dictionary(sid, s.seg), trigrams, every=True)
+        entries = index.entries(sid, s.seg, trigrams)
         if entries is None:
             continue
         ids, *others = index.decoded(sid, s.seg, entries)
@@ -50,10 +50,10 @@ def windows(
     in that range of ids. Lists come whole from the index's list cache.
     """
     for s in index.table(sid).segments:
-        d = index.dictionary(sid, s.seg)
-        entries = _rarest_entries(d, trigrams)
+        entries = index.entries(sid, s.seg, trigrams)
         if entries is None:
             continue
+        entries = _window_lists(index.dictionary(sid, s.seg), entries)
         rarest, *others = index.decoded(sid, s.seg, entries)
         start, size = 0, first or WINDOW_IDS
         while start < len(rarest):
@@ -79,19 +79,10 @@ def first_candidates(index: TrigramIndex, sid: int, trigrams: np.ndarray, want: 
     return np.concatenate(found) if found else np.zeros(0, np.uint32)
 
 
-def _rarest_entries(d: Dictionary, trigrams: np.ndarray, every: bool = False) -> np.ndarray | None:
-    """Dictionary entries of the trigrams' lists, rarest first (``every``: all of them, else
-    those a window reads); None if some trigram is absent."""
-    if not len(d.trigrams) or not len(trigrams):
-        return None
-    at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
-    if not (d.trigrams[at] == trigrams).all():
-        return None
-    order = at[np.argsort(d.df[at], kind="stable")]
-    if every:
-        return order
-    dfs = d.df[order]
-    return order[dfs <= WINDOW_DF_RATIO * int(dfs[0])][:WINDOW_LISTS]
+def _window_lists(d: Dictionary, entries: np.ndarray) -> np.ndarray:
+    """The entries (rarest first) a window reads: the rarest and those not much commoner."""
+    dfs = d.df[entries]
+    return entries[dfs <= WINDOW_DF_RATIO * int(dfs[0])][:WINDOW_LISTS]
 
 
 def any_starting(
@@ -123,12 +114,9 @@ def document_frequency(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> i
     segments (0 if some trigram is nowhere)."""
     total = 0
     for s in index.table(sid).segments:
-        d = index.dictionary(sid, s.seg)
-        if not len(d.trigrams):
-            continue
-        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
-        if (d.trigrams[at] == trigrams).all():
-            total += int(d.df[at].min()) if len(at) else 0
+        entries = index.entries(sid, s.seg, trigrams)
+        if entries is not None:
+            total += int(index.dictionary(sid, s.seg).df[entries[0]])
     return total
 
 

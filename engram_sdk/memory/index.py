@@ -33,6 +33,7 @@ NS = "mem.tri"
 PAGE = 1 << 15
 INDEX_FORMAT = 1
 MERGE_RATIO = 2
+LOOKUPS = 8192  # remembered dictionary lookups (see TrigramIndex.entries)
 COMPACT_AT = 4096  # tombstones that trigger a compaction (or a quarter of the passages)
 
 
@@ -109,6 +110,9 @@ class TrigramIndex:
         self._dead: dict[int, np.ndarray] = {}
         self._dicts: dict[tuple[int, int], Dictionary] = {}
         self._live: dict[int, frozenset[int]] = {}
+        self._raw: dict[int, tuple[bytes | None, bytes | None]] = {}
+        self._no_dead_record: dict[int, bool] = {}
+        self._lookups: dict[tuple[int, int, bytes], np.ndarray | None] = {}
         self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
     # ---- scope state ------------------------------------------------------------------------
@@ -117,19 +121,31 @@ class TrigramIndex:
         or a rolled-back transaction of this one); every operation starts with it and then
         works on that one view. Cached dictionaries of segments no longer listed are dropped,
         so a segment id reused after a rollback is never served stale."""
-        keys = [_scope(sid) + b"T", _scope(sid) + b"X", _NEXT_AFTER_DROP]
-        raw, dead, floor = self.store.get_many(NS, keys)
+        raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        if self._raw.get(sid) == (raw, dead) and raw is not None:
+            return  # nothing committed since the last refresh (the common case of a search)
         table = ScopeTable.from_json(raw) if raw else ScopeTable()
-        if raw is None and floor is not None:
-            table.next_segment = int.from_bytes(floor, "little")
+        if raw is None:  # a new (or dropped) scope: its segment ids start after any old one
+            floor = self.store.get(NS, _NEXT_AFTER_DROP)
+            table.next_segment = int.from_bytes(floor or (1).to_bytes(8, "little"), "little")
         self._tables[sid] = table
         self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
+        self._raw[sid] = (raw, dead)
+        self._no_dead_record[sid] = dead is None
         live = frozenset(s.seg for s in table.segments)
         if self._live.get(sid) != live:
             for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
                 del self._dicts[key]
+            self._lookups.clear()
             self.lists.drop(sid, keep=live)
             self._live[sid] = live
+
+    def _table_to_change(self, sid: int) -> ScopeTable:
+        """The scope's table, fresh, for a write that changes it in place: the next refresh
+        rereads it whatever happens to the write."""
+        self.refresh(sid)
+        self._raw.pop(sid, None)
+        return self.table(sid)
 
     def table(self, sid: int) -> ScopeTable:
         """The scope's segment table as of the last :meth:`refresh`."""
@@ -148,10 +164,18 @@ class TrigramIndex:
 
     def _save(self, sid: int, table: ScopeTable) -> None:
         self._tables[sid] = table
+        self._raw.pop(sid, None)
         self.store.put(NS, _scope(sid) + b"T", table.to_json())
+        if self._no_dead_record.get(sid, True):
+            # an empty tombstone record: a missing key costs every lookup a check of its
+            # neighbours in an LMDB store
+            self.store.put(NS, _scope(sid) + b"X", self._dead[sid].astype("<u4").tobytes())
+            self._no_dead_record[sid] = False
 
     def _save_dead(self, sid: int, dead: np.ndarray) -> None:
         self._dead[sid] = dead
+        self._raw.pop(sid, None)
+        self._no_dead_record[sid] = False
         self.store.put(NS, _scope(sid) + b"X", dead.astype("<u4").tobytes())
 
     # ---- writing ----------------------------------------------------------------------------
@@ -160,8 +184,7 @@ class TrigramIndex:
         (:func:`engram_sdk.memory.fold.index_bytes`); one segment, then merges."""
         keys = passage_postings(folded, np.asarray(pids, np.uint32))
         with self.store.transaction():
-            self.refresh(sid)
-            table = self.table(sid)
+            table = self._table_to_change(sid)
             table.passages += len(pids)
             if len(keys):
                 self._write_segment(sid, table, keys)
@@ -174,8 +197,7 @@ class TrigramIndex:
         if not len(pids):
             return
         with self.store.transaction():
-            self.refresh(sid)
-            table = self.table(sid)
+            table = self._table_to_change(sid)
             table.passages = max(0, table.passages - len(pids))
             dead = sorted_unique(np.concatenate([self.tombstones(sid), pids]))
             self._save_dead(sid, dead)
@@ -186,8 +208,7 @@ class TrigramIndex:
     def compact(self, sid: int) -> None:
         """Merge every segment into one, without the postings of tombstoned passages."""
         with self.store.transaction():
-            self.refresh(sid)
-            table = self.table(sid)
+            table = self._table_to_change(sid)
             if len(table.segments) > 1 or len(self.tombstones(sid)):
                 self._merge(sid, table, len(table.segments), drop=self.tombstones(sid))
                 self._save_dead(sid, np.zeros(0, np.uint32))
@@ -205,7 +226,10 @@ class TrigramIndex:
         self._tables.pop(sid, None)
         self._dead.pop(sid, None)
         self._live.pop(sid, None)
+        self._raw.pop(sid, None)
+        self._no_dead_record.pop(sid, None)
         self._dicts = {k: v for k, v in self._dicts.items() if k[0] != sid}
+        self._lookups.clear()
         self.lists.drop(sid)
 
     def _write_segment(self, sid: int, table: ScopeTable, keys: np.ndarray) -> None:
@@ -267,6 +291,24 @@ class TrigramIndex:
             d = Dictionary(tri, df, np.concatenate([[0], ends[:-1]]).astype(np.int64), ends)
             self._dicts[(sid, seg)] = d
         return d
+
+    def entries(self, sid: int, seg: int, trigrams: np.ndarray) -> np.ndarray | None:
+        """Dictionary entries of ``trigrams`` in a segment, rarest first (ties: by trigram);
+        None if some trigram is absent. Remembered per query (segments never change)."""
+        key = (sid, seg, trigrams.tobytes())
+        if key in self._lookups:
+            return self._lookups[key]
+        d = self.dictionary(sid, seg)
+        found = None
+        if len(d.trigrams) and len(trigrams):
+            at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
+            if (d.trigrams[at] == trigrams).all():
+                found = at[np.argsort(d.df[at], kind="stable")]
+                found.flags.writeable = False
+        if len(self._lookups) >= LOOKUPS:
+            self._lookups.clear()
+        self._lookups[key] = found
+        return found
 
     def read_lists(
         self,
