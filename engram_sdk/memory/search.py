@@ -95,11 +95,11 @@ def _phrase_passages(
             passages = (p for ids in stream for p in batches(mem.store, sid, ids))
             return passages, True, candidates.document_frequency(mem.index, sid, tris)
         ids = candidates.all_of(mem.index, sid, tris)
-        return batches(mem.store, sid, ids), True, len(ids)
+        return batches(mem.store, sid, ids, every=True), True, len(ids)
     lo, hi = prefix_range(folded)
     enough = 4 * k + EXTRA_CHECKS if k is not None else None
     ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
-    return batches(mem.store, sid, ids), enough is None, len(ids)
+    return batches(mem.store, sid, ids, every=k is None), enough is None, len(ids)
 
 
 def _phrase_hits(
@@ -135,6 +135,8 @@ def _verify(
 ) -> list[Hit]:
     """Hits among candidates; with ``k``, stops at ``k`` exact-case hits, or a little past
     ``k`` folded ones."""
+    if k is None:
+        return _verify_every(exact_case, filters, folded_at, exact_at, score, passages)
     hits: list[Hit] = []
     exact_hits = checked_after = 0
     for p in passages:
@@ -149,6 +151,30 @@ def _verify(
             continue
         exact_hits += exact
         hits.append(make_hit(p, at, score + (0.25 * score if exact else 0.0), True))
+    return hits
+
+
+def _verify_every(
+    exact_case: bool,
+    filters: Filters,
+    folded_at: Locator,
+    exact_at: Locator,
+    score: float,
+    passages: Iterable[Loaded],
+) -> list[Hit]:
+    """:func:`_verify` for ``k="all"``: every candidate checked, nothing to stop at."""
+    hits: list[Hit] = []
+    exact_score, folded_score = score + 0.25 * score, score
+    filtered = filters.active
+    for p in passages:
+        if filtered and not filters.allows(p):
+            continue
+        text = p.text
+        at = exact_at(text)
+        if at >= 0:
+            hits.append(make_hit(p, at, exact_score, True))
+        elif not exact_case and (at := folded_at(text)) >= 0:
+            hits.append(make_hit(p, at, folded_score, True))
     return hits
 
 
@@ -234,7 +260,8 @@ def _regex_hits(
     locate = regex_locator(matcher)
     req = requirement(pattern)
     ids = _requirement_ids(mem, sid, req)
-    passages = scan(mem.store, sid) if ids is None else batches(mem.store, sid, ids)
+    every = k is None
+    passages = scan(mem.store, sid) if ids is None else batches(mem.store, sid, ids, every=every)
     return _verify(mem, sid, k, True, filters, locate, locate, 1.0, passages)
 
 

@@ -24,6 +24,7 @@ from engram_sdk.stores import Store
 PASSAGES = "mem.passage"
 FIRST_BATCH = 16  # enough for most top-10 searches
 BATCH = 64
+BULK_BATCH = 1024  # k="all": one store read per this many candidates
 _HIT_FIELDS = set(Hit.model_fields)
 _decode_json = json.JSONDecoder().decode
 _ASCII_SPACE_RUN = r"[\t-\r\x1c- ]+"  # the ASCII characters str ``\s`` matches
@@ -89,13 +90,14 @@ def scan(store: Store, sid: int) -> Iterator[Loaded]:
         yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
 
 
-def batches(store: Store, sid: int, pids: np.ndarray) -> Iterator[Loaded]:
-    """:func:`load` in batches, so a caller that stops early reads little."""
+def batches(store: Store, sid: int, pids: np.ndarray, *, every: bool = False) -> Iterator[Loaded]:
+    """:func:`load` in batches, so a caller that stops early reads little (``every``: the
+    caller reads them all, in batches of :data:`BULK_BATCH`)."""
     ids = pids.tolist()
-    start, size = 0, FIRST_BATCH
+    start, size = 0, BULK_BATCH if every else FIRST_BATCH
     while start < len(ids):
         yield from load(store, sid, ids[start : start + size])
-        start, size = start + size, BATCH
+        start, size = start + size, BULK_BATCH if every else BATCH
 
 
 Locator = Callable[[str], int]
