@@ -46,8 +46,8 @@ def windows(
 
     A window of a segment takes the next ``first`` ids of its rarest list (then
     :data:`WINDOW_GROWTH` times more each time) and keeps those that the next rarest lists
-    (up to :data:`WINDOW_LISTS`, at most :data:`WINDOW_DF_RATIO` times as common) also hold
-    in that range of ids. Lists come whole from the index's list cache.
+    (up to :data:`WINDOW_LISTS`, at most :data:`WINDOW_DF_RATIO` times as common) also hold.
+    Lists come whole from the index's list cache.
     """
     for s in index.table(sid).segments:
         entries = index.entries(sid, s.seg, trigrams)
@@ -58,10 +58,8 @@ def windows(
         start, size = 0, first or WINDOW_IDS
         while start < len(rarest):
             ids = rarest[start : start + size]
-            bounds = np.array([ids[0], ids[-1] + 1], ids.dtype)
             for other in others:
-                lo, hi = np.searchsorted(other, bounds).tolist()
-                ids = ids[member(ids, other[lo:hi])]
+                ids = ids[member(ids, other)]
                 if not len(ids):
                     break
             yield _live(index, sid, [ids])
@@ -121,8 +119,9 @@ def document_frequency(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> i
 
 
 def _live(index: TrigramIndex, sid: int, found: list[np.ndarray]) -> np.ndarray:
-    ids = np.concatenate(found) if found else np.zeros(0, np.uint32)
-    if len(found) > 1:
-        ids = np.sort(ids)
+    if len(found) == 1:
+        ids = found[0]
+    else:
+        ids = np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint32)
     dead = index.tombstones(sid)
     return ids[~member(ids, dead)] if len(dead) else ids
