@@ -112,6 +112,7 @@ class TrigramIndex:
         self._live: dict[int, frozenset[int]] = {}
         self._raw: dict[int, tuple[bytes | None, bytes | None]] = {}
         self._no_dead_record: dict[int, bool] = {}
+        self._generation: dict[int, int] = {}
         self._lookups: dict[tuple[int, int, bytes], np.ndarray | None] = {}
         self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
@@ -131,6 +132,7 @@ class TrigramIndex:
         self._tables[sid] = table
         self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
         self._raw[sid] = (raw, dead)
+        self._generation[sid] = self._generation.get(sid, 0) + 1
         self._no_dead_record[sid] = dead is None
         live = frozenset(s.seg for s in table.segments)
         if self._live.get(sid) != live:
@@ -146,6 +148,12 @@ class TrigramIndex:
         self.refresh(sid)
         self._raw.pop(sid, None)
         return self.table(sid)
+
+    def generation(self, sid: int) -> int:
+        """A number that changes whenever :meth:`refresh` finds the scope changed: what is
+        derived from a scope's passages (their sources) is valid while it stays the same."""
+        self.table(sid)
+        return self._generation[sid]
 
     def table(self, sid: int) -> ScopeTable:
         """The scope's segment table as of the last :meth:`refresh`."""

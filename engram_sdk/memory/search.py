@@ -22,6 +22,7 @@ from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
 from engram_sdk.memory.regex import compile_pattern, requirement
+from engram_sdk.memory.source_map import first_per_source, verify_per_source
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
@@ -55,6 +56,7 @@ def search(
     path_glob: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     regex: bool = False,
+    one_per_source: bool = False,
 ) -> list[Hit]:
     """See :meth:`Memory.search`; ``k=None`` returns every match."""
     if not isinstance(query, str) or not query.strip():
@@ -68,7 +70,9 @@ def search(
     if sid is None:
         return []
     mem.index.refresh(sid)
-    if regex:
+    if k is None and one_per_source:
+        hits = _every_source(mem, sid, query, exact_case, filters, regex)
+    elif regex:
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
@@ -77,6 +81,8 @@ def search(
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
             hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+    if one_per_source and k is not None:
+        hits = first_per_source(hits)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
     return hits if k is None else hits[:k]
 
@@ -89,17 +95,50 @@ def _phrase_passages(
     many candidates there are (or a bound). Top-k reads them window by window
     (:func:`candidates.windows`): complete, and it stops reading when verification stops."""
     folded, tris = query_trigrams(query)
-    if len(tris):
-        if k is not None:
-            stream = candidates.windows(mem.index, sid, tris)
-            passages = (p for ids in stream for p in batches(mem.store, sid, ids))
-            return passages, True, candidates.document_frequency(mem.index, sid, tris)
-        ids = candidates.all_of(mem.index, sid, tris)
+    if k is None:
+        ids = _phrase_ids(mem, sid, query)
         return batches(mem.store, sid, ids, every=True), True, len(ids)
+    if len(tris):
+        stream = candidates.windows(mem.index, sid, tris)
+        passages = (p for ids in stream for p in batches(mem.store, sid, ids))
+        return passages, True, candidates.document_frequency(mem.index, sid, tris)
     lo, hi = prefix_range(folded)
     enough = 4 * k + EXTRA_CHECKS if k is not None else None
     ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
     return batches(mem.store, sid, ids, every=k is None), enough is None, len(ids)
+
+
+def _every_source(
+    mem: Memory, sid: int, query: str, exact_case: bool, filters: Filters, regex: bool
+) -> list[Hit]:
+    """``k="all"``, one hit per source: the first matching passage of every source."""
+    if regex:
+        locate = regex_locator(compile_pattern(query, exact_case=exact_case))
+        folded_at = exact_at = locate
+        ids = _requirement_ids(mem, sid, requirement(query))
+        if ids is None:  # nothing to look up: every passage is a candidate
+            passages = scan(mem.store, sid)
+            return first_per_source(_verify_every(True, filters, locate, locate, 1.0, passages))
+        score, exact_case = 1.0, True
+    else:
+        ids = _phrase_ids(mem, sid, query)
+        score = 3 * _weight(mem, sid, query, len(ids), {})
+        folded_at = substring_locator(query, exact_case=False)
+        exact_at = substring_locator(query, exact_case=True)
+
+    def check(p: Loaded) -> Hit | None:
+        hit = _verify_every(exact_case, filters, folded_at, exact_at, score, [p])
+        return hit[0] if hit else None
+
+    return verify_per_source(mem.store, mem.index, sid, ids, check)
+
+
+def _phrase_ids(mem: Memory, sid: int, query: str) -> np.ndarray:
+    """Every candidate of a substring query (sorted ids): a superset of its matches."""
+    folded, tris = query_trigrams(query)
+    if len(tris):
+        return candidates.all_of(mem.index, sid, tris)
+    return candidates.any_starting(mem.index, sid, *prefix_range(folded))
 
 
 def _phrase_hits(

@@ -211,3 +211,36 @@ def test_windows_together_hold_every_match_and_only_trigram_holders(mem, passage
         assert all((np.diff(part.astype(np.int64)) > 0).all() for part in parts)
         assert oracle(passages, query) <= set(got)
         assert all(set(tris.tolist()) <= tri_sets[i] for i in got)
+
+
+@pytest.mark.parametrize("query", ["self", " AttributeError", "e", "return self", "crème", "zzzq"])
+def test_one_per_source_lists_every_matching_source_once(mem, passages, query):
+    """k="all", one_per_source: exactly the sources with a matching passage (oracle: a scan
+    of the stored texts), each once, at its lowest matching passage."""
+    truth = oracle(passages, query)
+    first: dict[str, int] = {}
+    for p in sorted(passages, key=lambda p: p.pid):
+        if p.pid in truth:
+            first.setdefault(p.meta["source"], p.pid)
+    hits = mem.search(query, k="all", one_per_source=True)
+    assert {h.source: h.passage_id for h in hits} == first
+    assert len(hits) == len(first)
+    top = mem.search(query, k=3, one_per_source=True)
+    assert len({h.source for h in top}) == len(top) <= 3
+
+
+def test_one_per_source_follows_new_and_deleted_sources(tmp_path):
+    """The passage → source map is rebuilt when the scope changes (oracle: the sources
+    added and deleted here)."""
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as m:
+        m.add("x = needle_word\n" * 3, source="a.py")
+        assert [h.source for h in m.search("needle_word", k="all", one_per_source=True)] == ["a.py"]
+        m.add("y = needle_word", source="b.py")
+        m.add("nothing here", source="c.py")
+        found = {h.source for h in m.search("needle_word", k="all", one_per_source=True)}
+        assert found == {"a.py", "b.py"}
+        m.delete(source="a.py")
+        found = {h.source for h in m.search("needle_word", k="all", one_per_source=True)}
+        assert found == {"b.py"}
+        regex = m.search(r"needle_\w+", k="all", regex=True, one_per_source=True)
+        assert [h.source for h in regex] == ["b.py"]
