@@ -8,7 +8,10 @@ memory`` (seed 0). Each side (this checkout, and ``git archive <baseline>`` unpa
 temp folder) answers every query in its own process, sides alternating ``--rounds`` times;
 per query the best CPU time of its calls is kept (top 10; regex and list-all: every match).
 Hit counts must agree between the two sides (every match for list-all and regex) or the run
-fails. Prints a Markdown table of p50/p99 per class and the speed-up, baseline beside it.
+fails. The last row lists the files of the list-all queries: with ``one_per_source=True``
+where the side has it, else through every matching passage (what ``main`` does); the number
+of files must agree. Prints a Markdown table of p50/p99 per class and the speed-up,
+baseline beside it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,23 @@ for cls, items in qs.items():
         times.append(best)
         counts.append(len(hits))
     out[cls] = [times, counts]
+# listing the files of the list-all queries: one_per_source where the checkout has it, else
+# every passage (how main lists files); compared: the number of files
+try:
+    mem.search("x", k="all", one_per_source=True)
+    per_file = {"one_per_source": True}
+except TypeError:
+    per_file = {}
+times, counts = [], []
+for q in qs["list-all"]:
+    best = 1e9
+    for _ in range(2):
+        start = time.thread_time()
+        hits = mem.search(q, k="all", **per_file)
+        best = min(best, time.thread_time() - start)
+    times.append(best)
+    counts.append(len({h.source for h in hits if h.phrase_match}))
+out["list-all files"] = [times, counts]
 print(json.dumps(out))
 """
 

@@ -26,7 +26,9 @@ FIRST_BATCH = 16  # enough for most top-10 searches
 BATCH = 64
 BULK_BATCH = 1024  # k="all": one store read per this many candidates
 _HIT_FIELDS = set(Hit.model_fields)
-_decode_json = json.JSONDecoder().decode
+_scan_json = (
+    json.JSONDecoder().scan_once
+)  # decode() less its whitespace skipping: headers have none
 _ASCII_SPACE_RUN = r"[\t-\r\x1c- ]+"  # the ASCII characters str ``\s`` matches
 _OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -44,7 +46,7 @@ class Loaded:
     def meta(self) -> dict[str, Any]:
         """The parsed JSON header (source, scope, lines, metadata)."""
         if self._meta is None:
-            self._meta = _decode_json(self.head.decode())
+            self._meta = _scan_json(self.head.decode(), 0)[0]
         return self._meta
 
 
