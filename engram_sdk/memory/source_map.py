@@ -22,6 +22,8 @@ from engram_sdk.memory.trigrams import sorted_unique
 from engram_sdk.memory.verify import Loaded, batches
 from engram_sdk.stores import Store
 
+BUILD_RATIO = 16  # a map costs about 1/16 of a passage read per passage of the scope
+
 _maps: weakref.WeakKeyDictionary[TrigramIndex, dict[int, tuple[int, SourceMap]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -43,13 +45,19 @@ class SourceMap:
         return np.where(self.pids[at] == ids, self.source[at], -1)
 
 
-def source_map(store: Store, index: TrigramIndex, sid: int) -> SourceMap:
-    """The scope's map as of the index's last refresh (rebuilt when the scope changed)."""
+def source_map(
+    store: Store, index: TrigramIndex, sid: int, *, worth: int | None = None
+) -> SourceMap | None:
+    """The scope's map as of the index's last refresh (rebuilt when the scope changed).
+    With ``worth`` (candidates it would save reading), None instead of a rebuild that would
+    cost more than reading them: a build reads every source record of the scope."""
     generation = index.generation(sid)
     per_scope = _maps.setdefault(index, {})
     cached = per_scope.get(sid)
     if cached is not None and cached[0] == generation:
         return cached[1]
+    if worth is not None and worth * BUILD_RATIO < index.table(sid).passages:
+        return None
     found = _build(store, sid)
     per_scope[sid] = (generation, found)
     return found
@@ -79,9 +87,11 @@ def verify_per_source(
     """The first passage of each source among candidates ``ids`` (sorted) that ``check``
     turns into a hit. Round after round, each source not yet hit has its next candidate
     loaded and checked; sources are known from the map before any passage is read, so a
-    file with many matching passages costs one read. Ids the map lacks are read as they
-    come, and the hits are reduced to one per source at the end."""
-    src = source_map(store, index, sid).lookup(ids)
+    file with many matching passages costs one read. Ids the map lacks (or all of them, when
+    a map would cost more than it saves) are read as they come, and the hits are reduced to
+    one per source at the end."""
+    found = source_map(store, index, sid, worth=len(ids))
+    src = found.lookup(ids) if found is not None else np.full(len(ids), -1, np.int64)
     hits: list[Hit] = []
     while len(ids):
         take = _first_of_each(src)

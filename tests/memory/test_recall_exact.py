@@ -213,10 +213,18 @@ def test_windows_together_hold_every_match_and_only_trigram_holders(mem, passage
         assert all(set(tris.tolist()) <= tri_sets[i] for i in got)
 
 
+@pytest.mark.parametrize("build_ratio", [0, 10**9])  # never / always a passage → source map
 @pytest.mark.parametrize("query", ["self", " AttributeError", "e", "return self", "crème", "zzzq"])
-def test_one_per_source_lists_every_matching_source_once(mem, passages, query):
+def test_one_per_source_lists_every_matching_source_once(
+    mem, passages, query, build_ratio, monkeypatch
+):
     """k="all", one_per_source: exactly the sources with a matching passage (oracle: a scan
-    of the stored texts), each once, at its lowest matching passage."""
+    of the stored texts), each once, at its lowest matching passage; with and without the
+    passage → source map."""
+    from engram_sdk.memory import source_map
+
+    monkeypatch.setattr(source_map, "BUILD_RATIO", build_ratio)
+    source_map._maps.clear()
     truth = oracle(passages, query)
     first: dict[str, int] = {}
     for p in sorted(passages, key=lambda p: p.pid):
