@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,6 +71,8 @@ def search(
     if sid is None:
         return []
     mem.index.refresh(sid)
+    if one_per_source:  # hits from sources already hit are skipped
+        filters = replace(filters, distinct=set())
     if k is None and one_per_source:
         hits = _every_source(mem, sid, query, exact_case, filters, regex)
     elif regex:
@@ -81,7 +84,7 @@ def search(
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
             hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
-    if one_per_source and k is not None:
+    if one_per_source:
         hits = first_per_source(hits)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
     return hits if k is None else hits[:k]
@@ -189,7 +192,7 @@ def _verify(
         if not exact and (exact_case or (at := folded_at(p.text)) < 0):
             continue
         exact_hits += exact
-        hits.append(make_hit(p, at, score + (0.25 * score if exact else 0.0), True))
+        hits.append(filters.note(make_hit(p, at, score + (0.25 * score if exact else 0.0), True)))
     return hits
 
 
@@ -211,9 +214,9 @@ def _verify_every(
         text = p.text
         at = exact_at(text)
         if at >= 0:
-            hits.append(make_hit(p, at, exact_score, True))
+            hits.append(filters.note(make_hit(p, at, exact_score, True)))
         elif not exact_case and (at := folded_at(text)) >= 0:
-            hits.append(make_hit(p, at, folded_score, True))
+            hits.append(filters.note(make_hit(p, at, folded_score, True)))
     return hits
 
 

@@ -122,9 +122,11 @@ def _first_of_each(src: np.ndarray) -> np.ndarray:
 
 
 def first_per_source(hits: list[Hit]) -> list[Hit]:
-    """One hit per source: the one with the lowest passage id."""
+    """One hit per source: a phrase match before a partial one, then the lowest passage id."""
     best: dict[str, Hit] = {}
     for h in hits:
-        if h.source not in best or h.passage_id < best[h.source].passage_id:
+        rank = (not h.phrase_match, h.passage_id)
+        old = best.get(h.source)
+        if old is None or rank < (not old.phrase_match, old.passage_id):
             best[h.source] = h
     return list(best.values())

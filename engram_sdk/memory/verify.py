@@ -52,18 +52,33 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Filters:
-    """Which passages may be hits: sources (exact), a path glob, metadata equalities."""
+    """Which passages may be hits: sources (exact), a path glob, metadata equalities, and
+    (``distinct``) none from a source already hit."""
 
     sources: frozenset[str] | None = None
     path_glob: str | None = None
     metadata: Mapping[str, Any] | None = None
+    distinct: set[str] | None = None  # one hit per source: the sources hit so far
 
     @property
     def active(self) -> bool:
-        return self.sources is not None or self.path_glob is not None or bool(self.metadata)
+        return (
+            self.sources is not None
+            or self.path_glob is not None
+            or bool(self.metadata)
+            or self.distinct is not None
+        )
+
+    def note(self, hit: Hit) -> Hit:
+        """Remember a hit's source (for ``distinct``); returns the hit."""
+        if self.distinct is not None:
+            self.distinct.add(hit.source)
+        return hit
 
     def allows(self, p: Loaded) -> bool:
         m = p.meta
+        if self.distinct is not None and m["source"] in self.distinct:
+            return False
         if self.sources is not None and m["source"] not in self.sources:
             return False
         if self.path_glob is not None and not fnmatch.fnmatchcase(m["source"], self.path_glob):

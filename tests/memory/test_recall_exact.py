@@ -235,6 +235,8 @@ def test_one_per_source_lists_every_matching_source_once(
     assert len(hits) == len(first)
     top = mem.search(query, k=3, one_per_source=True)
     assert len({h.source for h in top}) == len(top) <= 3
+    assert len(top) >= min(3, len(first))  # top-k skips sources already hit: k distinct ones
+    assert {h.source for h in top if h.phrase_match} <= set(first)
 
 
 def test_one_per_source_follows_new_and_deleted_sources(tmp_path):
