@@ -299,9 +299,9 @@ class Memory:
         first; if fewer than ``k``, passages holding some of its words follow. ``k="all"``
         returns every matching passage. ``regex=True`` reads ``query`` as an RE2 pattern.
         ``sources``, ``path_glob`` (fnmatch on the source) and ``metadata`` (equalities)
-        filter hits. ``one_per_source``: at most one hit per source, its first matching
-        passage (with ``k="all"``: every matching file, as ``rg -l`` lists them). See
-        :mod:`engram_sdk.memory.search`."""
+        filter hits. ``one_per_source``: one hit per source (top-k: k distinct sources; with
+        ``k="all"``: every matching file at its first matching passage, as ``rg -l`` lists
+        them). See :mod:`engram_sdk.memory.search`."""
         from engram_sdk.memory.search import search
 
         check_query(query), check_k(k), check_bool("exact_case", exact_case)
