@@ -133,7 +133,8 @@ def _every_source(
         hit = _verify_every(exact_case, filters, folded_at, exact_at, score, [p])
         return hit[0] if hit else None
 
-    return verify_per_source(mem.store, mem.index, sid, ids, check)
+    allowed = filters.allows_source if filters.sources is not None or filters.path_glob else None
+    return verify_per_source(mem.store, mem.index, sid, ids, check, allowed)
 
 
 def _phrase_ids(mem: Memory, sid: int, query: str) -> np.ndarray:

@@ -83,15 +83,20 @@ def verify_per_source(
     sid: int,
     ids: np.ndarray,
     check: Callable[[Loaded], Hit | None],
+    allowed: Callable[[str], bool] | None = None,
 ) -> list[Hit]:
     """The first passage of each source among candidates ``ids`` (sorted) that ``check``
     turns into a hit. Round after round, each source not yet hit has its next candidate
     loaded and checked; sources are known from the map before any passage is read, so a
     file with many matching passages costs one read. Ids the map lacks (or all of them, when
     a map would cost more than it saves) are read as they come, and the hits are reduced to
-    one per source at the end."""
+    one per source at the end. ``allowed`` (source filters) drops excluded sources first."""
     found = source_map(store, index, sid, worth=len(ids))
     src = found.lookup(ids) if found is not None else np.full(len(ids), -1, np.int64)
+    if found is not None and allowed is not None:  # drop the sources the filters exclude
+        ok = np.array([allowed(name) for name in found.names] + [True], bool)
+        keep = ok[src]  # -1 (unknown) reads the last entry: kept, the check decides
+        ids, src = ids[keep], src[keep]
     hits: list[Hit] = []
     while len(ids):
         take = _first_of_each(src)

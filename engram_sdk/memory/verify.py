@@ -75,6 +75,12 @@ class Filters:
             self.distinct.add(hit.source)
         return hit
 
+    def allows_source(self, source: str) -> bool:
+        """Whether hits from ``source`` may pass the source and path filters."""
+        if self.sources is not None and source not in self.sources:
+            return False
+        return self.path_glob is None or fnmatch.fnmatchcase(source, self.path_glob)
+
     def allows(self, p: Loaded) -> bool:
         m = p.meta
         if self.distinct is not None and m["source"] in self.distinct:

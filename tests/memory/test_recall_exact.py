@@ -254,3 +254,21 @@ def test_one_per_source_follows_new_and_deleted_sources(tmp_path):
         assert found == {"b.py"}
         regex = m.search(r"needle_\w+", k="all", regex=True, one_per_source=True)
         assert [h.source for h in regex] == ["b.py"]
+
+
+@pytest.mark.parametrize("build_ratio", [0, 10**9])  # never / always a passage → source map
+def test_one_per_source_applies_source_and_path_filters(mem, passages, build_ratio, monkeypatch):
+    """Oracle: the matching passages' sources, filtered by fnmatch and by the source list."""
+    import fnmatch
+
+    from engram_sdk.memory import source_map
+
+    monkeypatch.setattr(source_map, "BUILD_RATIO", build_ratio)
+    source_map._maps.clear()
+    matching = {p.meta["source"] for p in passages if p.pid in oracle(passages, "self")}
+    hits = mem.search("self", k="all", one_per_source=True, path_glob="*json*")
+    assert {h.source for h in hits} == {s for s in matching if fnmatch.fnmatchcase(s, "*json*")}
+    some = [*sorted(matching)[:2], "not/a/source.py"]
+    hits = mem.search("self", k="all", one_per_source=True, sources=some)
+    assert sorted(h.source for h in hits) == sorted(matching)[:2]
+    assert mem.search("self", k="all", one_per_source=True, sources=[]) == []
