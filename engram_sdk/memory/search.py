@@ -22,12 +22,14 @@ from engram_sdk.memory import candidates
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
+from engram_sdk.memory.passage_cache import cache_of
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
     Loaded,
+    Loader,
     Locator,
     batches,
     make_hit,
@@ -103,12 +105,19 @@ def _phrase_passages(
         return batches(mem.store, sid, ids, every=True), True, len(ids)
     if len(tris):
         stream = candidates.windows(mem.index, sid, tris)
-        passages = (p for ids in stream for p in batches(mem.store, sid, ids))
+        loader = _cached_loader(mem, sid)
+        passages = (p for ids in stream for p in batches(mem.store, sid, ids, loader=loader))
         return passages, True, candidates.document_frequency(mem.index, sid, tris)
     lo, hi = prefix_range(folded)
     enough = 4 * k + EXTRA_CHECKS if k is not None else None
     ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
     return batches(mem.store, sid, ids, every=k is None), enough is None, len(ids)
+
+
+def _cached_loader(mem: Memory, sid: int) -> Loader:
+    """Top-k passage reads through the memory's passage cache, at the scope's generation."""
+    cache, generation = cache_of(mem.index), mem.index.generation(sid)
+    return lambda pids: cache.load(mem.store, sid, generation, pids)
 
 
 def _every_source(
@@ -266,7 +275,7 @@ def _partial_hits(
     bound = np.bincount(inv, weights=weights)
     order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
     scored: list[tuple[float, Loaded]] = []
-    for p in batches(mem.store, sid, uniq[order]):
+    for p in batches(mem.store, sid, uniq[order], loader=_cached_loader(mem, sid)):
         if p.pid in seen or (filters.active and not filters.allows(p)):
             continue
         if exact_case and query not in p.text:

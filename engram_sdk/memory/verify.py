@@ -97,12 +97,21 @@ class Filters:
 
 def load(store: Store, sid: int, pids: Sequence[int]) -> Iterator[Loaded]:
     """Stored passages by id, in order, skipping deleted ones."""
-    prefix = sid.to_bytes(4, "big")
-    keys = [prefix + p.to_bytes(4, "big") for p in pids]
-    for pid, raw in zip(pids, store.get_many(PASSAGES, keys), strict=True):
+    for pid, raw in zip(pids, records(store, sid, pids), strict=True):
         if raw is not None:
-            head, _, body = raw.partition(b"\x00")
-            yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
+            yield decode(pid, raw)
+
+
+def records(store: Store, sid: int, pids: Sequence[int]) -> list[bytes | None]:
+    """Raw passage records by id (None where deleted), in one store read."""
+    prefix = sid.to_bytes(4, "big")
+    return store.get_many(PASSAGES, [prefix + p.to_bytes(4, "big") for p in pids])
+
+
+def decode(pid: int, raw: bytes) -> Loaded:
+    """A passage from its raw record (the text decompressed, the header left raw)."""
+    head, _, body = raw.partition(b"\x00")
+    return Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
 
 
 def scan(store: Store, sid: int) -> Iterator[Loaded]:
@@ -113,13 +122,20 @@ def scan(store: Store, sid: int) -> Iterator[Loaded]:
         yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
 
 
-def batches(store: Store, sid: int, pids: np.ndarray, *, every: bool = False) -> Iterator[Loaded]:
-    """:func:`load` in batches, so a caller that stops early reads little (``every``: the
-    caller reads them all, in batches of :data:`BULK_BATCH`)."""
+Loader = Callable[[list[int]], Iterator[Loaded]]
+"""Passages by id, in order, skipping deleted ones (:func:`load` or a cache's)."""
+
+
+def batches(
+    store: Store, sid: int, pids: np.ndarray, *, every: bool = False, loader: Loader | None = None
+) -> Iterator[Loaded]:
+    """:func:`load` (or ``loader``) in batches, so a caller that stops early reads little
+    (``every``: the caller reads them all, in batches of :data:`BULK_BATCH`)."""
     ids = pids.tolist()
     start, size = 0, BULK_BATCH if every else FIRST_BATCH
     while start < len(ids):
-        yield from load(store, sid, ids[start : start + size])
+        chunk = ids[start : start + size]
+        yield from load(store, sid, chunk) if loader is None else loader(chunk)
         start, size = start + size, BULK_BATCH if every else BATCH
 
 
