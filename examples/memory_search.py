@@ -18,6 +18,8 @@ def main() -> None:
         mem.ingest(root, progress=False)
         every = mem.search("InputError", k="all")  # every passage, case-folded
         print(f"'InputError' is in {len({h.source for h in every})} files, {len(every)} passages")
+        files = mem.search("InputError", k="all", one_per_source=True)  # like rg -l: one per file
+        print(f"  listed file by file: {len(files)} files, e.g. {files[0].source}")
         for hit in mem.search(" open_store(", k=3, exact_case=True):  # any substring
             print(f"  {hit.source}:{hit.line_start}: {hit.snippet}")
         calls = mem.search(r"raise \w+Error\(f?\"", k="all", regex=True, path_glob="*/memory/*")

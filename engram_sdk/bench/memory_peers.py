@@ -107,12 +107,15 @@ class Ours(System):
         return [h.source for h in self.mem.search(query, k=k)]
 
     def files(self, query: str) -> set[str]:
+        """Every matching file, one hit each (``one_per_source``: as ``rg -l`` lists them)."""
         assert self.mem is not None
-        return {h.source for h in self.mem.search(query, k="all") if h.phrase_match}
+        hits = self.mem.search(query, k="all", one_per_source=True)
+        return {h.source for h in hits if h.phrase_match}
 
     def regex(self, pattern: str) -> set[str]:
         assert self.mem is not None
-        return {h.source for h in self.mem.search(pattern, k="all", regex=True)}
+        hits = self.mem.search(pattern, k="all", regex=True, one_per_source=True)
+        return {h.source for h in hits}
 
     def update(self, changed: list[Path]) -> float:
         assert self.mem is not None

@@ -7,93 +7,80 @@ one or two bytes read a range of the dictionary instead: every trigram starting 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from engram_sdk.memory.index import TrigramIndex, member
+from engram_sdk.memory.index import Dictionary, TrigramIndex, member
 from engram_sdk.memory.trigrams import sorted_unique
 
-FIRST_ROUND = 3  # rarest lists read before deciding whether the others are worth reading
+WINDOW_IDS = 64  # top-k: ids of the rarest list in the first window of a segment
+WINDOW_GROWTH = 4  # each further window reads this many times more
+WINDOW_DF_RATIO = 64  # windows read the lists at most this many times commoner than the rarest
+WINDOW_LISTS = 8  # and at most this many of them
 
 
-def all_of(
-    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, enough: int | None = None
-) -> np.ndarray:
-    """Sorted ids of live passages holding every trigram.
-
-    With ``enough``, the rarest :data:`FIRST_ROUND` lists are read first and the others only
-    if more than ``enough`` candidates remain: a superset either way, cheaper to read.
-    """
-    plans = []
+def all_of(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> np.ndarray:
+    """Sorted ids of live passages holding every trigram: per segment, the rarest list
+    filtered by each of the others, rarest first (lists from the index's list cache)."""
+    found = []
     for s in index.table(sid).segments:
-        d = index.dictionary(sid, s.seg)
-        if not len(d.trigrams):
+        entries = index.entries(sid, s.seg, trigrams)
+        if entries is None:
             continue
-        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
-        if not (d.trigrams[at] == trigrams).all():
-            continue  # some trigram is absent from this segment: no passage of it matches
-        plans.append((s.seg, at[np.argsort(d.df[at], kind="stable")]))
-    first = FIRST_ROUND if enough is not None else None
-    found = _intersect(index, sid, [(seg, order[:first]) for seg, order in plans])
-    if enough is not None and sum(len(f) for f in found) > enough:
-        rest = [(seg, order[first:]) for seg, order in plans]
-        more = _intersect(index, sid, rest, found)
-        found = more
+        ids, *others = index.decoded(sid, s.seg, entries)
+        for other in others:
+            ids = ids[member(ids, other)]
+            if not len(ids):
+                break
+        found.append(ids)
     return _live(index, sid, found)
 
 
-def all_of_prefix(
-    index: TrigramIndex,
-    sid: int,
-    trigrams: np.ndarray,
-    *,
-    prefix_bytes: int,
-    lists: int | None = None,
-) -> tuple[np.ndarray, bool]:
-    """Candidates from list prefixes (each list read up to ``prefix_bytes``), for top-k.
+def windows(
+    index: TrigramIndex, sid: int, trigrams: np.ndarray, *, first: int | None = None
+) -> Iterator[np.ndarray]:
+    """Candidates for top-k, window after window: sorted live ids, ascending within each
+    segment, oldest segment first; all windows together hold every live passage with every
+    trigram (a superset: verification decides).
 
-    Per segment, the rarest list gives the candidates; every other list removes those below
-    the last id it was read to and not in it. If no rarest list was cut, the result holds
-    every match (complete: True); else it holds every match up to the rarest list's cut.
-    With ``lists``, only that many of the rarest lists are read (a superset, cheaper to get).
+    A window of a segment takes the next ``first`` ids of its rarest list (then
+    :data:`WINDOW_GROWTH` times more each time) and keeps those that the next rarest lists
+    (up to :data:`WINDOW_LISTS`, at most :data:`WINDOW_DF_RATIO` times as common) also hold.
+    Lists come whole from the index's list cache.
     """
-    plans = []
     for s in index.table(sid).segments:
-        d = index.dictionary(sid, s.seg)
-        if not len(d.trigrams):
+        entries = index.entries(sid, s.seg, trigrams)
+        if entries is None:
             continue
-        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
-        if (d.trigrams[at] == trigrams).all():
-            plans.append((s.seg, at[np.argsort(d.df[at], kind="stable")][:lists]))
-    found, complete = [], True
-    for lists, cut in index.read_lists(sid, plans, prefix_bytes=prefix_bytes):
-        ids = lists[0]
-        complete &= not cut[0]
-        for other, other_cut in zip(lists[1:], cut[1:], strict=True):
-            keep = member(ids, other)
-            if other_cut and len(other):
-                keep |= ids > other[-1]
-            ids = ids[keep]
+        entries = _window_lists(index.dictionary(sid, s.seg), entries)
+        rarest, *others = index.decoded(sid, s.seg, entries)
+        start, size = 0, first or WINDOW_IDS
+        while start < len(rarest):
+            ids = rarest[start : start + size]
+            for other in others:
+                ids = ids[member(ids, other)]
+                if not len(ids):
+                    break
+            yield _live(index, sid, [ids])
+            start, size = start + size, size * WINDOW_GROWTH
+
+
+def first_candidates(index: TrigramIndex, sid: int, trigrams: np.ndarray, want: int) -> np.ndarray:
+    """The first :func:`windows` of a query, until they hold ``want`` ids (or all of them)."""
+    found, count = [], 0
+    for ids in windows(index, sid, trigrams):
         found.append(ids)
-    return _live(index, sid, found), complete
+        count += len(ids)
+        if count >= want:
+            break
+    return np.concatenate(found) if found else np.zeros(0, np.uint32)
 
 
-def _intersect(
-    index: TrigramIndex,
-    sid: int,
-    plans: list[tuple[int, np.ndarray]],
-    start: list[np.ndarray] | None = None,
-) -> list[np.ndarray]:
-    """Per segment, the ids in every listed entry (and in ``start``'s ids when given)."""
-    out = []
-    lists_per_seg = index.read_lists(sid, [(seg, e) for seg, e in plans if len(e)])
-    it = iter(lists_per_seg)
-    for n, (_seg, entries) in enumerate(plans):
-        lists = next(it)[0] if len(entries) else []
-        ids = start[n] if start is not None else lists[0]
-        for other in lists if start is not None else lists[1:]:
-            ids = ids[member(ids, other)]
-        out.append(ids)
-    return out
+def _window_lists(d: Dictionary, entries: np.ndarray) -> np.ndarray:
+    """The entries (rarest first) a window reads: the rarest and those not much commoner."""
+    dfs = d.df[entries]
+    return entries[dfs <= WINDOW_DF_RATIO * int(dfs[0])][:WINDOW_LISTS]
 
 
 def any_starting(
@@ -125,18 +112,16 @@ def document_frequency(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> i
     segments (0 if some trigram is nowhere)."""
     total = 0
     for s in index.table(sid).segments:
-        d = index.dictionary(sid, s.seg)
-        if not len(d.trigrams):
-            continue
-        at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
-        if (d.trigrams[at] == trigrams).all():
-            total += int(d.df[at].min()) if len(at) else 0
+        entries = index.entries(sid, s.seg, trigrams)
+        if entries is not None:
+            total += int(index.dictionary(sid, s.seg).df[entries[0]])
     return total
 
 
 def _live(index: TrigramIndex, sid: int, found: list[np.ndarray]) -> np.ndarray:
-    ids = np.concatenate(found) if found else np.zeros(0, np.uint32)
-    if len(found) > 1:
-        ids = np.sort(ids)
+    if len(found) == 1:
+        ids = found[0]
+    else:
+        ids = np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint32)
     dead = index.tombstones(sid)
     return ids[~member(ids, dead)] if len(dead) else ids

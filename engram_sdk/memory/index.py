@@ -11,7 +11,9 @@ dropped for good by :meth:`TrigramIndex.compact`.
 
 Records (namespace ``mem.tri``, keys prefixed by the 4-byte scope id):
 ``T`` the scope table (JSON), ``X`` tombstones (uint32), ``D`` + segment the dictionary,
-``P`` + segment + page the posting pages.
+``P`` + segment + page the posting pages. Segment ids never repeat within a scope, even
+after the scope is dropped: the key of scope 0 + ``G`` (scope ids start at 1) holds the next
+id a dropped scope would have used, so caches keyed by segment id never serve stale data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engram_sdk.memory.list_cache import ListCache, ListKey
 from engram_sdk.memory.postings import Postings, decode_all, decode_lists, encode_keys
 from engram_sdk.memory.trigrams import passage_postings, sorted_unique
 from engram_sdk.stores import Store
@@ -30,6 +33,7 @@ NS = "mem.tri"
 PAGE = 1 << 15
 INDEX_FORMAT = 1
 MERGE_RATIO = 2
+LOOKUPS = 8192  # remembered dictionary lookups (see TrigramIndex.entries)
 COMPACT_AT = 4096  # tombstones that trigger a compaction (or a quarter of the passages)
 
 
@@ -89,18 +93,28 @@ def _page_key(sid: int, seg: int, page: int) -> bytes:
     return _scope(sid) + b"P" + seg.to_bytes(4, "big") + page.to_bytes(4, "big")
 
 
+_NEXT_AFTER_DROP = _scope(0) + b"G"
+
+
 class TrigramIndex:
     """Postings of every scope in one store.
 
-    Segment dictionaries are cached (segments never change); the scope table is reread at
-    the start of every operation (:meth:`refresh`).
+    Segment dictionaries and recently decoded posting lists are cached (segments never
+    change; ``cache_bytes`` bounds the lists); the scope table is reread at the start of
+    every operation (:meth:`refresh`).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, cache_bytes: int | None = None) -> None:
         self.store = store
         self._tables: dict[int, ScopeTable] = {}
         self._dead: dict[int, np.ndarray] = {}
         self._dicts: dict[tuple[int, int], Dictionary] = {}
+        self._live: dict[int, frozenset[int]] = {}
+        self._raw: dict[int, tuple[bytes | None, bytes | None]] = {}
+        self._no_dead_record: dict[int, bool] = {}
+        self._generation: dict[int, int] = {}
+        self._lookups: dict[tuple[int, int, bytes], np.ndarray | None] = {}
+        self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
     # ---- scope state ------------------------------------------------------------------------
     def refresh(self, sid: int) -> None:
@@ -109,12 +123,37 @@ class TrigramIndex:
         works on that one view. Cached dictionaries of segments no longer listed are dropped,
         so a segment id reused after a rollback is never served stale."""
         raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        if self._raw.get(sid) == (raw, dead) and raw is not None:
+            return  # nothing committed since the last refresh (the common case of a search)
         table = ScopeTable.from_json(raw) if raw else ScopeTable()
+        if raw is None:  # a new (or dropped) scope: its segment ids start after any old one
+            floor = self.store.get(NS, _NEXT_AFTER_DROP)
+            table.next_segment = int.from_bytes(floor or (1).to_bytes(8, "little"), "little")
         self._tables[sid] = table
         self._dead[sid] = np.frombuffer(dead or b"", "<u4").astype(np.uint32)
-        live = {s.seg for s in table.segments}
-        for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
-            del self._dicts[key]
+        self._raw[sid] = (raw, dead)
+        self._generation[sid] = self._generation.get(sid, 0) + 1
+        self._no_dead_record[sid] = dead is None
+        live = frozenset(s.seg for s in table.segments)
+        if self._live.get(sid) != live:
+            for key in [k for k in self._dicts if k[0] == sid and k[1] not in live]:
+                del self._dicts[key]
+            self._lookups.clear()
+            self.lists.drop(sid, keep=live)
+            self._live[sid] = live
+
+    def _table_to_change(self, sid: int) -> ScopeTable:
+        """The scope's table, fresh, for a write that changes it in place: the next refresh
+        rereads it whatever happens to the write."""
+        self.refresh(sid)
+        self._raw.pop(sid, None)
+        return self.table(sid)
+
+    def generation(self, sid: int) -> int:
+        """A number that changes whenever :meth:`refresh` finds the scope changed: what is
+        derived from a scope's passages (their sources) is valid while it stays the same."""
+        self.table(sid)
+        return self._generation[sid]
 
     def table(self, sid: int) -> ScopeTable:
         """The scope's segment table as of the last :meth:`refresh`."""
@@ -133,10 +172,18 @@ class TrigramIndex:
 
     def _save(self, sid: int, table: ScopeTable) -> None:
         self._tables[sid] = table
+        self._raw.pop(sid, None)
         self.store.put(NS, _scope(sid) + b"T", table.to_json())
+        if self._no_dead_record.get(sid, True):
+            # an empty tombstone record: a missing key costs every lookup a check of its
+            # neighbours in an LMDB store
+            self.store.put(NS, _scope(sid) + b"X", self._dead[sid].astype("<u4").tobytes())
+            self._no_dead_record[sid] = False
 
     def _save_dead(self, sid: int, dead: np.ndarray) -> None:
         self._dead[sid] = dead
+        self._raw.pop(sid, None)
+        self._no_dead_record[sid] = False
         self.store.put(NS, _scope(sid) + b"X", dead.astype("<u4").tobytes())
 
     # ---- writing ----------------------------------------------------------------------------
@@ -149,8 +196,7 @@ class TrigramIndex:
         """Index ``passages`` new passages from their sorted unique ``trigram << 32 | pid``
         keys (:func:`engram_sdk.memory.trigrams.passage_postings`)."""
         with self.store.transaction():
-            self.refresh(sid)
-            table = self.table(sid)
+            table = self._table_to_change(sid)
             table.passages += passages
             if len(keys):
                 self._write_segment(sid, table, keys)
@@ -163,8 +209,7 @@ class TrigramIndex:
         if not len(pids):
             return
         with self.store.transaction():
-            self.refresh(sid)
-            table = self.table(sid)
+            table = self._table_to_change(sid)
             table.passages = max(0, table.passages - len(pids))
             dead = sorted_unique(np.concatenate([self.tombstones(sid), pids]))
             self._save_dead(sid, dead)
@@ -175,21 +220,29 @@ class TrigramIndex:
     def compact(self, sid: int) -> None:
         """Merge every segment into one, without the postings of tombstoned passages."""
         with self.store.transaction():
-            self.refresh(sid)
-            table = self.table(sid)
+            table = self._table_to_change(sid)
             if len(table.segments) > 1 or len(self.tombstones(sid)):
                 self._merge(sid, table, len(table.segments), drop=self.tombstones(sid))
                 self._save_dead(sid, np.zeros(0, np.uint32))
             self._save(sid, table)
 
     def drop_scope(self, sid: int) -> None:
-        """Delete every record of a scope."""
+        """Delete every record of a scope (segment ids keep counting up: see the module)."""
         with self.store.transaction():
+            self.refresh(sid)
+            floor = self.store.get(NS, _NEXT_AFTER_DROP)
+            after = max(self.table(sid).next_segment, int.from_bytes(floor or b"", "little"))
             keys = [k for k, _ in self.store.scan(NS, _scope(sid))]
             self.store.delete_many(NS, keys)
+            self.store.put(NS, _NEXT_AFTER_DROP, after.to_bytes(8, "little"))
         self._tables.pop(sid, None)
         self._dead.pop(sid, None)
+        self._live.pop(sid, None)
+        self._raw.pop(sid, None)
+        self._no_dead_record.pop(sid, None)
         self._dicts = {k: v for k, v in self._dicts.items() if k[0] != sid}
+        self._lookups.clear()
+        self.lists.drop(sid)
 
     def _write_segment(self, sid: int, table: ScopeTable, keys: np.ndarray) -> None:
         p = encode_keys(keys)
@@ -251,28 +304,51 @@ class TrigramIndex:
             self._dicts[(sid, seg)] = d
         return d
 
+    def entries(self, sid: int, seg: int, trigrams: np.ndarray) -> np.ndarray | None:
+        """Dictionary entries of ``trigrams`` in a segment, rarest first (ties: by trigram);
+        None if some trigram is absent. Remembered per query (segments never change)."""
+        key = (sid, seg, trigrams.tobytes())
+        if key in self._lookups:
+            return self._lookups[key]
+        d = self.dictionary(sid, seg)
+        found = None
+        if len(d.trigrams) and len(trigrams):
+            at = np.minimum(np.searchsorted(d.trigrams, trigrams), len(d.trigrams) - 1)
+            if (d.trigrams[at] == trigrams).all():
+                found = at[np.argsort(d.df[at], kind="stable")]
+                found.flags.writeable = False
+        if len(self._lookups) >= LOOKUPS:
+            self._lookups.clear()
+        self._lookups[key] = found
+        return found
+
     def read_lists(
         self,
         sid: int,
         wanted: Sequence[tuple[int, np.ndarray]],
         *,
         prefix_bytes: int | None = None,
+        limits: Sequence[np.ndarray] | None = None,
     ) -> list[tuple[list[np.ndarray], list[bool]]]:
         """Passage ids of dictionary entries: ``wanted`` holds (segment, entry indices) pairs;
         returns, per pair, one sorted id array per entry and whether each was cut. All pages
-        are read in one ``get_many`` and all lists decoded in one pass.
+        are read at once (through the page cache) and all lists decoded in one pass.
 
-        With ``prefix_bytes``, longer lists are cut to their first complete ids: a cut list
-        is exact up to its last id.
+        With ``prefix_bytes`` (or ``limits``: per pair, bytes per entry), longer lists are cut
+        to their first complete ids: a cut list is exact up to its last id. A limit should be
+        at least 5 bytes (one varint), or a cut list may hold no id.
         """
         spans, keys = [], []
-        for seg, entries in wanted:
+        for n, (seg, entries) in enumerate(wanted):
             d = self.dictionary(sid, seg)
-            for lo, hi in zip(d.starts[entries].tolist(), d.ends[entries].tolist(), strict=True):
-                cut = prefix_bytes is not None and hi - lo > prefix_bytes
-                hi = lo + prefix_bytes if cut else hi  # type: ignore[operator]
+            los, his = d.starts[entries], d.ends[entries]
+            if limits is not None or prefix_bytes is not None:
+                cap = limits[n] if limits is not None else prefix_bytes
+                his = np.minimum(his, los + np.asarray(cap, np.int64))
+            full = d.ends[entries]
+            for lo, hi, end in zip(los.tolist(), his.tolist(), full.tolist(), strict=True):
                 first, last = lo // PAGE, (hi - 1) // PAGE
-                spans.append((seg, lo, hi, first, last, cut))
+                spans.append((seg, lo, hi, first, last, hi < end))
                 keys += [_page_key(sid, seg, i) for i in range(first, last + 1)]
         unique_keys = list(dict.fromkeys(keys))
         pages = dict(zip(unique_keys, self.store.get_many(NS, unique_keys), strict=True))
@@ -282,20 +358,51 @@ class TrigramIndex:
             if last > first:
                 raw = b"".join(pages[_page_key(sid, seg, i)] or b"" for i in range(first, last + 1))
             blob = np.frombuffer(raw, np.uint8)[lo - first * PAGE : hi - first * PAGE]
-            ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint
-            blob = blob[: ends[-1] + 1] if len(ends) else blob[:0]
+            if cut:
+                ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint
+                blob = blob[: ends[-1] + 1] if len(ends) else blob[:0]
+                counts.append(len(ends))
+            else:
+                counts.append(-1)  # the dictionary's df, filled in below
             blobs.append(blob)
-            counts.append(len(ends))
             cuts.append(cut)
-        count_arr = np.array(counts, np.int64)
-        joined = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
-        ids = decode_lists(joined, count_arr).astype(np.uint32)
-        flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) else []
+        count_arr = self._counts(sid, wanted, counts)
+        joined = np.concatenate(blobs) if len(blobs) > 1 else blobs[0] if blobs else blobs
+        ids = decode_lists(np.asarray(joined, np.uint8), count_arr).astype(np.uint32)
+        flat = np.split(ids, np.cumsum(count_arr)[:-1]) if len(counts) > 1 else [ids] * len(counts)
         out, at = [], 0
         for _seg, entries in wanted:
             out.append((flat[at : at + len(entries)], cuts[at : at + len(entries)]))
             at += len(entries)
         return out
+
+    def _counts(
+        self, sid: int, wanted: Sequence[tuple[int, np.ndarray]], counts: list[int]
+    ) -> np.ndarray:
+        """Ids per read list: those counted in a cut prefix, else the entry's df."""
+        dfs = [self.dictionary(sid, seg).df[entries] for seg, entries in wanted]
+        out = np.concatenate(dfs).astype(np.int64) if dfs else np.zeros(0, np.int64)
+        counted = np.array(counts, np.int64)
+        return np.where(counted >= 0, counted, out)
+
+    def decoded(self, sid: int, seg: int, entries: np.ndarray) -> list[np.ndarray]:
+        """Whole lists of dictionary ``entries`` of a segment (read-only arrays), through the
+        list cache."""
+        keys = [(sid, seg, e) for e in entries.tolist()]
+        return self.lists.get_many(keys, self._read_whole)
+
+    def _read_whole(self, keys: list[ListKey]) -> list[np.ndarray]:
+        by_seg: dict[int, list[int]] = {}
+        for _sid, seg, entry in keys:
+            by_seg.setdefault(seg, []).append(entry)
+        sid = keys[0][0]
+        wanted = [(seg, np.array(e, np.int64)) for seg, e in by_seg.items()]
+        found = {
+            (sid, seg, e): ids.copy()  # not a view: the cache counts what it holds
+            for (seg, entries), (lists, _) in zip(wanted, self.read_lists(sid, wanted), strict=True)
+            for e, ids in zip(entries.tolist(), lists, strict=True)
+        }
+        return [found[k] for k in keys]
 
 
 def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

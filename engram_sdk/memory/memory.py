@@ -301,15 +301,19 @@ class Memory:
         regex: bool = False,
         path_glob: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        one_per_source: bool = False,
     ) -> list[Hit]:
         """Passages holding ``query`` (case-folded unless ``exact_case``), exact-case matches
         first; if fewer than ``k``, passages holding some of its words follow. ``k="all"``
         returns every matching passage. ``regex=True`` reads ``query`` as an RE2 pattern.
         ``sources``, ``path_glob`` (fnmatch on the source) and ``metadata`` (equalities)
-        filter hits. See :mod:`engram_sdk.memory.search`."""
+        filter hits. ``one_per_source``: one hit per source (top-k: k distinct sources; with
+        ``k="all"``: every matching file at its first matching passage, as ``rg -l`` lists
+        them). See :mod:`engram_sdk.memory.search`."""
         from engram_sdk.memory.search import search
 
         check_query(query), check_k(k), check_bool("exact_case", exact_case)
+        check_bool("one_per_source", one_per_source)
         return search(
             self,
             query,
@@ -320,6 +324,7 @@ class Memory:
             path_glob=path_glob,
             metadata=metadata,
             regex=regex,
+            one_per_source=one_per_source,
         )
 
     def context(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,11 +22,14 @@ from engram_sdk.memory import candidates
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
+from engram_sdk.memory.passage_cache import cache_of
 from engram_sdk.memory.regex import compile_pattern, requirement
+from engram_sdk.memory.source_map import first_per_source, verify_per_source
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
     Loaded,
+    Loader,
     Locator,
     batches,
     make_hit,
@@ -39,11 +43,8 @@ if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
-PREFIX_BYTES = 4096  # top-k: bytes read from each list before reading whole lists
-TOP_K_LISTS = 5  # top-k: the rarest lists read per segment (verification does the rest)
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
 PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
-PARTIAL_PREFIX_BYTES = 4096  # partial words: bytes read from each list
 _WORDS = word_pattern()
 
 
@@ -58,6 +59,7 @@ def search(
     path_glob: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     regex: bool = False,
+    one_per_source: bool = False,
 ) -> list[Hit]:
     """See :meth:`Memory.search`; ``k=None`` returns every match."""
     if not isinstance(query, str) or not query.strip():
@@ -71,7 +73,11 @@ def search(
     if sid is None:
         return []
     mem.index.refresh(sid)
-    if regex:
+    if one_per_source:  # hits from sources already hit are skipped
+        filters = replace(filters, distinct=set())
+    if k is None and one_per_source:
+        hits = _every_source(mem, sid, query, exact_case, filters, regex)
+    elif regex:
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
@@ -80,32 +86,72 @@ def search(
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
             hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+    if one_per_source:
+        hits = first_per_source(hits)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
     return hits if k is None else hits[:k]
 
 
-def _phrase_candidates(
-    mem: Memory, sid: int, query: str, k: int | None, *, sample: bool
-) -> tuple[np.ndarray, bool]:
-    """Candidate ids, and whether they hold every match. With ``sample`` (top-k), a cheap
-    first try: exact among the lowest ids of each segment, or the largest lists of a short
-    query; the caller falls back to the complete set if it yields fewer than k hits."""
+def _phrase_passages(
+    mem: Memory, sid: int, query: str, k: int | None
+) -> tuple[Iterator[Loaded], bool, int]:
+    """Candidate passages in the order they are verified, whether they hold every match
+    (else the caller retries with every candidate when fewer than ``k`` verify), and how
+    many candidates there are (or a bound). Top-k reads them window by window
+    (:func:`candidates.windows`): complete, and it stops reading when verification stops."""
+    folded, tris = query_trigrams(query)
+    if k is None:
+        ids = _phrase_ids(mem, sid, query)
+        return batches(mem.store, sid, ids, every=True), True, len(ids)
+    if len(tris):
+        stream = candidates.windows(mem.index, sid, tris)
+        loader = _cached_loader(mem, sid)
+        passages = (p for ids in stream for p in batches(mem.store, sid, ids, loader=loader))
+        return passages, True, candidates.document_frequency(mem.index, sid, tris)
+    lo, hi = prefix_range(folded)
+    enough = 4 * k + EXTRA_CHECKS if k is not None else None
+    ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
+    return batches(mem.store, sid, ids, every=k is None), enough is None, len(ids)
+
+
+def _cached_loader(mem: Memory, sid: int) -> Loader:
+    """Top-k passage reads through the memory's passage cache, at the scope's generation."""
+    cache, generation = cache_of(mem.index), mem.index.generation(sid)
+    return lambda pids: cache.load(mem.store, sid, generation, pids)
+
+
+def _every_source(
+    mem: Memory, sid: int, query: str, exact_case: bool, filters: Filters, regex: bool
+) -> list[Hit]:
+    """``k="all"``, one hit per source: the first matching passage of every source."""
+    if regex:
+        locate = regex_locator(compile_pattern(query, exact_case=exact_case))
+        folded_at = exact_at = locate
+        ids = _requirement_ids(mem, sid, requirement(query))
+        if ids is None:  # nothing to look up: every passage is a candidate
+            passages = scan(mem.store, sid)
+            return first_per_source(_verify_every(True, filters, locate, locate, 1.0, passages))
+        score, exact_case = 1.0, True
+    else:
+        ids = _phrase_ids(mem, sid, query)
+        score = 3 * _weight(mem, sid, query, len(ids), {})
+        folded_at = substring_locator(query, exact_case=False)
+        exact_at = substring_locator(query, exact_case=True)
+
+    def check(p: Loaded) -> Hit | None:
+        hit = _verify_every(exact_case, filters, folded_at, exact_at, score, [p])
+        return hit[0] if hit else None
+
+    allowed = filters.allows_source if filters.sources is not None or filters.path_glob else None
+    return verify_per_source(mem.store, mem.index, sid, ids, check, allowed)
+
+
+def _phrase_ids(mem: Memory, sid: int, query: str) -> np.ndarray:
+    """Every candidate of a substring query (sorted ids): a superset of its matches."""
     folded, tris = query_trigrams(query)
     if len(tris):
-        if sample:
-            ids, complete = candidates.all_of_prefix(
-                mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=TOP_K_LISTS
-            )
-            if len(ids) > 4 * (k or 0) + 16 and len(tris) > TOP_K_LISTS:  # read more lists
-                ids, complete = candidates.all_of_prefix(
-                    mem.index, sid, tris, prefix_bytes=PREFIX_BYTES, lists=3 * TOP_K_LISTS
-                )
-            return ids, complete
-        enough = None if k is None else 4 * k + EXTRA_CHECKS
-        return candidates.all_of(mem.index, sid, tris, enough=enough), True
-    lo, hi = prefix_range(folded)
-    enough = 4 * k + EXTRA_CHECKS if sample and k is not None else None
-    return candidates.any_starting(mem.index, sid, lo, hi, enough=enough), enough is None
+        return candidates.all_of(mem.index, sid, tris)
+    return candidates.any_starting(mem.index, sid, *prefix_range(folded))
 
 
 def _phrase_hits(
@@ -117,34 +163,35 @@ def _phrase_hits(
     filters: Filters,
     dfs: dict[str, int],
 ) -> list[Hit]:
-    ids, complete = _phrase_candidates(mem, sid, query, k, sample=k is not None)
-    score = 3 * _weight(mem, sid, query, len(ids), dfs)
+    passages, complete, count = _phrase_passages(mem, sid, query, k)
+    score = 3 * _weight(mem, sid, query, count, dfs)
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
-    hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
+    hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     if not complete and k is not None and len(hits) < k:  # the sample was not enough
-        ids, _ = _phrase_candidates(mem, sid, query, k, sample=False)
-        hits = _verify(mem, sid, ids, k, exact_case, filters, folded_at, exact_at, score)
+        passages, _, _ = _phrase_passages(mem, sid, query, None)
+        hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     return hits
 
 
 def _verify(
     mem: Memory,
     sid: int,
-    ids: np.ndarray,
     k: int | None,
     exact_case: bool,
     filters: Filters,
     folded_at: Locator,
     exact_at: Locator,
     score: float,
-    passages: Iterable[Loaded] | None = None,
+    passages: Iterable[Loaded],
 ) -> list[Hit]:
     """Hits among candidates; with ``k``, stops at ``k`` exact-case hits, or a little past
     ``k`` folded ones."""
+    if k is None:
+        return _verify_every(exact_case, filters, folded_at, exact_at, score, passages)
     hits: list[Hit] = []
     exact_hits = checked_after = 0
-    for p in passages if passages is not None else batches(mem.store, sid, ids):
+    for p in passages:
         if k is not None and (exact_hits >= k or (len(hits) >= k and checked_after > EXTRA_CHECKS)):
             break
         checked_after += len(hits) >= (k or 0)
@@ -155,7 +202,31 @@ def _verify(
         if not exact and (exact_case or (at := folded_at(p.text)) < 0):
             continue
         exact_hits += exact
-        hits.append(make_hit(p, at, score + (0.25 * score if exact else 0.0), True))
+        hits.append(filters.note(make_hit(p, at, score + (0.25 * score if exact else 0.0), True)))
+    return hits
+
+
+def _verify_every(
+    exact_case: bool,
+    filters: Filters,
+    folded_at: Locator,
+    exact_at: Locator,
+    score: float,
+    passages: Iterable[Loaded],
+) -> list[Hit]:
+    """:func:`_verify` for ``k="all"``: every candidate checked, nothing to stop at."""
+    hits: list[Hit] = []
+    exact_score, folded_score = score + 0.25 * score, score
+    filtered = filters.active
+    for p in passages:
+        if filtered and not filters.allows(p):
+            continue
+        text = p.text
+        at = exact_at(text)
+        if at >= 0:
+            hits.append(filters.note(make_hit(p, at, exact_score, True)))
+        elif not exact_case and (at := folded_at(text)) >= 0:
+            hits.append(filters.note(make_hit(p, at, folded_score, True)))
     return hits
 
 
@@ -193,15 +264,9 @@ def _partial_hits(
     if len(words) < 2:
         return []
     n = max(mem.index.table(sid).passages, 1)
-    per_word = {  # list prefixes: partial matches rank, they need not be complete
-        w: candidates.all_of_prefix(
-            mem.index,
-            sid,
-            query_trigrams(w)[1],
-            prefix_bytes=PARTIAL_PREFIX_BYTES,
-            lists=TOP_K_LISTS,
-        )[0]
-        for w in words
+    want = PARTIAL_FACTOR * need + len(seen)
+    per_word = {  # first windows: partial matches rank, they need not be complete
+        w: candidates.first_candidates(mem.index, sid, query_trigrams(w)[1], want) for w in words
     }
     idf = {w: math.log(1 + n / (1 + _word_df(mem, sid, w, dfs))) for w in words}
     pids = np.concatenate(list(per_word.values()))
@@ -210,7 +275,7 @@ def _partial_hits(
     bound = np.bincount(inv, weights=weights)
     order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
     scored: list[tuple[float, Loaded]] = []
-    for p in batches(mem.store, sid, uniq[order]):
+    for p in batches(mem.store, sid, uniq[order], loader=_cached_loader(mem, sid)):
         if p.pid in seen or (filters.active and not filters.allows(p)):
             continue
         if exact_case and query not in p.text:
@@ -247,9 +312,9 @@ def _regex_hits(
     locate = regex_locator(matcher)
     req = requirement(pattern)
     ids = _requirement_ids(mem, sid, req)
-    passages: Iterator[Loaded] | None = scan(mem.store, sid) if ids is None else None
-    ids = np.zeros(0, np.uint32) if ids is None else ids
-    return _verify(mem, sid, ids, k, True, filters, locate, locate, 1.0, passages)
+    every = k is None
+    passages = scan(mem.store, sid) if ids is None else batches(mem.store, sid, ids, every=every)
+    return _verify(mem, sid, k, True, filters, locate, locate, 1.0, passages)
 
 
 def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:

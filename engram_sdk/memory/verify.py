@@ -24,8 +24,11 @@ from engram_sdk.stores import Store
 PASSAGES = "mem.passage"
 FIRST_BATCH = 16  # enough for most top-10 searches
 BATCH = 64
+BULK_BATCH = 1024  # k="all": one store read per this many candidates
 _HIT_FIELDS = set(Hit.model_fields)
-_decode_json = json.JSONDecoder().decode
+_scan_json = (
+    json.JSONDecoder().scan_once
+)  # decode() less its whitespace skipping: headers have none
 _ASCII_SPACE_RUN = r"[\t-\r\x1c- ]+"  # the ASCII characters str ``\s`` matches
 _OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -43,24 +46,45 @@ class Loaded:
     def meta(self) -> dict[str, Any]:
         """The parsed JSON header (source, scope, lines, metadata)."""
         if self._meta is None:
-            self._meta = _decode_json(self.head.decode())
+            self._meta = _scan_json(self.head.decode(), 0)[0]
         return self._meta
 
 
 @dataclass(frozen=True)
 class Filters:
-    """Which passages may be hits: sources (exact), a path glob, metadata equalities."""
+    """Which passages may be hits: sources (exact), a path glob, metadata equalities, and
+    (``distinct``) none from a source already hit."""
 
     sources: frozenset[str] | None = None
     path_glob: str | None = None
     metadata: Mapping[str, Any] | None = None
+    distinct: set[str] | None = None  # one hit per source: the sources hit so far
 
     @property
     def active(self) -> bool:
-        return self.sources is not None or self.path_glob is not None or bool(self.metadata)
+        return (
+            self.sources is not None
+            or self.path_glob is not None
+            or bool(self.metadata)
+            or self.distinct is not None
+        )
+
+    def note(self, hit: Hit) -> Hit:
+        """Remember a hit's source (for ``distinct``); returns the hit."""
+        if self.distinct is not None:
+            self.distinct.add(hit.source)
+        return hit
+
+    def allows_source(self, source: str) -> bool:
+        """Whether hits from ``source`` may pass the source and path filters."""
+        if self.sources is not None and source not in self.sources:
+            return False
+        return self.path_glob is None or fnmatch.fnmatchcase(source, self.path_glob)
 
     def allows(self, p: Loaded) -> bool:
         m = p.meta
+        if self.distinct is not None and m["source"] in self.distinct:
+            return False
         if self.sources is not None and m["source"] not in self.sources:
             return False
         if self.path_glob is not None and not fnmatch.fnmatchcase(m["source"], self.path_glob):
@@ -73,12 +97,21 @@ class Filters:
 
 def load(store: Store, sid: int, pids: Sequence[int]) -> Iterator[Loaded]:
     """Stored passages by id, in order, skipping deleted ones."""
-    prefix = sid.to_bytes(4, "big")
-    keys = [prefix + p.to_bytes(4, "big") for p in pids]
-    for pid, raw in zip(pids, store.get_many(PASSAGES, keys), strict=True):
+    for pid, raw in zip(pids, records(store, sid, pids), strict=True):
         if raw is not None:
-            head, _, body = raw.partition(b"\x00")
-            yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
+            yield decode(pid, raw)
+
+
+def records(store: Store, sid: int, pids: Sequence[int]) -> list[bytes | None]:
+    """Raw passage records by id (None where deleted), in one store read."""
+    prefix = sid.to_bytes(4, "big")
+    return store.get_many(PASSAGES, [prefix + p.to_bytes(4, "big") for p in pids])
+
+
+def decode(pid: int, raw: bytes) -> Loaded:
+    """A passage from its raw record (the text decompressed, the header left raw)."""
+    head, _, body = raw.partition(b"\x00")
+    return Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
 
 
 def scan(store: Store, sid: int) -> Iterator[Loaded]:
@@ -89,13 +122,21 @@ def scan(store: Store, sid: int) -> Iterator[Loaded]:
         yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
 
 
-def batches(store: Store, sid: int, pids: np.ndarray) -> Iterator[Loaded]:
-    """:func:`load` in batches, so a caller that stops early reads little."""
+Loader = Callable[[list[int]], Iterator[Loaded]]
+"""Passages by id, in order, skipping deleted ones (:func:`load` or a cache's)."""
+
+
+def batches(
+    store: Store, sid: int, pids: np.ndarray, *, every: bool = False, loader: Loader | None = None
+) -> Iterator[Loaded]:
+    """:func:`load` (or ``loader``) in batches, so a caller that stops early reads little
+    (``every``: the caller reads them all, in batches of :data:`BULK_BATCH`)."""
     ids = pids.tolist()
-    start, size = 0, FIRST_BATCH
+    start, size = 0, BULK_BATCH if every else FIRST_BATCH
     while start < len(ids):
-        yield from load(store, sid, ids[start : start + size])
-        start, size = start + size, BATCH
+        chunk = ids[start : start + size]
+        yield from load(store, sid, chunk) if loader is None else loader(chunk)
+        start, size = start + size, BULK_BATCH if every else BATCH
 
 
 Locator = Callable[[str], int]

@@ -145,3 +145,31 @@ def test_fold_strips_exactly_the_combining_marks(text):
     nfd = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
     kept = "".join(c for c in nfd if not unicodedata.combining(c))
     assert fold(text) == re.sub(r"\s+", " ", kept.lower())
+
+
+def test_list_cache_returns_what_was_read_and_stays_under_its_bound():
+    """ListCache: every answer equals the reader's (oracle: a dict of arrays), entries are
+    read-only, the cache never holds more than its bound, and evicted lists are read again."""
+    from engram_sdk.memory.list_cache import ListCache
+
+    truth = {(1, s, e): np.arange(e * 10, dtype=np.uint32) for s in (1, 2) for e in range(1, 9)}
+    reads: list[tuple[int, int, int]] = []
+
+    def read(keys):
+        reads.extend(keys)
+        return [truth[k].copy() for k in keys]
+
+    cache = ListCache(max_bytes=400)  # room for a few lists only
+    for order in ([(1, 1, 3), (1, 2, 4)], [(1, 1, 8), (1, 1, 3)], list(truth)):
+        got = cache.get_many(order, read)
+        assert all(np.array_equal(g, truth[k]) for g, k in zip(got, order, strict=True))
+        assert cache.nbytes <= 400
+        assert cache.nbytes == sum(a.nbytes for a in cache._lists.values())
+    assert all(not a.flags.writeable for a in cache._lists.values())
+    before = len(reads)
+    cache.get_many([(1, 2, 8)], read)  # the last one read: still cached
+    assert len(reads) == before
+    cache.get_many([(1, 1, 1)], read)  # evicted long ago: read again
+    assert reads[-1] == (1, 1, 1)
+    cache.drop(1, keep=[2])
+    assert all(k[1] == 2 for k in cache._lists)

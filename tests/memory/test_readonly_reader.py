@@ -38,3 +38,29 @@ def test_a_read_only_reader_finds_phrases_after_a_writer_reingests_and_compacts(
         assert found == [str(root / "a.py"), str(root / "b.py")]  # oracle: the files as written
     finally:
         reader.close()
+
+
+def test_a_reader_with_cached_lists_follows_a_dropped_and_refilled_scope(tmp_path: Path) -> None:
+    """A reader caches dictionaries and decoded lists per segment; another process deletes
+    the scope and adds text of the same shape: the reader must see the new text only (oracle:
+    the texts the writer added). Segment ids are not reused, so nothing cached is served."""
+    uri = f"lmdb://{tmp_path / 'mem'}"
+    with Memory.open(uri) as writer:
+        writer.add("alpha_walrus lives here", source="a.txt", scope="s")
+    reader = Memory.open(uri, "r")
+    try:
+        assert [h.source for h in reader.search("alpha_walrus", scope="s")] == ["a.txt"]
+        writer_code = textwrap.dedent(
+            f"""
+            from engram_sdk.memory import Memory
+            with Memory.open({uri!r}) as w:
+                w.delete(scope="s")
+                w.add("gamma_walrus lives here", source="b.txt", scope="s")
+            """
+        )
+        subprocess.run([sys.executable, "-c", writer_code], check=True)
+        assert reader.search("alpha_walrus", k="all", scope="s") == []
+        assert [h.source for h in reader.search("gamma_walrus", k="all", scope="s")] == ["b.txt"]
+        assert [h.source for h in reader.search("_walrus lives", k="all", scope="s")] == ["b.txt"]
+    finally:
+        reader.close()

@@ -12,12 +12,12 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engram_sdk.memory import Memory
-from engram_sdk.memory import search as search_module
+from engram_sdk.memory import Memory, candidates
 from engram_sdk.memory.fold import fold
 from engram_sdk.memory.verify import scan
 from engram_sdk.tokenizer import get_tokenizer
@@ -127,11 +127,11 @@ def test_recall_against_ripgrep(mem, corpus, query):
         assert expected <= {h.source for h in hits if h.phrase_match}
 
 
-@pytest.mark.parametrize("prefix_bytes", [1, 8, 64, 4096])
-def test_top_k_holds_only_true_matches_and_fills_k(mem, passages, prefix_bytes, monkeypatch):
-    """Top-k reads list prefixes first (cut to ``prefix_bytes``); whatever the cut, the hits
-    are true matches and there are k of them whenever k exist."""
-    monkeypatch.setattr(search_module, "PREFIX_BYTES", prefix_bytes)
+@pytest.mark.parametrize("window", [1, 2, 64])
+def test_top_k_holds_only_true_matches_and_fills_k(mem, passages, window, monkeypatch):
+    """Top-k reads candidates window by window (the first of ``window`` ids); whatever the
+    size, the hits are true matches and there are k of them whenever k exist."""
+    monkeypatch.setattr(candidates, "WINDOW_IDS", window)
     for query in ["self", " AttributeError", "e", "return", "def ", "encoder", "x=", "value"]:
         truth = oracle(passages, query)
         hits = mem.search(query, k=10)
@@ -188,21 +188,87 @@ def test_token_boundary_substrings_are_found(mem, passages, corpus, data):
     assert path in {h.source for h in mem.search(query, k="all")}
 
 
-@pytest.mark.parametrize("prefix_bytes", [1, 8, 64])
-def test_prefix_candidates_hold_every_match_when_they_say_so(mem, passages, prefix_bytes):
-    """all_of_prefix: complete=True means a superset of the matches; else a superset of the
-    matches up to where the rarest list was cut."""
-    from engram_sdk.memory.candidates import all_of_prefix
-    from engram_sdk.memory.trigrams import query_trigrams
+@pytest.mark.parametrize("window", [1, 3, 64])
+def test_windows_together_hold_every_match_and_only_trigram_holders(mem, passages, window):
+    """candidates.windows: disjoint sorted windows whose union holds every match (oracle: a
+    scan of the stored texts) and only passages holding every trigram (oracle: the
+    trigram sets of the folded texts)."""
+    from engram_sdk.memory.fold import fold_fast
+    from engram_sdk.memory.trigrams import query_trigrams, trigram_ids
 
     sid = mem.scope_id("default")
-    for query in ["self", "encoder", "AttributeError", "def decode(self, s", "return self"]:
-        ids, complete = all_of_prefix(
-            mem.index, sid, query_trigrams(query)[1], prefix_bytes=prefix_bytes
+    tri_sets = {
+        p.pid: set(
+            trigram_ids(fold_fast(p.text).encode("utf-8", "surrogatepass") + b"\0\0").tolist()
         )
-        truth = oracle(passages, query)
-        got = set(ids.tolist())
-        if complete:
-            assert truth <= got
-        else:
-            assert {p for p in truth if p <= max(got, default=-1)} <= got
+        for p in passages
+    }
+    for query in ["self", "encoder", "AttributeError", "def decode(self, s", "return self"]:
+        tris = query_trigrams(query)[1]
+        parts = list(candidates.windows(mem.index, sid, tris, first=window))
+        got = [i for part in parts for i in part.tolist()]
+        assert len(got) == len(set(got))
+        assert all((np.diff(part.astype(np.int64)) > 0).all() for part in parts)
+        assert oracle(passages, query) <= set(got)
+        assert all(set(tris.tolist()) <= tri_sets[i] for i in got)
+
+
+@pytest.mark.parametrize("build_ratio", [0, 10**9])  # never / always a passage → source map
+@pytest.mark.parametrize("query", ["self", " AttributeError", "e", "return self", "crème", "zzzq"])
+def test_one_per_source_lists_every_matching_source_once(
+    mem, passages, query, build_ratio, monkeypatch
+):
+    """k="all", one_per_source: exactly the sources with a matching passage (oracle: a scan
+    of the stored texts), each once, at its lowest matching passage; with and without the
+    passage → source map."""
+    from engram_sdk.memory import source_map
+
+    monkeypatch.setattr(source_map, "BUILD_RATIO", build_ratio)
+    source_map._maps.clear()
+    truth = oracle(passages, query)
+    first: dict[str, int] = {}
+    for p in sorted(passages, key=lambda p: p.pid):
+        if p.pid in truth:
+            first.setdefault(p.meta["source"], p.pid)
+    hits = mem.search(query, k="all", one_per_source=True)
+    assert {h.source: h.passage_id for h in hits} == first
+    assert len(hits) == len(first)
+    top = mem.search(query, k=3, one_per_source=True)
+    assert len({h.source for h in top}) == len(top) <= 3
+    assert len(top) >= min(3, len(first))  # top-k skips sources already hit: k distinct ones
+    assert {h.source for h in top if h.phrase_match} <= set(first)
+
+
+def test_one_per_source_follows_new_and_deleted_sources(tmp_path):
+    """The passage → source map is rebuilt when the scope changes (oracle: the sources
+    added and deleted here)."""
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as m:
+        m.add("x = needle_word\n" * 3, source="a.py")
+        assert [h.source for h in m.search("needle_word", k="all", one_per_source=True)] == ["a.py"]
+        m.add("y = needle_word", source="b.py")
+        m.add("nothing here", source="c.py")
+        found = {h.source for h in m.search("needle_word", k="all", one_per_source=True)}
+        assert found == {"a.py", "b.py"}
+        m.delete(source="a.py")
+        found = {h.source for h in m.search("needle_word", k="all", one_per_source=True)}
+        assert found == {"b.py"}
+        regex = m.search(r"needle_\w+", k="all", regex=True, one_per_source=True)
+        assert [h.source for h in regex] == ["b.py"]
+
+
+@pytest.mark.parametrize("build_ratio", [0, 10**9])  # never / always a passage → source map
+def test_one_per_source_applies_source_and_path_filters(mem, passages, build_ratio, monkeypatch):
+    """Oracle: the matching passages' sources, filtered by fnmatch and by the source list."""
+    import fnmatch
+
+    from engram_sdk.memory import source_map
+
+    monkeypatch.setattr(source_map, "BUILD_RATIO", build_ratio)
+    source_map._maps.clear()
+    matching = {p.meta["source"] for p in passages if p.pid in oracle(passages, "self")}
+    hits = mem.search("self", k="all", one_per_source=True, path_glob="*json*")
+    assert {h.source for h in hits} == {s for s in matching if fnmatch.fnmatchcase(s, "*json*")}
+    some = [*sorted(matching)[:2], "not/a/source.py"]
+    hits = mem.search("self", k="all", one_per_source=True, sources=some)
+    assert sorted(h.source for h in hits) == sorted(matching)[:2]
+    assert mem.search("self", k="all", one_per_source=True, sources=[]) == []

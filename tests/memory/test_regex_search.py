@@ -98,3 +98,18 @@ def test_filters_and_metadata_on_hits(tmp_path):
             "ops/deploy.md"
         ]
         assert m.search("deploy", k="all", path_glob="*.rst") == []
+
+
+@pytest.mark.parametrize("pattern", [r"def \w+\(self", r"colou?r", r"x{2,}", r"\w*wrap\w*"])
+def test_regex_one_per_source_lists_each_matching_source_at_its_first_passage(
+    mem, passages, pattern
+):
+    """Oracle: Python ``re`` over every stored passage, lowest matching passage per source."""
+    rx = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    first: dict[str, int] = {}
+    for p in sorted(passages, key=lambda p: p.pid):
+        if rx.search(p.text):
+            first.setdefault(p.meta["source"], p.pid)
+    hits = mem.search(pattern, k="all", regex=True, one_per_source=True)
+    assert {h.source: h.passage_id for h in hits} == first
+    assert len(hits) == len(first)
