@@ -19,6 +19,7 @@ from engram_sdk.llm.base import Backend
 from engram_sdk.llm.openai_async import AsyncUpstream
 from engram_sdk.llm.openai_http import OpenAIBackend
 from engram_sdk.server import errors
+from engram_sdk.server.completions import router as completions_router
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.guards import Auth, BodyLimit, GenerationGate
 from engram_sdk.server.memory_routes import router as memory_router
@@ -59,6 +60,7 @@ def create_app(config: ServeConfig, *, backend: Backend, memory: Memory) -> Fast
     app.state.engram = state
     errors.install(app)
     app.include_router(openai_router)
+    app.include_router(completions_router)
     app.include_router(memory_router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from engram_sdk.errors import ConfigError
+from engram_sdk.llm.recall import RecallFormat
 
 SERVE_CONFIG_VERSION = 1
 KEYS_ENV = "ENGRAM_API_KEYS"
@@ -44,6 +45,7 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(default=4 << 20, ge=1024)
     max_concurrent: int = Field(default=4, ge=1)
     memory_tokens: int | None = Field(default=None, ge=0)
+    memory_context: RecallFormat = "focus"
     default_scope: str = "default"
 
     @field_validator("ingest_roots")
