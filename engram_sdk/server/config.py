@@ -46,6 +46,9 @@ class ServeConfig(BaseModel):
     max_concurrent: int = Field(default=4, ge=1)
     memory_tokens: int | None = Field(default=None, ge=0)
     memory_context: RecallFormat = "focus"
+    #: on SIGTERM, replies still streaming get this long to finish before they are cut and
+    #: the store (and its writer lock) is closed; uvicorn's default waits for them forever
+    shutdown_timeout_s: float = Field(default=5.0, gt=0)
     default_scope: str = "default"
 
     @field_validator("ingest_roots")

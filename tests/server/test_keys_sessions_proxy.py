@@ -15,6 +15,8 @@ import httpx
 import openai
 import pytest
 
+from engram_sdk.memory import Memory
+from engram_sdk.sessions import Session
 from tests.server.live import serve
 
 MODEL = "smollm2-135m-instruct"
@@ -110,6 +112,16 @@ class Upstream(BaseHTTPRequestHandler):
         mode = type(self).behaviour
         if mode == "slow":
             time.sleep(5)
+        if mode == "stall":  # one event, then nothing for a minute
+            event = b'data: {"choices":[{"index":0,"delta":{"content":"po"}}]}\n\n'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+            time.sleep(60)
+            return
         if mode == "500":
             self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
             return
@@ -163,6 +175,34 @@ def test_proxy_surfaces_upstream_timeout_500_and_429(stub: str, tmp_path: Path) 
             client.chat.completions.create(**ask)
         assert busy.value.response.headers["retry-after"] == "7"
         assert "slow down" in busy.value.body["message"]
+
+
+def test_the_store_opens_for_a_writer_right_after_a_server_stops_mid_reply(
+    stub: str, tmp_path: Path
+) -> None:
+    store = f"lmdb://{tmp_path / 'store'}"
+    args = ["--store", store, "--upstream", stub, "--shutdown-timeout", "1"]
+    Upstream.behaviour = "stall"
+    with serve(args, tmp_path / "proxy.log") as live:
+        body = {
+            "model": "stub-model",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        with httpx.stream(
+            "POST", live.v1 + "/chat/completions", json=body, headers={"X-Session-ID": "cut"}
+        ) as resp:
+            lines = resp.iter_lines()
+            assert '"po"' in next(line for line in lines if line)  # the reply is under way
+            live.proc.terminate()
+            # the stalled reply is cut after the grace period; the process ends well before
+            # the upstream would have finished (60 s) or timed out (120 s)
+            assert live.proc.wait(timeout=30) is not None
+            with pytest.raises(httpx.HTTPError):
+                list(lines)
+    with Memory.open(store) as mem:  # the writer lock is free; the cut turn was not stored
+        assert Session(mem, "cut").turns() == []
+        mem.add("written after the server stopped", source="after.txt")
 
 
 @pytest.mark.slow
