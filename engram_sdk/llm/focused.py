@@ -55,10 +55,17 @@ class FocusedLine:
 
 
 def _query_terms(query: str) -> set[str]:
-    # engram_sdk.evals imports its adapters (and this package): imported where first needed
+    # importing engram_sdk.evals loads its adapters (and this package): done on first use,
+    # or ahead of the first request by warm_up()
     from engram_sdk.evals.focus import query_terms
 
     return query_terms(query)
+
+
+def warm_up() -> None:
+    """Import what the focus format needs now (a server calls it at start, so that its
+    first request does not pay for the import)."""
+    _query_terms("")
 
 
 def definition_pattern(names: Sequence[str]) -> re.Pattern[str] | None:
