@@ -71,7 +71,7 @@ def test_prompt_carries_passages_in_the_documented_format(
     assert [c.label for c in turn.citations] == ["badges.txt:1-2"]
 
 
-def test_focus_prompt_carries_the_matching_lines_as_grep_lines_best_last(
+def test_focus_prompt_carries_the_matching_lines_as_cited_lines_best_last(
     backend: LlamaCppBackend, memory: Memory
 ) -> None:
     memory.add("Line one.\nThe badge number is 88231.\nBadges expire.\n", source="badges.txt")
@@ -84,7 +84,7 @@ def test_focus_prompt_carries_the_matching_lines_as_grep_lines_best_last(
     user = turn.plan.messages[-1]["content"]
     # the one line holding both "badge" and "number", cited as file:line, then the question
     assert user == (
-        "Passages from memory:\n\nbadges.txt:2: The badge number is 88231."
+        "Passages from memory:\n\nbadges.txt:2: The badge number is 88231.    (in badges.txt)"
         "\n\nQuestion: What is the badge number?"
     )
     assert [c.label for c in turn.citations] == ["badges.txt:2-2"]
@@ -94,7 +94,8 @@ def test_focus_prompt_carries_the_matching_lines_as_grep_lines_best_last(
         backend, memory=memory, messages=ask, options=SamplingOptions(max_tokens=1)
     )
     assert [c.label for c in turn.citations] == ["pkg/reader.py:1-1"]
-    assert "reader.py:1: class BadgeReader:\n\nQuestion:" in turn.plan.messages[-1]["content"]
+    shown = "pkg/reader.py:1: class BadgeReader:    (in pkg/reader.py)\n\nQuestion:"
+    assert shown in turn.plan.messages[-1]["content"]
 
 
 def test_turns_are_stored_only_once_the_reply_is_complete(
