@@ -2,7 +2,7 @@
 
 A small reader copies from what sits next to the question, and from a whole passage it copies
 the wrong line as readily as the right one. So, as the evals' ``--memory-context focus`` does
-(:mod:`engram_sdk.evals.focus`, whose query terms this uses), only the lines of the recalled
+(both score lines by the terms of :mod:`engram_sdk.llm.terms`), only the lines of the recalled
 passages that hold the most of the query's terms are kept, each with its own citation, in
 the ``file:line: text`` shape of ``grep -n`` output, the file named once more at the end::
 
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engram_sdk.llm.base import Backend
+from engram_sdk.llm.terms import query_terms
 
 if TYPE_CHECKING:
     from engram_sdk.memory.models import Hit, Passage
@@ -56,20 +57,6 @@ class FocusedLine:
     passage: Passage
 
 
-def _query_terms(query: str) -> set[str]:
-    # importing engram_sdk.evals loads its adapters (and this package): done on first use,
-    # or ahead of the first request by warm_up()
-    from engram_sdk.evals.focus import query_terms
-
-    return query_terms(query)
-
-
-def warm_up() -> None:
-    """Import what the focus format needs now (a server calls it at start, so that its
-    first request does not pay for the import)."""
-    _query_terms("")
-
-
 def definition_pattern(names: Sequence[str]) -> re.Pattern[str] | None:
     """A line that defines one of ``names``: a declaration keyword then the name, or the name
     assigned at the start of the line; None without names."""
@@ -85,7 +72,7 @@ def scored_lines(
     """Every non-blank line of the ``recalled`` passages (best first) holding a query term:
     the distinct terms it holds, plus :data:`PHRASE_BONUS` when it holds ``phrase`` (case
     folded) and :data:`DEFINITION_BONUS` when it defines one of the code ``names``."""
-    terms = _query_terms(query)
+    terms = query_terms(query)
     phrase = phrase.strip().lower()
     defines = definition_pattern(names)
     out: list[FocusedLine] = []
@@ -94,7 +81,7 @@ def scored_lines(
             text = raw.strip()
             if not text:
                 continue
-            score = len(terms & _query_terms(text))
+            score = len(terms & query_terms(text))
             if phrase and phrase in text.lower():
                 score += PHRASE_BONUS
             if defines is not None and defines.match(text):

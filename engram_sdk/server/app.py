@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from engram_sdk._version import __version__
-from engram_sdk.llm import focused
 from engram_sdk.llm.base import Backend
 from engram_sdk.llm.openai_async import AsyncUpstream
 from engram_sdk.llm.openai_http import OpenAIBackend
@@ -56,8 +55,6 @@ def create_app(
         yield
         await state.aclose()
 
-    if config.memory_context == "focus":
-        focused.warm_up()
     app = FastAPI(
         title="engram serve",
         version=__version__,
