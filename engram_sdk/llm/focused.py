@@ -42,7 +42,8 @@ PHRASE_BONUS = 100
 #: score of defining one of the query's code names (``def name``, ``class Name``,
 #: ``NAME = ...``): where a name is defined says most about it
 DEFINITION_BONUS = 1000
-_DECLARATION = r"(?:export\s+)?(?:async\s+)?(?:def|class|struct|enum|interface|trait|fn|function|const|let|var|type)\s+"
+_KEYWORDS = ("def", "class", "struct", "enum", "interface", "trait", "fn", "function", "const")
+_DECLARATION = rf"(?:export\s+)?(?:async\s+)?(?:{'|'.join((*_KEYWORDS, 'let', 'var', 'type'))})\s+"
 
 
 @dataclass(frozen=True)
