@@ -45,36 +45,46 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--llm", default=None, help="reader (default: the offline default model)")
     ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument(
+        "--context",
+        default="passages,focus",
+        help="prompt formats of the recalled text to compare (comma-separated)",
+    )
     args = ap.parse_args()
     backend = load_backend(args.llm)
     folder = Path(json.__file__).parent
     options = SamplingOptions(max_tokens=args.max_tokens, temperature=0.0)
     with tempfile.TemporaryDirectory() as work, Memory.open(f"lmdb://{work}/m") as mem:
         mem.ingest(folder, progress=False)
-        scores = {"through memory": 0, "without memory": 0}
-        recalled = 0
+        paths = [(f"through memory, {c}", c) for c in args.context.split(",")]
+        paths.append(("without memory", None))
+        scores = dict.fromkeys((label for label, _ in paths), 0)
+        recalled = dict.fromkeys((label for label, c in paths if c), 0)
         t0 = time.perf_counter()
         for question, expected in QUESTIONS:
-            for label, use in (("through memory", True), ("without memory", False)):
+            for label, context in paths:
                 turn = augmented_turn(
                     backend,
                     memory=mem,
                     messages=[{"role": "user", "content": question}],
                     options=options,
                     memory_tokens=400,
-                    use_memory=use,
+                    use_memory=context is not None,
+                    context=context or "passages",
                 ).complete()
                 ok = right(turn.text, expected)
                 scores[label] += ok
-                if use:
-                    recalled += any(c.source.endswith("/" + expected) for c in turn.citations)
+                if context:
+                    cited = any(c.source.endswith("/" + expected) for c in turn.citations)
+                    recalled[label] += cited
                 print(f"[{label}] {'right' if ok else 'wrong'}: {question} -> {turn.text!r}")
     n = len(QUESTIONS)
     print(f"\nreader {backend.name}, {n} questions, {time.perf_counter() - t0:.0f} s")
     print("| path | right | share |\n|---|---|---|")
     for label, score in scores.items():
         print(f"| {label} | {score}/{n} | {100 * score / n:.0f}% |")
-    print(f"| (the right file among the recalled passages) | {recalled}/{n} | |")
+    for label, hits in recalled.items():
+        print(f"| ({label}: the right file in the prompt) | {hits}/{n} | |")
     backend.close()
 
 

@@ -21,20 +21,14 @@ import re
 from typing import Literal, get_args
 
 from engram_sdk.errors import InputError
+from engram_sdk.llm.terms import TERM as _TERM
+from engram_sdk.llm.terms import query_terms
 
 ContextMode = Literal["passages", "ranked", "focus"]
 CONTEXT_MODES: tuple[str, ...] = get_args(ContextMode)
 
-_TERM = re.compile(r"[A-Za-z0-9]+")
 _UNIT = re.compile(r"[^\n]*?(?:[.!?](?=\s)|\n|$)")
 _SOURCE_HEADER = re.compile(r"^\[[^\]\n]+:\d+-\d+\]$")
-STOPWORDS = frozenset(
-    {"the", "and", "for", "are", "was", "what", "which", "who", "whom", "with", "from"}
-    | {"that", "this", "there", "their", "into", "about", "does", "did", "have", "has"}
-    | {"had", "you", "your", "all", "any"}
-)
-
-
 _LIST = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
 
 
@@ -46,11 +40,6 @@ def sub_queries(query: str) -> list[str]:
     if len(items) > 1 and all(q and not any(c.isspace() for c in q) for q in items):
         return items
     return [query]
-
-
-def query_terms(query: str) -> set[str]:
-    """Lower-cased words of three or more characters, without stopwords."""
-    return {t for t in map(str.lower, _TERM.findall(query)) if len(t) >= 3} - STOPWORDS
 
 
 def _units(text: str) -> list[str]:

@@ -55,8 +55,17 @@ def main() -> None:
                     print(chunk.choices[0].delta.content, end="", flush=True)
             print()
             print(httpx.get(base + "/v1/sessions/example", headers=auth).json()["messages"])
+            # a raw prompt continued (no memory, no session), streamed as it is generated
+            for part in client.completions.create(
+                model="smollm2-135m-instruct",
+                prompt="The three primary colours are",
+                max_tokens=12,
+                stream=True,
+            ):
+                print(part.choices[0].text if part.choices else "", end="", flush=True)
+            print()
         finally:
-            server.terminate()
+            server.terminate()  # replies still streaming get --shutdown-timeout (5 s)
             server.wait()
 
 

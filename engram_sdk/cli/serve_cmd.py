@@ -45,6 +45,12 @@ def serve(
     memory_tokens: Annotated[
         int | None, typer.Option(help="token budget of recalled passages per turn")
     ] = None,
+    memory_context: Annotated[
+        str, typer.Option(help="recalled text in the prompt: focus (cited lines) or passages")
+    ] = "focus",
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="seconds replies in flight get to finish on SIGTERM")
+    ] = 5.0,
 ) -> None:
     """Serve /v1/chat/completions with memory, /v1/completions and the memory API."""
     from engram_sdk.server import ServeConfig, parse_keys
@@ -67,6 +73,8 @@ def serve(
         max_concurrent=max_concurrent,
         context_length=context_length,
         memory_tokens=memory_tokens,
+        memory_context=memory_context,
+        shutdown_timeout_s=shutdown_timeout,
     )
     run(config)
 

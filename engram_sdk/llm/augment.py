@@ -37,7 +37,7 @@ from engram_sdk.errors import InputError
 from engram_sdk.llm.base import Backend, Chunk, FinishReason, Message, SamplingOptions, Usage
 from engram_sdk.llm.counting import PromptCounter, counter_for
 from engram_sdk.llm.history import HistoryCache, session_history
-from engram_sdk.llm.recall import Citation, clip_head, recall_passages
+from engram_sdk.llm.recall import Citation, RecallFormat, clip_head, recall_passages
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
@@ -49,6 +49,8 @@ MEMORY_INSTRUCTION = (
 )
 QUESTION = "Question: "
 OMITTED_NOTE = "({n} earlier turns of this conversation are not shown.)"
+#: the prompt format of recalled text unless a caller asks for another
+DEFAULT_FORMAT: RecallFormat = "focus"
 
 
 @dataclass
@@ -101,6 +103,7 @@ def augmented_turn(
     use_memory: bool = True,
     write_lock: AbstractContextManager[Any] | None = None,
     history_cache: HistoryCache | None = None,
+    context: RecallFormat = DEFAULT_FORMAT,
 ) -> AugmentedTurn:
     """Plan the prompt for ``messages`` (see the module docs) and start generating.
 
@@ -110,7 +113,9 @@ def augmented_turn(
     given), and the new user turn and the reply are stored when the reply completes.
     ``memory_tokens`` caps the recalled passages (default: a quarter of the window);
     ``write_lock`` serialises the store write with other writers of the same memory;
-    ``history_cache`` keeps sessions' stored turns between calls (a server passes one).
+    ``history_cache`` keeps sessions' stored turns between calls (a server passes one);
+    ``context`` is how recalled text is written into the prompt (``"focus"``: the cited
+    lines holding the question's terms; ``"passages"``: whole passages).
     """
     options = options or SamplingOptions()
     if not messages or messages[-1]["role"] != "user":
@@ -126,6 +131,7 @@ def augmented_turn(
         options=options,
         memory_tokens=memory_tokens,
         history_cache=history_cache,
+        context=context,
     )
     return start_turn(
         backend,
@@ -147,6 +153,7 @@ def start_turn(
     user_text: str,
     write_lock: AbstractContextManager[Any] | None = None,
     history_cache: HistoryCache | None = None,
+    context: RecallFormat = DEFAULT_FORMAT,
 ) -> AugmentedTurn:
     """Start generating the reply to a planned turn (stored in ``session`` when complete)."""
     turn = AugmentedTurn(plan=plan, chunks=iter(()))
@@ -215,6 +222,7 @@ def plan_turn(
     options: SamplingOptions,
     memory_tokens: int | None,
     history_cache: HistoryCache | None = None,
+    context: RecallFormat = DEFAULT_FORMAT,
 ) -> Plan:
     """Choose history, passages and the reply budget so the prompt fits the window.
 
@@ -242,6 +250,7 @@ def plan_turn(
             budget=budget,
             session=session,
             first_kept_seq=first_kept_seq,
+            context=context,
         )
         recalled_tokens, block, citations = got.tokens, got.block, got.citations
     final = _assemble(system, block, history, kept, user)

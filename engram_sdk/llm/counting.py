@@ -79,13 +79,15 @@ class PromptCounter:
             two = cost(["user", "assistant"])
             three = cost(["user", "assistant", "user"])
             with_system = cost(["system", "user"])
+            system_later = cost(["user", "system"])
         except Exception:  # a template that refuses a probe conversation: count exactly
             return 0, {}
         per_role = {
             "user": three - two - probe,
             "assistant": two - one - probe,
-            # never below 0: a template's default system prompt gives way to a real one
-            "system": max(0, with_system - one - probe),
+            # a first system message can take the place of a template's default system
+            # prompt (costing less than its wrapper); a later one adds its whole wrapper
+            "system": max(0, with_system - one - probe, system_later - one - probe),
         }
         per_role["developer"] = per_role["system"]
         per_role["tool"] = max(per_role.values())

@@ -13,16 +13,22 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
+from engram_sdk.errors import InputError
 from engram_sdk.llm.base import Backend
+from engram_sdk.llm.focused import focused_lines
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
-    from engram_sdk.memory.models import Passage
+    from engram_sdk.memory.models import Hit, Passage
     from engram_sdk.sessions import Session
 
 MEMORY_HEADER = "Passages from memory:"
+#: how recalled text goes into the prompt: whole passages under their labels, or only the
+#: lines holding the question's terms, each cited (:mod:`engram_sdk.llm.focused`)
+RecallFormat = Literal["passages", "focus"]
+RECALL_FORMATS: tuple[str, ...] = get_args(RecallFormat)
 WORD = re.compile(r"\w+")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: passages scoring under this share of the best recalled one are left out (they crowd the
@@ -73,6 +79,11 @@ def _code_like(word: str) -> bool:
     """``snake_case``, ``_private``, ``CamelCase``/``mixedCase``, or a name with digits."""
     inner_upper = any(c.isupper() for c in word[1:]) and any(c.islower() for c in word)
     return "_" in word or inner_upper or any(c.isdigit() for c in word)
+
+
+def code_names(message: str) -> list[str]:
+    """The code names in ``message`` (see :func:`recall_query`)."""
+    return [word for word in NAME.findall(message) if _code_like(word)]
 
 
 def recall_query(message: str) -> str:
@@ -170,6 +181,15 @@ def _excerpt(
     return passage.model_copy(update={"line_start": first, "line_end": last}), text, n
 
 
+def recall_k(budget: int) -> int:
+    """How many hits recall asks the search for under ``budget`` tokens: the passages that can
+    fit (each takes at most a third of the budget, so three, or more for a large budget cut
+    down to 48-token excerpts) and a few spare for those left out. Top-k search stops once it
+    has them; asking for 20 cost a 143 MB memory 4x the search time of asking for 5."""
+    fits = max(3, budget // max(48, budget // 3))
+    return min(fits + 2, 20)
+
+
 def recall_passages(
     backend: Backend,
     memory: Memory,
@@ -179,36 +199,70 @@ def recall_passages(
     budget: int,
     session: Session | None = None,
     first_kept_seq: int | None = None,
-    k: int = 20,
+    k: int | None = None,
+    context: RecallFormat = "passages",
 ) -> Recalled:
     """Recalled passages in the prompt format, at most ``budget`` tokens (see the module docs).
 
     Passages of ``session`` itself are left out when they are still in the prompt (turns
-    from ``first_kept_seq`` on).
+    from ``first_kept_seq`` on). ``k``: hits asked of the search (default
+    :func:`recall_k`). ``context="focus"`` keeps only the lines holding the question's terms
+    (:mod:`engram_sdk.llm.focused`), falling back to passages when no line holds one.
     """
+    if context not in RECALL_FORMATS:
+        raise InputError(f"context {context!r}: expected one of {', '.join(RECALL_FORMATS)}")
     sid = memory.scope_id(scope)
     if sid is None or not query.strip():
         return Recalled("", [], 0)
-    hits = memory.search(recall_query(query), k=k, scope=scope)
+    searched = recall_query(query)
+    hits = memory.search(searched, k=k or recall_k(budget), scope=scope)
     passages = memory.passages(sid, [h.passage_id for h in hits])
     shown = shown_sources([p.source for p in passages if p is not None])
     own = session.source if session is not None else None
-    parts = [MEMORY_HEADER]
-    used = backend.count_tokens(MEMORY_HEADER)
-    per_passage = max(48, budget // 3)
-    citations: list[Citation] = []
     eligible = [
         (hit, passage)
         for hit, passage in zip(hits, passages, strict=True)
         if passage is not None and not _in_prompt(passage, own, first_kept_seq)
     ]
     floor = max((hit.score for hit, _ in eligible), default=0.0) * SCORE_FLOOR
+    eligible = [(hit, passage) for hit, passage in eligible if hit.score >= floor]
+    header = backend.count_tokens(MEMORY_HEADER)
+    if context == "focus":
+        texts, lines, used = focused_lines(
+            backend,
+            eligible,
+            query=query,
+            phrase=searched,
+            names=code_names(query),
+            budget=budget - header,
+            shown=shown,
+        )
+        if lines:
+            citations = [
+                Citation(f.passage.source, f.line, f.line, f.hit.score, f.hit.passage_id)
+                for f in lines
+            ]
+            block = MEMORY_HEADER + "\n\n" + "\n".join(texts)
+            return Recalled(block, citations, header + used + 2)
+    return _passages_block(backend, eligible, query, budget, header, shown)
+
+
+def _passages_block(
+    backend: Backend,
+    eligible: list[tuple[Hit, Passage]],
+    query: str,
+    budget: int,
+    used: int,
+    shown: Callable[[str], str],
+) -> Recalled:
+    """The ``passages`` format: each passage (best first) under its label, cut to its share."""
+    parts = [MEMORY_HEADER]
+    per_passage = max(48, budget // 3)
+    citations: list[Citation] = []
     for hit, passage in eligible:
         room = min(per_passage, budget - used) - 16
         if room < 8:
             break
-        if hit.score < floor:
-            continue
         got = _excerpt(backend, passage, query, room, shown(passage.source))
         if got is None:
             continue
@@ -245,7 +299,8 @@ def recall_block(
     budget: int,
     session: Session | None = None,
     first_kept_seq: int | None = None,
-    k: int = 20,
+    k: int | None = None,
+    context: RecallFormat = "passages",
 ) -> tuple[str, list[Citation]]:
     """The block of :func:`recall_passages` and its citations."""
     got = recall_passages(
@@ -257,5 +312,6 @@ def recall_block(
         session=session,
         first_kept_seq=first_kept_seq,
         k=k,
+        context=context,
     )
     return got.block, got.citations

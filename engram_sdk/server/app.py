@@ -19,6 +19,7 @@ from engram_sdk.llm.base import Backend
 from engram_sdk.llm.openai_async import AsyncUpstream
 from engram_sdk.llm.openai_http import OpenAIBackend
 from engram_sdk.server import errors
+from engram_sdk.server.completions import router as completions_router
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.guards import Auth, BodyLimit, GenerationGate
 from engram_sdk.server.memory_routes import router as memory_router
@@ -31,8 +32,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("engram.serve")
 
 
-def create_app(config: ServeConfig, *, backend: Backend, memory: Memory) -> FastAPI:
-    """The app over an open backend and memory (both stay owned by the caller).
+def create_app(
+    config: ServeConfig, *, backend: Backend, memory: Memory, owns_memory: bool = False
+) -> FastAPI:
+    """The app over an open backend and memory (the backend stays owned by the caller; the
+    memory too unless ``owns_memory``: then the app closes it when it shuts down).
 
     An OpenAI-compatible backend is also read through one pooled async client, so proxied
     replies stream through without a thread per request."""
@@ -43,6 +47,7 @@ def create_app(config: ServeConfig, *, backend: Backend, memory: Memory) -> Fast
         auth=Auth(config.keys, config.default_scope),
         gate=GenerationGate(config.max_concurrent),
         upstream=AsyncUpstream(backend) if isinstance(backend, OpenAIBackend) else None,
+        owns_memory=owns_memory,
     )
 
     @asynccontextmanager
@@ -59,6 +64,7 @@ def create_app(config: ServeConfig, *, backend: Backend, memory: Memory) -> Fast
     app.state.engram = state
     errors.install(app)
     app.include_router(openai_router)
+    app.include_router(completions_router)
     app.include_router(memory_router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app
@@ -96,7 +102,7 @@ def serve(config: ServeConfig) -> None:
     backend = open_backend(config)
     memory = Memory.open(config.store)
     try:
-        app = create_app(config, backend=backend, memory=memory)
+        app = create_app(config, backend=backend, memory=memory, owns_memory=True)
         keys = ", ".join(f"{g.fingerprint}→{'/'.join(g.scopes)}" for g in config.keys) or "none"
         log.info(
             "engram serve: %s model %s (%d-token window), memory %s, API keys %s, "
@@ -109,7 +115,14 @@ def serve(config: ServeConfig) -> None:
             config.host,
             config.port,
         )
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=config.shutdown_timeout_s,
+        )
     finally:
         backend.close()
         memory.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from engram_sdk.errors import ConfigError
+from engram_sdk.llm.recall import RecallFormat
 
 SERVE_CONFIG_VERSION = 1
 KEYS_ENV = "ENGRAM_API_KEYS"
@@ -44,6 +45,10 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(default=4 << 20, ge=1024)
     max_concurrent: int = Field(default=4, ge=1)
     memory_tokens: int | None = Field(default=None, ge=0)
+    memory_context: RecallFormat = "focus"
+    #: on SIGTERM, replies still streaming get this long to finish before they are cut and
+    #: the store (and its writer lock) is closed; uvicorn's default waits for them forever
+    shutdown_timeout_s: float = Field(default=5.0, gt=0)
     default_scope: str = "default"
 
     @field_validator("ingest_roots")

@@ -75,10 +75,13 @@ def upstream_body(
     return body
 
 
-async def open_upstream(upstream: AsyncUpstream, body: dict[str, Any]) -> httpx.Response:
-    """The upstream's 200 streaming response, or the HTTP error the client should get."""
+async def open_upstream(
+    upstream: AsyncUpstream, body: dict[str, Any], *, path: str = "/chat/completions"
+) -> httpx.Response:
+    """The upstream's 200 streaming response at ``path``, or the HTTP error the client
+    should get."""
     try:
-        return await upstream.open("/chat/completions", body)
+        return await upstream.open(path, body)
     except BackendError as exc:
         raise from_backend(exc) from exc
 

@@ -44,16 +44,27 @@ class ServerState:
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="recall")
     )
+    #: close the memory at shutdown (``engram serve`` does: uvicorn ends the process by
+    #: re-raising SIGTERM once the app has shut down, so code after ``uvicorn.run`` never runs)
+    owns_memory: bool = False
 
     async def off_loop(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the server's thread pool (store reads, recall, store writes)."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
 
     async def aclose(self) -> None:
-        """Close the upstream's connections and the thread pool."""
+        """Close the upstream's connections and the thread pool; with :attr:`owns_memory`,
+        then the memory, once no session write is under way, so its writer lock is free for
+        the next server or CLI as soon as shutdown ends."""
         if self.upstream is not None:
             await self.upstream.aclose()
-        self.pool.shutdown(wait=False)
+        await asyncio.to_thread(self.pool.shutdown, wait=True)  # recall takes milliseconds
+        if self.owns_memory:
+            await asyncio.to_thread(self._close_memory)
+
+    def _close_memory(self) -> None:
+        with self.write_lock:
+            self.memory.close()
 
     @property
     def model_ids(self) -> list[str]:

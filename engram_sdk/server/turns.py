@@ -55,6 +55,7 @@ def _plan(
         options=options,
         memory_tokens=state.config.memory_tokens,
         history_cache=state.history,
+        context=state.config.memory_context,
     )
     return PreparedTurn(plan, session, scope, messages[-1]["content"])
 

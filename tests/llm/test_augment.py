@@ -63,11 +63,39 @@ def test_prompt_carries_passages_in_the_documented_format(
         memory=memory,
         messages=[{"role": "user", "content": "What is the badge number?"}],
         options=SamplingOptions(max_tokens=1),
+        context="passages",
     )
     user = turn.plan.messages[-1]["content"]
     assert user.startswith("Passages from memory:\n\n[badges.txt:1-2]\nLine one.\n")
     assert user.endswith("\n\nQuestion: What is the badge number?")
     assert [c.label for c in turn.citations] == ["badges.txt:1-2"]
+
+
+def test_focus_prompt_carries_the_matching_lines_as_cited_lines_best_last(
+    backend: LlamaCppBackend, memory: Memory
+) -> None:
+    memory.add("Line one.\nThe badge number is 88231.\nBadges expire.\n", source="badges.txt")
+    memory.add("class BadgeReader:\n    pass\n", source="pkg/reader.py")
+    memory.add("from pkg.reader import BadgeReader\n", source="pkg/app.py")
+    ask = [{"role": "user", "content": "What is the badge number?"}]
+    turn = augmented_turn(
+        backend, memory=memory, messages=ask, options=SamplingOptions(max_tokens=1)
+    )
+    user = turn.plan.messages[-1]["content"]
+    # the one line holding both "badge" and "number", cited as file:line, then the question
+    assert user == (
+        "Passages from memory:\n\nbadges.txt:2: The badge number is 88231.    (in badges.txt)"
+        "\n\nQuestion: What is the badge number?"
+    )
+    assert [c.label for c in turn.citations] == ["badges.txt:2-2"]
+    # a line defining the asked code name outranks one that only mentions it
+    ask = [{"role": "user", "content": "Where is BadgeReader?"}]
+    turn = augmented_turn(
+        backend, memory=memory, messages=ask, options=SamplingOptions(max_tokens=1)
+    )
+    assert [c.label for c in turn.citations] == ["pkg/reader.py:1-1"]
+    shown = "pkg/reader.py:1: class BadgeReader:    (in pkg/reader.py)\n\nQuestion:"
+    assert shown in turn.plan.messages[-1]["content"]
 
 
 def test_turns_are_stored_only_once_the_reply_is_complete(

@@ -35,7 +35,7 @@ def test_quickstart_answers_about_a_folder_resumes_and_cleans_up(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert f"[{docs / 'heron.md'}:1-2]" in out  # the citation, printed verbatim
+    assert f"[{docs / 'heron.md'}:2-2]" in out  # the line cited (focus format), verbatim
     answer = re.search(r"with memory: (.*)", out)
     assert answer and "QX-7731-B" in answer.group(1)
     assert "2 earlier turns" in out  # the new process resumed the stored session

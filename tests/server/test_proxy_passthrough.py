@@ -25,6 +25,12 @@ EVENTS = [
     b'{"id":"up-7","object":"chat.completion.chunk","model":"up","x_trace":"a4",'
     b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
 ]
+TEXT_EVENTS = [
+    b'{"id":"up-8","object":"text_completion","model":"up","x_trace":"t1",'
+    b'"choices":[{"index":0,"text":"Blue ","finish_reason":null}]}',
+    b'{"id":"up-8","object":"text_completion","model":"up","x_trace":"t2",'
+    b'"choices":[{"index":0,"text":"heron.","finish_reason":"length"}]}',
+]
 USAGE = b'{"id":"up-7","object":"chat.completion.chunk","model":"up","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}'
 
 
@@ -33,6 +39,7 @@ class Recording(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     bodies: ClassVar[list[dict]] = []
+    paths: ClassVar[list[str]] = []
     peers: ClassVar[set[tuple[str, int]]] = set()
 
     def log_message(self, *args: object) -> None:
@@ -50,9 +57,10 @@ class Recording(BaseHTTPRequestHandler):
         type(self).peers.add(self.client_address)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).bodies.append(body)
-        events = (
-            [*EVENTS, USAGE] if (body.get("stream_options") or {}).get("include_usage") else EVENTS
-        )
+        type(self).paths.append(self.path)
+        events = TEXT_EVENTS if self.path.endswith("/v1/completions") else EVENTS
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events = [*events, USAGE]
         stream = b"".join(b"data: " + e + b"\r\n\r\n" for e in events) + b"data: [DONE]\r\n\r\n"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -135,3 +143,21 @@ def test_proxied_session_turns_are_stored_and_sent_upstream_next_turn(proxy: Liv
         "And its colour?",
         "Blue heron.",
     ]
+
+
+def test_completions_pass_through_upstream_events_and_gather_a_plain_reply(proxy: Live) -> None:
+    Recording.bodies.clear()
+    Recording.paths.clear()
+    body = {"model": "up", "prompt": "The bird is a", "max_tokens": 2, "stream": True}
+    with httpx.stream("POST", proxy.v1 + "/completions", json=body) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        raw = resp.read()
+    # the upstream's completions events, untouched, then [DONE]
+    assert raw == b"".join(b"data: " + e + b"\n\n" for e in TEXT_EVENTS) + b"data: [DONE]\n\n"
+    sent = Recording.bodies[-1]
+    assert Recording.paths[-1] == "/v1/completions"
+    assert sent["prompt"] == "The bird is a" and sent["stream"] is True and sent["max_tokens"] == 2
+    client = openai.OpenAI(base_url=proxy.v1, api_key="unused", max_retries=0)
+    out = client.completions.create(model="up", prompt="The bird is a", max_tokens=2)
+    assert out.choices[0].text == "Blue heron." and out.choices[0].finish_reason == "length"
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (5, 2)
