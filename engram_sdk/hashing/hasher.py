@@ -225,7 +225,7 @@ class NgramHasher:
                 raise InputError(f"{name} must be an integer tensor, got {ids.dtype}")
         elif not np.issubdtype(ids.dtype, np.integer):
             raise InputError(f"{name} must be integer ids, got dtype {ids.dtype}")
-        if ids.numel() if _is_torch(ids) else ids.size:
+        if (ids.numel() if _is_torch(ids) else ids.size) and not _recording(ids):
             lo, hi = int(ids.min()), int(ids.max())
             floor = DEAD_ID if self.config.block_dead else 0
             if lo < floor or hi >= self.config.vocab_size:
@@ -235,6 +235,15 @@ class NgramHasher:
                     f"got range [{lo}, {hi}]"
                 )
         return ids
+
+
+def _recording(ids: Any) -> bool:
+    """CUDA ids while a CUDA graph records: reading them back would break the recording."""
+    if not _is_torch(ids) or not ids.is_cuda:
+        return False
+    import torch
+
+    return torch.cuda.is_current_stream_capturing()
 
 
 def _triton_available() -> bool:

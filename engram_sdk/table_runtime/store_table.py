@@ -110,6 +110,11 @@ class StoreTable(nn.Module):
             self._pinned, self._mapped = rows, mapped_view(rows, self.spec.dtype, self.device)
         return self._mapped
 
+    def reads_in_place(self, tokens: int) -> bool:
+        """Whether a step of ``tokens`` token positions has the GPU read its rows in place
+        (pinned host rows, at most ``direct_tokens`` tokens): pure device work."""
+        return tokens <= self.direct_tokens and self._mapped_rows() is not None
+
     # ---- the worker's side ----------------------------------------------------------------
     def _host_ids(self, addresses: torch.Tensor | LayerAddresses, ready: Any) -> torch.Tensor:
         if isinstance(addresses, LayerAddresses):
