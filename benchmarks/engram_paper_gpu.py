@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from engram_sdk.table_runtime import attach_tables, table_name
 
 sys.path.insert(0, str(Path(__file__).parent))
+from engram_paper_decode import graphed_steps
 from engram_paper_parts import (
     SMOKE_VOCAB,
     Micro,
@@ -137,11 +138,14 @@ def train(p: Served, batches: list[Micro], i: int, lr: float = 1e-6) -> None:
                 param.grad = None
 
 
-def decode(p: Served, batches: list[Micro], i: int, new_tokens: int) -> float:
-    """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed)."""
+def decode(p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bool) -> float:
+    """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed);
+    ``graphed``: steps replayed as one CUDA graph (``engram_paper_decode.graphed_steps``)."""
     from engram_sdk.model import ModelCache
 
     prompt = batches[i].ids[:, : int((batches[i].targets != -100).sum(1).min())]
+    if graphed:
+        return graphed_steps(p.model, p.forward, prompt, new_tokens)[0]
     device = next(p.model.parameters()).device
     with torch.no_grad():
         cache = ModelCache()
@@ -166,6 +170,7 @@ def interleaved(
     device: torch.device,
     before_block: Callable[[Served], None] = lambda p: None,
     new_tokens: int = 16,
+    graphed: bool = False,
 ) -> None:
     """Every placement runs every micro-batch; placements alternate block by block."""
     shapes = {tuple(b.ids.shape): i for i, b in reversed(list(enumerate(batches)))}
@@ -173,7 +178,7 @@ def interleaved(
         p.times[phase] = []
         p.activate()
         if phase == "decode":
-            decode(p, batches, 0, 2)
+            decode(p, batches, 0, 2, graphed)
             continue
         for i in sorted(shapes.values()):
             (prefill if phase == "prefill" else train)(p, batches[i : i + 1], 0)
@@ -184,7 +189,7 @@ def interleaved(
             p.activate()
             before_block(p)
             if phase == "decode":
-                p.times[phase].append(decode(p, batches, first, new_tokens))
+                p.times[phase].append(decode(p, batches, first, new_tokens, graphed))
                 continue
             step = prefill if phase == "prefill" else train
             sync(device)
@@ -246,6 +251,8 @@ class Setup:
     decode_batch: int
     new_tokens: int
     count_tokens: int
+    phases: tuple[str, ...] = ("prefill", "train", "decode")
+    graphed_decode: bool = False
     log: list[str] = field(default_factory=list)
 
     def batches(self, seqs: list[np.ndarray]) -> dict[str, list[Micro]]:
@@ -256,13 +263,25 @@ class Setup:
             "decode": decode_groups(seqs, self.decode_batch, self.pad, pin),
         }
 
-    def run(self, title: str, places: list[Served], seqs, before_block=lambda p: None) -> None:
+    def run(
+        self, title: str, places: list[Served], seqs, before_block=lambda p: None, graphed=False
+    ) -> None:
+        """Every phase of every placement, interleaved; ``graphed``: decode as CUDA graphs."""
         batches = self.batches(seqs)
         same = same_logits(places, batches["prefill"][0])
         for phase, blocks in (("prefill", 2), ("train", 4), ("decode", 1)):
+            if phase not in self.phases:
+                continue
             t = time.perf_counter()
             interleaved(
-                places, phase, batches[phase], blocks, self.device, before_block, self.new_tokens
+                places,
+                phase,
+                batches[phase],
+                blocks,
+                self.device,
+                before_block,
+                self.new_tokens,
+                graphed,
             )
             print(
                 f"  {phase}: {len(batches[phase])} batches x {len(places)} placements in {time.perf_counter() - t:.0f} s",
@@ -270,6 +289,7 @@ class Setup:
             )
         tokens = {ph: sum(b.tokens for b in batches[ph]) for ph in ("prefill", "train")}
         tokens["decode"] = sum(len(b.ids) for b in batches["decode"]) * self.new_tokens
+        tokens = {ph: n for ph, n in tokens.items() if ph in self.phases}
         self.log += report(title, places, tokens)
         self.log.append(
             "logits bitwise equal to the first placement: "
@@ -301,7 +321,9 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
         Served("gpu-again", model, tables, model),
     ]
     places.append(serve_from_store("pinned dram + next", model, store, ahead=True))
-    setup.run(f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)", places, seqs)
+    graphed = setup.graphed_decode
+    title = f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)"
+    setup.run(title + (", decode as CUDA graphs" if graphed else ""), places, seqs, graphed=graphed)
     fetch_path(setup, model, store, setup.batches(seqs)["prefill"])
     for p in places:
         p.tables.clear()
@@ -359,8 +381,11 @@ def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 
     print("\n".join(lines), flush=True)
 
 
-def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool) -> None:
-    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk."""
+def today(
+    setup: Setup, table_params: float, seqs: list[np.ndarray], *, placements: bool, disk: bool
+) -> None:
+    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk
+    (``placements=False``: section 3 alone, only the shards store written)."""
     from engram_sdk.stores import open_store
 
     t = time.perf_counter()
@@ -369,11 +394,10 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
     host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
     gb = sum(h.numel() for h in host.values()) * 2 / 1e9
     shutil.rmtree(setup.folder, ignore_errors=True)
-    stores = {
-        "dram": open_store("dram://", "a", pinned=setup.device.type == "cuda"),
-        "shards": open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False),
-        "lmdb": open_store(f"lmdb://{setup.folder / 'lmdb'}", "w", durable=False),
-    }
+    stores = {"shards": open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False)}
+    if placements:
+        stores["dram"] = open_store("dram://", "a", pinned=setup.device.type == "cuda")
+        stores["lmdb"] = open_store(f"lmdb://{setup.folder / 'lmdb'}", "w", durable=False)
     for store in stores.values():
         with store.transaction():
             write_rows(store, host)
@@ -381,14 +405,16 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
         f"today's stores: {gb:.1f} GB table written in {time.perf_counter() - t:.0f} s", flush=True
     )
     places = [Served("gpu-resident", model, tables, model)]
-    places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
-    places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in stores]
-    setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
+    if placements:
+        places.append(Served("gpu-again", model, tables, model))
+        places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
+        names = ("dram", "shards", "lmdb")
+        places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in names]
+        setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
     if disk:
         cold_disk(setup, places[0], stores["shards"], seqs, gb)
-    stores["shards"].close()
-    for k in ("dram", "lmdb"):
-        stores[k].close()
+    for store in stores.values():
+        store.close()
     shutil.rmtree(setup.folder, ignore_errors=True)
 
 
@@ -457,6 +483,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
     ap.add_argument("--sections", default="paper,today,disk")
+    ap.add_argument("--phases", default="prefill,train,decode", help="which steps to time")
+    ap.add_argument(
+        "--graphed-decode",
+        action="store_true",
+        help="decode steps replayed as one CUDA graph (the pinned rows' gather inside it)",
+    )
     ap.add_argument("--table-params", type=float, default=50e9)
     ap.add_argument("--small-params", type=float, default=1e9)
     ap.add_argument("--seqs", type=int, default=512)
@@ -496,6 +528,8 @@ def main() -> None:
         args.decode_batch,
         args.new_tokens,
         args.count_tokens,
+        tuple(args.phases.split(",")),
+        args.graphed_decode,
     )
     start = time.perf_counter()
     seqs = sequences(args.seqs, args.min_len, args.max_len)
@@ -510,7 +544,9 @@ def main() -> None:
     elif sections & {"today", "disk"}:
         gc.collect()
         small = seqs[: args.small_seqs]
-        today(setup, args.small_params, small, disk="disk" in sections)
+        today(
+            setup, args.small_params, small, placements="today" in sections, disk="disk" in sections
+        )
     setup.log.append(f"total {time.perf_counter() - start:.0f} s")
     print(setup.log[-1])
     if args.out:
