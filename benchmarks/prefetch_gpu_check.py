@@ -102,7 +102,8 @@ def main() -> None:
         )
         runtime.detach()
         store.close()
-    graphed_check(cfg, dev)
+    dense = dict(n_dense_layers=cfg.n_layers, hc_mult=1)  # recordable: no MoE
+    graphed_check(get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=128, **dense), dev)
 
 
 def graphed_check(cfg, dev: str, steps: int = 12) -> None:

@@ -11,6 +11,7 @@ from engram_sdk.table_runtime import attach_tables
 from engram_sdk.table_runtime.graph import graph_blocker, graph_decode, keep_state
 
 CFG = dict(tokenizer=None, vocab_size=300, max_seq_len=64)
+DENSE = dict(CFG, n_dense_layers=4, hc_mult=1)  # recordable: no MoE (its host-sized GEMMs)
 
 
 def _ids(seed: int, shape: tuple[int, int] = (2, 12)) -> torch.Tensor:
@@ -48,7 +49,7 @@ def test_graph_decode_names_what_blocks_recording() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="records CUDA graphs")
 def test_graphed_decode_in_place_rows_bitwise_equal_gpu_rows() -> None:
-    cfg = get_preset("tiny", **CFG)
+    cfg = get_preset("tiny", **DENSE)
     reference = build_model(cfg, seed=6).cuda().eval()
     served = build_model(cfg, seed=6).cuda().eval()
     runtime = attach_tables(served, "dram://")
