@@ -18,7 +18,9 @@
    per-block ratios beside it. Logits of the two placements are compared bitwise first.
 2. today: the same backbone with a smaller table (``--small-params``), served from
    ``dram://`` (pinned), ``shards://`` and ``lmdb://`` (in the page cache), each with the
-   next micro-batch prefetched, against the GPU-resident table, on ``--small-seqs`` sequences.
+   next micro-batch prefetched, against the GPU-resident table (twice: ``gpu-again`` is the
+   noise floor), on ``--small-seqs`` sequences; plus ``dram://`` without prefetching, staged
+   (big steps) and gathered in place by the GPU for every step (``dram in place``).
 3. disk: the ``shards://`` table of section 2 evicted from the page cache before every block
    (``POSIX_FADV_DONTNEED``), so every row comes from the drive as it would for a table larger
    than host memory (this host's 64 GiB disk cannot hold a table larger than its 128 GiB of
@@ -88,9 +90,11 @@ class Served:
             self.model.set_engram_table(layer, table)
 
 
-def serve_from_store(name: str, model: torch.nn.Module, store, *, ahead: bool) -> Served:
+def serve_from_store(
+    name: str, model: torch.nn.Module, store, *, ahead: bool, **options: int
+) -> Served:
     """The model's rows served from ``store`` through the table runtime."""
-    rt = attach_tables(model, store, export=False)
+    rt = attach_tables(model, store, export=False, **options)
     return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)
 
 
@@ -408,6 +412,8 @@ def today(
     if placements:
         places.append(Served("gpu-again", model, tables, model))
         places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
+        in_place = dict(ahead=False, direct_tokens=1 << 40)  # every step gathered in place
+        places += [serve_from_store("dram in place", model, stores["dram"], **in_place)]
         names = ("dram", "shards", "lmdb")
         places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in names]
         setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
