@@ -70,3 +70,16 @@ def test_graphed_decode_in_place_rows_bitwise_equal_gpu_rows() -> None:
             graph.finish()
             outputs.append(torch.stack(produced))
     assert torch.equal(outputs[0], outputs[1])
+
+
+def test_prepare_seconds_counts_the_runtime_before_the_forward() -> None:
+    """The stepping thread's time in the runtime is counted per step, and reset zeroes it."""
+    model = build_model(get_preset("tiny", **CFG), seed=5).eval()
+    runtime = attach_tables(model, "dram://")
+    with torch.no_grad():
+        runtime(_ids(3))
+    stats = runtime.stats
+    assert stats.prepare_seconds > 0 and stats.fetches > 0
+    stats.reset()
+    assert stats.prepare_seconds == 0 and stats.fetches == 0
+    runtime.detach()
