@@ -83,6 +83,7 @@ class Served:
     stats: object = None
     ahead: bool = False
     times: dict[str, list[float]] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)  # allocator flushes while timed
 
     def activate(self) -> None:
         """Put this placement's tables into the (shared) model."""
@@ -192,17 +193,26 @@ def interleaved(
         for p in rotation:
             p.activate()
             before_block(p)
+            retries = alloc_retries(device)
             if phase == "decode":
                 p.times[phase].append(decode(p, batches, first, new_tokens, graphed))
-                continue
-            step = prefill if phase == "prefill" else train
-            sync(device)
-            start = time.perf_counter()
-            for i in range(first, min(first + block, len(batches))):
-                step(p, batches, i)
-            p.wait()
-            sync(device)
-            p.times[phase].append(time.perf_counter() - start)
+            else:
+                step = prefill if phase == "prefill" else train
+                sync(device)
+                start = time.perf_counter()
+                for i in range(first, min(first + block, len(batches))):
+                    step(p, batches, i)
+                p.wait()
+                sync(device)
+                p.times[phase].append(time.perf_counter() - start)
+            p.retries[phase] = p.retries.get(phase, 0) + alloc_retries(device) - retries
+
+
+def alloc_retries(device: torch.device) -> int:
+    """Times the CUDA caching allocator freed its cache to retry an allocation (a stall)."""
+    if device.type != "cuda":
+        return 0
+    return int(torch.cuda.memory_stats(device).get("num_alloc_retries", 0))
 
 
 def report(title: str, places: list[Served], tokens: dict[str, int]) -> list[str]:
@@ -221,7 +231,9 @@ def report(title: str, places: list[Served], tokens: dict[str, int]) -> list[str
             total = sum(p.times[phase]) / sum(base) - 1
             cell = f"{total * 100:+.1f}% ({statistics.median(ratios) * 100:+.1f}% [{q1 * 100:+.1f},{q3 * 100:+.1f}])"
             line += f" {count / sum(p.times[phase]):14.0f} {cell:>30}"
-        lines.append(line + ("  " + stats_line(p) if p.stats is not None else ""))
+        flushes = "/".join(str(p.retries.get(phase, 0)) for phase in tokens)
+        extra = ("  " + stats_line(p) + ", " if p.stats is not None else "  ") + "alloc retries "
+        lines.append(line + extra + flushes)
     lines.append(
         "overhead: total time vs the mean of the GPU-resident placements, same batches; in "
         "brackets the median of per-block ratios [25th, 75th percentile]; gpu-again (a second "
