@@ -11,8 +11,10 @@ a ``--table-params`` table (default 1B parameters, 2 GB), decoding batches of
   the GPU-resident rows twice (``gpu-again`` shows the noise floor), ``dram://`` pinned
   (the GPU gathers rows in place over PCIe), ``dram://`` staged (``direct_tokens=0``:
   hashed on a side stream, gathered on the host, copied), ``shards://`` in the page cache;
-- graphed (``engram_sdk.table_runtime.graph``: the step recorded once as a CUDA graph with
-  the in-place gather inside, device token ids): GPU-resident twice and ``dram://`` pinned.
+- graphed (``engram_sdk.table_runtime.graph``: the step recorded once as a CUDA graph;
+  ids still go through the host every step, as generation samples them): GPU-resident
+  twice, ``dram://`` pinned (gathered in place inside the graph) and ``shards://`` (rows
+  staged by the host into a fixed pinned buffer before each replay, copied inside it).
 
 Placements alternate block by block (one block = one prompt batch); each block's prefill is
 untimed. ``runtime ms/step`` is the time the stepping thread spent in the table runtime per
@@ -101,15 +103,18 @@ def eager_block(model, place: Place, prompt: torch.Tensor, new_tokens: int) -> t
 
 def graphed_block(model, place: Place, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
     """Two steps to warm up and record, then ``new_tokens`` replays timed (device ids)."""
-    seconds, logits = graphed_steps(model, place.step, prompt, new_tokens)
+    seconds, logits = graphed_steps(model, place.step, prompt, new_tokens, place)
     place.seconds.append(seconds)
     place.steps += new_tokens
     return logits
 
 
-def graphed_steps(model, step, prompt: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
+def graphed_steps(
+    model, step, prompt: torch.Tensor, new_tokens: int, place: Place | None = None
+) -> tuple[float, torch.Tensor]:
     """Seconds of ``new_tokens`` replays of ``step`` (the model or its TableRuntime) recorded
-    as one CUDA graph after the prompt (prefill, warm-up and recording untimed); last logits."""
+    as one CUDA graph after the prompt (prefill, warm-up and recording untimed); last logits.
+    ``place``: adds the runtime's time during the timed replays to its ``runtime_seconds``."""
     from engram_sdk.model import ModelCache
     from engram_sdk.model.batch_cache import stack_caches
 
@@ -128,14 +133,18 @@ def graphed_steps(model, step, prompt: torch.Tensor, new_tokens: int) -> tuple[f
         )
         graph = graph_decode(step, cache)
         for _ in range(2):
-            logits = graph.step(logits.argmax(-1, keepdim=True))
+            logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
         sync(device)
+        before = runtime_seconds(place) if place is not None else 0.0
         start = time.perf_counter()
-        for _ in range(new_tokens):
-            logits = graph.step(logits.argmax(-1, keepdim=True))
+        for _ in range(new_tokens):  # ids through the host, as generation samples them
+            logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
         sync(device)
+        seconds = time.perf_counter() - start
+        if place is not None:
+            place.runtime_seconds += runtime_seconds(place) - before
         graph.finish()
-    return time.perf_counter() - start, logits.clone()
+    return seconds, logits.clone()
 
 
 def run_blocks(model, places: list[Place], prompts: list[torch.Tensor], args) -> None:
@@ -251,7 +260,7 @@ def main() -> None:
         places.append(served("dram pinned (in place)", dram, graphed))
         if not graphed:
             places.append(served("dram staged", dram, graphed, direct_tokens=0))
-            places.append(served("shards (page cache)", shards, graphed))
+        places.append(served("shards (page cache)", shards, graphed))
         t = time.perf_counter()
         try:
             run_blocks(model, places, prompts, args)

@@ -103,47 +103,55 @@ def main() -> None:
         runtime.detach()
         store.close()
     dense = dict(n_dense_layers=cfg.n_layers, hc_mult=1)  # recordable: no MoE
-    graphed_check(get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=128, **dense), dev)
+    graphed_cfg = get_preset("tiny", tokenizer=None, vocab_size=300, max_seq_len=128, **dense)
+    graphed_check(graphed_cfg, dev, tmp)
 
 
-def graphed_check(cfg, dev: str, steps: int = 12) -> None:
-    """Graphed decoding: dram:// pinned rows read in place inside the graph vs GPU rows."""
+def graphed_check(cfg, dev: str, folder: Path, steps: int = 12) -> None:
+    """Graphed decoding vs the same graph over GPU rows: dram:// pinned rows read in place
+    inside the graph; shards:// rows staged by the host before each replay."""
     from engram_sdk.model import ModelCache, build_model
     from engram_sdk.model.batch_cache import stack_caches
 
     from engram_sdk.table_runtime import attach_tables
     from engram_sdk.table_runtime.graph import graph_decode
 
-    ids = torch.randint(0, 300, (4, 16), generator=torch.Generator().manual_seed(5)).to(dev)
-    outputs = []
+    ids = torch.randint(0, 300, (4, 16), generator=torch.Generator().manual_seed(5))
+
+    def decode(step, model) -> torch.Tensor:
+        cache = ModelCache()
+        logits = step(ids, cache)[:, -1]
+        cache = stack_caches(
+            [cache], capacity=16 + steps + 2, engram_context=model.hasher.context, pad_id=0
+        )
+        graph = graph_decode(step, cache)
+        produced = []
+        for _ in range(steps):
+            logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
+            produced.append(logits.clone())
+        graph.finish()
+        return torch.stack(produced)
+
     with torch.no_grad():
         reference = build_model(cfg, device=dev, seed=2).eval()
-        served = build_model(cfg, device=dev, seed=2).eval()
-        runtime = attach_tables(served, "dram://")
-        for step, model in ((reference, reference), (runtime, served)):
-            cache = ModelCache()
-            logits = step(ids, cache)[:, -1]
-            cache = stack_caches(
-                [cache], capacity=16 + steps + 2, engram_context=model.hasher.context, pad_id=0
-            )
-            graph = graph_decode(step, cache)
-            produced = []
-            for _ in range(steps):
-                logits = graph.step(logits.argmax(-1, keepdim=True))
-                produced.append(logits.clone())
-            graph.finish()
-            outputs.append(torch.stack(produced))
+        want = decode(reference, reference)
         cache, produced = ModelCache(), []
         logits = reference(ids, cache)[:, -1]
         for _ in range(steps):
-            logits = reference(logits.argmax(-1, keepdim=True), cache)[:, -1]
+            logits = reference(logits.argmax(-1, keepdim=True).cpu(), cache)[:, -1]
             produced.append(logits)
         eager = torch.stack(produced)
-        runtime.detach()
-    print(
-        f"{'graphed':14s} bitwise_equal={torch.equal(outputs[0], outputs[1])} "
-        f"vs_eager_max_abs_diff={(outputs[0] - eager).abs().max().item():.2e} replays={steps - 1}"
-    )
+        for backend in ("dram", "shards"):
+            served = build_model(cfg, device=dev, seed=2).eval()
+            uri = "dram://" if backend == "dram" else f"shards://{folder / 'graphed'}"
+            runtime = attach_tables(served, uri)
+            got = decode(runtime, served)
+            runtime.detach()
+            print(
+                f"{'graphed ' + backend:14s} bitwise_equal={torch.equal(got, want)} "
+                f"vs_eager_max_abs_diff={(want - eager).abs().max().item():.2e} "
+                f"replays={steps - 1}"
+            )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def decode(step, model) -> torch.Tensor:
             engram_context=model.hasher.context,
             pad_id=model.hasher.config.pad_id,
         )
-        reason = graph_blocker(step, cache, prompt.shape[0])
+        reason = graph_blocker(step, cache)
         if reason is not None:
             raise SystemExit(f"not recorded: {reason}")
         graph = graph_decode(step, cache)
