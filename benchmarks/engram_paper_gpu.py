@@ -314,7 +314,7 @@ class Setup:
         print(self.log[-1], flush=True)
 
 
-def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
+def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool = True) -> None:
     """Section 1: ~4B dense backbone, one >= 50B-parameter table, pinned host vs GPU rows."""
     t = time.perf_counter()
     cfg = dense_config(table_params, setup.smoke)
@@ -340,7 +340,8 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
     graphed = setup.graphed_decode
     title = f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)"
     setup.run(title + (", decode as CUDA graphs" if graphed else ""), places, seqs, graphed=graphed)
-    fetch_path(setup, model, store, setup.batches(seqs)["prefill"])
+    if fetch:  # section 1b
+        fetch_path(setup, model, store, setup.batches(seqs)["prefill"])
     for p in places:
         p.tables.clear()
     del places, model, tables
@@ -506,7 +507,7 @@ def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
-    ap.add_argument("--sections", default="paper,today,disk")
+    ap.add_argument("--sections", default="paper,fetch,today,disk", help="fetch: section 1b")
     ap.add_argument("--phases", default="prefill,train,decode", help="which steps to time")
     ap.add_argument(
         "--graphed-decode",
@@ -562,7 +563,7 @@ def main() -> None:
         setup.pad %= SMOKE_VOCAB
     sections = set(args.sections.split(","))
     if "paper" in sections:
-        paper(setup, args.table_params, seqs)
+        paper(setup, args.table_params, seqs, fetch="fetch" in sections)
     if sections & {"today", "disk"} and time.perf_counter() - start > args.budget_s - 200:
         setup.log.append(f"sections 2-3 skipped: {time.perf_counter() - start:.0f} s spent")
     elif sections & {"today", "disk"}:
