@@ -35,6 +35,7 @@ class StagedRows:
                 raise InputError(f"rows of dtype {store_dtype} cannot be staged for {device}")
             self.view = view
         self.count = 0  # rows staged for the next lookup
+        self._positions = torch.arange(capacity, device=device)
 
     def fill(self, store: Store, table: str, ids: np.ndarray) -> None:
         """Gather the store rows of ``ids`` (int64, duplicates allowed) into the buffer."""
@@ -47,7 +48,8 @@ class StagedRows:
         self.count = len(ids)
 
     def rows(self, count: int) -> torch.Tensor:
-        """The staged rows, copied to the device by the GPU (inside a recorded step)."""
+        """The staged rows, copied to the device by a GPU kernel reading the pinned buffer
+        (the same in-place read as ``dram://``'s decoding path; inside a recorded step)."""
         if count != self.count:
             raise InputError(f"{count} rows looked up, {self.count} staged")
-        return self.view[:count].to(self.device, copy=True)
+        return self.view.index_select(0, self._positions[:count])
