@@ -132,18 +132,20 @@ def graphed_steps(
             pad_id=model.hasher.config.pad_id,
         )
         graph = graph_decode(step, cache)
-        for _ in range(2):
-            logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
-        sync(device)
-        before = runtime_seconds(place) if place is not None else 0.0
-        start = time.perf_counter()
-        for _ in range(new_tokens):  # ids through the host, as generation samples them
-            logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
-        sync(device)
-        seconds = time.perf_counter() - start
-        if place is not None:
-            place.runtime_seconds += runtime_seconds(place) - before
-        graph.finish()
+        try:
+            for _ in range(2):
+                logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
+            sync(device)
+            before = runtime_seconds(place) if place is not None else 0.0
+            start = time.perf_counter()
+            for _ in range(new_tokens):  # ids through the host, as generation samples them
+                logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
+            sync(device)
+            seconds = time.perf_counter() - start
+            if place is not None:
+                place.runtime_seconds += runtime_seconds(place) - before
+        finally:
+            graph.finish()  # staged tables fetch again, whatever happened
     return seconds, logits.clone()
 
 
