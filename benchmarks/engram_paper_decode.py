@@ -10,11 +10,14 @@ a ``--table-params`` table (default 1B parameters, 2 GB), decoding batches of
 - eager (today's decode loop: host token ids, one Python-launched step per token):
   the GPU-resident rows twice (``gpu-again`` shows the noise floor), ``dram://`` pinned
   (the GPU gathers rows in place over PCIe), ``dram://`` staged (``direct_tokens=0``:
-  hashed on a side stream, gathered on the host, copied), ``shards://`` in the page cache;
+  hashed on a side stream, gathered on the host, copied), ``shards://`` in the page cache,
+  and the same files mapped back to back and registered with CUDA (``shards files pinned``,
+  ``stores/pinned_files.py``: the GPU reads the page cache in place where that works);
 - graphed (``engram_sdk.table_runtime.graph``: the step recorded once as a CUDA graph;
   ids still go through the host every step, as generation samples them): GPU-resident
-  twice, ``dram://`` pinned (gathered in place inside the graph) and ``shards://`` (rows
-  staged by the host into a fixed pinned buffer before each replay, copied inside it).
+  twice, ``dram://`` pinned (gathered in place inside the graph), ``shards://`` (rows
+  staged by the host into a fixed pinned buffer before each replay, copied inside it) and
+  ``shards files pinned`` (in place if registered, else staged through the mapping).
 
 Placements alternate block by block (one block = one prompt batch); each block's prefill is
 untimed. ``runtime ms/step`` is the time the stepping thread spent in the table runtime per
@@ -219,6 +222,7 @@ def main() -> None:
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on the GPU machine, or use --smoke")
     from engram_sdk.stores import open_store
+    from engram_sdk.stores.pinned_files import PinnedFiles
 
     from engram_sdk.tokenizer import get_tokenizer
 
@@ -242,13 +246,15 @@ def main() -> None:
     for store in (dram, shards):
         with store.transaction():
             write_rows(store, host)
+    files = PinnedFiles(open_store(f"shards://{args.folder}/shards", "r"), pin=cuda)
     log = [
         f"decode: {gb:.1f} GB table, {len(prompts)} batches of {args.decode_batch} prompts "
         f"({min(p.shape[1] for p in prompts)}-{max(p.shape[1] for p in prompts)} tokens), "
         f"{args.new_tokens} new tokens x {args.repeats} repeats; set up in "
         f"{time.perf_counter() - t0:.0f} s"
     ]
-    print(log[-1], flush=True)
+    log.append(f"shards files registered with CUDA (read in place): {all(files.pinned.values())}")
+    print("\n".join(log[-2:]), flush=True)
 
     def served(name: str, store, graphed: bool, **options) -> Place:
         rt = attach_tables(model, store, export=False, **options)
@@ -263,6 +269,7 @@ def main() -> None:
         if not graphed:
             places.append(served("dram staged", dram, graphed, direct_tokens=0))
         places.append(served("shards (page cache)", shards, graphed))
+        places.append(served("shards files pinned", files, graphed))
         t = time.perf_counter()
         try:
             run_blocks(model, places, prompts, args)
@@ -278,6 +285,7 @@ def main() -> None:
     log.append(f"total {time.perf_counter() - t0:.0f} s")
     print(log[-1])
     dram.close()
+    files.close()
     shards.close()
     shutil.rmtree(args.folder, ignore_errors=True)
     if args.out:

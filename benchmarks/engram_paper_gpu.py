@@ -151,12 +151,27 @@ def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 
     print("\n".join(lines), flush=True)
 
 
+PLACEMENTS = ("dram", "dram-in-place", "dram-next", "shards-next", "lmdb-next", "files-next")
+
+
 def today(
-    setup: Setup, table_params: float, seqs: list[np.ndarray], *, placements: bool, disk: bool
+    setup: Setup,
+    table_params: float,
+    seqs: list[np.ndarray],
+    *,
+    placements: tuple[str, ...],
+    disk: bool,
 ) -> None:
-    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk
-    (``placements=False``: section 3 alone, only the shards store written)."""
+    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk.
+
+    ``placements`` (of ``PLACEMENTS``; none: section 3 alone): ``dram`` pinned, without
+    prefetching; ``dram-in-place``: the GPU gathers every step's rows in place; ``*-next``:
+    the next micro-batch prefetched; ``files-next``: the shards table mapped back to back
+    and registered with CUDA (``stores/pinned_files.py``), so the page cache is read in place.
+    Only the stores these need are written.
+    """
     from engram_sdk.stores import open_store
+    from engram_sdk.stores.pinned_files import PinnedFiles
 
     t = time.perf_counter()
     model = build_backbone(dense_config(table_params, setup.smoke), setup.device)
@@ -164,9 +179,13 @@ def today(
     host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
     gb = sum(h.numel() for h in host.values()) * 2 / 1e9
     shutil.rmtree(setup.folder, ignore_errors=True)
-    stores = {"shards": open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False)}
-    if placements:
-        stores["dram"] = open_store("dram://", "a", pinned=setup.device.type == "cuda")
+    cuda = setup.device.type == "cuda"
+    stores = {}
+    if disk or {"shards-next", "files-next"} & set(placements):
+        stores["shards"] = open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False)
+    if any(p.startswith("dram") for p in placements):
+        stores["dram"] = open_store("dram://", "a", pinned=cuda)
+    if "lmdb-next" in placements:
         stores["lmdb"] = open_store(f"lmdb://{setup.folder / 'lmdb'}", "w", durable=False)
     for store in stores.values():
         with store.transaction():
@@ -174,14 +193,26 @@ def today(
     print(
         f"today's stores: {gb:.1f} GB table written in {time.perf_counter() - t:.0f} s", flush=True
     )
+    if "files-next" in placements:
+        stores["files"] = PinnedFiles(
+            open_store(f"shards://{setup.folder / 'shards'}", "r"), pin=cuda
+        )
+        pinned = all(stores["files"].pinned.values())
+        setup.log.append(f"shards files registered with CUDA (read in place): {pinned}")
+        print(setup.log[-1], flush=True)
     places = [Served("gpu-resident", model, tables, model)]
     if placements:
         places.append(Served("gpu-again", model, tables, model))
-        places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
-        in_place = dict(ahead=False, direct_tokens=1 << 40)  # every step gathered in place
-        places += [serve_from_store("dram in place", model, stores["dram"], **in_place)]
-        names = ("dram", "shards", "lmdb")
-        places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in names]
+        for key in placements:
+            kind = key.removesuffix("-next").removesuffix("-in-place")
+            options = {"direct_tokens": 1 << 40} if key == "dram-in-place" else {}
+            name = {"dram": "dram (pinned)", "dram-in-place": "dram in place"}.get(
+                key, f"{kind} + next"
+            )
+            store = stores[kind]
+            places.append(
+                serve_from_store(name, model, store, ahead=key.endswith("-next"), **options)
+            )
         setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
     if disk:
         cold_disk(setup, places[0], stores["shards"], seqs, gb)
@@ -263,6 +294,11 @@ def main() -> None:
     ap.add_argument("--sections", default="paper,fetch,today,disk", help="fetch: section 1b")
     ap.add_argument("--phases", default="prefill,train,decode", help="which steps to time")
     ap.add_argument(
+        "--placements",
+        default="dram,dram-in-place,dram-next,shards-next,lmdb-next",
+        help=f"section 2's placements, of {','.join(PLACEMENTS)}",
+    )
+    ap.add_argument(
         "--graphed-decode",
         action="store_true",
         help="decode steps replayed as one CUDA graph (the pinned rows' gather inside it)",
@@ -322,9 +358,11 @@ def main() -> None:
     elif sections & {"today", "disk"}:
         gc.collect()
         small = seqs[: args.small_seqs]
-        today(
-            setup, args.small_params, small, placements="today" in sections, disk="disk" in sections
-        )
+        chosen = tuple(args.placements.split(",")) if "today" in sections else ()
+        unknown = set(chosen) - set(PLACEMENTS)
+        if unknown:
+            raise SystemExit(f"--placements: unknown {sorted(unknown)}; known: {PLACEMENTS}")
+        today(setup, args.small_params, small, placements=chosen, disk="disk" in sections)
     setup.log.append(f"total {time.perf_counter() - start:.0f} s")
     print(setup.log[-1])
     if args.out:
