@@ -134,7 +134,7 @@ class PinnedFiles(Store):
                 return False
             mapping = self._mappings[name]
             err = torch.cuda.cudart().cudaHostRegister(
-                mapping.addr, mapping.size, _REGISTER_READ_ONLY
+                mapping.addr, mapping.reserved, _REGISTER_READ_ONLY
             )
             return int(err) == 0
         except (ImportError, RuntimeError, AttributeError):
