@@ -18,14 +18,16 @@
    per-block ratios beside it. Logits of the two placements are compared bitwise first.
 2. today: the same backbone with a smaller table (``--small-params``), served from
    ``dram://`` (pinned), ``shards://`` and ``lmdb://`` (in the page cache), each with the
-   next micro-batch prefetched, against the GPU-resident table, on ``--small-seqs`` sequences.
+   next micro-batch prefetched, against the GPU-resident table (twice: ``gpu-again`` is the
+   noise floor), on ``--small-seqs`` sequences; plus ``dram://`` without prefetching, staged
+   (big steps) and gathered in place by the GPU for every step (``dram in place``).
 3. disk: the ``shards://`` table of section 2 evicted from the page cache before every block
    (``POSIX_FADV_DONTNEED``), so every row comes from the drive as it would for a table larger
    than host memory (this host's 64 GiB disk cannot hold a table larger than its 128 GiB of
    RAM); bytes read from the device per token are reported (``/proc/self/io``).
 
-The calls into the table runtime are all in the adapter below (``serve_from_store``): switch
-it to the new ``engram_sdk.table_runtime`` API there.
+The calls into the table runtime are all in the adapter of ``engram_paper_harness.py``
+(``serve_from_store``); the placements, timing and reports live there too.
 """
 
 from __future__ import annotations
@@ -33,252 +35,39 @@ from __future__ import annotations
 import argparse
 import gc
 import shutil
-import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-
-from engram_sdk.table_runtime import attach_tables, table_name
 
 sys.path.insert(0, str(Path(__file__).parent))
+from engram_paper_harness import (
+    Micro,
+    Served,
+    Setup,
+    serve_from_store,
+    store_table_name,
+    sync,
+)
 from engram_paper_parts import (
     SMOKE_VOCAB,
-    Micro,
     build_backbone,
-    decode_groups,
     dense_config,
     frequency_layouts,
     gpu_tables,
     host_copy,
     host_rows_store,
     load_hot_cache,
-    micro_batches,
     sequences,
     write_rows,
 )
 from hot_cache_text import real_text_ids
-from page_cache import evict, read_bytes
+from page_cache import evict, eviction_check, resident_bytes
 
 
-# ---- adapter: the benchmark's only calls into the table runtime ------------------------------
-@dataclass
-class Served:
-    """One placement of a model's Engram rows: its tables and how steps run with them."""
-
-    name: str
-    model: torch.nn.Module
-    tables: dict
-    forward: Callable
-    prefetch: Callable[[torch.Tensor], None] = lambda ids: None
-    wait: Callable[[], None] = lambda: None
-    stats: object = None
-    ahead: bool = False
-    times: dict[str, list[float]] = field(default_factory=dict)
-
-    def activate(self) -> None:
-        """Put this placement's tables into the (shared) model."""
-        for layer, table in self.tables.items():
-            self.model.set_engram_table(layer, table)
-
-
-def serve_from_store(name: str, model: torch.nn.Module, store, *, ahead: bool) -> Served:
-    """The model's rows served from ``store`` through the table runtime."""
-    rt = attach_tables(model, store, export=False)
-    return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)
-
-
-def store_table_name(layer: int) -> str:
-    """The store table the runtime reads Engram layer ``layer`` from."""
-    return table_name(layer)
-
-
-def stats_line(served: Served) -> str:
-    """Rows read per row requested and fetch/wait milliseconds per fetch."""
-    s = served.stats
-    if s is None:
-        return ""
-    fetches = max(s.fetches, 1)
-    return (
-        f"read/requested {s.unique_rows / max(s.rows_requested, 1):.2f}, fetch "
-        f"{s.fetch_seconds / fetches * 1e3:.1f} ms, wait {s.wait_seconds / fetches * 1e3:.1f} ms"
-    )
-
-
-# ---- steps and timing -----------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def prefill(p: Served, batches: list[Micro], i: int) -> None:
-    if p.ahead and i + 1 < len(batches):  # the next batch's rows load while this one computes
-        p.prefetch(batches[i + 1].ids)
-    with torch.no_grad():
-        p.forward(batches[i].ids)
-
-
-def train(p: Served, batches: list[Micro], i: int, lr: float = 1e-6) -> None:
-    if p.ahead and i + 1 < len(batches):
-        p.prefetch(batches[i + 1].ids)
-    logits = p.forward(batches[i].ids)
-    target = batches[i].targets.to(logits.device, non_blocking=True)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100)
-    loss.backward()
-    with torch.no_grad():
-        for param in p.model.parameters():
-            if param.grad is not None:
-                param.add_(param.grad, alpha=-lr)
-                param.grad = None
-
-
-def decode(p: Served, batches: list[Micro], i: int, new_tokens: int) -> float:
-    """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed)."""
-    from engram_sdk.model import ModelCache
-
-    prompt = batches[i].ids[:, : int((batches[i].targets != -100).sum(1).min())]
-    device = next(p.model.parameters()).device
-    with torch.no_grad():
-        cache = ModelCache()
-        for start in range(
-            0, prompt.shape[1], 256
-        ):  # chunks: full logits of 64 x 1K tokens are 13 GB
-            logits = p.forward(prompt[:, start : start + 256], cache)[:, -1]
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(new_tokens):
-            token = logits.argmax(-1, keepdim=True).cpu()  # generation feeds host ids
-            logits = p.forward(token, cache)[:, -1]
-        sync(device)
-    return time.perf_counter() - start
-
-
-def interleaved(
-    places: list[Served],
-    phase: str,
-    batches: list[Micro],
-    block: int,
-    device: torch.device,
-    before_block: Callable[[Served], None] = lambda p: None,
-    new_tokens: int = 16,
-) -> None:
-    """Every placement runs every micro-batch; placements alternate block by block."""
-    shapes = {tuple(b.ids.shape): i for i, b in reversed(list(enumerate(batches)))}
-    for p in places:  # warm-up: kernels, allocator, first reads; every shape once
-        p.times[phase] = []
-        p.activate()
-        if phase == "decode":
-            decode(p, batches, 0, 2)
-            continue
-        for i in sorted(shapes.values()):
-            (prefill if phase == "prefill" else train)(p, batches[i : i + 1], 0)
-        p.wait()
-    for b, first in enumerate(range(0, len(batches), block)):
-        rotation = places[b % len(places) :] + places[: b % len(places)]
-        for p in rotation:
-            p.activate()
-            before_block(p)
-            if phase == "decode":
-                p.times[phase].append(decode(p, batches, first, new_tokens))
-                continue
-            step = prefill if phase == "prefill" else train
-            sync(device)
-            start = time.perf_counter()
-            for i in range(first, min(first + block, len(batches))):
-                step(p, batches, i)
-            p.wait()
-            sync(device)
-            p.times[phase].append(time.perf_counter() - start)
-
-
-def report(title: str, places: list[Served], tokens: dict[str, int]) -> list[str]:
-    """Tokens/s per phase and overhead vs the GPU-resident placement(s), with its spread."""
-    gpus = [p for p in places if p.name.startswith("gpu")]
-    lines = [
-        f"\n{title}",
-        f"{'placement':24}" + "".join(f" {ph + ' tok/s':>14} {'overhead':>30}" for ph in tokens),
-    ]
-    for p in places:
-        line = f"{p.name:24}"
-        for phase, count in tokens.items():
-            base = [statistics.fmean(t) for t in zip(*(g.times[phase] for g in gpus), strict=True)]
-            ratios = sorted(a / b - 1 for a, b in zip(p.times[phase], base, strict=True))
-            q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
-            total = sum(p.times[phase]) / sum(base) - 1
-            cell = f"{total * 100:+.1f}% ({statistics.median(ratios) * 100:+.1f}% [{q1 * 100:+.1f},{q3 * 100:+.1f}])"
-            line += f" {count / sum(p.times[phase]):14.0f} {cell:>30}"
-        lines.append(line + ("  " + stats_line(p) if p.stats is not None else ""))
-    lines.append(
-        "overhead: total time vs the mean of the GPU-resident placements, same batches; in "
-        "brackets the median of per-block ratios [25th, 75th percentile]; gpu-again (a second "
-        "GPU-resident run) shows the noise floor"
-    )
-    print("\n".join(lines), flush=True)
-    return lines
-
-
-def same_logits(places: list[Served], batch: Micro) -> dict[str, bool]:
-    """Logits of every placement bitwise equal to the first's (no prefetch involved)."""
-    out, reference = {}, None
-    with torch.no_grad():
-        for p in places:
-            p.activate()
-            logits = p.forward(batch.ids)
-            reference = logits if reference is None else reference
-            out[p.name] = bool(torch.equal(logits, reference))
-    return out
-
-
-# ---- sections -------------------------------------------------------------------------------------
-@dataclass
-class Setup:
-    device: torch.device
-    smoke: bool
-    folder: Path
-    pad: int
-    prefill_tokens: int
-    train_tokens: int
-    decode_batch: int
-    new_tokens: int
-    count_tokens: int
-    log: list[str] = field(default_factory=list)
-
-    def batches(self, seqs: list[np.ndarray]) -> dict[str, list[Micro]]:
-        pin = self.device.type == "cuda"
-        return {
-            "prefill": micro_batches(seqs, self.prefill_tokens, self.pad, pin),
-            "train": micro_batches(seqs, self.train_tokens, self.pad, pin),
-            "decode": decode_groups(seqs, self.decode_batch, self.pad, pin),
-        }
-
-    def run(self, title: str, places: list[Served], seqs, before_block=lambda p: None) -> None:
-        batches = self.batches(seqs)
-        same = same_logits(places, batches["prefill"][0])
-        for phase, blocks in (("prefill", 2), ("train", 4), ("decode", 1)):
-            t = time.perf_counter()
-            interleaved(
-                places, phase, batches[phase], blocks, self.device, before_block, self.new_tokens
-            )
-            print(
-                f"  {phase}: {len(batches[phase])} batches x {len(places)} placements in {time.perf_counter() - t:.0f} s",
-                flush=True,
-            )
-        tokens = {ph: sum(b.tokens for b in batches[ph]) for ph in ("prefill", "train")}
-        tokens["decode"] = sum(len(b.ids) for b in batches["decode"]) * self.new_tokens
-        self.log += report(title, places, tokens)
-        self.log.append(
-            "logits bitwise equal to the first placement: "
-            + ", ".join(f"{k} {v}" for k, v in same.items())
-        )
-        print(self.log[-1], flush=True)
-
-
-def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
+def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool = True) -> None:
     """Section 1: ~4B dense backbone, one >= 50B-parameter table, pinned host vs GPU rows."""
     t = time.perf_counter()
     cfg = dense_config(table_params, setup.smoke)
@@ -301,8 +90,11 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray]) -> None:
         Served("gpu-again", model, tables, model),
     ]
     places.append(serve_from_store("pinned dram + next", model, store, ahead=True))
-    setup.run(f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)", places, seqs)
-    fetch_path(setup, model, store, setup.batches(seqs)["prefill"])
+    graphed = setup.graphed_decode
+    title = f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)"
+    setup.run(title + (", decode as CUDA graphs" if graphed else ""), places, seqs, graphed=graphed)
+    if fetch:  # section 1b
+        fetch_path(setup, model, store, setup.batches(seqs)["prefill"])
     for p in places:
         p.tables.clear()
     del places, model, tables
@@ -359,9 +151,27 @@ def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 
     print("\n".join(lines), flush=True)
 
 
-def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool) -> None:
-    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk."""
+PLACEMENTS = ("dram", "dram-in-place", "dram-next", "shards-next", "lmdb-next", "files-next")
+
+
+def today(
+    setup: Setup,
+    table_params: float,
+    seqs: list[np.ndarray],
+    *,
+    placements: tuple[str, ...],
+    disk: bool,
+) -> None:
+    """Sections 2 and 3: today's stores at a smaller size; the shards table cold from disk.
+
+    ``placements`` (of ``PLACEMENTS``; none: section 3 alone): ``dram`` pinned, without
+    prefetching; ``dram-in-place``: the GPU gathers every step's rows in place; ``*-next``:
+    the next micro-batch prefetched; ``files-next``: the shards table mapped back to back
+    and registered with CUDA (``stores/pinned_files.py``), so the page cache is read in place.
+    Only the stores these need are written.
+    """
     from engram_sdk.stores import open_store
+    from engram_sdk.stores.pinned_files import PinnedFiles
 
     t = time.perf_counter()
     model = build_backbone(dense_config(table_params, setup.smoke), setup.device)
@@ -369,26 +179,45 @@ def today(setup: Setup, table_params: float, seqs: list[np.ndarray], disk: bool)
     host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
     gb = sum(h.numel() for h in host.values()) * 2 / 1e9
     shutil.rmtree(setup.folder, ignore_errors=True)
-    stores = {
-        "dram": open_store("dram://", "a", pinned=setup.device.type == "cuda"),
-        "shards": open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False),
-        "lmdb": open_store(f"lmdb://{setup.folder / 'lmdb'}", "w", durable=False),
-    }
+    cuda = setup.device.type == "cuda"
+    stores = {}
+    if disk or {"shards-next", "files-next"} & set(placements):
+        stores["shards"] = open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False)
+    if any(p.startswith("dram") for p in placements):
+        stores["dram"] = open_store("dram://", "a", pinned=cuda)
+    if "lmdb-next" in placements:
+        stores["lmdb"] = open_store(f"lmdb://{setup.folder / 'lmdb'}", "w", durable=False)
     for store in stores.values():
         with store.transaction():
             write_rows(store, host)
     print(
         f"today's stores: {gb:.1f} GB table written in {time.perf_counter() - t:.0f} s", flush=True
     )
+    if "files-next" in placements:
+        stores["files"] = PinnedFiles(
+            open_store(f"shards://{setup.folder / 'shards'}", "r"), pin=cuda
+        )
+        pinned = all(stores["files"].pinned.values())
+        setup.log.append(f"shards files registered with CUDA (read in place): {pinned}")
+        print(setup.log[-1], flush=True)
     places = [Served("gpu-resident", model, tables, model)]
-    places += [serve_from_store("dram (pinned)", model, stores["dram"], ahead=False)]
-    places += [serve_from_store(f"{k} + next", model, stores[k], ahead=True) for k in stores]
-    setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
+    if placements:
+        places.append(Served("gpu-again", model, tables, model))
+        for key in placements:
+            kind = key.removesuffix("-next").removesuffix("-in-place")
+            options = {"direct_tokens": 1 << 40} if key == "dram-in-place" else {}
+            name = {"dram": "dram (pinned)", "dram-in-place": "dram in place"}.get(
+                key, f"{kind} + next"
+            )
+            store = stores[kind]
+            places.append(
+                serve_from_store(name, model, store, ahead=key.endswith("-next"), **options)
+            )
+        setup.run(f"2. today's placements ({gb:.1f} GB table, page cache)", places, seqs)
     if disk:
         cold_disk(setup, places[0], stores["shards"], seqs, gb)
-    stores["shards"].close()
-    for k in ("dram", "lmdb"):
-        stores[k].close()
+    for store in stores.values():
+        store.close()
     shutil.rmtree(setup.folder, ignore_errors=True)
 
 
@@ -424,15 +253,21 @@ def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: flo
         serve_from_store("cold laid out + next", gpu.model, laid, ahead=True),
     ]
     cold = {places[1].name: setup.folder / "shards", places[2].name: laid_folder}
-    reads: dict[str, int] = {p.name: 0 for p in places}
+    setup.log.append(eviction_check(cold[places[1].name]))
+    print(setup.log[-1], flush=True)
+    pulled = {name: 0 for name in cold}  # bytes of the store's pages resident after its blocks
+    rows = {name: 0 for name in cold}  # rows those blocks read from the store
     mark: list = [None, 0]
 
     def before_block(p: Served) -> None:
-        if mark[0] is not None:
-            reads[mark[0]] += read_bytes() - mark[1]
+        done, rows_before = mark
+        if done is not None and done.name in cold:
+            resident = resident_bytes(cold[done.name])
+            pulled[done.name] += resident if resident is not None else 0
+            rows[done.name] += done.stats.unique_rows - rows_before
         if p.name in cold:
             evict(cold[p.name])
-        mark[:] = [p.name, read_bytes()]
+        mark[:] = [p, p.stats.unique_rows if p.stats is not None else 0]
 
     setup.run(
         f"3. {gb:.1f} GB table evicted from the page cache before every block (from disk)",
@@ -441,12 +276,12 @@ def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: flo
         before_block=before_block,
     )
     before_block(gpu)
-    for p in places[1:]:
+    for name in cold:
         row_bytes = 2 * 64
         setup.log.append(
-            f"{p.name}: {reads[p.name] / 1e9:.2f} GB read from the drive for "
-            f"{p.stats.unique_rows} rows of {row_bytes} B "
-            f"({reads[p.name] / max(p.stats.unique_rows * row_bytes, 1):.1f}x the row bytes)"
+            f"{name}: {pulled[name] / 1e6:.1f} MB of the store's pages brought into the page "
+            f"cache (mincore after each block) for {rows[name]} rows of {row_bytes} B read "
+            f"({pulled[name] / max(rows[name] * row_bytes, 1):.1f}x the row bytes)"
         )
         print(setup.log[-1], flush=True)
     plain.close()
@@ -456,7 +291,18 @@ def cold_disk(setup: Setup, gpu: Served, shards, seqs: list[np.ndarray], gb: flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
-    ap.add_argument("--sections", default="paper,today,disk")
+    ap.add_argument("--sections", default="paper,fetch,today,disk", help="fetch: section 1b")
+    ap.add_argument("--phases", default="prefill,train,decode", help="which steps to time")
+    ap.add_argument(
+        "--placements",
+        default="dram,dram-in-place,dram-next,shards-next,lmdb-next",
+        help=f"section 2's placements, of {','.join(PLACEMENTS)}",
+    )
+    ap.add_argument(
+        "--graphed-decode",
+        action="store_true",
+        help="decode steps replayed as one CUDA graph (the pinned rows' gather inside it)",
+    )
     ap.add_argument("--table-params", type=float, default=50e9)
     ap.add_argument("--small-params", type=float, default=1e9)
     ap.add_argument("--seqs", type=int, default=512)
@@ -496,6 +342,8 @@ def main() -> None:
         args.decode_batch,
         args.new_tokens,
         args.count_tokens,
+        tuple(args.phases.split(",")),
+        args.graphed_decode,
     )
     start = time.perf_counter()
     seqs = sequences(args.seqs, args.min_len, args.max_len)
@@ -504,13 +352,17 @@ def main() -> None:
         setup.pad %= SMOKE_VOCAB
     sections = set(args.sections.split(","))
     if "paper" in sections:
-        paper(setup, args.table_params, seqs)
+        paper(setup, args.table_params, seqs, fetch="fetch" in sections)
     if sections & {"today", "disk"} and time.perf_counter() - start > args.budget_s - 200:
         setup.log.append(f"sections 2-3 skipped: {time.perf_counter() - start:.0f} s spent")
     elif sections & {"today", "disk"}:
         gc.collect()
         small = seqs[: args.small_seqs]
-        today(setup, args.small_params, small, disk="disk" in sections)
+        chosen = tuple(args.placements.split(",")) if "today" in sections else ()
+        unknown = set(chosen) - set(PLACEMENTS)
+        if unknown:
+            raise SystemExit(f"--placements: unknown {sorted(unknown)}; known: {PLACEMENTS}")
+        today(setup, args.small_params, small, placements=chosen, disk="disk" in sections)
     setup.log.append(f"total {time.perf_counter() - start:.0f} s")
     print(setup.log[-1])
     if args.out:

@@ -126,7 +126,9 @@ class Transformer(nn.Module):
         canon = table.to(input_ids.device)[input_ids]
         fused = canon.is_cuda
         return {
-            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True, compiled=fused)
+            layer: self.hasher.hash_torch(
+                canon, layer, prefix=prefix, flat=True, compiled=fused, trusted=True
+            )
             for layer in self.config.engram_layer_ids
         }
 

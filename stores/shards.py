@@ -137,6 +137,7 @@ class ShardStore(Store):
                 raise StoreIOError(f"cannot read {path}: {exc.strerror}", path=path) from exc
             self.manifest = decode_manifest(path, raw)
         self._maps: dict[str, np.memmap] = {}
+        self._row_views: dict[tuple[str, Any, int], np.ndarray] = {}
         for table in self.manifest["tables"].values():
             for shard in table["shards"]:
                 if shard is not None:
@@ -226,7 +227,12 @@ class ShardStore(Store):
         if self.verify_reads and shard["file"] not in self._verified:
             self._check_shard(shard, raw)
             self._verified.add(shard["file"])
-        return raw.view(spec.storage_dtype).reshape(-1, spec.dim)
+        key = (shard["file"], spec.storage_dtype, spec.dim)
+        rows = self._row_views.get(key)
+        if rows is None:  # a plain ndarray view, made once: memmap views cost per call
+            rows = raw.view(np.ndarray).view(spec.storage_dtype).reshape(-1, spec.dim)
+            self._row_views[key] = rows
+        return rows
 
     def _check_shard(self, shard: dict[str, Any], raw: np.ndarray) -> None:
         whole, blocks = checksums(raw)
@@ -404,6 +410,7 @@ class ShardStore(Store):
 
     def _close(self) -> None:
         self._maps = {}
+        self._row_views = {}
         if self._lock is not None:
             self._lock.release()
 

@@ -107,10 +107,13 @@ class NgramHasher:
         flat: bool = False,
         out_dtype: Any = None,
         compiled: bool = False,
+        trusted: bool = False,
     ) -> Any:
         """Torch path of :meth:`hash`; ``out_dtype=torch.int32`` where :meth:`fits_int32`.
 
         ``compiled`` fuses the whole function into one kernel with ``torch.compile``.
+        ``trusted``: the ids are known canonical ids (e.g. from the model's own table), so
+        their range is not checked (on CUDA that check reads them back: a device sync).
         """
         import torch
 
@@ -120,9 +123,9 @@ class NgramHasher:
         out_dtype = out_dtype or torch.int64
         if out_dtype == torch.int32 and not self.fits_int32(layer_id, flat):
             raise InputError(f"layer {layer_id} addresses do not fit in int32; use int64")
-        self._check_ids(ids, "ids")
+        self._check_ids(ids, "ids", ranged=not trusted)
         if prefix is not None:
-            self._check_ids(prefix, "prefix", batch=ids.shape[0])
+            self._check_ids(prefix, "prefix", batch=ids.shape[0], ranged=not trusted)
         primes = self._primes_on(layer_id, ids.device)
         multipliers = [int(m) for m in self.multipliers[layer_id]]
         fast = min(self.head_sizes(layer_id)) >= torch_kernel.FAST_REMAINDER_MIN_PRIME
@@ -215,7 +218,7 @@ class NgramHasher:
             )
         return self._torch_primes[key]
 
-    def _check_ids(self, ids: Any, name: str, batch: int | None = None) -> Any:
+    def _check_ids(self, ids: Any, name: str, batch: int | None = None, ranged: bool = True) -> Any:
         if ids.ndim != 2:
             raise InputError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
         if batch is not None and ids.shape[0] != batch:
@@ -225,7 +228,7 @@ class NgramHasher:
                 raise InputError(f"{name} must be an integer tensor, got {ids.dtype}")
         elif not np.issubdtype(ids.dtype, np.integer):
             raise InputError(f"{name} must be integer ids, got dtype {ids.dtype}")
-        if ids.numel() if _is_torch(ids) else ids.size:
+        if ranged and (ids.numel() if _is_torch(ids) else ids.size) and not _recording(ids):
             lo, hi = int(ids.min()), int(ids.max())
             floor = DEAD_ID if self.config.block_dead else 0
             if lo < floor or hi >= self.config.vocab_size:
@@ -235,6 +238,15 @@ class NgramHasher:
                     f"got range [{lo}, {hi}]"
                 )
         return ids
+
+
+def _recording(ids: Any) -> bool:
+    """CUDA ids while a CUDA graph records: reading them back would break the recording."""
+    if not _is_torch(ids) or not ids.is_cuda:
+        return False
+    import torch
+
+    return torch.cuda.is_current_stream_capturing()
 
 
 def _triton_available() -> bool:

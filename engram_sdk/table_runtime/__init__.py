@@ -3,7 +3,8 @@
 ``runtime = attach_tables(model, "shards:///data/tables")`` swaps every Engram layer's table
 for one served from the store; ``runtime(ids, cache)`` steps the model with its rows
 fetched ahead, ``runtime.prefetch(next_ids)`` loads the next step's rows meanwhile,
-``runtime.stats`` counts what moved, ``runtime.detach()`` gives the model its tables back.
+``runtime.stats`` counts what moved, ``runtime.detach()`` gives the model its tables back;
+``graph_decode(runtime, cache)`` replays decode steps as one CUDA graph, rows read inside it.
 See docs/table_runtime.md.
 """
 
@@ -11,6 +12,7 @@ from engram_sdk.table_runtime.addresses import BatchAddresses, HostHasher, Layer
 from engram_sdk.table_runtime.export import export_tables, table_name
 from engram_sdk.table_runtime.fetch import FETCH_THREADS, PREFETCH_THREADS, FetchedRows
 from engram_sdk.table_runtime.fp8_table import Fp8StoreTable
+from engram_sdk.table_runtime.graph import GraphedDecode, graph_blocker, graph_decode
 from engram_sdk.table_runtime.runtime import TableRuntime, attach_tables
 from engram_sdk.table_runtime.stats import TableStats
 from engram_sdk.table_runtime.store_table import StoreTable
@@ -22,6 +24,7 @@ __all__ = [
     "BatchAddresses",
     "FetchedRows",
     "Fp8StoreTable",
+    "GraphedDecode",
     "HostHasher",
     "LayerAddresses",
     "StoreTable",
@@ -31,5 +34,7 @@ __all__ = [
     "TrainableStoreTable",
     "attach_tables",
     "export_tables",
+    "graph_blocker",
+    "graph_decode",
     "table_name",
 ]

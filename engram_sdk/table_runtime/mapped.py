@@ -9,6 +9,7 @@ few tokens), where one kernel beats any host round trip; big batches go through 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,11 +32,18 @@ class _HostRows:
         }
 
 
+def _is_pinned(rows: np.ndarray) -> bool:
+    """Whether CUDA knows ``rows``' memory as pinned host memory (allocated or registered)."""
+    with warnings.catch_warnings():  # a read-only mapping: the probe tensor is never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(rows).is_pinned()
+
+
 def mapped_view(rows: Any, dtype: str, device: torch.device) -> torch.Tensor | None:
     """A tensor on ``device`` aliasing pinned host ``rows`` (None if they are not pinned)."""
     if rows is None or device.type != "cuda" or dtype not in _TYPESTR:
         return None
-    if not rows.flags.c_contiguous or not torch.from_numpy(rows).is_pinned():
+    if not rows.flags.c_contiguous or not _is_pinned(rows):
         return None
     with torch.cuda.device(device):
         view = torch.as_tensor(_HostRows(rows, dtype), device=device)

@@ -12,6 +12,7 @@ back. Calling the model directly still works (each lookup then fetches its rows 
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 
 import torch
@@ -65,6 +66,7 @@ class TableRuntime:
         Ids on the host (what generation and data loaders give) are hashed off this thread;
         ids on the device are hashed here and their addresses copied back without waiting.
         """
+        start = time.perf_counter()
         self._check_attached()
         self.model.check_input(input_ids, cache)
         addresses = None
@@ -79,6 +81,7 @@ class TableRuntime:
             addresses = self.model.engram_addresses(input_ids, prefix)
             for layer, table in self.tables.items():
                 table.prepare(addresses[layer])
+        self._stats.add(prepare_seconds=time.perf_counter() - start)
         logits = self.model(input_ids, cache, addresses=addresses)
         for table in self.tables.values():  # the forward is launched: prefetches may start
             table.start_prefetches()

@@ -15,6 +15,7 @@ class TableStats:
     bytes_moved: int = 0
     fetch_seconds: float = 0.0
     wait_seconds: float = 0.0
+    prepare_seconds: float = 0.0  # the stepping thread's time in the runtime before the forward
     fetches: int = 0
     reused_prefetches: int = 0
     cache_hit_rate: float | None = None
@@ -36,7 +37,7 @@ class TableStats:
         with self._lock:
             self.rows_requested = self.unique_rows = self.bytes_moved = 0
             self.fetches = self.reused_prefetches = 0
-            self.fetch_seconds = self.wait_seconds = 0.0
+            self.fetch_seconds = self.wait_seconds = self.prepare_seconds = 0.0
 
     def as_dict(self) -> dict[str, float | int | None]:
         """Plain numbers for reports."""

@@ -38,6 +38,7 @@ from engram_sdk.table_runtime.fetch import (
 )
 from engram_sdk.table_runtime.hot_cache import HotRowCache
 from engram_sdk.table_runtime.mapped import mapped_view
+from engram_sdk.table_runtime.staged import StagedRows
 from engram_sdk.table_runtime.stats import TableStats
 
 
@@ -100,6 +101,7 @@ class StoreTable(nn.Module):
         self._next: list[Fetch] = []  # prefetches for later steps (two staging slots)
         self._pinned: Any = None  # the store's pinned array behind self._mapped
         self._mapped: torch.Tensor | None = None
+        self._staged: StagedRows | None = None  # rows the host stages for recorded steps
 
     def _mapped_rows(self) -> torch.Tensor | None:
         """A device view of the store's pinned rows, refreshed if the store replaced them."""
@@ -109,6 +111,32 @@ class StoreTable(nn.Module):
         if rows is not self._pinned:
             self._pinned, self._mapped = rows, mapped_view(rows, self.spec.dtype, self.device)
         return self._mapped
+
+    def stage_rows(self, flat_addresses: torch.Tensor) -> None:
+        """Gather the rows of host ``flat_addresses`` into a fixed pinned buffer; until
+        :meth:`end_staging`, ``prepare`` fetches nothing and ``lookup`` returns these rows,
+        copied by the GPU from the buffer (what a recorded decode step replays)."""
+        flat = flat_addresses.reshape(-1).to(torch.int64).numpy()
+        if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= self.rows):
+            raise InputError(f"Engram addresses outside table {self.name!r} of {self.rows} rows")
+        if self._staged is None:
+            self._staged = StagedRows(len(flat), self.dim, self.dtype, self.spec.dtype, self.device)
+        self._staged.fill(self.store, self.name, flat)
+        self.stats.add(
+            rows_requested=len(flat),
+            unique_rows=len(flat),
+            bytes_moved=len(flat) * self.dim * self._staged.host.element_size(),
+            fetches=1,
+        )
+
+    def end_staging(self) -> None:
+        """Lookups fetch their rows again (see :meth:`stage_rows`)."""
+        self._staged = None
+
+    def reads_in_place(self, tokens: int) -> bool:
+        """Whether a step of ``tokens`` token positions has the GPU read its rows in place
+        (pinned host rows, at most ``direct_tokens`` tokens): pure device work."""
+        return tokens <= self.direct_tokens and self._mapped_rows() is not None
 
     # ---- the worker's side ----------------------------------------------------------------
     def _host_ids(self, addresses: torch.Tensor | LayerAddresses, ready: Any) -> torch.Tensor:
@@ -216,6 +244,8 @@ class StoreTable(nn.Module):
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
         """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
         self._direct = False
+        if self._staged is not None:  # the host staged them already
+            return
         match = next((f for f in self._next if f.matches(flat_addresses)), None)
         if match is not None:
             self._next.remove(match)
@@ -277,6 +307,9 @@ class StoreTable(nn.Module):
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """Rows (B, T, H, D) for the addresses announced by ``prepare``."""
+        if self._staged is not None:
+            rows = self._staged.rows(flat_addresses.numel())
+            return rows.view(*flat_addresses.shape, self.dim)
         if self._direct and flat_addresses.is_cuda:
             return self._read_in_place(flat_addresses)
         got = self._take(flat_addresses)
