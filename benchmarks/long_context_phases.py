@@ -46,13 +46,15 @@ def phase_rows(
     """
     import torch.nn.functional as F
     from engram_sdk.model import get_preset
+    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
     from engram_sdk.model.indexer_triton import (
         chosen_variants,
         collect_triton,
         group_max_triton,
         index_scores_triton,
     )
-    from engram_sdk.model.sparse import _merge, indexer_topk, kth_largest, threshold_group
+    from engram_sdk.model.sparse import _merge, indexer_topk
+    from engram_sdk.model.sparse_threshold import kth_largest, threshold_group, threshold_topk
     from engram_sdk.model.sparse_triton import sparse_attention_triton
     from torch.nn.attention.bias import causal_lower_right
 
@@ -131,10 +133,28 @@ def phase_rows(
     )
     rows[-1]["candidates_mean"] = count.float().mean().item()
     rows[-1]["overflow_rows"] = int((count > 4 * topk).sum())
-    add("indexer + top-k", "threshold (indexer_topk)", timed(
+    kw = dict(key_pos=kp, tile_elements=2**28 if dev == "cuda" else 2**16)
+    add("indexer + top-k", "threshold, rescored (threshold_topk)", timed(
+        lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=False, **kw), 1))  # fmt: skip
+    rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
+
+    # single pass: scores written once with the group maxima, candidates selected from memory
+    part = max(64, 2**30 // context) if dev == "cuda" else queries  # the query chunk it uses
+    sl = slice(0, min(part, queries))
+    add("indexer scoring", f"1 pass: scores + group max ({part} q)", timed(
+        lambda: scores_and_group_max_triton(iq[:, sl], w[:, sl], ik, pos[:, sl], kp, group)))  # fmt: skip
+    written, maxima_w = scores_and_group_max_triton(iq[:, sl], w[:, sl], ik, pos[:, sl], kp, group)
+    tau_w = kth_largest(maxima_w, topk)
+    add("top-k", f"1 pass: select >= τ ({part} q)",
+        timed(lambda: select_triton(written, tau_w, 4 * topk)))  # fmt: skip
+    _, _, count_w = select_triton(written, tau_w, 4 * topk)
+    rows[-1]["candidates_mean"] = count_w.float().mean().item()
+    rows[-1]["overflow_rows"] = int((count_w > 4 * topk).sum())
+    add("indexer + top-k", "1 pass, stored (threshold_topk)", timed(
+        lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=True, **kw), 1))  # fmt: skip
+    add("indexer + top-k", "indexer_topk (what the model runs)", timed(
         lambda: indexer_topk(iq, w, ik, pos, topk, fused=True), 1))  # fmt: skip
     idx = indexer_topk(iq, w, ik, pos, topk, fused=True)
-    rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
 
     # gather / attention, absorbed (latent + rope keys shared by all heads)
     r, rope, h = c.kv_lora_rank, c.qk_rope_head_dim, c.n_heads
@@ -245,7 +265,13 @@ def warm_groups(model, topk: int) -> None:
     The group size is a compile-time constant that grows with the keys seen; without this a
     first use at 128K, 512K or 1M would compile inside that context's timing.
     """
-    from engram_sdk.model.sparse import THRESHOLD_MAX_GROUP, _collect, _group_maxima, kth_largest
+    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
+    from engram_sdk.model.sparse_threshold import (
+        THRESHOLD_MAX_GROUP,
+        _collect,
+        _group_maxima,
+        kth_largest,
+    )
 
     cfg = model.config
     dev, bf = "cuda", torch.bfloat16
@@ -259,5 +285,7 @@ def warm_groups(model, topk: int) -> None:
         maxima = _group_maxima((q, w, keys), pos, kp, group)
         tau = kth_largest(maxima, min(topk, maxima.shape[-1]))
         _collect((q, w, keys), pos, kp, tau, 4 * topk)
+        scores, _ = scores_and_group_max_triton(q, w, keys, pos, kp, group)
+        select_triton(scores, tau, 4 * topk)
         group *= 2
     _sync()

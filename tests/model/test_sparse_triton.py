@@ -46,7 +46,8 @@ SCRIPT = textwrap.dedent(
 
     # threshold and collect: group maxima, the keys at or above a threshold, the top-k
     from engram_sdk.model.indexer_triton import collect_triton, group_max_triton
-    from engram_sdk.model.sparse import index_scores, threshold_topk, visible
+    from engram_sdk.model.sparse import index_scores, visible
+    from engram_sdk.model.sparse_threshold import threshold_topk
 
     b, t, h, d, s, k = 2, 64, 2, 16, 200, 4
     q, w = torch.randn(b, t, h, d, generator=g), torch.randn(b, t, h, generator=g)
@@ -75,10 +76,26 @@ SCRIPT = textwrap.dedent(
             got = set(cand_idx[bi, ti, :n].tolist())
             assert got == set(want[bi, ti].nonzero()[:, 0].tolist())
             assert n >= min(k, ti + 1) and cand[bi, ti, n:].eq(float("-inf")).all()
+    # single pass: every score written with the group maxima, candidates picked from memory
+    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
+
+    written, maxima_w = scores_and_group_max_triton(q, w, keys, pos, kp, 8)
+    torch.testing.assert_close(written, scores, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(maxima_w, maxima, atol=1e-4, rtol=1e-4)
+    cand_w, idx_w, count_w = select_triton(written, tau, s)
+    want_w = (written >= tau[..., None]) & written.isfinite()
+    assert torch.equal(count_w, want_w.sum(-1).int())
+    for bi in range(b):
+        for ti in range(t):
+            n = int(count_w[bi, ti])
+            assert set(idx_w[bi, ti, :n].tolist()) == set(want_w[bi, ti].nonzero()[:, 0].tolist())
+            assert torch.equal(cand_w[bi, ti, :n].sort().values, written[bi, ti][want_w[bi, ti]].sort().values)
     plain = indexer_topk(q, w, keys, pos, k, fused=False)
-    for capacity in (4 * k, k):  # plenty of room; overflowing rows redone by the tiled path
-        got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12, capacity=capacity)
-        assert torch.equal(got.sort(-1).values, plain.sort(-1).values), capacity
+    for capacity in (4 * k, k):  # plenty of room; overflowing rows: stored top-k / tiled path
+        for stored in (True, False):
+            got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12,
+                                 capacity=capacity, store_scores=stored)
+            assert torch.equal(got.sort(-1).values, plain.sort(-1).values), (capacity, stored)
     through = indexer_topk(q, w, keys, pos, k, fused=True)  # the split: early tiled, late threshold
     assert torch.equal(through.sort(-1).values, plain.sort(-1).values)
     print("ok")

@@ -1,0 +1,134 @@
+"""Single-pass threshold top-k: the indexer's scores computed once, selected from memory.
+
+The threshold path of :mod:`engram_sdk.model.indexer_triton` scores every (query, key) pair
+twice (group maxima, then collect at the threshold): its second pass costs three times the
+first, for its compaction. Here one scoring kernel writes a query chunk's scores (float32)
+*and* each query's maximum per group of keys; the threshold τ (the k-th largest maximum,
+at most the k-th largest score) then picks candidates in a memory-bound pass over the
+written scores, with no scoring at all. A query chunk's scores are bounded by the caller
+(``elements``), so memory stays O(chunk · S) however long the context.
+
+A row whose candidates overflow the buffer takes ``topk`` of its written scores: no rescoring.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from engram_sdk.model.indexer_triton import (
+    BLOCK_S,
+    _block_d,
+    _head_rows,
+    _prepare,
+    _scores,
+    _strides,
+    _tile_is_hidden,
+)
+
+SELECT_BLOCK = 2048  # written scores one select program reads
+
+
+@triton.jit
+def _scores_and_group_max_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr, max_ptr,
+    T, S, H, D, window, NG,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    stride_ob, stride_ot, stride_mb, stride_mt,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
+    HP: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    t0 = tl.program_id(1) * BLOCK_T
+    ts = t0 + tl.arange(0, BLOCK_T)
+    tile = tl.program_id(2)
+    ss = tile * BLOCK_S + tl.arange(0, BLOCK_S)
+    gs = tile * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
+    where = max_ptr + b * stride_mb + ts[:, None] * stride_mt + gs[None, :]
+    inside = (ts[:, None] < T) & (gs[None, :] < NG)
+    out = out_ptr + b * stride_ob + ts[:, None] * stride_ot + ss[None, :]
+    written = (ts[:, None] < T) & (ss[None, :] < S)
+    if _tile_is_hidden(qpos_ptr, kpos_ptr, b, ts, ss, T, S, stride_pb):
+        tl.store(out, tl.full((BLOCK_T, BLOCK_S), float("-inf"), tl.float32), mask=written)
+        hidden = tl.full((BLOCK_T, BLOCK_S // GROUP), float("-inf"), tl.float32)
+        tl.store(where, hidden, mask=inside)
+    else:
+        acc = _scores(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
+            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
+        )  # fmt: skip
+        tl.store(out, acc, mask=written)
+        best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
+        tl.store(where, best, mask=inside)
+
+
+@triton.jit
+def _select_kernel(
+    scores_ptr, tau_ptr, count_ptr, cand_ptr, cand_idx_ptr, S, C, stride_row,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)
+    ss = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    tau = tl.load(tau_ptr + row)
+    x = tl.load(scores_ptr + row.to(tl.int64) * stride_row + ss, mask=ss < S, other=float("-inf"))
+    keep = (x >= tau) & (x > float("-inf"))
+    keep_n = keep.to(tl.int32)
+    n = tl.sum(keep_n, axis=0)
+    if n > 0:
+        base = tl.atomic_add(count_ptr + row, n)
+        slot = base + tl.cumsum(keep_n, axis=0) - keep_n
+        ok = keep & (slot < C)
+        where = row.to(tl.int64) * C + slot
+        tl.store(cand_ptr + where, x, mask=ok)
+        tl.store(cand_idx_ptr + where, ss, mask=ok)
+
+
+def scores_and_group_max_triton(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    group: int,
+    stacked: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every score (B, T, S) float32 (-inf where not visible) and each query's maximum per
+    ``group`` consecutive keys (B, T, ceil(S / 128) · 128 / group), from one scoring pass."""
+    if group < 1 or group > BLOCK_S or group & (group - 1):
+        raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
+    b, t, h, d = q.shape
+    s = keys.shape[1]
+    q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
+    tiles = triton.cdiv(s, BLOCK_S)
+    out = torch.empty(b, t, s, device=q.device, dtype=torch.float32)
+    maxima = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
+    hp, block_t = _head_rows(h, stacked)
+    grid = (b, triton.cdiv(t, block_t), tiles)
+    _scores_and_group_max_kernel[grid](
+        q, weights, keys, query_pos, key_pos, out, maxima, t, s, h, d, 0, maxima.shape[-1],
+        *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
+        maxima.stride(0), maxima.stride(1),
+        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
+    )  # fmt: skip
+    return out, maxima
+
+
+def select_triton(
+    scores: torch.Tensor, tau: torch.Tensor, capacity: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's finite scores ≥ its threshold ``tau`` (B, T), in no set order.
+
+    scores (B, T, S) float32, contiguous → candidate scores (B, T, capacity) (-inf in unused
+    slots), their key indices (B, T, capacity) int32, and how many qualified (B, T) int32
+    (more than ``capacity``: that row overflowed and its candidates are incomplete).
+    """
+    b, t, s = scores.shape
+    scores = scores.contiguous()
+    tau = tau.float().contiguous()
+    count = torch.zeros(b, t, device=scores.device, dtype=torch.int32)
+    cand = torch.full((b, t, capacity), float("-inf"), device=scores.device)
+    cand_idx = torch.zeros(b, t, capacity, device=scores.device, dtype=torch.int32)
+    grid = (b * t, triton.cdiv(s, SELECT_BLOCK))
+    _select_kernel[grid](scores, tau, count, cand, cand_idx, s, capacity, s, BLOCK=SELECT_BLOCK)
+    return cand, cand_idx, count
