@@ -48,6 +48,7 @@ class Plan:
     profile_context: int = 0
     train_presets: list[str] | None = None  # None: the presets of sections 2-3
     train_profile: bool = False
+    train_batch: int = 0  # also measure ours at this micro-batch (0: no)
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -337,13 +338,20 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
             f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
+        if plan.train_batch and plan.train_batch != batch:  # a bigger micro-batch, ours only
+            for r in model_gpu.run(f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg),
+                                   plan.train_batch, 4096, 3, impls[2:]):  # fmt: skip
+                emit({"section": "train", **r})
+            batch = plan.train_batch
         if plan.train_profile:
             fresh(plan.device)
             try:
                 lines = _sibling("long_context_phases").profile_train_step(cfg, batch, 4096)
             except Exception as exc:  # the profile must not stop the benchmark
                 lines = [f"profile failed: {exc!r}"]
-            title = f"{preset}: one training step (ours, fused loss), top CUDA kernels"
+            title = (
+                f"{preset}, batch {batch}: one training step (ours, fused loss), top CUDA kernels"
+            )
             print("\n".join(["", title, *lines]), flush=True)
 
 
@@ -357,8 +365,8 @@ def main() -> None:
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
-    p.add_argument("--phases-context", type=int, default=131072,
-                   help="context of the per-phase breakdown (0: none)")  # fmt: skip
+    p.add_argument("--phases-context", default="131072",
+                   help="contexts of the per-phase breakdown, comma-separated (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
     p.add_argument("--profile-context", type=int, default=0,
                    help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
@@ -367,6 +375,8 @@ def main() -> None:
                    help="top CUDA kernels of one training step of ours")  # fmt: skip
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
+    p.add_argument("--train-batch", type=int, default=0,
+                   help="training: also ours (fused, compiled) at this micro-batch")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
@@ -374,6 +384,7 @@ def main() -> None:
     plan.profile_context = args.profile_context
     plan.train_presets = args.train_presets.split(",") if args.train_presets else None
     plan.train_profile = args.train_profile
+    plan.train_batch = args.train_batch
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -394,8 +405,11 @@ def main() -> None:
         return
     phase_lines: list[str] = []
     if plan.device == "cuda" and args.phases_context and plan.backend == "auto":
-        phase_lines = section_phases(plan, emit, args.phases_context)
-        print("\n".join(phase_lines), flush=True)
+        for context in (int(c) for c in args.phases_context.split(",") if int(c)):
+            lines = section_phases(plan, emit, context)
+            print("\n".join(lines), flush=True)
+            phase_lines += lines
+            plan.profile_context = 0  # the whole-model profile once
     if args.phases_only:
         return
     section_prefill(plan, emit)

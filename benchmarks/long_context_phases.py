@@ -54,7 +54,12 @@ def phase_rows(
         index_scores_triton,
     )
     from engram_sdk.model.sparse import _merge, indexer_topk
-    from engram_sdk.model.sparse_threshold import kth_largest, threshold_group, threshold_topk
+    from engram_sdk.model.sparse_threshold import (
+        kth_largest,
+        stored_group,
+        threshold_group,
+        threshold_topk,
+    )
     from engram_sdk.model.sparse_triton import sparse_attention_triton
     from torch.nn.attention.bias import causal_lower_right
 
@@ -141,15 +146,18 @@ def phase_rows(
     # single pass: scores written once with the group maxima, candidates selected from memory
     part = max(64, 2**30 // context) if dev == "cuda" else queries  # the query chunk it uses
     sl = slice(0, min(part, queries))
+    group = stored_group(context - queries, topk)
     add("indexer scoring", f"1 pass: scores + group max ({part} q)", timed(
         lambda: scores_and_group_max_triton(iq[:, sl], w[:, sl], ik, pos[:, sl], kp, group)))  # fmt: skip
+    rows[-1]["path"] += f" g={group}"
     written, maxima_w = scores_and_group_max_triton(iq[:, sl], w[:, sl], ik, pos[:, sl], kp, group)
     tau_w = kth_largest(maxima_w, topk)
     add("top-k", f"1 pass: select >= τ ({part} q)",
-        timed(lambda: select_triton(written, tau_w, 4 * topk)))  # fmt: skip
-    _, _, count_w = select_triton(written, tau_w, 4 * topk)
+        timed(lambda: select_triton(written, tau_w, 2 * topk)))  # fmt: skip
+    _, _, count_w = select_triton(written, tau_w, 2 * topk)
     rows[-1]["candidates_mean"] = count_w.float().mean().item()
-    rows[-1]["overflow_rows"] = int((count_w > 4 * topk).sum())
+    rows[-1]["overflow_rows"] = int((count_w > 2 * topk).sum())
+    add("top-k", "1 pass: k-th max", timed(lambda: kth_largest(maxima_w, topk)))
     add("indexer + top-k", "1 pass, stored (threshold_topk)", timed(
         lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=True, **kw), 1))  # fmt: skip
     add("indexer + top-k", "indexer_topk (what the model runs)", timed(

@@ -6,7 +6,7 @@ from __future__ import annotations
 def table(rows: list[dict]) -> str:
     out = ["", "prefill (chunked) and decode on the same cache"]
     out.append(f"{'preset':7} {'mode':6} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
-               f"{'decode ms/tok':>14} {'sparse/dense prefill':>21}")  # fmt: skip
+               f"{'decode ms/tok':>14} {'sparse/dense prefill':>21} {'µs/token':>9}")  # fmt: skip
     dense = {
         (r["preset"], r["ctx"]): r for r in rows if r.get("mode") == "dense" and "prefill_s" in r
     }
@@ -25,6 +25,7 @@ def table(rows: list[dict]) -> str:
         )
         out.append(
             f"{head} {r['prefill_tok_s']:14,.0f} {r['peak_gib']:9.2f} {r['decode_ms']:14.2f} {ratio:>21}"
+            f" {1e6 / r['prefill_tok_s']:9.2f}"
         )
     out += ["", "batched greedy decode (prompt + new tokens, tokens/s of new tokens)"]
     out.append(f"{'batch':>5} {'ours tok/s':>11} {'ours eager':>11} {'transformers':>13} "
@@ -42,8 +43,9 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("section") == "train":
             if "error" in r:
-                out.append(f"{r['config']:22} {r['impl']:10} {r['error']}")
+                out.append(f"{r['config']:22} {r['impl']:13} b{r['batch']:<3} {r['error']}")
             else:
-                out.append(f"{r['config']:22} {r['impl']:10} {r['train_tok_s']:12,.0f} tok/s "
+                out.append(f"{r['config']:22} {r['impl']:13} b{r['batch']:<3} "
+                           f"{r['train_tok_s']:12,.0f} tok/s "
                            f"MFU {r['mfu_train']:6.1%}  peak {r['peak_gib']:.1f} GiB")  # fmt: skip
     return "\n".join(out)

@@ -46,6 +46,19 @@ def threshold_group(seen: int, topk: int) -> int:
     return group
 
 
+def stored_group(seen: int, topk: int) -> int:
+    """Keys per group when the scores are stored: 2k-4k maxima per query.
+
+    With the scores in memory the group size costs no scoring; fewer maxima make the k-th
+    maximum cheaper, and τ lower: ~1.4k keys qualify at 2k maxima for i.i.d. scores, so a
+    2k buffer holds them (a row that overflows takes the top-k of its stored scores).
+    """
+    group = 1
+    while group < THRESHOLD_MAX_GROUP and seen // (2 * group) >= 2 * topk:
+        group *= 2
+    return group
+
+
 @torch.no_grad()
 def threshold_topk(
     q: torch.Tensor,
@@ -62,18 +75,18 @@ def threshold_topk(
     """Top-k by a threshold (Triton), equal to the tiled running top-k.
 
     τ, the k-th largest of each query's maxima per group of keys, is at most its k-th
-    largest score; the keys scoring >= τ go to a ``capacity`` buffer (4k by default) whose
-    top-k is the answer. ``store_scores``: one scoring pass writes a query chunk's scores
-    (at most ``4 · tile_elements`` of them) and the candidates are picked from memory;
-    else two scoring passes, nothing (T × S) written. A query whose buffer overflowed (ties
+    largest score; the keys scoring >= τ go to a ``capacity`` buffer whose top-k is the
+    answer (2k by default with ``store_scores``, else 4k). ``store_scores``: one scoring
+    pass writes a query chunk's scores (at most ``4 · tile_elements`` of them) and the
+    candidates are picked from memory; else two scoring passes, nothing (T × S) written. A query whose buffer overflowed (ties
     at τ, scores clustered in few groups) takes the top-k of its stored scores, or is
     redone by the tiled path. Every query must see >= 4·topk keys (``_threshold_split``).
     """
     b, t = query_pos.shape
     s = keys.shape[1]
-    capacity = capacity or 4 * topk
+    capacity = capacity or (2 if store_scores else 4) * topk
     seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
-    group = threshold_group(seen, topk)
+    group = (stored_group if store_scores else threshold_group)(seen, topk)
     if store_scores:
         chunk = _round_chunk(max(64, 4 * tile_elements // (b * s)))
     else:
