@@ -143,21 +143,28 @@ def phase_rows(
         lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=False, **kw), 1))  # fmt: skip
     rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
 
-    # single pass: scores written once with the group maxima, candidates selected from memory
-    part = max(64, 2**30 // context) if dev == "cuda" else queries  # the query chunk it uses
-    sl = slice(0, min(part, queries))
+    # single pass: scores written once with the group maxima, candidates selected from memory;
+    # timed on one query chunk of the size threshold_topk uses, times the chunks in the table
+    part = min(queries, max(64, 2**30 // context) if dev == "cuda" else queries)
+    times = -(-queries // part)
     group = stored_group(context - queries, topk)
-    add("indexer scoring", f"1 pass: scores + group max ({part} q)", timed(
-        lambda: scores_and_group_max_triton(iq[:, sl], w[:, sl], ik, pos[:, sl], kp, group)))  # fmt: skip
-    rows[-1]["path"] += f" g={group}"
-    written, maxima_w = scores_and_group_max_triton(iq[:, sl], w[:, sl], ik, pos[:, sl], kp, group)
+    sargs = (iq[:, :part], w[:, :part], ik, pos[:, :part], kp, group)
+    for block_t, warps in ((64, 4), (64, 8), (128, 4), (128, 8)):  # tile shapes, to pick one
+        add("indexer scoring", f"1 pass: scores+max g={group} {block_t}q {warps}w", times * timed(
+            lambda bt=block_t, nw=warps: scores_and_group_max_triton(*sargs, block_t=bt, num_warps=nw)))  # fmt: skip
+    written, maxima_w = scores_and_group_max_triton(*sargs)
     tau_w = kth_largest(maxima_w, topk)
-    add("top-k", f"1 pass: select >= τ ({part} q)",
-        timed(lambda: select_triton(written, tau_w, 2 * topk)))  # fmt: skip
+    for block, warps in ((2048, 4), (1024, 4), (4096, 8), (8192, 8)):
+        add("top-k", f"1 pass: select >= τ, {block} x {warps}w", times * timed(
+            lambda bl=block, nw=warps: select_triton(written, tau_w, 2 * topk, bl, nw)))  # fmt: skip
     _, _, count_w = select_triton(written, tau_w, 2 * topk)
-    rows[-1]["candidates_mean"] = count_w.float().mean().item()
-    rows[-1]["overflow_rows"] = int((count_w > 2 * topk).sum())
-    add("top-k", "1 pass: k-th max", timed(lambda: kth_largest(maxima_w, topk)))
+    rows[-4]["candidates_mean"] = count_w.float().mean().item()
+    rows[-4]["overflow_rows"] = int((count_w > 2 * topk).sum()) * times
+    add("top-k", "1 pass: k-th max", times * timed(lambda: kth_largest(maxima_w, topk)))
+    cand_w, _, _ = select_triton(written, tau_w, 2 * topk)
+    written = None  # 4 GiB on the GPU: freed before the next rows
+    add("top-k", "1 pass: top-k of candidates",
+        times * timed(lambda: cand_w.topk(topk, dim=-1, sorted=False)))  # fmt: skip
     add("indexer + top-k", "1 pass, stored (threshold_topk)", timed(
         lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=True, **kw), 1))  # fmt: skip
     add("indexer + top-k", "indexer_topk (what the model runs)", timed(

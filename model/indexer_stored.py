@@ -92,9 +92,14 @@ def scores_and_group_max_triton(
     key_pos: torch.Tensor,
     group: int,
     stacked: bool = False,
+    block_t: int | None = None,
+    num_warps: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every score (B, T, S) float32 (-inf where not visible) and each query's maximum per
-    ``group`` consecutive keys (B, T, ceil(S / 128) · 128 / group), from one scoring pass."""
+    ``group`` consecutive keys (B, T, ceil(S / 128) · 128 / group), from one scoring pass.
+
+    ``block_t`` queries a program (64 by default; a dot per head), ``num_warps`` its warps.
+    """
     if group < 1 or group > BLOCK_S or group & (group - 1):
         raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
     b, t, h, d = q.shape
@@ -103,25 +108,32 @@ def scores_and_group_max_triton(
     tiles = triton.cdiv(s, BLOCK_S)
     out = torch.empty(b, t, s, device=q.device, dtype=torch.float32)
     maxima = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
-    hp, block_t = _head_rows(h, stacked)
+    hp, rows = _head_rows(h, stacked)
+    block_t = block_t if block_t and not hp else rows
     grid = (b, triton.cdiv(t, block_t), tiles)
     _scores_and_group_max_kernel[grid](
         q, weights, keys, query_pos, key_pos, out, maxima, t, s, h, d, 0, maxima.shape[-1],
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
         maxima.stride(0), maxima.stride(1),
         BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
+        num_warps=num_warps,
     )  # fmt: skip
     return out, maxima
 
 
 def select_triton(
-    scores: torch.Tensor, tau: torch.Tensor, capacity: int
+    scores: torch.Tensor,
+    tau: torch.Tensor,
+    capacity: int,
+    block: int = SELECT_BLOCK,
+    num_warps: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each row's finite scores ≥ its threshold ``tau`` (B, T), in no set order.
 
     scores (B, T, S) float32, contiguous → candidate scores (B, T, capacity) (-inf in unused
     slots), their key indices (B, T, capacity) int32, and how many qualified (B, T) int32
     (more than ``capacity``: that row overflowed and its candidates are incomplete).
+    ``block``: scores a program reads (a power of two), ``num_warps`` its warps.
     """
     b, t, s = scores.shape
     scores = scores.contiguous()
@@ -129,6 +141,8 @@ def select_triton(
     count = torch.zeros(b, t, device=scores.device, dtype=torch.int32)
     cand = torch.full((b, t, capacity), float("-inf"), device=scores.device)
     cand_idx = torch.zeros(b, t, capacity, device=scores.device, dtype=torch.int32)
-    grid = (b * t, triton.cdiv(s, SELECT_BLOCK))
-    _select_kernel[grid](scores, tau, count, cand, cand_idx, s, capacity, s, BLOCK=SELECT_BLOCK)
+    grid = (b * t, triton.cdiv(s, block))
+    _select_kernel[grid](
+        scores, tau, count, cand, cand_idx, s, capacity, s, BLOCK=block, num_warps=num_warps
+    )
     return cand, cand_idx, count
