@@ -13,6 +13,8 @@ buffer, whose top-k is the answer. Two ways to get there (picked by timing on CU
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from engram_sdk.model.sparse import EMPTY, THRESHOLD_MIN_QUERIES, _round_chunk, _top, indexer_topk
 
@@ -82,6 +84,8 @@ def threshold_topk(
     at τ, scores clustered in few groups) takes the top-k of its stored scores, or is
     redone by the tiled path. Every query must see >= 4·topk keys (``_threshold_split``).
     """
+    if store_scores and _STORED_FAILED:
+        store_scores = False  # its kernels did not build here: the two-pass path
     b, t = query_pos.shape
     s = keys.shape[1]
     capacity = capacity or (2 if store_scores else 4) * topk
@@ -95,9 +99,24 @@ def threshold_topk(
     for q0 in range(0, t, chunk):
         part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
         pos = query_pos[:, q0 : q0 + chunk]
-        select = _select_stored if store_scores else _select_rescored
-        out[:, q0 : q0 + chunk] = select(part, pos, key_pos, group, topk, capacity)
+        if not store_scores:
+            out[:, q0 : q0 + chunk] = _select_rescored(part, pos, key_pos, group, topk, capacity)
+            continue
+        try:
+            out[:, q0 : q0 + chunk] = _select_stored(part, pos, key_pos, group, topk, capacity)
+        except Exception as exc:  # e.g. a Triton build failure: say so, take the two passes
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            _STORED_FAILED.append(repr(exc))
+            warnings.warn(f"single-pass top-k failed, two passes from now: {exc!r}", stacklevel=2)
+            return threshold_topk(
+                q, weights, keys, query_pos, topk, key_pos=key_pos,
+                tile_elements=tile_elements, store_scores=False,
+            )  # fmt: skip
     return out
+
+
+_STORED_FAILED: list[str] = []  # why the single pass failed in this process, if it did
 
 
 def _select_stored(
