@@ -46,7 +46,12 @@ def phase_rows(
     """
     import torch.nn.functional as F
     from engram_sdk.model import get_preset
-    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
+    from engram_sdk.model.indexer_stored import (
+        SCORE_VARIANTS,
+        SELECT_VARIANTS,
+        scores_and_group_max_triton,
+        select_triton,
+    )
     from engram_sdk.model.indexer_triton import (
         chosen_variants,
         collect_triton,
@@ -149,17 +154,18 @@ def phase_rows(
     times = -(-queries // part)
     group = stored_group(context - queries, topk)
     sargs = (iq[:, :part], w[:, :part], ik, pos[:, :part], kp, group)
-    for block_t, warps in ((64, 4), (64, 8), (128, 4), (128, 8)):  # tile shapes, to pick one
-        add("indexer scoring", f"1 pass: scores+max g={group} {block_t}q {warps}w", times * timed(
-            lambda bt=block_t, nw=warps: scores_and_group_max_triton(*sargs, block_t=bt, num_warps=nw)))  # fmt: skip
+    for name, (bt, bs, nw) in SCORE_VARIANTS.items():  # tile shapes, as fastest() picks one
+        add("indexer scoring", f"1 pass: scores+max g={group} {name}", times * timed(
+            lambda bt=bt, bs=bs, nw=nw: scores_and_group_max_triton(
+                *sargs, block_t=bt, num_warps=nw, block_s=bs)))  # fmt: skip
     written, maxima_w = scores_and_group_max_triton(*sargs)
     tau_w = kth_largest(maxima_w, topk)
-    for block, warps in ((2048, 4), (1024, 4), (4096, 8), (8192, 8)):
-        add("top-k", f"1 pass: select >= τ, {block} x {warps}w", times * timed(
-            lambda bl=block, nw=warps: select_triton(written, tau_w, 2 * topk, bl, nw)))  # fmt: skip
+    for name, (bl, nw) in SELECT_VARIANTS.items():
+        add("top-k", f"1 pass: select >= τ, {name}", times * timed(
+            lambda bl=bl, nw=nw: select_triton(written, tau_w, 2 * topk, bl, nw)))  # fmt: skip
     _, _, count_w = select_triton(written, tau_w, 2 * topk)
-    rows[-4]["candidates_mean"] = count_w.float().mean().item()
-    rows[-4]["overflow_rows"] = int((count_w > 2 * topk).sum()) * times
+    rows[-3]["candidates_mean"] = count_w.float().mean().item()
+    rows[-3]["overflow_rows"] = int((count_w > 2 * topk).sum()) * times
     add("top-k", "1 pass: k-th max", times * timed(lambda: kth_largest(maxima_w, topk)))
     cand_w, _, _ = select_triton(written, tau_w, 2 * topk)
     written = None  # 4 GiB on the GPU: freed before the next rows
@@ -169,6 +175,7 @@ def phase_rows(
         lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=True, **kw), 1))  # fmt: skip
     add("indexer + top-k", "indexer_topk (what the model runs)", timed(
         lambda: indexer_topk(iq, w, ik, pos, topk, fused=True), 1))  # fmt: skip
+    rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
     idx = indexer_topk(iq, w, ik, pos, topk, fused=True)
 
     # gather / attention, absorbed (latent + rope keys shared by all heads)
@@ -280,7 +287,7 @@ def warm_groups(model, topk: int) -> None:
     The group size is a compile-time constant that grows with the keys seen; without this a
     first use at 128K, 512K or 1M would compile inside that context's timing.
     """
-    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
+    from engram_sdk.model.indexer_stored import select, stored_scores
     from engram_sdk.model.sparse_threshold import (
         THRESHOLD_MAX_GROUP,
         _collect,
@@ -295,12 +302,22 @@ def warm_groups(model, topk: int) -> None:
     keys = torch.randn(1, 16384, cfg.index_head_dim, device=dev, dtype=bf)
     pos = (16384 - 64 + torch.arange(64, device=dev))[None]
     kp = torch.arange(16384, device=dev)
+    # the single pass's kernel variants are picked (by timing) on a full-size chunk first
+    big = torch.randn(1, 2048, cfg.index_n_heads, cfg.index_head_dim, device=dev, dtype=bf)
+    big_w = torch.randn(1, 2048, cfg.index_n_heads, device=dev)
+    big_pos = (65536 - 2048 + torch.arange(2048, device=dev))[None]
+    big_keys = torch.randn(1, 65536, cfg.index_head_dim, device=dev, dtype=bf)
+    scores, maxima = stored_scores(
+        big, big_w, big_keys, big_pos, torch.arange(65536, device=dev), 16
+    )
+    select(scores, kth_largest(maxima, topk), 2 * topk)
+    del scores, maxima
     group = 2
     while group <= THRESHOLD_MAX_GROUP:
         maxima = _group_maxima((q, w, keys), pos, kp, group)
         tau = kth_largest(maxima, min(topk, maxima.shape[-1]))
         _collect((q, w, keys), pos, kp, tau, 4 * topk)
-        scores, _ = scores_and_group_max_triton(q, w, keys, pos, kp, group)
-        select_triton(scores, tau, 4 * topk)
+        scores, _ = stored_scores(q, w, keys, pos, kp, group)
+        select(scores, tau, 2 * topk)
         group *= 2
     _sync()

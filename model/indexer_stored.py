@@ -94,20 +94,22 @@ def scores_and_group_max_triton(
     stacked: bool = False,
     block_t: int | None = None,
     num_warps: int = 4,
+    block_s: int = BLOCK_S,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every score (B, T, S) float32 (-inf where not visible) and each query's maximum per
-    ``group`` consecutive keys (B, T, ceil(S / 128) · 128 / group), from one scoring pass.
+    ``group`` consecutive keys (B, T, ceil(S / block_s) · block_s / group), from one pass.
 
-    ``block_t`` queries a program (64 by default; a dot per head), ``num_warps`` its warps.
+    ``block_t`` queries × ``block_s`` keys a program (64 × 128 by default; a dot per
+    head), ``num_warps`` its warps.
     """
-    if group < 1 or group > BLOCK_S or group & (group - 1):
-        raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
+    if group < 1 or group > block_s or group & (group - 1):
+        raise ValueError(f"group must be a power of two <= {block_s}, got {group}")
     b, t, h, d = q.shape
     s = keys.shape[1]
     q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
-    tiles = triton.cdiv(s, BLOCK_S)
+    tiles = triton.cdiv(s, block_s)
     out = torch.empty(b, t, s, device=q.device, dtype=torch.float32)
-    maxima = torch.empty(b, t, tiles * BLOCK_S // group, device=q.device, dtype=torch.float32)
+    maxima = torch.empty(b, t, tiles * block_s // group, device=q.device, dtype=torch.float32)
     hp, rows = _head_rows(h, stacked)
     block_t = block_t if block_t and not hp else rows
     grid = (b, triton.cdiv(t, block_t), tiles)
@@ -115,7 +117,7 @@ def scores_and_group_max_triton(
         q, weights, keys, query_pos, key_pos, out, maxima, t, s, h, d, 0, maxima.shape[-1],
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
         maxima.stride(0), maxima.stride(1),
-        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
+        BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
         num_warps=num_warps,
     )  # fmt: skip
     return out, maxima
@@ -146,3 +148,55 @@ def select_triton(
         scores, tau, count, cand, cand_idx, s, capacity, s, BLOCK=block, num_warps=num_warps
     )
     return cand, cand_idx, count
+
+
+SCORE_VARIANTS = {  # (queries, keys, warps) a program: picked by timing on CUDA
+    "64x128, 4 warps": (64, 128, 4),
+    "64x128, 8 warps": (64, 128, 8),
+    "128x128, 8 warps": (128, 128, 8),
+    "64x256, 8 warps": (64, 256, 8),
+}
+SELECT_VARIANTS = {
+    "2048, 4 warps": (2048, 4),
+    "1024, 4 warps": (1024, 4),
+    "4096, 8 warps": (4096, 8),
+}
+
+
+def stored_scores(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    group: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`scores_and_group_max_triton` by its fastest tile shape (picked on first use:
+    make that a full-size chunk, e.g. ``benchmarks/long_context_phases.warm_groups``)."""
+    from engram_sdk.model.indexer_triton import fastest
+
+    args = (q, weights, keys, query_pos, key_pos, group)
+    return fastest(
+        ("stored scores", *q.shape[2:]),
+        {
+            name: lambda bt=bt, bs=bs, nw=nw: scores_and_group_max_triton(
+                *args, block_t=bt, num_warps=nw, block_s=bs
+            )
+            for name, (bt, bs, nw) in SCORE_VARIANTS.items()
+        },
+    )
+
+
+def select(
+    scores: torch.Tensor, tau: torch.Tensor, capacity: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`select_triton` by its fastest block (picked on first use)."""
+    from engram_sdk.model.indexer_triton import fastest
+
+    return fastest(
+        ("select",),
+        {
+            name: lambda bl=bl, nw=nw: select_triton(scores, tau, capacity, bl, nw)
+            for name, (bl, nw) in SELECT_VARIANTS.items()
+        },
+    )

@@ -128,12 +128,12 @@ def _select_stored(
     capacity: int,
 ) -> torch.Tensor:
     """One query chunk: scores written once, candidates picked from them → (B, Tq, topk)."""
-    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
+    from engram_sdk.model.indexer_stored import select, stored_scores
 
-    scores, maxima = scores_and_group_max_triton(*part, pos, key_pos, group)
+    scores, maxima = stored_scores(*part, pos, key_pos, group)
     tau = kth_largest(maxima, topk)
     del maxima
-    cand, cand_idx, count = select_triton(scores, tau, capacity)
+    cand, cand_idx, count = select(scores, tau, capacity)
     picked = _pick(cand, cand_idx, topk)
     overflowed = count > capacity
     if bool(overflowed.any()):

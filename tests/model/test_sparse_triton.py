@@ -77,12 +77,21 @@ SCRIPT = textwrap.dedent(
             assert got == set(want[bi, ti].nonzero()[:, 0].tolist())
             assert n >= min(k, ti + 1) and cand[bi, ti, n:].eq(float("-inf")).all()
     # single pass: every score written with the group maxima, candidates picked from memory
-    from engram_sdk.model.indexer_stored import scores_and_group_max_triton, select_triton
+    from engram_sdk.model.indexer_stored import (
+        SCORE_VARIANTS, SELECT_VARIANTS, scores_and_group_max_triton, select_triton,
+    )
 
-    written, maxima_w = scores_and_group_max_triton(q, w, keys, pos, kp, 8)
-    torch.testing.assert_close(written, scores, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(maxima_w, maxima, atol=1e-4, rtol=1e-4)
+    for bt, bs, nw in SCORE_VARIANTS.values():  # every tile shape the timing may pick
+        written, maxima_w = scores_and_group_max_triton(
+            q, w, keys, pos, kp, 8, block_t=bt, block_s=bs, num_warps=nw
+        )
+        torch.testing.assert_close(written, scores, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(maxima_w[..., :32], maxima, atol=1e-4, rtol=1e-4)
     cand_w, idx_w, count_w = select_triton(written, tau, s)
+    for bl, nw in SELECT_VARIANTS.values():
+        again = select_triton(written, tau, s, bl, nw)
+        assert torch.equal(again[2], count_w)
+        assert torch.equal(again[0].sort(-1).values, cand_w.sort(-1).values)
     want_w = (written >= tau[..., None]) & written.isfinite()
     assert torch.equal(count_w, want_w.sum(-1).int())
     for bi in range(b):
