@@ -65,8 +65,6 @@ def agreement(model, vocab: int, *, batch: int, prompt: int, new: int) -> str:
     and at those steps the eager top-2 margin in bf16 ulps of the logit (a near-tie flips on
     rounding; a bug would flip wide margins).
     """
-    import copy
-
     from engram_sdk.model.generate import generate_batch
 
     g = torch.Generator().manual_seed(batch)
@@ -78,13 +76,16 @@ def agreement(model, vocab: int, *, batch: int, prompt: int, new: int) -> str:
             return generate_batch(m, prompts.tolist(), new, cuda_graph=graph)
 
     g1, g2, e1, e2 = free(model, True), free(model, True), free(model, False), free(model, False)
-    wide = copy.deepcopy(model).float()
-    g32, e32 = free(wide, True, False), free(wide, False, False)
-    del wide
     forced = torch.tensor(g1, device="cuda")
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         lg = _forced_logits(model, prompts.cuda(), forced, True)
         le = _forced_logits(model, prompts.cuda(), forced, False)
+    dtype = next(model.parameters()).dtype
+    try:  # the same weights in float32 (bf16 -> fp32 -> bf16 is exact), no autocast
+        model.float()
+        g32, e32 = free(model, True, False), free(model, False, False)
+    finally:
+        model.to(dtype)
     diff = (lg - le).abs().amax().item()
     flips = lg.argmax(-1) != le.argmax(-1)
     top2 = le[flips].topk(2, dim=-1).values
