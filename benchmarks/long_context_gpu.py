@@ -333,14 +333,15 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
         if preset not in (plan.train_presets or plan.presets):
             continue
         cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
-        impls = ("hf", "ours", "ours-fused", *(("ours-compiled",) if plan.train_compile else ()))
+        compiled = ("ours-compiled",) if plan.train_compile else ()
+        impls = ("hf", "ours", "ours-fused", *(() if plan.train_batch else compiled))
         for r in model_gpu.run(
             f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
         if plan.train_batch and plan.train_batch != batch:  # a bigger micro-batch, ours only
             for r in model_gpu.run(f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg),
-                                   plan.train_batch, 4096, 3, impls[2:]):  # fmt: skip
+                                   plan.train_batch, 4096, 3, ("ours-fused", *compiled)):  # fmt: skip
                 emit({"section": "train", **r})
             batch = plan.train_batch
         if plan.train_profile:
@@ -376,7 +377,8 @@ def main() -> None:
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
     p.add_argument("--train-batch", type=int, default=0,
-                   help="training: also ours (fused, compiled) at this micro-batch")  # fmt: skip
+                   help="training: also ours-fused at this micro-batch (and ours-compiled "
+                        "there only, with --train-compile)")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
