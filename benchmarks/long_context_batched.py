@@ -59,11 +59,13 @@ def _forced_logits(model, prompts: torch.Tensor, forced: torch.Tensor, graph: bo
 def agreement(model, vocab: int, *, batch: int, prompt: int, new: int) -> str:
     """Why CUDA-graph and eager greedy decoding part: one line of evidence (CUDA).
 
-    Free-running greedy tokens: graph vs graph, eager vs eager (run-to-run determinism),
-    graph vs eager in bf16 and with the model in float32. Then both paths teacher-forced on
-    the graph's own tokens: the largest logit difference, how many steps' argmax differ,
-    and at those steps the eager top-2 margin in bf16 ulps of the logit (a near-tie flips on
-    rounding; a bug would flip wide margins).
+    Free-running greedy tokens of ``generate_batch``: graph vs graph, eager vs eager
+    (run-to-run determinism), graph vs eager in bf16 and with the model in float32 (both
+    decode over static caches since the fix). Then, teacher-forced on the graph's tokens,
+    the graph (static caches) against eager steps over *growing* caches (what eager decoding
+    did before): the largest logit difference, how many steps' argmax differ, and at those
+    steps the eager top-2 margin in bf16 ulps (a near-tie flips on rounding; a bug would
+    flip wide margins).
     """
     from engram_sdk.model.generate import generate_batch
 
@@ -94,7 +96,7 @@ def agreement(model, vocab: int, *, batch: int, prompt: int, new: int) -> str:
     worst = f"{max(margins):.1f}" if margins else "-"
     return (f"batch {batch}, prompt {prompt}, {new} new: free-running greedy agreement "
             f"graph=graph {_share(g1, g2):.1%}, eager=eager {_share(e1, e2):.1%}, graph=eager "
-            f"bf16 {_share(g1, e1):.1%}, fp32 {_share(g32, e32):.1%}; teacher-forced on the "
-            f"graph's tokens: max |logit diff| {diff:.2e}, argmax differs at "
+            f"bf16 {_share(g1, e1):.1%}, fp32 {_share(g32, e32):.1%}; teacher-forced, graph vs "
+            f"eager over growing caches: max |logit diff| {diff:.2e}, argmax differs at "
             f"{int(flips.sum())}/{flips.numel()} steps, eager top-2 margin there <= {worst} "
             f"bf16 ulp")  # fmt: skip
