@@ -25,7 +25,7 @@ import gc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -48,7 +48,7 @@ class Plan:
     profile_context: int = 0
     train_presets: list[str] | None = None  # None: the presets of sections 2-3
     train_profile: bool = False
-    train_batch: int = 0  # also measure ours at this micro-batch (0: no)
+    train_batch: list[int] = field(default_factory=list)  # ours at these batches too
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -339,11 +339,13 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
             f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
-        if plan.train_batch and plan.train_batch != batch:  # a bigger micro-batch, ours only
+        for i, extra in enumerate(plan.train_batch):  # bigger micro-batches, ours only
+            last = i == len(plan.train_batch) - 1
             for r in model_gpu.run(f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg),
-                                   plan.train_batch, 4096, 3, ("ours-fused", *compiled)):  # fmt: skip
+                                   extra, 4096, 3, ("ours-fused", *(compiled if last else ()))):  # fmt: skip
                 emit({"section": "train", **r})
-            batch = plan.train_batch
+                if r["impl"] == "ours-fused" and "error" not in r:
+                    batch = extra  # the profile below: the largest batch that ran
         if plan.train_profile:
             fresh(plan.device)
             try:
@@ -376,9 +378,9 @@ def main() -> None:
                    help="top CUDA kernels of one training step of ours")  # fmt: skip
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
-    p.add_argument("--train-batch", type=int, default=0,
-                   help="training: also ours-fused at this micro-batch (and ours-compiled "
-                        "there only, with --train-compile)")  # fmt: skip
+    p.add_argument("--train-batch", default="",
+                   help="training: also ours-fused at these micro-batches, comma-separated "
+                        "(ours-compiled at the last only, with --train-compile)")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
@@ -386,7 +388,7 @@ def main() -> None:
     plan.profile_context = args.profile_context
     plan.train_presets = args.train_presets.split(",") if args.train_presets else None
     plan.train_profile = args.train_profile
-    plan.train_batch = args.train_batch
+    plan.train_batch = [int(b) for b in args.train_batch.split(",") if b]
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
