@@ -278,7 +278,35 @@ def profile_train_step(cfg, batch: int, seq: int, top: int = 14) -> list[str]:
     for e in events[:top]:
         out.append(f"{e.key[:70]:70} {e.self_device_time_total / 1e3:8.2f} {e.count:6d}")
     out.append(f"{'all kernels':70} {total:8.2f}")
+    shares: dict[str, float] = {}
+    for e in events:
+        kind = kernel_kind(e.key)
+        shares[kind] = shares.get(kind, 0.0) + e.self_device_time_total / 1e3
+    out.append("by kind: " + ", ".join(
+        f"{k} {v:.1f} ms ({v / total:.0%})" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])))  # fmt: skip
     return out
+
+
+KERNEL_KINDS = (  # (kind, name fragments), first match wins
+    ("attention", ("flash", "fmha", "sdpa", "attention")),
+    ("optimizer", ("multi_tensor_apply", "adam")),
+    ("grouped GEMM", ("enable_3x_kernel_for_sm9x", "grouped")),
+    ("GEMM", ("gemm", "nvjet", "cutlass", "xmma", "matmul")),
+    ("copy/cast", ("copy", "memcpy", "memset", "catarray")),
+    ("softmax/loss", ("softmax", "_ce_rows", "log_softmax", "nll")),
+    ("gather/scatter/sort", ("gather", "scatter", "index", "sort", "topk", "radix")),
+    ("reduction", ("reduce",)),
+    ("elementwise", ("elementwise", "triton_")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    """A coarse kind of a CUDA kernel from its name (for the profile's summary line)."""
+    low = name.lower()
+    for kind, parts in KERNEL_KINDS:
+        if any(p in low for p in parts):
+            return kind
+    return "other"
 
 
 def warm_groups(model, topk: int) -> None:
