@@ -50,6 +50,7 @@ def phase_rows(
         SCORE_VARIANTS,
         SELECT_VARIANTS,
         scores_and_group_max_triton,
+        select_groups_triton,
         select_triton,
     )
     from engram_sdk.model.indexer_triton import (
@@ -162,12 +163,15 @@ def phase_rows(
     tau_w = kth_largest(maxima_w, topk)
     for name, (bl, nw) in SELECT_VARIANTS.items():
         add("top-k", f"1 pass: select >= τ, {name}", times * timed(
-            lambda bl=bl, nw=nw: select_triton(written, tau_w, 2 * topk, bl, nw)))  # fmt: skip
-    _, _, count_w = select_triton(written, tau_w, 2 * topk)
-    rows[-3]["candidates_mean"] = count_w.float().mean().item()
-    rows[-3]["overflow_rows"] = int((count_w > 2 * topk).sum()) * times
+            lambda bl=bl, nw=nw: select_triton(written, tau_w, 4 * topk, bl, nw)))  # fmt: skip
+        add("top-k", f"1 pass: live groups, {name}", times * timed(
+            lambda bl=bl, nw=nw: select_groups_triton(written, maxima_w, tau_w, 4 * topk, group,
+                                                      bl, nw)))  # fmt: skip
+    _, _, count_w = select_triton(written, tau_w, 4 * topk)
+    rows[-6]["candidates_mean"] = count_w.float().mean().item()
+    rows[-6]["overflow_rows"] = int((count_w > 4 * topk).sum()) * times
     add("top-k", "1 pass: k-th max", times * timed(lambda: kth_largest(maxima_w, topk)))
-    cand_w, _, _ = select_triton(written, tau_w, 2 * topk)
+    cand_w, _, _ = select_triton(written, tau_w, 4 * topk)
     written = None  # 4 GiB on the GPU: freed before the next rows
     add("top-k", "1 pass: top-k of candidates",
         times * timed(lambda: cand_w.topk(topk, dim=-1, sorted=False)))  # fmt: skip
@@ -338,14 +342,14 @@ def warm_groups(model, topk: int) -> None:
     scores, maxima = stored_scores(
         big, big_w, big_keys, big_pos, torch.arange(65536, device=dev), 16
     )
-    select(scores, kth_largest(maxima, topk), 2 * topk)
+    select(scores, kth_largest(maxima, topk), 4 * topk, maxima, 16)
     del scores, maxima
     group = 2
     while group <= THRESHOLD_MAX_GROUP:
         maxima = _group_maxima((q, w, keys), pos, kp, group)
         tau = kth_largest(maxima, min(topk, maxima.shape[-1]))
         _collect((q, w, keys), pos, kp, tau, 4 * topk)
-        scores, _ = stored_scores(q, w, keys, pos, kp, group)
-        select(scores, tau, 2 * topk)
+        scores, maxima = stored_scores(q, w, keys, pos, kp, group)
+        select(scores, kth_largest(maxima, min(topk, maxima.shape[-1])), 4 * topk, maxima, group)
         group *= 2
     _sync()

@@ -84,6 +84,36 @@ def _select_kernel(
         tl.store(cand_idx_ptr + where, ss, mask=ok)
 
 
+@triton.jit
+def _select_groups_kernel(
+    scores_ptr, maxima_ptr, tau_ptr, count_ptr, cand_ptr, cand_idx_ptr,
+    S, C, stride_row, stride_mrow,
+    GROUP: tl.constexpr, GB: tl.constexpr,
+):  # fmt: skip
+    """As ``_select_kernel``, reading only groups whose maximum reaches τ (the rest hold no
+    candidate); slots by a running sum over groups, then within each group."""
+    row = tl.program_id(0)
+    gs = tl.program_id(1) * GB + tl.arange(0, GB)
+    tau = tl.load(tau_ptr + row)
+    best = tl.load(maxima_ptr + row.to(tl.int64) * stride_mrow + gs, mask=gs * GROUP < S,
+                   other=float("-inf"))  # fmt: skip
+    live = best >= tau
+    if tl.sum(live.to(tl.int32), axis=0) > 0:
+        ss = gs[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
+        x = tl.load(scores_ptr + row.to(tl.int64) * stride_row + ss,
+                    mask=live[:, None] & (ss < S), other=float("-inf"))  # fmt: skip
+        keep = (x >= tau) & (x > float("-inf"))
+        keep_n = keep.to(tl.int32)
+        per_group = tl.sum(keep_n, axis=1)
+        base = tl.atomic_add(count_ptr + row, tl.sum(per_group, axis=0))
+        first = base + tl.cumsum(per_group, axis=0) - per_group
+        slot = first[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
+        ok = keep & (slot < C)
+        where = row.to(tl.int64) * C + slot
+        tl.store(cand_ptr + where, x, mask=ok)
+        tl.store(cand_idx_ptr + where, ss, mask=ok)
+
+
 def scores_and_group_max_triton(
     q: torch.Tensor,
     weights: torch.Tensor,
@@ -150,6 +180,32 @@ def select_triton(
     return cand, cand_idx, count
 
 
+def select_groups_triton(
+    scores: torch.Tensor,
+    maxima: torch.Tensor,
+    tau: torch.Tensor,
+    capacity: int,
+    group: int,
+    block: int = SELECT_BLOCK,
+    num_warps: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`select_triton`, reading only the groups of ``group`` keys whose maximum
+    (``maxima`` (B, T, ≥ S / group), from the same scoring pass) reaches ``tau``."""
+    b, t, s = scores.shape
+    scores, maxima = scores.contiguous(), maxima.contiguous()
+    tau = tau.float().contiguous()
+    count = torch.zeros(b, t, device=scores.device, dtype=torch.int32)
+    cand = torch.full((b, t, capacity), float("-inf"), device=scores.device)
+    cand_idx = torch.zeros(b, t, capacity, device=scores.device, dtype=torch.int32)
+    per_program = max(1, block // group)
+    grid = (b * t, triton.cdiv(triton.cdiv(s, group), per_program))
+    _select_groups_kernel[grid](
+        scores, maxima, tau, count, cand, cand_idx, s, capacity, s, maxima.shape[-1],
+        GROUP=group, GB=per_program, num_warps=num_warps,
+    )  # fmt: skip
+    return cand, cand_idx, count
+
+
 SCORE_VARIANTS = {  # (queries, keys, warps) a program: picked by timing on CUDA
     "64x128, 4 warps": (64, 128, 4),
     "64x128, 8 warps": (64, 128, 8),
@@ -188,15 +244,23 @@ def stored_scores(
 
 
 def select(
-    scores: torch.Tensor, tau: torch.Tensor, capacity: int
+    scores: torch.Tensor,
+    tau: torch.Tensor,
+    capacity: int,
+    maxima: torch.Tensor | None = None,
+    group: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`select_triton` by its fastest block (picked on first use)."""
+    """:func:`select_triton` by its fastest block, or (given the ``maxima`` of ``group``
+    keys) :func:`select_groups_triton`, whichever timed fastest (picked on first use)."""
     from engram_sdk.model.indexer_triton import fastest
 
-    return fastest(
-        ("select",),
-        {
-            name: lambda bl=bl, nw=nw: select_triton(scores, tau, capacity, bl, nw)
-            for name, (bl, nw) in SELECT_VARIANTS.items()
-        },
-    )
+    variants = {
+        name: lambda bl=bl, nw=nw: select_triton(scores, tau, capacity, bl, nw)
+        for name, (bl, nw) in SELECT_VARIANTS.items()
+    }
+    if maxima is not None:
+        for name, (bl, nw) in SELECT_VARIANTS.items():
+            variants[f"live groups, {name}"] = lambda bl=bl, nw=nw: select_groups_triton(
+                scores, maxima, tau, capacity, group, bl, nw
+            )
+    return fastest(("select", maxima is not None), variants)

@@ -52,8 +52,8 @@ def stored_group(seen: int, topk: int) -> int:
     """Keys per group when the scores are stored: 2k-4k maxima per query.
 
     With the scores in memory the group size costs no scoring; fewer maxima make the k-th
-    maximum cheaper, and τ lower: ~1.4k keys qualify at 2k maxima for i.i.d. scores, so a
-    2k buffer holds them (a row that overflows takes the top-k of its stored scores).
+    maximum cheaper, and τ lower: 1.15k-1.4k keys qualify at 4k-2k maxima for i.i.d.
+    scores (a row that overflows its buffer takes the top-k of its stored scores).
     """
     group = 1
     while group < THRESHOLD_MAX_GROUP and seen // (2 * group) >= 2 * topk:
@@ -78,7 +78,7 @@ def threshold_topk(
 
     τ, the k-th largest of each query's maxima per group of keys, is at most its k-th
     largest score; the keys scoring >= τ go to a ``capacity`` buffer whose top-k is the
-    answer (2k by default with ``store_scores``, else 4k). ``store_scores``: one scoring
+    answer (4k by default). ``store_scores``: one scoring
     pass writes a query chunk's scores (at most ``4 · tile_elements`` of them) and the
     candidates are picked from memory; else two scoring passes, nothing (T × S) written. A query whose buffer overflowed (ties
     at τ, scores clustered in few groups) takes the top-k of its stored scores, or is
@@ -88,7 +88,7 @@ def threshold_topk(
         store_scores = False  # its kernels did not build here: the two-pass path
     b, t = query_pos.shape
     s = keys.shape[1]
-    capacity = capacity or (2 if store_scores else 4) * topk
+    capacity = capacity or 4 * topk
     seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
     group = (stored_group if store_scores else threshold_group)(seen, topk)
     if store_scores:
@@ -132,8 +132,8 @@ def _select_stored(
 
     scores, maxima = stored_scores(*part, pos, key_pos, group)
     tau = kth_largest(maxima, topk)
+    cand, cand_idx, count = select(scores, tau, capacity, maxima, group)
     del maxima
-    cand, cand_idx, count = select(scores, tau, capacity)
     picked = _pick(cand, cand_idx, topk)
     overflowed = count > capacity
     if bool(overflowed.any()):

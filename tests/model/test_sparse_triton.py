@@ -78,7 +78,8 @@ SCRIPT = textwrap.dedent(
             assert n >= min(k, ti + 1) and cand[bi, ti, n:].eq(float("-inf")).all()
     # single pass: every score written with the group maxima, candidates picked from memory
     from engram_sdk.model.indexer_stored import (
-        SCORE_VARIANTS, SELECT_VARIANTS, scores_and_group_max_triton, select_triton,
+        SCORE_VARIANTS, SELECT_VARIANTS, scores_and_group_max_triton, select_groups_triton,
+        select_triton,
     )
 
     for bt, bs, nw in SCORE_VARIANTS.values():  # every tile shape the timing may pick
@@ -89,9 +90,11 @@ SCRIPT = textwrap.dedent(
         torch.testing.assert_close(maxima_w[..., :32], maxima, atol=1e-4, rtol=1e-4)
     cand_w, idx_w, count_w = select_triton(written, tau, s)
     for bl, nw in SELECT_VARIANTS.values():
-        again = select_triton(written, tau, s, bl, nw)
-        assert torch.equal(again[2], count_w)
-        assert torch.equal(again[0].sort(-1).values, cand_w.sort(-1).values)
+        for again in (select_triton(written, tau, s, bl, nw),  # all scores; live groups only
+                      select_groups_triton(written, maxima_w, tau, s, 8, bl, nw)):
+            assert torch.equal(again[2], count_w)
+            assert torch.equal(again[0].sort(-1).values, cand_w.sort(-1).values)
+            assert torch.equal(again[1].sort(-1).values, idx_w.sort(-1).values)
     want_w = (written >= tau[..., None]) & written.isfinite()
     assert torch.equal(count_w, want_w.sum(-1).int())
     for bi in range(b):
