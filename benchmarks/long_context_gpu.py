@@ -49,6 +49,7 @@ class Plan:
     train_presets: list[str] | None = None  # None: the presets of sections 2-3
     train_profile: bool = False
     train_batch: list[int] = field(default_factory=list)  # ours at these batches too
+    profile_decode: bool = False  # per context: wall vs GPU-kernel ms of a decode step
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -175,8 +176,31 @@ def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
             model(step, cache)
         sync(plan.device)
         decode_ms = (time.perf_counter() - t0) / plan.decode_steps * 1e3
-    return {"prefill_tok_s": ctx / prefill_s, "prefill_s": prefill_s, "peak_gib": mem,
-            "decode_ms": decode_ms}  # fmt: skip
+        row = {"prefill_tok_s": ctx / prefill_s, "prefill_s": prefill_s, "peak_gib": mem,
+               "decode_ms": decode_ms}  # fmt: skip
+        if plan.profile_decode and plan.device == "cuda":
+            row.update(_decode_profile(model, cache, step))
+    return row
+
+
+def _decode_profile(model, cache, step: torch.Tensor, steps: int = 4) -> dict:
+    """Wall and GPU-kernel ms per decode step, and the kernel count: whether a step waits
+    on the host (launches) or on the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync("cuda")
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model(step, cache)
+        sync("cuda")
+        wall = (time.perf_counter() - t0) / steps * 1e3
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    gpu = sum(e.self_device_time_total for e in events) / 1e3 / steps
+    kernels = sum(e.count for e in events) / steps
+    top = max(events, key=lambda e: e.self_device_time_total, default=None)
+    return {"decode_wall_ms": wall, "decode_gpu_ms": gpu, "decode_kernels": kernels,
+            "decode_top_kernel": top.key[:60] if top else ""}  # fmt: skip
 
 
 def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
@@ -368,6 +392,9 @@ def main() -> None:
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
+    p.add_argument("--no-batch", action="store_true", help="skip the batched-decode section")
+    p.add_argument("--profile-decode", action="store_true",
+                   help="per context: wall vs GPU-kernel ms of a decode step, kernel count")  # fmt: skip
     p.add_argument("--phases-context", default="131072",
                    help="contexts of the per-phase breakdown, comma-separated (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
@@ -389,6 +416,7 @@ def main() -> None:
     plan.train_presets = args.train_presets.split(",") if args.train_presets else None
     plan.train_profile = args.train_profile
     plan.train_batch = [int(b) for b in args.train_batch.split(",") if b]
+    plan.profile_decode = args.profile_decode
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -417,7 +445,8 @@ def main() -> None:
     if args.phases_only:
         return
     section_prefill(plan, emit)
-    section_batched(plan, emit)
+    if not args.no_batch:
+        section_batched(plan, emit)
     if plan.device == "cuda" and not args.no_train:
         section_train(plan, emit)
     print(_sibling("long_context_report").table(rows))

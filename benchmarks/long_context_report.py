@@ -28,6 +28,11 @@ def table(rows: list[dict]) -> str:
             f" {1e6 / r['prefill_tok_s']:9.2f}"
         )
     out += growth_lines(rows)
+    for r in rows:
+        if "decode_gpu_ms" in r:
+            out.append(f"decode step {r['mode']} {r['ctx']}: wall {r['decode_wall_ms']:.2f} ms, "
+                       f"GPU kernels {r['decode_gpu_ms']:.2f} ms in {r['decode_kernels']:.0f} "
+                       f"kernels (top: {r['decode_top_kernel']})")  # fmt: skip
     out += ["", "batched greedy decode (prompt + new tokens, tokens/s of new tokens)"]
     out.append(f"{'batch':>5} {'ours tok/s':>11} {'ours eager':>11} {'transformers':>13} "
                f"{'ours/hf':>8} {'graph=eager':>12}")  # fmt: skip
