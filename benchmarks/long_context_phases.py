@@ -155,10 +155,11 @@ def phase_rows(
     times = -(-queries // part)
     group = stored_group(context - queries, topk)
     sargs = (iq[:, :part], w[:, :part], ik, pos[:, :part], kp, group)
-    for name, (bt, bs, nw) in SCORE_VARIANTS.items():  # tile shapes, as fastest() picks one
+    for name, (bt, bs, nw, tp, st) in SCORE_VARIANTS.items():  # as fastest() picks one
         add("indexer scoring", f"1 pass: scores+max g={group} {name}", times * timed(
-            lambda bt=bt, bs=bs, nw=nw: scores_and_group_max_triton(
-                *sargs, block_t=bt, num_warps=nw, block_s=bs)))  # fmt: skip
+            lambda bt=bt, bs=bs, nw=nw, tp=tp, st=st: scores_and_group_max_triton(
+                *sargs, block_t=bt, num_warps=nw, block_s=bs, tiles_per_program=tp,
+                stages=st)))  # fmt: skip
     written, maxima_w = scores_and_group_max_triton(*sargs)
     tau_w = kth_largest(maxima_w, topk)
     for name, (bl, nw) in SELECT_VARIANTS.items():

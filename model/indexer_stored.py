@@ -64,6 +64,36 @@ def _scores_and_group_max_kernel(
 
 
 @triton.jit
+def _scores_and_group_max_loop_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr, max_ptr,
+    T, S, H, D, window, NG,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    stride_ob, stride_ot, stride_mb, stride_mt,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
+    TILES: tl.constexpr, STAGES: tl.constexpr,
+):  # fmt: skip
+    """As ``_scores_and_group_max_kernel``, ``TILES`` key tiles a program in a pipelined
+    loop (loads of the next tile overlap the current one's math); no hidden-tile branch."""
+    b = tl.program_id(0)
+    t0 = tl.program_id(1) * BLOCK_T
+    ts = t0 + tl.arange(0, BLOCK_T)
+    for j in tl.range(0, TILES, num_stages=STAGES):
+        tile = tl.program_id(2) * TILES + j
+        ss = tile * BLOCK_S + tl.arange(0, BLOCK_S)
+        gs = tile * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
+        acc = _scores(
+            q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, b, t0, ss, T, S, H, D, window,
+            stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
+            stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, 0,
+        )  # fmt: skip
+        out = out_ptr + b * stride_ob + ts[:, None] * stride_ot + ss[None, :]
+        tl.store(out, acc, mask=(ts[:, None] < T) & (ss[None, :] < S))
+        best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
+        where = max_ptr + b * stride_mb + ts[:, None] * stride_mt + gs[None, :]
+        tl.store(where, best, mask=(ts[:, None] < T) & (gs[None, :] < NG))
+
+
+@triton.jit
 def _select_kernel(
     scores_ptr, tau_ptr, count_ptr, cand_ptr, cand_idx_ptr, S, C, stride_row,
     BLOCK: tl.constexpr,
@@ -125,12 +155,15 @@ def scores_and_group_max_triton(
     block_t: int | None = None,
     num_warps: int = 4,
     block_s: int = BLOCK_S,
+    tiles_per_program: int = 1,
+    stages: int = 2,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every score (B, T, S) float32 (-inf where not visible) and each query's maximum per
     ``group`` consecutive keys (B, T, ceil(S / block_s) · block_s / group), from one pass.
 
     ``block_t`` queries × ``block_s`` keys a program (64 × 128 by default; a dot per
-    head), ``num_warps`` its warps.
+    head), ``num_warps`` its warps; ``tiles_per_program`` > 1: that many key tiles a
+    program in a loop pipelined over ``stages``.
     """
     if group < 1 or group > block_s or group & (group - 1):
         raise ValueError(f"group must be a power of two <= {block_s}, got {group}")
@@ -142,6 +175,16 @@ def scores_and_group_max_triton(
     maxima = torch.empty(b, t, tiles * block_s // group, device=q.device, dtype=torch.float32)
     hp, rows = _head_rows(h, stacked)
     block_t = block_t if block_t and not hp else rows
+    if tiles_per_program > 1 and not hp:  # a pipelined loop over key tiles
+        grid = (b, triton.cdiv(t, block_t), triton.cdiv(tiles, tiles_per_program))
+        _scores_and_group_max_loop_kernel[grid](
+            q, weights, keys, query_pos, key_pos, out, maxima, t, s, h, d, 0, maxima.shape[-1],
+            *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
+            maxima.stride(0), maxima.stride(1),
+            BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=_block_d(d), GROUP=group,
+            TILES=tiles_per_program, STAGES=stages, num_warps=num_warps,
+        )  # fmt: skip
+        return out, maxima
     grid = (b, triton.cdiv(t, block_t), tiles)
     _scores_and_group_max_kernel[grid](
         q, weights, keys, query_pos, key_pos, out, maxima, t, s, h, d, 0, maxima.shape[-1],
@@ -206,11 +249,13 @@ def select_groups_triton(
     return cand, cand_idx, count
 
 
-SCORE_VARIANTS = {  # (queries, keys, warps) a program: picked by timing on CUDA
-    "64x128, 4 warps": (64, 128, 4),
-    "64x128, 8 warps": (64, 128, 8),
-    "128x128, 8 warps": (128, 128, 8),
-    "64x256, 8 warps": (64, 256, 8),
+SCORE_VARIANTS = {  # (queries, keys, warps, key tiles, stages): picked by timing on CUDA
+    "64x128, 4 warps": (64, 128, 4, 1, 1),
+    "64x128, 8 warps": (64, 128, 8, 1, 1),
+    "128x128, 8 warps": (128, 128, 8, 1, 1),
+    "64x256, 8 warps": (64, 256, 8, 1, 1),
+    "64x128, 4 warps, 8 tiles, 3 stages": (64, 128, 4, 8, 3),
+    "64x128, 4 warps, 4 tiles, 2 stages": (64, 128, 4, 4, 2),
 }
 SELECT_VARIANTS = {
     "2048, 4 warps": (2048, 4),
@@ -235,10 +280,10 @@ def stored_scores(
     return fastest(
         ("stored scores", *q.shape[2:]),
         {
-            name: lambda bt=bt, bs=bs, nw=nw: scores_and_group_max_triton(
-                *args, block_t=bt, num_warps=nw, block_s=bs
+            name: lambda bt=bt, bs=bs, nw=nw, tp=tp, st=st: scores_and_group_max_triton(
+                *args, block_t=bt, num_warps=nw, block_s=bs, tiles_per_program=tp, stages=st
             )
-            for name, (bt, bs, nw) in SCORE_VARIANTS.items()
+            for name, (bt, bs, nw, tp, st) in SCORE_VARIANTS.items()
         },
     )
 

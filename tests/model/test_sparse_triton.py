@@ -82,9 +82,10 @@ SCRIPT = textwrap.dedent(
         select_triton,
     )
 
-    for bt, bs, nw in SCORE_VARIANTS.values():  # every tile shape the timing may pick
+    for bt, bs, nw, tp, st in SCORE_VARIANTS.values():  # every variant the timing may pick
         written, maxima_w = scores_and_group_max_triton(
-            q, w, keys, pos, kp, 8, block_t=bt, block_s=bs, num_warps=nw
+            q, w, keys, pos, kp, 8, block_t=bt, block_s=bs, num_warps=nw, tiles_per_program=tp,
+            stages=st,
         )
         torch.testing.assert_close(written, scores, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(maxima_w[..., :32], maxima, atol=1e-4, rtol=1e-4)
