@@ -45,7 +45,7 @@ class Plan:
     backend: str = "torch"
     modes: tuple[str, ...] = ("dense", "sparse")
     train_compile: bool = False
-    profile_context: int = 0
+    profile_context: list[int] = field(default_factory=list)
     train_presets: list[str] | None = None  # None: the presets of sections 2-3
     train_profile: bool = False
     train_batch: list[int] = field(default_factory=list)  # ours at these batches too
@@ -334,15 +334,17 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
     lines = phases.phase_table(rows)
     if plan.profile_context:  # one whole-model prefill chunk, dense and sparse, profiled
         for mode, topk in (("dense", 0), ("sparse", plan.topk)):
-            ctx = plan.profile_context
-            model = build(plan.presets[0], topk=topk, max_len=ctx + plan.prefill_chunk + 2,
+            top = max(plan.profile_context)
+            model = build(plan.presets[0], topk=topk, max_len=top + plan.prefill_chunk + 2,
                           device=plan.device, backend=plan.backend)  # fmt: skip
-            try:
-                table = phases.profile_chunk(model, ctx, plan.prefill_chunk)
-            except Exception as exc:  # the profiler must not stop the benchmark
-                table = [f"profile failed: {exc!r}"]
-            lines += ["", f"{mode} model: one {plan.prefill_chunk}-token prefill chunk after "
-                      f"{ctx} tokens, top CUDA kernels", *table]  # fmt: skip
+            for ctx in plan.profile_context:
+                try:
+                    table = phases.profile_chunk(model, ctx, plan.prefill_chunk)
+                except Exception as exc:  # the profiler must not stop the benchmark
+                    table = [f"profile failed: {exc!r}"]
+                lines += ["", f"{mode} model: one {plan.prefill_chunk}-token prefill chunk after "
+                          f"{ctx} tokens, top CUDA kernels", *table]  # fmt: skip
+                fresh(plan.device)
             model = None
             fresh(plan.device)
     return lines
@@ -398,8 +400,9 @@ def main() -> None:
     p.add_argument("--phases-context", default="131072",
                    help="contexts of the per-phase breakdown, comma-separated (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
-    p.add_argument("--profile-context", type=int, default=0,
-                   help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
+    p.add_argument("--profile-context", default="",
+                   help="profile one whole-model prefill chunk after each of these many "
+                        "tokens, comma-separated")  # fmt: skip
     p.add_argument("--train-presets", default=None, help="presets of the training section")
     p.add_argument("--train-profile", action="store_true",
                    help="top CUDA kernels of one training step of ours")  # fmt: skip
@@ -412,7 +415,7 @@ def main() -> None:
     args = p.parse_args()
     plan = plan_for(args)
     plan.train_compile = args.train_compile
-    plan.profile_context = args.profile_context
+    plan.profile_context = [int(c) for c in args.profile_context.split(",") if c]
     plan.train_presets = args.train_presets.split(",") if args.train_presets else None
     plan.train_profile = args.train_profile
     plan.train_batch = [int(b) for b in args.train_batch.split(",") if b]
@@ -441,7 +444,7 @@ def main() -> None:
             lines = section_phases(plan, emit, context)
             print("\n".join(lines), flush=True)
             phase_lines += lines
-            plan.profile_context = 0  # the whole-model profile once
+            plan.profile_context = []  # the whole-model profile once
     if args.phases_only:
         return
     section_prefill(plan, emit)

@@ -236,8 +236,9 @@ def profile_chunk(model, context: int, chunk: int, top: int = 12) -> list[str]:
 
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, context + chunk), device="cuda")
-    cache = ModelCache()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        prefill(model, ids, ModelCache(), chunk=chunk)  # once unprofiled: kernels compiled
+        cache = ModelCache()
         prefill(model, ids[:, :context], cache, chunk=chunk)
         _sync()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
