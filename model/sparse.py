@@ -80,12 +80,7 @@ def indexer_topk(
     if key_pos is None:
         key_pos = torch.arange(s, device=keys.device)
     # per query column: one past the last key any row may see, and the first (windows)
-    if not positional:
-        hi = [s] * t
-    elif latest_position is not None:
-        hi = [min(s, latest_position - (t - 1 - j) + 1) for j in range(t)]
-    else:
-        hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
+    hi = _KeyBound(s, t, positional, latest_position, query_pos)
     lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
     if tile_elements is None:  # scores (or per-head logits) per tile: 2^28 on GPU, 2^24 on CPU
         tile_elements = 2**28 if q.is_cuda else 2**24
@@ -101,7 +96,7 @@ def indexer_topk(
 
         split = _threshold_split(query_pos, key_pos, topk)
         if split < t:
-            end = max(hi[split:])
+            end = hi.most(split, t)
             out[:, split:] = threshold_topk(
                 q[:, split:], weights[:, split:], keys[:, :end], query_pos[:, split:], topk,
                 key_pos=key_pos[:end], tile_elements=tile_elements,
@@ -112,7 +107,7 @@ def indexer_topk(
         best = torch.full((b, q1 - q0, topk), float("-inf"), device=q.device)
         best_idx = torch.full((b, q1 - q0, topk), EMPTY, dtype=torch.long, device=q.device)
         first = min(lo[q0:q1]) if lo is not None else 0
-        for k0 in range(first, max(hi[q0:q1]), key_chunk):
+        for k0 in range(first, hi.most(q0, q1), key_chunk):
             k1 = min(k0 + key_chunk, s)
             tile = score_tile(
                 q[:, q0:q1],
@@ -129,6 +124,31 @@ def indexer_topk(
 
 
 THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
+
+
+class _KeyBound:
+    """One past the last key any row of a query column may see, for column ranges.
+
+    With a host bound on the latest position, column j's bound is
+    ``min(S, latest - (T - 1 - j) + 1)`` — rising with j, so a range's is its last column's —
+    found without a Python list of T ints (16K columns a prefill chunk, every layer).
+    """
+
+    def __init__(
+        self, s: int, t: int, positional: bool, latest: int | None, query_pos: torch.Tensor
+    ) -> None:
+        self.s, self.t, self.latest = s, t, latest if positional else None
+        self.columns = None  # per-column bounds from the device (one sync), when no host bound
+        if positional and latest is None:
+            self.columns = (query_pos.amax(0) + 1).clamp(max=s).tolist()
+
+    def most(self, a: int, b: int) -> int:
+        """The largest bound of columns ``a`` to ``b - 1``."""
+        if self.columns is not None:
+            return max(self.columns[a:b])
+        if self.latest is None:  # keys at arbitrary positions: every key may be seen
+            return self.s
+        return min(self.s, self.latest - (self.t - 1 - (b - 1)) + 1)
 
 
 def _round_chunk(n: int) -> int:
