@@ -210,12 +210,12 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         topk = plan.topk if mode == "sparse" else 0
         # one budget share per (preset, mode); what a group leaves goes to the next
         deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
-        max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 2  # 17: the warm-up steps
+        max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 8  # 17: warm-up; 4: profile
         fresh(plan.device)
         model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
         # compile before timing: two chunks (the cached path too); Triton specialises lengths
         # divisible by 16, so decode 17 steps
-        warm = replace(plan, decode_steps=17)
+        warm = replace(plan, decode_steps=17, profile_decode=False)
         prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
         if mode == "sparse" and plan.backend == "auto":
             try:
