@@ -25,7 +25,7 @@ import gc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -45,9 +45,11 @@ class Plan:
     backend: str = "torch"
     modes: tuple[str, ...] = ("dense", "sparse")
     train_compile: bool = False
-    profile_context: int = 0
+    profile_context: list[int] = field(default_factory=list)
     train_presets: list[str] | None = None  # None: the presets of sections 2-3
     train_profile: bool = False
+    train_batch: list[int] = field(default_factory=list)  # ours at these batches too
+    profile_decode: bool = False  # per context: wall vs GPU-kernel ms of a decode step
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -174,8 +176,31 @@ def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
             model(step, cache)
         sync(plan.device)
         decode_ms = (time.perf_counter() - t0) / plan.decode_steps * 1e3
-    return {"prefill_tok_s": ctx / prefill_s, "prefill_s": prefill_s, "peak_gib": mem,
-            "decode_ms": decode_ms}  # fmt: skip
+        row = {"prefill_tok_s": ctx / prefill_s, "prefill_s": prefill_s, "peak_gib": mem,
+               "decode_ms": decode_ms}  # fmt: skip
+        if plan.profile_decode and plan.device == "cuda":
+            row.update(_decode_profile(model, cache, step))
+    return row
+
+
+def _decode_profile(model, cache, step: torch.Tensor, steps: int = 4) -> dict:
+    """Wall and GPU-kernel ms per decode step, and the kernel count: whether a step waits
+    on the host (launches) or on the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync("cuda")
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model(step, cache)
+        sync("cuda")
+        wall = (time.perf_counter() - t0) / steps * 1e3
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    gpu = sum(e.self_device_time_total for e in events) / 1e3 / steps
+    kernels = sum(e.count for e in events) / steps
+    top = max(events, key=lambda e: e.self_device_time_total, default=None)
+    return {"decode_wall_ms": wall, "decode_gpu_ms": gpu, "decode_kernels": kernels,
+            "decode_top_kernel": top.key[:60] if top else ""}  # fmt: skip
 
 
 def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
@@ -185,12 +210,12 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         topk = plan.topk if mode == "sparse" else 0
         # one budget share per (preset, mode); what a group leaves goes to the next
         deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
-        max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 2  # 17: the warm-up steps
+        max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 8  # 17: warm-up; 4: profile
         fresh(plan.device)
         model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
         # compile before timing: two chunks (the cached path too); Triton specialises lengths
         # divisible by 16, so decode 17 steps
-        warm = replace(plan, decode_steps=17)
+        warm = replace(plan, decode_steps=17, profile_decode=False)
         prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
         if mode == "sparse" and plan.backend == "auto":
             try:
@@ -251,12 +276,6 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
             sync(plan.device)
         return time.perf_counter() - t0
 
-    if plan.device == "cuda":
-        try:
-            note = _sibling("long_context_batched").graph_check(ours, vocab)
-        except Exception as exc:  # report, and measure the rest
-            note = f"graph check failed: {exc!r}"[:300]
-        emit({"section": "batch", "note": note})
     warm = torch.randint(0, vocab, (2, 16))  # first calls pay for lazy initialisation
     run_ours(warm, 4, True)
     if theirs is not None:
@@ -280,6 +299,15 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
             row["hf_tok_s"] = new / run_theirs(prompts, plan.batch_new)
             row["ratio"] = row["ours_tok_s"] / row["hf_tok_s"]
         emit(row)
+    if plan.device == "cuda":  # why graph and eager greedy tokens part (see agreement())
+        for batch in plan.batches[1:]:
+            try:
+                note = _sibling("long_context_batched").agreement(
+                    ours, vocab, batch=batch, prompt=plan.batch_prompt, new=plan.batch_new
+                )
+            except Exception as exc:  # report, and go on
+                note = f"agreement check failed: {exc!r}"[:300]
+            emit({"section": "batch", "note": note})
 
 
 # ---- 5. one layer's sparse prefill, phase by phase (benchmarks/long_context_phases.py) ------
@@ -306,15 +334,17 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
     lines = phases.phase_table(rows)
     if plan.profile_context:  # one whole-model prefill chunk, dense and sparse, profiled
         for mode, topk in (("dense", 0), ("sparse", plan.topk)):
-            ctx = plan.profile_context
-            model = build(plan.presets[0], topk=topk, max_len=ctx + plan.prefill_chunk + 2,
+            top = max(plan.profile_context)
+            model = build(plan.presets[0], topk=topk, max_len=top + plan.prefill_chunk + 2,
                           device=plan.device, backend=plan.backend)  # fmt: skip
-            try:
-                table = phases.profile_chunk(model, ctx, plan.prefill_chunk)
-            except Exception as exc:  # the profiler must not stop the benchmark
-                table = [f"profile failed: {exc!r}"]
-            lines += ["", f"{mode} model: one {plan.prefill_chunk}-token prefill chunk after "
-                      f"{ctx} tokens, top CUDA kernels", *table]  # fmt: skip
+            for ctx in plan.profile_context:
+                try:
+                    table = phases.profile_chunk(model, ctx, plan.prefill_chunk)
+                except Exception as exc:  # the profiler must not stop the benchmark
+                    table = [f"profile failed: {exc!r}"]
+                lines += ["", f"{mode} model: one {plan.prefill_chunk}-token prefill chunk after "
+                          f"{ctx} tokens, top CUDA kernels", *table]  # fmt: skip
+                fresh(plan.device)
             model = None
             fresh(plan.device)
     return lines
@@ -329,18 +359,28 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
         if preset not in (plan.train_presets or plan.presets):
             continue
         cfg = get_preset(preset).model_copy(update={"engram_layer_ids": [], "hc_mult": 1})
-        impls = ("hf", "ours", "ours-fused", *(("ours-compiled",) if plan.train_compile else ()))
+        compiled = ("ours-compiled",) if plan.train_compile else ()
+        impls = ("hf", "ours", "ours-fused", *(() if plan.train_batch else compiled))
         for r in model_gpu.run(
             f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg), batch, 4096, 3, impls
         ):
             emit({"section": "train", **r})
+        for i, extra in enumerate(plan.train_batch):  # bigger micro-batches, ours only
+            last = i == len(plan.train_batch) - 1
+            for r in model_gpu.run(f"{preset} (no Engram)", cfg, model_gpu.hf_from_ours(cfg),
+                                   extra, 4096, 3, ("ours-fused", *(compiled if last else ()))):  # fmt: skip
+                emit({"section": "train", **r})
+                if r["impl"] == "ours-fused" and "error" not in r:
+                    batch = extra  # the profile below: the largest batch that ran
         if plan.train_profile:
             fresh(plan.device)
             try:
                 lines = _sibling("long_context_phases").profile_train_step(cfg, batch, 4096)
             except Exception as exc:  # the profile must not stop the benchmark
                 lines = [f"profile failed: {exc!r}"]
-            title = f"{preset}: one training step (ours, fused loss), top CUDA kernels"
+            title = (
+                f"{preset}, batch {batch}: one training step (ours, fused loss), top CUDA kernels"
+            )
             print("\n".join(["", title, *lines]), flush=True)
 
 
@@ -354,23 +394,32 @@ def main() -> None:
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
     p.add_argument("--no-train", action="store_true", help="skip the training section")
-    p.add_argument("--phases-context", type=int, default=131072,
-                   help="context of the per-phase breakdown (0: none)")  # fmt: skip
+    p.add_argument("--no-batch", action="store_true", help="skip the batched-decode section")
+    p.add_argument("--profile-decode", action="store_true",
+                   help="per context: wall vs GPU-kernel ms of a decode step, kernel count")  # fmt: skip
+    p.add_argument("--phases-context", default="131072",
+                   help="contexts of the per-phase breakdown, comma-separated (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
-    p.add_argument("--profile-context", type=int, default=0,
-                   help="profile one whole-model prefill chunk after this many tokens (0: no)")  # fmt: skip
+    p.add_argument("--profile-context", default="",
+                   help="profile one whole-model prefill chunk after each of these many "
+                        "tokens, comma-separated")  # fmt: skip
     p.add_argument("--train-presets", default=None, help="presets of the training section")
     p.add_argument("--train-profile", action="store_true",
                    help="top CUDA kernels of one training step of ours")  # fmt: skip
     p.add_argument("--train-compile", action="store_true",
                    help="training: also ours with torch.compile'd blocks")  # fmt: skip
+    p.add_argument("--train-batch", default="",
+                   help="training: also ours-fused at these micro-batches, comma-separated "
+                        "(ours-compiled at the last only, with --train-compile)")  # fmt: skip
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
     plan.train_compile = args.train_compile
-    plan.profile_context = args.profile_context
+    plan.profile_context = [int(c) for c in args.profile_context.split(",") if c]
     plan.train_presets = args.train_presets.split(",") if args.train_presets else None
     plan.train_profile = args.train_profile
+    plan.train_batch = [int(b) for b in args.train_batch.split(",") if b]
+    plan.profile_decode = args.profile_decode
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -391,12 +440,16 @@ def main() -> None:
         return
     phase_lines: list[str] = []
     if plan.device == "cuda" and args.phases_context and plan.backend == "auto":
-        phase_lines = section_phases(plan, emit, args.phases_context)
-        print("\n".join(phase_lines), flush=True)
+        for context in (int(c) for c in args.phases_context.split(",") if int(c)):
+            lines = section_phases(plan, emit, context)
+            print("\n".join(lines), flush=True)
+            phase_lines += lines
+            plan.profile_context = []  # the whole-model profile once
     if args.phases_only:
         return
     section_prefill(plan, emit)
-    section_batched(plan, emit)
+    if not args.no_batch:
+        section_batched(plan, emit)
     if plan.device == "cuda" and not args.no_train:
         section_train(plan, emit)
     print(_sibling("long_context_report").table(rows))

@@ -166,10 +166,16 @@ def _decode(
 ) -> list[list[int]]:
     """The decode loop of :func:`generate_batch`; finished rows leave the batch.
 
-    On CUDA, steps of a fixed batch replay one recorded CUDA graph (``GraphedStep``).
+    On CUDA, steps of a fixed batch replay one recorded CUDA graph (``GraphedStep``). The
+    caches are made static either way (attention over the whole capacity, later positions
+    masked), so eager steps reduce over the lengths a graph's do and pick the same tokens:
+    over growing lengths bf16 rounding differs and tips near-ties of the logits.
     """
     outputs: list[list[int]] = [[] for _ in lengths]
     active = list(range(len(lengths)))  # output row of each batch row
+    for lc in cache.layers:
+        if lc.attn is not None:
+            lc.attn.make_static()
     graphed = GraphedStep(model, cache) if use_graph and graphable(model, cache) else None
     for _ in range(max_new_tokens):
         tokens = sample_rows(logits, *sampling)

@@ -78,6 +78,12 @@ class Gate(nn.Module):
         return (weights * cfg.route_scale).to(x.dtype), ids, scores
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The autocast dtype where autocast is on for ``x``'s device, else ``x``'s own."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+
+
 class MoE(nn.Module):
     """Shared experts + routed experts (see the module docstring).
 
@@ -145,8 +151,11 @@ class MoE(nn.Module):
         counts = torch.searchsorted(sorted_ids, experts).diff()
         with torch.no_grad():
             self.load += counts.to(self.load.dtype)
-        ys = self.run_experts(flat[token_of], counts)
-        ys = ys.to(flat.dtype) * weights.flatten()[order].unsqueeze(-1).to(flat.dtype)
+        # under autocast the tokens are gathered and the outputs combined in its dtype (bf16):
+        # half the bytes of float32 rows, and no cast of the gathered rows
+        work = flat.to(_compute_dtype(flat))
+        ys = self.run_experts(work[token_of], counts)
+        ys = ys.to(work.dtype) * weights.flatten()[order].unsqueeze(-1).to(work.dtype)
         # back to (token, choice) order, then each token's choices summed: no scatter-add
         by_pair = torch.empty_like(ys).index_copy_(0, order, ys)
         out = by_pair.view(-1, ids.shape[1], shape[-1]).sum(1)

@@ -68,8 +68,8 @@ def indexer_topk(
     ``latest_position``: a host bound on the last query's position (query j then sits at
     most ``T - 1 - j`` before it), which spares a device sync. ``fused``: score tiles with
     the Triton kernel (CUDA, or Triton's interpreter; 1-D ``key_pos`` only); with
-    ``threshold`` too, query chunks that see enough keys select by threshold-and-collect
-    (:func:`threshold_topk`) and never write their scores.
+    ``threshold`` too, query chunks that see enough keys select by a threshold
+    (:func:`engram_sdk.model.sparse_threshold.threshold_topk`), with no top-k merges.
     """
     b, t, h, _ = q.shape
     s = keys.shape[1]
@@ -80,12 +80,7 @@ def indexer_topk(
     if key_pos is None:
         key_pos = torch.arange(s, device=keys.device)
     # per query column: one past the last key any row may see, and the first (windows)
-    if not positional:
-        hi = [s] * t
-    elif latest_position is not None:
-        hi = [min(s, latest_position - (t - 1 - j) + 1) for j in range(t)]
-    else:
-        hi = (query_pos.amax(0) + 1).clamp(max=s).tolist()
+    hi = _KeyBound(s, t, positional, latest_position, query_pos)
     lo = (query_pos.amin(0) - window + 1).clamp(min=0).tolist() if positional and window else None
     if tile_elements is None:  # scores (or per-head logits) per tile: 2^28 on GPU, 2^24 on CPU
         tile_elements = 2**28 if q.is_cuda else 2**24
@@ -97,9 +92,11 @@ def indexer_topk(
     out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
     split = t  # queries from ``split`` on select by threshold (they all see enough keys)
     if fused and threshold and not window and t >= THRESHOLD_MIN_QUERIES:
+        from engram_sdk.model.sparse_threshold import _threshold_split, threshold_topk
+
         split = _threshold_split(query_pos, key_pos, topk)
         if split < t:
-            end = max(hi[split:])
+            end = hi.most(split, t)
             out[:, split:] = threshold_topk(
                 q[:, split:], weights[:, split:], keys[:, :end], query_pos[:, split:], topk,
                 key_pos=key_pos[:end], tile_elements=tile_elements,
@@ -110,7 +107,7 @@ def indexer_topk(
         best = torch.full((b, q1 - q0, topk), float("-inf"), device=q.device)
         best_idx = torch.full((b, q1 - q0, topk), EMPTY, dtype=torch.long, device=q.device)
         first = min(lo[q0:q1]) if lo is not None else 0
-        for k0 in range(first, max(hi[q0:q1]), key_chunk):
+        for k0 in range(first, hi.most(q0, q1), key_chunk):
             k1 = min(k0 + key_chunk, s)
             tile = score_tile(
                 q[:, q0:q1],
@@ -126,152 +123,38 @@ def indexer_topk(
     return out
 
 
+THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
+
+
+class _KeyBound:
+    """One past the last key any row of a query column may see, for column ranges.
+
+    With a host bound on the latest position, column j's bound is
+    ``min(S, latest - (T - 1 - j) + 1)`` — rising with j, so a range's is its last column's —
+    found without a Python list of T ints (16K columns a prefill chunk, every layer).
+    """
+
+    def __init__(
+        self, s: int, t: int, positional: bool, latest: int | None, query_pos: torch.Tensor
+    ) -> None:
+        self.s, self.t, self.latest = s, t, latest if positional else None
+        self.columns = None  # per-column bounds from the device (one sync), when no host bound
+        if positional and latest is None:
+            self.columns = (query_pos.amax(0) + 1).clamp(max=s).tolist()
+
+    def most(self, a: int, b: int) -> int:
+        """The largest bound of columns ``a`` to ``b - 1``."""
+        if self.columns is not None:
+            return max(self.columns[a:b])
+        if self.latest is None:  # keys at arbitrary positions: every key may be seen
+            return self.s
+        return min(self.s, self.latest - (self.t - 1 - (b - 1)) + 1)
+
+
 def _round_chunk(n: int) -> int:
     """A query chunk size: past 64, a multiple of 64, so kernels see few distinct lengths
     (Triton compiles a kernel again for a length not divisible by 16)."""
     return max(1, n - n % 64 if n > 64 else n)
-
-
-THRESHOLD_MIN_QUERIES = 64  # fewer queries (decoding) take the tiled path: one small tile
-THRESHOLD_MAX_GROUP = 64  # keys per group at most (half a scoring tile)
-
-
-def _threshold_split(query_pos: torch.Tensor, key_pos: torch.Tensor, topk: int) -> int:
-    """First query column from which every query sees >= 4·topk keys (threshold selection).
-
-    One device sync. Columns are taken as a suffix, so positions rising along T (prefill)
-    split into an early part for the tiled path and a late part for threshold selection.
-    """
-    seen = torch.searchsorted(key_pos.contiguous(), query_pos.amin(0).contiguous(), right=True)
-    enough = (seen >= 4 * topk).flip(0).cumprod(0).flip(0)  # 1 where this column on all see enough
-    t = query_pos.shape[1]
-    late = int(enough.sum())
-    late -= late % THRESHOLD_MIN_QUERIES  # whole blocks of queries, or none: few distinct lengths
-    return t - late
-
-
-def threshold_group(seen: int, topk: int) -> int:
-    """Keys per group for threshold selection when each query sees >= ``seen`` keys.
-
-    The threshold (the k-th largest group maximum) needs >= k groups per query; with 4k to
-    8k groups it sits near the k-th score, so not many more than k keys qualify (a random
-    model at 128K: ~1.25k), and the maxima stay 4k-8k per query up to 64·8k keys.
-    """
-    group = 2
-    while group < THRESHOLD_MAX_GROUP and 4 * (2 * group) * topk <= seen:
-        group *= 2
-    return group
-
-
-@torch.no_grad()
-def threshold_topk(
-    q: torch.Tensor,
-    weights: torch.Tensor,
-    keys: torch.Tensor,
-    query_pos: torch.Tensor,
-    topk: int,
-    *,
-    key_pos: torch.Tensor,
-    tile_elements: int,
-    capacity: int | None = None,
-) -> torch.Tensor:
-    """Top-k by threshold and collect (Triton), equal to the tiled running top-k.
-
-    Pass 1 writes each query's maximum score per group of keys; the k-th largest of those
-    maxima, τ, is at most the k-th largest score (the maxima are some of the scores). Pass 2
-    scores again and collects each query's keys scoring >= τ into a ``capacity`` buffer
-    (4k by default); the top-k of the buffer is the answer. A query whose buffer
-    overflowed (ties at τ, scores clustered in few groups) is redone by the tiled path.
-    Every query must see >= 4·topk keys (``_threshold_split``).
-    """
-    b, t = query_pos.shape
-    s = keys.shape[1]
-    capacity = capacity or 4 * topk
-    seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
-    group = threshold_group(seen, topk)
-    chunk = _round_chunk(max(64, tile_elements // (b * (s // group + capacity))))
-    out = torch.empty(b, t, topk, dtype=torch.long, device=q.device)
-    for q0 in range(0, t, chunk):
-        part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
-        pos = query_pos[:, q0 : q0 + chunk]
-        maxima = _group_maxima(part, pos, key_pos, group)
-        tau = kth_largest(maxima, topk)
-        del maxima
-        cand, cand_idx, count = _collect(part, pos, key_pos, tau, capacity)
-        top, where = _top(cand, topk)
-        picked = cand_idx.gather(-1, where).long().masked_fill_(top == float("-inf"), EMPTY)
-        out[:, q0 : q0 + chunk] = picked
-        _redo_overflowed(out[:, q0 : q0 + chunk], count > capacity, part, pos, key_pos, topk)
-    return out
-
-
-def _group_maxima(
-    part: tuple[torch.Tensor, ...], pos: torch.Tensor, key_pos: torch.Tensor, group: int
-) -> torch.Tensor:
-    """Pass 1 by the fastest equivalent kernel variant (picked once per shape of heads)."""
-    from engram_sdk.model.indexer_triton import fastest, group_max_triton
-
-    args = (*part, pos, key_pos, group)
-    return fastest(
-        ("group max", *part[0].shape[2:]),
-        {
-            "dot per head": lambda: group_max_triton(*args),
-            "dot per head, 8 tiles a program": lambda: group_max_triton(*args, tiles_per_program=8),
-            "heads in one dot": lambda: group_max_triton(*args, stacked=True),
-        },
-    )
-
-
-def _collect(
-    part: tuple[torch.Tensor, ...],
-    pos: torch.Tensor,
-    key_pos: torch.Tensor,
-    tau: torch.Tensor,
-    capacity: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pass 2 by the fastest equivalent kernel variant (picked once per shape of heads)."""
-    from engram_sdk.model.indexer_triton import collect_triton, fastest
-
-    args = (*part, pos, key_pos, tau, capacity)
-    return fastest(
-        ("collect", *part[0].shape[2:]),
-        {
-            "row sums": lambda: collect_triton(*args),
-            "key atomics": lambda: collect_triton(*args, per_key=True),
-            "row sums, 8 tiles a program": lambda: collect_triton(*args, tiles_per_program=8),
-            "key atomics, 8 tiles a program": lambda: collect_triton(
-                *args, per_key=True, tiles_per_program=8
-            ),
-        },
-    )
-
-
-def kth_largest(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th largest value along the last dim (CUDA: the least of an unsorted top-k,
-    which runs multi-block; ``kthvalue`` runs one block per row)."""
-    if x.is_cuda:
-        return x.topk(k, dim=-1, sorted=False).values.amin(-1)
-    return x.kthvalue(x.shape[-1] - k + 1, dim=-1).values
-
-
-def _redo_overflowed(
-    out: torch.Tensor,
-    overflowed: torch.Tensor,
-    part: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    pos: torch.Tensor,
-    key_pos: torch.Tensor,
-    topk: int,
-) -> None:
-    """Rows whose candidate buffer overflowed get the tiled path's answer (in place)."""
-    if not bool(overflowed.any()):
-        return
-    q, weights, keys = part
-    for row in overflowed.any(-1).nonzero()[:, 0].tolist():
-        cols = overflowed[row].nonzero()[:, 0]
-        out[row, cols] = indexer_topk(
-            q[row : row + 1, cols], weights[row : row + 1, cols], keys[row : row + 1],
-            pos[row : row + 1, cols], topk, key_pos=key_pos, fused=True, threshold=False,
-        )[0]  # fmt: skip
 
 
 def score_tile(

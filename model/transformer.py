@@ -102,6 +102,15 @@ class Transformer(nn.Module):
             persistent=False,
         )
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """As ``nn.Module._apply``, but the complex RoPE table stays complex: ``.to(bf16)``
+        or ``.half()`` would cast it to a real dtype (dropping its imaginary part)."""
+        freqs = self.freqs
+        out = super()._apply(fn, recurse)
+        if not self.freqs.is_complex():
+            self.freqs = freqs.to(self.freqs.device)
+        return out
+
     # ---- Engram tables ------------------------------------------------------------------
     def engram_tables(self) -> dict[int, EngramTable]:
         """The table behind each Engram layer."""

@@ -66,3 +66,21 @@ def test_cache_grows_geometrically_and_keeps_its_contents() -> None:
     assert cache.kv_latent[:, 3:43, 0].tolist() == [list(map(float, range(40)))] * 2
     assert cache.k_rope[:, 3:43, 1].tolist() == [list(map(float, range(40)))] * 2
     assert index_all[:, 3:, 4].tolist() == [[-float(i) for i in range(40)]] * 2
+
+
+def test_rope_table_survives_dtype_casts() -> None:
+    """``model.to(torch.bfloat16)`` (as GPU benchmarks do) keeps the complex RoPE table: a
+    plain ``nn.Module`` cast turns it real and drops the sines."""
+    import warnings
+
+    from engram_sdk.model import build_model, get_preset
+
+    cfg = get_preset("tiny", tokenizer=None, vocab_size=300, engram_layer_ids=[], hc_mult=1)
+    model = build_model(cfg, seed=0)
+    table = model.freqs.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns while casting; the table is put back
+        for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(), lambda m: m.float()):
+            cast(model)
+            assert model.freqs.dtype == torch.complex64
+            assert torch.equal(model.freqs, table)

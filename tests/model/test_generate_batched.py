@@ -110,3 +110,32 @@ def test_static_caches_decode_as_growing_ones() -> None:
             growing, static = (model(steps[:, i : i + 1], c)[:, -1] for c in stacked)
             torch.testing.assert_close(static, growing, atol=1e-5, rtol=1e-5)
     assert stacked[1].layers[0].attn.lengths.tolist() == [9, 9, 12, 12]
+
+
+def test_static_cache_greedy_tokens_equal_one_at_a_time_in_float64() -> None:
+    """Free-running greedy decoding over the caches a CUDA graph replays (attention over the
+    whole capacity, later positions masked) picks the tokens of one-at-a-time generation.
+
+    In float64 no rounding can tip a near-tie of a random model, so this separates the
+    static-cache path's logic from bf16 noise (the GPU benchmark reports the bf16 side)."""
+    from engram_sdk.model.batch_cache import stack_caches
+
+    model = build_model(tiny(engram_layer_ids=[], hc_mult=1), seed=5).double().eval()
+    prompts = _prompts([6, 9, 6], seed=11)
+    alone = [list(stream(model, p, 12)) for p in prompts]
+    with torch.no_grad():
+        caches, last = [], []
+        for rows in ([0, 2], [1]):  # equal lengths prefill together, as generate_batch does
+            caches.append(ModelCache())
+            last.append(prefill(model, torch.tensor([prompts[r] for r in rows]), caches[-1]))
+        cache = stack_caches(caches, capacity=9 + 12, engram_context=model.hasher.context, pad_id=0)
+        for lc in cache.layers:
+            lc.attn.make_static()
+        logits, out = torch.cat(last), [[] for _ in range(3)]
+        for _ in range(12):
+            tokens = logits.argmax(-1)
+            for row, tok in zip([0, 2, 1], tokens.tolist(), strict=True):
+                out[row].append(tok)
+            logits = model(tokens[:, None], cache)[:, -1]
+    assert out == alone
+    assert cache.layers[0].attn.capacity == 21  # attention ran over all 21 positions

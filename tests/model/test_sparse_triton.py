@@ -15,6 +15,8 @@ pytest.importorskip("triton")
 
 SCRIPT = textwrap.dedent(
     """
+    import os
+
     import torch
     from engram_sdk.model.sparse import EMPTY, sparse_attention, window_indices
     from engram_sdk.model.sparse_triton import sparse_attention_triton
@@ -46,7 +48,8 @@ SCRIPT = textwrap.dedent(
 
     # threshold and collect: group maxima, the keys at or above a threshold, the top-k
     from engram_sdk.model.indexer_triton import collect_triton, group_max_triton
-    from engram_sdk.model.sparse import index_scores, threshold_topk, visible
+    from engram_sdk.model.sparse import index_scores, visible
+    from engram_sdk.model.sparse_threshold import threshold_topk
 
     b, t, h, d, s, k = 2, 64, 2, 16, 200, 4
     q, w = torch.randn(b, t, h, d, generator=g), torch.randn(b, t, h, generator=g)
@@ -75,10 +78,42 @@ SCRIPT = textwrap.dedent(
             got = set(cand_idx[bi, ti, :n].tolist())
             assert got == set(want[bi, ti].nonzero()[:, 0].tolist())
             assert n >= min(k, ti + 1) and cand[bi, ti, n:].eq(float("-inf")).all()
+    # single pass: every score written with the group maxima, candidates picked from memory
+    from engram_sdk.model.indexer_stored import (
+        SCORE_VARIANTS, SELECT_VARIANTS, scores_and_group_max_triton, select_groups_triton,
+        select_triton,
+    )
+
+    every = os.environ.get("ALL_VARIANTS") == "1"  # every variant the timing may pick (slow)
+    score_variants = list(SCORE_VARIANTS.values()) if every else [(64, 128, 4, 1, 1)]
+    select_variants = list(SELECT_VARIANTS.values()) if every else [(2048, 4)]
+    for bt, bs, nw, tp, st in score_variants:
+        written, maxima_w = scores_and_group_max_triton(
+            q, w, keys, pos, kp, 8, block_t=bt, block_s=bs, num_warps=nw, tiles_per_program=tp,
+            stages=st,
+        )
+        torch.testing.assert_close(written, scores, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(maxima_w[..., :32], maxima, atol=1e-4, rtol=1e-4)
+    cand_w, idx_w, count_w = select_triton(written, tau, s)
+    for bl, nw in select_variants:
+        for again in (select_triton(written, tau, s, bl, nw),  # all scores; live groups only
+                      select_groups_triton(written, maxima_w, tau, s, 8, bl, nw)):
+            assert torch.equal(again[2], count_w)
+            assert torch.equal(again[0].sort(-1).values, cand_w.sort(-1).values)
+            assert torch.equal(again[1].sort(-1).values, idx_w.sort(-1).values)
+    want_w = (written >= tau[..., None]) & written.isfinite()
+    assert torch.equal(count_w, want_w.sum(-1).int())
+    for bi in range(b):
+        for ti in range(t):
+            n = int(count_w[bi, ti])
+            assert set(idx_w[bi, ti, :n].tolist()) == set(want_w[bi, ti].nonzero()[:, 0].tolist())
+            assert torch.equal(cand_w[bi, ti, :n].sort().values, written[bi, ti][want_w[bi, ti]].sort().values)
     plain = indexer_topk(q, w, keys, pos, k, fused=False)
-    for capacity in (4 * k, k):  # plenty of room; overflowing rows redone by the tiled path
-        got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12, capacity=capacity)
-        assert torch.equal(got.sort(-1).values, plain.sort(-1).values), capacity
+    for capacity in (4 * k, k):  # plenty of room; overflowing rows: stored top-k / tiled path
+        for stored in (True, False):
+            got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12,
+                                 capacity=capacity, store_scores=stored)
+            assert torch.equal(got.sort(-1).values, plain.sort(-1).values), (capacity, stored)
     through = indexer_topk(q, w, keys, pos, k, fused=True)  # the split: early tiled, late threshold
     assert torch.equal(through.sort(-1).values, plain.sort(-1).values)
     print("ok")
@@ -86,10 +121,20 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_triton_kernels_equal_the_torch_path_in_the_interpreter() -> None:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
+def _interpreted(every_variant: bool) -> None:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "ALL_VARIANTS": "1" if every_variant else "0"}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+def test_triton_kernels_equal_the_torch_path_in_the_interpreter() -> None:
+    _interpreted(every_variant=False)
+
+
+@pytest.mark.slow
+def test_every_kernel_variant_equals_the_torch_path_in_the_interpreter() -> None:
+    """Each tile shape, pipelined loop and select block that ``fastest`` may pick on a GPU."""
+    _interpreted(every_variant=True)
