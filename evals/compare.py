@@ -27,9 +27,12 @@ from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import get_metric, postprocess
 from pydantic import BaseModel, Field, field_validator
 
+from engram_sdk.errors import InputError
+
 COMPARE_FORMAT_VERSION = 1
 NOT_IN_WINDOW = "n/a — exceeds window"
 NOT_RUN = "not run"
+Decoding = Literal["free", "extractive"]
 DEFAULT_LENGTHS = (4096, 8192, 32768, 131072, 1048576)
 
 
@@ -52,6 +55,11 @@ class CompareConfig(BaseModel):
     memory_context: ContextMode = Field(
         default="focus",
         description="how recalled passages reach the reader: passages | ranked | focus",
+    )
+    decoding: Decoding = Field(
+        default="free",
+        description="free: the reader writes what it likes; extractive: only spans of its "
+        "context (engram_sdk.evals.extractive; local models only)",
     )
     window: int | None = Field(default=None, description="the model's window if it has none")
     seed: int = 42
@@ -93,6 +101,7 @@ class CompareReport(BaseModel):
     window: int | None
     memory_budget: int
     memory_context: ContextMode = "passages"
+    decoding: Decoding = "free"
     counter: str
     seed: int
     n_samples: int
@@ -152,6 +161,19 @@ def _cells(
     return cells
 
 
+def extractive(model: Adapter) -> Adapter:
+    """``model`` decoding extractively, or an error when it is not a local model."""
+    from engram_sdk.evals.adapters import BackendAdapter
+    from engram_sdk.evals.extractive import ExtractiveAdapter
+
+    if not isinstance(model, BackendAdapter):
+        raise InputError(
+            f"--decoding extractive needs a local model (GGUF or Hugging Face); "
+            f"{model.name!r} is a {type(model).__name__}"
+        )
+    return ExtractiveAdapter(model)
+
+
 def _answer(
     samples: Sequence[Sample], model: Adapter, cache: PredictionCache, config: CompareConfig
 ) -> dict[str, Prediction]:
@@ -166,6 +188,8 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
 
     model = as_adapter(model or load_model(config.model, config.model_options))
     check_window(model)
+    if config.decoding == "extractive":
+        model = extractive(model)
     window = config.window or model.max_context
     budget = config.memory_budget or max(256, (window or 8192) // 4)
     counter = counter_for(model)
@@ -193,6 +217,7 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
         window=window,
         memory_budget=budget,
         memory_context=config.memory_context,
+        decoding=config.decoding,
         counter=counter.name,
         seed=config.seed,
         n_samples=config.n_samples,

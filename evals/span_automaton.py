@@ -99,23 +99,22 @@ class SpanAutomaton:
         self.hyps: dict[int, int] = {}  # next byte of the context -> where the span started
         self.free = True
         self.steps = 0
+        # token -> (start, next byte) for every way a span can begin with that token
+        self._openings: dict[int, list[tuple[int, int]]] = {}
+        for p in self.starts:
+            for i in vocab.matching(self.text, p):
+                self._openings.setdefault(i, []).append((p, p + len(vocab.pieces[i])))
+            if p > 0 and self.text[p - 1] == 0x20:  # a token carrying the space before
+                for i in vocab.matching(self.text, p - 1):
+                    if i not in vocab.separator_set:
+                        self._openings.setdefault(i, []).append((p, p - 1 + len(vocab.pieces[i])))
         self._start_tokens: np.ndarray | None = None
-
-    def _open_starts(self) -> list[int]:
-        return [p for p in self.starts if p not in self.used_starts]
 
     def _start_token_ids(self) -> np.ndarray:
         if self._start_tokens is None:
-            ids: list[int] = []
-            for p in self._open_starts():
-                ids += self.vocab.matching(self.text, p)
-                if p > 0 and self.text[p - 1] == 0x20:  # a token carrying the space before
-                    ids += [
-                        i
-                        for i in self.vocab.matching(self.text, p - 1)
-                        if i not in self.vocab.separator_set
-                    ]
-            self._start_tokens = np.asarray(sorted(set(ids)), dtype=np.int64)
+            used = self.used_starts
+            ids = [t for t, ps in self._openings.items() if any(p not in used for p, _ in ps)]
+            self._start_tokens = np.asarray(sorted(ids), dtype=np.int64)
         return self._start_tokens
 
     def _may_close(self) -> bool:
@@ -147,12 +146,10 @@ class SpanAutomaton:
             for p, s in self.hyps.items()
             if piece and self.text.startswith(piece, p)
         }
-        if self.free and not closing and piece:
-            for p in self._open_starts():
-                if self.text.startswith(piece, p):
-                    nxt.setdefault(p + len(piece), p)
-                elif piece[0] == 0x20 and p > 0 and self.text.startswith(piece, p - 1):
-                    nxt.setdefault(p - 1 + len(piece), p)
+        if self.free and not closing:
+            for p, after in self._openings.get(token, ()):
+                if p not in self.used_starts:
+                    nxt.setdefault(after, p)
         self.hyps, self.free = nxt, closing
         self.steps += 1
 

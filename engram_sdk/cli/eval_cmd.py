@@ -292,6 +292,13 @@ def _compare(
             "(as recalled)"
         ),
     ] = "focus",
+    decoding: Annotated[
+        str,
+        typer.Option(
+            help="'free' (the reader writes what it likes) or 'extractive' (the reader may "
+            "only copy spans of its context: GGUF and Hugging Face models)"
+        ),
+    ] = "free",
     window: Annotated[
         int | None, typer.Option(help="the model's window when it does not say (openai: models)")
     ] = None,
@@ -337,6 +344,7 @@ def _compare(
             memory_budget=memory_budget,
             memory_uri=memory_uri,
             memory_context=memory_context,
+            decoding=decoding,
             window=window,
             seed=seed,
             workers=workers,
