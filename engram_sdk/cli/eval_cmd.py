@@ -299,6 +299,13 @@ def _compare(
             "only copy spans of its context: GGUF and Hugging Face models)"
         ),
     ] = "free",
+    answer_processes: Annotated[
+        int,
+        typer.Option(
+            help="worker processes answering through memory, each loading its own copy of "
+            "the model (use about cores / 4 for llama.cpp models; dram:// memory only)"
+        ),
+    ] = 1,
     window: Annotated[
         int | None, typer.Option(help="the model's window when it does not say (openai: models)")
     ] = None,
@@ -345,6 +352,7 @@ def _compare(
             memory_uri=memory_uri,
             memory_context=memory_context,
             decoding=decoding,
+            answer_processes=answer_processes,
             window=window,
             seed=seed,
             workers=workers,
