@@ -11,6 +11,7 @@ mixed with free decoding.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -78,7 +79,7 @@ class HFDecoder:
     def __init__(self, backend: HFBackend) -> None:
         self.backend = backend
         tok = backend.tokenizer
-        special = frozenset(tok.all_special_ids)
+        special = frozenset(tok.all_special_ids) | frozenset(tok.added_tokens_decoder)
         pieces = [b"" if i in special else _hf_piece(tok, i) for i in range(len(tok))]
         ends = [t for t in (tok.eos_token_id,) if t is not None]
         self.vocab = Vocabulary(pieces, ends)
@@ -121,9 +122,30 @@ def _catch_up(automaton: SpanAutomaton, generated: Any) -> None:
         automaton.step(token)
 
 
+def _byte_level_table() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character standing for each byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
+
+
+_BYTE_LEVEL = _byte_level_table()
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
 def _hf_piece(tokenizer: Any, token_id: int) -> bytes:
-    """A token's bytes, with SentencePiece's word-start marker as a space."""
+    """A token's bytes: byte-level BPE tokens through GPT-2's alphabet, SentencePiece's
+    byte-fallback tokens as their byte and its word-start marker as a space."""
     raw = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(raw, str) and raw and all(c in _BYTE_LEVEL for c in raw):
+        return bytes(_BYTE_LEVEL[c] for c in raw)  # (SentencePiece's "▁" is not in it)
+    if isinstance(raw, str) and (m := _BYTE_FALLBACK.fullmatch(raw)):
+        return bytes([int(m.group(1), 16)])
     text = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
     if isinstance(raw, str) and raw.startswith("\u2581") and not text.startswith(" "):
         text = " " + text
