@@ -130,7 +130,8 @@ class SpanAutomaton:
             parts += [self.vocab.separators, self.vocab.end_ids]
         if self.free:
             parts.append(self._start_token_ids())
-        return np.unique(np.concatenate(parts))
+        allowed = np.unique(np.concatenate(parts))
+        return allowed if len(allowed) else self.vocab.end_ids  # stuck: end the reply
 
     def step(self, token: int) -> None:
         """Advance by the token the model wrote (one of :meth:`allowed`)."""
