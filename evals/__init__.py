@@ -21,6 +21,7 @@ from engram_sdk.evals.adapters import (
 )
 from engram_sdk.evals.api import niah_samples, ruler_samples, run, run_niah, run_ruler
 from engram_sdk.evals.config import RunConfig, build_config
+from engram_sdk.evals.extractive import ExtractiveAdapter
 from engram_sdk.evals.haystacks import EssayHaystack, FolderHaystack, NoiseHaystack, get_haystack
 from engram_sdk.evals.judge import Judge
 from engram_sdk.evals.length import (
@@ -34,6 +35,7 @@ from engram_sdk.evals.memo_counter import MemoCounter
 from engram_sdk.evals.memory_adapter import MemoryAdapter
 from engram_sdk.evals.openai_adapter import OpenAIAdapter
 from engram_sdk.evals.oracle import OracleAdapter
+from engram_sdk.evals.process_pool import ProcessPoolAdapter
 from engram_sdk.evals.report import EvalReport, build_report, markdown, write_report
 from engram_sdk.evals.runner import Prediction, PredictionCache, run_samples
 from engram_sdk.evals.sample import Sample
@@ -55,6 +57,7 @@ __all__ = [
     "EssayHaystack",
     "EvalError",
     "EvalReport",
+    "ExtractiveAdapter",
     "FolderHaystack",
     "HFAdapter",
     "HFCounter",
@@ -67,6 +70,7 @@ __all__ = [
     "OracleAdapter",
     "Prediction",
     "PredictionCache",
+    "ProcessPoolAdapter",
     "RunConfig",
     "Sample",
     "TaskConfig",

@@ -11,6 +11,7 @@ the retrieval recall of the memory path.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,15 +22,19 @@ from engram_sdk.evals.config import DEFAULT_DEPTHS, MIN_LENGTH
 from engram_sdk.evals.focus import ContextMode
 from engram_sdk.evals.memory_adapter import MemoryAdapter
 from engram_sdk.evals.models import ModelOptions, load_model
+from engram_sdk.evals.process_pool import ProcessPoolAdapter
 from engram_sdk.evals.protocol import Adapter, as_adapter
 from engram_sdk.evals.runner import Prediction, PredictionCache, run_samples
 from engram_sdk.evals.sample import Sample
 from engram_sdk.evals.scoring import get_metric, postprocess
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from engram_sdk.errors import InputError
 
 COMPARE_FORMAT_VERSION = 1
 NOT_IN_WINDOW = "n/a — exceeds window"
 NOT_RUN = "not run"
+Decoding = Literal["free", "extractive"]
 DEFAULT_LENGTHS = (4096, 8192, 32768, 131072, 1048576)
 
 
@@ -53,12 +58,31 @@ class CompareConfig(BaseModel):
         default="focus",
         description="how recalled passages reach the reader: passages | ranked | focus",
     )
+    decoding: Decoding = Field(
+        default="free",
+        description="free: the reader writes what it likes; extractive: only spans of its "
+        "context (engram_sdk.evals.extractive; local models only)",
+    )
+    answer_processes: int = Field(
+        default=1,
+        ge=1,
+        description="worker processes answering through memory, each with its own reader "
+        "(dram:// memory only)",
+    )
     window: int | None = Field(default=None, description="the model's window if it has none")
     seed: int = 42
     workers: int = Field(default=0, ge=0)
     out_dir: Path = Path("eval-compare")
     force: bool = False
     progress: bool = True
+
+    @model_validator(mode="after")
+    def _private_memories(self) -> CompareConfig:
+        if self.answer_processes > 1 and not self.memory_uri.startswith("dram://"):
+            raise ValueError(
+                "answer_processes > 1 needs memory_uri dram:// (each process its own memory)"
+            )
+        return self
 
     @field_validator("lengths")
     @classmethod
@@ -93,6 +117,7 @@ class CompareReport(BaseModel):
     window: int | None
     memory_budget: int
     memory_context: ContextMode = "passages"
+    decoding: Decoding = "free"
     counter: str
     seed: int
     n_samples: int
@@ -152,6 +177,27 @@ def _cells(
     return cells
 
 
+def extractive(model: Adapter) -> Adapter:
+    """``model`` decoding extractively, or an error when it is not a local model."""
+    from engram_sdk.evals.adapters import BackendAdapter
+    from engram_sdk.evals.extractive import ExtractiveAdapter
+
+    if not isinstance(model, BackendAdapter):
+        raise InputError(
+            f"--decoding extractive needs a local model (GGUF or Hugging Face); "
+            f"{model.name!r} is a {type(model).__name__}"
+        )
+    return ExtractiveAdapter(model)
+
+
+def memory_reader(config: CompareConfig, budget: int) -> MemoryAdapter:
+    """The memory path of ``config`` with its own reader (built in each worker process)."""
+    model = load_model(config.model, config.model_options)
+    if config.decoding == "extractive":
+        model = extractive(model)
+    return MemoryAdapter(model, budget, config.memory_uri, context=config.memory_context)
+
+
 def _answer(
     samples: Sequence[Sample], model: Adapter, cache: PredictionCache, config: CompareConfig
 ) -> dict[str, Prediction]:
@@ -166,6 +212,8 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
 
     model = as_adapter(model or load_model(config.model, config.model_options))
     check_window(model)
+    if config.decoding == "extractive":
+        model = extractive(model)
     window = config.window or model.max_context
     budget = config.memory_budget or max(256, (window or 8192) // 4)
     counter = counter_for(model)
@@ -187,12 +235,18 @@ def run_compare(config: CompareConfig, *, model: Adapter | None = None) -> Compa
     missing = NOT_IN_WINDOW if config.alone else NOT_RUN
     alone = _answer(fitting, model, cache, config) if fitting else {}
     reader = MemoryAdapter(model, budget, config.memory_uri, context=config.memory_context)
-    memory = _answer(everything, reader, cache, config)
+    if config.answer_processes > 1:
+        factory = functools.partial(memory_reader, config, budget)
+        with ProcessPoolAdapter(factory, config.answer_processes, like=reader) as pooled:
+            memory = _answer(everything, pooled, cache, config)
+    else:
+        memory = _answer(everything, reader, cache, config)
     report = CompareReport(
         model=model.name,
         window=window,
         memory_budget=budget,
         memory_context=config.memory_context,
+        decoding=config.decoding,
         counter=counter.name,
         seed=config.seed,
         n_samples=config.n_samples,

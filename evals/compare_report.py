@@ -62,7 +62,7 @@ def markdown(report: CompareReport) -> str:
         f"# {report.model}: alone vs through engram memory",
         "",
         f"Window {report.window} tokens; memory context budget {report.memory_budget} tokens"
-        f" handed to the reader as {report.memory_context!r}; "
+        f" handed to the reader as {report.memory_context!r}; {report.decoding} decoding; "
         f"{report.n_samples} samples per cell; lengths in {report.counter} tokens; "
         f"seed {report.seed}.",
     ]
@@ -170,7 +170,7 @@ def index_html(report: CompareReport, images: list[tuple[str, str]]) -> str:
         "</head><body>",
         f"<h1>{html.escape(report.model)}: the model alone vs through engram memory</h1>",
         f"<p>Window {report.window} tokens; memory context budget {report.memory_budget} "
-        f"tokens; {report.n_samples} samples per cell; lengths in "
+        f"tokens; {report.decoding} decoding; {report.n_samples} samples per cell; lengths in "
         f"{html.escape(report.counter)} tokens; seed {report.seed}; {report.created}. "
         f"Cells whose prompt does not fit the window read “{NOT_IN_WINDOW}”.</p>",
     ]

@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import os
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ NOISE_SENTENCE = (
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 )
 
-_FRAMES = (
+SLOTS = ("a", "a2", "n", "n2", "n3", "v")  # an essay frame's word slots, in draw order
+FRAMES = (
     "The {a} {n} will {v} the {n2} long before the {a2} {n3} does.",
     "Most people who {v} a {n} never notice how {a} it really is.",
     "If you want to {v} the {n}, start with something {a} and small.",
@@ -45,28 +47,34 @@ _FRAMES = (
     "So the {a} {n} kept trying to {v} the {n2}, and eventually it worked.",
     "In practice the {n} and the {n2} rarely {v} each other.",
 )
+# each frame as a %-pattern and the SLOTS it fills, in order (% is 3x faster than format)
+_PATTERNS = tuple(
+    (re.sub(r"\{(\w+)\}", "%s", frame), [SLOTS.index(k) for k in re.findall(r"\{(\w+)\}", frame)])
+    for frame in FRAMES
+)
 MAX_FILE_BYTES = 2_000_000
 KEPT_STREAMS = 8  # unit streams remembered per process (a 1M-token essay is ~65K units)
 _STREAMS: OrderedDict[Hashable, tuple[list, Iterator]] = OrderedDict()
 
 
-def replay(key: Hashable, make: Callable[[], Iterator]) -> Iterator:
-    """The items of ``make()``, generated once per ``key`` in this process and replayed to
-    every later caller (the last :data:`KEPT_STREAMS` keys are kept)."""
+def replay(key: Hashable, make: Callable[[], Iterator], batch: int = 4096) -> Iterator:
+    """The items of ``make()``, generated once per ``key`` in this process (``batch`` items at
+    a time, as callers reach them) and replayed to every later caller (the last
+    :data:`KEPT_STREAMS` keys are kept)."""
     entry = _STREAMS.get(key)
     if entry is None:
         entry = _STREAMS[key] = ([], make())
         while len(_STREAMS) > KEPT_STREAMS:
             _STREAMS.popitem(last=False)
     _STREAMS.move_to_end(key)
-    return _replayed(*entry)
+    return _replayed(*entry, batch)
 
 
-def _replayed(made: list, source: Iterator) -> Iterator:
+def _replayed(made: list, source: Iterator, batch: int) -> Iterator:
     i = 0
     while True:
         if i == len(made):
-            made.extend(itertools.islice(source, 4096))
+            made.extend(itertools.islice(source, batch))
             if i == len(made):
                 return
         end = len(made)
@@ -124,13 +132,19 @@ class EssayHaystack(Haystack):
     def units(self, seed: int) -> Iterator[str]:
         if not self.vectorized:
             return self._python_units(seed)
-        return replay(("essay", self.corpus_seed, seed), lambda: self._numpy_units(seed))
+        return (unit for texts, _ in self.blocks(seed) for unit in texts)
+
+    def blocks(self, seed: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        """The units of ``units(seed)`` in blocks, each with the draws it was made from: an
+        array of shape ``(7, len(block))`` holding, per unit, the frame and the indices of
+        :data:`SLOTS`' words (:mod:`engram_sdk.evals.essay_counts` counts tokens from them)."""
+        return replay(("essay", self.corpus_seed, seed), lambda: self._numpy_blocks(seed), 1)
 
     def _python_units(self, seed: int) -> Iterator[str]:
         rng = random.Random(f"essay-{self.corpus_seed}-{seed}")
         ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
         while True:
-            frame = _FRAMES[rng.randrange(len(_FRAMES))]
+            frame = FRAMES[rng.randrange(len(FRAMES))]
             yield frame.format(
                 a=adjs[rng.randrange(len(adjs))],
                 a2=adjs[rng.randrange(len(adjs))],
@@ -140,17 +154,20 @@ class EssayHaystack(Haystack):
                 v=vs[rng.randrange(len(vs))],
             )
 
-    def _numpy_units(self, seed: int, block: int = 4096) -> Iterator[str]:
+    def _numpy_blocks(self, seed: int, block: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
         digest = hashlib.sha256(f"essay-{self.corpus_seed}-{seed}".encode()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
         ns, adjs, vs = words.nouns(), words.adjectives(), words.verbs()
-        sizes = (len(_FRAMES), len(adjs), len(adjs), len(ns), len(ns), len(ns), len(vs))
+        sizes = (len(FRAMES), len(adjs), len(adjs), len(ns), len(ns), len(ns), len(vs))
+        lists = [np.asarray(ws, dtype=object) for ws in (adjs, adjs, ns, ns, ns, vs)]
         while True:
-            draws = [rng.integers(0, k, size=block).tolist() for k in sizes]
-            for f, a, a2, n, n2, n3, v in zip(*draws, strict=True):
-                yield _FRAMES[f].format(
-                    a=adjs[a], a2=adjs[a2], n=ns[n], n2=ns[n2], n3=ns[n3], v=vs[v]
-                )
+            draws = np.stack([rng.integers(0, k, size=block) for k in sizes])
+            texts = np.empty(block, dtype=object)
+            for f, (pattern, slots) in enumerate(_PATTERNS):  # one frame's units at a time
+                where = np.flatnonzero(draws[0] == f)
+                columns = [lists[k][draws[k + 1][where]].tolist() for k in slots]
+                texts[where] = [pattern % fill for fill in zip(*columns, strict=True)]
+            yield texts.tolist(), draws
 
 
 def _is_text(path: Path) -> bool:

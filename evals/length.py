@@ -150,6 +150,8 @@ def fit_units(
     tolerance: int,
     min_units: int = 0,
     block: int | None = None,
+    *,
+    known_counts: Iterator[int] | None = None,
 ) -> Fitted:
     """Largest prompt ``build(units[:n], counts[:n])`` whose token count is ``<= budget``.
 
@@ -162,6 +164,10 @@ def fit_units(
     ``block`` units are tokenized together (one call per block instead of one per unit; the
     block's exact count is shared out over its units by length). Default: 1 below 64K
     tokens, 32 above, where a block is a few hundred tokens of a million.
+
+    ``known_counts``: each unit's count (``unit + joiner``, in the order of ``units``) when
+    the caller knows them (:mod:`engram_sdk.evals.essay_counts`); nothing is tokenized then
+    but the whole prompt, to confirm.
     """
     if block is None:
         block = 1 if budget < 65536 else 32
@@ -181,11 +187,17 @@ def fit_units(
         chunk = list(itertools.islice(units, batch))
         if not chunk:
             break
-        cs = _count_units(counter, chunk, joiner, block)
+        if known_counts is None:
+            cs = _count_units(counter, chunk, joiner, block)
+        else:
+            cs = list(itertools.islice(known_counts, len(chunk)))
         pulled.extend(chunk)
         counts.extend(cs)
         total += sum(cs)
         batch = min(batch * 2, 65536)
+        if known_counts is not None and total:  # no counting cost: pull what is needed
+            missing = budget + tolerance - base - total
+            batch = max(64, int(missing * 1.05 * len(pulled) / total) + 64)
     arr = np.asarray(counts, dtype=np.int64)
     prefix = np.concatenate([[0], np.cumsum(arr)])
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from engram_sdk.evals import templates
+from engram_sdk.evals.essay_counts import counted_units
 from engram_sdk.evals.haystacks import EssayHaystack, Haystack, NoiseHaystack, replay
 from engram_sdk.evals.length import TokenCounter, fit_units, tolerance_for
 from engram_sdk.evals.sample import Sample
@@ -127,7 +128,9 @@ def ruler_niah(
         return head + joiner.join(body) + tail + prefix
 
     budget = length - config.tokens_to_generate
-    fitted = fit_units(build, haystack.units(seed), joiner, counter, budget, tolerance_for(length))
+    units, counts = counted_units(haystack, seed, counter)
+    tolerance = tolerance_for(length)
+    fitted = fit_units(build, units, joiner, counter, budget, tolerance, known_counts=counts)
     text = fitted.text[: len(fitted.text) - len(prefix)]
     ctx_end = len(text) - len(tail)
     return config.sample(
@@ -199,7 +202,9 @@ def grid_niah(
         return head + joiner.join(body) + tail + prefix
 
     budget = length - config.tokens_to_generate
-    fitted = fit_units(build, haystack.units(seed), joiner, counter, budget, tolerance_for(length))
+    units, counts = counted_units(haystack, seed, counter)
+    tolerance = tolerance_for(length)
+    fitted = fit_units(build, units, joiner, counter, budget, tolerance, known_counts=counts)
     text = fitted.text[: len(fitted.text) - len(prefix)]
     return config.sample(
         target_length=length,

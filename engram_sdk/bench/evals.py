@@ -94,6 +94,7 @@ def _fit_row(n: int, repeat: int) -> tuple[list[str], int, int]:
 
 def _end_to_end(length: int, counter_spec: str) -> Table:
     from engram_sdk.evals import haystacks
+    from engram_sdk.evals.essay_counts import essay_counts
     from engram_sdk.evals.focus import arrange
     from engram_sdk.evals.memo_counter import MemoCounter
     from engram_sdk.evals.tasks import generate_one
@@ -112,6 +113,7 @@ def _end_to_end(length: int, counter_spec: str) -> Table:
     plain_next, sample = timed(lambda: generate_one("niah_single_2", length, 1, inner))
     haystacks._STREAMS.clear()
     memo = MemoCounter(inner)
+    t_table, _ = timed(lambda: essay_counts(inner))  # once per tokenizer and process
     memo_first, _ = timed(lambda: generate_one("niah_single_2", length, 0, memo))
     memo_next, again = timed(lambda: generate_one("niah_single_2", length, 1, memo))
     if again.input != sample.input or again.tokens != sample.tokens:
@@ -134,6 +136,7 @@ def _end_to_end(length: int, counter_spec: str) -> Table:
     for col in ("stage", "nothing remembered s", "now s", "vs nothing remembered"):
         table.add_column(col, justify="right")
     rows = [
+        ("per-word count table (once per tokenizer)", 0.0, t_table),
         ("generate: first sample of a seed", plain_first, memo_first),
         ("generate: next sample, same seed", plain_next, memo_next),
         ("ingest into memory", t_ingest, t_ingest),
@@ -145,7 +148,8 @@ def _end_to_end(length: int, counter_spec: str) -> Table:
         ),
     ]
     for label, before, now in rows:
-        table.add_row(label, f"{before:.3f}", f"{now:.3f}", f"{before / now:.2f}x")
+        ratio = f"{before / now:.2f}x" if before and now else "-"
+        table.add_row(label, f"{before:.3f}", f"{now:.3f}", ratio)
     return table
 
 

@@ -292,6 +292,20 @@ def _compare(
             "(as recalled)"
         ),
     ] = "focus",
+    decoding: Annotated[
+        str,
+        typer.Option(
+            help="'free' (the reader writes what it likes) or 'extractive' (the reader may "
+            "only copy spans of its context: GGUF and Hugging Face models)"
+        ),
+    ] = "free",
+    answer_processes: Annotated[
+        int,
+        typer.Option(
+            help="worker processes answering through memory, each loading its own copy of "
+            "the model (use about cores / 4 for llama.cpp models; dram:// memory only)"
+        ),
+    ] = 1,
     window: Annotated[
         int | None, typer.Option(help="the model's window when it does not say (openai: models)")
     ] = None,
@@ -337,6 +351,8 @@ def _compare(
             memory_budget=memory_budget,
             memory_uri=memory_uri,
             memory_context=memory_context,
+            decoding=decoding,
+            answer_processes=answer_processes,
             window=window,
             seed=seed,
             workers=workers,

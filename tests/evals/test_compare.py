@@ -2,6 +2,7 @@
 loaded in a real headless chromium."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,3 +101,33 @@ def test_index_html_renders_every_image_in_headless_chromium(report_dir, tmp_pat
     ).stdout
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert 'data-images="7"' in body and 'data-broken="0"' in body, body
+
+
+def test_memory_answers_on_worker_processes_equal_one_process(report_dir, tmp_path):
+    _, one = report_dir
+    config = CompareConfig(
+        model="oracle",
+        tasks=["niah_single_1", "niah_multikey_2"],
+        grid=False,
+        alone=False,
+        lengths=[1024, 2048],
+        n_samples=2,
+        memory_budget=400,
+        window=1536,
+        out_dir=tmp_path,
+        progress=False,
+        workers=1,
+        answer_processes=2,
+    )
+    report = run_compare(config)
+    for cell in report.cells:
+        same = one.cell(cell.task, cell.length)
+        assert (cell.n, cell.memory, cell.recall) == (same.n, same.memory, same.recall)
+    lines = (tmp_path / "predictions.jsonl").read_text().splitlines()
+    processes = {json.loads(line)["info"]["process"] for line in lines}
+    assert len(lines) == 8 and os.getpid() not in processes
+
+
+def test_worker_processes_need_private_memories(tmp_path):
+    with pytest.raises(ValueError, match="dram://"):
+        CompareConfig(model="oracle", answer_processes=2, memory_uri=f"lmdb://{tmp_path}/m")
