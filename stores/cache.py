@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
 
 import numpy as np
 from engram_sdk.stores.base import Store
-from engram_sdk.stores.models import TableSpec, VerifyReport
+from engram_sdk.stores.models import TableSpec
 from engram_sdk.stores.pending import Pending
+from engram_sdk.stores.wrapping import WrappingStore
 
 
-class CachedStore(Store):
+class CachedStore(WrappingStore):
     """A :class:`Store` in front of another; ``gather`` serves cached rows from DRAM.
 
     The cache is per table, holds up to ``capacity`` rows and evicts with CLOCK (second
@@ -23,9 +23,7 @@ class CachedStore(Store):
     """
 
     def __init__(self, store: Store, capacity: int) -> None:
-        super().__init__(store.uri, store.mode, store.durable)
-        self.store = store
-        self.backend = store.backend
+        super().__init__(store, store.mode)
         self.capacity = int(capacity)
         self.hits = 0
         self.misses = 0
@@ -72,18 +70,6 @@ class CachedStore(Store):
             self.hits += int(hit.sum())
             self.misses += int((~hit).sum())
 
-    def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
-        return self.store.get_many(ns, keys)
-
-    def _scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self.store.scan(ns, prefix)
-
-    def _count(self, ns: str, prefix: bytes) -> int:
-        return self.store.count(ns, prefix)
-
-    def _namespaces(self) -> list[str]:
-        return self.store.namespaces()
-
     def _commit(self, pending: Pending) -> None:
         tables = sorted(set(pending.rows) | set(pending.new_tables))
         locks = [self._lock(t) for t in tables]
@@ -104,22 +90,9 @@ class CachedStore(Store):
             for lock in reversed(locks):
                 lock.release()
 
-    def _verify(self, report: VerifyReport) -> None:
-        inner = self.store.verify()
-        report.checked_files = inner.checked_files
-        report.checked_bytes = inner.checked_bytes
-        report.checked_records = inner.checked_records
-        report.problems = inner.problems
-
-    def _format_version(self) -> int:
-        return self.store._format_version()
-
-    def _bytes_on_disk(self) -> int | None:
-        return self.store._bytes_on_disk()
-
     def _close(self) -> None:
         self._caches.clear()
-        self.store.close()
+        super()._close()
 
 
 class _Clock:

@@ -9,13 +9,9 @@ the wrapped store and lay the table out again. Closing it closes the wrapped sto
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
 import numpy as np
 from engram_sdk.stores.base import Store
-from engram_sdk.stores.errors import StoreReadOnlyError
-from engram_sdk.stores.models import TableSpec, VerifyReport
-from engram_sdk.stores.pending import Pending
+from engram_sdk.stores.models import TableSpec
 from engram_sdk.stores.row_layout import (
     IDS_SUFFIX,
     LAYOUT_NAMESPACE,
@@ -23,15 +19,14 @@ from engram_sdk.stores.row_layout import (
     laid_out_name,
     load_layout,
 )
+from engram_sdk.stores.wrapping import WrappingStore
 
 
-class LaidOutStore(Store):
+class LaidOutStore(WrappingStore):
     """Read-only view of ``store`` serving laid-out tables under their original names."""
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store.uri, "r", store.durable)
-        self.store = store
-        self.backend = store.backend
+        super().__init__(store, "r")
         self.layouts: dict[str, RowLayout] = {}
         for key, _ in store.scan(LAYOUT_NAMESPACE):
             table = key.decode()
@@ -60,32 +55,3 @@ class LaidOutStore(Store):
             self.store.gather(spec.name, row_ids, out=out)
         else:
             self.store.gather(laid_out_name(spec.name), layout.slots(row_ids), out=out)
-
-    def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
-        return self.store.get_many(ns, keys)
-
-    def _scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self.store.scan(ns, prefix)
-
-    def _count(self, ns: str, prefix: bytes) -> int:
-        return self.store.count(ns, prefix)
-
-    def _namespaces(self) -> list[str]:
-        return self.store.namespaces()
-
-    def _commit(self, pending: Pending) -> None:
-        raise StoreReadOnlyError(f"{self.uri}: a LaidOutStore is read-only", path=self.uri)
-
-    def _verify(self, report: VerifyReport) -> None:
-        inner = self.store.verify()
-        report.checked_files, report.checked_bytes = inner.checked_files, inner.checked_bytes
-        report.checked_records, report.problems = inner.checked_records, inner.problems
-
-    def _format_version(self) -> int:
-        return self.store._format_version()
-
-    def _bytes_on_disk(self) -> int | None:
-        return self.store._bytes_on_disk()
-
-    def _close(self) -> None:
-        self.store.close()

@@ -19,15 +19,13 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from engram_sdk.stores.base import Store
-from engram_sdk.stores.errors import StoreError, StoreReadOnlyError
-from engram_sdk.stores.models import TableSpec, VerifyReport
-from engram_sdk.stores.pending import Pending
+from engram_sdk.stores.errors import StoreError
+from engram_sdk.stores.models import TableSpec
 from engram_sdk.stores.shards import ShardStore
+from engram_sdk.stores.wrapping import WrappingStore
 
 _REGISTER_READ_ONLY = 8  # cudaHostRegisterReadOnly
 _MAP_FIXED = 0x10  # Linux; not exported by Python's mmap module
@@ -89,14 +87,13 @@ class _Mapping:
             self.addr = 0
 
 
-class PinnedFiles(Store):
+class PinnedFiles(WrappingStore):
     """Read-only view of the ``shards://`` store ``store`` (see the module docstring)."""
 
     def __init__(self, store: ShardStore, *, pin: bool = False) -> None:
         if not isinstance(store, ShardStore):
             raise StoreError(f"PinnedFiles maps shards:// stores, got {store.uri}")
-        super().__init__(store.uri, "r", store.durable)
-        self.store, self.backend = store, store.backend
+        super().__init__(store, "r")
         self._mappings: dict[str, _Mapping] = {}
         self.rows: dict[str, np.ndarray] = {}
         self.pinned: dict[str, bool] = {}
@@ -154,32 +151,6 @@ class PinnedFiles(Store):
         else:
             np.take(rows, row_ids, axis=0, out=out)
 
-    def _get(self, ns: str, keys: Sequence[bytes]) -> list[bytes | None]:
-        return self.store.get_many(ns, keys)
-
-    def _scan(self, ns: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self.store.scan(ns, prefix)
-
-    def _count(self, ns: str, prefix: bytes) -> int:
-        return self.store.count(ns, prefix)
-
-    def _namespaces(self) -> list[str]:
-        return self.store.namespaces()
-
-    def _commit(self, pending: Pending) -> None:
-        raise StoreReadOnlyError(f"{self.uri}: PinnedFiles is read-only", path=self.uri)
-
-    def _verify(self, report: VerifyReport) -> None:
-        inner = self.store.verify()
-        report.checked_files, report.checked_bytes = inner.checked_files, inner.checked_bytes
-        report.checked_records, report.problems = inner.checked_records, inner.problems
-
-    def _format_version(self) -> int:
-        return self.store._format_version()
-
-    def _bytes_on_disk(self) -> int | None:
-        return self.store._bytes_on_disk()
-
     def _unmap(self) -> None:
         for name, mapping in self._mappings.items():
             if self.pinned.get(name):
@@ -191,4 +162,4 @@ class PinnedFiles(Store):
 
     def _close(self) -> None:
         self._unmap()
-        self.store.close()
+        super()._close()
