@@ -19,7 +19,7 @@ from engram_sdk.llm.base import BackendError, Chunk, SamplingOptions, Usage
 from engram_sdk.llm.openai_async import AsyncUpstream, sse_events
 from engram_sdk.server.errors import from_backend
 from engram_sdk.server.guards import Slot
-from engram_sdk.server.proxy import DONE_EVENT, SSE_HEADERS, open_upstream
+from engram_sdk.server.proxy import DONE_EVENT, SSE_HEADERS, open_upstream, streamed_body
 from engram_sdk.server.schemas import CompletionRequest
 from engram_sdk.server.shapes import chain, first_chunk, head, sampling, sse, usage_of
 from engram_sdk.server.state import ServerState, state_of
@@ -48,19 +48,7 @@ async def completions(req: CompletionRequest, request: Request) -> JSONResponse 
 def _upstream_body(
     upstream: AsyncUpstream, req: CompletionRequest, options: SamplingOptions, usage: bool
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": upstream.model,
-        "prompt": req.prompt,
-        "max_tokens": options.max_tokens,
-        "temperature": options.temperature,
-        "top_p": options.top_p,
-        "stream": True,
-    }
-    if usage:
-        body["stream_options"] = {"include_usage": True}
-    if options.stop:
-        body["stop"] = list(options.stop)
-    return body
+    return streamed_body(upstream, {"prompt": req.prompt}, options.max_tokens, options, usage)
 
 
 async def _proxied(

@@ -60,10 +60,23 @@ def upstream_body(
     upstream: AsyncUpstream, turn: PreparedTurn, options: SamplingOptions, include_usage: bool
 ) -> dict[str, Any]:
     """The chat request the upstream gets: the planned prompt, always streamed."""
+    content = {"messages": turn.plan.messages}
+    return streamed_body(upstream, content, turn.plan.max_tokens, options, include_usage)
+
+
+def streamed_body(
+    upstream: AsyncUpstream,
+    content: dict[str, Any],
+    max_tokens: int | None,
+    options: SamplingOptions,
+    include_usage: bool,
+) -> dict[str, Any]:
+    """An upstream request body: ``content`` (messages or prompt) and the sampling options,
+    always streamed; usage asked for when the client asked for it."""
     body: dict[str, Any] = {
         "model": upstream.model,
-        "messages": turn.plan.messages,
-        "max_tokens": turn.plan.max_tokens,
+        **content,
+        "max_tokens": max_tokens,
         "temperature": options.temperature,
         "top_p": options.top_p,
         "stream": True,
