@@ -29,6 +29,7 @@ class SearchArgs:
     scope: str = "default"
     exact_case: bool = False
     as_json: bool = False
+    files: bool = False
 
 
 _FLAGS = {
@@ -36,6 +37,8 @@ _FLAGS = {
     "--regex": "regex",
     "--exact-case": "exact_case",
     "--json": "as_json",
+    "-l": "files",
+    "--files-with-matches": "files",
 }
 _VALUES = {"-k": "k", "--glob": "glob", "--store": "store", "--scope": "scope"}
 
@@ -82,7 +85,14 @@ def run(args: SearchArgs) -> None:
         filters["path_glob"] = args.glob
     k: int | str = "all" if args.all_hits else args.k
     with Memory.open(args.store, "r") as mem:
-        hits = mem.search(args.query, k=k, scope=args.scope, exact_case=args.exact_case, **filters)  # type: ignore[arg-type]
+        hits = mem.search(
+            args.query,
+            k=k,  # type: ignore[arg-type]
+            scope=args.scope,
+            exact_case=args.exact_case,
+            one_per_source=args.files,
+            **filters,  # type: ignore[arg-type]
+        )
     out = sys.stdout
     if args.as_json:
         from engram_sdk.cli.memory_output import SearchOutput
@@ -90,6 +100,8 @@ def run(args: SearchArgs) -> None:
         k_out = None if args.all_hits else args.k
         doc = SearchOutput(query=args.query, scope=args.scope, k=k_out, hits=hits)
         out.write(doc.model_dump_json() + "\n")
+    elif args.files:
+        out.write("".join(f"{h.source}\n" for h in hits))
     else:
         out.write("".join(f"{h.source}:{h.line_start}:{h.snippet}\n" for h in hits))
     out.flush()

@@ -7,6 +7,7 @@ torch: memory, sessions, the tokenizer and the stores are numpy-only.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -101,10 +102,17 @@ def search(
         bool, typer.Option("--exact-case", help="match case exactly (default: case-folded)")
     ] = False,
     as_json: JsonOpt = False,
+    files: Annotated[
+        bool,
+        typer.Option(
+            "-l", "--files-with-matches", help="only the sources with a match, one per line"
+        ),
+    ] = False,
 ) -> None:
     """Where a phrase or identifier occurs.
 
-    On a terminal: a table; piped: path:line:text lines like ripgrep; --json: one object.
+    On a terminal: a table; piped: path:line:text lines like ripgrep; --json: one object;
+    -l: the matching sources (with --all: every one, as rg -l lists them).
 
     Example: engram search "open_store" -k 20
     """
@@ -115,11 +123,19 @@ def search(
         filters["path_glob"] = glob
     with _open(store, "r") as mem:
         hits = mem.search(
-            query, k="all" if all_hits else k, scope=scope, exact_case=exact_case, **filters
+            query,
+            k="all" if all_hits else k,
+            scope=scope,
+            exact_case=exact_case,
+            one_per_source=files,
+            **filters,
         )
     if as_json:
         out = SearchOutput(query=query, scope=scope, k=None if all_hits else k, hits=hits)
         typer.echo(out.model_dump_json())
+        return
+    if files:
+        sys.stdout.write("".join(f"{h.source}\n" for h in hits))
         return
     print_hits(hits)
 

@@ -16,6 +16,7 @@ FILES = {
     "a.py": "def alpha_beta():\n    return AttributeError('x')\n",
     "pkg/b.py": "class Beta:\n    x = alpha_beta()  # ALPHA_beta here\n",
     "docs/c.md": "Nothing to see [bold]here[/bold].\n",
+    "long.py": "".join(f"gamma_delta_{i} = {i}  # line {i} of a long file\n" for i in range(400)),
 }
 
 
@@ -34,8 +35,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_parse_reads_every_option_of_the_full_command() -> None:
     args = ["q", "-k", "3", "--regex", "--glob=*.py", "--store", "lmdb://x", "--scope", "s"]
-    assert parse([*args, "--exact-case", "--json", "--all"]) == SearchArgs(
-        "q", 3, True, True, "*.py", "lmdb://x", "s", True, True
+    assert parse([*args, "--exact-case", "--json", "--all", "-l"]) == SearchArgs(
+        "q", 3, True, True, "*.py", "lmdb://x", "s", True, True, True
     )
     assert parse(["-k5", "--", "--not-an-option"]) == SearchArgs("--not-an-option", k=5)
 
@@ -50,7 +51,16 @@ def test_unusual_calls_go_to_the_full_command(args: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [[], ["--exact-case"], ["--all"], ["--glob", "*.py"], ["--regex"], ["-k", "1"], ["--json"]],
+    [
+        [],
+        ["--exact-case"],
+        ["--all"],
+        ["--glob", "*.py"],
+        ["--regex"],
+        ["-k", "1"],
+        ["--json"],
+        ["-l", "--all"],
+    ],
 )
 def test_fast_output_equals_the_full_commands(engram_cli, project, options: list[str]) -> None:
     _, uri = project
@@ -70,6 +80,17 @@ def test_piped_hits_are_the_files_ripgrep_finds(engram_cli, project) -> None:
         found = {line.split(":", 1)[0] for line in out.splitlines()}
         rg = subprocess.run(["rg", "-F", "-i", "-l", "--", query, str(root)], capture_output=True)
         assert found == {str(Path(p).resolve()) for p in rg.stdout.decode().split()}, query
+
+
+@pytest.mark.skipif(shutil.which("rg") is None, reason="needs ripgrep")
+def test_files_with_matches_lists_each_file_ripgrep_lists_once(engram_cli, project) -> None:
+    root, uri = project
+    for query in ("alpha_beta", "beta", "[bold]", "gamma_delta"):
+        rg = subprocess.run(["rg", "-F", "-i", "-l", "--", query, str(root)], capture_output=True)
+        expected = sorted(str(Path(p).resolve()) for p in rg.stdout.decode().split())
+        for env in ({}, {"ENGRAM_FULL_CLI": "1"}):  # the fast path and the full command
+            args = ("search", query, "-l", "--all", "--store", uri)
+            assert sorted(engram_cli(*args, env=env).stdout.splitlines()) == expected, (query, env)
 
 
 def test_json_output_parses_with_every_hit(engram_cli, project) -> None:
