@@ -84,7 +84,7 @@ class GraphedDecode(GraphedStep):
         joined = torch.cat([self._host_prefix, canon], dim=1)
         self._host_prefix = joined[:, -self.net.hasher.context :]
         stats = next(iter(self.staged.values())).stats  # the runtime's, shared by its tables
-        stats.add(prepare_seconds=time.perf_counter() - start)
+        stats.add(prepare_seconds=time.perf_counter() - start, prepared_steps=1)
 
     def _forward(self) -> torch.Tensor:
         logits = super()._forward()

@@ -81,7 +81,7 @@ class TableRuntime:
             addresses = self.model.engram_addresses(input_ids, prefix)
             for layer, table in self.tables.items():
                 table.prepare(addresses[layer])
-        self._stats.add(prepare_seconds=time.perf_counter() - start)
+        self._stats.add(prepare_seconds=time.perf_counter() - start, prepared_steps=1)
         logits = self.model(input_ids, cache, addresses=addresses)
         for table in self.tables.values():  # the forward is launched: prefetches may start
             table.start_prefetches()

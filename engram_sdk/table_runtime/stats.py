@@ -16,6 +16,7 @@ class TableStats:
     fetch_seconds: float = 0.0
     wait_seconds: float = 0.0
     prepare_seconds: float = 0.0  # the stepping thread's time in the runtime before the forward
+    prepared_steps: int = 0  # steps whose time prepare_seconds holds
     fetches: int = 0
     reused_prefetches: int = 0
     cache_hit_rate: float | None = None
@@ -36,7 +37,7 @@ class TableStats:
         """Zero every counter, after a warm-up say (the cache hit rate is the store's own)."""
         with self._lock:
             self.rows_requested = self.unique_rows = self.bytes_moved = 0
-            self.fetches = self.reused_prefetches = 0
+            self.fetches = self.reused_prefetches = self.prepared_steps = 0
             self.fetch_seconds = self.wait_seconds = self.prepare_seconds = 0.0
 
     def as_dict(self) -> dict[str, float | int | None]:
