@@ -163,7 +163,7 @@ def test_a_request_for_another_memory_folder_is_refused(memory, tmp_path: Path) 
     other.mkdir()
     address, fd = search_client.socket_address(str(folder))
     request = {"op": "search", "args": {"query": "alpha_beta"}, "protocol": 1}
-    request.update(zip(("dev", "ino"), search_client.folder_identity(str(other))))
+    request.update(zip(("dev", "ino"), search_client.folder_identity(str(other)), strict=True))
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(address)
