@@ -25,15 +25,25 @@ def varint_encode(
     values: np.ndarray, widths: np.ndarray | None = None, ends: np.ndarray | None = None
 ) -> bytes:
     """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position.
-    ``widths`` and their running sum ``ends`` may be passed when already computed."""
+    ``widths`` and their running sum ``ends`` may be passed when already computed. Large
+    temporaries are kept few and narrow (int32 positions when they fit): in bulk ingest the
+    pages a new array touches cost more than the arithmetic done on it."""
     v = values.astype(np.uint32, copy=False)
     width = varint_widths(v) if widths is None else widths
-    ends = _running_sum(width) if ends is None else ends
-    out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
-    pos = ends - width
-    first = (v & 0x7F).astype(np.uint8)
+    if ends is None:
+        total = int(width.sum(dtype=np.int64))
+        pos = width.astype(np.int32 if total < 1 << 31 else np.int64)
+        np.cumsum(pos, out=pos)
+    else:
+        total = int(ends[-1]) if len(ends) else 0
+        pos = ends.copy()
+    np.subtract(pos, width, out=pos)  # where each value starts
+    out = np.empty(total, np.uint8)
+    first = v.astype(np.uint8)  # the low byte
+    first &= 0x7F
     first[width > 1] |= 0x80
     out[pos] = first
+    del first
     sel = np.flatnonzero(width > 1)
     for j in range(1, 5):
         if not len(sel):
@@ -91,17 +101,20 @@ def encode_keys(keys: np.ndarray) -> Postings:
     if len(tri):
         first[0] = True
         np.not_equal(tri[1:], tri[:-1], out=first[1:])
+    group_starts = np.flatnonzero(first)
+    del first
     deltas = np.empty(len(pids), np.uint32)
     deltas[:1] = pids[:1]
     np.subtract(pids[1:], pids[:-1], out=deltas[1:])
-    deltas[first] = pids[first]
-    group_starts = np.flatnonzero(first)
+    deltas[group_starts] = pids[group_starts]
     trigrams = tri[group_starts]
     df = np.diff(np.append(group_starts, len(tri))).astype(np.uint32)
     width = varint_widths(deltas)
-    cum = _running_sum(width)
-    ends = cum[group_starts + df.astype(np.int64) - 1] if len(df) else np.zeros(0, np.int64)
-    return Postings(trigrams.copy(), df, ends, varint_encode(deltas, width, cum))
+    if len(df):  # bytes per list, summed per list: no running sum over every posting
+        ends = np.cumsum(np.add.reduceat(width, group_starts, dtype=np.int64))
+    else:
+        ends = np.zeros(0, np.int64)
+    return Postings(trigrams, df, ends, varint_encode(deltas, width))
 
 
 def _running_sum(width: np.ndarray) -> np.ndarray:
@@ -111,11 +124,21 @@ def _running_sum(width: np.ndarray) -> np.ndarray:
 
 
 def decode_all(p: Postings) -> np.ndarray:
-    """Every key ``trigram << 32 | pid`` of ``p`` (sorted), inverse of :func:`encode_keys`."""
-    deltas = varint_decode(p.blob).astype(np.int64)
-    pids = _undelta(deltas, p.df)
-    tri = np.repeat(p.trigrams.astype(np.uint64), p.df.astype(np.int64))
-    return (tri << np.uint64(32)) | pids.astype(np.uint64)
+    """Every key ``trigram << 32 | pid`` of ``p`` (sorted), inverse of :func:`encode_keys`.
+
+    Running sums restart at every list: one uint32 running sum over all deltas (it wraps,
+    and so does the subtraction of the sum before each list, which gives back the exact
+    pid), so the only wide array is the result."""
+    pids = varint_decode(p.blob)
+    np.cumsum(pids, dtype=np.uint32, out=pids)
+    counts = p.df.astype(np.int64)
+    if len(counts) > 1:
+        before = np.zeros(len(counts), np.uint32)
+        before[1:] = pids[np.cumsum(counts[:-1]) - 1]
+        pids -= np.repeat(before, counts)
+    keys = np.repeat(p.trigrams.astype(np.uint64) << np.uint64(32), counts)
+    keys |= pids
+    return keys
 
 
 def _undelta(deltas: np.ndarray, df: np.ndarray) -> np.ndarray:
