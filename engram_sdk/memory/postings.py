@@ -21,29 +21,36 @@ def varint_widths(values: np.ndarray) -> np.ndarray:
     return width + 1
 
 
-def varint_encode(
-    values: np.ndarray, widths: np.ndarray | None = None, ends: np.ndarray | None = None
-) -> bytes:
-    """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position.
-    ``widths`` and their running sum ``ends`` may be passed when already computed. Large
-    temporaries are kept few and narrow (int32 positions when they fit): in bulk ingest the
-    pages a new array touches cost more than the arithmetic done on it."""
+ENCODE_CHUNK = 1 << 20  # values coded at a time: temporaries stay a few megabytes
+
+
+def varint_encode(values: np.ndarray, widths: np.ndarray | None = None) -> bytes:
+    """LEB128 bytes of ``values`` (uint32), concatenated; ``widths`` (from
+    :func:`varint_widths`) may be passed when already computed. Coded
+    :data:`ENCODE_CHUNK` values at a time, one pass per byte position: in bulk ingest the
+    pages a new array touches cost more than the arithmetic done on it, so the only large
+    arrays are the input and the output."""
     v = values.astype(np.uint32, copy=False)
     width = varint_widths(v) if widths is None else widths
-    if ends is None:
-        total = int(width.sum(dtype=np.int64))
-        pos = width.astype(np.int32 if total < 1 << 31 else np.int64)
-        np.cumsum(pos, out=pos)
-    else:
-        total = int(ends[-1]) if len(ends) else 0
-        pos = ends.copy()
-    np.subtract(pos, width, out=pos)  # where each value starts
-    out = np.empty(total, np.uint8)
+    out = np.empty(int(width.sum(dtype=np.int64)), np.uint8)
+    at = 0
+    for lo in range(0, len(v), ENCODE_CHUNK):
+        hi = lo + ENCODE_CHUNK
+        at = _encode_chunk(v[lo:hi], width[lo:hi], out, at)
+    return out.tobytes()
+
+
+def _encode_chunk(v: np.ndarray, width: np.ndarray, out: np.ndarray, at: int) -> int:
+    """Write the varints of ``v`` into ``out`` from byte ``at``; returns where they end."""
+    pos = width.astype(np.int64)
+    np.cumsum(pos, out=pos)
+    end = at + int(pos[-1])
+    pos -= width
+    pos += at  # where each value starts
     first = v.astype(np.uint8)  # the low byte
     first &= 0x7F
     first[width > 1] |= 0x80
     out[pos] = first
-    del first
     sel = np.flatnonzero(width > 1)
     for j in range(1, 5):
         if not len(sel):
@@ -52,7 +59,7 @@ def varint_encode(
         byte[width[sel] > j + 1] |= 0x80
         out[pos[sel] + j] = byte
         sel = sel[width[sel] > j + 1]
-    return out.tobytes()
+    return end
 
 
 def varint_decode(data: bytes | np.ndarray) -> np.ndarray:

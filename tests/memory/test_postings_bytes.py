@@ -7,6 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engram_sdk.memory import postings
 from engram_sdk.memory.postings import decode_all, encode_keys, varint_encode
 
 
@@ -42,3 +43,13 @@ def test_coded_postings_are_the_plain_python_coding(pairs):
 @given(st.lists(st.integers(0, 2**32 - 1), max_size=200))
 def test_varints_are_the_plain_python_coding(values):
     assert varint_encode(np.array(values, np.uint32)) == b"".join(leb128(v) for v in values)
+
+
+def test_coding_in_small_chunks_gives_the_same_bytes(monkeypatch) -> None:
+    monkeypatch.setattr(postings, "ENCODE_CHUNK", 5)
+    rng = np.random.default_rng(7)
+    for n in (1, 4, 5, 6, 11, 64):
+        bits = rng.integers(0, 33, n)
+        values = rng.integers(0, 2**32, n, dtype=np.uint64) >> (32 - bits).astype(np.uint64)
+        values = values.astype(np.uint32)
+        assert varint_encode(values) == b"".join(leb128(int(v)) for v in values), n
