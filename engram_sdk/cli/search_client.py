@@ -49,8 +49,10 @@ class Unanswered(NamedTuple):
 
 
 def daemon_disabled(no_daemon_flag: bool) -> bool:
-    """True when ``--no-daemon`` was given or ``ENGRAM_NO_DAEMON`` is set (not 0/empty)."""
-    return no_daemon_flag or os.environ.get(OFF_ENV, "") not in ("", "0")
+    """True when ``--no-daemon`` was given, ``ENGRAM_NO_DAEMON`` is set (not 0/empty), or
+    the platform has no Unix sockets."""
+    off = no_daemon_flag or os.environ.get(OFF_ENV, "") not in ("", "0")
+    return off or not hasattr(socket, "AF_UNIX")
 
 
 def default_memory_uri() -> str:
@@ -77,10 +79,13 @@ def memory_folder(uri: str | None) -> str | None:
 
 def socket_address(folder: str, name: str = SOCKET_NAME) -> tuple[str, int | None]:
     """An address for ``folder/name`` that fits ``sun_path``, and a folder descriptor to
-    close afterwards: long paths go through ``/proc/self/fd/N`` (Linux)."""
+    close afterwards: long paths go through ``/proc/self/fd/N`` (Linux; elsewhere
+    :class:`OSError`, and the search runs in process)."""
     path = os.path.join(folder, name)
     if len(os.fsencode(path)) <= MAX_UNIX_PATH:
         return path, None
+    if not os.path.isdir("/proc/self/fd"):
+        raise OSError(f"{path}: too long for a Unix socket address")
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     return f"/proc/self/fd/{fd}/{name}", fd
 
@@ -101,7 +106,10 @@ def ask(folder: str, request: dict[str, object]) -> Reply | Unanswered:
         return Unanswered(start=True, reason="no searcher")
     if st.st_uid != os.getuid() or (st.st_mode & 0o077):
         return Unanswered(start=False, reason=f"{path} is not a private socket of this user")
-    address, fd = socket_address(folder)
+    try:
+        address, fd = socket_address(folder)
+    except OSError as exc:
+        return Unanswered(start=False, reason=str(exc))
     body = dict(request, protocol=PROTOCOL, folder=folder, dev=ident[0], ino=ident[1])
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -151,6 +159,9 @@ def start_searcher(folder: str) -> None:
     """Start a searcher for ``folder`` in the background (it exits at once if one runs)."""
     import subprocess
 
+    long_path = len(os.fsencode(os.path.join(folder, SOCKET_NAME))) > MAX_UNIX_PATH
+    if long_path and not os.path.isdir("/proc/self/fd"):
+        return  # it could not bind its socket
     idle = os.environ.get(IDLE_ENV) or str(DEFAULT_IDLE_S)
     argv = [sys.executable, "-m", "engram_sdk.cli.searcher", "--folder", folder, "--idle", idle]
     subprocess.Popen(

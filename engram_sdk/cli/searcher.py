@@ -27,6 +27,7 @@ import fcntl
 import io
 import json
 import os
+import signal
 import socket
 import struct
 import time
@@ -227,6 +228,7 @@ def run_searcher(folder: str, idle_s: float) -> int:
         os.close(lock_fd)
         return 3
     searcher = Searcher(folder, idle_s)
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # clean up the socket on `kill`
     with ExitStack() as stack:
         stack.callback(os.close, lock_fd)
         stack.callback(searcher.warm.close)
@@ -234,6 +236,10 @@ def run_searcher(folder: str, idle_s: float) -> int:
         listener, ino = _bind_private(folder, stack)
         searcher.serve(listener, ino)
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
