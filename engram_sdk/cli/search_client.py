@@ -10,17 +10,23 @@ which exits after :data:`DEFAULT_IDLE_S` seconds without a query.
 
 ``--no-daemon`` or ``ENGRAM_NO_DAEMON=1`` turn all of this off. Only ``lmdb://`` memories
 are served (other stores are searched in process). This module imports nothing outside the
-standard library (checked by ``tests/cli/test_searcher.py``), so asking costs only the
-interpreter's start.
+standard library (checked by ``tests/cli/test_searcher.py``), and of that only the cheap
+parts, so asking costs little more than the interpreter's start.
+
+Wire format (one request per connection, :data:`PROTOCOL`): the client writes the
+``repr`` of a dict of plain values (str, int, bool, None; read back with
+``ast.literal_eval``) and shuts its side; the searcher answers ``PROTOCOL CODE N\n``, then
+N bytes of stderr text, then the stdout text (UTF-8) until it closes. ``CODE`` -1 means
+refused, the stderr text saying why.
 """
 
 from __future__ import annotations
 
-import json
+import _socket  # the C module under ``socket``: importing ``socket`` costs more than a search
 import os
-import socket
 import sys
-from typing import NamedTuple
+
+from engram_sdk._version import __version__
 
 SOCKET_NAME = ".engram-searcher.sock"
 LOCK_NAME = ".engram-searcher.lock"
@@ -31,28 +37,39 @@ OFF_ENV = "ENGRAM_NO_DAEMON"
 MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 CONNECT_TIMEOUT_S = 2.0
 REPLY_TIMEOUT_S = 60.0
+REFUSED = -1
 
 
-class Reply(NamedTuple):
+class Reply:
     """What a searcher answered: exit code, stderr text and stdout text."""
 
-    code: int
-    stderr: str
-    stdout: str
+    __slots__ = ("code", "stderr", "stdout")
+
+    def __init__(self, code: int, stderr: str, stdout: str) -> None:
+        self.code, self.stderr, self.stdout = code, stderr, stdout
 
 
-class Unanswered(NamedTuple):
+class Unanswered:
     """No searcher answered; ``start`` says whether starting one makes sense (none runs)."""
 
-    start: bool
-    reason: str
+    __slots__ = ("reason", "start")
+
+    def __init__(self, *, start: bool, reason: str) -> None:
+        self.start, self.reason = start, reason
+
+
+def encode_reply(code: int, stderr: str, stdout: str) -> bytes:
+    """A searcher's answer on the wire (see the module docstring)."""
+    err = stderr.encode("utf-8", "surrogatepass")
+    head = f"{PROTOCOL} {code} {len(err)}\n".encode()
+    return head + err + stdout.encode("utf-8", "surrogatepass")
 
 
 def daemon_disabled(no_daemon_flag: bool) -> bool:
     """True when ``--no-daemon`` was given, ``ENGRAM_NO_DAEMON`` is set (not 0/empty), or
     the platform has no Unix sockets."""
     off = no_daemon_flag or os.environ.get(OFF_ENV, "") not in ("", "0")
-    return off or not hasattr(socket, "AF_UNIX")
+    return off or not hasattr(_socket, "AF_UNIX")
 
 
 def default_memory_uri() -> str:
@@ -110,44 +127,48 @@ def ask(folder: str, request: dict[str, object]) -> Reply | Unanswered:
         address, fd = socket_address(folder)
     except OSError as exc:
         return Unanswered(start=False, reason=str(exc))
-    body = dict(request, protocol=PROTOCOL, folder=folder, dev=ident[0], ino=ident[1])
+    body = {"protocol": PROTOCOL, "version": __version__, "folder": folder}
+    body.update(dev=ident[0], ino=ident[1], **request)
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(CONNECT_TIMEOUT_S)
-            conn.connect(address)
-            conn.settimeout(REPLY_TIMEOUT_S)
-            conn.sendall(json.dumps(body).encode() + b"\n")
-            conn.shutdown(socket.SHUT_WR)
-            data = _read_all(conn)
+        conn.settimeout(CONNECT_TIMEOUT_S)
+        conn.connect(address)
+        conn.settimeout(REPLY_TIMEOUT_S)
+        conn.sendall(repr(body).encode("utf-8", "surrogatepass") + b"\n")
+        conn.shutdown(_socket.SHUT_WR)
+        data = _read_all(conn)
     except (ConnectionRefusedError, FileNotFoundError):
         return Unanswered(start=True, reason="stale socket")
     except OSError as exc:
         return Unanswered(start=False, reason=f"searcher did not answer: {exc}")
     finally:
+        conn.close()
         if fd is not None:
             os.close(fd)
-    return _parse_reply(data)
+    return parse_reply(data)
 
 
-def _read_all(conn: socket.socket) -> bytes:
+def _read_all(conn: _socket.socket) -> bytes:
     parts = []
     while chunk := conn.recv(1 << 20):
         parts.append(chunk)
     return b"".join(parts)
 
 
-def _parse_reply(data: bytes) -> Reply | Unanswered:
-    head, newline, body = data.partition(b"\n")
-    try:
-        header = json.loads(head) if newline else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or header.get("protocol") != PROTOCOL:
+def parse_reply(data: bytes) -> Reply | Unanswered:
+    """Read a searcher's answer (see the module docstring)."""
+    head, newline, rest = data.partition(b"\n")
+    fields = head.split()
+    if not newline or len(fields) != 3 or fields[0] != str(PROTOCOL).encode():
         return Unanswered(start=False, reason="the searcher's reply is not readable")
-    if "refused" in header:
-        return Unanswered(start=False, reason=str(header["refused"]))
-    text = body.decode("utf-8", "surrogatepass")
-    return Reply(int(header.get("code", 1)), str(header.get("stderr", "")), text)
+    try:
+        code, n_err = int(fields[1]), int(fields[2])
+    except ValueError:
+        return Unanswered(start=False, reason="the searcher's reply is not readable")
+    stderr = rest[:n_err].decode("utf-8", "surrogatepass")
+    if code == REFUSED:
+        return Unanswered(start=False, reason=stderr)
+    return Reply(code, stderr, rest[n_err:].decode("utf-8", "surrogatepass"))
 
 
 def search_via_searcher(folder: str, args: dict[str, object]) -> Reply | Unanswered:
@@ -162,6 +183,8 @@ def start_searcher(folder: str) -> None:
     long_path = len(os.fsencode(os.path.join(folder, SOCKET_NAME))) > MAX_UNIX_PATH
     if long_path and not os.path.isdir("/proc/self/fd"):
         return  # it could not bind its socket
+    if searcher_holds_lock(folder):
+        return  # one is starting (opening the memory) or running already
     idle = os.environ.get(IDLE_ENV) or str(DEFAULT_IDLE_S)
     argv = [sys.executable, "-m", "engram_sdk.cli.searcher", "--folder", folder, "--idle", idle]
     subprocess.Popen(
@@ -173,6 +196,25 @@ def start_searcher(folder: str) -> None:
         close_fds=True,
         cwd=folder,
     )
+
+
+def searcher_holds_lock(folder: str) -> bool:
+    """True while a searcher of ``folder`` lives (it holds the folder's lock from its start)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def control(folder: str | None, op: str) -> int:

@@ -23,9 +23,9 @@ Rules it keeps:
 from __future__ import annotations
 
 import argparse
+import ast
 import fcntl
 import io
-import json
 import os
 import signal
 import socket
@@ -34,12 +34,15 @@ import time
 from contextlib import ExitStack, suppress
 from typing import Any
 
+from engram_sdk._version import __version__
 from engram_sdk.cli.errors import describe_error
 from engram_sdk.cli.fast_search import SearchArgs, run
 from engram_sdk.cli.search_client import (
     LOCK_NAME,
     PROTOCOL,
+    REFUSED,
     SOCKET_NAME,
+    encode_reply,
     folder_identity,
     socket_address,
 )
@@ -118,64 +121,65 @@ class Searcher:
         try:
             conn.settimeout(REQUEST_TIMEOUT_S)
             request = _read_request(conn)
-            header, body = self._handle(conn, request)
-            conn.sendall(json.dumps(dict(header, protocol=PROTOCOL)).encode() + b"\n" + body)
-        except (OSError, ValueError):
+            refused = self._refusal(conn, request)
+            code, stderr, stdout = (REFUSED, refused, "") if refused else self._handle(request)
+            conn.sendall(encode_reply(code, stderr, stdout))
+        except (OSError, ValueError, SyntaxError):
             return  # a client that went away or sent garbage: it falls back on its own
 
-    def _handle(self, conn: socket.socket, request: dict[str, Any]) -> tuple[dict, bytes]:
-        refused = self._refusal(conn, request)
-        if refused:
-            return {"refused": refused}, b""
+    def _handle(self, request: dict[str, Any]) -> tuple[int, str, str]:
+        """Exit code, stderr and stdout text for one request from this folder's user."""
         op = request.get("op")
         if op == "stop":
             self.stopping = True
-            return {"code": 0}, f"searcher for {self.folder} stopped\n".encode()
+            return 0, "", f"searcher for {self.folder} stopped\n"
         if op == "status":
             line = (
                 f"searcher pid {os.getpid()} for {self.folder}: up {time.time() - self.started:.0f} s,"
                 f" {self.served} queries, exits after {self.idle_s:.0f} s idle\n"
             )
-            return {"code": 0}, line.encode()
+            return 0, "", line
         if op != "search" or not isinstance(request.get("args"), dict):
-            return {"refused": f"unknown request {op!r}"}, b""
+            return REFUSED, f"unknown request {op!r}", ""
         return self._search(request["args"])
 
     def _refusal(self, conn: socket.socket, request: dict[str, Any]) -> str | None:
-        if request.get("protocol") != PROTOCOL:
-            return f"protocol {request.get('protocol')!r}; this searcher speaks {PROTOCOL}"
         if _peer_uid(conn) not in (None, os.getuid()):
             return "a searcher answers its own user only"
+        if (request.get("protocol"), request.get("version")) != (PROTOCOL, __version__):
+            self.stopping = True  # a client of another release: make way for its searcher
+            return f"this searcher is engram-sdk {__version__}, protocol {PROTOCOL}; exiting"
         if (request.get("dev"), request.get("ino")) != self.identity:
             return f"this searcher serves {self.folder} only"
         return None
 
-    def _search(self, raw_args: dict[str, Any]) -> tuple[dict, bytes]:
+    def _search(self, raw_args: dict[str, Any]) -> tuple[int, str, str]:
         try:
             args = SearchArgs(**raw_args)
         except TypeError as exc:
-            return {"refused": f"unreadable search options: {exc}"}, b""
+            return REFUSED, f"unreadable search options: {exc}", ""
         out = io.StringIO()
         try:
             run(args, out, self.warm.fresh())
         except Exception as exc:  # reported to the client exactly as in process
             self.warm.close()  # reopen next time: the failure may have been the store's
             code, message = describe_error(exc)
-            return {"code": code, "stderr": f"error: {message}\n"}, b""
+            return code, f"error: {message}\n", ""
         self.served += 1
-        return {"code": 0}, out.getvalue().encode("utf-8", "surrogatepass")
+        return 0, "", out.getvalue()
 
 
 def _read_request(conn: socket.socket) -> dict[str, Any]:
+    """The client's dict of plain values (``ast.literal_eval``: nothing is executed)."""
     data = b""
     while b"\n" not in data:
         chunk = conn.recv(65536)
         if not chunk or len(data) > MAX_REQUEST_BYTES:
             break
         data += chunk
-    request = json.loads(data.partition(b"\n")[0])
+    request = ast.literal_eval(data.partition(b"\n")[0].decode("utf-8", "surrogatepass"))
     if not isinstance(request, dict):
-        raise ValueError("a request is a JSON object")
+        raise ValueError("a request is a dict")
     return request
 
 

@@ -9,6 +9,7 @@ lists at once; nothing loops in Python per posting or per trigram.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -62,9 +63,33 @@ def _encode_chunk(v: np.ndarray, width: np.ndarray, out: np.ndarray, at: int) ->
     return end
 
 
+DECODE_CHUNK = 1 << 22  # bytes decoded at a time
+
+
 def varint_decode(data: bytes | np.ndarray) -> np.ndarray:
-    """Inverse of :func:`varint_encode` (uint32); one pass per byte position."""
+    """Inverse of :func:`varint_encode` (uint32); one pass per byte position,
+    :data:`DECODE_CHUNK` bytes at a time (each piece cut after a value's last byte), so a
+    merge's decode needs no temporaries the size of the whole segment."""
     b = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
+    if len(b) <= DECODE_CHUNK:
+        return _decode_chunk(b)
+    cuts = [0]
+    while cuts[-1] < len(b):  # each piece ends after a value's last byte (or at the end)
+        hi = min(cuts[-1] + DECODE_CHUNK, len(b))
+        while hi < len(b) and b[hi - 1] >= 0x80:
+            hi += 1
+        cuts.append(hi)
+    pieces = list(pairwise(cuts))
+    sizes = [1 + int(np.count_nonzero(b[lo : hi - 1] < 0x80)) for lo, hi in pieces]
+    out = np.empty(sum(sizes), np.uint32)
+    at = 0
+    for (lo, hi), n in zip(pieces, sizes, strict=True):
+        out[at : at + n] = _decode_chunk(b[lo:hi])
+        at += n
+    return out
+
+
+def _decode_chunk(b: np.ndarray) -> np.ndarray:
     if not len(b):
         return np.zeros(0, np.uint32)
     more = b >= 0x80

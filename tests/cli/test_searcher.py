@@ -2,7 +2,6 @@
 its answers checked against ``rg`` and a reread of the files, including commits made while
 it runs, a store replaced under it, a request for another memory, and two starting at once."""
 
-import json
 import os
 import shutil
 import socket
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import engram_sdk
 from engram_sdk.cli import search_client
 from engram_sdk.memory import Memory
 
@@ -163,16 +163,18 @@ def test_a_request_for_another_memory_folder_is_refused(memory, tmp_path: Path) 
     other.mkdir()
     address, fd = search_client.socket_address(str(folder))
     request = {"op": "search", "args": {"query": "alpha_beta"}, "protocol": 1}
+    request["version"] = engram_sdk.__version__
     request.update(zip(("dev", "ino"), search_client.folder_identity(str(other)), strict=True))
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(address)
-            conn.sendall(json.dumps(request).encode() + b"\n")
-            header = json.loads(conn.makefile("rb").readline())
+            conn.sendall(repr(request).encode() + b"\n")
+            conn.shutdown(socket.SHUT_WR)
+            reply = search_client.parse_reply(conn.makefile("rb").read())
     finally:
         if fd is not None:
             os.close(fd)
-    assert "refused" in header and str(folder) in header["refused"]
+    assert isinstance(reply, search_client.Unanswered) and str(folder) in reply.reason
 
 
 def test_no_daemon_neither_asks_nor_starts_one(tmp_path: Path) -> None:
@@ -189,7 +191,9 @@ def test_no_daemon_neither_asks_nor_starts_one(tmp_path: Path) -> None:
     assert not (tmp_path / "mem" / search_client.SOCKET_NAME).exists()
 
 
-def test_two_searchers_started_at_once_leave_one_serving(tmp_path: Path) -> None:
+def test_two_searchers_started_at_once_leave_one_that_gives_way_to_another_release(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "y.py").write_text("sigma_once = 4\n")
     folder = tmp_path / "mem"
@@ -209,10 +213,12 @@ def test_two_searchers_started_at_once_leave_one_serving(tmp_path: Path) -> None
         wait_for_searcher(uri)
         out = engram("search", "sigma_once", "--store", uri).stdout
         assert out == f"{(tmp_path / 'p' / 'y.py').resolve()}:1:sigma_once = 4\n"
-        assert served(uri) == 1
-        engram("search", "--daemon-stop", "--store", uri)
+        assert served(uri) == 1 and search_client.searcher_holds_lock(str(folder))
+        # a client of another release: refused, and the searcher makes way for a new one
+        reply = search_client.ask(str(folder), {"op": "status", "version": "0.0.0-other"})
+        assert isinstance(reply, search_client.Unanswered) and "exiting" in reply.reason
         winner = next(p for p in both if p is not loser)
-        assert winner.wait(timeout=30) == 0
+        assert winner.wait(timeout=30) == 0 and not search_client.searcher_holds_lock(str(folder))
         assert not (folder / search_client.SOCKET_NAME).exists()
     finally:
         for p in both:
@@ -226,7 +232,8 @@ def test_asking_the_searcher_imports_only_the_standard_library(memory) -> None:
         "import sys\nbefore = set(sys.modules)\nfrom engram_sdk.cli.main import main\n"
         "code = main()\nnew = set(sys.modules) - before\n"
         "print(sorted(m for m in new if m.split('.')[0] not in sys.stdlib_module_names),"
-        " file=sys.stderr)\nsys.exit(code)\n"
+        " file=sys.stderr)\nprint(sorted(new & {'json', 'socket', 'dataclasses'}), file=sys.stderr)\n"
+        "sys.exit(code)\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", probe, "search", "alpha_beta", "--store", uri],
@@ -238,4 +245,6 @@ def test_asking_the_searcher_imports_only_the_standard_library(memory) -> None:
     assert run.returncode == 0 and run.stdout.count("alpha_beta") == 2
     light = ["", "._version", ".cli", ".cli.errors", ".cli.fast_search", ".cli.main"]
     light += [".cli.search_client", ".errors"]
-    assert run.stderr.strip() == str(sorted(f"engram_sdk{m}" for m in light)), run.stderr
+    ours, heavy = run.stderr.splitlines()
+    assert ours == str(sorted(f"engram_sdk{m}" for m in light)), run.stderr
+    assert heavy == "[]", run.stderr  # no json, socket or dataclasses either

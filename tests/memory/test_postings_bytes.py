@@ -53,3 +53,14 @@ def test_coding_in_small_chunks_gives_the_same_bytes(monkeypatch) -> None:
         values = rng.integers(0, 2**32, n, dtype=np.uint64) >> (32 - bits).astype(np.uint64)
         values = values.astype(np.uint32)
         assert varint_encode(values) == b"".join(leb128(int(v)) for v in values), n
+
+
+def test_decoding_in_small_pieces_gives_the_same_values(monkeypatch) -> None:
+    monkeypatch.setattr(postings, "DECODE_CHUNK", 3)
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 9, 40):
+        bits = rng.integers(0, 33, n)
+        values = rng.integers(0, 2**32, n, dtype=np.uint64) >> (32 - bits).astype(np.uint64)
+        values = values.astype(np.uint32)
+        blob = b"".join(leb128(int(v)) for v in values)
+        assert postings.varint_decode(blob).tolist() == values.tolist(), n
