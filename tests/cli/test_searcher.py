@@ -95,6 +95,7 @@ def test_the_searcher_answers_what_ripgrep_finds(memory) -> None:
     assert engram("search", "alpha_beta", "--all", "--store", uri).stdout == first
 
 
+@pytest.mark.slow  # the default output is compared in the ripgrep test above
 def test_the_searchers_output_equals_the_in_process_output_for_each_option(memory) -> None:
     _, uri, _, _ = memory
     for options in ([], ["--json"], ["-l", "--all"], ["--regex"]):
