@@ -11,6 +11,11 @@ medians of wall seconds and of CPU seconds (user + sys of the child and its work
 processes: what the load of other processes disturbs least), and ratios baseline / this.
 ``--corpus`` is copied into a scratch folder (1% of its files are edited there between
 re-ingests); without it, ``--mb`` MB of installed Python source are copied.
+
+``engram search`` rows count every query: in this tree the first one searches in process and
+starts the memory's warm searcher, the later ones ask it. The searcher is not a child of
+this script, so its CPU is read from ``/proc`` when it is stopped at the end and printed
+apart (per query).
 """
 
 from __future__ import annotations
@@ -93,8 +98,11 @@ def measure(corpus: Path, scratch: Path, base: Path, repeats: int) -> dict[str, 
         rows.setdefault(case, {}).setdefault(name, []).append(value)
 
     stores = {name: f"lmdb://{scratch / name}" for name in trees}
-    for name, tree in trees.items():
-        add("first ingest", name, run([py, "-c", INGEST, stores[name], str(corpus)], tree))
+    for r in range(repeats):  # a fresh store each time, the two trees alternating
+        order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
+        for name, tree in order:
+            shutil.rmtree(scratch / name, ignore_errors=True)
+            add("first ingest", name, run([py, "-c", INGEST, stores[name], str(corpus)], tree))
     for r in range(repeats):
         n = edit_one_percent(corpus, r)
         order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
@@ -113,13 +121,32 @@ def measure(corpus: Path, scratch: Path, base: Path, repeats: int) -> dict[str, 
             if shutil.which("rg"):
                 argv = ["rg", "-F", "-i", "-n", "-m", "10", "--", q, str(corpus)]
                 add("engram search (piped)", "rg", run(argv, None))
+    rows["searcher"] = {"this": [(0.0, stop_searcher(stores["this"]))]}
     return rows
+
+
+def stop_searcher(uri: str) -> float:
+    """Stop this tree's warm searcher of ``uri``; the CPU seconds it used (0 if none ran)."""
+    cli = [sys.executable, "-m", "engram_sdk.cli.main", "search", "--store", uri]
+    status = subprocess.run([*cli, "--daemon-status"], capture_output=True, text=True).stdout
+    cpu = 0.0
+    if status.startswith("searcher pid "):
+        stat = Path(f"/proc/{status.split()[2]}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    subprocess.run([*cli, "--daemon-stop"], capture_output=True)
+    return cpu
+
+
+def first_wall(rows: dict[str, dict[str, list[tuple[float, float]]]]) -> float:
+    """Median wall seconds of this tree's first ingests (interpreter start included)."""
+    return statistics.median(w for w, _ in rows["first ingest"]["this"])
 
 
 def table(rows: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
     head = "| case | baseline wall s | this wall s | wall ratio | baseline CPU s | this CPU s |"
     head += " CPU ratio | rg wall s | rg CPU s |"
     out = [head, "|" + "---|" * 9]
+    searcher_cpu = rows.pop("searcher")["this"][0][1]
     for case, by in rows.items():
         med = {
             n: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
@@ -131,6 +158,18 @@ def table(rows: dict[str, dict[str, list[tuple[float, float]]]]) -> list[str]:
         out.append(
             f"| {case} | {bw:.3f} | {tw:.3f} | {bw / tw:.2f}x | {bc:.3f} | {tc:.3f} | "
             f"{bc / tc:.2f}x | {rg_cells} |"
+        )
+    cli = rows.get("engram search (piped)", {})
+    if cli.get("this"):
+        walls = {n: [w * 1e3 for w, _ in v] for n, v in cli.items()}
+        out.append("")
+        out.append(
+            "engram search per query, wall ms (every query; first, mean, max): "
+            + "; ".join(
+                f"{n} {v[0]:.0f}, {statistics.mean(v):.0f}, {max(v):.0f}" for n, v in walls.items()
+            )
+            + f". This tree's searcher process: {searcher_cpu * 1e3 / len(walls['this']):.0f}"
+            " CPU-ms per query (start-up included), not in the CPU column."
         )
     return out
 
@@ -158,6 +197,7 @@ def main() -> None:
         n_bytes = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
         rows = measure(corpus, scratch, args.baseline.resolve(), args.repeats)
     print(f"corpus {n_bytes / 1e6:.1f} MB; {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
+    print(f"first ingest of this tree, wall: {n_bytes / 1e6 / first_wall(rows):.1f} MB/s (median)")
     print("\n".join(table(rows)))
 
 

@@ -15,6 +15,8 @@ import pytest
 _HOME = tempfile.mkdtemp(prefix="engram-test-home-")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.setdefault("ENGRAM_HOME", _HOME)
+# no warm searcher processes left behind by CLI tests (tests/cli/test_searcher.py turns it on)
+os.environ.setdefault("ENGRAM_NO_DAEMON", "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:

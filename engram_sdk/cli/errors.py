@@ -35,19 +35,24 @@ def run_guarded(command: Callable[[], object]) -> int:
     """Run ``command`` and turn what it returned or raised into an exit code."""
     try:
         return exit_code_of(command())
-    except EngramError as exc:
-        print_error(str(exc))
-        return 2
-    except FILE_ERRORS as exc:
-        print_error(f"{exc.strerror or exc}: {exc.filename}")
-        return 2
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:
-        if os.environ.get("ENGRAM_DEBUG"):
+        if os.environ.get("ENGRAM_DEBUG") and not isinstance(exc, EngramError | FILE_ERRORS):
             raise
-        print_error(f"{type(exc).__name__}: {exc} (set ENGRAM_DEBUG=1 for a traceback)")
-        return 1
+        code, message = describe_error(exc)
+        print_error(message)
+        return code
+
+
+def describe_error(exc: Exception) -> tuple[int, str]:
+    """Exit code and one-line message for an exception: 2 for expected errors (bad input, a
+    missing file), 1 for anything else."""
+    if isinstance(exc, EngramError):
+        return 2, str(exc)
+    if isinstance(exc, FILE_ERRORS):
+        return 2, f"{exc.strerror or exc}: {exc.filename}"
+    return 1, f"{type(exc).__name__}: {exc} (set ENGRAM_DEBUG=1 for a traceback)"

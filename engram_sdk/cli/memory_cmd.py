@@ -108,14 +108,33 @@ def search(
             "-l", "--files-with-matches", help="only the sources with a match, one per line"
         ),
     ] = False,
-) -> None:
+    no_daemon: Annotated[
+        bool,
+        typer.Option(
+            "--no-daemon", help="piped: neither ask nor start a warm searcher (ENGRAM_NO_DAEMON=1)"
+        ),
+    ] = False,
+    daemon_stop: Annotated[
+        bool, typer.Option("--daemon-stop", help="stop this memory's warm searcher")
+    ] = False,
+    daemon_status: Annotated[
+        bool, typer.Option("--daemon-status", help="is a warm searcher running? (exit 1: no)")
+    ] = False,
+) -> int | None:
     """Where a phrase or identifier occurs.
 
     On a terminal: a table; piped: path:line:text lines like ripgrep; --json: one object;
-    -l: the matching sources (with --all: every one, as rg -l lists them).
+    -l: the matching sources (with --all: every one, as rg -l lists them). Piped calls are
+    answered by a warm searcher process when one runs for the memory; the first starts one,
+    which exits after 15 idle minutes (docs/memory/ingest_cli.md).
 
     Example: engram search "open_store" -k 20
     """
+    if daemon_stop or daemon_status:
+        from engram_sdk.cli import search_client
+
+        folder = search_client.memory_folder(store)
+        return search_client.control(folder, "stop" if daemon_stop else "status")
     filters: dict[str, object] = {}
     if regex:
         filters["regex"] = True
@@ -133,11 +152,12 @@ def search(
     if as_json:
         out = SearchOutput(query=query, scope=scope, k=None if all_hits else k, hits=hits)
         typer.echo(out.model_dump_json())
-        return
+        return None
     if files:
         sys.stdout.write("".join(f"{h.source}\n" for h in hits))
-        return
+        return None
     print_hits(hits)
+    return None
 
 
 def context(

@@ -267,7 +267,9 @@ class TrigramIndex:
         """Replace the newest ``count`` segments by one."""
         old = table.segments[-count:]
         parts = [decode_all(self._postings(sid, s)) for s in old]
-        keys = np.sort(np.concatenate(parts), kind="stable")  # sorted runs: a linear merge
+        keys = np.concatenate(parts)
+        del parts  # a merge holds the scope's every posting: one copy at a time
+        keys.sort(kind="stable")  # sorted runs: a linear merge
         if drop is not None and len(drop):
             pids = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
             keys = keys[~member(pids, drop)]

@@ -9,6 +9,7 @@ lists at once; nothing loops in Python per posting or per trigram.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -21,17 +22,34 @@ def varint_widths(values: np.ndarray) -> np.ndarray:
     return width + 1
 
 
-def varint_encode(
-    values: np.ndarray, widths: np.ndarray | None = None, ends: np.ndarray | None = None
-) -> bytes:
-    """LEB128 bytes of ``values`` (uint32), concatenated; one pass per byte position.
-    ``widths`` and their running sum ``ends`` may be passed when already computed."""
+ENCODE_CHUNK = 1 << 20  # values coded at a time: temporaries stay a few megabytes
+
+
+def varint_encode(values: np.ndarray, widths: np.ndarray | None = None) -> bytes:
+    """LEB128 bytes of ``values`` (uint32), concatenated; ``widths`` (from
+    :func:`varint_widths`) may be passed when already computed. Coded
+    :data:`ENCODE_CHUNK` values at a time, one pass per byte position: in bulk ingest the
+    pages a new array touches cost more than the arithmetic done on it, so the only large
+    arrays are the input and the output."""
     v = values.astype(np.uint32, copy=False)
     width = varint_widths(v) if widths is None else widths
-    ends = _running_sum(width) if ends is None else ends
-    out = np.empty(int(ends[-1]) if len(ends) else 0, np.uint8)
-    pos = ends - width
-    first = (v & 0x7F).astype(np.uint8)
+    out = np.empty(int(width.sum(dtype=np.int64)), np.uint8)
+    at = 0
+    for lo in range(0, len(v), ENCODE_CHUNK):
+        hi = lo + ENCODE_CHUNK
+        at = _encode_chunk(v[lo:hi], width[lo:hi], out, at)
+    return out.tobytes()
+
+
+def _encode_chunk(v: np.ndarray, width: np.ndarray, out: np.ndarray, at: int) -> int:
+    """Write the varints of ``v`` into ``out`` from byte ``at``; returns where they end."""
+    pos = width.astype(np.int64)
+    np.cumsum(pos, out=pos)
+    end = at + int(pos[-1])
+    pos -= width
+    pos += at  # where each value starts
+    first = v.astype(np.uint8)  # the low byte
+    first &= 0x7F
     first[width > 1] |= 0x80
     out[pos] = first
     sel = np.flatnonzero(width > 1)
@@ -42,12 +60,36 @@ def varint_encode(
         byte[width[sel] > j + 1] |= 0x80
         out[pos[sel] + j] = byte
         sel = sel[width[sel] > j + 1]
-    return out.tobytes()
+    return end
+
+
+DECODE_CHUNK = 1 << 22  # bytes decoded at a time
 
 
 def varint_decode(data: bytes | np.ndarray) -> np.ndarray:
-    """Inverse of :func:`varint_encode` (uint32); one pass per byte position."""
+    """Inverse of :func:`varint_encode` (uint32); one pass per byte position,
+    :data:`DECODE_CHUNK` bytes at a time (each piece cut after a value's last byte), so a
+    merge's decode needs no temporaries the size of the whole segment."""
     b = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
+    if len(b) <= DECODE_CHUNK:
+        return _decode_chunk(b)
+    cuts = [0]
+    while cuts[-1] < len(b):  # each piece ends after a value's last byte (or at the end)
+        hi = min(cuts[-1] + DECODE_CHUNK, len(b))
+        while hi < len(b) and b[hi - 1] >= 0x80:
+            hi += 1
+        cuts.append(hi)
+    pieces = list(pairwise(cuts))
+    sizes = [1 + int(np.count_nonzero(b[lo : hi - 1] < 0x80)) for lo, hi in pieces]
+    out = np.empty(sum(sizes), np.uint32)
+    at = 0
+    for (lo, hi), n in zip(pieces, sizes, strict=True):
+        out[at : at + n] = _decode_chunk(b[lo:hi])
+        at += n
+    return out
+
+
+def _decode_chunk(b: np.ndarray) -> np.ndarray:
     if not len(b):
         return np.zeros(0, np.uint32)
     more = b >= 0x80
@@ -91,17 +133,20 @@ def encode_keys(keys: np.ndarray) -> Postings:
     if len(tri):
         first[0] = True
         np.not_equal(tri[1:], tri[:-1], out=first[1:])
+    group_starts = np.flatnonzero(first)
+    del first
     deltas = np.empty(len(pids), np.uint32)
     deltas[:1] = pids[:1]
     np.subtract(pids[1:], pids[:-1], out=deltas[1:])
-    deltas[first] = pids[first]
-    group_starts = np.flatnonzero(first)
+    deltas[group_starts] = pids[group_starts]
     trigrams = tri[group_starts]
     df = np.diff(np.append(group_starts, len(tri))).astype(np.uint32)
     width = varint_widths(deltas)
-    cum = _running_sum(width)
-    ends = cum[group_starts + df.astype(np.int64) - 1] if len(df) else np.zeros(0, np.int64)
-    return Postings(trigrams.copy(), df, ends, varint_encode(deltas, width, cum))
+    if len(df):  # bytes per list, summed per list: no running sum over every posting
+        ends = np.cumsum(np.add.reduceat(width, group_starts, dtype=np.int64))
+    else:
+        ends = np.zeros(0, np.int64)
+    return Postings(trigrams, df, ends, varint_encode(deltas, width))
 
 
 def _running_sum(width: np.ndarray) -> np.ndarray:
@@ -111,11 +156,21 @@ def _running_sum(width: np.ndarray) -> np.ndarray:
 
 
 def decode_all(p: Postings) -> np.ndarray:
-    """Every key ``trigram << 32 | pid`` of ``p`` (sorted), inverse of :func:`encode_keys`."""
-    deltas = varint_decode(p.blob).astype(np.int64)
-    pids = _undelta(deltas, p.df)
-    tri = np.repeat(p.trigrams.astype(np.uint64), p.df.astype(np.int64))
-    return (tri << np.uint64(32)) | pids.astype(np.uint64)
+    """Every key ``trigram << 32 | pid`` of ``p`` (sorted), inverse of :func:`encode_keys`.
+
+    Running sums restart at every list: one uint32 running sum over all deltas (it wraps,
+    and so does the subtraction of the sum before each list, which gives back the exact
+    pid), so the only wide array is the result."""
+    pids = varint_decode(p.blob)
+    np.cumsum(pids, dtype=np.uint32, out=pids)
+    counts = p.df.astype(np.int64)
+    if len(counts) > 1:
+        before = np.zeros(len(counts), np.uint32)
+        before[1:] = pids[np.cumsum(counts[:-1]) - 1]
+        pids -= np.repeat(before, counts)
+    keys = np.repeat(p.trigrams.astype(np.uint64) << np.uint64(32), counts)
+    keys |= pids
+    return keys
 
 
 def _undelta(deltas: np.ndarray, df: np.ndarray) -> np.ndarray:

@@ -28,6 +28,8 @@ PARALLEL_MIN_BYTES = 8 << 20  # below this much changed data, one process is fas
 PARALLEL_MIN_FILES = 64
 BUNDLE_BYTES = 1 << 20  # files per worker task: about this much text
 BUNDLE_FILES = 256
+AHEAD_BYTES = 24 << 20  # files in flight on the workers: enough to keep them busy while the
+# writer commits a batch (a few seconds for 32 MiB), little enough to bound their results
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,18 @@ def prepare_all(jobs: Iterable[Job], workers: int) -> Iterator[Bundle]:
     # fork is cheap and the workers touch only files (never the parent's store handles)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
-        ahead: deque[Future[Bundle]] = deque()  # bounded: results wait for the writer
+        ahead: deque[tuple[Future[Bundle], int]] = deque()  # bounded: results wait for the writer
+        in_flight = 0
         for group in groups:
-            ahead.append(pool.submit(prepare_bundle, group))
-            if len(ahead) > 2 * workers:
-                yield ahead.popleft().result()
+            size = sum(j.walked.size for j in group)
+            ahead.append((pool.submit(prepare_bundle, group), size))
+            in_flight += size
+            while len(ahead) > 2 * workers and in_flight > AHEAD_BYTES:
+                future, done = ahead.popleft()
+                in_flight -= done
+                yield future.result()
         while ahead:
-            yield ahead.popleft().result()
+            yield ahead.popleft()[0].result()
 
 
 def merge_bundles(done: list[Bundle]) -> PassageBatch:

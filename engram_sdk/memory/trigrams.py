@@ -18,7 +18,7 @@ import numpy as np
 from engram_sdk.memory.fold import BYTE_FOLD, fold_buffer, fold_fast
 
 PAD = b"\x00\x00"
-GROUP_BYTES = 1 << 18
+GROUP_BYTES = 1 << 15  # text per group: its keys (about as many as bytes) sort in cache
 GROUP_PASSAGES = 256  # passages per group: their index in the group fits a byte
 
 
