@@ -22,14 +22,13 @@ from engram_sdk.memory import candidates
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
-from engram_sdk.memory.passage_cache import cache_of
+from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
     Loaded,
-    Loader,
     Locator,
     batches,
     make_hit,
@@ -102,22 +101,16 @@ def _phrase_passages(
     folded, tris = query_trigrams(query)
     if k is None:
         ids = _phrase_ids(mem, sid, query)
-        return batches(mem.store, sid, ids, every=True), True, len(ids)
+        return batches(loader_for(mem, sid, keep=False), ids, every=True), True, len(ids)
     if len(tris):
         stream = candidates.windows(mem.index, sid, tris)
-        loader = _cached_loader(mem, sid)
-        passages = (p for ids in stream for p in batches(mem.store, sid, ids, loader=loader))
+        loader = loader_for(mem, sid)
+        passages = (p for ids in stream for p in batches(loader, ids))
         return passages, True, candidates.document_frequency(mem.index, sid, tris)
     lo, hi = prefix_range(folded)
     enough = 4 * k + EXTRA_CHECKS if k is not None else None
     ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
-    return batches(mem.store, sid, ids, every=k is None), enough is None, len(ids)
-
-
-def _cached_loader(mem: Memory, sid: int) -> Loader:
-    """Top-k passage reads through the memory's passage cache, at the scope's generation."""
-    cache, generation = cache_of(mem.index), mem.index.generation(sid)
-    return lambda pids: cache.load(mem.store, sid, generation, pids)
+    return batches(loader_for(mem, sid), ids, every=k is None), enough is None, len(ids)
 
 
 def _every_source(
@@ -129,7 +122,7 @@ def _every_source(
         folded_at = exact_at = locate
         ids = _requirement_ids(mem, sid, requirement(query))
         if ids is None:  # nothing to look up: every passage is a candidate
-            passages = scan(mem.store, sid)
+            passages = _scan(mem, sid)
             return first_per_source(_verify_every(True, filters, locate, locate, 1.0, passages))
         score, exact_case = 1.0, True
     else:
@@ -143,7 +136,8 @@ def _every_source(
         return hit[0] if hit else None
 
     allowed = filters.allows_source if filters.sources is not None or filters.path_glob else None
-    return verify_per_source(mem.store, mem.index, sid, ids, check, allowed)
+    loader = loader_for(mem, sid, keep=False)
+    return verify_per_source(mem.store, mem.index, sid, ids, check, loader, allowed)
 
 
 def _phrase_ids(mem: Memory, sid: int, query: str) -> np.ndarray:
@@ -275,7 +269,7 @@ def _partial_hits(
     bound = np.bincount(inv, weights=weights)
     order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
     scored: list[tuple[float, Loaded]] = []
-    for p in batches(mem.store, sid, uniq[order], loader=_cached_loader(mem, sid)):
+    for p in batches(loader_for(mem, sid), uniq[order]):
         if p.pid in seen or (filters.active and not filters.allows(p)):
             continue
         if exact_case and query not in p.text:
@@ -313,8 +307,14 @@ def _regex_hits(
     req = requirement(pattern)
     ids = _requirement_ids(mem, sid, req)
     every = k is None
-    passages = scan(mem.store, sid) if ids is None else batches(mem.store, sid, ids, every=every)
+    loader = loader_for(mem, sid, keep=not every)
+    passages = _scan(mem, sid) if ids is None else batches(loader, ids, every=every)
     return _verify(mem, sid, k, True, filters, locate, locate, 1.0, passages)
+
+
+def _scan(mem: Memory, sid: int) -> Iterator[Loaded]:
+    """Every passage of a scope, for a regex with nothing to look up."""
+    return scan(mem.store, sid, fragments=mem.manifest.format_version >= 3)
 
 
 def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:

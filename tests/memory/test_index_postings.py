@@ -93,7 +93,7 @@ def test_index_records_are_versioned_and_old_memories_refused(tmp_path):
         mem.store.put("mem.meta", b"manifest", json.dumps(manifest).encode())
     with pytest.raises(StoreVersionError, match=r"format 1.*ingest again"):
         Memory.open(uri)
-    assert MEMORY_FORMAT_VERSION == 2
+    assert MEMORY_FORMAT_VERSION == 3
 
 
 def test_drop_scope_removes_every_record(tmp_path):

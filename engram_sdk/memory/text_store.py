@@ -1,0 +1,318 @@
+"""Passage texts and headers in fragments: a few dozen passages per record, read once.
+
+A search verifies candidates against their text. Reading a passage record per candidate
+(a store read, a checksum, a decompression, a JSON header) costs 7-25 µs; a top-10 search
+reads ten or more and listing every match of a common identifier reads tens of thousands.
+Format 3 memories store the texts of consecutive passages together: a *fragment* holds the
+passages of one *slot* (:data:`SLOT_BITS`: 64 consecutive ids) written by one commit, with
+their ids, text offsets, line and byte spans, source names and the batch's scope,
+metadata and time, then the concatenated UTF-8 texts compressed with zlib. A reader keeps
+decoded fragments in a bounded cache (:class:`TextReader`), so a verified passage costs a
+dictionary lookup and a slice; ``k="all"`` verifies a whole fragment with one search of its
+text (:mod:`engram_sdk.memory.bulk_verify`).
+
+Records (namespace ``mem.text``): key = scope id (4 bytes) + slot (4) + first passage id
+(4), big-endian; a slot holds one fragment per commit that added passages to it. The
+per-passage records of ``mem.passage`` keep their JSON header (what ``forget`` filters on
+and what says a passage is live) with an empty body. Fragments are immutable; deleting
+passages rewrites their fragments without them (:func:`drop_texts`), or deletes a fragment
+left empty. Readers only ask for live passages (candidates come from the index, minus
+tombstones), so a cached fragment that still holds deleted passages is never wrong; a
+scope's generation (:meth:`engram_sdk.memory.index.TrigramIndex.generation`) guards the
+one case where a passage id could name other text (a rolled-back write whose ids were
+used again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+import threading
+import weakref
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from engram_sdk.stores import Store, StoreCorruptError
+
+TEXTS = "mem.text"
+SLOT_BITS = 6  # a fragment's passages share their id >> SLOT_BITS
+FRAGMENT_BYTES = 48 << 10  # text per fragment before a new one starts (within a slot)
+DEFAULT_CACHE_BYTES = 256 << 20  # decoded fragment text a reader keeps
+_MAGIC = b"ETX1"
+_HEAD = struct.Struct("<4sIIB")  # magic, passages, JSON length, codec
+_RAW, _ZLIB = 0, 1
+_THREADS_OVER = 4 << 20  # compress on threads when a commit holds more text than this
+
+
+def slot_prefix(sid: int, slot: int) -> bytes:
+    """Key prefix of every fragment of a slot."""
+    return sid.to_bytes(4, "big") + slot.to_bytes(4, "big")
+
+
+@dataclass
+class Fragment:
+    """One decoded fragment: passage ids, offsets into its text, spans, sources."""
+
+    key: bytes
+    digest: int
+    pids: list[int]
+    offsets: list[int]  # byte offsets of each passage's text, then the end
+    spans: list[list[int]]  # line_start, line_end, byte_start, byte_end per passage
+    source_ix: list[int]
+    head: dict[str, Any]  # scope, sources (names), metadata, created
+    payload: bytes
+    codec: int
+    at: dict[int, int] = field(default_factory=dict)
+    _text: bytes | None = None
+
+    @property
+    def text(self) -> bytes:
+        """Every passage's UTF-8 text, concatenated (decompressed on first use)."""
+        if self._text is None:
+            self._text = zlib.decompress(self.payload) if self.codec == _ZLIB else self.payload
+            self.payload = b""
+        return self._text
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._text) if self._text is not None else len(self.payload)
+
+    def passage_text(self, i: int) -> str:
+        return self.text[self.offsets[i] : self.offsets[i + 1]].decode("utf-8", "surrogatepass")
+
+    def meta(self, i: int) -> dict[str, Any]:
+        """The JSON header fields of passage ``i`` (as in a format 2 passage record)."""
+        h = self.head
+        l0, l1, b0, b1 = self.spans[i]
+        return {
+            "pid": self.pids[i],
+            "source": h["sources"][self.source_ix[i]],
+            "scope": h["scope"],
+            "line_start": l0,
+            "line_end": l1,
+            "byte_start": b0,
+            "byte_end": b1,
+            "metadata": h["metadata"],
+            "created": h["created"],
+        }
+
+
+def encode_fragment(
+    pids: Sequence[int],
+    texts: Sequence[bytes],
+    spans: Sequence[Sequence[int]],
+    sources: Sequence[str],
+    head: dict[str, Any],
+) -> tuple[bytes, bytes]:
+    """A fragment's record body, without its payload compressed yet: (prefix, raw text)."""
+    names: dict[str, int] = {}
+    source_ix = [names.setdefault(s, len(names)) for s in sources]
+    meta = json.dumps({**head, "sources": list(names)}, separators=(",", ":")).encode()
+    n = len(pids)
+    offsets = np.zeros(n + 1, "<u4")
+    np.cumsum([len(t) for t in texts], out=offsets[1:])
+    prefix = (
+        _HEAD.pack(_MAGIC, n, len(meta), _ZLIB)
+        + np.asarray(pids, "<u4").tobytes()
+        + offsets.tobytes()
+        + np.asarray(spans, "<i8").reshape(n, 4).tobytes()
+        + np.asarray(source_ix, "<u4").tobytes()
+        + meta
+    )
+    return prefix, b"".join(texts)
+
+
+def decode_fragment(key: bytes, raw: bytes) -> Fragment:
+    """A fragment from its record (checked: a foreign record is named in the error)."""
+    try:
+        magic, n, meta_len, codec = _HEAD.unpack_from(raw, 0)
+        if magic != _MAGIC:
+            raise ValueError(f"magic {magic!r}")
+        at = _HEAD.size
+        pids = np.frombuffer(raw, "<u4", n, at).tolist()
+        at += 4 * n
+        offsets = np.frombuffer(raw, "<u4", n + 1, at).tolist()
+        at += 4 * (n + 1)
+        spans = np.frombuffer(raw, "<i8", 4 * n, at).reshape(n, 4).tolist()
+        at += 32 * n
+        source_ix = np.frombuffer(raw, "<u4", n, at).tolist()
+        at += 4 * n
+        head = json.loads(raw[at : at + meta_len])
+        payload = raw[at + meta_len :]
+    except (ValueError, struct.error) as exc:
+        raise StoreCorruptError(
+            f"passage text fragment {key.hex()} in namespace {TEXTS!r} is not a fragment ({exc})",
+            expected="a format 3 passage text fragment",
+        ) from exc
+    return Fragment(
+        key, xxhash.xxh3_64_intdigest(raw), pids, offsets, spans, source_ix, head,
+        bytes(payload), codec, {p: i for i, p in enumerate(pids)},
+    )  # fmt: skip
+
+
+def write_texts(
+    store: Store,
+    sid: int,
+    pids: Sequence[int],
+    texts: Sequence[bytes],
+    spans: Sequence[Sequence[int]],
+    sources: Sequence[str],
+    head: dict[str, Any],
+) -> None:
+    """Store the texts of new passages ``pids`` (ascending, consecutive), in fragments cut
+    at slot boundaries and every :data:`FRAGMENT_BYTES` of text. ``head``: scope, metadata
+    and created, shared by every passage of the batch."""
+    groups: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, pid in enumerate(pids):
+        if i > start and (pid >> SLOT_BITS != pids[start] >> SLOT_BITS or size >= FRAGMENT_BYTES):
+            groups.append((start, i))
+            start, size = i, 0
+        size += len(texts[i])
+    if len(pids):
+        groups.append((start, len(pids)))
+    parts = [
+        encode_fragment(pids[a:b], texts[a:b], spans[a:b], sources[a:b], head) for a, b in groups
+    ]
+    total = sum(len(t) for _, t in parts)
+    if total > _THREADS_OVER:
+        with ThreadPoolExecutor(4) as pool:
+            bodies = list(pool.map(lambda t: zlib.compress(t, 1), (t for _, t in parts)))
+    else:
+        bodies = [zlib.compress(t, 1) for _, t in parts]
+    store.put_many(
+        TEXTS,
+        [
+            (slot_prefix(sid, pids[a] >> SLOT_BITS) + pids[a].to_bytes(4, "big"), prefix + body)
+            for (a, _), (prefix, _), body in zip(groups, parts, bodies, strict=True)
+        ],
+    )
+
+
+def drop_texts(store: Store, sid: int, pids: Iterable[int], live: set[int] | None = None) -> None:
+    """After passages ``pids`` were deleted: rewrite each fragment holding some of them
+    without them, or delete it when none of its passages is left (``live``: ids known to
+    be kept, else every other passage of the fragment is)."""
+    gone = set(pids)
+    slots = sorted({p >> SLOT_BITS for p in gone})
+    for slot in slots:
+        for key, raw in list(store.scan(TEXTS, slot_prefix(sid, slot))):
+            frag = decode_fragment(key, raw)
+            keep = [i for i, p in enumerate(frag.pids) if p not in gone]
+            if len(keep) == len(frag.pids):
+                continue
+            store.delete(TEXTS, key)
+            if not keep:
+                continue
+            texts = [frag.text[frag.offsets[i] : frag.offsets[i + 1]] for i in keep]
+            names = frag.head["sources"]
+            write_texts(
+                store,
+                sid,
+                [frag.pids[i] for i in keep],
+                texts,
+                [frag.spans[i] for i in keep],
+                [names[frag.source_ix[i]] for i in keep],
+                {k: v for k, v in frag.head.items() if k != "sources"},
+            )
+
+
+def drop_scope_texts(store: Store, sid: int) -> None:
+    """Delete every fragment of a scope."""
+    store.delete_many(TEXTS, [k for k, _ in store.scan(TEXTS, sid.to_bytes(4, "big"))])
+
+
+class TextReader:
+    """Decoded fragments of every scope, least recently used first out, at most
+    ``max_bytes`` of text (fragments are read a whole slot at a time)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._slots: OrderedDict[tuple[int, int], tuple[int, list[Fragment]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def locate(
+        self, store: Store, sid: int, generation: int, pid: int
+    ) -> tuple[Fragment, int] | None:
+        """The fragment holding passage ``pid`` and its position there (None: no text)."""
+        key = (sid, pid >> SLOT_BITS)
+        item = self._slots.get(key)
+        if item is not None and item[0] == generation:
+            with contextlib.suppress(KeyError):  # another thread evicted it meanwhile
+                self._slots.move_to_end(key)
+            for frag in item[1]:
+                i = frag.at.get(pid)
+                if i is not None:
+                    return frag, i
+        frags = self._read_slot(store, sid, generation, key, item)
+        for frag in frags:
+            i = frag.at.get(pid)
+            if i is not None:
+                return frag, i
+        return None
+
+    def _read_slot(
+        self,
+        store: Store,
+        sid: int,
+        generation: int,
+        key: tuple[int, int],
+        item: tuple[int, list[Fragment]] | None,
+    ) -> list[Fragment]:
+        known = {(f.key, f.digest): f for f in item[1]} if item is not None else {}
+        frags = []
+        for fkey, raw in store.scan(TEXTS, slot_prefix(*key)):
+            old = known.get((fkey, xxhash.xxh3_64_intdigest(raw)))
+            frags.append(old if old is not None else decode_fragment(fkey, raw))
+        for f in frags:
+            f.text  # noqa: B018 - decompressed now, counted in the cache's bound
+        with self._lock:
+            if item is not None and key in self._slots:
+                self.nbytes -= sum(f.nbytes for f in self._slots.pop(key)[1])
+            self._slots[key] = (generation, frags)
+            self.nbytes += sum(f.nbytes for f in frags)
+            while self.nbytes > self.max_bytes and len(self._slots) > 1:
+                _, (_, gone) = self._slots.popitem(last=False)
+                self.nbytes -= sum(f.nbytes for f in gone)
+        return frags
+
+    def fragments(
+        self, store: Store, sid: int, generation: int, pids: Sequence[int]
+    ) -> Iterator[tuple[Fragment, list[int]]]:
+        """Each fragment holding some of ``pids`` (ascending) with their positions in it, in
+        order; ids without text are skipped."""
+        frag: Fragment | None = None
+        run: list[int] = []
+        for pid in pids:
+            if frag is not None:
+                i = frag.at.get(pid)
+                if i is not None:
+                    run.append(i)
+                    continue
+                yield frag, run
+                frag, run = None, []
+            found = self.locate(store, sid, generation, pid)
+            if found is not None:
+                frag, run = found[0], [found[1]]
+        if frag is not None:
+            yield frag, run
+
+
+_readers: weakref.WeakKeyDictionary[Any, TextReader] = weakref.WeakKeyDictionary()
+
+
+def reader_of(owner: Any) -> TextReader:
+    """The text reader that goes with ``owner`` (a memory's index: one per memory)."""
+    reader = _readers.get(owner)
+    if reader is None:
+        reader = _readers[owner] = TextReader()
+    return reader
