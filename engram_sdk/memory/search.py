@@ -19,12 +19,14 @@ import numpy as np
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
+from engram_sdk.memory.bulk_verify import BytesQuery, every_hit
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
+from engram_sdk.memory.text_store import reader_of
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
@@ -157,10 +159,23 @@ def _phrase_hits(
     filters: Filters,
     dfs: dict[str, int],
 ) -> list[Hit]:
-    passages, complete, count = _phrase_passages(mem, sid, query, k)
-    score = 3 * _weight(mem, sid, query, count, dfs)
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
+    if k is None and mem.manifest.format_version >= 3 and not filters.active:
+        ids = _phrase_ids(mem, sid, query)
+        score = 3 * _weight(mem, sid, query, len(ids), dfs)
+
+        def general(ps: list[Loaded]) -> list[Hit]:
+            return _verify_every(exact_case, filters, folded_at, exact_at, score, ps)
+
+        index = mem.index
+        frags = reader_of(index).fragments(mem.store, sid, index.generation(sid), ids.tolist())
+        found = every_hit(
+            frags, BytesQuery(query), exact_case=exact_case, score=score, fallback=general
+        )
+        return found
+    passages, complete, count = _phrase_passages(mem, sid, query, k)
+    score = 3 * _weight(mem, sid, query, count, dfs)
     hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     if not complete and k is not None and len(hits) < k:  # the sample was not enough
         passages, _, _ = _phrase_passages(mem, sid, query, None)

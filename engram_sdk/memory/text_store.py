@@ -49,6 +49,9 @@ DEFAULT_CACHE_BYTES = 256 << 20  # decoded fragment text a reader keeps
 _MAGIC = b"ETX1"
 _HEAD = struct.Struct("<4sIIB")  # magic, passages, JSON length, codec
 _RAW, _ZLIB = 0, 1
+_NOT_PLAIN = np.zeros(256, bool)  # non-ASCII bytes and where str.splitlines also breaks
+_NOT_PLAIN[128:] = True
+_NOT_PLAIN[list(b"\r\x0b\x0c\x1c\x1d\x1e")] = True
 _THREADS_OVER = 4 << 20  # compress on threads when a commit holds more text than this
 
 
@@ -72,6 +75,8 @@ class Fragment:
     codec: int
     at: dict[int, int] = field(default_factory=dict)
     _text: bytes | None = None
+    _lower: bytes | None = None
+    _odd: frozenset[int] | None = None
 
     @property
     def text(self) -> bytes:
@@ -82,8 +87,27 @@ class Fragment:
         return self._text
 
     @property
+    def odd(self) -> frozenset[int]:
+        """Positions of the passages that are not plain: non-ASCII, or with line breaks other
+        than ``\\n`` (in a plain passage, byte offsets are str offsets)."""
+        if self._odd is None:
+            buf = np.frombuffer(self.text, np.uint8)
+            bad = np.flatnonzero(_NOT_PLAIN[buf])
+            at = np.searchsorted(np.asarray(self.offsets, np.int64), bad, "right") - 1
+            self._odd = frozenset(np.unique(at).tolist())
+        return self._odd
+
+    @property
+    def lower(self) -> bytes:
+        """The text with ASCII letters lowered (made on first use, then kept)."""
+        if self._lower is None:
+            self._lower = self.text.lower()
+        return self._lower
+
+    @property
     def nbytes(self) -> int:
-        return len(self._text) if self._text is not None else len(self.payload)
+        """Bytes held: the text, and its lowered copy counted ahead (made for ``k="all"``)."""
+        return 2 * len(self._text) if self._text is not None else len(self.payload)
 
     def passage_text(self, i: int) -> str:
         return self.text[self.offsets[i] : self.offsets[i + 1]].decode("utf-8", "surrogatepass")

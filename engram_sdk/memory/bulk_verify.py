@@ -1,0 +1,123 @@
+"""``k="all"``: every candidate verified fragment by fragment, on bytes, without a passage
+object per candidate.
+
+Listing every passage that holds a common identifier verifies tens of thousands of
+candidates; per passage, building a text string, a header and a hit through the general
+path costs more than the search itself. Candidates come sorted, so consecutive ones share a
+fragment (:mod:`engram_sdk.memory.text_store`); for a *plain* passage (ASCII, lines broken
+at ``\\n`` only) and an ASCII query, each candidate is checked with ``bytes.find`` (or a
+compiled bytes pattern for whitespace runs) between its offsets in the fragment's text and
+its lowered copy, and its hit's line and snippet come from the same bytes. Everything else
+(non-ASCII text or queries, filters) takes the general path, passage by passage, so the
+hits are the same either way.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Callable, Iterable
+
+from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.models import Hit
+from engram_sdk.memory.text_store import Fragment
+from engram_sdk.memory.verify import Loaded, from_fragments_of, trusted_hit
+
+_ASCII_SPACE_RUN = rb"[\t-\r\x1c- ]+"  # the bytes str ``\s`` matches in ASCII text
+
+Fallback = Callable[[list[Loaded]], list[Hit]]
+"""The general path: hits of the given passages."""
+
+
+class BytesQuery:
+    """A substring query ready for plain fragments: exact bytes and a folded finder."""
+
+    def __init__(self, query: str) -> None:
+        folded = fold_fast(query)
+        self.usable = folded.isascii() and query.isascii()
+        self.exact = query.encode("ascii", "replace")
+        self.folded = folded.encode("ascii", "replace")
+        self.spaced = None
+        if self.usable and b" " in self.folded:
+            words = self.folded.split(b" ")
+            self.spaced = re.compile(_ASCII_SPACE_RUN.join(re.escape(w) for w in words))
+
+    def folded_at(self, low: bytes, start: int, end: int) -> int:
+        if self.spaced is None:
+            return low.find(self.folded, start, end)
+        m = self.spaced.search(low, start, end)
+        return -1 if m is None else m.start()
+
+
+def every_hit(
+    fragments: Iterable[tuple[Fragment, list[int]]],
+    query: BytesQuery,
+    *,
+    exact_case: bool,
+    score: float,
+    fallback: Fallback,
+) -> list[Hit]:
+    """Hits among the candidates of each (fragment, positions) pair: exact-case matches
+    score ``1.25 * score``, folded ones ``score`` (none with ``exact_case``)."""
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of new hits, none of them in a cycle: no collections
+    try:
+        return _every_hit(fragments, query, exact_case, score, fallback)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _every_hit(
+    fragments: Iterable[tuple[Fragment, list[int]]],
+    query: BytesQuery,
+    exact_case: bool,
+    score: float,
+    fallback: Fallback,
+) -> list[Hit]:
+    hits: list[Hit] = []
+    exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
+    for frag, run in fragments:
+        if not query.usable:
+            hits += fallback(list(from_fragments_of(frag, run)))
+            continue
+        text, low, offsets, odd = frag.text, frag.lower, frag.offsets, frag.odd
+        general = []
+        for i in run:
+            if i in odd:
+                general.append(i)
+                continue
+            start, end = offsets[i], offsets[i + 1]
+            at = text.find(query.exact, start, end)
+            if at >= 0:
+                hits.append(_hit(frag, i, text, start, end, at, exact_score))
+            elif not exact_case and (at := query.folded_at(low, start, end)) >= 0:
+                hits.append(_hit(frag, i, text, start, end, at, folded_score))
+        if general:
+            hits += fallback(list(from_fragments_of(frag, general)))
+    return hits
+
+
+def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, score: float) -> Hit:
+    """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage."""
+    line = text.count(b"\n", start, at)
+    first = text.rfind(b"\n", start, at)
+    first = start if first < 0 else first + 1
+    last = text.find(b"\n", at, end)
+    snippet = text[first : end if last < 0 else last].decode("ascii").strip()[:200]
+    head = frag.head
+    line_start = frag.spans[i][0] + line
+    metadata = head["metadata"]
+    return trusted_hit(
+        {
+            "source": head["sources"][frag.source_ix[i]],
+            "line_start": line_start,
+            "line_end": line_start,
+            "score": score,
+            "snippet": snippet,
+            "passage_id": frag.pids[i],
+            "phrase_match": True,
+            "scope": head["scope"],
+            "metadata": dict(metadata) if metadata else {},
+        }
+    )
