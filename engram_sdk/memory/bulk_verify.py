@@ -98,6 +98,45 @@ def _every_hit(
     return hits
 
 
+def top_hits(
+    fragments: Iterable[tuple[Fragment, list[int]]],
+    query: BytesQuery,
+    k: int,
+    *,
+    extra: int,
+    exact_case: bool,
+    score: float,
+    check: Callable[[Loaded], tuple[Hit, bool] | None],
+) -> list[Hit]:
+    """Top-k verification of candidates in order: stops at ``k`` exact-case hits, or once
+    ``extra`` more candidates were checked after ``k`` hits. ``check`` verifies a passage
+    that is not plain (or any, for a query that is not ASCII)."""
+    hits: list[Hit] = []
+    exact_hits = checked_after = 0
+    exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
+    for frag, run in fragments:
+        text, offsets = frag.text, frag.offsets
+        odd = frag.odd if query.usable else None
+        for i in run:
+            if exact_hits >= k or (len(hits) >= k and checked_after > extra):
+                return hits
+            checked_after += len(hits) >= k
+            if odd is None or i in odd:
+                found = check(next(from_fragments_of(frag, [i])))
+                if found is not None:
+                    hits.append(found[0])
+                    exact_hits += found[1]
+                continue
+            start, end = offsets[i], offsets[i + 1]
+            at = text.find(query.exact, start, end)
+            if at >= 0:
+                hits.append(_hit(frag, i, text, start, end, at, exact_score))
+                exact_hits += 1
+            elif not exact_case and (at := query.folded_at(frag.lower, start, end)) >= 0:
+                hits.append(_hit(frag, i, text, start, end, at, folded_score))
+    return hits
+
+
 def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, score: float) -> Hit:
     """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage."""
     line = text.count(b"\n", start, at)

@@ -18,6 +18,7 @@ WINDOW_IDS = 64  # top-k: ids of the rarest list in the first window of a segmen
 WINDOW_GROWTH = 4  # each further window reads this many times more
 WINDOW_DF_RATIO = 64  # windows read the lists at most this many times commoner than the rarest
 WINDOW_LISTS = 8  # and at most this many of them
+WHOLE_LIST = 512  # a rarest list this short is one window: one filtering pass, not several
 
 
 def all_of(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> np.ndarray:
@@ -44,8 +45,9 @@ def windows(
     segment, oldest segment first; all windows together hold every live passage with every
     trigram (a superset: verification decides).
 
-    A window of a segment takes the next ``first`` ids of its rarest list (then
-    :data:`WINDOW_GROWTH` times more each time) and keeps those that the next rarest lists
+    A window of a segment takes the next ``first`` ids of its rarest list (the whole list
+    when it is at most :data:`WHOLE_LIST` long; then :data:`WINDOW_GROWTH` times more each
+    time) and keeps those that the next rarest lists
     (up to :data:`WINDOW_LISTS`, at most :data:`WINDOW_DF_RATIO` times as common) also hold.
     Lists come whole from the index's list cache.
     """
@@ -55,7 +57,7 @@ def windows(
             continue
         entries = _window_lists(index.dictionary(sid, s.seg), entries)
         rarest, *others = index.decoded(sid, s.seg, entries)
-        start, size = 0, first or WINDOW_IDS
+        start, size = 0, first or (len(rarest) if len(rarest) <= WHOLE_LIST else WINDOW_IDS)
         while start < len(rarest):
             ids = rarest[start : start + size]
             for other in others:

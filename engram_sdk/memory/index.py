@@ -114,6 +114,7 @@ class TrigramIndex:
         self._no_dead_record: dict[int, bool] = {}
         self._generation: dict[int, int] = {}
         self._lookups: dict[tuple[int, int, bytes], np.ndarray | None] = {}
+        self._seen_commit: dict[int, int | None] = {}  # the store's last commit at a refresh
         self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
     # ---- scope state ------------------------------------------------------------------------
@@ -122,9 +123,13 @@ class TrigramIndex:
         or a rolled-back transaction of this one); every operation starts with it and then
         works on that one view. Cached dictionaries of segments no longer listed are dropped,
         so a segment id reused after a rollback is never served stale."""
+        commit = self.store.last_commit()
+        if commit is not None and self._seen_commit.get(sid) == commit and sid in self._raw:
+            return  # nothing committed anywhere since the last refresh: no read at all
         raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        self._seen_commit[sid] = commit
         if self._raw.get(sid) == (raw, dead) and raw is not None:
-            return  # nothing committed since the last refresh (the common case of a search)
+            return  # nothing committed to the scope since the last refresh
         table = ScopeTable.from_json(raw) if raw else ScopeTable()
         if raw is None:  # a new (or dropped) scope: its segment ids start after any old one
             floor = self.store.get(NS, _NEXT_AFTER_DROP)

@@ -19,14 +19,14 @@ import numpy as np
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
-from engram_sdk.memory.bulk_verify import BytesQuery, every_hit
+from engram_sdk.memory.bulk_verify import BytesQuery, every_hit, top_hits
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
-from engram_sdk.memory.text_store import reader_of
+from engram_sdk.memory.text_store import Fragment, reader_of
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
@@ -161,19 +161,10 @@ def _phrase_hits(
 ) -> list[Hit]:
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
-    if k is None and mem.manifest.format_version >= 3 and not filters.active:
-        ids = _phrase_ids(mem, sid, query)
-        score = 3 * _weight(mem, sid, query, len(ids), dfs)
-
-        def general(ps: list[Loaded]) -> list[Hit]:
-            return _verify_every(exact_case, filters, folded_at, exact_at, score, ps)
-
-        index = mem.index
-        frags = reader_of(index).fragments(mem.store, sid, index.generation(sid), ids.tolist())
-        found = every_hit(
-            frags, BytesQuery(query), exact_case=exact_case, score=score, fallback=general
-        )
-        return found
+    if mem.manifest.format_version >= 3 and not filters.active:
+        found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs, folded_at, exact_at)
+        if found is not None:
+            return found
     passages, complete, count = _phrase_passages(mem, sid, query, k)
     score = 3 * _weight(mem, sid, query, count, dfs)
     hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
@@ -181,6 +172,59 @@ def _phrase_hits(
         passages, _, _ = _phrase_passages(mem, sid, query, None)
         hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     return hits
+
+
+def _fragment_phrase_hits(
+    mem: Memory,
+    sid: int,
+    query: str,
+    k: int | None,
+    exact_case: bool,
+    dfs: dict[str, int],
+    folded_at: Locator,
+    exact_at: Locator,
+) -> list[Hit] | None:
+    """Format 3 without filters: candidates verified on their fragments' bytes
+    (:mod:`engram_sdk.memory.bulk_verify`); None for a top-k query of one or two bytes
+    (the general path samples those)."""
+    tris = query_trigrams(query)[1]
+    if k is not None and not len(tris):
+        return None
+    index = mem.index
+    reader, generation = reader_of(index), index.generation(sid)
+
+    def runs(ids: np.ndarray) -> Iterator[tuple[Fragment, list[int]]]:
+        return reader.fragments(mem.store, sid, generation, ids.tolist())
+
+    if k is None:
+        ids = _phrase_ids(mem, sid, query)
+        score = 3 * _weight(mem, sid, query, len(ids), dfs)
+
+        def general(ps: list[Loaded]) -> list[Hit]:
+            return _verify_every(exact_case, Filters(), folded_at, exact_at, score, ps)
+
+        return every_hit(
+            runs(ids), BytesQuery(query), exact_case=exact_case, score=score, fallback=general
+        )
+    score = 3 * _weight(mem, sid, query, candidates.document_frequency(index, sid, tris), dfs)
+
+    def check(p: Loaded) -> tuple[Hit, bool] | None:
+        at = exact_at(p.text)
+        exact = at >= 0
+        if not exact and (exact_case or (at := folded_at(p.text)) < 0):
+            return None
+        return make_hit(p, at, score + (0.25 * score if exact else 0.0), True), exact
+
+    stream = (r for ids in candidates.windows(index, sid, tris) for r in runs(ids))
+    return top_hits(
+        stream,
+        BytesQuery(query),
+        k,
+        extra=EXTRA_CHECKS,
+        exact_case=exact_case,
+        score=score,
+        check=check,
+    )
 
 
 def _verify(
