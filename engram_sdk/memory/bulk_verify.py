@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.models import Hit
@@ -37,10 +38,19 @@ class BytesQuery:
         self.usable = folded.isascii() and query.isascii()
         self.exact = query.encode("ascii", "replace")
         self.folded = folded.encode("ascii", "replace")
+        self.folded_text = folded
         self.spaced = None
         if self.usable and b" " in self.folded:
             words = self.folded.split(b" ")
             self.spaced = re.compile(_ASCII_SPACE_RUN.join(re.escape(w) for w in words))
+
+    def may_match(self, frag: Fragment, i: int, exact_case: bool) -> bool:
+        """Whether passage ``i`` of a fragment may hold the (ASCII) query: the exact bytes,
+        or (folded) the folded query in its folded text, kept by the fragment."""
+        start, end = frag.offsets[i], frag.offsets[i + 1]
+        if frag.text.find(self.exact, start, end) >= 0:
+            return True
+        return not exact_case and self.folded_text in frag.folded(i)
 
     def folded_at(self, low: bytes, start: int, end: int) -> int:
         if self.spaced is None:
@@ -85,7 +95,8 @@ def _every_hit(
         general = []
         for i in run:
             if i in odd:
-                general.append(i)
+                if query.may_match(frag, i, exact_case):
+                    general.append(i)
                 continue
             start, end = offsets[i], offsets[i + 1]
             at = text.find(query.exact, start, end)
@@ -109,32 +120,50 @@ def top_hits(
     check: Callable[[Loaded], tuple[Hit, bool] | None],
 ) -> list[Hit]:
     """Top-k verification of candidates in order: stops at ``k`` exact-case hits, or once
-    ``extra`` more candidates were checked after ``k`` hits. ``check`` verifies a passage
-    that is not plain (or any, for a query that is not ASCII)."""
-    hits: list[Hit] = []
+    ``extra`` more candidates were checked after ``k`` hits; returns the best ``k`` (by
+    score, source, line), building a hit only for those. ``check`` verifies a passage that
+    is not plain (or any, for a query that is not ASCII)."""
+    found: list[tuple[float, str, int, int, Any]] = []  # sort key, then what makes the hit
     exact_hits = checked_after = 0
     exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
     for frag, run in fragments:
-        text, offsets = frag.text, frag.offsets
+        text, offsets, spans = frag.text, frag.offsets, frag.spans
+        names, source_ix = frag.head["sources"], frag.source_ix
         odd = frag.odd if query.usable else None
         for i in run:
-            if exact_hits >= k or (len(hits) >= k and checked_after > extra):
-                return hits
-            checked_after += len(hits) >= k
+            if exact_hits >= k or (len(found) >= k and checked_after > extra):
+                return _best(found, k)
+            checked_after += len(found) >= k
             if odd is None or i in odd:
-                found = check(next(from_fragments_of(frag, [i])))
-                if found is not None:
-                    hits.append(found[0])
-                    exact_hits += found[1]
+                if odd is not None and not query.may_match(frag, i, exact_case):
+                    continue
+                made = check(next(from_fragments_of(frag, [i])))
+                if made is not None:
+                    hit = made[0]
+                    found.append((-hit.score, hit.source, hit.line_start, len(found), hit))
+                    exact_hits += made[1]
                 continue
             start, end = offsets[i], offsets[i + 1]
             at = text.find(query.exact, start, end)
             if at >= 0:
-                hits.append(_hit(frag, i, text, start, end, at, exact_score))
                 exact_hits += 1
+                hit_score = exact_score
             elif not exact_case and (at := query.folded_at(frag.lower, start, end)) >= 0:
-                hits.append(_hit(frag, i, text, start, end, at, folded_score))
-    return hits
+                hit_score = folded_score
+            else:
+                continue
+            line = spans[i][0] + text.count(b"\n", start, at)
+            made_later = (frag, i, start, end, at, hit_score)
+            found.append((-hit_score, names[source_ix[i]], line, len(found), made_later))
+    return _best(found, k)
+
+
+def _best(found: list[tuple[float, str, int, int, Any]], k: int) -> list[Hit]:
+    found.sort()
+    out = []
+    for *_, made in found[:k]:
+        out.append(made if isinstance(made, Hit) else _hit(*made[:2], made[0].text, *made[2:]))
+    return out
 
 
 def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, score: float) -> Hit:

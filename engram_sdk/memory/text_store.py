@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from engram_sdk.memory.fold import fold_fast
 from engram_sdk.stores import Store, StoreCorruptError
 
 TEXTS = "mem.text"
@@ -77,6 +78,7 @@ class Fragment:
     _text: bytes | None = None
     _lower: bytes | None = None
     _odd: frozenset[int] | None = None
+    _folded: dict[int, str] = field(default_factory=dict)
 
     @property
     def text(self) -> bytes:
@@ -111,6 +113,14 @@ class Fragment:
 
     def passage_text(self, i: int) -> str:
         return self.text[self.offsets[i] : self.offsets[i + 1]].decode("utf-8", "surrogatepass")
+
+    def folded(self, i: int) -> str:
+        """Passage ``i``'s text folded (:func:`engram_sdk.memory.fold.fold_fast`), kept: the
+        pre-check of passages that are not plain."""
+        found = self._folded.get(i)
+        if found is None:
+            found = self._folded[i] = fold_fast(self.passage_text(i))
+        return found
 
     def meta(self, i: int) -> dict[str, Any]:
         """The JSON header fields of passage ``i`` (as in a format 2 passage record)."""

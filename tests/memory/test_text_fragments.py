@@ -199,3 +199,19 @@ def test_a_format_2_memory_is_read_as_is_and_migrated_when_opened_for_writing(tm
         assert mem.manifest.format_version == 3
         assert _answers(mem) == before
         assert mem.store.count(SOURCES) == len(FILES) + 1
+
+
+@pytest.mark.parametrize("exact_case", [False, True])
+def test_top_k_hits_are_true_matches_exact_ones_first(mem, corpus, exact_case):
+    """Oracle: the brute-force scan; top-k fills k with true matches, exact-case ones first
+    (it may stop before finding every exact one: see ``EXTRA_CHECKS``)."""
+    for query in QUERIES:
+        want = _brute_force(mem, corpus, query, exact_case)
+        top = [h for h in mem.search(query, k=5, exact_case=exact_case) if h.phrase_match]
+        assert len(top) == min(5, len(want)), query
+        for h in top:
+            line, snippet, _ = want[h.passage_id]
+            if line is not None:
+                assert (h.line_start, h.snippet) == (line, snippet), query
+        ranks = [(not want[h.passage_id][2], -h.score) for h in top]
+        assert ranks == sorted(ranks), query  # exact-case matches first, then by score
