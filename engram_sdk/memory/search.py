@@ -23,6 +23,7 @@ from engram_sdk.memory.bulk_verify import BytesQuery, every_hit, top_hits
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
+from engram_sdk.memory.partial import WORDS, partial_hits, word_df
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
@@ -37,7 +38,6 @@ from engram_sdk.memory.verify import (
     regex_locator,
     scan,
     substring_locator,
-    word_pattern,
 )
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
     from engram_sdk.tokenizer import Tokenizer
 
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
-PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
-_WORDS = word_pattern()
 
 
 def search(
@@ -86,7 +84,7 @@ def search(
         if k is not None and len(hits) < k:
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
-            hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+            hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
     if one_per_source:
         hits = first_per_source(hits)
     hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
@@ -283,79 +281,16 @@ def _verify_every(
     return hits
 
 
-def _word_df(mem: Memory, sid: int, word: str, dfs: dict[str, int]) -> int:
-    """:func:`candidates.document_frequency` of a word, remembered in ``dfs``."""
-    if word not in dfs:
-        dfs[word] = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
-    return dfs[word]
-
-
 def _weight(mem: Memory, sid: int, query: str, candidates_found: int, dfs: dict[str, int]) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
-    words = set(_WORDS.findall(fold_fast(query)))
+    words = set(WORDS.findall(fold_fast(query)))
     if len(words) <= 1:  # the phrase is the word: its candidates give its frequency
         return math.log(1 + n / (1 + candidates_found))
     total = 0.0
     for word in words:
-        total += math.log(1 + n / (1 + _word_df(mem, sid, word, dfs)))
+        total += math.log(1 + n / (1 + word_df(mem, sid, word, dfs)))
     return total or 1.0
-
-
-def _partial_hits(
-    mem: Memory,
-    sid: int,
-    query: str,
-    need: int,
-    exact_case: bool,
-    filters: Filters,
-    seen: set[int],
-    dfs: dict[str, int],
-) -> list[Hit]:
-    """Passages holding some of the query's words, rarest words weighing most."""
-    words = sorted(set(_WORDS.findall(fold_fast(query))))
-    if len(words) < 2:
-        return []
-    n = max(mem.index.table(sid).passages, 1)
-    want = PARTIAL_FACTOR * need + len(seen)
-    per_word = {  # first windows: partial matches rank, they need not be complete
-        w: candidates.first_candidates(mem.index, sid, query_trigrams(w)[1], want) for w in words
-    }
-    idf = {w: math.log(1 + n / (1 + _word_df(mem, sid, w, dfs))) for w in words}
-    pids = np.concatenate(list(per_word.values()))
-    weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
-    uniq, inv = _unique_inverse(pids)
-    bound = np.bincount(inv, weights=weights)
-    order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
-    scored: list[tuple[float, Loaded]] = []
-    for p in batches(loader_for(mem, sid), uniq[order]):
-        if p.pid in seen or (filters.active and not filters.allows(p)):
-            continue
-        if exact_case and query not in p.text:
-            continue
-        folded = p.text.lower() if p.text.isascii() else fold_fast(p.text)  # words: no spaces
-        overlap = sum(idf[w] for w in words if w in folded)
-        if overlap:
-            scored.append((overlap, p))
-    scored.sort(key=lambda sp: -sp[0])
-    return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
-
-
-def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` without importing ``numpy.ma``."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    first = np.ones(len(ordered), bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    inverse = np.empty(len(values), np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    return ordered[first], inverse
-
-
-def _first_word(text: str, words: list[str]) -> int:
-    lowered = text.lower()
-    found = [at for w in words if (at := lowered.find(w)) >= 0]
-    return min(found) if found else 0
 
 
 def _regex_hits(
