@@ -27,7 +27,9 @@ def test_entries_of_an_older_generation_are_never_served(tmp_path):
     cache = PassageCache(max_chars=64)
     assert [p.text for p in cache.load(store, 1, 1, [7, 8], _no_text)] == ["first text"]
     store.put(PASSAGES, key, _record("second text"))
-    assert [p.text for p in cache.load(store, 1, 1, [7], _no_text)] == ["first text"]  # same generation
+    assert [p.text for p in cache.load(store, 1, 1, [7], _no_text)] == [
+        "first text"
+    ]  # same generation
     assert [p.text for p in cache.load(store, 1, 2, [7], _no_text)] == ["second text"]
     store.delete(PASSAGES, key)
     assert list(cache.load(store, 1, 3, [7], _no_text)) == []
