@@ -6,7 +6,7 @@ time. Merging every segment at once (``compact``) rewrites the whole index in on
 spike of seconds per 100 MB. Instead, a segment holds at most :data:`SEGMENT_CAP` postings
 (a bigger batch or merge is cut by passage id, so segments keep covering ascending id
 ranges), and after a delete the one segment whose id range is most tombstoned, once at
-least :data:`PURGE_SHARE` of it, is rewritten without them and its tombstones dropped: one
+least :data:`PURGE_SHARE` of its passages, is rewritten without them and its tombstones dropped: one
 commit rewrites at most one capped segment.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 SEGMENT_CAP = 8 << 20  # postings per segment (about 8 MB of coded lists)
-PURGE_SHARE = 0.25  # a segment is purged once this share of its id range is tombstoned
+PURGE_SHARE = 0.2  # a segment is purged once this share of its passages is tombstoned
 PURGE_MIN = 64  # and at least this many of its passages
 _LOW32 = np.uint64(0xFFFFFFFF)
 
