@@ -11,12 +11,14 @@ decoded fragments in a bounded cache (:class:`TextReader`), so a verified passag
 dictionary lookup and a slice; ``k="all"`` verifies a whole fragment with one search of its
 text (:mod:`engram_sdk.memory.bulk_verify`).
 
-Records (namespace ``mem.text``): key = scope id (4 bytes) + slot (4) + first passage id
-(4), big-endian; a slot holds one fragment per commit that added passages to it. The
-per-passage records of ``mem.passage`` keep their JSON header (what ``forget`` filters on
-and what says a passage is live) with an empty body. Fragments are immutable; deleting
-passages rewrites their fragments without them (:func:`drop_texts`), or deletes a fragment
-left empty. Readers only ask for live passages (candidates come from the index, minus
+Records (namespace ``mem.text``): key = scope id (4 bytes) + slot (4) + fragment number
+(2), big-endian; a slot holds one fragment per commit that added passages to it, numbered
+from 0 without gaps, so a reader finds them by key lookups (never a cursor walk: a damaged
+B-tree page must give a named error, not an abort in LMDB). The per-passage records of
+``mem.passage`` keep their JSON header (what ``forget`` filters on and what says a passage
+is live) with an empty body. Deleting passages rewrites their fragments without them under
+the same key (:func:`drop_texts`; an emptied one stays, holding none); a scope's are
+deleted with it. Readers only ask for live passages (candidates come from the index, minus
 tombstones), so a cached fragment that still holds deleted passages is never wrong; a
 scope's generation (:meth:`engram_sdk.memory.index.TrigramIndex.generation`) guards the
 one case where a passage id could name other text (a rolled-back write whose ids were
@@ -53,6 +55,7 @@ _RAW, _ZLIB = 0, 1
 _NOT_PLAIN = np.zeros(256, bool)  # non-ASCII bytes and where str.splitlines also breaks
 _NOT_PLAIN[128:] = True
 _NOT_PLAIN[list(b"\r\x0b\x0c\x1c\x1d\x1e")] = True
+_PROBE = 4  # fragment keys of a slot looked up per store read
 _THREADS_OVER = 4 << 20  # compress on threads when a commit holds more text than this
 
 
@@ -192,6 +195,19 @@ def decode_fragment(key: bytes, raw: bytes) -> Fragment:
     )  # fmt: skip
 
 
+def slot_fragments(store: Store, sid: int, slot: int) -> list[tuple[bytes, bytes]]:
+    """Every fragment record of a slot, oldest first, by key lookups (numbered from 0,
+    without gaps; a search never walks the store with a cursor)."""
+    prefix = slot_prefix(sid, slot)
+    found: list[tuple[bytes, bytes]] = []
+    while True:
+        keys = [prefix + n.to_bytes(2, "big") for n in range(len(found), len(found) + _PROBE)]
+        for key, raw in zip(keys, store.get_many(TEXTS, keys), strict=True):
+            if raw is None:
+                return found
+            found.append((key, raw))
+
+
 def write_texts(
     store: Store,
     sid: int,
@@ -202,8 +218,8 @@ def write_texts(
     head: dict[str, Any],
 ) -> None:
     """Store the texts of new passages ``pids`` (ascending, consecutive), in fragments cut
-    at slot boundaries and every :data:`FRAGMENT_BYTES` of text. ``head``: scope, metadata
-    and created, shared by every passage of the batch."""
+    at slot boundaries and every :data:`FRAGMENT_BYTES` of text, numbered after those the
+    slot already holds. ``head``: scope, metadata and created, shared by the batch."""
     groups: list[tuple[int, int]] = []
     start, size = 0, 0
     for i, pid in enumerate(pids):
@@ -222,41 +238,35 @@ def write_texts(
             bodies = list(pool.map(lambda t: zlib.compress(t, 1), (t for _, t in parts)))
     else:
         bodies = [zlib.compress(t, 1) for _, t in parts]
-    store.put_many(
-        TEXTS,
-        [
-            (slot_prefix(sid, pids[a] >> SLOT_BITS) + pids[a].to_bytes(4, "big"), prefix + body)
-            for (a, _), (prefix, _), body in zip(groups, parts, bodies, strict=True)
-        ],
-    )
+    items, next_of = [], {}
+    for (a, _), (prefix, _), body in zip(groups, parts, bodies, strict=True):
+        slot = pids[a] >> SLOT_BITS
+        if slot not in next_of:
+            next_of[slot] = len(slot_fragments(store, sid, slot))
+        items.append((slot_prefix(sid, slot) + next_of[slot].to_bytes(2, "big"), prefix + body))
+        next_of[slot] += 1
+    store.put_many(TEXTS, items)
 
 
-def drop_texts(store: Store, sid: int, pids: Iterable[int], live: set[int] | None = None) -> None:
+def drop_texts(store: Store, sid: int, pids: Iterable[int]) -> None:
     """After passages ``pids`` were deleted: rewrite each fragment holding some of them
-    without them, or delete it when none of its passages is left (``live``: ids known to
-    be kept, else every other passage of the fragment is)."""
+    without them, under the same key (a fragment left empty stays, holding none)."""
     gone = set(pids)
-    slots = sorted({p >> SLOT_BITS for p in gone})
-    for slot in slots:
-        for key, raw in list(store.scan(TEXTS, slot_prefix(sid, slot))):
+    for slot in sorted({p >> SLOT_BITS for p in gone}):
+        for key, raw in slot_fragments(store, sid, slot):
             frag = decode_fragment(key, raw)
             keep = [i for i, p in enumerate(frag.pids) if p not in gone]
             if len(keep) == len(frag.pids):
                 continue
-            store.delete(TEXTS, key)
-            if not keep:
-                continue
-            texts = [frag.text[frag.offsets[i] : frag.offsets[i + 1]] for i in keep]
             names = frag.head["sources"]
-            write_texts(
-                store,
-                sid,
+            prefix, text = encode_fragment(
                 [frag.pids[i] for i in keep],
-                texts,
+                [frag.text[frag.offsets[i] : frag.offsets[i + 1]] for i in keep],
                 [frag.spans[i] for i in keep],
                 [names[frag.source_ix[i]] for i in keep],
                 {k: v for k, v in frag.head.items() if k != "sources"},
             )
+            store.put(TEXTS, key, prefix + zlib.compress(text, 1))
 
 
 def drop_scope_texts(store: Store, sid: int) -> None:
@@ -304,7 +314,7 @@ class TextReader:
     ) -> list[Fragment]:
         known = {(f.key, f.digest): f for f in item[1]} if item is not None else {}
         frags = []
-        for fkey, raw in store.scan(TEXTS, slot_prefix(*key)):
+        for fkey, raw in slot_fragments(store, *key):
             old = known.get((fkey, xxhash.xxh3_64_intdigest(raw)))
             frags.append(old if old is not None else decode_fragment(fkey, raw))
         for f in frags:

@@ -122,7 +122,8 @@ def test_every_match_is_listed_with_its_line_and_snippet(mem, corpus, exact_case
 
 
 def test_deleted_passages_leave_their_fragments(tmp_path):
-    """Oracle: the live passage records; a fragment left empty is gone from the store."""
+    """Oracle: the live passage records; fragments hold exactly the live passages (an emptied
+    one stays, holding none); a dropped scope leaves none."""
     with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
         for i in range(90):
             mem.add(f"note {i} keep_word", source=f"s{i % 3}", metadata={"i": i})
