@@ -11,6 +11,7 @@ scored by the words' rarity (``log(1 + N / (1 + df))``), each word checked in th
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
+_BY_PLACE = operator.attrgetter("source", "line_start")
+_BY_SCORE = operator.attrgetter("score")
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
 
 
@@ -87,7 +90,8 @@ def search(
             hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
     if one_per_source:
         hits = first_per_source(hits)
-    hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
+    hits.sort(key=_BY_PLACE)  # then by score, highest first: a stable sort keeps the places
+    hits.sort(key=_BY_SCORE, reverse=True)
     return hits if k is None else hits[:k]
 
 
