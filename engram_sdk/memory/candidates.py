@@ -55,7 +55,7 @@ def windows(
         entries = index.entries(sid, s.seg, trigrams)
         if entries is None:
             continue
-        entries = _window_lists(index.dictionary(sid, s.seg), entries)
+        entries = index.remembered(("window", sid, s.seg, trigrams.tobytes()), entries, _window_of)
         rarest, *others = index.decoded(sid, s.seg, entries)
         start, size = 0, first or (len(rarest) if len(rarest) <= WHOLE_LIST else WINDOW_IDS)
         while start < len(rarest):
@@ -77,6 +77,10 @@ def first_candidates(index: TrigramIndex, sid: int, trigrams: np.ndarray, want: 
         if count >= want:
             break
     return np.concatenate(found) if found else np.zeros(0, np.uint32)
+
+
+def _window_of(index: TrigramIndex, key: tuple, entries: np.ndarray) -> np.ndarray:
+    return _window_lists(index.dictionary(key[1], key[2]), entries)
 
 
 def _window_lists(d: Dictionary, entries: np.ndarray) -> np.ndarray:

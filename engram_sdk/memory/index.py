@@ -19,8 +19,9 @@ id a dropped scope would have used, so caches keyed by segment id never serve st
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class TrigramIndex:
         self._raw: dict[int, tuple[bytes | None, bytes | None]] = {}
         self._no_dead_record: dict[int, bool] = {}
         self._generation: dict[int, int] = {}
-        self._lookups: dict[tuple[int, int, bytes], np.ndarray | None] = {}
+        self._lookups: dict[tuple, Any] = {}
         self._seen_commit: dict[int, int | None] = {}  # the store's last commit at a refresh
         self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
@@ -366,6 +367,16 @@ class TrigramIndex:
         if len(self._lookups) >= LOOKUPS:
             self._lookups.clear()
         self._lookups[key] = found
+        return found
+
+    def remembered(self, key: tuple, value: Any, derive: Callable[..., Any]) -> Any:
+        """``derive(self, key, value)``, remembered with the dictionary lookups (``key``
+        names a segment, so entries go when it does)."""
+        if key in self._lookups:
+            return self._lookups[key]
+        if len(self._lookups) >= LOOKUPS:
+            self._lookups.clear()
+        found = self._lookups[key] = derive(self, key, value)
         return found
 
     def read_lists(

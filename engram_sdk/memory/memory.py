@@ -135,8 +135,10 @@ class Memory:
 
     def scope_id(self, scope: str, create: bool = False) -> int | None:
         """Numeric id of a scope (None if unknown and not created)."""
+        sid = self.manifest.scopes.get(scope) if isinstance(scope, str) else None
+        if sid is not None:
+            return sid  # (a known scope was checked when it was made)
         check_label("scope", scope)
-        sid = self.manifest.scopes.get(scope)
         if sid is None and create:
             sid = self.manifest.scopes[scope] = len(self.manifest.scopes) + 1
         return sid

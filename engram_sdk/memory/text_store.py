@@ -27,7 +27,6 @@ used again).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
 import threading
@@ -291,8 +290,10 @@ class TextReader:
         key = (sid, pid >> SLOT_BITS)
         item = self._slots.get(key)
         if item is not None and item[0] == generation:
-            with contextlib.suppress(KeyError):  # another thread evicted it meanwhile
+            try:  # noqa: SIM105 - (contextlib.suppress costs more than the lookup)
                 self._slots.move_to_end(key)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
             for frag in item[1]:
                 i = frag.at.get(pid)
                 if i is not None:
