@@ -4,7 +4,7 @@ A search verifies candidates against their text. Reading a passage record per ca
 (a store read, a checksum, a decompression, a JSON header) costs 7-25 µs; a top-10 search
 reads ten or more and listing every match of a common identifier reads tens of thousands.
 Format 3 memories store the texts of consecutive passages together: a *fragment* holds the
-passages of one *slot* (:data:`SLOT_BITS`: 64 consecutive ids) written by one commit, with
+passages of one *slot* (:data:`SLOT_BITS`: 16 consecutive ids) written by one commit, with
 their ids, text offsets, line and byte spans, source names and the batch's scope,
 metadata and time, then the concatenated UTF-8 texts compressed with zlib. A reader keeps
 decoded fragments in a bounded cache (:class:`TextReader`), so a verified passage costs a
@@ -19,10 +19,12 @@ B-tree page must give a named error, not an abort in LMDB). The per-passage reco
 is live) with an empty body. Deleting passages rewrites their fragments without them under
 the same key (:func:`drop_texts`; an emptied one stays, holding none); a scope's are
 deleted with it. Readers only ask for live passages (candidates come from the index, minus
-tombstones), so a cached fragment that still holds deleted passages is never wrong; a
-scope's generation (:meth:`engram_sdk.memory.index.TrigramIndex.generation`) guards the
-one case where a passage id could name other text (a rolled-back write whose ids were
-used again).
+tombstones), and the text of a committed passage never changes, so a cached slot read
+from committed state stays right whatever is committed later (a new passage in the slot is
+not found there, and the slot is read again). Only a slot read while a transaction may
+have been open (``Store.last_commit()`` is None) is checked against the scope's generation
+(:meth:`engram_sdk.memory.index.TrigramIndex.generation`): a rolled-back write's ids can
+be used again by another process.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from engram_sdk.memory.fold import fold_fast
 from engram_sdk.stores import Store, StoreCorruptError
 
 TEXTS = "mem.text"
-SLOT_BITS = 6  # a fragment's passages share their id >> SLOT_BITS
+SLOT_BITS = 4  # a fragment's passages share their id >> SLOT_BITS
 FRAGMENT_BYTES = 48 << 10  # text per fragment before a new one starts (within a slot)
 DEFAULT_CACHE_BYTES = 256 << 20  # decoded fragment text a reader keeps
 _MAGIC = b"ETX1"
@@ -65,29 +67,57 @@ def slot_prefix(sid: int, slot: int) -> bytes:
 
 @dataclass
 class Fragment:
-    """One decoded fragment: passage ids, offsets into its text, spans, sources."""
+    """One fragment: passage ids and text offsets read at once; spans, sources and header
+    parsed, and the text decompressed, on first use (a slot of chat turns holds dozens of
+    one-passage fragments, and a search needs one)."""
 
     key: bytes
     digest: int
     pids: list[int]
     offsets: list[int]  # byte offsets of each passage's text, then the end
-    spans: list[list[int]]  # line_start, line_end, byte_start, byte_end per passage
-    source_ix: list[int]
-    head: dict[str, Any]  # scope, sources (names), metadata, created
-    payload: bytes
+    raw: bytes  # the record, for what is parsed on first use
+    tail: int  # where spans start in ``raw``
+    meta_len: int
     codec: int
     at: dict[int, int] = field(default_factory=dict)
+    _head: dict[str, Any] | None = None
+    _spans: list[list[int]] | None = None
+    _source_ix: list[int] | None = None
     _text: bytes | None = None
     _lower: bytes | None = None
     _odd: frozenset[int] | None = None
     _folded: dict[int, str] = field(default_factory=dict)
 
     @property
+    def spans(self) -> list[list[int]]:
+        """line_start, line_end, byte_start, byte_end per passage."""
+        if self._spans is None:
+            n = len(self.pids)
+            self._spans = np.frombuffer(self.raw, "<i8", 4 * n, self.tail).reshape(n, 4).tolist()
+        return self._spans
+
+    @property
+    def source_ix(self) -> list[int]:
+        """Each passage's source, as an index into ``head["sources"]``."""
+        if self._source_ix is None:
+            n = len(self.pids)
+            self._source_ix = np.frombuffer(self.raw, "<u4", n, self.tail + 32 * n).tolist()
+        return self._source_ix
+
+    @property
+    def head(self) -> dict[str, Any]:
+        """scope, sources (names), metadata and created, shared by the fragment's passages."""
+        if self._head is None:
+            at = self.tail + 36 * len(self.pids)
+            self._head = json.loads(self.raw[at : at + self.meta_len])
+        return self._head
+
+    @property
     def text(self) -> bytes:
         """Every passage's UTF-8 text, concatenated (decompressed on first use)."""
         if self._text is None:
-            self._text = zlib.decompress(self.payload) if self.codec == _ZLIB else self.payload
-            self.payload = b""
+            payload = memoryview(self.raw)[self.tail + 36 * len(self.pids) + self.meta_len :]
+            self._text = zlib.decompress(payload) if self.codec == _ZLIB else bytes(payload)
         return self._text
 
     @property
@@ -110,8 +140,9 @@ class Fragment:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the text, and its lowered copy counted ahead (made for ``k="all"``)."""
-        return 2 * len(self._text) if self._text is not None else len(self.payload)
+        """Bytes it may come to hold: the record, its text (about 3x the compressed record)
+        and the lowered copy (made for ``k="all"``), counted ahead."""
+        return 7 * len(self.raw)
 
     def passage_text(self, i: int) -> str:
         return self.text[self.offsets[i] : self.offsets[i + 1]].decode("utf-8", "surrogatepass")
@@ -170,28 +201,19 @@ def decode_fragment(key: bytes, raw: bytes) -> Fragment:
     """A fragment from its record (checked: a foreign record is named in the error)."""
     try:
         magic, n, meta_len, codec = _HEAD.unpack_from(raw, 0)
-        if magic != _MAGIC:
-            raise ValueError(f"magic {magic!r}")
+        if magic != _MAGIC or len(raw) < _HEAD.size + 4 * (n + 1) + 36 * n + meta_len:
+            raise ValueError(f"magic {magic!r}, {len(raw)} bytes")
         at = _HEAD.size
         pids = np.frombuffer(raw, "<u4", n, at).tolist()
-        at += 4 * n
-        offsets = np.frombuffer(raw, "<u4", n + 1, at).tolist()
-        at += 4 * (n + 1)
-        spans = np.frombuffer(raw, "<i8", 4 * n, at).reshape(n, 4).tolist()
-        at += 32 * n
-        source_ix = np.frombuffer(raw, "<u4", n, at).tolist()
-        at += 4 * n
-        head = json.loads(raw[at : at + meta_len])
-        payload = raw[at + meta_len :]
+        offsets = np.frombuffer(raw, "<u4", n + 1, at + 4 * n).tolist()
     except (ValueError, struct.error) as exc:
         raise StoreCorruptError(
             f"passage text fragment {key.hex()} in namespace {TEXTS!r} is not a fragment ({exc})",
             expected="a format 3 passage text fragment",
         ) from exc
-    return Fragment(
-        key, xxhash.xxh3_64_intdigest(raw), pids, offsets, spans, source_ix, head,
-        bytes(payload), codec, {p: i for i, p in enumerate(pids)},
-    )  # fmt: skip
+    tail = at + 4 * n + 4 * (n + 1)
+    digest = xxhash.xxh3_64_intdigest(raw)
+    return Fragment(key, digest, pids, offsets, raw, tail, meta_len, codec, {p: i for i, p in enumerate(pids)})  # fmt: skip
 
 
 def slot_fragments(store: Store, sid: int, slot: int) -> list[tuple[bytes, bytes]]:
@@ -199,12 +221,14 @@ def slot_fragments(store: Store, sid: int, slot: int) -> list[tuple[bytes, bytes
     without gaps; a search never walks the store with a cursor)."""
     prefix = slot_prefix(sid, slot)
     found: list[tuple[bytes, bytes]] = []
+    probe = _PROBE
     while True:
-        keys = [prefix + n.to_bytes(2, "big") for n in range(len(found), len(found) + _PROBE)]
+        keys = [prefix + n.to_bytes(2, "big") for n in range(len(found), len(found) + probe)]
         for key, raw in zip(keys, store.get_many(TEXTS, keys), strict=True):
             if raw is None:
                 return found
             found.append((key, raw))
+        probe *= 4  # a slot of many small fragments (chat turns): fewer, larger reads
 
 
 def write_texts(
@@ -280,7 +304,8 @@ class TextReader:
     def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.nbytes = 0
-        self._slots: OrderedDict[tuple[int, int], tuple[int, list[Fragment]]] = OrderedDict()
+        # slot -> (generation read at, fragments, read from committed state only)
+        self._slots: OrderedDict[tuple[int, int], tuple[int, list[Fragment], bool]] = OrderedDict()
         self._lock = threading.Lock()
 
     def locate(
@@ -289,7 +314,7 @@ class TextReader:
         """The fragment holding passage ``pid`` and its position there (None: no text)."""
         key = (sid, pid >> SLOT_BITS)
         item = self._slots.get(key)
-        if item is not None and item[0] == generation:
+        if item is not None and (item[2] or item[0] == generation):
             try:  # noqa: SIM105 - (contextlib.suppress costs more than the lookup)
                 self._slots.move_to_end(key)
             except KeyError:  # another thread evicted it meanwhile
@@ -311,23 +336,24 @@ class TextReader:
         sid: int,
         generation: int,
         key: tuple[int, int],
-        item: tuple[int, list[Fragment]] | None,
+        item: tuple[int, list[Fragment], bool, int] | None,
     ) -> list[Fragment]:
+        committed = store.last_commit() is not None  # (None: maybe a transaction's writes)
         known = {(f.key, f.digest): f for f in item[1]} if item is not None else {}
         frags = []
         for fkey, raw in slot_fragments(store, *key):
             old = known.get((fkey, xxhash.xxh3_64_intdigest(raw)))
             frags.append(old if old is not None else decode_fragment(fkey, raw))
-        for f in frags:
-            f.text  # noqa: B018 - decompressed now, counted in the cache's bound
+        size = sum(f.nbytes for f in frags)
         with self._lock:
-            if item is not None and key in self._slots:
-                self.nbytes -= sum(f.nbytes for f in self._slots.pop(key)[1])
-            self._slots[key] = (generation, frags)
-            self.nbytes += sum(f.nbytes for f in frags)
+            gone = self._slots.pop(key, None)
+            if gone is not None:
+                self.nbytes -= gone[3]
+            self._slots[key] = (generation, frags, committed, size)
+            self.nbytes += size
             while self.nbytes > self.max_bytes and len(self._slots) > 1:
-                _, (_, gone) = self._slots.popitem(last=False)
-                self.nbytes -= sum(f.nbytes for f in gone)
+                _, evicted = self._slots.popitem(last=False)
+                self.nbytes -= evicted[3]
         return frags
 
     def fragments(
