@@ -11,14 +11,15 @@ decoded fragments in a bounded cache (:class:`TextReader`), so a verified passag
 dictionary lookup and a slice; ``k="all"`` verifies a whole fragment with one search of its
 text (:mod:`engram_sdk.memory.bulk_verify`).
 
-Records (namespace ``mem.text``): key = scope id (4 bytes) + slot (4) + fragment number
-(2), big-endian; a slot holds one fragment per commit that added passages to it, numbered
-from 0 without gaps, so a reader finds them by key lookups (never a cursor walk: a damaged
-B-tree page must give a named error, not an abort in LMDB). The per-passage records of
-``mem.passage`` keep their JSON header (what ``forget`` filters on and what says a passage
-is live) with an empty body. Deleting passages rewrites their fragments without them under
-the same key (:func:`drop_texts`; an emptied one stays, holding none); a scope's are
-deleted with it. Readers only ask for live passages (candidates come from the index, minus
+Records (namespace ``mem.text``): key = scope id (4 bytes) + slot (4) + the position of
+the fragment's first passage in the slot (1), big-endian; a slot holds one fragment per
+commit that added passages to it. A reader finds a passage's fragment by key lookups
+(never a cursor walk: a damaged B-tree page must give a named error, not an abort in
+LMDB): the fragment starting at the passage itself (a chat turn), then the one starting
+the slot (an ingest batch), then every start. The per-passage records of ``mem.passage``
+keep their JSON header (what ``forget`` filters on and what says a passage is live) with
+an empty body. Deleting passages rewrites their fragments without them, under the key of
+their new first passage (:func:`drop_texts`); a scope's are deleted with it. Readers only ask for live passages (candidates come from the index, minus
 tombstones), and the text of a committed passage never changes, so a cached slot read
 from committed state stays right whatever is committed later (a new passage in the slot is
 not found there, and the slot is read again). Only a slot read while a transaction may
@@ -56,7 +57,7 @@ _RAW, _ZLIB = 0, 1
 _NOT_PLAIN = np.zeros(256, bool)  # non-ASCII bytes and where str.splitlines also breaks
 _NOT_PLAIN[128:] = True
 _NOT_PLAIN[list(b"\r\x0b\x0c\x1c\x1d\x1e")] = True
-_PROBE = 4  # fragment keys of a slot looked up per store read
+_IN_SLOT = (1 << SLOT_BITS) - 1  # a passage's position in its slot: pid & _IN_SLOT
 _THREADS_OVER = 4 << 20  # compress on threads when a commit holds more text than this
 
 
@@ -216,19 +217,22 @@ def decode_fragment(key: bytes, raw: bytes) -> Fragment:
     return Fragment(key, digest, pids, offsets, raw, tail, meta_len, codec, {p: i for i, p in enumerate(pids)})  # fmt: skip
 
 
-def slot_fragments(store: Store, sid: int, slot: int) -> list[tuple[bytes, bytes]]:
-    """Every fragment record of a slot, oldest first, by key lookups (numbered from 0,
-    without gaps; a search never walks the store with a cursor)."""
+def fragment_key(sid: int, first_pid: int) -> bytes:
+    """Record key of the fragment whose first passage is ``first_pid``."""
+    return slot_prefix(sid, first_pid >> SLOT_BITS) + (first_pid & _IN_SLOT).to_bytes(1, "big")
+
+
+def slot_fragments(
+    store: Store, sid: int, slot: int, starts: Sequence[int] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The fragment records of a slot that start at ``starts`` (positions in the slot;
+    default all), by key lookups: a search never walks the store with a cursor (a damaged
+    B-tree page must give a named error, not an abort inside LMDB)."""
     prefix = slot_prefix(sid, slot)
-    found: list[tuple[bytes, bytes]] = []
-    probe = _PROBE
-    while True:
-        keys = [prefix + n.to_bytes(2, "big") for n in range(len(found), len(found) + probe)]
-        for key, raw in zip(keys, store.get_many(TEXTS, keys), strict=True):
-            if raw is None:
-                return found
-            found.append((key, raw))
-        probe *= 4  # a slot of many small fragments (chat turns): fewer, larger reads
+    keys = [
+        prefix + n.to_bytes(1, "big") for n in (range(_IN_SLOT + 1) if starts is None else starts)
+    ]
+    return [(k, raw) for k, raw in zip(keys, store.get_many(TEXTS, keys), strict=True) if raw]
 
 
 def write_texts(
@@ -261,25 +265,25 @@ def write_texts(
             bodies = list(pool.map(lambda t: zlib.compress(t, 1), (t for _, t in parts)))
     else:
         bodies = [zlib.compress(t, 1) for _, t in parts]
-    items, next_of = [], {}
-    for (a, _), (prefix, _), body in zip(groups, parts, bodies, strict=True):
-        slot = pids[a] >> SLOT_BITS
-        if slot not in next_of:
-            next_of[slot] = len(slot_fragments(store, sid, slot))
-        items.append((slot_prefix(sid, slot) + next_of[slot].to_bytes(2, "big"), prefix + body))
-        next_of[slot] += 1
+    items = [
+        (fragment_key(sid, pids[a]), prefix + body)
+        for (a, _), (prefix, _), body in zip(groups, parts, bodies, strict=True)
+    ]
     store.put_many(TEXTS, items)
 
 
 def drop_texts(store: Store, sid: int, pids: Iterable[int]) -> None:
     """After passages ``pids`` were deleted: rewrite each fragment holding some of them
-    without them, under the same key (a fragment left empty stays, holding none)."""
+    without them (under the key of its new first passage), or delete it when none is left."""
     gone = set(pids)
     for slot in sorted({p >> SLOT_BITS for p in gone}):
         for key, raw in slot_fragments(store, sid, slot):
             frag = decode_fragment(key, raw)
             keep = [i for i, p in enumerate(frag.pids) if p not in gone]
             if len(keep) == len(frag.pids):
+                continue
+            store.delete(TEXTS, key)
+            if not keep:
                 continue
             names = frag.head["sources"]
             prefix, text = encode_fragment(
@@ -289,7 +293,8 @@ def drop_texts(store: Store, sid: int, pids: Iterable[int]) -> None:
                 [names[frag.source_ix[i]] for i in keep],
                 {k: v for k, v in frag.head.items() if k != "sources"},
             )
-            store.put(TEXTS, key, prefix + zlib.compress(text, 1))
+            new_key = fragment_key(sid, frag.pids[keep[0]])
+            store.put(TEXTS, new_key, prefix + zlib.compress(text, 1))
 
 
 def drop_scope_texts(store: Store, sid: int) -> None:
@@ -323,11 +328,14 @@ class TextReader:
                 i = frag.at.get(pid)
                 if i is not None:
                     return frag, i
-        frags = self._read_slot(store, sid, generation, key, item)
-        for frag in frags:
-            i = frag.at.get(pid)
-            if i is not None:
-                return frag, i
+        for starts in ([pid & _IN_SLOT, 0], None):  # its own start (a chat turn), the slot's
+            # start (an ingest batch); else every start in the slot
+            frags = self._read_slot(store, sid, generation, key, item, starts)
+            for frag in frags:
+                i = frag.at.get(pid)
+                if i is not None:
+                    return frag, i
+            item = self._slots.get(key)
         return None
 
     def _read_slot(
@@ -337,19 +345,28 @@ class TextReader:
         generation: int,
         key: tuple[int, int],
         item: tuple[int, list[Fragment], bool, int] | None,
+        starts: Sequence[int] | None,
     ) -> list[Fragment]:
+        """Fragments of a slot read at ``starts`` (None: all), added to those known."""
         committed = store.last_commit() is not None  # (None: maybe a transaction's writes)
-        known = {(f.key, f.digest): f for f in item[1]} if item is not None else {}
-        frags = []
-        for fkey, raw in slot_fragments(store, *key):
-            old = known.get((fkey, xxhash.xxh3_64_intdigest(raw)))
-            frags.append(old if old is not None else decode_fragment(fkey, raw))
+        valid = item is not None and (item[2] or item[0] == generation)
+        known = {f.key: f for f in item[1]} if valid and item is not None else {}
+        by_digest = {(f.key, f.digest): f for f in known.values()}
+        read = {}
+        wanted = None if starts is None else sorted(set(starts))
+        for fkey, raw in slot_fragments(store, *key, starts=wanted):
+            old = by_digest.get((fkey, xxhash.xxh3_64_intdigest(raw)))
+            read[fkey] = old if old is not None else decode_fragment(fkey, raw)
+        if starts is None:
+            known = {}  # the whole slot was read: what is gone from it goes
+        frags = list({**known, **read}.values())
+        trusted = committed and (not known or bool(item and item[2]))
         size = sum(f.nbytes for f in frags)
         with self._lock:
             gone = self._slots.pop(key, None)
             if gone is not None:
                 self.nbytes -= gone[3]
-            self._slots[key] = (generation, frags, committed, size)
+            self._slots[key] = (generation, frags, trusted, size)
             self.nbytes += size
             while self.nbytes > self.max_bytes and len(self._slots) > 1:
                 _, evicted = self._slots.popitem(last=False)
