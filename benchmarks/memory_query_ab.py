@@ -2,10 +2,12 @@
 
     python benchmarks/memory_query_ab.py --corpus DIR [--store DIR] [--baseline main] [--rounds 2]
 
-The store is built once from ``--corpus`` with this checkout (kept in ``--store`` for reuse:
-the on-disk format is the same on both sides); the queries are those of ``engram bench
-memory`` (seed 0). Each side (this checkout, and ``git archive <baseline>`` unpacked in a
-temp folder) answers every query in its own process, sides alternating ``--rounds`` times;
+Each side (this checkout, and the baseline: a folder holding a checkout such as
+``/work/main``, or a revision, ``git archive``-d into a temp folder) ingests ``--corpus``
+into its own store with its own code (kept under ``--store``/``baseline`` and
+``--store``/``checkout`` for reuse: the on-disk formats may differ); the queries are those
+of ``engram bench memory`` (seed 0). Each side answers every query in its own process,
+sides alternating ``--rounds`` times;
 per query the best CPU time of its calls is kept (top 10; regex and list-all: every match).
 Hit counts must agree between the two sides (every match for list-all and regex) or the run
 fails. The last row lists the files of the list-all queries: with ``one_per_source=True``
@@ -66,6 +68,22 @@ print(json.dumps(out))
 """
 
 
+BUILD = r"""
+import sys
+from engram_sdk.memory import Memory
+with Memory.open(f"lmdb://{sys.argv[1]}", durable=False) as mem:
+    mem.ingest(sys.argv[2], progress=False)
+"""
+
+
+def _build(tree: Path, store: Path, corpus: Path) -> None:
+    if store.exists():
+        return
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    argv = [sys.executable, "-c", BUILD, str(store), str(corpus)]
+    subprocess.run(argv, check=True, env=env, cwd=tree)
+
+
 def _side(tree: Path, store: Path, queries: dict[str, list[str]]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     argv = [sys.executable, "-c", CHILD, str(store), json.dumps(queries)]
@@ -85,23 +103,26 @@ def main() -> None:
     if not args.corpus.is_dir():
         sys.exit(f"--corpus {args.corpus} is not a folder")
     from engram_sdk.bench.memory_corpus import pick_queries
-    from engram_sdk.memory import Memory
 
     scratch = Path(tempfile.mkdtemp(prefix="engram-query-ab-"))
-    store = args.store or scratch / "store"
-    if not store.exists():
-        with Memory.open(f"lmdb://{store}", durable=False) as mem:
-            mem.ingest(args.corpus, progress=False)
+    stores = args.store or scratch / "stores"
     queries = pick_queries(args.corpus, 10, seed=0).classes
-    base = scratch / "baseline"
-    base.mkdir()
-    archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+    if Path(args.baseline).is_dir():
+        base = Path(args.baseline)
+    else:
+        base = scratch / "baseline"
+        base.mkdir()
+        archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
     sides = {args.baseline: base, "this checkout": ROOT}
+    store_of = {args.baseline: stores / "baseline", "this checkout": stores / "checkout"}
+    stores.mkdir(parents=True, exist_ok=True)
+    for name, tree in sides.items():
+        _build(tree, store_of[name], args.corpus)
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for name, tree in sides.items():
-            got = _side(tree, store, queries)
+            got = _side(tree, store_of[name], queries)
             old = best.get(name)
             best[name] = (
                 got

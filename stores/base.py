@@ -63,6 +63,9 @@ class Store(ABC):
     def _bytes_on_disk(self) -> int | None:
         return None
 
+    def _last_commit(self) -> int | None:
+        return None
+
     def _format_version(self) -> int:
         """The on-disk format version of this store (what ``info`` reports)."""
         return STORE_FORMAT_VERSION
@@ -310,6 +313,13 @@ class Store(ABC):
         if self._pending is not None:
             names |= set(self._pending.records)
         return sorted(names)
+
+    def last_commit(self) -> int | None:
+        """A number that changes with every commit this store can see (any process's), so a
+        reader can skip rereading what did not change; None when the backend cannot tell, or
+        while a transaction is open here (its staged writes are read too): reread then."""
+        self._check_open()
+        return None if self._pending is not None else self._last_commit()
 
     # ---- description ------------------------------------------------------------------
     def info(self) -> StoreInfo:

@@ -391,6 +391,9 @@ class LmdbStore(Store):
     def _bytes_on_disk(self) -> int:
         return _file_size(self.path)
 
+    def _last_commit(self) -> int | None:
+        return self.env.info()["last_txnid"]
+
     def _close(self) -> None:
         env = getattr(self, "env", None)
         if env is not None:

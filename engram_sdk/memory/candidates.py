@@ -18,6 +18,7 @@ WINDOW_IDS = 64  # top-k: ids of the rarest list in the first window of a segmen
 WINDOW_GROWTH = 4  # each further window reads this many times more
 WINDOW_DF_RATIO = 64  # windows read the lists at most this many times commoner than the rarest
 WINDOW_LISTS = 8  # and at most this many of them
+WHOLE_LIST = 512  # a rarest list this short is one window: one filtering pass, not several
 
 
 def all_of(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> np.ndarray:
@@ -44,8 +45,9 @@ def windows(
     segment, oldest segment first; all windows together hold every live passage with every
     trigram (a superset: verification decides).
 
-    A window of a segment takes the next ``first`` ids of its rarest list (then
-    :data:`WINDOW_GROWTH` times more each time) and keeps those that the next rarest lists
+    A window of a segment takes the next ``first`` ids of its rarest list (the whole list
+    when it is at most :data:`WHOLE_LIST` long; then :data:`WINDOW_GROWTH` times more each
+    time) and keeps those that the next rarest lists
     (up to :data:`WINDOW_LISTS`, at most :data:`WINDOW_DF_RATIO` times as common) also hold.
     Lists come whole from the index's list cache.
     """
@@ -53,9 +55,9 @@ def windows(
         entries = index.entries(sid, s.seg, trigrams)
         if entries is None:
             continue
-        entries = _window_lists(index.dictionary(sid, s.seg), entries)
+        entries = index.remembered(("window", sid, s.seg, trigrams.tobytes()), entries, _window_of)
         rarest, *others = index.decoded(sid, s.seg, entries)
-        start, size = 0, first or WINDOW_IDS
+        start, size = 0, first or (len(rarest) if len(rarest) <= WHOLE_LIST else WINDOW_IDS)
         while start < len(rarest):
             ids = rarest[start : start + size]
             for other in others:
@@ -75,6 +77,10 @@ def first_candidates(index: TrigramIndex, sid: int, trigrams: np.ndarray, want: 
         if count >= want:
             break
     return np.concatenate(found) if found else np.zeros(0, np.uint32)
+
+
+def _window_of(index: TrigramIndex, key: tuple, entries: np.ndarray) -> np.ndarray:
+    return _window_lists(index.dictionary(key[1], key[2]), entries)
 
 
 def _window_lists(d: Dictionary, entries: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from engram_sdk.errors import InputError
 from engram_sdk.memory.memory import PASSAGES, passage_key
 from engram_sdk.memory.models import decode_passage
 from engram_sdk.memory.sources import SourceInfo, get_record, put_record, scan_records
+from engram_sdk.memory.text_store import drop_texts
 from engram_sdk.memory.validate import check_metadata, check_seconds, check_sources
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def remove_passages(mem: Memory, scope_id: int, pids: list[int]) -> int:
     gone = [p.pid for p in passages]
     with mem.transaction():
         mem.store.delete_many(PASSAGES, [passage_key(scope_id, p) for p in gone])
+        drop_texts(mem.store, scope_id, gone)
         mem.index.remove(scope_id, gone)
         for source, mine in by_source.items():
             record = get_record(mem.store, scope_id, source)

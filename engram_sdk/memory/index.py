@@ -19,19 +19,22 @@ id a dropped scope would have used, so caches keyed by segment id never serve st
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from engram_sdk.memory import purge
 from engram_sdk.memory.list_cache import ListCache, ListKey
 from engram_sdk.memory.postings import Postings, decode_all, decode_lists, encode_keys
+from engram_sdk.memory.purge import drop_dead, pid_range, segment_to_purge, split_by_pid
 from engram_sdk.memory.trigrams import passage_postings, sorted_unique
 from engram_sdk.stores import Store
 
 NS = "mem.tri"
 PAGE = 1 << 15
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: segments carry their passage-id range (1: read, ranges unknown)
 MERGE_RATIO = 2
 LOOKUPS = 8192  # remembered dictionary lookups (see TrigramIndex.entries)
 COMPACT_AT = 4096  # tombstones that trigger a compaction (or a quarter of the passages)
@@ -39,11 +42,19 @@ COMPACT_AT = 4096  # tombstones that trigger a compaction (or a quarter of the p
 
 @dataclass
 class SegmentInfo:
-    """One segment of a scope: its id, number of postings and posting bytes."""
+    """One segment of a scope: its id, number of postings and posting bytes, and the range
+    and number of the passages it indexes (-1: unknown, a table of index format 1)."""
 
     seg: int
     postings: int
     nbytes: int
+    lo: int = -1
+    hi: int = -1
+    passages: int = -1
+
+    @property
+    def known(self) -> bool:
+        return self.lo >= 0
 
 
 @dataclass
@@ -60,7 +71,9 @@ class ScopeTable:
                 "format": INDEX_FORMAT,
                 "next_segment": self.next_segment,
                 "passages": self.passages,
-                "segments": [[s.seg, s.postings, s.nbytes] for s in self.segments],
+                "segments": [
+                    [s.seg, s.postings, s.nbytes, s.lo, s.hi, s.passages] for s in self.segments
+                ],
             }
         ).encode()
 
@@ -113,7 +126,8 @@ class TrigramIndex:
         self._raw: dict[int, tuple[bytes | None, bytes | None]] = {}
         self._no_dead_record: dict[int, bool] = {}
         self._generation: dict[int, int] = {}
-        self._lookups: dict[tuple[int, int, bytes], np.ndarray | None] = {}
+        self._lookups: dict[tuple, Any] = {}
+        self._seen_commit: dict[int, int | None] = {}  # the store's last commit at a refresh
         self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
     # ---- scope state ------------------------------------------------------------------------
@@ -122,9 +136,13 @@ class TrigramIndex:
         or a rolled-back transaction of this one); every operation starts with it and then
         works on that one view. Cached dictionaries of segments no longer listed are dropped,
         so a segment id reused after a rollback is never served stale."""
+        commit = self.store.last_commit()
+        if commit is not None and self._seen_commit.get(sid) == commit and sid in self._raw:
+            return  # nothing committed anywhere since the last refresh: no read at all
         raw, dead = self.store.get_many(NS, [_scope(sid) + b"T", _scope(sid) + b"X"])
+        self._seen_commit[sid] = commit
         if self._raw.get(sid) == (raw, dead) and raw is not None:
-            return  # nothing committed since the last refresh (the common case of a search)
+            return  # nothing committed to the scope since the last refresh
         table = ScopeTable.from_json(raw) if raw else ScopeTable()
         if raw is None:  # a new (or dropped) scope: its segment ids start after any old one
             floor = self.store.get(NS, _NEXT_AFTER_DROP)
@@ -199,12 +217,13 @@ class TrigramIndex:
             table = self._table_to_change(sid)
             table.passages += passages
             if len(keys):
-                self._write_segment(sid, table, keys)
+                table.segments += self._write_segments(sid, table, keys)
                 self._merge_tail(sid, table)
             self._save(sid, table)
 
     def remove(self, sid: int, pids: Sequence[int] | np.ndarray) -> None:
-        """Tombstone deleted passages: never candidates again, postings dropped by compact."""
+        """Tombstone deleted passages: never candidates again; then purge at most one
+        segment (:mod:`engram_sdk.memory.purge`), or compact a table of unknown ranges."""
         pids = np.asarray(pids, np.uint32)
         if not len(pids):
             return
@@ -214,11 +233,30 @@ class TrigramIndex:
             dead = sorted_unique(np.concatenate([self.tombstones(sid), pids]))
             self._save_dead(sid, dead)
             self._save(sid, table)
-            if len(dead) > max(COMPACT_AT, table.passages // 4):
+            if all(s.known for s in table.segments):
+                self._purge(sid, table)
+            if len(self.tombstones(sid)) > max(COMPACT_AT, table.passages // 4):
                 self.compact(sid)
 
+    def _purge(self, sid: int, table: ScopeTable) -> None:
+        """Rewrite the most tombstoned segment without its dead postings, if one is due."""
+        dead = self.tombstones(sid)
+        ranges = [(s.lo, s.hi, s.passages) for s in table.segments]
+        n = segment_to_purge(ranges, dead)
+        if n is None:
+            return
+        old = table.segments[n]
+        keys = drop_dead(decode_all(self._postings(sid, old)), dead)
+        self.store.delete_many(NS, self._segment_keys(sid, old))
+        self._dicts.pop((sid, old.seg), None)
+        table.segments[n : n + 1] = self._write_segments(sid, table, keys) if len(keys) else []
+        inside = (dead >= old.lo) & (dead <= old.hi)
+        self._save_dead(sid, dead[~inside])
+        self._save(sid, table)
+
     def compact(self, sid: int) -> None:
-        """Merge every segment into one, without the postings of tombstoned passages."""
+        """Merge every segment into one (cut at :data:`engram_sdk.memory.purge.SEGMENT_CAP` postings), without the
+        postings of tombstoned passages."""
         with self.store.transaction():
             table = self._table_to_change(sid)
             if len(table.segments) > 1 or len(self.tombstones(sid)):
@@ -244,7 +282,13 @@ class TrigramIndex:
         self._lookups.clear()
         self.lists.drop(sid)
 
-    def _write_segment(self, sid: int, table: ScopeTable, keys: np.ndarray) -> None:
+    def _write_segments(self, sid: int, table: ScopeTable, keys: np.ndarray) -> list[SegmentInfo]:
+        """New segments of ``keys`` (cut at :data:`engram_sdk.memory.purge.SEGMENT_CAP` postings), in id order."""
+        return [self._write_segment(sid, table, part, n) for part, n in split_by_pid(keys)]
+
+    def _write_segment(
+        self, sid: int, table: ScopeTable, keys: np.ndarray, passages: int
+    ) -> SegmentInfo:
         p = encode_keys(keys)
         seg = table.next_segment
         table.next_segment += 1
@@ -256,29 +300,35 @@ class TrigramIndex:
             for i in range(0, len(p.blob), PAGE)
         ]
         self.store.put_many(NS, items)
-        table.segments.append(SegmentInfo(seg, len(keys), len(p.blob)))
+        return SegmentInfo(seg, len(keys), len(p.blob), *pid_range(keys), passages)
 
     def _merge_tail(self, sid: int, table: ScopeTable) -> None:
         segs = table.segments
-        while len(segs) >= 2 and segs[-2].postings <= MERGE_RATIO * segs[-1].postings:
+        while (
+            len(segs) >= 2
+            and segs[-2].postings <= MERGE_RATIO * segs[-1].postings
+            and segs[-2].postings + segs[-1].postings <= purge.SEGMENT_CAP
+        ):
             self._merge(sid, table, 2, drop=None)
 
     def _merge(self, sid: int, table: ScopeTable, count: int, drop: np.ndarray | None) -> None:
         """Replace the newest ``count`` segments by one."""
         old = table.segments[-count:]
         parts = [decode_all(self._postings(sid, s)) for s in old]
-        keys = np.concatenate(parts)
-        del parts  # a merge holds the scope's every posting: one copy at a time
-        keys.sort(kind="stable")  # sorted runs: a linear merge
+        if len(parts) == 1:
+            keys = parts[0]
+        else:
+            keys = np.concatenate(parts)
+            del parts  # a merge holds the scope's every posting: one copy at a time
+            keys.sort(kind="stable")  # sorted runs: a linear merge
         if drop is not None and len(drop):
-            pids = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-            keys = keys[~member(pids, drop)]
+            keys = drop_dead(keys, drop)
         del table.segments[-count:]
         self.store.delete_many(NS, [k for s in old for k in self._segment_keys(sid, s)])
         for s in old:
             self._dicts.pop((sid, s.seg), None)
         if len(keys):
-            self._write_segment(sid, table, keys)
+            table.segments += self._write_segments(sid, table, keys)
 
     def _segment_keys(self, sid: int, s: SegmentInfo) -> list[bytes]:
         pages = (s.nbytes + PAGE - 1) // PAGE
@@ -322,6 +372,16 @@ class TrigramIndex:
         if len(self._lookups) >= LOOKUPS:
             self._lookups.clear()
         self._lookups[key] = found
+        return found
+
+    def remembered(self, key: tuple, value: Any, derive: Callable[..., Any]) -> Any:
+        """``derive(self, key, value)``, remembered with the dictionary lookups (``key``
+        names a segment, so entries go when it does)."""
+        if key in self._lookups:
+            return self._lookups[key]
+        if len(self._lookups) >= LOOKUPS:
+            self._lookups.clear()
+        found = self._lookups[key] = derive(self, key, value)
         return found
 
     def read_lists(

@@ -20,6 +20,7 @@ from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
 from engram_sdk.memory.index import TrigramIndex
 from engram_sdk.memory.models import (
     MEMORY_FORMAT_VERSION,
+    READABLE_FORMATS,
     Context,
     Hit,
     MemoryManifest,
@@ -29,6 +30,7 @@ from engram_sdk.memory.models import (
     passage_record_heads,
 )
 from engram_sdk.memory.passage_batch import PassageBatch, encode_chunks
+from engram_sdk.memory.text_store import drop_scope_texts, drop_texts, reader_of, write_texts
 from engram_sdk.memory.validate import (
     check_bool,
     check_k,
@@ -89,18 +91,22 @@ class Memory:
         self.manifest = (
             MemoryManifest.model_validate_json(raw) if raw else MemoryManifest(encoding=encoding)
         )
-        if self.manifest.format_version != MEMORY_FORMAT_VERSION:
+        if self.manifest.format_version not in READABLE_FORMATS:
             raise StoreVersionError(
                 f"memory in {store.uri} has format {self.manifest.format_version}; this "
-                f"engram-sdk reads format {MEMORY_FORMAT_VERSION} only"
+                f"engram-sdk reads formats {', '.join(map(str, READABLE_FORMATS))} only"
                 + (
                     " (format 1 had a token-bigram index that missed matches): ingest again "
                     "into a new store"
-                    if self.manifest.format_version < MEMORY_FORMAT_VERSION
+                    if self.manifest.format_version < min(READABLE_FORMATS)
                     else ""
                 )
             )
         self.index = TrigramIndex(store)
+        if self.manifest.format_version < MEMORY_FORMAT_VERSION and not store.readonly:
+            from engram_sdk.memory.migrate import migrate_to_fragments
+
+            migrate_to_fragments(self)
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer:
@@ -129,8 +135,10 @@ class Memory:
 
     def scope_id(self, scope: str, create: bool = False) -> int | None:
         """Numeric id of a scope (None if unknown and not created)."""
+        sid = self.manifest.scopes.get(scope) if isinstance(scope, str) else None
+        if sid is not None:
+            return sid  # (a known scope was checked when it was made)
         check_label("scope", scope)
-        sid = self.manifest.scopes.get(scope)
         if sid is None and create:
             sid = self.manifest.scopes[scope] = len(self.manifest.scopes) + 1
         return sid
@@ -147,21 +155,22 @@ class Memory:
         first = self.manifest.next_pid
         pids = list(range(first, first + len(batch)))
         self.manifest.next_pid += len(batch)
+        spans = batch.spans.tolist()
+        created = time.time()
         heads = passage_record_heads(
             pids=pids,
-            spans=batch.spans.tolist(),
+            spans=spans,
             sources=sources,
             scope=scope,
             metadata=metadata or {},
-            created=time.time(),
+            created=created,
         )
         self.store.put_many(
             PASSAGES,
-            [
-                (passage_key(scope_id, p), head + body)
-                for p, head, body in zip(pids, heads, batch.bodies, strict=True)
-            ],
+            [(passage_key(scope_id, p), head) for p, head in zip(pids, heads, strict=True)],
         )
+        head = {"scope": scope, "metadata": metadata or {}, "created": created}
+        write_texts(self.store, scope_id, pids, batch.texts, spans, sources, head)
         self.index.add_keys(scope_id, len(pids), batch.keys + np.uint64(first))
         return pids
 
@@ -262,6 +271,7 @@ class Memory:
             self.store.delete_many(
                 SOURCES, [k for k, _ in self.store.scan(SOURCES, sid.to_bytes(4, "big"))]
             )
+            drop_scope_texts(self.store, sid)
             self.index.drop_scope(sid)
             return len(keys)
 
@@ -272,6 +282,7 @@ class Memory:
             return 0
         pids = json.loads(raw)["pids"]
         self.store.delete_many(PASSAGES, [passage_key(sid, p) for p in pids])
+        drop_texts(self.store, sid, pids)
         self.index.remove(sid, pids)
         self.store.delete(SOURCES, key)
         return len(pids)
@@ -288,7 +299,17 @@ class Memory:
     def passages(self, scope_id: int, pids: Iterable[int]) -> list[Passage | None]:
         """Stored passages by id (None where deleted)."""
         raws = self.store.get_many(PASSAGES, [passage_key(scope_id, int(p)) for p in pids])
-        return [None if r is None else decode_passage(r) for r in raws]
+        out = [None if r is None else decode_passage(r) for r in raws]
+        self.index.refresh(scope_id)
+        generation = self.index.generation(scope_id)
+        reader = reader_of(self.index)
+        for p, raw in zip(out, raws, strict=True):
+            if p is not None and raw is not None and raw.index(b"\x00") == len(raw) - 1:
+                # format 3: the text is in a fragment
+                found = reader.locate(self.store, scope_id, generation, p.pid)
+                if found is not None:
+                    p.text = found[0].passage_text(found[1])
+        return out
 
     def search(
         self,

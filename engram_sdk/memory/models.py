@@ -10,7 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MEMORY_FORMAT_VERSION = 2  # 2: folded byte-trigram index (1: token-bigram fingerprints)
+# 3: passage texts in fragments (engram_sdk.memory.text_store), records keep their header;
+# 2: folded byte-trigram index, texts in passage records (read, and migrated when opened
+# for writing); 1: token-bigram fingerprints
+MEMORY_FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)
 LAZY = ConfigDict(defer_build=True)  # validators built on first use, not at every CLI start
 
 
@@ -98,10 +102,12 @@ def passage_record_heads(
 
 
 def decode_passage(raw: bytes) -> Passage:
-    """Inverse of :func:`encode_passage`."""
+    """Inverse of :func:`encode_passage`; a format 3 record (its text in a fragment) gives a
+    passage whose ``text`` is empty."""
     head, _, text = bytes(raw).partition(b"\x00")
     passage = Passage.model_validate_json(head)
-    passage.text = zlib.decompress(text).decode("utf-8", "surrogatepass")
+    if text:
+        passage.text = zlib.decompress(text).decode("utf-8", "surrogatepass")
     return passage
 
 

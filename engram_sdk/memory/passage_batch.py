@@ -4,13 +4,13 @@ Everything costly about storing a passage (compressing its text, folding it, ext
 sorting its trigrams) depends only on the passage, not on the id it will get. A
 :class:`PassageBatch` holds that work for passages numbered 0..n-1, so it can be done in a
 worker process (only compact arrays and bytes travel back) and the writer just adds the
-first id: ``keys + first`` are the index postings, ``bodies`` the stored texts.
+first id: ``keys + first`` are the index postings, ``texts`` the UTF-8 texts (stored in
+fragments: :mod:`engram_sdk.memory.text_store`).
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,20 +27,20 @@ GROUP_CHARS = 1 << 18  # text per thread task when encoding on every core
 @dataclass(frozen=True)
 class PassageBatch:
     """Passages 0..n-1: ``spans`` (n, 4) int64 rows of line_start, line_end, byte_start,
-    byte_end; ``bodies`` the zlib-compressed UTF-8 texts; ``keys`` the sorted unique
+    byte_end; ``texts`` the UTF-8 texts; ``keys`` the sorted unique
     ``trigram << 32 | passage number`` postings (uint64)."""
 
     spans: np.ndarray
-    bodies: list[bytes]
+    texts: list[bytes]
     keys: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.bodies)
+        return len(self.texts)
 
 
 def encode_chunks(chunks: Sequence[Chunk], *, threads: bool = True) -> PassageBatch:
     """The batch of ``chunks``; ``threads``: groups of about :data:`GROUP_CHARS` characters
-    on every core (zlib and numpy release the GIL); off in worker processes, which already
+    on every core (numpy releases the GIL); off in worker processes, which already
     use one core each."""
     cores = os.cpu_count() or 1
     if not threads or cores == 1 or sum(len(c.text) for c in chunks) < 2 * GROUP_CHARS:
@@ -61,10 +61,10 @@ def _encode(chunks: Sequence[Chunk]) -> PassageBatch:
     spans = np.array(
         [(c.line_start, c.line_end, c.byte_start, c.byte_end) for c in chunks], np.int64
     ).reshape(-1, 4)
-    bodies = [zlib.compress(c.text.encode("utf-8", "surrogatepass"), 1) for c in chunks]
+    texts = [c.text.encode("utf-8", "surrogatepass") for c in chunks]
     local = np.arange(len(chunks), dtype=np.uint32)
     keys = passage_postings([index_bytes(c.text) for c in chunks], local, threads=False)
-    return PassageBatch(spans, bodies, keys)
+    return PassageBatch(spans, texts, keys)
 
 
 def concat(batches: Sequence[PassageBatch]) -> PassageBatch:
@@ -78,4 +78,4 @@ def concat(batches: Sequence[PassageBatch]) -> PassageBatch:
         at, first = at + len(b.keys), first + len(b)
     keys.sort(kind="stable")  # sorted runs: a linear merge
     spans = np.concatenate([b.spans for b in batches]) if batches else np.zeros((0, 4), np.int64)
-    return PassageBatch(spans, [body for b in batches for body in b.bodies], keys)
+    return PassageBatch(spans, [text for b in batches for text in b.texts], keys)

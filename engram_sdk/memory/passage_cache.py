@@ -6,6 +6,10 @@ keyed by (scope, passage id) and stamped with the scope's generation
 (:meth:`engram_sdk.memory.index.TrigramIndex.generation`): any commit to the scope (an add,
 a delete, another process's write, a rolled-back one) changes the generation, and older
 entries are never served. ``k="all"`` reads through it without filling it.
+
+It serves format 2 memories (texts in passage records); a format 3 memory's texts come from
+fragments, which its :class:`engram_sdk.memory.text_store.TextReader` caches
+(:func:`loader_for` picks).
 """
 
 from __future__ import annotations
@@ -14,10 +18,15 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from engram_sdk.memory.index import TrigramIndex
-from engram_sdk.memory.verify import Loaded, decode, records
+from engram_sdk.memory.text_store import TextReader, reader_of
+from engram_sdk.memory.verify import Loaded, Loader, TextOf, decode, from_fragments, load, records
 from engram_sdk.stores import Store
+
+if TYPE_CHECKING:
+    from engram_sdk.memory.memory import Memory
 
 DEFAULT_CACHE_CHARS = 16 << 20
 _caches: weakref.WeakKeyDictionary[TrigramIndex, PassageCache] = weakref.WeakKeyDictionary()
@@ -35,7 +44,14 @@ class PassageCache:
         self._lock = threading.Lock()
 
     def load(
-        self, store: Store, sid: int, generation: int, pids: Sequence[int], *, keep: bool = True
+        self,
+        store: Store,
+        sid: int,
+        generation: int,
+        pids: Sequence[int],
+        text_of: TextOf,
+        *,
+        keep: bool = True,
     ) -> Iterator[Loaded]:
         """:func:`engram_sdk.memory.verify.load` through the cache (``keep``: remember the
         passages read)."""
@@ -54,7 +70,7 @@ class PassageCache:
                 raw = raws.get(pid)
                 if raw is None:  # deleted
                     continue
-                p = decode(pid, raw)  # decoded only when the caller gets this far
+                p = decode(pid, raw, text_of)  # decoded only when the caller gets this far
                 if keep:
                     self._keep(sid, generation, p)
             yield p
@@ -80,3 +96,25 @@ def cache_of(index: TrigramIndex) -> PassageCache:
     if cache is None:
         cache = _caches[index] = PassageCache()
     return cache
+
+
+def loader_for(mem: Memory, sid: int, *, keep: bool = True) -> Loader:
+    """How to read a scope's passages at its current generation: from fragments (format 3),
+    else from passage records through the memory's passage cache (``keep``: filling it)."""
+    index = mem.index
+    generation, reader = index.generation(sid), reader_of(index)
+    if mem.manifest.format_version >= 3:
+        return lambda pids: from_fragments(mem.store, sid, generation, reader, pids)
+
+    def text_of(pid: int) -> str:
+        return _fragment_text(mem.store, sid, generation, reader, pid)
+
+    if not keep:
+        return lambda pids: load(mem.store, sid, pids, text_of)
+    cache = cache_of(index)
+    return lambda pids: cache.load(mem.store, sid, generation, pids, text_of)
+
+
+def _fragment_text(store: Store, sid: int, generation: int, reader: TextReader, pid: int) -> str:
+    found = reader.locate(store, sid, generation, pid)
+    return "" if found is None else found[0].passage_text(found[1])

@@ -11,6 +11,7 @@ scored by the words' rarity (``log(1 + N / (1 + df))``), each word checked in th
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -19,33 +20,34 @@ import numpy as np
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
+from engram_sdk.memory.bulk_verify import BytesQuery, every_hit, top_hits
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
-from engram_sdk.memory.passage_cache import cache_of
+from engram_sdk.memory.partial import WORDS, partial_hits, word_df
+from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
+from engram_sdk.memory.text_store import Fragment, reader_of
 from engram_sdk.memory.trigrams import prefix_range, query_trigrams, sorted_unique
 from engram_sdk.memory.verify import (
     Filters,
     Loaded,
-    Loader,
     Locator,
     batches,
     make_hit,
     regex_locator,
     scan,
     substring_locator,
-    word_pattern,
 )
 
 if TYPE_CHECKING:
     from engram_sdk.memory.memory import Memory
     from engram_sdk.tokenizer import Tokenizer
 
+_BY_PLACE = operator.attrgetter("source", "line_start")
+_BY_SCORE = operator.attrgetter("score")
 EXTRA_CHECKS = 64  # top-k: candidates read past k folded hits while looking for exact-case ones
-PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
-_WORDS = word_pattern()
 
 
 def search(
@@ -85,10 +87,11 @@ def search(
         if k is not None and len(hits) < k:
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
-            hits += _partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+            hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
     if one_per_source:
         hits = first_per_source(hits)
-    hits.sort(key=lambda h: (-h.score, h.source, h.line_start))
+    hits.sort(key=_BY_PLACE)  # then by score, highest first: a stable sort keeps the places
+    hits.sort(key=_BY_SCORE, reverse=True)
     return hits if k is None else hits[:k]
 
 
@@ -102,22 +105,16 @@ def _phrase_passages(
     folded, tris = query_trigrams(query)
     if k is None:
         ids = _phrase_ids(mem, sid, query)
-        return batches(mem.store, sid, ids, every=True), True, len(ids)
+        return batches(loader_for(mem, sid, keep=False), ids, every=True), True, len(ids)
     if len(tris):
         stream = candidates.windows(mem.index, sid, tris)
-        loader = _cached_loader(mem, sid)
-        passages = (p for ids in stream for p in batches(mem.store, sid, ids, loader=loader))
+        loader = loader_for(mem, sid)
+        passages = (p for ids in stream for p in batches(loader, ids))
         return passages, True, candidates.document_frequency(mem.index, sid, tris)
     lo, hi = prefix_range(folded)
     enough = 4 * k + EXTRA_CHECKS if k is not None else None
     ids = candidates.any_starting(mem.index, sid, lo, hi, enough=enough)
-    return batches(mem.store, sid, ids, every=k is None), enough is None, len(ids)
-
-
-def _cached_loader(mem: Memory, sid: int) -> Loader:
-    """Top-k passage reads through the memory's passage cache, at the scope's generation."""
-    cache, generation = cache_of(mem.index), mem.index.generation(sid)
-    return lambda pids: cache.load(mem.store, sid, generation, pids)
+    return batches(loader_for(mem, sid), ids, every=k is None), enough is None, len(ids)
 
 
 def _every_source(
@@ -129,7 +126,7 @@ def _every_source(
         folded_at = exact_at = locate
         ids = _requirement_ids(mem, sid, requirement(query))
         if ids is None:  # nothing to look up: every passage is a candidate
-            passages = scan(mem.store, sid)
+            passages = _scan(mem, sid)
             return first_per_source(_verify_every(True, filters, locate, locate, 1.0, passages))
         score, exact_case = 1.0, True
     else:
@@ -143,7 +140,8 @@ def _every_source(
         return hit[0] if hit else None
 
     allowed = filters.allows_source if filters.sources is not None or filters.path_glob else None
-    return verify_per_source(mem.store, mem.index, sid, ids, check, allowed)
+    loader = loader_for(mem, sid, keep=False)
+    return verify_per_source(mem.store, mem.index, sid, ids, check, loader, allowed)
 
 
 def _phrase_ids(mem: Memory, sid: int, query: str) -> np.ndarray:
@@ -163,15 +161,72 @@ def _phrase_hits(
     filters: Filters,
     dfs: dict[str, int],
 ) -> list[Hit]:
-    passages, complete, count = _phrase_passages(mem, sid, query, k)
-    score = 3 * _weight(mem, sid, query, count, dfs)
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
+    if mem.manifest.format_version >= 3 and not filters.active:
+        found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs, folded_at, exact_at)
+        if found is not None:
+            return found
+    passages, complete, count = _phrase_passages(mem, sid, query, k)
+    score = 3 * _weight(mem, sid, query, count, dfs)
     hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     if not complete and k is not None and len(hits) < k:  # the sample was not enough
         passages, _, _ = _phrase_passages(mem, sid, query, None)
         hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     return hits
+
+
+def _fragment_phrase_hits(
+    mem: Memory,
+    sid: int,
+    query: str,
+    k: int | None,
+    exact_case: bool,
+    dfs: dict[str, int],
+    folded_at: Locator,
+    exact_at: Locator,
+) -> list[Hit] | None:
+    """Format 3 without filters: candidates verified on their fragments' bytes
+    (:mod:`engram_sdk.memory.bulk_verify`); None for a top-k query of one or two bytes
+    (the general path samples those)."""
+    tris = query_trigrams(query)[1]
+    if k is not None and not len(tris):
+        return None
+    index = mem.index
+    reader, generation = reader_of(index), index.generation(sid)
+
+    def runs(ids: np.ndarray) -> Iterator[tuple[Fragment, list[int]]]:
+        return reader.fragments(mem.store, sid, generation, ids.tolist())
+
+    if k is None:
+        ids = _phrase_ids(mem, sid, query)
+        score = 3 * _weight(mem, sid, query, len(ids), dfs)
+
+        def general(ps: list[Loaded]) -> list[Hit]:
+            return _verify_every(exact_case, Filters(), folded_at, exact_at, score, ps)
+
+        return every_hit(
+            runs(ids), BytesQuery(query), exact_case=exact_case, score=score, fallback=general
+        )
+    score = 3 * _weight(mem, sid, query, candidates.document_frequency(index, sid, tris), dfs)
+
+    def check(p: Loaded) -> tuple[Hit, bool] | None:
+        at = exact_at(p.text)
+        exact = at >= 0
+        if not exact and (exact_case or (at := folded_at(p.text)) < 0):
+            return None
+        return make_hit(p, at, score + (0.25 * score if exact else 0.0), True), exact
+
+    stream = (r for ids in candidates.windows(index, sid, tris) for r in runs(ids))
+    return top_hits(
+        stream,
+        BytesQuery(query),
+        k,
+        extra=EXTRA_CHECKS,
+        exact_case=exact_case,
+        score=score,
+        check=check,
+    )
 
 
 def _verify(
@@ -230,79 +285,16 @@ def _verify_every(
     return hits
 
 
-def _word_df(mem: Memory, sid: int, word: str, dfs: dict[str, int]) -> int:
-    """:func:`candidates.document_frequency` of a word, remembered in ``dfs``."""
-    if word not in dfs:
-        dfs[word] = candidates.document_frequency(mem.index, sid, query_trigrams(word)[1])
-    return dfs[word]
-
-
 def _weight(mem: Memory, sid: int, query: str, candidates_found: int, dfs: dict[str, int]) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
-    words = set(_WORDS.findall(fold_fast(query)))
+    words = set(WORDS.findall(fold_fast(query)))
     if len(words) <= 1:  # the phrase is the word: its candidates give its frequency
         return math.log(1 + n / (1 + candidates_found))
     total = 0.0
     for word in words:
-        total += math.log(1 + n / (1 + _word_df(mem, sid, word, dfs)))
+        total += math.log(1 + n / (1 + word_df(mem, sid, word, dfs)))
     return total or 1.0
-
-
-def _partial_hits(
-    mem: Memory,
-    sid: int,
-    query: str,
-    need: int,
-    exact_case: bool,
-    filters: Filters,
-    seen: set[int],
-    dfs: dict[str, int],
-) -> list[Hit]:
-    """Passages holding some of the query's words, rarest words weighing most."""
-    words = sorted(set(_WORDS.findall(fold_fast(query))))
-    if len(words) < 2:
-        return []
-    n = max(mem.index.table(sid).passages, 1)
-    want = PARTIAL_FACTOR * need + len(seen)
-    per_word = {  # first windows: partial matches rank, they need not be complete
-        w: candidates.first_candidates(mem.index, sid, query_trigrams(w)[1], want) for w in words
-    }
-    idf = {w: math.log(1 + n / (1 + _word_df(mem, sid, w, dfs))) for w in words}
-    pids = np.concatenate(list(per_word.values()))
-    weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
-    uniq, inv = _unique_inverse(pids)
-    bound = np.bincount(inv, weights=weights)
-    order = np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]
-    scored: list[tuple[float, Loaded]] = []
-    for p in batches(mem.store, sid, uniq[order], loader=_cached_loader(mem, sid)):
-        if p.pid in seen or (filters.active and not filters.allows(p)):
-            continue
-        if exact_case and query not in p.text:
-            continue
-        folded = p.text.lower() if p.text.isascii() else fold_fast(p.text)  # words: no spaces
-        overlap = sum(idf[w] for w in words if w in folded)
-        if overlap:
-            scored.append((overlap, p))
-    scored.sort(key=lambda sp: -sp[0])
-    return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
-
-
-def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` without importing ``numpy.ma``."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    first = np.ones(len(ordered), bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    inverse = np.empty(len(values), np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    return ordered[first], inverse
-
-
-def _first_word(text: str, words: list[str]) -> int:
-    lowered = text.lower()
-    found = [at for w in words if (at := lowered.find(w)) >= 0]
-    return min(found) if found else 0
 
 
 def _regex_hits(
@@ -313,8 +305,14 @@ def _regex_hits(
     req = requirement(pattern)
     ids = _requirement_ids(mem, sid, req)
     every = k is None
-    passages = scan(mem.store, sid) if ids is None else batches(mem.store, sid, ids, every=every)
+    loader = loader_for(mem, sid, keep=not every)
+    passages = _scan(mem, sid) if ids is None else batches(loader, ids, every=every)
     return _verify(mem, sid, k, True, filters, locate, locate, 1.0, passages)
+
+
+def _scan(mem: Memory, sid: int) -> Iterator[Loaded]:
+    """Every passage of a scope, for a regex with nothing to look up."""
+    return scan(mem.store, sid, fragments=mem.manifest.format_version >= 3)
 
 
 def _requirement_ids(mem: Memory, sid: int, req: Any) -> np.ndarray | None:

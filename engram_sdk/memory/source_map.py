@@ -19,7 +19,7 @@ from engram_sdk.memory.index import TrigramIndex, member
 from engram_sdk.memory.memory import SOURCES
 from engram_sdk.memory.models import Hit
 from engram_sdk.memory.trigrams import sorted_unique
-from engram_sdk.memory.verify import Loaded, batches
+from engram_sdk.memory.verify import Loaded, Loader, batches
 from engram_sdk.stores import Store
 
 BUILD_RATIO = 16  # a map costs about 1/16 of a passage read per passage of the scope
@@ -83,6 +83,7 @@ def verify_per_source(
     sid: int,
     ids: np.ndarray,
     check: Callable[[Loaded], Hit | None],
+    loader: Loader,
     allowed: Callable[[str], bool] | None = None,
 ) -> list[Hit]:
     """The first passage of each source among candidates ``ids`` (sorted) that ``check``
@@ -102,7 +103,7 @@ def verify_per_source(
         take = _first_of_each(src)
         source_of = dict(zip(ids[take].tolist(), src[take].tolist(), strict=True))
         hit_sources = []
-        for p in batches(store, sid, ids[take], every=True):
+        for p in batches(loader, ids[take], every=True):
             hit = check(p)
             if hit is not None:
                 hits.append(hit)

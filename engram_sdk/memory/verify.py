@@ -1,8 +1,8 @@
 """Verification of candidates against the stored text, and the hits it produces.
 
-Candidates come from the index; only the stored text decides. Passage records are decoded
-lazily (the JSON header is parsed only for hits and for filters) so that listing every
-match of a common identifier costs a decompression and a substring test per passage.
+Candidates come from the index; only the stored text decides. Texts come from fragments
+(format 3: :mod:`engram_sdk.memory.text_store`) or from passage records (format 2, opened
+read-only); headers are decoded lazily (only for hits and for filters).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import fnmatch
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.models import Hit
+from engram_sdk.memory.text_store import TEXTS, Fragment, TextReader, decode_fragment
 from engram_sdk.stores import Store
 
 PASSAGES = "mem.passage"
@@ -41,12 +42,17 @@ class Loaded:
     head: bytes
     text: str
     _meta: dict[str, Any] | None = None
+    frag: Fragment | None = None  # format 3: the fragment holding it, at position ``at``
+    at: int = 0
 
     @property
     def meta(self) -> dict[str, Any]:
         """The parsed JSON header (source, scope, lines, metadata)."""
         if self._meta is None:
-            self._meta = _scan_json(self.head.decode(), 0)[0]
+            if self.frag is not None:
+                self._meta = self.frag.meta(self.at)
+            else:
+                self._meta = _scan_json(self.head.decode(), 0)[0]
         return self._meta
 
 
@@ -95,11 +101,15 @@ class Filters:
         return True
 
 
-def load(store: Store, sid: int, pids: Sequence[int]) -> Iterator[Loaded]:
-    """Stored passages by id, in order, skipping deleted ones."""
+TextOf = Callable[[int], str]
+"""The text of a live passage whose record holds none (format 3), by id."""
+
+
+def load(store: Store, sid: int, pids: Sequence[int], text_of: TextOf) -> Iterator[Loaded]:
+    """Stored passages by id, in order, skipping deleted ones (from their records)."""
     for pid, raw in zip(pids, records(store, sid, pids), strict=True):
         if raw is not None:
-            yield decode(pid, raw)
+            yield decode(pid, raw, text_of)
 
 
 def records(store: Store, sid: int, pids: Sequence[int]) -> list[bytes | None]:
@@ -108,34 +118,56 @@ def records(store: Store, sid: int, pids: Sequence[int]) -> list[bytes | None]:
     return store.get_many(PASSAGES, [prefix + p.to_bytes(4, "big") for p in pids])
 
 
-def decode(pid: int, raw: bytes) -> Loaded:
+def decode(pid: int, raw: bytes, text_of: TextOf) -> Loaded:
     """A passage from its raw record (the text decompressed, the header left raw)."""
     head, _, body = raw.partition(b"\x00")
+    if not body:  # format 3 (a memory migrated while this reader had it open)
+        return Loaded(pid, head, text_of(pid))
     return Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
 
 
-def scan(store: Store, sid: int) -> Iterator[Loaded]:
+def from_fragments(
+    store: Store, sid: int, generation: int, reader: TextReader, pids: Sequence[int]
+) -> Iterator[Loaded]:
+    """Passages by id, in order, from their fragments (format 3), skipping deleted ones."""
+    for frag, run in reader.fragments(store, sid, generation, pids):
+        yield from from_fragments_of(frag, run)
+
+
+def scan(store: Store, sid: int, *, fragments: bool) -> Iterator[Loaded]:
     """Every stored passage of a scope (for queries with nothing to look up)."""
+    if fragments:
+        for key, raw in store.scan(TEXTS, sid.to_bytes(4, "big")):
+            frag = decode_fragment(key, raw)
+            yield from from_fragments_of(frag, range(len(frag.pids)))
+        return
     for key, raw in store.scan(PASSAGES, sid.to_bytes(4, "big")):
         head, _, body = raw.partition(b"\x00")
-        pid = int.from_bytes(key[4:8], "big")
-        yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
+        if body:  # (format 3 records are read from their fragments)
+            pid = int.from_bytes(key[4:8], "big")
+            yield Loaded(pid, head, zlib.decompress(body).decode("utf-8", "surrogatepass"))
+
+
+def from_fragments_of(frag: Fragment, run: Iterable[int]) -> Iterator[Loaded]:
+    """Passages ``run`` (positions) of one fragment."""
+    text, offsets, ids = frag.text, frag.offsets, frag.pids
+    for i in run:
+        body = text[offsets[i] : offsets[i + 1]].decode("utf-8", "surrogatepass")
+        yield Loaded(ids[i], b"", body, None, frag, i)
 
 
 Loader = Callable[[list[int]], Iterator[Loaded]]
 """Passages by id, in order, skipping deleted ones (:func:`load` or a cache's)."""
 
 
-def batches(
-    store: Store, sid: int, pids: np.ndarray, *, every: bool = False, loader: Loader | None = None
-) -> Iterator[Loaded]:
-    """:func:`load` (or ``loader``) in batches, so a caller that stops early reads little
-    (``every``: the caller reads them all, in batches of :data:`BULK_BATCH`)."""
+def batches(loader: Loader, pids: np.ndarray, *, every: bool = False) -> Iterator[Loaded]:
+    """``loader`` in batches, so a caller that stops early reads little (``every``: the
+    caller reads them all, in batches of :data:`BULK_BATCH`)."""
     ids = pids.tolist()
     start, size = 0, BULK_BATCH if every else FIRST_BATCH
     while start < len(ids):
         chunk = ids[start : start + size]
-        yield from load(store, sid, chunk) if loader is None else loader(chunk)
+        yield from loader(chunk)
         start, size = start + size, BULK_BATCH if every else BATCH
 
 

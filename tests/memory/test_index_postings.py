@@ -1,5 +1,6 @@
 """The trigram index: coding round trips, segments merged log-structured, tombstones, reopen."""
 
+import itertools
 import json
 import re
 
@@ -87,13 +88,13 @@ def test_index_records_are_versioned_and_old_memories_refused(tmp_path):
     with Memory.open(uri, durable=False) as mem:
         mem.add("hello world")
         table = json.loads(mem.store.get(NS, mem.scope_id("default").to_bytes(4, "big") + b"T"))
-        assert table["format"] == 1
+        assert table["format"] == 2
         manifest = json.loads(mem.store.get("mem.meta", b"manifest"))
         manifest["format_version"] = 1
         mem.store.put("mem.meta", b"manifest", json.dumps(manifest).encode())
     with pytest.raises(StoreVersionError, match=r"format 1.*ingest again"):
         Memory.open(uri)
-    assert MEMORY_FORMAT_VERSION == 2
+    assert MEMORY_FORMAT_VERSION == 3
 
 
 def test_drop_scope_removes_every_record(tmp_path):
@@ -173,3 +174,46 @@ def test_list_cache_returns_what_was_read_and_stays_under_its_bound():
     assert reads[-1] == (1, 1, 1)
     cache.drop(1, keep=[2])
     assert all(k[1] == 2 for k in cache._lists)
+
+
+def test_deletes_purge_one_capped_segment_at_a_time(tmp_path, monkeypatch):
+    """Oracle: a dict of the live texts. Segments stay under the cap and cover ascending,
+    disjoint id ranges; a delete rewrites at most one segment; tombstones only name ids
+    some segment still holds; every search equals the oracle."""
+    from engram_sdk.memory import purge
+
+    monkeypatch.setattr(purge, "SEGMENT_CAP", 400)
+    monkeypatch.setattr(purge, "PURGE_MIN", 4)
+    rng = np.random.default_rng(3)
+    live: dict[str, str] = {}
+    gone: set[int] = set()
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        for i in range(120):
+            live[f"n{i}"] = f"note {i} purge_marker w{i % 7}x"
+            mem.add(live[f"n{i}"], source=f"n{i}")
+        sid = mem.scope_id("default")
+        assert mem.index.segment_count(sid) > 3
+        for _ in range(12):
+            before = {s.seg for s in mem.index.table(sid).segments}
+            for name in rng.choice(sorted(live), 5, replace=False).tolist():
+                gone.update(h.passage_id for h in mem.search(live[name], k="all"))
+                mem.delete(source=name)
+                del live[name]
+            segs = mem.index.table(sid).segments
+            assert len(before - {s.seg for s in segs}) <= 5  # one purge per delete, at most
+            assert all(s.postings <= 2 * 400 for s in segs)
+            assert all(a.hi < b.lo for a, b in itertools.pairwise(segs))
+            dead = mem.index.tombstones(sid).tolist()
+            assert all(any(s.lo <= p <= s.hi for s in segs) for p in dead)
+            held = set()
+            for s in segs:
+                held |= set(
+                    (decode_all(mem.index._postings(sid, s)) & np.uint64(0xFFFFFFFF)).tolist()
+                )
+            assert held & gone <= set(dead)  # a deleted passage is purged or tombstoned
+            found = {h.source for h in mem.search("purge_marker", k="all")}
+            assert found == set(live)
+            for w in range(7):
+                want = {n for n, t in live.items() if f"w{w}x" in t}
+                assert {h.source for h in mem.search(f"w{w}x", k="all")} == want
+        assert len(mem.index.tombstones(sid)) < 60  # purged along the way

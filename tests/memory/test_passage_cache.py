@@ -15,21 +15,27 @@ def _record(text: str) -> bytes:
     return b'{"source":"s"}\x00' + zlib.compress(text.encode())
 
 
+def _no_text(pid: int) -> str:
+    raise AssertionError(f"passage {pid} has its text in its record")
+
+
 def test_entries_of_an_older_generation_are_never_served(tmp_path):
     """Oracle: the record in the store; the cache is bounded by its characters."""
     store = open_store(f"lmdb://{tmp_path / 's'}", "a", durable=False)
     key = (1).to_bytes(4, "big") + (7).to_bytes(4, "big")
     store.put(PASSAGES, key, _record("first text"))
     cache = PassageCache(max_chars=64)
-    assert [p.text for p in cache.load(store, 1, 1, [7, 8])] == ["first text"]
+    assert [p.text for p in cache.load(store, 1, 1, [7, 8], _no_text)] == ["first text"]
     store.put(PASSAGES, key, _record("second text"))
-    assert [p.text for p in cache.load(store, 1, 1, [7])] == ["first text"]  # same generation
-    assert [p.text for p in cache.load(store, 1, 2, [7])] == ["second text"]
+    assert [p.text for p in cache.load(store, 1, 1, [7], _no_text)] == [
+        "first text"
+    ]  # same generation
+    assert [p.text for p in cache.load(store, 1, 2, [7], _no_text)] == ["second text"]
     store.delete(PASSAGES, key)
-    assert list(cache.load(store, 1, 3, [7])) == []
+    assert list(cache.load(store, 1, 3, [7], _no_text)) == []
     for pid in range(20, 30):  # fill past the bound
         store.put(PASSAGES, (1).to_bytes(4, "big") + pid.to_bytes(4, "big"), _record("x" * 20))
-    assert len(list(cache.load(store, 1, 3, list(range(20, 30))))) == 10
+    assert len(list(cache.load(store, 1, 3, list(range(20, 30)), _no_text))) == 10
     assert cache.chars <= 64
     store.close()
 

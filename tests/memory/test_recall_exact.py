@@ -55,7 +55,7 @@ def mem(corpus, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def passages(mem):
-    return list(scan(mem.store, mem.scope_id("default")))
+    return list(scan(mem.store, mem.scope_id("default"), fragments=True))
 
 
 def oracle(passages, query, exact_case=False):

@@ -48,7 +48,7 @@ def mem(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def passages(mem):
-    return list(scan(mem.store, mem.scope_id("default")))
+    return list(scan(mem.store, mem.scope_id("default"), fragments=True))
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)

@@ -1,0 +1,201 @@
+"""``k="all"``: every candidate verified fragment by fragment, on bytes, without a passage
+object per candidate.
+
+Listing every passage that holds a common identifier verifies tens of thousands of
+candidates; per passage, building a text string, a header and a hit through the general
+path costs more than the search itself. Candidates come sorted, so consecutive ones share a
+fragment (:mod:`engram_sdk.memory.text_store`); for a *plain* passage (ASCII, lines broken
+at ``\\n`` only) and an ASCII query, each candidate is checked with ``bytes.find`` (or a
+compiled bytes pattern for whitespace runs) between its offsets in the fragment's text and
+its lowered copy, and its hit's line and snippet come from the same bytes. Everything else
+(non-ASCII text or queries, filters) takes the general path, passage by passage, so the
+hits are the same either way.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.models import Hit
+from engram_sdk.memory.text_store import Fragment
+from engram_sdk.memory.verify import Loaded, from_fragments_of
+
+_ASCII_SPACE_RUN = rb"[\t-\r\x1c- ]+"  # the bytes str ``\s`` matches in ASCII text
+
+Fallback = Callable[[list[Loaded]], list[Hit]]
+"""The general path: hits of the given passages."""
+
+
+class BytesQuery:
+    """A substring query ready for plain fragments: exact bytes and a folded finder."""
+
+    def __init__(self, query: str) -> None:
+        folded = fold_fast(query)
+        self.usable = folded.isascii() and query.isascii()
+        self.exact = query.encode("ascii", "replace")
+        self.folded = folded.encode("ascii", "replace")
+        self.folded_text = folded
+        self.spaced = None
+        if self.usable and b" " in self.folded:
+            words = self.folded.split(b" ")
+            self.spaced = re.compile(_ASCII_SPACE_RUN.join(re.escape(w) for w in words))
+
+    def may_match(self, frag: Fragment, i: int, exact_case: bool) -> bool:
+        """Whether passage ``i`` of a fragment may hold the (ASCII) query: the exact bytes,
+        or (folded) the folded query in its folded text, kept by the fragment."""
+        start, end = frag.offsets[i], frag.offsets[i + 1]
+        if frag.text.find(self.exact, start, end) >= 0:
+            return True
+        return not exact_case and self.folded_text in frag.folded(i)
+
+    def folded_at(self, low: bytes, start: int, end: int) -> int:
+        if self.spaced is None:
+            return low.find(self.folded, start, end)
+        m = self.spaced.search(low, start, end)
+        return -1 if m is None else m.start()
+
+
+def every_hit(
+    fragments: Iterable[tuple[Fragment, list[int]]],
+    query: BytesQuery,
+    *,
+    exact_case: bool,
+    score: float,
+    fallback: Fallback,
+) -> list[Hit]:
+    """Hits among the candidates of each (fragment, positions) pair: exact-case matches
+    score ``1.25 * score``, folded ones ``score`` (none with ``exact_case``)."""
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of new hits, none of them in a cycle: no collections
+    try:
+        return _every_hit(fragments, query, exact_case, score, fallback)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _every_hit(
+    fragments: Iterable[tuple[Fragment, list[int]]],
+    query: BytesQuery,
+    exact_case: bool,
+    score: float,
+    fallback: Fallback,
+) -> list[Hit]:
+    hits: list[Hit] = []
+    exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
+    for frag, run in fragments:
+        if not query.usable:
+            hits += fallback(list(from_fragments_of(frag, run)))
+            continue
+        text, low, offsets, odd = frag.text, frag.lower, frag.offsets, frag.odd
+        general = []
+        for i in run:
+            if i in odd:
+                if query.may_match(frag, i, exact_case):
+                    general.append(i)
+                continue
+            start, end = offsets[i], offsets[i + 1]
+            at = text.find(query.exact, start, end)
+            if at >= 0:
+                hits.append(_hit(frag, i, text, start, end, at, exact_score))
+            elif not exact_case and (at := query.folded_at(low, start, end)) >= 0:
+                hits.append(_hit(frag, i, text, start, end, at, folded_score))
+        if general:
+            hits += fallback(list(from_fragments_of(frag, general)))
+    return hits
+
+
+def top_hits(
+    fragments: Iterable[tuple[Fragment, list[int]]],
+    query: BytesQuery,
+    k: int,
+    *,
+    extra: int,
+    exact_case: bool,
+    score: float,
+    check: Callable[[Loaded], tuple[Hit, bool] | None],
+) -> list[Hit]:
+    """Top-k verification of candidates in order: stops at ``k`` exact-case hits, or once
+    ``extra`` more candidates were checked after ``k`` hits; returns the best ``k`` (by
+    score, source, line), building a hit only for those. ``check`` verifies a passage that
+    is not plain (or any, for a query that is not ASCII)."""
+    found: list[tuple[float, str, int, int, Any]] = []  # sort key, then what makes the hit
+    exact_hits = checked_after = 0
+    exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
+    for frag, run in fragments:
+        text, offsets, spans = frag.text, frag.offsets, frag.spans
+        names, source_ix = frag.head["sources"], frag.source_ix
+        odd = frag.odd if query.usable else None
+        for i in run:
+            if exact_hits >= k or (len(found) >= k and checked_after > extra):
+                return _best(found, k)
+            checked_after += len(found) >= k
+            if odd is None or i in odd:
+                if odd is not None and not query.may_match(frag, i, exact_case):
+                    continue
+                made = check(next(from_fragments_of(frag, [i])))
+                if made is not None:
+                    hit = made[0]
+                    found.append((-hit.score, hit.source, hit.line_start, len(found), hit))
+                    exact_hits += made[1]
+                continue
+            start, end = offsets[i], offsets[i + 1]
+            at = text.find(query.exact, start, end)
+            if at >= 0:
+                exact_hits += 1
+                hit_score = exact_score
+            elif not exact_case and (at := query.folded_at(frag.lower, start, end)) >= 0:
+                hit_score = folded_score
+            else:
+                continue
+            line = spans[i][0] + text.count(b"\n", start, at)
+            made_later = (frag, i, start, end, at, hit_score)
+            found.append((-hit_score, names[source_ix[i]], line, len(found), made_later))
+    return _best(found, k)
+
+
+def _best(found: list[tuple[float, str, int, int, Any]], k: int) -> list[Hit]:
+    found.sort()
+    out = []
+    for *_, made in found[:k]:
+        out.append(made if isinstance(made, Hit) else _hit(*made[:2], made[0].text, *made[2:]))
+    return out
+
+
+def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, score: float) -> Hit:
+    """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage."""
+    first = text.rfind(b"\n", start, at)
+    first = start if first < 0 else first + 1
+    last = text.find(b"\n", at, end)
+    head = frag.head
+    line_start = frag.spans[i][0] + text.count(b"\n", start, at)
+    metadata = head["metadata"]
+    hit = _new_hit(Hit)
+    _set(
+        hit,
+        "__dict__",
+        {
+            "source": head["sources"][frag.source_ix[i]],
+            "line_start": line_start,
+            "line_end": line_start,
+            "score": score,
+            "snippet": text[first : end if last < 0 else last].decode("ascii").strip()[:200],
+            "passage_id": frag.pids[i],
+            "phrase_match": True,
+            "scope": head["scope"],
+            "metadata": dict(metadata) if metadata else {},
+        },
+    )
+    _set(hit, "__pydantic_fields_set__", _HIT_FIELDS)
+    _set(hit, "__pydantic_extra__", None)
+    _set(hit, "__pydantic_private__", None)
+    return hit
+
+
+_new_hit = Hit.__new__
+_set = object.__setattr__
+_HIT_FIELDS = set(Hit.model_fields)  # what trusted_hit sets, inlined: one call less per hit
