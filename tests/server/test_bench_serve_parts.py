@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engram_sdk.bench.serve import cpu_seconds, ingest_corpus, sample_questions
+from engram_sdk.bench.serve_parts import cpu_seconds, ingest_corpus, sample_questions
 from engram_sdk.memory import Memory
 
 
