@@ -38,6 +38,7 @@ from engram_sdk.llm.base import Backend, Chunk, FinishReason, Message, SamplingO
 from engram_sdk.llm.counting import PromptCounter, counter_for
 from engram_sdk.llm.history import HistoryCache, session_history
 from engram_sdk.llm.recall import Citation, RecallFormat, clip_head, recall_passages
+from engram_sdk.llm.recall_cache import RecallCache
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
@@ -223,11 +224,13 @@ def plan_turn(
     memory_tokens: int | None,
     history_cache: HistoryCache | None = None,
     context: RecallFormat = DEFAULT_FORMAT,
+    recall_cache: RecallCache | None = None,
 ) -> Plan:
     """Choose history, passages and the reply budget so the prompt fits the window.
 
     Sizes are sums of cached per-message counts (:mod:`engram_sdk.llm.counting`); the
     rendered prompt is counted exactly only when the estimate comes near the window.
+    ``recall_cache`` keeps recalls while the scope is unchanged (a server passes one).
     """
     counter = counter_for(backend)
     window = backend.context_length
@@ -251,6 +254,7 @@ def plan_turn(
             session=session,
             first_kept_seq=first_kept_seq,
             context=context,
+            cache=recall_cache,
         )
         recalled_tokens, block, citations = got.tokens, got.block, got.citations
     final = _assemble(system, block, history, kept, user)

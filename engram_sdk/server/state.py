@@ -1,6 +1,6 @@
 """What every request handler shares: the backend, the memory, the guards, the write lock,
-the pooled upstream client (proxy mode), the sessions' cached history and the thread pool
-that runs recall off the event loop."""
+the pooled upstream client (proxy mode), the sessions' cached history, the recall cache and
+the thread pool that runs recall off the event loop."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from fastapi import Request
 from engram_sdk.llm.base import Backend
 from engram_sdk.llm.history import HistoryCache
 from engram_sdk.llm.openai_async import AsyncUpstream
+from engram_sdk.llm.recall_cache import RecallCache
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
@@ -41,6 +42,7 @@ class ServerState:
     upstream: AsyncUpstream | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     history: HistoryCache = field(default_factory=HistoryCache)
+    recalls: RecallCache = field(default_factory=RecallCache)
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="recall")
     )

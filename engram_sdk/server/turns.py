@@ -56,6 +56,7 @@ def _plan(
         memory_tokens=state.config.memory_tokens,
         history_cache=state.history,
         context=state.config.memory_context,
+        recall_cache=state.recalls,
     )
     return PreparedTurn(plan, session, scope, messages[-1]["content"])
 
