@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from engram_sdk.errors import InputError
 from engram_sdk.llm.base import Backend
+from engram_sdk.llm.counting import counter_for
 from engram_sdk.llm.focused import focused_lines
 from engram_sdk.llm.recall_cache import RecallCache
 
@@ -251,7 +252,7 @@ def _recall(
     ]
     floor = max((hit.score for hit, _ in eligible), default=0.0) * SCORE_FLOOR
     eligible = [(hit, passage) for hit, passage in eligible if hit.score >= floor]
-    header = backend.count_tokens(MEMORY_HEADER)
+    header = counter_for(backend).text(MEMORY_HEADER)
     if context == "focus":
         texts, lines, used = focused_lines(
             backend,
