@@ -126,9 +126,7 @@ async def _events(
             if out:
                 yield b"".join(out)
         if not reply.error and turn.session is not None:
-            await state.off_loop(
-                lambda: store_reply(state, turn, "".join(reply.parts), reply.finish_reason)
-            )
+            await store_reply(state, turn, "".join(reply.parts), reply.finish_reason)
     except (BackendError, ValueError) as exc:
         failure = exc if isinstance(exc, BackendError) else BackendError(f"{where}: {exc}")
         yield b"data: " + json.dumps(from_backend(failure).body()).encode() + b"\n\n"
@@ -164,7 +162,7 @@ async def whole_reply(state: ServerState, turn: PreparedTurn, resp: StreamedRepl
         raise from_backend(BackendError(f"{where} reported an error mid-reply"))
     text = "".join(reply.parts)
     if turn.session is not None:
-        await state.off_loop(lambda: store_reply(state, turn, text, reply.finish_reason))
+        await store_reply(state, turn, text, reply.finish_reason)
     usage = reply.usage or {}
     prompt = usage.get("prompt_tokens", turn.plan.prompt_tokens)
     completion = usage.get("completion_tokens") or state.backend.count_tokens(text)

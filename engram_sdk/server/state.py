@@ -1,6 +1,6 @@
 """What every request handler shares: the backend, the memory, the guards, the write lock,
-the pooled upstream client (proxy mode), the sessions' cached history, the recall cache and
-the thread pool that runs recall off the event loop."""
+the pooled upstream client (proxy mode), the sessions' cached history, the recall cache, the
+group commit of session turns and the thread pool that runs recall off the event loop."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from engram_sdk.llm.recall_cache import RecallCache
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
-from engram_sdk.sessions import Session
+from engram_sdk.sessions import GroupCommit, Session
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
@@ -49,6 +49,11 @@ class ServerState:
     #: close the memory at shutdown (``engram serve`` does: uvicorn ends the process by
     #: re-raising SIGTERM once the app has shut down, so code after ``uvicorn.run`` never runs)
     owns_memory: bool = False
+    #: session turns of concurrent requests committed together (under :attr:`write_lock`)
+    commits: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.commits = GroupCommit(self.memory, lock=self.write_lock)
 
     async def off_loop(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the server's thread pool (store reads, recall, store writes)."""
@@ -60,6 +65,7 @@ class ServerState:
         the next server or CLI as soon as shutdown ends."""
         if self.upstream is not None:
             await self.upstream.aclose()
+        await asyncio.to_thread(self.commits.close)  # what is queued is committed first
         await asyncio.to_thread(self.pool.shutdown, wait=True)  # recall takes milliseconds
         if self.owns_memory:
             await asyncio.to_thread(self._close_memory)
