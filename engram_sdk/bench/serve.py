@@ -156,13 +156,13 @@ def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float)
     return uri, f"memory: {what}, built in {time.perf_counter() - t0:.0f} s"
 
 
-def _copy_store(uri: str, work: Path) -> str:
-    """A copy of an ``lmdb://`` memory for the baseline server (each server holds its
-    memory's writer lock)."""
+def _copy_store(uri: str, work: Path, name: str) -> str:
+    """A copy of an ``lmdb://`` memory in ``work/name``: each server holds its memory's
+    writer lock, and session turns are not written into a memory given with ``--store``."""
     if not uri.startswith("lmdb://"):
-        raise typer.BadParameter(f"--baseline-python needs an lmdb:// memory, got {uri}")
+        raise typer.BadParameter(f"two servers or sessions need an lmdb:// memory, got {uri}")
     folder = Path(uri.removeprefix("lmdb://"))
-    copy = work / "baseline-mem"
+    copy = work / name
     copy.mkdir()
     shutil.copy2(folder / "data.mdb", copy / "data.mdb")
     return f"lmdb://{copy}"
@@ -177,28 +177,34 @@ def _start_server(
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _bodies(questions: list[str], memory: bool | None) -> list[dict]:
+def _bodies(questions: list[str], case: Case, per_client: int = 1, tag: str = "") -> list[dict]:
+    """Request bodies for ``case``; a session case gives each client (``per_client``
+    consecutive bodies) a session of its own, named after ``tag``."""
     out = []
-    for q in questions:
+    for i, q in enumerate(questions):
         body: dict = {
             "model": "stub",
             "stream": True,
             "max_tokens": 8,
             "messages": [{"role": "user", "content": f"What follows {q}?"}],
         }
-        if memory is not None:
-            body["memory"] = memory
+        if case.memory is not None:
+            body["memory"] = case.memory
+        if case.session:
+            body["session_id"] = f"bench-{tag}-{i // per_client}"
         out.append(body)
     return out
 
 
 @dataclass
 class Case:
-    """One path the clients are timed on: ``memory`` None calls the upstream directly."""
+    """One path the clients are timed on: ``memory`` None calls the upstream directly;
+    ``session``: each client continues a session of its own (its turns stored)."""
 
     name: str
     url: str
     memory: bool | None
+    session: bool = False
 
 
 @dataclass
@@ -242,14 +248,15 @@ def run_cases(
     rows: list[Row] = []
     at = WARM_UP
     for case in cases[1:]:  # each server's caches and pages warm on questions of their own
-        measure(case.url, _bodies(questions[:WARM_UP], case.memory), 1, WARM_UP)
-    for n in client_counts:
-        asked = questions[at : at + n * requests]
-        at += n * requests
+        measure(case.url, _bodies(questions[:WARM_UP], case), 1, WARM_UP)
+    for n, per_client in zip(client_counts, requests, strict=True):
+        asked = questions[at : at + n * per_client]
+        at += n * per_client
         base = None
         for case in cases:
             before = cpu_total(pids)
-            p50, p99, rps = measure(case.url, _bodies(asked, case.memory), n, requests)
+            bodies = _bodies(asked, case, per_client, f"{n}")
+            p50, p99, rps = measure(case.url, bodies, n, per_client)
             after = cpu_total(pids)
             cpu = None if before is None or after is None else (after - before) * 1e3 / len(asked)
             base = p50 if base is None else base
@@ -267,7 +274,7 @@ def side_by_side(rows: list[Row], baseline: str) -> list[str]:
     ]
     by = {(r.clients, r.case): r for r in rows}
     for n in sorted({r.clients for r in rows}):
-        for path in ("proxy, memory off", "proxy, memory on"):
+        for path in ("proxy, memory off", "proxy, memory on", "proxy, memory on, session"):
             this, base = by.get((n, path)), by.get((n, f"{path} [{baseline}]"))
             if this is None or base is None:
                 continue
@@ -290,7 +297,13 @@ def _recall_line(ms: dict[str, float], n: int) -> str:
 
 def serve_bench(
     clients: Annotated[str, typer.Option(help="concurrent clients, comma-separated")] = "1,8,32",
-    requests: Annotated[int, typer.Option(help="requests per client per case")] = 20,
+    requests: Annotated[
+        str,
+        typer.Option(
+            help="requests per client per case: one number, or one per client count "
+            "(e.g. 60,20,10: at one client, more requests make the CPU column finer)"
+        ),
+    ] = "20",
     memory_mb: Annotated[
         float, typer.Option(help="generated text in memory for 'memory on' (without --corpus)")
     ] = 100.0,
@@ -309,6 +322,9 @@ def serve_bench(
         ),
     ] = None,
     baseline_name: Annotated[str, typer.Option(help="what the baseline rows are called")] = "main",
+    sessions: Annotated[
+        bool, typer.Option(help="also time memory on with a session per client (turns stored)")
+    ] = False,
     markdown: Annotated[Path | None, typer.Option(help="also write the table here")] = None,
 ) -> None:
     """Time to first token and requests/s: upstream direct vs proxy (memory off / on)."""
@@ -323,7 +339,11 @@ def serve_bench(
         from engram_sdk.memory import Memory
 
         counts = [int(c) for c in clients.split(",")]
-        wanted = WARM_UP + sum(n * requests for n in counts) + 32
+        per_client = [int(r) for r in requests.split(",")]
+        per_client = per_client * len(counts) if len(per_client) == 1 else per_client
+        if len(per_client) != len(counts):
+            raise typer.BadParameter(f"--requests {requests}: one number or one per client count")
+        wanted = WARM_UP + sum(n * r for n, r in zip(counts, per_client, strict=True)) + 32
         with Memory.open(uri, mode="r") as mem:
             questions = sample_questions(mem, wanted)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
@@ -331,9 +351,10 @@ def serve_bench(
         split = _recall_line(recall_split(uri, split_questions, stub_url), len(split_questions))
         typer.echo(split, err=True)
         wait_up(f"{stub_url}/models")
-        sides = [(sys.executable, uri, "")]
+        sides = [(sys.executable, _copy_store(uri, work, "mem-this") if sessions else uri, "")]
         if baseline_python is not None:
-            sides.insert(0, (baseline_python, _copy_store(uri, work), f" [{baseline_name}]"))
+            base_uri = _copy_store(uri, work, "mem-baseline")
+            sides.insert(0, (baseline_python, base_uri, f" [{baseline_name}]"))
         cases = [Case("upstream direct", f"{stub_url}/chat/completions", None)]
         for python, side_uri, suffix in sides:
             port = free_port()
@@ -343,9 +364,11 @@ def serve_bench(
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             cases += [Case(f"proxy, memory off{suffix}", url, False)]
             cases += [Case(f"proxy, memory on{suffix}", url, True)]
-        cases = [cases[0], *sorted(cases[1:], key=lambda c: (c.memory, c.name))]
+            if sessions:
+                cases += [Case(f"proxy, memory on, session{suffix}", url, True, session=True)]
+        cases = [cases[0], *sorted(cases[1:], key=lambda c: (c.memory, c.session, c.name))]
         pids = [p for p in (stub.pid, *(s.pid for s in servers)) if p is not None]
-        rows = run_cases(cases, counts, requests, pids, questions)
+        rows = run_cases(cases, counts, per_client, pids, questions)
         table = "\n".join([*TABLE_HEAD, *(r.markdown() for r in rows)])
         if baseline_python is not None:
             table += "\n\n" + "\n".join(side_by_side(rows, baseline_name))
