@@ -14,7 +14,8 @@ has its baseline row beside it, same clients, same questions, same run.
 
 For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token, requests/s, the
 p50 added over the upstream, and the CPU the stub and the servers spent per request (read
-from ``/proc``; robust to a machine shared with other work, unlike wall times). Every row
+from ``/proc``: the servers' threads to the nanosecond, the stub in 10 ms clock ticks; robust
+to a machine shared with other work, unlike wall times). Every row
 asks questions no earlier row asked, so no server answers from a cache it warmed on a
 previous row. Before the load it times, in-process and on other questions, ``Memory.search``
 alone and the whole recall plan of a memory turn, so the table says how much of the memory
@@ -217,13 +218,14 @@ class Row:
     p99: float
     rps: float
     added: float
+    stub_cpu: float | None
     cpu: float | None
 
     def markdown(self) -> str:
-        cpu = "n/a" if self.cpu is None else f"{self.cpu:.2f}"
+        stub, cpu = ("n/a" if c is None else f"{c:.2f}" for c in (self.stub_cpu, self.cpu))
         return (
             f"| {self.clients} | {self.case} | {self.p50:.1f} | {self.p99:.1f} | {self.rps:.0f} "
-            f"| {self.added:+.1f} ms | {cpu} |"
+            f"| {self.added:+.1f} ms | {stub} | {cpu} |"
         )
 
 
@@ -231,8 +233,8 @@ class Row:
 WARM_UP = 20
 TABLE_HEAD = [
     "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
-    "| CPU ms/request (stub + engram serve) |",
-    "|---|---|---|---|---|---|---|",
+    "| CPU ms/request: stub | CPU ms/request: engram serve |",
+    "|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -241,10 +243,12 @@ def run_cases(
     client_counts: list[int],
     requests: int,
     pids: list[int],
+    stub_pid: int,
     questions: list[str],
 ) -> list[Row]:
     """Every case at every client count, the first case the baseline of the ``added``
-    column; each row takes questions after those of the rows before it."""
+    column; each row takes questions after those of the rows before it. CPU: of the servers
+    (``pids``, their threads to the nanosecond) and of the stub (clock ticks)."""
     rows: list[Row] = []
     at = WARM_UP
     for case in cases[1:]:  # each server's caches and pages warm on questions of their own
@@ -254,13 +258,16 @@ def run_cases(
         at += n * per_client
         base = None
         for case in cases:
-            before = cpu_total(pids)
+            before, stub_before = cpu_total(pids, precise=True), cpu_total([stub_pid])
             bodies = _bodies(asked, case, per_client, f"{n}")
             p50, p99, rps = measure(case.url, bodies, n, per_client)
-            after = cpu_total(pids)
-            cpu = None if before is None or after is None else (after - before) * 1e3 / len(asked)
+            after, stub_after = cpu_total(pids, precise=True), cpu_total([stub_pid])
+            cpu, stub = (
+                None if a is None or b is None else (b - a) * 1e3 / len(asked)
+                for a, b in ((before, after), (stub_before, stub_after))
+            )
             base = p50 if base is None else base
-            rows.append(Row(n, case.name, p50, p99, rps, p50 - base, cpu))
+            rows.append(Row(n, case.name, p50, p99, rps, p50 - base, stub, cpu))
             typer.echo(rows[-1].markdown())
     return rows
 
@@ -268,8 +275,8 @@ def run_cases(
 def side_by_side(rows: list[Row], baseline: str) -> list[str]:
     """Per client count: p50 added and CPU per request, the baseline checkout beside this one."""
     out = [
-        f"| clients | path | p50 added: {baseline} | p50 added: this | CPU ms/req: {baseline} "
-        "| CPU ms/req: this |",
+        f"| clients | path | p50 added: {baseline} | p50 added: this "
+        f"| engram serve CPU ms/req: {baseline} | engram serve CPU ms/req: this |",
         "|---|---|---|---|---|---|",
     ]
     by = {(r.clients, r.case): r for r in rows}
@@ -367,8 +374,8 @@ def serve_bench(
             if sessions:
                 cases += [Case(f"proxy, memory on, session{suffix}", url, True, session=True)]
         cases = [cases[0], *sorted(cases[1:], key=lambda c: (c.memory, c.session, c.name))]
-        pids = [p for p in (stub.pid, *(s.pid for s in servers)) if p is not None]
-        rows = run_cases(cases, counts, per_client, pids, questions)
+        assert stub.pid is not None
+        rows = run_cases(cases, counts, per_client, [s.pid for s in servers], stub.pid, questions)
         table = "\n".join([*TABLE_HEAD, *(r.markdown() for r in rows)])
         if baseline_python is not None:
             table += "\n\n" + "\n".join(side_by_side(rows, baseline_name))

@@ -3,6 +3,7 @@ about and the questions, ports, waiting for a server, and the CPU clock of a pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -138,7 +139,8 @@ def sample_questions(memory: Memory, n: int, seed: int = 7) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None)."""
+    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None),
+    in clock ticks (10 ms): every thread that ever ran is counted."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -146,7 +148,22 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def cpu_total(pids: list[int]) -> float | None:
-    """CPU seconds of all ``pids`` together (None where unknown)."""
-    seconds = [cpu_seconds(p) for p in pids]
+def thread_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds the live threads of ``pid`` have run, to the nanosecond (the sum of
+    ``/proc/PID/task/*/schedstat``; a thread that has exited is not counted, so this suits
+    processes whose threads last, as a server's pools do); None where unknown."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that just exited
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        return total / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_total(pids: list[int], *, precise: bool = False) -> float | None:
+    """CPU seconds of all ``pids`` together (None where unknown); ``precise``: of their live
+    threads, to the nanosecond (:func:`thread_cpu_seconds`)."""
+    seconds = [(thread_cpu_seconds if precise else cpu_seconds)(p) for p in pids]
     return None if None in seconds else sum(seconds)  # type: ignore[arg-type]
