@@ -5,9 +5,9 @@ group commit of session turns and the thread pool that runs recall off the event
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,6 +20,7 @@ from engram_sdk.llm.recall_cache import RecallCache
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
+from engram_sdk.server.rwlock import ReadWriteLock
 from engram_sdk.sessions import GroupCommit, Session
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class ServerState:
     auth: Auth
     gate: GenerationGate
     upstream: AsyncUpstream | None = None
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: recalls and memory reads hold ``.read``, writes ``.write`` (:mod:`engram_sdk.server.rwlock`)
+    memory_lock: ReadWriteLock = field(default_factory=ReadWriteLock)
     history: HistoryCache = field(default_factory=HistoryCache)
     recalls: RecallCache = field(default_factory=RecallCache)
     pool: ThreadPoolExecutor = field(
@@ -54,6 +56,16 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.commits = GroupCommit(self.memory, lock=self.write_lock)
+
+    @property
+    def write_lock(self) -> AbstractContextManager[None]:
+        """Held around every write to the memory (alone: no recall runs meanwhile)."""
+        return self.memory_lock.write
+
+    @property
+    def read_lock(self) -> AbstractContextManager[None]:
+        """Held around recalls and other reads of the memory (many at once)."""
+        return self.memory_lock.read
 
     async def off_loop(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the server's thread pool (store reads, recall, store writes)."""

@@ -71,12 +71,15 @@ async def prepare_turn(
     options: SamplingOptions,
     use_memory: bool,
 ) -> PreparedTurn:
-    """The planned turn; store work and recall on the thread pool."""
+    """The planned turn; store work and recall on the thread pool, beside no memory write."""
     if session_id is None and not use_memory:
         return _plan(state, session_id, scope, messages, options, use_memory)
-    return await state.off_loop(
-        lambda: _plan(state, session_id, scope, messages, options, use_memory)
-    )
+
+    def planned() -> PreparedTurn:
+        with state.read_lock:
+            return _plan(state, session_id, scope, messages, options, use_memory)
+
+    return await state.off_loop(planned)
 
 
 def local_turn(state: ServerState, turn: PreparedTurn, options: SamplingOptions) -> AugmentedTurn:

@@ -1,5 +1,6 @@
 """Every reply a client saw complete has its turns in the store file, even when the server is
-killed (SIGKILL) right after: the group commit ends before the reply does."""
+killed (SIGKILL) right after: the group commit ends before the reply does; and recalls
+running beside those writes never fail a reply."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from engram_sdk.memory import Memory
 from engram_sdk.sessions import Session
 from tests.server.live import serve
 
-CLIENTS = 24
+CLIENTS, ROUNDS, BURST = 8, 3, 24
+BURST_IDS = range(100, 100 + BURST)
 
 
 class _Upstream(BaseHTTPRequestHandler):
@@ -57,12 +59,12 @@ def upstream() -> Iterator[str]:
     server.shutdown()
 
 
-def _ask(url: str, i: int) -> str:
+def _ask(url: str, i: int, *, memory: bool, question: str) -> str:
     body = {
         "model": "stub",
         "stream": True,
-        "memory": False,
-        "messages": [{"role": "user", "content": f"question {i}"}],
+        "memory": memory,
+        "messages": [{"role": "user", "content": question}],
     }
     text = []
     with httpx.stream("POST", url, json=body, headers={"X-Session-ID": f"s{i}"}, timeout=60) as r:
@@ -75,19 +77,40 @@ def _ask(url: str, i: int) -> str:
     raise AssertionError(f"reply {i} ended without [DONE]")
 
 
-def test_turns_of_completed_replies_survive_a_sigkill_of_the_server(
+def test_turns_of_completed_replies_survive_a_sigkill_and_recalls_beside_writes_never_fail(
     upstream: str, tmp_path: Path
 ) -> None:
+    """Clients continue sessions with memory on: each one's turns are stored (index segments
+    added and merged) while the others recall from the same scope. Every reply completes;
+    then a burst of replies ends together and the server is killed at once (SIGKILL: no
+    shutdown, no flush); every turn of every completed reply is in the store file."""
     store = f"lmdb://{tmp_path / 'store'}"
-    args = ["--store", store, "--upstream", upstream, "--max-concurrent", str(CLIENTS)]
+    with Memory.open(store) as mem:
+        mem.add("alpha beta gamma delta\n" * 40, source="a.txt")
+    args = ["--store", store, "--upstream", upstream, "--max-concurrent", str(BURST)]
+
+    def client(i: int) -> list[str]:
+        return [
+            _ask(url, i, memory=True, question=f"alpha beta gamma {i} {r}") for r in range(ROUNDS)
+        ]
+
     with serve(args, tmp_path / "serve.log") as live:
         url = live.v1 + "/chat/completions"
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            replies = list(pool.map(lambda i: _ask(url, i), range(CLIENTS)))
-        live.proc.kill()  # no shutdown, no flush: what is in the file is what was committed
+        with ThreadPoolExecutor(BURST) as pool:
+            replies = list(pool.map(client, range(CLIENTS)))
+            # a burst of replies ending together, then the kill at once
+            burst = list(
+                pool.map(lambda i: _ask(url, i, memory=False, question=f"q{i}"), BURST_IDS)
+            )
+        live.proc.kill()
         live.proc.wait(timeout=30)
-    assert replies == [f"echo: question {i}" for i in range(CLIENTS)]
+        assert "Traceback" not in live.log_text()
     with Memory.open(store, mode="r") as mem:
         for i in range(CLIENTS):
-            turns = [(t.role, t.content) for t in Session(mem, f"s{i}").turns()]
-            assert turns == [("user", f"question {i}"), ("assistant", replies[i])]
+            turns = [t.content for t in Session(mem, f"s{i}").turns()]
+            want = [f"alpha beta gamma {i} {r}" for r in range(ROUNDS)]
+            assert turns[0::2] == want
+            assert turns[1::2] == replies[i] == [f"echo: {q}" for q in want]
+        for i, reply in zip(BURST_IDS, burst, strict=True):
+            assert [t.content for t in Session(mem, f"s{i}").turns()] == [f"q{i}", reply]
+            assert reply == f"echo: q{i}"
