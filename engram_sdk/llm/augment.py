@@ -105,6 +105,7 @@ def augmented_turn(
     write_lock: AbstractContextManager[Any] | None = None,
     history_cache: HistoryCache | None = None,
     context: RecallFormat = DEFAULT_FORMAT,
+    recall_cache: RecallCache | None = None,
 ) -> AugmentedTurn:
     """Plan the prompt for ``messages`` (see the module docs) and start generating.
 
@@ -116,7 +117,8 @@ def augmented_turn(
     ``write_lock`` serialises the store write with other writers of the same memory;
     ``history_cache`` keeps sessions' stored turns between calls (a server passes one);
     ``context`` is how recalled text is written into the prompt (``"focus"``: the cited
-    lines holding the question's terms; ``"passages"``: whole passages).
+    lines holding the question's terms; ``"passages"``: whole passages); ``recall_cache``
+    reuses recalls while the scope is unchanged (:mod:`engram_sdk.llm.recall_cache`).
     """
     options = options or SamplingOptions()
     if not messages or messages[-1]["role"] != "user":
@@ -133,6 +135,7 @@ def augmented_turn(
         memory_tokens=memory_tokens,
         history_cache=history_cache,
         context=context,
+        recall_cache=recall_cache,
     )
     return start_turn(
         backend,
