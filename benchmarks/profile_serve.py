@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from engram_sdk.bench.serve import _free_port, _run_stub, _wait_up, sample_questions
+from engram_sdk.bench.serve_parts import free_port, run_stub, sample_questions, wait_up
 
 
 def _clients(url: str, questions: list[str], clients: int, requests: int, memory: bool) -> None:
@@ -78,11 +78,11 @@ def main() -> None:
     from engram_sdk.server.app import create_app, open_backend
     from engram_sdk.server.config import ServeConfig
 
-    stub_port, port = _free_port(), _free_port()
+    stub_port, port = free_port(), free_port()
     ctx = multiprocessing.get_context("spawn")
-    stub = ctx.Process(target=_run_stub, args=(stub_port,), daemon=True)
+    stub = ctx.Process(target=run_stub, args=(stub_port,), daemon=True)
     stub.start()
-    _wait_up(f"http://127.0.0.1:{stub_port}/v1/models")
+    wait_up(f"http://127.0.0.1:{stub_port}/v1/models")
     config = ServeConfig(
         port=port, store=args.store, upstream=f"http://127.0.0.1:{stub_port}/v1", max_concurrent=256
     )
@@ -102,7 +102,7 @@ def main() -> None:
     )
 
     def drive() -> None:
-        _wait_up(f"http://127.0.0.1:{port}/health")
+        wait_up(f"http://127.0.0.1:{port}/health")
         _clients(url, questions, 1, 3, args.memory == "on")  # warm-up
         t0 = time.perf_counter()
         load.start()

@@ -8,20 +8,24 @@ server's own overhead. Three paths, same clients, same run:
 - **proxy, memory on**: the same with recall from the memory: ``--memory-mb`` of generated
   text, the real folders given with ``--corpus``, or an existing memory (``--store``).
 
+With ``--baseline-python`` (a Python whose ``engram_sdk`` is another checkout, e.g. a venv of
+``main``) a second server runs that checkout on a copy of the same memory, and each proxy row
+has its baseline row beside it, same clients, same questions, same run.
+
 For 1, 8 and 32 concurrent clients it prints p50 / p99 time to first token, requests/s, the
-p50 added over the baseline, and the CPU the stub and the server spent per request (read from
-``/proc``; robust to a machine shared with other work, unlike wall times). Before the load
-it times, in-process and on the same questions, ``Memory.search`` alone and the whole recall
-plan of a memory turn, so the table says how much of the memory cost is the search.
+p50 added over the upstream, and the CPU the stub and the servers spent per request (read
+from ``/proc``: the servers' threads to the nanosecond, the stub in 10 ms clock ticks; robust
+to a machine shared with other work, unlike wall times). Every row
+asks questions no earlier row asked, so no server answers from a cache it warmed on a
+previous row. Before the load it times, in-process and on other questions, ``Memory.search``
+alone and the whole recall plan of a memory turn, so the table says how much of the memory
+cost is the search.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
-import os
-import random
 import re
 import shutil
 import statistics
@@ -29,134 +33,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from engram_sdk.memory import Memory
-
-REPLY = ["Hello", " from", " the", " stub", " upstream", "."]
-
-
-class _Stub(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, kind: str) -> None:
-        # one write: headers and body in separate segments meet delayed ACKs (~40 ms)
-        head = (
-            f"HTTP/1.1 {status} OK\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self.wfile.write(head.encode() + body)
-
-    def do_GET(self) -> None:
-        body = {"object": "list", "data": [{"id": "stub", "object": "model"}]}
-        self._send(200, json.dumps(body).encode(), "application/json")
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        events = [
-            {"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
-            for t in REPLY
-        ]
-        events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        events.append({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 6}})
-        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        self._send(200, text.encode(), "text/event-stream")
-
-
-class _StubServer(ThreadingHTTPServer):
-    request_queue_size = 256  # 32 clients connect at once; the default backlog of 5 resets them
-    daemon_threads = True
-
-
-def _run_stub(port: int) -> None:
-    _StubServer(("127.0.0.1", port), _Stub).serve_forever()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(
-    url: str,
-    timeout_s: float = 300,
-    proc: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-) -> None:
-    """Poll ``url`` until it answers 200; a ``proc`` that exits first fails with its ``log``."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log else ""
-            raise RuntimeError(
-                f"engram serve exited {proc.returncode} before {url} answered:\n{tail}"
-            )
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up in {timeout_s:.0f} s")
-
-
-def fill_memory(uri: str, megabytes: float, seed: int = 7) -> list[str]:
-    """``megabytes`` of word text as 64 kB documents; returns question phrases found in it."""
-    from engram_sdk.memory import Memory
-
-    rng = random.Random(seed)
-    vocab = [f"w{rng.randrange(36**4):x}" for _ in range(20000)]
-    questions = []
-    with Memory.open(uri) as mem:
-        for i in range(max(1, int(megabytes * 1e6 / 64e3))):
-            words = rng.choices(vocab, k=9000)
-            lines = (" ".join(words[j : j + 12]) for j in range(0, len(words), 12))
-            mem.add("\n".join(lines), source=f"doc-{i}.txt")
-            questions.append(" ".join(words[100:104]))
-    return questions
-
-
-def ingest_corpus(uri: str, folders: list[Path]) -> float:
-    """Ingest real ``folders`` into the memory at ``uri``; returns the MB of text indexed."""
-    from engram_sdk.memory import Memory
-
-    total = 0
-    with Memory.open(uri) as mem:
-        for folder in folders:
-            total += mem.ingest(folder, progress=False).bytes_indexed
-    return total / 1e6
-
-
-def sample_questions(memory: Memory, n: int, seed: int = 7) -> list[str]:
-    """``n`` four-word phrases taken from random lines of the memory's passages."""
-    rng = random.Random(seed)
-    sid = memory.scope_id("default")
-    total = int(memory.stats()["scopes"]["default"]["passages"]) if sid is not None else 0
-    out: list[str] = []
-    for _ in range(50):
-        if len(out) >= n or total == 0:
-            break
-        pids = [rng.randint(1, total) for _ in range(4 * n)]
-        for passage in memory.passages(sid, pids):  # type: ignore[arg-type]
-            lines = [] if passage is None else passage.text.splitlines()
-            words = re.findall(r"[A-Za-z_]\w{2,}", rng.choice(lines)) if lines else []
-            if len(words) >= 4:
-                at = rng.randrange(len(words) - 3)
-                out.append(" ".join(words[at : at + 4]))
-    if not out:
-        raise ValueError("the memory has no passages to ask about")
-    return out[:n]
+from engram_sdk.bench.serve_parts import (
+    cpu_total,
+    fill_memory,
+    free_port,
+    ingest_corpus,
+    run_stub,
+    sample_questions,
+    wait_up,
+)
 
 
 def recall_split(uri: str, questions: list[str], upstream: str) -> dict[str, float]:
@@ -251,21 +142,6 @@ def measure(
     return statistics.median(ttfts) * 1e3, p99 * 1e3, len(ttfts) / wall
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cpu_total(pids: list[int]) -> float | None:
-    """CPU seconds of all ``pids`` together (None where unknown)."""
-    seconds = [cpu_seconds(p) for p in pids]
-    return None if None in seconds else sum(seconds)  # type: ignore[arg-type]
-
-
 def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float) -> tuple[str, str]:
     """The memory's URI and a line saying what is in it (built unless ``store`` is given)."""
     if store is not None:
@@ -281,66 +157,160 @@ def _memory(work: Path, store: str | None, corpus: list[Path], megabytes: float)
     return uri, f"memory: {what}, built in {time.perf_counter() - t0:.0f} s"
 
 
-def _start_server(port: int, stub_url: str, uri: str, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
+def _copy_store(uri: str, work: Path, name: str) -> str:
+    """A copy of an ``lmdb://`` memory in ``work/name``: each server holds its memory's
+    writer lock, and session turns are not written into a memory given with ``--store``."""
+    if not uri.startswith("lmdb://"):
+        raise typer.BadParameter(f"two servers or sessions need an lmdb:// memory, got {uri}")
+    folder = Path(uri.removeprefix("lmdb://"))
+    copy = work / name
+    copy.mkdir()
+    shutil.copy2(folder / "data.mdb", copy / "data.mdb")
+    return f"lmdb://{copy}"
+
+
+def _start_server(
+    python: str, port: int, stub_url: str, uri: str, log: Path
+) -> subprocess.Popen[bytes]:
+    cmd = [python, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
     cmd += ["--upstream", stub_url, "--store", uri, "--max-concurrent", "256"]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _bodies(questions: list[str], memory: bool | None) -> list[dict]:
+def _bodies(questions: list[str], case: Case, per_client: int = 1, tag: str = "") -> list[dict]:
+    """Request bodies for ``case``; a session case gives each client (``per_client``
+    consecutive bodies) a session of its own, named after ``tag``."""
     out = []
-    for q in questions:
+    for i, q in enumerate(questions):
         body: dict = {
             "model": "stub",
             "stream": True,
             "max_tokens": 8,
             "messages": [{"role": "user", "content": f"What follows {q}?"}],
         }
-        if memory is not None:
-            body["memory"] = memory
+        if case.memory is not None:
+            body["memory"] = case.memory
+        if case.session:
+            body["session_id"] = f"bench-{tag}-{i // per_client}"
         out.append(body)
     return out
 
 
-def _table(
-    cases: list[tuple[str, str, list[dict]]],
+@dataclass
+class Case:
+    """One path the clients are timed on: ``memory`` None calls the upstream directly;
+    ``session``: each client continues a session of its own (its turns stored)."""
+
+    name: str
+    url: str
+    memory: bool | None
+    session: bool = False
+
+
+@dataclass
+class Row:
+    """One case at one client count."""
+
+    clients: int
+    case: str
+    p50: float
+    p99: float
+    rps: float
+    added: float
+    stub_cpu: float | None
+    cpu: float | None
+
+    def markdown(self) -> str:
+        stub, cpu = ("n/a" if c is None else f"{c:.2f}" for c in (self.stub_cpu, self.cpu))
+        return (
+            f"| {self.clients} | {self.case} | {self.p50:.1f} | {self.p99:.1f} | {self.rps:.0f} "
+            f"| {self.added:+.1f} ms | {stub} | {cpu} |"
+        )
+
+
+#: questions each server answers before the first timed row (not asked again)
+WARM_UP = 20
+TABLE_HEAD = [
+    "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
+    "| CPU ms/request: stub | CPU ms/request: engram serve |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def run_cases(
+    cases: list[Case],
     client_counts: list[int],
     requests: int,
     pids: list[int],
-    proxy: str,
+    stub_pid: int,
     questions: list[str],
-) -> list[str]:
-    """The Markdown rows: every case at every client count, the first case the baseline."""
-    rows = [
-        "| clients | path | p50 TTFT ms | p99 TTFT ms | req/s | p50 added vs direct "
-        "| CPU ms/request (stub + engram serve) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for n in client_counts:
-        measure(proxy, _bodies(questions, True), 1, 2)  # warm-up
+) -> list[Row]:
+    """Every case at every client count, the first case the baseline of the ``added``
+    column; each row takes questions after those of the rows before it. CPU: of the servers
+    (``pids``, their threads to the nanosecond) and of the stub (clock ticks)."""
+    rows: list[Row] = []
+    at = WARM_UP
+    for case in cases[1:]:  # each server's caches and pages warm on questions of their own
+        measure(case.url, _bodies(questions[:WARM_UP], case), 1, WARM_UP)
+    for n, per_client in zip(client_counts, requests, strict=True):
+        asked = questions[at : at + n * per_client]
+        at += n * per_client
         base = None
-        for name, url, bodies in cases:
-            before = cpu_total(pids)
-            p50, p99, rps = measure(url, bodies, n, requests)
-            after = cpu_total(pids)
-            cpu = (
-                "n/a"
-                if before is None or after is None
-                else f"{(after - before) * 1e3 / (n * requests):.2f}"
+        for case in cases:
+            before, stub_before = cpu_total(pids, precise=True), cpu_total([stub_pid])
+            bodies = _bodies(asked, case, per_client, f"{n}")
+            p50, p99, rps = measure(case.url, bodies, n, per_client)
+            after, stub_after = cpu_total(pids, precise=True), cpu_total([stub_pid])
+            cpu, stub = (
+                None if a is None or b is None else (b - a) * 1e3 / len(asked)
+                for a, b in ((before, after), (stub_before, stub_after))
             )
             base = p50 if base is None else base
-            rows.append(
-                f"| {n} | {name} | {p50:.1f} | {p99:.1f} | {rps:.0f} | {p50 - base:+.1f} ms "
-                f"| {cpu} |"
-            )
-            typer.echo(rows[-1])
+            rows.append(Row(n, case.name, p50, p99, rps, p50 - base, stub, cpu))
+            typer.echo(rows[-1].markdown())
     return rows
+
+
+def side_by_side(rows: list[Row], baseline: str) -> list[str]:
+    """Per client count: p50 added and CPU per request, the baseline checkout beside this one."""
+    out = [
+        f"| clients | path | p50 added: {baseline} | p50 added: this "
+        f"| engram serve CPU ms/req: {baseline} | engram serve CPU ms/req: this |",
+        "|---|---|---|---|---|---|",
+    ]
+    by = {(r.clients, r.case): r for r in rows}
+    for n in sorted({r.clients for r in rows}):
+        for path in ("proxy, memory off", "proxy, memory on", "proxy, memory on, session"):
+            this, base = by.get((n, path)), by.get((n, f"{path} [{baseline}]"))
+            if this is None or base is None:
+                continue
+            cpu = ["n/a" if r.cpu is None else f"{r.cpu:.2f}" for r in (base, this)]
+            out.append(
+                f"| {n} | {path} | {base.added:+.1f} ms | {this.added:+.1f} ms | {cpu[0]} "
+                f"| {cpu[1]} |"
+            )
+    return out
+
+
+def _recall_line(ms: dict[str, float], n: int) -> str:
+    return (
+        f"recall in-process, p50 over {n} questions: Memory.search {ms['search']:.1f} ms as "
+        f"the plan calls it (k={ms['k']:.0f}; with k=20: {ms['search_k20']:.1f} ms); the "
+        f"server's whole plan (search, passages, focused lines, token counts) "
+        f"{ms['plan']:.1f} ms, so {ms['plan'] - ms['search']:+.1f} ms beyond the search"
+    )
 
 
 def serve_bench(
     clients: Annotated[str, typer.Option(help="concurrent clients, comma-separated")] = "1,8,32",
-    requests: Annotated[int, typer.Option(help="requests per client per case")] = 20,
+    requests: Annotated[
+        str,
+        typer.Option(
+            help="requests per client per case: one number, or one per client count "
+            "(e.g. 60,20,10: at one client, more requests make the CPU column finer)"
+        ),
+    ] = "20",
     memory_mb: Annotated[
         float, typer.Option(help="generated text in memory for 'memory on' (without --corpus)")
     ] = 100.0,
@@ -351,44 +321,64 @@ def serve_bench(
     store: Annotated[
         str | None, typer.Option(help="use this existing memory as it is (no building)")
     ] = None,
+    baseline_python: Annotated[
+        str | None,
+        typer.Option(
+            help="a Python whose engram_sdk is the baseline checkout (e.g. a venv of main): "
+            "its server's rows sit beside this one's"
+        ),
+    ] = None,
+    baseline_name: Annotated[str, typer.Option(help="what the baseline rows are called")] = "main",
+    sessions: Annotated[
+        bool, typer.Option(help="also time memory on with a session per client (turns stored)")
+    ] = False,
     markdown: Annotated[Path | None, typer.Option(help="also write the table here")] = None,
 ) -> None:
     """Time to first token and requests/s: upstream direct vs proxy (memory off / on)."""
     work = Path(tempfile.mkdtemp(prefix="engram-bench-serve-"))
-    stub_port, port = _free_port(), _free_port()
-    stub = multiprocessing.get_context("spawn").Process(target=_run_stub, args=(stub_port,))
+    stub_port = free_port()
+    stub = multiprocessing.get_context("spawn").Process(target=run_stub, args=(stub_port,))
     stub.start()
-    server = None
+    servers: list[subprocess.Popen[bytes]] = []
     try:
         uri, what = _memory(work, store, corpus or [], memory_mb)
         typer.echo(what, err=True)
         from engram_sdk.memory import Memory
 
         counts = [int(c) for c in clients.split(",")]
+        per_client = [int(r) for r in requests.split(",")]
+        per_client = per_client * len(counts) if len(per_client) == 1 else per_client
+        if len(per_client) != len(counts):
+            raise typer.BadParameter(f"--requests {requests}: one number or one per client count")
+        wanted = WARM_UP + sum(n * r for n, r in zip(counts, per_client, strict=True)) + 32
         with Memory.open(uri, mode="r") as mem:
-            questions = sample_questions(mem, max(64, max(counts) * requests))
+            questions = sample_questions(mem, wanted)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
-        ms = recall_split(uri, questions[:32], stub_url)
-        split = (
-            f"recall in-process, p50 over {min(32, len(questions))} questions: Memory.search "
-            f"{ms['search']:.1f} ms as the plan calls it (k={ms['k']:.0f}; with k=20, as before "
-            f"k was sized: {ms['search_k20']:.1f} ms); the server's whole plan (search, passages, "
-            f"focused lines, token counts) {ms['plan']:.1f} ms, so {ms['plan'] - ms['search']:+.1f}"
-            " ms beyond the search"
-        )
+        split_questions = questions[-32:]
+        split = _recall_line(recall_split(uri, split_questions, stub_url), len(split_questions))
         typer.echo(split, err=True)
-        _wait_up(f"{stub_url}/models")
-        server = _start_server(port, stub_url, uri, work / "serve.log")
-        _wait_up(f"http://127.0.0.1:{port}/health", proc=server, log=work / "serve.log")
-        proxy = f"http://127.0.0.1:{port}/v1/chat/completions"
-        cases = [
-            ("upstream direct", f"{stub_url}/chat/completions", _bodies(questions, None)),
-            ("proxy, memory off", proxy, _bodies(questions, False)),
-            ("proxy, memory on", proxy, _bodies(questions, True)),
-        ]
-        pids = [p for p in (stub.pid, server.pid) if p is not None]
-        rows = _table(cases, counts, requests, pids, proxy, questions)
-        table = "\n".join(rows)
+        wait_up(f"{stub_url}/models")
+        sides = [(sys.executable, _copy_store(uri, work, "mem-this") if sessions else uri, "")]
+        if baseline_python is not None:
+            base_uri = _copy_store(uri, work, "mem-baseline")
+            sides.insert(0, (baseline_python, base_uri, f" [{baseline_name}]"))
+        cases = [Case("upstream direct", f"{stub_url}/chat/completions", None)]
+        for python, side_uri, suffix in sides:
+            port = free_port()
+            log = work / f"serve{len(servers)}.log"
+            servers.append(_start_server(python, port, stub_url, side_uri, log))
+            wait_up(f"http://127.0.0.1:{port}/health", proc=servers[-1], log=log)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            cases += [Case(f"proxy, memory off{suffix}", url, False)]
+            cases += [Case(f"proxy, memory on{suffix}", url, True)]
+            if sessions:
+                cases += [Case(f"proxy, memory on, session{suffix}", url, True, session=True)]
+        cases = [cases[0], *sorted(cases[1:], key=lambda c: (c.memory, c.session, c.name))]
+        assert stub.pid is not None
+        rows = run_cases(cases, counts, per_client, [s.pid for s in servers], stub.pid, questions)
+        table = "\n".join([*TABLE_HEAD, *(r.markdown() for r in rows)])
+        if baseline_python is not None:
+            table += "\n\n" + "\n".join(side_by_side(rows, baseline_name))
         typer.echo(f"\n{table}\n\n{split}")
         if markdown:
             markdown.write_text(
@@ -396,7 +386,7 @@ def serve_bench(
                 f"stub upstream on loopback\n\n{table}\n\n{split}\n"
             )
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
             server.wait(timeout=20)
         stub.terminate()

@@ -17,6 +17,7 @@ from engram_sdk.llm.base import (
     Usage,
 )
 from engram_sdk.llm.recall import Citation, recall_block
+from engram_sdk.llm.recall_cache import RecallCache
 from engram_sdk.llm.resolve import SPEC_HELP, load_backend
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Completion",
     "Message",
     "Plan",
+    "RecallCache",
     "SamplingOptions",
     "StopScanner",
     "Usage",

@@ -38,6 +38,7 @@ from engram_sdk.llm.base import Backend, Chunk, FinishReason, Message, SamplingO
 from engram_sdk.llm.counting import PromptCounter, counter_for
 from engram_sdk.llm.history import HistoryCache, session_history
 from engram_sdk.llm.recall import Citation, RecallFormat, clip_head, recall_passages
+from engram_sdk.llm.recall_cache import RecallCache
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
@@ -104,6 +105,7 @@ def augmented_turn(
     write_lock: AbstractContextManager[Any] | None = None,
     history_cache: HistoryCache | None = None,
     context: RecallFormat = DEFAULT_FORMAT,
+    recall_cache: RecallCache | None = None,
 ) -> AugmentedTurn:
     """Plan the prompt for ``messages`` (see the module docs) and start generating.
 
@@ -115,7 +117,8 @@ def augmented_turn(
     ``write_lock`` serialises the store write with other writers of the same memory;
     ``history_cache`` keeps sessions' stored turns between calls (a server passes one);
     ``context`` is how recalled text is written into the prompt (``"focus"``: the cited
-    lines holding the question's terms; ``"passages"``: whole passages).
+    lines holding the question's terms; ``"passages"``: whole passages); ``recall_cache``
+    reuses recalls while the scope is unchanged (:mod:`engram_sdk.llm.recall_cache`).
     """
     options = options or SamplingOptions()
     if not messages or messages[-1]["role"] != "user":
@@ -132,6 +135,7 @@ def augmented_turn(
         memory_tokens=memory_tokens,
         history_cache=history_cache,
         context=context,
+        recall_cache=recall_cache,
     )
     return start_turn(
         backend,
@@ -223,11 +227,13 @@ def plan_turn(
     memory_tokens: int | None,
     history_cache: HistoryCache | None = None,
     context: RecallFormat = DEFAULT_FORMAT,
+    recall_cache: RecallCache | None = None,
 ) -> Plan:
     """Choose history, passages and the reply budget so the prompt fits the window.
 
     Sizes are sums of cached per-message counts (:mod:`engram_sdk.llm.counting`); the
     rendered prompt is counted exactly only when the estimate comes near the window.
+    ``recall_cache`` keeps recalls while the scope is unchanged (a server passes one).
     """
     counter = counter_for(backend)
     window = backend.context_length
@@ -251,6 +257,7 @@ def plan_turn(
             session=session,
             first_kept_seq=first_kept_seq,
             context=context,
+            cache=recall_cache,
         )
         recalled_tokens, block, citations = got.tokens, got.block, got.citations
     final = _assemble(system, block, history, kept, user)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from engram_sdk.errors import InputError
 from engram_sdk.llm.base import Backend
+from engram_sdk.llm.counting import counter_for
 from engram_sdk.llm.focused import focused_lines
+from engram_sdk.llm.recall_cache import RecallCache
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
@@ -201,6 +203,7 @@ def recall_passages(
     first_kept_seq: int | None = None,
     k: int | None = None,
     context: RecallFormat = "passages",
+    cache: RecallCache | None = None,
 ) -> Recalled:
     """Recalled passages in the prompt format, at most ``budget`` tokens (see the module docs).
 
@@ -208,9 +211,32 @@ def recall_passages(
     from ``first_kept_seq`` on). ``k``: hits asked of the search (default
     :func:`recall_k`). ``context="focus"`` keeps only the lines holding the question's terms
     (:mod:`engram_sdk.llm.focused`), falling back to passages when no line holds one.
+    ``cache`` keeps recalls while the scope is unchanged (:mod:`engram_sdk.llm.recall_cache`).
     """
     if context not in RECALL_FORMATS:
         raise InputError(f"context {context!r}: expected one of {', '.join(RECALL_FORMATS)}")
+
+    def compute() -> Recalled:
+        return _recall(backend, memory, query, scope, budget, session, first_kept_seq, k, context)
+
+    if cache is None:
+        return compute()
+    own = session.source if session is not None else None
+    got = cache.recall(memory, scope, (query, budget, context, k, own, first_kept_seq), compute)
+    return Recalled(got.block, list(got.citations), got.tokens)
+
+
+def _recall(
+    backend: Backend,
+    memory: Memory,
+    query: str,
+    scope: str,
+    budget: int,
+    session: Session | None,
+    first_kept_seq: int | None,
+    k: int | None,
+    context: RecallFormat,
+) -> Recalled:
     sid = memory.scope_id(scope)
     if sid is None or not query.strip():
         return Recalled("", [], 0)
@@ -226,7 +252,7 @@ def recall_passages(
     ]
     floor = max((hit.score for hit, _ in eligible), default=0.0) * SCORE_FLOOR
     eligible = [(hit, passage) for hit, passage in eligible if hit.score >= floor]
-    header = backend.count_tokens(MEMORY_HEADER)
+    header = counter_for(backend).text(MEMORY_HEADER)
     if context == "focus":
         texts, lines, used = focused_lines(
             backend,

@@ -143,6 +143,16 @@ class Memory:
             sid = self.manifest.scopes[scope] = len(self.manifest.scopes) + 1
         return sid
 
+    def scope_version(self, scope: str = "default") -> int | None:
+        """A number that changes whenever the scope's passages may have changed (an add or a
+        delete committed by this process or another); None for an unknown scope. What is
+        derived from the scope's passages (a recall) is valid while it stays the same."""
+        sid = self.scope_id(scope)
+        if sid is None:
+            return None
+        self.index.refresh(sid)
+        return self.index.generation(sid)
+
     def _write_passages(
         self,
         scope_id: int,

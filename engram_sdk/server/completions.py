@@ -8,7 +8,7 @@ backend generates on a worker thread, so the event loop never waits on the model
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from engram_sdk.llm.base import BackendError, Chunk, SamplingOptions, Usage
 from engram_sdk.llm.openai_async import AsyncUpstream, sse_events
 from engram_sdk.server.errors import from_backend
+from engram_sdk.server.event_stream import EventStream
 from engram_sdk.server.guards import Slot
 from engram_sdk.server.proxy import DONE_EVENT, SSE_HEADERS, open_upstream, streamed_body
 from engram_sdk.server.schemas import CompletionRequest
@@ -28,7 +29,9 @@ router = APIRouter()
 
 
 @router.post("/v1/completions", response_model=None)
-async def completions(req: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
+async def completions(
+    req: CompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse | EventStream:
     """A continuation of a raw prompt (no memory, no session)."""
     state = state_of(request)
     state.scope(request)
@@ -58,13 +61,12 @@ async def _proxied(
     options: SamplingOptions,
     include_usage: bool,
     slot: Slot,
-) -> JSONResponse | StreamingResponse:
+) -> JSONResponse | EventStream:
     body = _upstream_body(upstream, req, options, include_usage or not req.stream)
     resp = await open_upstream(upstream, body, path="/completions")
     where = f"{upstream.base_url}/completions"
     if req.stream:
-        events = _passed_through(resp, slot, where)
-        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        return EventStream(_passed_through(resp, slot, where))
     parts: list[str] = []
     finish, usage = "stop", {}
     try:
@@ -94,7 +96,7 @@ async def _proxied(
     )
 
 
-async def _passed_through(resp: Any, slot: Slot, where: str) -> AsyncIterator[bytes]:
+async def _passed_through(resp: Any, slot: Slot, where: str) -> AsyncGenerator[bytes, None]:
     """The upstream's events as it sent them, ``[DONE]`` last (also after a failure)."""
     ended = False
     try:

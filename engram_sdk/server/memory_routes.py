@@ -80,7 +80,9 @@ def search(req: SearchRequest, request: Request) -> list[dict[str, Any]]:
     """Hits with ``source``, ``line_start``, ``score`` and a snippet."""
     state = state_of(request)
     scope = state.scope(request, req.scope)
-    return [h.model_dump() for h in state.memory.search(req.query, k=req.k, scope=scope)]
+    with state.read_lock:
+        hits = state.memory.search(req.query, k=req.k, scope=scope)
+    return [h.model_dump() for h in hits]
 
 
 @router.post("/v1/memory/context")
@@ -88,7 +90,9 @@ def context(req: ContextRequest, request: Request) -> dict[str, Any]:
     """The best passages assembled under ``max_tokens``."""
     state = state_of(request)
     scope = state.scope(request, req.scope)
-    return state.memory.context(req.query, max_tokens=req.max_tokens, scope=scope).model_dump()
+    with state.read_lock:
+        found = state.memory.context(req.query, max_tokens=req.max_tokens, scope=scope)
+    return found.model_dump()
 
 
 @router.get("/v1/sessions")

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from engram_sdk.llm.augment import AugmentedTurn
 from engram_sdk.llm.base import BackendError, Chunk, Message, SamplingOptions
 from engram_sdk.server.errors import APIError, from_backend
+from engram_sdk.server.event_stream import EventStream
 from engram_sdk.server.guards import Slot
 from engram_sdk.server.proxy import (
     SSE_HEADERS,
@@ -63,7 +64,7 @@ def session_id_of(request: Request, req: ChatCompletionRequest) -> str | None:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
     req: ChatCompletionRequest, request: Request
-) -> JSONResponse | StreamingResponse:
+) -> JSONResponse | StreamingResponse | EventStream:
     """A chat reply with recalled passages in the prompt; the turn is stored in the session.
 
     Store reads, recall and the local model run off the event loop; in proxy mode the

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from engram_sdk.llm.base import BackendError, SamplingOptions
-from engram_sdk.llm.openai_async import AsyncUpstream, sse_events
+from engram_sdk.llm.openai_async import AsyncUpstream, StreamedReply, sse_events
 from engram_sdk.server.errors import from_backend
+from engram_sdk.server.event_stream import EventStream
 from engram_sdk.server.guards import Slot
 from engram_sdk.server.state import ServerState
 from engram_sdk.server.turns import PreparedTurn, store_reply
@@ -90,7 +90,7 @@ def streamed_body(
 
 async def open_upstream(
     upstream: AsyncUpstream, body: dict[str, Any], *, path: str = "/chat/completions"
-) -> httpx.Response:
+) -> StreamedReply:
     """The upstream's 200 streaming response at ``path``, or the HTTP error the client
     should get."""
     try:
@@ -108,8 +108,8 @@ def _splice(payload: bytes, extra: bytes) -> bytes:
 
 
 async def _events(
-    state: ServerState, turn: PreparedTurn, resp: httpx.Response, slot: Slot
-) -> AsyncIterator[bytes]:
+    state: ServerState, turn: PreparedTurn, resp: StreamedReply, slot: Slot
+) -> AsyncGenerator[bytes, None]:
     reply, meta = _Reply(), json.dumps(turn.meta()).encode()
     where = f"{state.upstream.base_url if state.upstream else ''}/chat/completions"
     ended = False
@@ -126,9 +126,7 @@ async def _events(
             if out:
                 yield b"".join(out)
         if not reply.error and turn.session is not None:
-            await state.off_loop(
-                lambda: store_reply(state, turn, "".join(reply.parts), reply.finish_reason)
-            )
+            await store_reply(state, turn, "".join(reply.parts), reply.finish_reason)
     except (BackendError, ValueError) as exc:
         failure = exc if isinstance(exc, BackendError) else BackendError(f"{where}: {exc}")
         yield b"data: " + json.dumps(from_backend(failure).body()).encode() + b"\n\n"
@@ -140,15 +138,13 @@ async def _events(
 
 
 def stream_reply(
-    state: ServerState, turn: PreparedTurn, resp: httpx.Response, slot: Slot
-) -> StreamingResponse:
+    state: ServerState, turn: PreparedTurn, resp: StreamedReply, slot: Slot
+) -> EventStream:
     """The upstream's events, passed through (see the module docs)."""
-    return StreamingResponse(
-        _events(state, turn, resp, slot), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    return EventStream(_events(state, turn, resp, slot))
 
 
-async def whole_reply(state: ServerState, turn: PreparedTurn, resp: httpx.Response) -> JSONResponse:
+async def whole_reply(state: ServerState, turn: PreparedTurn, resp: StreamedReply) -> JSONResponse:
     """The upstream's streamed reply gathered into one ``chat.completion``."""
     reply = _Reply()
     where = f"{state.upstream.base_url if state.upstream else ''}/chat/completions"
@@ -166,7 +162,7 @@ async def whole_reply(state: ServerState, turn: PreparedTurn, resp: httpx.Respon
         raise from_backend(BackendError(f"{where} reported an error mid-reply"))
     text = "".join(reply.parts)
     if turn.session is not None:
-        await state.off_loop(lambda: store_reply(state, turn, text, reply.finish_reason))
+        await store_reply(state, turn, text, reply.finish_reason)
     usage = reply.usage or {}
     prompt = usage.get("prompt_tokens", turn.plan.prompt_tokens)
     completion = usage.get("completion_tokens") or state.backend.count_tokens(text)

@@ -1,13 +1,13 @@
 """What every request handler shares: the backend, the memory, the guards, the write lock,
-the pooled upstream client (proxy mode), the sessions' cached history and the thread pool
-that runs recall off the event loop."""
+the pooled upstream client (proxy mode), the sessions' cached history, the recall cache, the
+group commit of session turns and the thread pool that runs recall off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -16,10 +16,12 @@ from fastapi import Request
 from engram_sdk.llm.base import Backend
 from engram_sdk.llm.history import HistoryCache
 from engram_sdk.llm.openai_async import AsyncUpstream
+from engram_sdk.llm.recall_cache import RecallCache
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
-from engram_sdk.sessions import Session
+from engram_sdk.server.rwlock import ReadWriteLock
+from engram_sdk.sessions import GroupCommit, Session
 
 if TYPE_CHECKING:
     from engram_sdk.memory import Memory
@@ -39,14 +41,31 @@ class ServerState:
     auth: Auth
     gate: GenerationGate
     upstream: AsyncUpstream | None = None
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: recalls and memory reads hold ``.read``, writes ``.write`` (:mod:`engram_sdk.server.rwlock`)
+    memory_lock: ReadWriteLock = field(default_factory=ReadWriteLock)
     history: HistoryCache = field(default_factory=HistoryCache)
+    recalls: RecallCache = field(default_factory=RecallCache)
     pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="recall")
     )
     #: close the memory at shutdown (``engram serve`` does: uvicorn ends the process by
     #: re-raising SIGTERM once the app has shut down, so code after ``uvicorn.run`` never runs)
     owns_memory: bool = False
+    #: session turns of concurrent requests committed together (under :attr:`write_lock`)
+    commits: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.commits = GroupCommit(self.memory, lock=self.write_lock)
+
+    @property
+    def write_lock(self) -> AbstractContextManager[None]:
+        """Held around every write to the memory (alone: no recall runs meanwhile)."""
+        return self.memory_lock.write
+
+    @property
+    def read_lock(self) -> AbstractContextManager[None]:
+        """Held around recalls and other reads of the memory (many at once)."""
+        return self.memory_lock.read
 
     async def off_loop(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the server's thread pool (store reads, recall, store writes)."""
@@ -58,6 +77,7 @@ class ServerState:
         the next server or CLI as soon as shutdown ends."""
         if self.upstream is not None:
             await self.upstream.aclose()
+        await asyncio.to_thread(self.commits.close)  # what is queued is committed first
         await asyncio.to_thread(self.pool.shutdown, wait=True)  # recall takes milliseconds
         if self.owns_memory:
             await asyncio.to_thread(self._close_memory)

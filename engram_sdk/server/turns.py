@@ -7,6 +7,7 @@ nor memory is planned in place (it only sums cached token counts).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ def _plan(
         memory_tokens=state.config.memory_tokens,
         history_cache=state.history,
         context=state.config.memory_context,
+        recall_cache=state.recalls,
     )
     return PreparedTurn(plan, session, scope, messages[-1]["content"])
 
@@ -69,12 +71,15 @@ async def prepare_turn(
     options: SamplingOptions,
     use_memory: bool,
 ) -> PreparedTurn:
-    """The planned turn; store work and recall on the thread pool."""
+    """The planned turn; store work and recall on the thread pool, beside no memory write."""
     if session_id is None and not use_memory:
         return _plan(state, session_id, scope, messages, options, use_memory)
-    return await state.off_loop(
-        lambda: _plan(state, session_id, scope, messages, options, use_memory)
-    )
+
+    def planned() -> PreparedTurn:
+        with state.read_lock:
+            return _plan(state, session_id, scope, messages, options, use_memory)
+
+    return await state.off_loop(planned)
 
 
 def local_turn(state: ServerState, turn: PreparedTurn, options: SamplingOptions) -> AugmentedTurn:
@@ -90,13 +95,19 @@ def local_turn(state: ServerState, turn: PreparedTurn, options: SamplingOptions)
     )
 
 
-def store_reply(
+async def store_reply(
     state: ServerState, turn: PreparedTurn, text: str, finish_reason: str | None
 ) -> None:
-    """Store a proxied turn's user message and reply in its session (nothing without one)."""
-    if turn.session is None:
+    """Store a proxied turn's user message and reply in its session (nothing without one);
+    returns once committed, in a group commit with other requests' turns
+    (:class:`~engram_sdk.sessions.GroupCommit`)."""
+    session = turn.session
+    if session is None:
         return
     done = AugmentedTurn(plan=turn.plan, chunks=iter(()), text=text)
     done.finish_reason = "length" if finish_reason == "length" else "stop"
-    with state.write_lock:
-        store_turn(turn.session, turn.user_text, done, history_cache=state.history)
+
+    def write() -> None:
+        store_turn(session, turn.user_text, done, history_cache=state.history)
+
+    await asyncio.wrap_future(state.commits.submit(write))

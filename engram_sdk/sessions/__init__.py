@@ -1,5 +1,6 @@
 """Sessions: conversations that persist across processes and recall earlier ones."""
 
+from engram_sdk.sessions.group_commit import GroupCommit
 from engram_sdk.sessions.session import (
     Session,
     SessionInfo,
@@ -8,4 +9,4 @@ from engram_sdk.sessions.session import (
     list_sessions,
 )
 
-__all__ = ["Session", "SessionInfo", "Turn", "import_session", "list_sessions"]
+__all__ = ["GroupCommit", "Session", "SessionInfo", "Turn", "import_session", "list_sessions"]

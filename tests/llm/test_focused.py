@@ -65,3 +65,67 @@ def test_lines_score_terms_then_phrase_then_definition() -> None:
     # line 10 holds the terms "make" and "scanner" only; 11 also the phrase; 13 defines it
     assert by_line == {10: 2, 11: 2 + PHRASE_BONUS, 13: 2 + PHRASE_BONUS + DEFINITION_BONUS}
     assert 12 not in by_line  # the blank line
+
+
+def test_scoring_skips_no_line_that_the_full_scoring_keeps() -> None:
+    """The substring prefilter and the compile-free definition check against the plain
+    definition: every line scored by terms, phrase and ``definition_pattern``."""
+    import random
+
+    from engram_sdk.llm.terms import query_terms
+
+    rng = random.Random(3)
+    words = [
+        "make_scanner",
+        "Scanner",
+        "py_make_scanner",
+        "context",
+        "def",
+        "class",
+        "x",
+        "=",
+        "==",
+        ":",
+        "(",
+        ")",
+        "async",
+        "export",
+        "type",
+        "NUMBER_RE",
+        "Ünïcode",
+        "İstanbul",
+        "the",
+        "  ",
+        "\t",
+        "for",
+        "scan",
+        "make",
+        "_scanner",
+    ]
+    names = ["py_make_scanner", "NUMBER_RE", "make_scanner"]
+    query = "Which file defines py_make_scanner and NUMBER_RE for the Ünïcode scan?"
+    phrase = "make_scanner"
+    pattern = definition_pattern(names)
+    assert pattern is not None
+    for _ in range(40):
+        lines = [
+            "".join(
+                rng.choice(words) + rng.choice(["", " ", "  "]) for _ in range(rng.randint(0, 7))
+            )
+            for _ in range(30)
+        ]
+        text = "\n".join(lines)
+        got = {
+            f.line: f.score for f in scored_lines([_recalled("f.py", text)], query, phrase, names)
+        }
+        want = {}
+        for i, raw in enumerate(text.splitlines()):
+            line = raw.strip()
+            if not line:
+                continue
+            score = len(query_terms(query) & query_terms(line))
+            score += PHRASE_BONUS if phrase in line.lower() else 0
+            score += DEFINITION_BONUS if pattern.match(line) else 0
+            if score:
+                want[1 + i] = score
+        assert got == want

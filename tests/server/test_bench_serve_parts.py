@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from engram_sdk.bench.serve import cpu_seconds, ingest_corpus, sample_questions
+from engram_sdk.bench.serve_parts import (
+    cpu_seconds,
+    ingest_corpus,
+    sample_questions,
+    thread_cpu_seconds,
+)
 from engram_sdk.memory import Memory
 
 
@@ -40,3 +45,15 @@ def test_cpu_seconds_follow_the_process_clock() -> None:
     assert before is not None and spent is not None
     assert spent - before == pytest.approx(measured, abs=0.05)
     assert cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_thread_cpu_seconds_follow_the_process_clock_to_the_millisecond() -> None:
+    before, clock = thread_cpu_seconds(os.getpid()), time.process_time()
+    end = time.process_time() + 0.2
+    while time.process_time() < end:
+        pass
+    spent, measured = thread_cpu_seconds(os.getpid()), time.process_time() - clock
+    assert before is not None and spent is not None
+    assert spent - before == pytest.approx(measured, abs=0.005)
+    assert thread_cpu_seconds(2**22 + 12345) is None  # no such process
