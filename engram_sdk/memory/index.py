@@ -102,6 +102,18 @@ def _dict_key(sid: int, seg: int) -> bytes:
     return _scope(sid) + b"D" + seg.to_bytes(4, "big")
 
 
+class SegmentGone(KeyError):
+    """A segment listed in this reader's view of a scope was removed by a commit (a merge,
+    a purge) made after the view was read: the read must start again from a fresh view."""
+
+
+def _page(pages: dict[bytes, bytes | None], key: bytes) -> bytes:
+    raw = pages[key]
+    if raw is None:
+        raise SegmentGone(f"index page {key!r} is gone (merged by a later commit)")
+    return raw
+
+
 def _page_key(sid: int, seg: int, page: int) -> bytes:
     return _scope(sid) + b"P" + seg.to_bytes(4, "big") + page.to_bytes(4, "big")
 
@@ -338,7 +350,9 @@ class TrigramIndex:
         d = self.dictionary(sid, s.seg)
         pages = (s.nbytes + PAGE - 1) // PAGE
         raws = self.store.get_many(NS, [_page_key(sid, s.seg, i) for i in range(pages)])
-        return Postings(d.trigrams, d.df, d.ends, b"".join(r or b"" for r in raws))
+        if any(r is None for r in raws):
+            raise SegmentGone(f"index pages of segment {s.seg} of scope {sid} are gone")
+        return Postings(d.trigrams, d.df, d.ends, b"".join(raws))  # type: ignore[arg-type]
 
     # ---- reading ----------------------------------------------------------------------------
     def dictionary(self, sid: int, seg: int) -> Dictionary:
@@ -347,7 +361,7 @@ class TrigramIndex:
         if d is None:
             raw = self.store.get(NS, _dict_key(sid, seg))
             if raw is None:
-                raise KeyError(f"index segment {seg} of scope {sid} is missing")
+                raise SegmentGone(f"index segment {seg} of scope {sid} is missing")
             n = int(np.frombuffer(raw, "<u8", count=1)[0])
             tri = np.frombuffer(raw, "<u4", count=n, offset=8)
             df = np.frombuffer(raw, "<u4", count=n, offset=8 + 4 * n)
@@ -416,9 +430,9 @@ class TrigramIndex:
         pages = dict(zip(unique_keys, self.store.get_many(NS, unique_keys), strict=True))
         blobs, counts, cuts = [], [], []
         for seg, lo, hi, first, last, cut in spans:
-            raw = pages[_page_key(sid, seg, first)] or b""
+            raw = _page(pages, _page_key(sid, seg, first))
             if last > first:
-                raw = b"".join(pages[_page_key(sid, seg, i)] or b"" for i in range(first, last + 1))
+                raw = b"".join(_page(pages, _page_key(sid, seg, i)) for i in range(first, last + 1))
             blob = np.frombuffer(raw, np.uint8)[lo - first * PAGE : hi - first * PAGE]
             if cut:
                 ends = np.flatnonzero(blob < 0x80)  # the last byte of every varint

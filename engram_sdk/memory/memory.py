@@ -17,7 +17,7 @@ import xxhash
 
 from engram_sdk.errors import InputError
 from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
-from engram_sdk.memory.index import TrigramIndex
+from engram_sdk.memory.index import SegmentGone, TrigramIndex
 from engram_sdk.memory.models import (
     MEMORY_FORMAT_VERSION,
     READABLE_FORMATS,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 META, PASSAGES, SOURCES = "mem.meta", "mem.passage", "mem.source"
 MAX_SCOPE_CHARS = 200
+SEARCH_ATTEMPTS = 4  # a search that loses its segments to concurrent merges starts again
 
 
 def default_uri() -> str:
@@ -345,18 +346,26 @@ class Memory:
 
         check_query(query), check_k(k), check_bool("exact_case", exact_case)
         check_bool("one_per_source", one_per_source)
-        return search(
-            self,
-            query,
-            k=None if k == "all" else k,  # type: ignore[arg-type]
-            scope=scope,
-            exact_case=exact_case,
-            sources=check_sources(sources),
-            path_glob=path_glob,
-            metadata=metadata,
-            regex=regex,
-            one_per_source=one_per_source,
-        )
+        for attempt in range(SEARCH_ATTEMPTS):
+            try:
+                return search(
+                    self,
+                    query,
+                    k=None if k == "all" else k,  # type: ignore[arg-type]
+                    scope=scope,
+                    exact_case=exact_case,
+                    sources=check_sources(sources),
+                    path_glob=path_glob,
+                    metadata=metadata,
+                    regex=regex,
+                    one_per_source=one_per_source,
+                )
+            except SegmentGone:
+                # a commit (here or in another process) merged segments this search was
+                # reading: start again from the scope's new view
+                if attempt == SEARCH_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def context(
         self,

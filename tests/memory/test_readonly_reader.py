@@ -64,3 +64,39 @@ def test_a_reader_with_cached_lists_follows_a_dropped_and_refilled_scope(tmp_pat
         assert [h.source for h in reader.search("_walrus lives", k="all", scope="s")] == ["b.txt"]
     finally:
         reader.close()
+
+
+def test_a_search_whose_segments_a_merge_removes_midway_starts_again(tmp_path: Path) -> None:
+    """A reader reads the scope's segment list, then another process commits a merge that
+    removes those segments, then the reader reads their pages. The search must start again
+    from the new view and return every match (oracle: the texts the writers added), not
+    raise a KeyError or silently read the missing pages as empty."""
+    uri = f"lmdb://{tmp_path / 'mem'}"
+    with Memory.open(uri) as writer:
+        writer.add("pelican_quartz one", source="a.txt", scope="s")
+        writer.add("pelican_quartz two", source="b.txt", scope="s")
+    merge_code = textwrap.dedent(
+        f"""
+        from engram_sdk.memory import Memory
+        with Memory.open({uri!r}) as w:
+            w.add("pelican_quartz three " * 50, source="c.txt", scope="s")
+            w.compact("s")
+        """
+    )
+    reader = Memory.open(uri, "r")
+    refresh = reader.index.refresh
+    merged: list[int] = []
+
+    def refresh_then_merge(sid: int) -> None:
+        refresh(sid)
+        if not merged:  # once: the view just read is stale before any page of it is read
+            merged.append(sid)
+            subprocess.run([sys.executable, "-c", merge_code], check=True)
+
+    reader.index.refresh = refresh_then_merge  # type: ignore[method-assign]
+    try:
+        found = sorted(h.source for h in reader.search("pelican_quartz", k="all", scope="s"))
+        assert merged, "the merge ran inside the search"
+        assert found == ["a.txt", "b.txt", "c.txt"]
+    finally:
+        reader.close()
