@@ -38,7 +38,8 @@ class MLA(nn.Module):
     """Multi-head Latent Attention (see the module docstring).
 
     ``sparse_backend`` picks the sparse kernels ("torch", "triton", "auto": Triton on CUDA
-    for attention without gradient and for the indexer's scores); ``indexer_stage``
+    for attention without gradient and for the indexer's scores); ``threshold_path`` how
+    long prefill chunks select their top-k ("recompute", "stored", "rescored"); ``indexer_stage``
     ("off", "dense_warmup", "sparse") makes training forwards also leave the indexer's
     KL loss in ``indexer_loss`` (see :mod:`engram_sdk.model.indexer_training`).
     """
@@ -60,6 +61,7 @@ class MLA(nn.Module):
         self.scale = yarn_softmax_scale(nope + rope, cfg.yarn_factor, cfg.mscale)
         self.indexer = Indexer(cfg) if cfg.dsa_topk > 0 else None
         self.sparse_backend = "torch"
+        self.threshold_path = "recompute"  # see sparse_threshold.threshold_topk
         self.indexer_stage = "off"
         self.indexer_loss: torch.Tensor = torch.zeros(())
 
@@ -216,8 +218,9 @@ class MLA(nn.Module):
             iq, w = self.indexer.queries(x, q_latent, rot)
         fused = self.sparse_backend != "torch" and x.is_cuda and triton_available()
         return indexer_topk(
-            iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest, fused=fused
-        )
+            iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest, fused=fused,
+            threshold_path=self.threshold_path,
+        )  # fmt: skip
 
     def _indexer_loss(
         self,

@@ -110,10 +110,41 @@ SCRIPT = textwrap.dedent(
             assert torch.equal(cand_w[bi, ti, :n].sort().values, written[bi, ti][want_w[bi, ti]].sort().values)
     plain = indexer_topk(q, w, keys, pos, k, fused=False)
     for capacity in (4 * k, k):  # plenty of room; overflowing rows: stored top-k / tiled path
-        for stored in (True, False):
+        for path in ("stored", "rescored", "recompute"):
             got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12,
-                                 capacity=capacity, store_scores=stored)
-            assert torch.equal(got.sort(-1).values, plain.sort(-1).values), (capacity, stored)
+                                 capacity=capacity, path=path)
+            assert torch.equal(got.sort(-1).values, plain.sort(-1).values), (capacity, path)
+
+    # recompute-select: tensor-core prefix slots == the scan's; sort-free k-th and pick
+    from engram_sdk.model.indexer_recompute import collect_prefix_dot_triton
+    from engram_sdk.model.sparse_select import kth_largest_triton, topk_pick_triton
+
+    for tiles, warps in ((1, 4), (3, 8)) if every else ((1, 4),):
+        cand_d, idx_d, count_d = collect_prefix_dot_triton(
+            q, w, keys, pos, kp, tau, s, tiles_per_program=tiles, num_warps=warps)
+        assert torch.equal(count_d, count)
+        assert torch.equal(cand_d.sort(-1).values, cand.sort(-1).values)
+        for bi in range(b):  # slots packed from 0, each kept key once
+            for ti in range(t):
+                n = int(count[bi, ti])
+                assert sorted(idx_d[bi, ti, :n].tolist()) == sorted(cand_idx[bi, ti, :n].tolist())
+    assert torch.equal(kth_largest_triton(maxima, k), tau)  # exact: one of the row's values
+    assert torch.equal(kth_largest_triton(scores, 1), scores.amax(-1))
+    picked = topk_pick_triton(cand, cand_idx, k, EMPTY)
+    assert torch.equal(picked.sort(-1).values, plain.sort(-1).values)
+
+    # ties: a query whose head weights are all negative scores many keys exactly 0
+    w_tie = w.clone()
+    w_tie[0, -8:] = -w_tie[0, -8:].abs()
+    tie_scores = index_scores(q, w_tie, keys).masked_fill(~visible(pos, kp), float("-inf"))
+    want_top = tie_scores.topk(k, dim=-1).values
+    for capacity in (4 * k, k):
+        got = threshold_topk(q, w_tie, keys, pos, k, key_pos=kp, tile_elements=2**12,
+                             capacity=capacity, path="recompute")
+        got_scores = tie_scores.gather(-1, got.clamp(min=0)).masked_fill(got < 0, float("-inf"))
+        torch.testing.assert_close(got_scores.sort(-1).values, want_top.sort(-1).values,
+                                   atol=1e-5, rtol=1e-5)
+        assert all(len(set(r[r >= 0].tolist())) == int((r >= 0).sum()) for r in got.view(-1, k))
     through = indexer_topk(q, w, keys, pos, k, fused=True)  # the split: early tiled, late threshold
     assert torch.equal(through.sort(-1).values, plain.sort(-1).values)
     print("ok")
