@@ -59,11 +59,18 @@ def plan_for(args: argparse.Namespace) -> Plan:
                     {"prefill": 60, "batch": 60}, device)  # fmt: skip
     contexts = [int(c) for c in args.contexts.split(",")]
     modes = tuple(args.modes.split(","))
-    if not set(modes) <= {"dense", "sparse"}:
-        raise SystemExit(f"--modes must list dense and/or sparse, got {args.modes!r}")
+    if not set(modes) <= set(THRESHOLD_PATHS) | {"dense"}:
+        raise SystemExit(f"--modes must list some of dense, {', '.join(THRESHOLD_PATHS)}, "
+                         f"got {args.modes!r}")  # fmt: skip
     return Plan(args.presets.split(","), contexts, 2048, 16384, 16, [1, 8, 32], 512, 64,
                 {"prefill": args.prefill_budget, "batch": args.batch_budget}, device,
                 modes=modes)  # fmt: skip
+
+
+THRESHOLD_PATHS = {  # sparse modes: how long prefill chunks select their top-k
+    "sparse": "recompute",  # group maxima, recompute + collect, sort-free selection
+    "sparse-stored": "stored",  # last session's single pass (scores written, then selected)
+}
 
 
 def sync(device: str) -> None:
@@ -97,6 +104,7 @@ def build(
     device: str,
     engram: bool = True,
     backend: str = "torch",
+    threshold_path: str = "recompute",
 ):
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.attention import MLA
@@ -112,10 +120,42 @@ def build(
         for m in model.modules():
             if isinstance(m, MLA):
                 m.sparse_backend = backend
+                m.threshold_path = threshold_path
     return model
 
 
 # ---- 1. the Triton kernel against the torch path ----------------------------------------------
+def check_paths() -> list[str]:
+    """Each threshold path's top-k against the tiled top-k (CUDA): the picked keys' scores
+    as sorted lists (ties may pick other keys of equal score), and any key picked twice."""
+    from engram_sdk.model.indexer_triton import index_scores_triton
+    from engram_sdk.model.sparse import indexer_topk
+    from engram_sdk.model.sparse_threshold import threshold_topk
+
+    g = torch.Generator(device="cuda").manual_seed(1)
+    t, s, k = 1024, 40000, 2048
+    q = torch.randn(1, t, 4, 32, device="cuda", dtype=torch.bfloat16, generator=g)
+    w = torch.randn(1, t, 4, device="cuda", generator=g)  # some rows all negative: ties at 0
+    keys = torch.randn(1, s, 32, device="cuda", dtype=torch.bfloat16, generator=g)
+    pos, kp = (s - t + torch.arange(t, device="cuda"))[None], torch.arange(s, device="cuda")
+    scores = index_scores_triton(q, w, keys, pos, kp)
+    tiled = indexer_topk(q, w, keys, pos, k, fused=True, threshold=False)
+    want = scores.gather(-1, tiled).sort(-1).values
+    lines = []
+    for path in ("recompute", "stored", "rescored"):
+        try:
+            got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**28, path=path)
+            picked = scores.gather(-1, got.clamp(min=0)).sort(-1).values
+            err = (picked - want).abs().max().item() / want.abs().max().item()
+            twice = int((got.sort(-1).values.diff(dim=-1) == 0).sum())
+            verdict = "agree" if err < 1e-3 and not twice else "DIFFER"
+            lines.append(f"check {path} top-k vs tiled: {verdict} (sorted picked scores: "
+                         f"relative max |diff| {err:.1e}; keys picked twice: {twice})")  # fmt: skip
+        except Exception as exc:  # report, go on
+            lines.append(f"check {path} top-k vs tiled: FAILED {exc!r}"[:300])
+    return lines
+
+
 def check_kernel() -> list[str]:
     from engram_sdk.model.sparse import indexer_topk, sparse_attention
 
@@ -207,17 +247,18 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
     end = time.perf_counter() + plan.budget_s["prefill"]
     groups = [(p, m) for p in plan.presets for m in plan.modes]
     for n, (preset, mode) in enumerate(groups):
-        topk = plan.topk if mode == "sparse" else 0
+        topk = plan.topk if mode != "dense" else 0
         # one budget share per (preset, mode); what a group leaves goes to the next
         deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
         max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 8  # 17: warm-up; 4: profile
         fresh(plan.device)
-        model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
+        model = build(preset, topk=topk, max_len=max_len, device=plan.device,
+                      backend=plan.backend, threshold_path=THRESHOLD_PATHS.get(mode, "recompute"))  # fmt: skip
         # compile before timing: two chunks (the cached path too); Triton specialises lengths
         # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17, profile_decode=False)
         prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
-        if mode == "sparse" and plan.backend == "auto":
+        if mode != "dense" and plan.backend == "auto":
             try:
                 _sibling("long_context_phases").warm_groups(model, plan.topk)
             except Exception as exc:  # only a warm-up: report it and go on
@@ -389,7 +430,11 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
     p.add_argument("--presets", default="small,base")
     p.add_argument("--contexts", default="1024,8192,32768,131072,524288,1048576")
-    p.add_argument("--modes", default="dense,sparse", help="attention of section 2")
+    p.add_argument(
+        "--modes",
+        default="dense,sparse",
+        help="attention of section 2: dense, sparse (recompute-select), sparse-stored",
+    )
     p.add_argument("--prefill-budget", type=float, default=240.0, help="seconds for section 2")
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
@@ -436,6 +481,8 @@ def main() -> None:
         plan.backend = "auto" if all(line.endswith("OK") for line in lines) else "torch"
         for line in [*lines, f"sparse backend for the benchmark: {plan.backend}"]:
             print(line, flush=True)
+        if plan.backend == "auto":
+            print("\n".join(check_paths()), flush=True)
     if args.check_only:
         return
     phase_lines: list[str] = []

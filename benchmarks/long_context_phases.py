@@ -146,8 +146,12 @@ def phase_rows(
     rows[-1]["overflow_rows"] = int((count > 4 * topk).sum())
     kw = dict(key_pos=kp, tile_elements=2**28 if dev == "cuda" else 2**16)
     add("indexer + top-k", "threshold, rescored (threshold_topk)", timed(
-        lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=False, **kw), 1))  # fmt: skip
+        lambda: threshold_topk(iq, w, ik, pos, topk, path="rescored", **kw), 1))  # fmt: skip
     rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
+
+    # recompute-select: maxima only, sort-free k-th, recompute + collect (prefix by a dot),
+    # sort-free top-k of the buffer
+    recompute_rows(add, timed, (iq, w, ik), pos, kp, group, topk, maxima, kw)
 
     # single pass: scores written once with the group maxima, candidates selected from memory;
     # timed on one query chunk of the size threshold_topk uses, times the chunks in the table
@@ -177,7 +181,7 @@ def phase_rows(
     add("top-k", "1 pass: top-k of candidates",
         times * timed(lambda: cand_w.topk(topk, dim=-1, sorted=False)))  # fmt: skip
     add("indexer + top-k", "1 pass, stored (threshold_topk)", timed(
-        lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=True, **kw), 1))  # fmt: skip
+        lambda: threshold_topk(iq, w, ik, pos, topk, path="stored", **kw), 1))  # fmt: skip
     add("indexer + top-k", "indexer_topk (what the model runs)", timed(
         lambda: indexer_topk(iq, w, ik, pos, topk, fused=True), 1))  # fmt: skip
     rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
@@ -202,6 +206,43 @@ def phase_rows(
     add("dense attention", "fused SDPA, v padded to q/k size",
         timed(lambda: F.scaled_dot_product_attention(qd, kd, vpad, attn_mask=mask, scale=0.1)))  # fmt: skip
     return rows
+
+
+def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
+    """Phase rows of the recompute-select path, each beside the step it replaces."""
+    from engram_sdk.model.indexer_recompute import COLLECT_VARIANTS, collect_prefix_dot_triton
+    from engram_sdk.model.indexer_triton import collect_triton
+    from engram_sdk.model.sparse import EMPTY
+    from engram_sdk.model.sparse_select import kth_largest_triton, topk_pick_triton
+    from engram_sdk.model.sparse_threshold import _pick, threshold_topk
+
+    add("top-k", "recompute: k-th max, torch.topk (old)",
+        timed(lambda: maxima.topk(topk, dim=-1, sorted=False).values.amin(-1)))  # fmt: skip
+    if maxima.shape[-1] <= 16384:
+        add(
+            "top-k",
+            "recompute: k-th max, sort-free",
+            timed(lambda: kth_largest_triton(maxima, topk)),
+        )
+    tau = kth_largest_triton(maxima, topk) if maxima.shape[-1] <= 16384 else (
+        maxima.topk(topk, dim=-1, sorted=False).values.amin(-1))  # fmt: skip
+    add("indexer scoring", "recompute: collect, scan (old)",
+        timed(lambda: collect_triton(*part, pos, kp, tau, 4 * topk)))  # fmt: skip
+    for name, (dot, tiles, warps) in COLLECT_VARIANTS.items():
+        if dot:
+            add("indexer scoring", f"recompute: collect, {name}", timed(
+                lambda tiles=tiles, warps=warps: collect_prefix_dot_triton(
+                    *part, pos, kp, tau, 4 * topk, tiles_per_program=tiles, num_warps=warps)))  # fmt: skip
+    cand, cand_idx, count = collect_triton(*part, pos, kp, tau, 4 * topk)
+    add("top-k", "recompute: top-k of buffer, torch.topk (old)",
+        timed(lambda: _pick(cand, cand_idx, topk)))  # fmt: skip
+    add("top-k", "recompute: top-k of buffer, sort-free",
+        timed(lambda: topk_pick_triton(cand, cand_idx, topk, EMPTY)))  # fmt: skip
+    add("indexer + top-k", "recompute (threshold_topk)", timed(
+        lambda: threshold_topk(*part, pos, topk, path="recompute", **kw), 1))  # fmt: skip
+    rows_over = int((count > 4 * topk).sum())
+    add("top-k", f"recompute: {count.float().mean():.0f} candidates/query, {rows_over} overflowed",
+        float("nan"))  # fmt: skip
 
 
 def phase_table(rows: list[dict]) -> list[str]:

@@ -88,7 +88,7 @@ def _topk_pick_kernel(
     tl.store(out + slot, ids, mask=take)
     ks = tl.arange(0, KB)[None, :]  # a row with fewer than K entries: the rest EMPTY
     fill = (rows[:, None] < R) & (ks >= N) & (ks < K)
-    tl.store(out + ks, tl.full((ROWS, KB), EMPTY_ID, tl.int64), mask=fill)
+    tl.store(out + ks, tl.zeros((ROWS, KB), tl.int64) + EMPTY_ID, mask=fill)
 
 
 def _rows_per_program(rows: int, n: int) -> int:
