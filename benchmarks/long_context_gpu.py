@@ -391,6 +391,25 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
     return lines
 
 
+def section_graph_decode(plan: Plan, emit: Callable[[dict], None], contexts: str) -> list[str]:
+    """Batch-1 decode, CUDA graph vs eager, dense and DSA (``long_context_decode.py``)."""
+    decode = _sibling("long_context_decode")
+    ctxs = [int(c) for c in contexts.split(",") if c]
+    rows: list[dict] = []
+    for mode, topk in (("dense", 0), ("sparse", plan.topk)):
+        fresh(plan.device)
+        model = build(plan.presets[0], topk=topk, max_len=max(ctxs) + 64, device=plan.device,
+                      engram=False, backend=plan.backend)  # fmt: skip
+        for row in decode.graph_decode_rows(model, mode, ctxs):
+            emit(row)
+            rows.append(row)
+        model = None
+    fresh(plan.device)
+    lines = decode.graph_decode_table(rows)
+    print("\n".join(lines), flush=True)
+    return lines
+
+
 # ---- 4. training throughput (benchmarks/model_gpu.py's measurement, ours vs transformers) ----
 def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
     from engram_sdk.model import get_preset
@@ -456,6 +475,11 @@ def main() -> None:
     p.add_argument("--train-batch", default="",
                    help="training: also ours-fused at these micro-batches, comma-separated "
                         "(ours-compiled at the last only, with --train-compile)")  # fmt: skip
+    p.add_argument(
+        "--graph-decode",
+        default="",
+        help="contexts: batch-1 decode through a CUDA graph vs eager, dense and DSA",
+    )
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
@@ -497,6 +521,8 @@ def main() -> None:
             plan.profile_context = []  # the whole-model profile once
     if args.phases_only:
         return
+    if plan.device == "cuda" and args.graph_decode:
+        phase_lines += section_graph_decode(plan, emit, args.graph_decode)
     section_prefill(plan, emit)
     if not args.no_batch:
         section_batched(plan, emit)

@@ -91,7 +91,9 @@ class MLA(nn.Module):
         else:
             cache.append(keys, index_keys, pos)
             keys, index_keys = cache.views()
-        latest = cache.max_length - 1  # host bound on the last query's position
+        # host bound on the last query's position; a static cache (CUDA graph) scores its
+        # whole capacity, masked by position, so a replayed step sees every key it should
+        latest = (cache.capacity if cache.static else cache.max_length) - 1
         if self.indexer is not None and self.indexer_stage != "dense_warmup":
             idx = self._select(x, q_latent, rot, index_keys, pos, latest)
             out = self.attend_sparse(q_nope, q_rope, keys, idx)
