@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def table(rows: list[dict]) -> str:
     out = ["", "prefill (chunked) and decode on the same cache"]
-    out.append(f"{'preset':7} {'mode':6} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
+    out.append(f"{'preset':7} {'mode':13} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
                f"{'decode ms/tok':>14} {'sparse/dense prefill':>21} {'µs/token':>9}")  # fmt: skip
     dense = {
         (r["preset"], r["ctx"]): r for r in rows if r.get("mode") == "dense" and "prefill_s" in r
@@ -13,7 +13,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("section") != "prefill":
             continue
-        head = f"{r['preset']:7} {r['mode']:6} {r['ctx']:>8}"
+        head = f"{r['preset']:7} {r['mode']:13} {r['ctx']:>8}"
         if "skipped" in r:
             out.append(f"{head} skipped: {r['skipped']}")
             continue
