@@ -63,6 +63,11 @@ SCRIPT = textwrap.dedent(
     for variant in (dict(stacked=True), dict(tiles_per_program=3)):  # heads in one dot; a loop
         again = group_max_triton(q, w, keys, pos, kp, 8, **variant)
         torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
+    # groups reordered: some partition of each 128-key tile into 16 groups; the largest of a
+    # tile's 16 maxima is still the tile's largest score
+    again = group_max_triton(q, w, keys, pos, kp, 8, reorder=True)
+    torch.testing.assert_close(again.view(b, t, -1, 16).amax(-1),
+                               maxima.view(b, t, -1, 16).amax(-1), atol=1e-4, rtol=1e-4)
     tau = maxima.kthvalue(maxima.shape[-1] - k + 1, dim=-1).values
     cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
     want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
