@@ -134,6 +134,39 @@ def collect(
     )
 
 
+def group_maxima(
+    part: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    group: int,
+) -> torch.Tensor:
+    """Pass 1 (each query's maximum per group of keys) by its fastest variant: the generic
+    kernel, or with at most four heads the one holding queries across key tiles."""
+    from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
+    from engram_sdk.model.indexer_triton import fastest, group_max_triton
+
+    args = (*part, pos, key_pos, group)
+    variants = {
+        "dot per head": lambda: group_max_triton(*args),
+        "dot per head, groups reordered": lambda: group_max_triton(*args, reorder=True),
+    }
+    if part[0].shape[2] <= 4:
+        for name, (bt, tiles, stages, warps) in HEADS4_VARIANTS.items():
+            variants[f"4 heads held, {name}"] = lambda v=(bt, tiles, stages, warps): (
+                group_max_heads4_triton(*args, block_t=v[0], tiles_per_program=v[1],
+                                        stages=v[2], num_warps=v[3])
+            )  # fmt: skip
+    return fastest(("group max, recompute", *part[0].shape[2:]), variants)
+
+
+HEADS4_VARIANTS = {  # (queries, key tiles a program, stages, warps)
+    "64 queries, 8 tiles": (64, 8, 2, 4),
+    "64 queries, 32 tiles, 3 stages": (64, 32, 3, 4),
+    "128 queries, 16 tiles, 8 warps": (128, 16, 2, 8),
+}
+TAU_SLACK = 2.0**-16  # τ lowered by this share of |τ|: pass 2's rounding may differ a hair
+
+
 def select_recomputed(
     part: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     pos: torch.Tensor,
@@ -144,10 +177,11 @@ def select_recomputed(
 ) -> torch.Tensor:
     """One query chunk: group maxima, τ, scores recomputed and collected, top-k of the
     buffer → (B, Tq, topk) key indices (``EMPTY`` for none)."""
-    from engram_sdk.model.sparse_threshold import _group_maxima, kth_largest, pick
+    from engram_sdk.model.sparse_threshold import kth_largest, pick
 
-    maxima = _group_maxima(part, pos, key_pos, group)
+    maxima = group_maxima(part, pos, key_pos, group)
     tau = kth_largest(maxima, topk)
+    tau = tau - tau.abs() * TAU_SLACK  # still ≤ the k-th score if pass 2 rounds a bit lower
     del maxima
     cand, cand_idx, count = collect(part, pos, key_pos, tau, capacity)
     picked = pick(cand, cand_idx, topk)

@@ -63,6 +63,11 @@ SCRIPT = textwrap.dedent(
     for variant in (dict(stacked=True), dict(tiles_per_program=3)):  # heads in one dot; a loop
         again = group_max_triton(q, w, keys, pos, kp, 8, **variant)
         torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
+    from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
+
+    for bt, tiles in ((64, 1), (128, 3)):  # queries held across key tiles (<= 4 heads)
+        again = group_max_heads4_triton(q, w, keys, pos, kp, 8, block_t=bt, tiles_per_program=tiles)
+        torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
     # groups reordered: some partition of each 128-key tile into 16 groups; the largest of a
     # tile's 16 maxima is still the tile's largest score
     again = group_max_triton(q, w, keys, pos, kp, 8, reorder=True)
