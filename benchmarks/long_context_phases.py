@@ -212,12 +212,23 @@ def phase_rows(
 
 def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
     """Phase rows of the recompute-select path, each beside the step it replaces."""
-    from engram_sdk.model.indexer_recompute import COLLECT_VARIANTS, collect_prefix_dot_triton
-    from engram_sdk.model.indexer_triton import collect_triton
+    from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
+    from engram_sdk.model.indexer_recompute import (
+        COLLECT_VARIANTS,
+        HEADS4_VARIANTS,
+        collect_prefix_dot_triton,
+    )
+    from engram_sdk.model.indexer_triton import chosen_variants, collect_triton
     from engram_sdk.model.sparse import EMPTY
     from engram_sdk.model.sparse_select import kth_largest_triton, topk_pick_triton
     from engram_sdk.model.sparse_threshold import _pick, threshold_topk
 
+    if part[0].shape[2] <= 4:
+        for name, (bt, tiles, stages, warps) in HEADS4_VARIANTS.items():
+            add("indexer scoring", f"recompute: group max, 4 heads held, {name}", timed(
+                lambda v=(bt, tiles, stages, warps): group_max_heads4_triton(
+                    *part, pos, kp, group, block_t=v[0], tiles_per_program=v[1],
+                    stages=v[2], num_warps=v[3])))  # fmt: skip
     add("top-k", "recompute: k-th max, torch.topk (old)",
         timed(lambda: maxima.topk(topk, dim=-1, sorted=False).values.amin(-1)))  # fmt: skip
     if maxima.shape[-1] <= 16384:
@@ -242,9 +253,12 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
         timed(lambda: topk_pick_triton(cand, cand_idx, topk, EMPTY)))  # fmt: skip
     add("indexer + top-k", "recompute (threshold_topk)", timed(
         lambda: threshold_topk(*part, pos, topk, path="recompute", **kw), 1))  # fmt: skip
+    rows_chosen = {k[0]: v for k, v in chosen_variants().items() if "recompute" in k[0]}
+    add_note = "; ".join(f"{k}: {v}" for k, v in rows_chosen.items())
     rows_over = int((count > 4 * topk).sum())
     add("top-k", f"recompute: {count.float().mean():.0f} candidates/query, {rows_over} overflowed",
         float("nan"))  # fmt: skip
+    add("top-k", f"recompute variants used: {add_note}", float("nan"))
 
 
 def phase_table(rows: list[dict]) -> list[str]:
