@@ -103,3 +103,92 @@ def group_max_heads4_triton(
         TILES=tiles_per_program, STAGES=stages, num_warps=num_warps,
     )  # fmt: skip
     return out
+
+
+@triton.jit
+def _collect_heads4_kernel(
+    q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, tau_ptr, count_ptr, cand_ptr, cand_idx_ptr,
+    T, S, H, D, C,
+    stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
+    STAGES: tl.constexpr, PREFIX_DOT: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(0)
+    ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    d = tl.arange(0, BLOCK_D)
+    heads = (T, H, D, stride_qb, stride_qt, stride_qh, stride_wb, stride_wt)
+    q0, w0 = _head(q_ptr, w_ptr, b, ts, d, 0, *heads)
+    q1, w1 = _head(q_ptr, w_ptr, b, ts, d, 1, *heads)
+    q2, w2 = _head(q_ptr, w_ptr, b, ts, d, 2, *heads)
+    q3, w3 = _head(q_ptr, w_ptr, b, ts, d, 3, *heads)
+    qpos = tl.load(qpos_ptr + b * stride_pb + ts, mask=ts < T, other=-1)
+    rows = b * T + ts
+    tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
+    lane = tl.arange(0, BLOCK_S)
+    upper = (lane[:, None] <= lane[None, :]).to(tl.float16)  # keep @ upper = inclusive count
+    for j in tl.range(0, TILES, num_stages=STAGES):
+        ss = (tl.program_id(2) * TILES + j) * BLOCK_S + lane
+        keys = tl.load(
+            k_ptr + b * stride_kb + ss[:, None] * stride_ks + d[None, :],
+            mask=(ss[:, None] < S) & (d[None, :] < D),
+            other=0.0,
+        )
+        kt = tl.trans(keys)
+        acc = tl.zeros((BLOCK_T, BLOCK_S), tl.float32)
+        acc += tl.maximum(tl.dot(q0, kt), 0.0) * w0[:, None]
+        acc += tl.maximum(tl.dot(q1, kt), 0.0) * w1[:, None]
+        acc += tl.maximum(tl.dot(q2, kt), 0.0) * w2[:, None]
+        acc += tl.maximum(tl.dot(q3, kt), 0.0) * w3[:, None]
+        kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
+        keep = (acc >= tau[:, None]) & (kpos[None, :] <= qpos[:, None])
+        keep_n = keep.to(tl.int32)
+        n = tl.sum(keep_n, axis=1)
+        if tl.sum(n, axis=0) > 0:
+            base = tl.atomic_add(count_ptr + rows, n, mask=(ts < T) & (n > 0))
+            if PREFIX_DOT:
+                before = tl.dot(keep.to(tl.float16), upper).to(tl.int32) - keep_n
+            else:
+                before = tl.cumsum(keep_n, axis=1) - keep_n
+            slot = base[:, None] + before
+            ok = keep & (slot < C) & (ts[:, None] < T)
+            where = rows[:, None].to(tl.int64) * C + slot
+            tl.store(cand_ptr + where, acc, mask=ok)
+            tl.store(cand_idx_ptr + where, ss[None, :] + tl.zeros_like(slot), mask=ok)
+
+
+def collect_heads4_triton(
+    q: torch.Tensor,
+    weights: torch.Tensor,
+    keys: torch.Tensor,
+    query_pos: torch.Tensor,
+    key_pos: torch.Tensor,
+    tau: torch.Tensor,
+    capacity: int,
+    *,
+    block_t: int = 64,
+    tiles_per_program: int = 8,
+    stages: int = 2,
+    num_warps: int = 4,
+    prefix_dot: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`engram_sdk.model.indexer_triton.collect_triton` (candidate scores, key
+    indices, counts) for at most four heads, queries held across key tiles; slots along a
+    row by a tensor-core prefix count (``prefix_dot``) or a scan."""
+    b, t, h, d = q.shape
+    if h > 4:
+        raise ValueError(f"at most 4 index heads, got {h}")
+    s = keys.shape[1]
+    q, weights, keys, query_pos, key_pos = _prepare(q, weights, keys, query_pos, key_pos)
+    tau = tau.float().contiguous()
+    count = torch.zeros(b, t, device=q.device, dtype=torch.int32)
+    cand = torch.full((b, t, capacity), float("-inf"), device=q.device)
+    cand_idx = torch.zeros(b, t, capacity, device=q.device, dtype=torch.int32)
+    tiles = triton.cdiv(s, BLOCK_S)
+    grid = (b, triton.cdiv(t, block_t), triton.cdiv(tiles, tiles_per_program))
+    _collect_heads4_kernel[grid](
+        q, weights, keys, query_pos, key_pos, tau, count, cand, cand_idx,
+        t, s, h, d, capacity, *_strides(q, weights, keys, query_pos),
+        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), TILES=tiles_per_program,
+        STAGES=stages, PREFIX_DOT=prefix_dot, num_warps=num_warps,
+    )  # fmt: skip
+    return cand, cand_idx, count

@@ -128,10 +128,23 @@ def collect(
             return collect_prefix_dot_triton(*args, tiles_per_program=tiles, num_warps=warps)
         return collect_triton(*args, tiles_per_program=tiles)
 
-    return fastest(
-        ("collect, recompute", *part[0].shape[2:]),
-        {name: lambda v=v: run(*v) for name, v in COLLECT_VARIANTS.items()},
-    )
+    variants = {name: lambda v=v: run(*v) for name, v in COLLECT_VARIANTS.items()}
+    if part[0].shape[2] <= 4:
+        from engram_sdk.model.indexer_heads4 import collect_heads4_triton
+
+        for name, (dot, tiles, warps) in COLLECT_HEADS4_VARIANTS.items():
+            variants[f"4 heads held, {name}"] = lambda v=(dot, tiles, warps): (
+                collect_heads4_triton(*args, prefix_dot=v[0], tiles_per_program=v[1],
+                                      num_warps=v[2])
+            )  # fmt: skip
+    return fastest(("collect, recompute", *part[0].shape[2:]), variants)
+
+
+COLLECT_HEADS4_VARIANTS = {  # (prefix by a dot, key tiles a program, warps)
+    "prefix dot, 8 tiles": (True, 8, 4),
+    "scan, 8 tiles": (False, 8, 4),
+    "prefix dot, 32 tiles": (True, 32, 4),
+}
 
 
 def group_maxima(

@@ -138,6 +138,14 @@ SCRIPT = textwrap.dedent(
             for ti in range(t):
                 n = int(count[bi, ti])
                 assert sorted(idx_d[bi, ti, :n].tolist()) == sorted(cand_idx[bi, ti, :n].tolist())
+    from engram_sdk.model.indexer_heads4 import collect_heads4_triton
+
+    for dot, tiles in ((True, 3), (False, 1)):  # queries held across key tiles (<= 4 heads)
+        cand_h, idx_h, count_h = collect_heads4_triton(
+            q, w, keys, pos, kp, tau, s, prefix_dot=dot, tiles_per_program=tiles)
+        assert torch.equal(count_h, count)
+        assert torch.equal(cand_h.sort(-1).values, cand.sort(-1).values)
+        assert torch.equal(idx_h.sort(-1).values, cand_idx.sort(-1).values)
     assert torch.equal(kth_largest_triton(maxima, k), tau)  # exact: one of the row's values
     assert torch.equal(kth_largest_triton(scores, 1), scores.amax(-1))
     picked = topk_pick_triton(cand, cand_idx, k, EMPTY)
