@@ -246,6 +246,15 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
             add("indexer scoring", f"recompute: collect, {name}", timed(
                 lambda tiles=tiles, warps=warps: collect_prefix_dot_triton(
                     *part, pos, kp, tau, 4 * topk, tiles_per_program=tiles, num_warps=warps)))  # fmt: skip
+    if part[0].shape[2] <= 4:
+        from engram_sdk.model.indexer_heads4 import collect_heads4_triton
+        from engram_sdk.model.indexer_recompute import COLLECT_HEADS4_VARIANTS
+
+        for name, (dot, tiles, warps) in COLLECT_HEADS4_VARIANTS.items():
+            add("indexer scoring", f"recompute: collect, 4 heads held, {name}", timed(
+                lambda v=(dot, tiles, warps): collect_heads4_triton(
+                    *part, pos, kp, tau, 4 * topk, prefix_dot=v[0], tiles_per_program=v[1],
+                    num_warps=v[2])))  # fmt: skip
     cand, cand_idx, count = collect_triton(*part, pos, kp, tau, 4 * topk)
     add("top-k", "recompute: top-k of buffer, torch.topk (old)",
         timed(lambda: _pick(cand, cand_idx, topk)))  # fmt: skip
