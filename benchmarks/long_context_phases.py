@@ -224,11 +224,11 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
     from engram_sdk.model.sparse_threshold import _pick, threshold_topk
 
     if part[0].shape[2] <= 4:
-        for name, (bt, tiles, stages, warps) in HEADS4_VARIANTS.items():
+        for name, v in HEADS4_VARIANTS.items():
             add("indexer scoring", f"recompute: group max, 4 heads held, {name}", timed(
-                lambda v=(bt, tiles, stages, warps): group_max_heads4_triton(
+                lambda v=v: group_max_heads4_triton(
                     *part, pos, kp, group, block_t=v[0], tiles_per_program=v[1],
-                    stages=v[2], num_warps=v[3])))  # fmt: skip
+                    stages=v[2], num_warps=v[3], skip_full=v[4])))  # fmt: skip
     add("top-k", "recompute: k-th max, torch.topk (old)",
         timed(lambda: maxima.topk(topk, dim=-1, sorted=False).values.amin(-1)))  # fmt: skip
     if maxima.shape[-1] <= 16384:
@@ -250,11 +250,11 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
         from engram_sdk.model.indexer_heads4 import collect_heads4_triton
         from engram_sdk.model.indexer_recompute import COLLECT_HEADS4_VARIANTS
 
-        for name, (dot, tiles, warps) in COLLECT_HEADS4_VARIANTS.items():
+        for name, v in COLLECT_HEADS4_VARIANTS.items():
             add("indexer scoring", f"recompute: collect, 4 heads held, {name}", timed(
-                lambda v=(dot, tiles, warps): collect_heads4_triton(
+                lambda v=v: collect_heads4_triton(
                     *part, pos, kp, tau, 4 * topk, prefix_dot=v[0], tiles_per_program=v[1],
-                    num_warps=v[2])))  # fmt: skip
+                    num_warps=v[2], skip_full=v[3])))  # fmt: skip
     cand, cand_idx, count = collect_triton(*part, pos, kp, tau, 4 * topk)
     add("top-k", "recompute: top-k of buffer, torch.topk (old)",
         timed(lambda: _pick(cand, cand_idx, topk)))  # fmt: skip

@@ -32,13 +32,27 @@ def _head(q_ptr, w_ptr, b, ts, d, h, T, H, D, stride_qb, stride_qt, stride_qh, s
 
 
 @triton.jit
+def _masked(acc, qpos, kpos, SKIP_FULL: tl.constexpr):
+    """Scores of keys a query cannot see set to -inf; with ``SKIP_FULL`` a tile every query
+    sees whole (most tiles of a long context) skips the per-score comparison."""
+    if SKIP_FULL:
+        if tl.max(kpos, axis=0) <= tl.min(qpos, axis=0):
+            out = acc
+        else:
+            out = tl.where(kpos[None, :] <= qpos[:, None], acc, float("-inf"))
+    else:
+        out = tl.where(kpos[None, :] <= qpos[:, None], acc, float("-inf"))
+    return out
+
+
+@triton.jit
 def _group_max_heads4_kernel(
     q_ptr, w_ptr, k_ptr, qpos_ptr, kpos_ptr, out_ptr,
     T, S, H, D, NG,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     stride_ob, stride_ot,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
-    TILES: tl.constexpr, STAGES: tl.constexpr,
+    TILES: tl.constexpr, STAGES: tl.constexpr, SKIP_FULL: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -64,7 +78,7 @@ def _group_max_heads4_kernel(
         acc += tl.maximum(tl.dot(q2, kt), 0.0) * w2[:, None]
         acc += tl.maximum(tl.dot(q3, kt), 0.0) * w3[:, None]
         kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
-        acc = tl.where(kpos[None, :] <= qpos[:, None], acc, float("-inf"))
+        acc = _masked(acc, qpos, kpos, SKIP_FULL)
         best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
         gs = tile * (BLOCK_S // GROUP) + tl.arange(0, BLOCK_S // GROUP)
         where = out_ptr + b * stride_ob + ts[:, None] * stride_ot + gs[None, :]
@@ -83,6 +97,7 @@ def group_max_heads4_triton(
     tiles_per_program: int = 8,
     stages: int = 2,
     num_warps: int = 4,
+    skip_full: bool = False,
 ) -> torch.Tensor:
     """:func:`engram_sdk.model.indexer_triton.group_max_triton` for at most four heads,
     queries loaded once per ``block_t`` queries × ``tiles_per_program`` key tiles."""
@@ -100,7 +115,7 @@ def group_max_heads4_triton(
         q, weights, keys, query_pos, key_pos, out, t, s, h, d, out.shape[-1],
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
         BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group,
-        TILES=tiles_per_program, STAGES=stages, num_warps=num_warps,
+        TILES=tiles_per_program, STAGES=stages, SKIP_FULL=skip_full, num_warps=num_warps,
     )  # fmt: skip
     return out
 
@@ -111,7 +126,7 @@ def _collect_heads4_kernel(
     T, S, H, D, C,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, TILES: tl.constexpr,
-    STAGES: tl.constexpr, PREFIX_DOT: tl.constexpr,
+    STAGES: tl.constexpr, PREFIX_DOT: tl.constexpr, SKIP_FULL: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -140,7 +155,8 @@ def _collect_heads4_kernel(
         acc += tl.maximum(tl.dot(q2, kt), 0.0) * w2[:, None]
         acc += tl.maximum(tl.dot(q3, kt), 0.0) * w3[:, None]
         kpos = tl.load(kpos_ptr + ss, mask=ss < S, other=2**62)
-        keep = (acc >= tau[:, None]) & (kpos[None, :] <= qpos[:, None])
+        acc = _masked(acc, qpos, kpos, SKIP_FULL)
+        keep = (acc >= tau[:, None]) & (acc > float("-inf"))
         keep_n = keep.to(tl.int32)
         n = tl.sum(keep_n, axis=1)
         if tl.sum(n, axis=0) > 0:
@@ -170,6 +186,7 @@ def collect_heads4_triton(
     stages: int = 2,
     num_warps: int = 4,
     prefix_dot: bool = True,
+    skip_full: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`engram_sdk.model.indexer_triton.collect_triton` (candidate scores, key
     indices, counts) for at most four heads, queries held across key tiles; slots along a
@@ -189,6 +206,6 @@ def collect_heads4_triton(
         q, weights, keys, query_pos, key_pos, tau, count, cand, cand_idx,
         t, s, h, d, capacity, *_strides(q, weights, keys, query_pos),
         BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), TILES=tiles_per_program,
-        STAGES=stages, PREFIX_DOT=prefix_dot, num_warps=num_warps,
+        STAGES=stages, PREFIX_DOT=prefix_dot, SKIP_FULL=skip_full, num_warps=num_warps,
     )  # fmt: skip
     return cand, cand_idx, count

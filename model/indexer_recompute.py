@@ -132,18 +132,19 @@ def collect(
     if part[0].shape[2] <= 4:
         from engram_sdk.model.indexer_heads4 import collect_heads4_triton
 
-        for name, (dot, tiles, warps) in COLLECT_HEADS4_VARIANTS.items():
-            variants[f"4 heads held, {name}"] = lambda v=(dot, tiles, warps): (
+        for name, (dot, tiles, warps, skip) in COLLECT_HEADS4_VARIANTS.items():
+            variants[f"4 heads held, {name}"] = lambda v=(dot, tiles, warps, skip): (
                 collect_heads4_triton(*args, prefix_dot=v[0], tiles_per_program=v[1],
-                                      num_warps=v[2])
+                                      num_warps=v[2], skip_full=v[3])
             )  # fmt: skip
     return fastest(("collect, recompute", *part[0].shape[2:]), variants)
 
 
-COLLECT_HEADS4_VARIANTS = {  # (prefix by a dot, key tiles a program, warps)
-    "prefix dot, 8 tiles": (True, 8, 4),
-    "scan, 8 tiles": (False, 8, 4),
-    "prefix dot, 32 tiles": (True, 32, 4),
+COLLECT_HEADS4_VARIANTS = {  # (prefix by a dot, key tiles a program, warps, unmasked)
+    "prefix dot, 8 tiles": (True, 8, 4, False),
+    "scan, 8 tiles": (False, 8, 4, False),
+    "scan, 8 tiles, whole tiles unmasked": (False, 8, 4, True),
+    "prefix dot, 32 tiles": (True, 32, 4, False),
 }
 
 
@@ -164,18 +165,19 @@ def group_maxima(
         "dot per head, groups reordered": lambda: group_max_triton(*args, reorder=True),
     }
     if part[0].shape[2] <= 4:
-        for name, (bt, tiles, stages, warps) in HEADS4_VARIANTS.items():
-            variants[f"4 heads held, {name}"] = lambda v=(bt, tiles, stages, warps): (
+        for name, (bt, tiles, stages, warps, skip) in HEADS4_VARIANTS.items():
+            variants[f"4 heads held, {name}"] = lambda v=(bt, tiles, stages, warps, skip): (
                 group_max_heads4_triton(*args, block_t=v[0], tiles_per_program=v[1],
-                                        stages=v[2], num_warps=v[3])
+                                        stages=v[2], num_warps=v[3], skip_full=v[4])
             )  # fmt: skip
     return fastest(("group max, recompute", *part[0].shape[2:]), variants)
 
 
-HEADS4_VARIANTS = {  # (queries, key tiles a program, stages, warps)
-    "64 queries, 8 tiles": (64, 8, 2, 4),
-    "64 queries, 32 tiles, 3 stages": (64, 32, 3, 4),
-    "128 queries, 16 tiles, 8 warps": (128, 16, 2, 8),
+HEADS4_VARIANTS = {  # (queries, key tiles a program, stages, warps, whole tiles unmasked)
+    "64 queries, 8 tiles": (64, 8, 2, 4, False),
+    "64 queries, 8 tiles, whole tiles unmasked": (64, 8, 2, 4, True),
+    "64 queries, 32 tiles, 3 stages": (64, 32, 3, 4, False),
+    "128 queries, 16 tiles, 8 warps": (128, 16, 2, 8, False),
 }
 TAU_SLACK = 2.0**-16  # τ lowered by this share of |τ|: pass 2's rounding may differ a hair
 

@@ -65,8 +65,9 @@ SCRIPT = textwrap.dedent(
         torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
     from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
 
-    for bt, tiles in ((64, 1), (128, 3)):  # queries held across key tiles (<= 4 heads)
-        again = group_max_heads4_triton(q, w, keys, pos, kp, 8, block_t=bt, tiles_per_program=tiles)
+    for bt, tiles, skip in ((64, 1, True), (128, 3, False)):  # queries held across key tiles
+        again = group_max_heads4_triton(q, w, keys, pos, kp, 8, block_t=bt,
+                                        tiles_per_program=tiles, skip_full=skip)
         torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
     # groups reordered: some partition of each 128-key tile into 16 groups; the largest of a
     # tile's 16 maxima is still the tile's largest score
@@ -140,9 +141,9 @@ SCRIPT = textwrap.dedent(
                 assert sorted(idx_d[bi, ti, :n].tolist()) == sorted(cand_idx[bi, ti, :n].tolist())
     from engram_sdk.model.indexer_heads4 import collect_heads4_triton
 
-    for dot, tiles in ((True, 3), (False, 1)):  # queries held across key tiles (<= 4 heads)
+    for dot, tiles, skip in ((True, 3, False), (False, 1, True)):  # queries held (<= 4 heads)
         cand_h, idx_h, count_h = collect_heads4_triton(
-            q, w, keys, pos, kp, tau, s, prefix_dot=dot, tiles_per_program=tiles)
+            q, w, keys, pos, kp, tau, s, prefix_dot=dot, tiles_per_program=tiles, skip_full=skip)
         assert torch.equal(count_h, count)
         assert torch.equal(cand_h.sort(-1).values, cand.sort(-1).values)
         assert torch.equal(idx_h.sort(-1).values, cand_idx.sort(-1).values)
