@@ -124,8 +124,6 @@ def phase_rows(
         timed(lambda: group_max_triton(iq, w, ik, pos, kp, group, tiles_per_program=8)))  # fmt: skip
     add("indexer scoring", "threshold: group max, heads in one dot",
         timed(lambda: group_max_triton(iq, w, ik, pos, kp, group, stacked=True)))  # fmt: skip
-    add("indexer scoring", "threshold: group max, groups reordered",
-        timed(lambda: group_max_triton(iq, w, ik, pos, kp, group, reorder=True)))  # fmt: skip
     maxima = group_max_triton(iq, w, ik, pos, kp, group)
     n = maxima.shape[-1]
     add("top-k", "threshold: k-th max (kthvalue)",

@@ -162,7 +162,6 @@ def group_maxima(
     args = (*part, pos, key_pos, group)
     variants = {
         "dot per head": lambda: group_max_triton(*args),
-        "dot per head, groups reordered": lambda: group_max_triton(*args, reorder=True),
     }
     if part[0].shape[2] <= 4:
         for name, (bt, tiles, stages, warps, skip) in HEADS4_VARIANTS.items():

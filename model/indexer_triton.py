@@ -161,7 +161,7 @@ def _group_max_kernel(
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     stride_ob, stride_ot,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, GROUP: tl.constexpr,
-    HP: tl.constexpr, TILES: tl.constexpr, REORDER: tl.constexpr,
+    HP: tl.constexpr, TILES: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     t0 = tl.program_id(1) * BLOCK_T
@@ -181,8 +181,7 @@ def _group_max_kernel(
                 stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks,
                 stride_pb, BLOCK_T, BLOCK_S, BLOCK_D, HP,
             )  # fmt: skip
-            groups = tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP), can_reorder=REORDER)
-            best = tl.max(groups, axis=2)
+            best = tl.max(tl.reshape(acc, (BLOCK_T, BLOCK_S // GROUP, GROUP)), axis=2)
             tl.store(where, best, mask=inside)
 
 
@@ -298,15 +297,11 @@ def group_max_triton(
     num_warps: int = 4,
     stacked: bool = False,
     tiles_per_program: int = 1,
-    reorder: bool = False,
 ) -> torch.Tensor:
     """Max score of every ``group`` consecutive keys → (B, T, ceil(S / 128) · 128 / group).
 
     ``group`` is a power of two ≤ 128; groups past the last key hold -inf. ``stacked``: one
     dot for all heads ((query, head) rows, 128 of them) instead of one dot per head.
-    ``reorder``: the groups are any partition of each 128-key tile into ``group``-key sets
-    the compiler finds cheapest (no layout shuffle): enough for a threshold (the k-th
-    largest of any partition's maxima is ≤ the k-th score), not for locating keys.
     """
     if group < 1 or group > BLOCK_S or group & (group - 1):
         raise ValueError(f"group must be a power of two <= {BLOCK_S}, got {group}")
@@ -321,7 +316,7 @@ def group_max_triton(
         q, weights, keys, query_pos, key_pos, out, t, s, h, d, window, out.shape[-1],
         *_strides(q, weights, keys, query_pos), out.stride(0), out.stride(1),
         BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), GROUP=group, HP=hp,
-        TILES=tiles_per_program, REORDER=reorder, num_warps=num_warps,
+        TILES=tiles_per_program, num_warps=num_warps,
     )  # fmt: skip
     return out
 

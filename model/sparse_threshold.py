@@ -204,10 +204,6 @@ def _group_maxima(
             "dot per head": lambda: group_max_triton(*args),
             "dot per head, 8 tiles a program": lambda: group_max_triton(*args, tiles_per_program=8),
             "heads in one dot": lambda: group_max_triton(*args, stacked=True),
-            "dot per head, groups reordered": lambda: group_max_triton(*args, reorder=True),
-            "dot per head, groups reordered, 8 warps": lambda: group_max_triton(
-                *args, reorder=True, num_warps=8
-            ),
         },
     )
 
