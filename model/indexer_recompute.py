@@ -131,15 +131,25 @@ def collect(
     variants = {name: lambda v=v: run(*v) for name, v in COLLECT_VARIANTS.items()}
     if part[0].shape[2] <= 4:
         from engram_sdk.model.indexer_heads4 import collect_heads4_triton
+        from engram_sdk.model.indexer_regions import collect_regions_triton
 
         for name, (dot, tiles, warps, skip) in COLLECT_HEADS4_VARIANTS.items():
             variants[f"4 heads held, {name}"] = lambda v=(dot, tiles, warps, skip): (
                 collect_heads4_triton(*args, prefix_dot=v[0], tiles_per_program=v[1],
                                       num_warps=v[2], skip_full=v[3])
             )  # fmt: skip
+        for name, (regions, skip) in REGION_VARIANTS.items():
+            variants[f"regions, {name}"] = lambda v=(regions, skip): collect_regions_triton(
+                *part, pos, key_pos, tau, 2 * capacity, regions=v[0], skip_full=v[1]
+            )
     return fastest(("collect, recompute", *part[0].shape[2:]), variants)
 
 
+REGION_VARIANTS = {  # (key ranges, whole tiles unmasked): no atomics, see indexer_regions
+    "64 ranges": (64, False),
+    "64 ranges, whole tiles unmasked": (64, True),
+    "128 ranges": (128, False),
+}
 COLLECT_HEADS4_VARIANTS = {  # (prefix by a dot, key tiles a program, warps, unmasked)
     "prefix dot, 8 tiles": (True, 8, 4, False),
     "scan, 8 tiles": (False, 8, 4, False),
@@ -199,9 +209,9 @@ def select_recomputed(
     del maxima
     cand, cand_idx, count = collect(part, pos, key_pos, tau, capacity)
     picked = pick(cand, cand_idx, topk)
-    overflowed = count > capacity
+    overflowed = count > cand.shape[-1]  # the buffer's slots (a variant may have more)
     if bool(overflowed.any()):
-        _resolve_overflowed(picked, overflowed, cand, cand_idx, part, pos, key_pos, topk)
+        _resolve_overflowed(picked, overflowed, cand, cand_idx, part, pos, key_pos, topk, capacity)
     return picked
 
 
@@ -214,13 +224,13 @@ def _resolve_overflowed(
     pos: torch.Tensor,
     key_pos: torch.Tensor,
     topk: int,
+    capacity: int,
     attempts: int = 3,
 ) -> None:
     """Rows whose buffer overflowed, in place: τ' = the k-th largest caught (≤ the k-th
     score), keys strictly above τ' collected again, ties at τ' from the caught ones."""
     from engram_sdk.model.sparse_threshold import _redo_overflowed, kth_largest, pick
 
-    capacity = cand.shape[-1]
     q, weights, keys = part
     for row in overflowed.any(-1).nonzero()[:, 0].tolist():
         cols = overflowed[row].nonzero()[:, 0]
@@ -233,7 +243,7 @@ def _resolve_overflowed(
             above = torch.nextafter(tau, torch.tensor(float("inf"), device=tau.device))
             got, got_idx, n = collect(sub, sub_pos, key_pos, above, capacity)
             ties = buf.masked_fill(buf != tau[..., None], float("-inf"))
-            done = left & (n <= capacity)
+            done = left & (n <= got.shape[-1])
             both = pick(torch.cat([got, ties], -1), torch.cat([got_idx, buf_idx], -1), topk)
             picked[row, cols[done[0]]] = both[done]
             left &= ~done

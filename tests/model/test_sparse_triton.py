@@ -142,6 +142,19 @@ SCRIPT = textwrap.dedent(
         assert torch.equal(count_h, count)
         assert torch.equal(cand_h.sort(-1).values, cand.sort(-1).values)
         assert torch.equal(idx_h.sort(-1).values, cand_idx.sort(-1).values)
+    from engram_sdk.model.indexer_regions import collect_regions_triton
+
+    for skip in (False, True):  # per key range slots, no atomics: the same keys, packed
+        cand_r, idx_r, count_r = collect_regions_triton(q, w, keys, pos, kp, tau, 2 * s,
+                                                        skip_full=skip)
+        assert torch.equal(count_r, count)
+        assert torch.equal(cand_r.sort(-1, descending=True).values[..., :s],
+                           cand.sort(-1, descending=True).values)
+        assert sorted(idx_r[0, -1][cand_r[0, -1] > float("-inf")].tolist()) == sorted(
+            cand_idx[0, -1, : int(count[0, -1])].tolist())
+    everything = torch.full_like(tau, -1e30)  # every visible key kept: 128 > 32 slots a range
+    cand_r, _, count_r = collect_regions_triton(q, w, keys, pos, kp, everything, 64)
+    assert torch.equal(count_r[0], torch.full_like(count_r[0], cand_r.shape[-1] + 1))
     assert torch.equal(kth_largest_triton(maxima, k), tau)  # exact: one of the row's values
     assert torch.equal(kth_largest_triton(scores, 1), scores.amax(-1))
     picked = topk_pick_triton(cand, cand_idx, k, EMPTY)
