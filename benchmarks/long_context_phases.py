@@ -253,6 +253,18 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
                 lambda v=v: collect_heads4_triton(
                     *part, pos, kp, tau, 4 * topk, prefix_dot=v[0], tiles_per_program=v[1],
                     num_warps=v[2], skip_full=v[3])))  # fmt: skip
+    if part[0].shape[2] <= 4:
+        from engram_sdk.model.indexer_recompute import REGION_VARIANTS
+        from engram_sdk.model.indexer_regions import collect_regions_triton
+
+        for name, v in REGION_VARIANTS.items():
+            add("indexer scoring", f"recompute: collect by key ranges, {name}", timed(
+                lambda v=v: collect_regions_triton(
+                    *part, pos, kp, tau, 4 * topk, regions=v[0], skip_full=v[1])))  # fmt: skip
+        cand_r, _, count_r = collect_regions_triton(*part, pos, kp, tau, 4 * topk)
+        over = int((count_r > cand_r.shape[-1]).sum())
+        del cand_r
+        add("top-k", f"recompute: key ranges (64): {over} rows overflowed a range", float("nan"))
     cand, cand_idx, count = collect_triton(*part, pos, kp, tau, 4 * topk)
     add("top-k", "recompute: top-k of buffer, torch.topk (old)",
         timed(lambda: _pick(cand, cand_idx, topk)))  # fmt: skip

@@ -39,9 +39,9 @@ class MLA(nn.Module):
 
     ``sparse_backend`` picks the sparse kernels ("torch", "triton", "auto": Triton on CUDA
     for attention without gradient and for the indexer's scores); ``threshold_path`` how
-    long prefill chunks select their top-k ("recompute", "stored", "rescored"); ``indexer_stage``
-    ("off", "dense_warmup", "sparse") makes training forwards also leave the indexer's
-    KL loss in ``indexer_loss`` (see :mod:`engram_sdk.model.indexer_training`).
+    long prefill chunks select their top-k ("auto", "recompute", "stored", "rescored");
+    ``indexer_stage`` ("off", "dense_warmup", "sparse") makes training forwards also leave
+    the indexer's KL loss in ``indexer_loss`` (see :mod:`engram_sdk.model.indexer_training`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -61,7 +61,7 @@ class MLA(nn.Module):
         self.scale = yarn_softmax_scale(nope + rope, cfg.yarn_factor, cfg.mscale)
         self.indexer = Indexer(cfg) if cfg.dsa_topk > 0 else None
         self.sparse_backend = "torch"
-        self.threshold_path = "recompute"  # see sparse_threshold.threshold_topk
+        self.threshold_path = "auto"  # see sparse_threshold.threshold_topk
         self.indexer_stage = "off"
         self.indexer_loss: torch.Tensor = torch.zeros(())
 

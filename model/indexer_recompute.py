@@ -140,7 +140,7 @@ def collect(
             )  # fmt: skip
         for name, (regions, skip) in REGION_VARIANTS.items():
             variants[f"regions, {name}"] = lambda v=(regions, skip): collect_regions_triton(
-                *part, pos, key_pos, tau, 2 * capacity, regions=v[0], skip_full=v[1]
+                *part, pos, key_pos, tau, capacity, regions=v[0], skip_full=v[1]
             )
     return fastest(("collect, recompute", *part[0].shape[2:]), variants)
 

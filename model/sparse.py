@@ -56,7 +56,7 @@ def indexer_topk(
     latest_position: int | None = None,
     fused: bool = False,
     threshold: bool = True,
-    threshold_path: str = "recompute",
+    threshold_path: str = "auto",
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
 

@@ -73,7 +73,7 @@ def threshold_topk(
     key_pos: torch.Tensor,
     tile_elements: int,
     capacity: int | None = None,
-    path: str = "recompute",
+    path: str = "auto",
 ) -> torch.Tensor:
     """Top-k by a threshold (Triton), equal to the tiled running top-k.
 
@@ -87,13 +87,27 @@ def threshold_topk(
       ``4 · tile_elements``) and the candidates are picked from memory;
     - "rescored": as "recompute" with the older collect kernel and ``torch.topk``.
 
+    - "auto": whichever of "recompute" and "stored" ran faster on the first call (on CUDA;
+      elsewhere "recompute").
+
     A query whose buffer overflowed (ties at τ, scores clustered in few groups) is resolved
     by a raised threshold (recompute), the top-k of its stored scores (stored), or the tiled
     path. Every query must see >= 4·topk keys (``_threshold_split``). A path whose kernels
     fail to build warns and falls back ("recompute" → "stored" → "rescored").
     """
+    if path == "auto":
+        from engram_sdk.model.indexer_triton import fastest
+
+        def run(chosen: str) -> torch.Tensor:
+            return threshold_topk(
+                q, weights, keys, query_pos, topk, key_pos=key_pos,
+                tile_elements=tile_elements, capacity=capacity, path=chosen,
+            )  # fmt: skip
+
+        paths = ("recompute", "stored")
+        return fastest(("threshold path", *q.shape[2:]), {p: lambda p=p: run(p) for p in paths})
     if path not in SELECTORS:
-        raise ValueError(f"path must be one of {sorted(SELECTORS)}, got {path!r}")
+        raise ValueError(f"path must be one of {sorted(SELECTORS)} or 'auto', got {path!r}")
     while path in _FAILED:
         path = FALLBACK[path]
     b, t = query_pos.shape
