@@ -510,6 +510,9 @@ def main() -> None:
                 print("\n".join(check_paths()), flush=True)
             except Exception as exc:  # a check must not stop the benchmark
                 print(f"check of the threshold paths failed: {exc!r}"[:300], flush=True)
+            from engram_sdk.model.indexer_triton import forget_variants
+
+            forget_variants()  # the check's small shapes must not pick the kernels
     if args.check_only:
         return
     phase_lines: list[str] = []
