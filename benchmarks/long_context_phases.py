@@ -151,7 +151,10 @@ def phase_rows(
 
     # recompute-select: maxima only, sort-free k-th, recompute + collect (prefix by a dot),
     # sort-free top-k of the buffer
-    recompute_rows(add, timed, (iq, w, ik), pos, kp, group, topk, maxima, kw)
+    group_r = stored_group(context - queries, topk)  # recompute sizes groups as stored does
+    maxima_r = group_max_triton(iq, w, ik, pos, kp, group_r)
+    recompute_rows(add, timed, (iq, w, ik), pos, kp, group_r, topk, maxima_r, kw)
+    del maxima_r
 
     # single pass: scores written once with the group maxima, candidates selected from memory;
     # timed on one query chunk of the size threshold_topk uses, times the chunks in the table
@@ -227,6 +230,7 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
                 lambda v=v: group_max_heads4_triton(
                     *part, pos, kp, group, block_t=v[0], tiles_per_program=v[1],
                     stages=v[2], num_warps=v[3], skip_full=v[4])))  # fmt: skip
+    add("top-k", f"recompute: groups of {group} keys, {maxima.shape[-1]} maxima", float("nan"))
     add("top-k", "recompute: k-th max, torch.topk (old)",
         timed(lambda: maxima.topk(topk, dim=-1, sorted=False).values.amin(-1)))  # fmt: skip
     if maxima.shape[-1] <= 16384:

@@ -114,7 +114,7 @@ def threshold_topk(
     s = keys.shape[1]
     capacity = capacity or 4 * topk
     seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
-    group = (stored_group if path == "stored" else threshold_group)(seen, topk)
+    group = (threshold_group if path == "rescored" else stored_group)(seen, topk)
     if path == "stored":
         chunk = _round_chunk(max(64, 4 * tile_elements // (b * s)))
     else:
@@ -197,12 +197,23 @@ def _sort_free(x: torch.Tensor) -> bool:
 
 
 def pick(cand: torch.Tensor, cand_idx: torch.Tensor, topk: int) -> torch.Tensor:
-    """:func:`_pick`, sort-free in Triton where it runs (``topk_pick_triton``)."""
+    """:func:`_pick`, or sort-free in Triton (``topk_pick_triton``) where it runs, whichever
+    timed faster for this row width (picked on first use)."""
     if not _sort_free(cand):
         return _pick(cand, cand_idx, topk)
+    from engram_sdk.model.indexer_triton import fastest
     from engram_sdk.model.sparse_select import topk_pick_triton
 
-    return topk_pick_triton(cand, cand_idx, topk, EMPTY)
+    variants = {
+        f"sort-free, {w} warps": lambda w=w: topk_pick_triton(cand, cand_idx, topk, EMPTY, w)
+        for w in (8, 4)
+    }
+    variants["torch.topk"] = lambda: _pick(cand, cand_idx, topk)
+    return fastest(("pick", _width(cand)), variants)
+
+
+def _width(x: torch.Tensor) -> int:
+    return 1 << max(0, x.shape[-1] - 1).bit_length()
 
 
 def _group_maxima(
@@ -248,12 +259,17 @@ def _collect(
 
 def kth_largest(x: torch.Tensor, k: int, *, sort_free: bool = True) -> torch.Tensor:
     """The k-th largest value along the last dim: a sort-free bitwise search in Triton
-    (``sort_free``, rows up to 16K) or the least of an unsorted ``topk`` (CUDA; it runs
-    multi-block, ``kthvalue`` one block per row)."""
+    (``sort_free``, rows up to 16K, where it timed faster) or the least of an unsorted
+    ``topk`` (CUDA; it runs multi-block, ``kthvalue`` one block per row)."""
     if sort_free and _sort_free(x):
+        from engram_sdk.model.indexer_triton import fastest
         from engram_sdk.model.sparse_select import kth_largest_triton
 
-        return kth_largest_triton(x, k)
+        variants = {
+            f"sort-free, {w} warps": lambda w=w: kth_largest_triton(x, k, w) for w in (8, 4)
+        }
+        variants["torch.topk"] = lambda: kth_largest(x, k, sort_free=False)
+        return fastest(("k-th largest", _width(x)), variants)
     if x.is_cuda:
         return x.topk(k, dim=-1, sorted=False).values.amin(-1)
     return x.kthvalue(x.shape[-1] - k + 1, dim=-1).values
