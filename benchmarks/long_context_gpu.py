@@ -50,6 +50,7 @@ class Plan:
     train_profile: bool = False
     train_batch: list[int] = field(default_factory=list)  # ours at these batches too
     profile_decode: bool = False  # per context: wall vs GPU-kernel ms of a decode step
+    phases_lean: bool = False  # phases: no tiled/two-pass rows, no single-pass variant rows
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -365,7 +366,9 @@ def _sibling(name: str):
 def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> list[str]:
     phases = _sibling("long_context_phases")
     try:
-        rows = phases.phase_rows(plan.presets[0], context, plan.prefill_chunk, plan.topk)
+        rows = phases.phase_rows(
+            plan.presets[0], context, plan.prefill_chunk, plan.topk, lean=plan.phases_lean
+        )
     except Exception as exc:  # a phase that fails must not stop the benchmark
         emit({"section": "phases", "error": repr(exc)})
         return [f"phases: failed: {exc!r}"]
@@ -464,6 +467,11 @@ def main() -> None:
     p.add_argument("--phases-context", default="131072",
                    help="contexts of the per-phase breakdown, comma-separated (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
+    p.add_argument(
+        "--phases-lean",
+        action="store_true",
+        help="phases: recompute rows, the single pass end to end, attention only",
+    )
     p.add_argument("--profile-context", default="",
                    help="profile one whole-model prefill chunk after each of these many "
                         "tokens, comma-separated")  # fmt: skip
@@ -489,6 +497,7 @@ def main() -> None:
     plan.train_profile = args.train_profile
     plan.train_batch = [int(b) for b in args.train_batch.split(",") if b]
     plan.profile_decode = args.profile_decode
+    plan.phases_lean = args.phases_lean
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
