@@ -295,7 +295,8 @@ def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
         for name, v in REGION_VARIANTS.items():
             add("indexer scoring", f"recompute: collect by key ranges, {name}", timed(
                 lambda v=v: collect_regions_triton(
-                    *part, pos, kp, tau, 4 * topk, regions=v[0], skip_full=v[1])))  # fmt: skip
+                    *part, pos, kp, tau, 4 * topk, regions=v[0], skip_full=v[1],
+                    prefix_dot=v[2])))  # fmt: skip
         cand_r, _, count_r = collect_regions_triton(*part, pos, kp, tau, 4 * topk)
         over = int((count_r > cand_r.shape[-1]).sum())
         del cand_r

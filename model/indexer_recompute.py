@@ -138,17 +138,19 @@ def collect(
                 collect_heads4_triton(*args, prefix_dot=v[0], tiles_per_program=v[1],
                                       num_warps=v[2], skip_full=v[3])
             )  # fmt: skip
-        for name, (regions, skip) in REGION_VARIANTS.items():
-            variants[f"regions, {name}"] = lambda v=(regions, skip): collect_regions_triton(
-                *part, pos, key_pos, tau, capacity, regions=v[0], skip_full=v[1]
-            )
+        for name, v in REGION_VARIANTS.items():
+            variants[f"regions, {name}"] = lambda v=v: collect_regions_triton(
+                *part, pos, key_pos, tau, capacity, regions=v[0], skip_full=v[1],
+                prefix_dot=v[2],
+            )  # fmt: skip
     return fastest(("collect, recompute", *part[0].shape[2:]), variants)
 
 
-REGION_VARIANTS = {  # (key ranges, whole tiles unmasked): no atomics, see indexer_regions
-    "64 ranges": (64, False),
-    "64 ranges, whole tiles unmasked": (64, True),
-    "128 ranges": (128, False),
+REGION_VARIANTS = {  # (key ranges, whole tiles unmasked, prefix dot): see indexer_regions
+    "64 ranges": (64, False, False),
+    "64 ranges, whole tiles unmasked": (64, True, False),
+    "64 ranges, prefix dot": (64, False, True),
+    "128 ranges": (128, False, False),
 }
 COLLECT_HEADS4_VARIANTS = {  # (prefix by a dot, key tiles a program, warps, unmasked)
     "prefix dot, 8 tiles": (True, 8, 4, False),

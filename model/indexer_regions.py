@@ -29,7 +29,7 @@ def _collect_regions_kernel(
     T, S, H, D, M, NP, TILES,
     stride_qb, stride_qt, stride_qh, stride_wb, stride_wt, stride_kb, stride_ks, stride_pb,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
-    STAGES: tl.constexpr, SKIP_FULL: tl.constexpr,
+    STAGES: tl.constexpr, SKIP_FULL: tl.constexpr, PREFIX_DOT: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
     ts = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -45,6 +45,7 @@ def _collect_regions_kernel(
     tau = tl.load(tau_ptr + rows, mask=ts < T, other=float("inf"))
     start = rows.to(tl.int64) * NP * M + region * M  # this region's slots of each row
     lane = tl.arange(0, BLOCK_S)
+    upper = (lane[:, None] <= lane[None, :]).to(tl.float16)  # keep @ upper = inclusive count
     kept = tl.zeros((BLOCK_T,), tl.int32)
     for j in tl.range(0, TILES, num_stages=STAGES):
         ss = (region * TILES + j) * BLOCK_S + lane
@@ -63,7 +64,11 @@ def _collect_regions_kernel(
         acc = _masked(acc, qpos, kpos, SKIP_FULL)
         keep = (acc >= tau[:, None]) & (acc > float("-inf"))
         keep_n = keep.to(tl.int32)
-        slot = kept[:, None] + tl.cumsum(keep_n, axis=1) - keep_n
+        if PREFIX_DOT:
+            before = tl.dot(keep.to(tl.float16), upper).to(tl.int32) - keep_n
+        else:
+            before = tl.cumsum(keep_n, axis=1) - keep_n
+        slot = kept[:, None] + before
         ok = keep & (slot < M)
         where = start[:, None] + slot
         tl.store(cand_ptr + where, acc, mask=ok)
@@ -86,9 +91,11 @@ def collect_regions_triton(
     stages: int = 2,
     num_warps: int = 4,
     skip_full: bool = False,
+    prefix_dot: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each query's visible keys scoring ≥ ``tau`` (B, T), at most four heads, in about
-    ``regions`` key ranges with ``slots / regions`` slots each (at least 32).
+    ``regions`` key ranges with ``slots / regions`` slots each (at least 32); slots along a
+    row by a scan or (``prefix_dot``) a tensor-core prefix count.
 
     → candidate scores (B, T, regions · M) (-inf in unfilled slots), key indices (int32),
     and per row the number kept, or ``regions · M + 1`` where a region overflowed (its
@@ -111,7 +118,8 @@ def collect_regions_triton(
     _collect_regions_kernel[grid](
         q, weights, keys, query_pos, key_pos, tau, counts, cand, cand_idx,
         t, s, h, d, m, n_regions, per_region, *_strides(q, weights, keys, query_pos),
-        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), STAGES=stages, SKIP_FULL=skip_full, num_warps=num_warps,
+        BLOCK_T=block_t, BLOCK_S=BLOCK_S, BLOCK_D=_block_d(d), STAGES=stages,
+        SKIP_FULL=skip_full, PREFIX_DOT=prefix_dot, num_warps=num_warps,
     )  # fmt: skip
     count = counts.sum(-1, dtype=torch.int32)
     count = count.masked_fill_((counts > m).any(-1), n_regions * m + 1)

@@ -146,7 +146,7 @@ SCRIPT = textwrap.dedent(
 
     for skip in (False, True):  # per key range slots, no atomics: the same keys, packed
         cand_r, idx_r, count_r = collect_regions_triton(q, w, keys, pos, kp, tau, 2 * s,
-                                                        skip_full=skip)
+                                                        skip_full=skip, prefix_dot=skip)
         assert torch.equal(count_r, count)
         assert torch.equal(cand_r.sort(-1, descending=True).values[..., :s],
                            cand.sort(-1, descending=True).values)
