@@ -154,7 +154,39 @@ def check_paths() -> list[str]:
                          f"relative max |diff| {err:.1e}; keys picked twice: {twice})")  # fmt: skip
         except Exception as exc:  # report, go on
             lines.append(f"check {path} top-k vs tiled: FAILED {exc!r}"[:300])
+    lines.append(_check_collect_variants(q, w, keys, pos, kp, k))
     return lines
+
+
+def _check_collect_variants(q, w, keys, pos, kp, k: int) -> str:
+    """Every recompute collect variant (and 4-heads group max) against the generic kernels:
+    the same counts and sorted candidate scores (CUDA)."""
+    from engram_sdk.model import indexer_recompute as rc
+    from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
+    from engram_sdk.model.indexer_triton import _CHOSEN, collect_triton, group_max_triton
+    from engram_sdk.model.sparse_threshold import kth_largest
+
+    maxima = group_max_triton(q, w, keys, pos, kp, 16)
+    bad = [name for name, v in rc.HEADS4_VARIANTS.items() if not torch.allclose(
+        group_max_heads4_triton(q, w, keys, pos, kp, 16, block_t=v[0], tiles_per_program=v[1],
+                                stages=v[2], num_warps=v[3], skip_full=v[4]), maxima,
+        rtol=1e-5, atol=1e-6)]  # fmt: skip
+    tau = kth_largest(maxima, k, sort_free=False)
+    cand, _, count = collect_triton(q, w, keys, pos, kp, tau, 4 * k)
+    want = cand.sort(-1, descending=True).values
+    rc.collect((q, w, keys), pos, kp, tau, 4 * k)  # times the variants once (picks one)
+    names = list(rc.COLLECT_VARIANTS)
+    if q.shape[2] <= 4:
+        names += [f"4 heads held, {n}" for n in rc.COLLECT_HEADS4_VARIANTS]
+        names += [f"regions, {n}" for n in rc.REGION_VARIANTS]
+    for name in names:  # each variant in turn, as if it had been picked
+        _CHOSEN[("collect, recompute", *q.shape[2:])] = name
+        got, _, n = rc.collect((q, w, keys), pos, kp, tau, 4 * k)
+        top = got.sort(-1, descending=True).values[..., : want.shape[-1]]
+        if not (torch.equal(n, count) and torch.equal(top, want)):  # rounding: a key or two
+            bad.append(f"{name} (counts off by <= {int((n - count).abs().max())})")
+    verdict = "agree" if not bad else f"DIFFER: {', '.join(bad)}"
+    return f"check 4-heads group max and {len(names)} collect variants vs generic: {verdict}"
 
 
 def check_kernel() -> list[str]:
