@@ -138,14 +138,16 @@ def collect(
                 collect_heads4_triton(*args, prefix_dot=v[0], tiles_per_program=v[1],
                                       num_warps=v[2], skip_full=v[3])
             )  # fmt: skip
-        for name, v in REGION_VARIANTS.items():
-            variants[f"regions, {name}"] = lambda v=v: collect_regions_triton(
-                *part, pos, key_pos, tau, capacity, regions=v[0], skip_full=v[1],
-                prefix_dot=v[2],
-            )  # fmt: skip
+        if REGIONS_IN_MODEL:  # off until checked on a GPU: the phase rows measure them
+            for name, v in REGION_VARIANTS.items():
+                variants[f"regions, {name}"] = lambda v=v: collect_regions_triton(
+                    *part, pos, key_pos, tau, capacity, regions=v[0], skip_full=v[1],
+                    prefix_dot=v[2],
+                )  # fmt: skip
     return fastest(("collect, recompute", *part[0].shape[2:]), variants)
 
 
+REGIONS_IN_MODEL = False  # key-range collect among the model's variants (see collect)
 REGION_VARIANTS = {  # (key ranges, whole tiles unmasked, prefix dot): see indexer_regions
     "64 ranges": (64, False, False),
     "64 ranges, whole tiles unmasked": (64, True, False),
