@@ -50,6 +50,7 @@ class Plan:
     train_profile: bool = False
     train_batch: list[int] = field(default_factory=list)  # ours at these batches too
     profile_decode: bool = False  # per context: wall vs GPU-kernel ms of a decode step
+    phases_lean: bool = False  # phases: no tiled/two-pass rows, no single-pass variant rows
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
@@ -59,11 +60,18 @@ def plan_for(args: argparse.Namespace) -> Plan:
                     {"prefill": 60, "batch": 60}, device)  # fmt: skip
     contexts = [int(c) for c in args.contexts.split(",")]
     modes = tuple(args.modes.split(","))
-    if not set(modes) <= {"dense", "sparse"}:
-        raise SystemExit(f"--modes must list dense and/or sparse, got {args.modes!r}")
+    if not set(modes) <= set(THRESHOLD_PATHS) | {"dense"}:
+        raise SystemExit(f"--modes must list some of dense, {', '.join(THRESHOLD_PATHS)}, "
+                         f"got {args.modes!r}")  # fmt: skip
     return Plan(args.presets.split(","), contexts, 2048, 16384, 16, [1, 8, 32], 512, 64,
                 {"prefill": args.prefill_budget, "batch": args.batch_budget}, device,
                 modes=modes)  # fmt: skip
+
+
+THRESHOLD_PATHS = {  # sparse modes: how long prefill chunks select their top-k
+    "sparse": "recompute",  # group maxima, recompute + collect, sort-free selection
+    "sparse-stored": "stored",  # last session's single pass (scores written, then selected)
+}
 
 
 def sync(device: str) -> None:
@@ -97,6 +105,7 @@ def build(
     device: str,
     engram: bool = True,
     backend: str = "torch",
+    threshold_path: str = "recompute",
 ):
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.attention import MLA
@@ -112,44 +121,11 @@ def build(
         for m in model.modules():
             if isinstance(m, MLA):
                 m.sparse_backend = backend
+                m.threshold_path = threshold_path
     return model
 
 
-# ---- 1. the Triton kernel against the torch path ----------------------------------------------
-def check_kernel() -> list[str]:
-    from engram_sdk.model.sparse import indexer_topk, sparse_attention
-
-    lines = []
-    g = torch.Generator(device="cuda").manual_seed(0)
-    for b, t, h, r, rope, s, k in [(2, 64, 8, 128, 32, 4096, 2048), (1, 8, 16, 384, 32, 9000, 2048),
-                                   (3, 5, 4, 32, 8, 40, 16)]:  # fmt: skip
-        q = torch.randn(b, t, h, r + rope, device="cuda", dtype=torch.bfloat16, generator=g)
-        keys = torch.randn(b, s, r + rope, device="cuda", dtype=torch.bfloat16, generator=g)
-        pos = (s - t + torch.arange(t, device="cuda")).expand(b, t)
-        w = torch.randn(b, t, h, device="cuda", generator=g)
-        idx = indexer_topk(q[..., :32].float(), w, keys[..., :32].float(), pos, k)
-        idx[:, :, -3:] = -1  # empty slots must be ignored
-        ref = sparse_attention(q.float(), keys.float(), keys[..., :r].float(), idx, 0.1)
-        got = sparse_attention(q, keys, keys[..., :r], idx, 0.1, backend="triton")
-        err = (got.float() - ref).abs().max().item()
-        lines.append(f"check triton vs torch b={b} t={t} h={h} r={r} k={k}: max |diff| {err:.2e} "
-                     f"{'OK' if err < 3e-2 else 'MISMATCH'}")  # fmt: skip
-    from engram_sdk.model.indexer_triton import index_scores_triton
-    from engram_sdk.model.sparse import index_scores, visible
-
-    q = torch.randn(1, 300, 4, 32, device="cuda", dtype=torch.bfloat16, generator=g)
-    w = torch.randn(1, 300, 4, device="cuda", generator=g)
-    keys = torch.randn(1, 5000, 32, device="cuda", dtype=torch.bfloat16, generator=g)
-    pos, kp = (4700 + torch.arange(300, device="cuda"))[None], torch.arange(5000, device="cuda")
-    want = index_scores(q.float(), w, keys.float()).masked_fill(~visible(pos, kp), float("-inf"))
-    got = index_scores_triton(q, w, keys, pos, kp)
-    same_mask = bool((torch.isfinite(got) == torch.isfinite(want)).all())
-    err = (got - want)[torch.isfinite(want)].abs().max().item() / want[
-        torch.isfinite(want)
-    ].abs().max().item()
-    lines.append(f"check triton indexer scores vs torch: relative max |diff| {err:.2e} "
-                 f"{'OK' if err < 2e-2 and same_mask else 'MISMATCH'}")  # fmt: skip
-    return lines
+# ---- 1. the Triton kernels against the torch path: benchmarks/long_context_checks.py ----
 
 
 # ---- 2. prefill and decode ----------------------------------------------------------------
@@ -207,17 +183,18 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
     end = time.perf_counter() + plan.budget_s["prefill"]
     groups = [(p, m) for p in plan.presets for m in plan.modes]
     for n, (preset, mode) in enumerate(groups):
-        topk = plan.topk if mode == "sparse" else 0
+        topk = plan.topk if mode != "dense" else 0
         # one budget share per (preset, mode); what a group leaves goes to the next
         deadline = time.perf_counter() + (end - time.perf_counter()) / (len(groups) - n)
         max_len = max(plan.contexts) + max(plan.decode_steps, 17) + 8  # 17: warm-up; 4: profile
         fresh(plan.device)
-        model = build(preset, topk=topk, max_len=max_len, device=plan.device, backend=plan.backend)
+        model = build(preset, topk=topk, max_len=max_len, device=plan.device,
+                      backend=plan.backend, threshold_path=THRESHOLD_PATHS.get(mode, "recompute"))  # fmt: skip
         # compile before timing: two chunks (the cached path too); Triton specialises lengths
         # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17, profile_decode=False)
         prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
-        if mode == "sparse" and plan.backend == "auto":
+        if mode != "dense" and plan.backend == "auto":
             try:
                 _sibling("long_context_phases").warm_groups(model, plan.topk)
             except Exception as exc:  # only a warm-up: report it and go on
@@ -324,7 +301,9 @@ def _sibling(name: str):
 def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> list[str]:
     phases = _sibling("long_context_phases")
     try:
-        rows = phases.phase_rows(plan.presets[0], context, plan.prefill_chunk, plan.topk)
+        rows = phases.phase_rows(
+            plan.presets[0], context, plan.prefill_chunk, plan.topk, lean=plan.phases_lean
+        )
     except Exception as exc:  # a phase that fails must not stop the benchmark
         emit({"section": "phases", "error": repr(exc)})
         return [f"phases: failed: {exc!r}"]
@@ -347,6 +326,25 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
                 fresh(plan.device)
             model = None
             fresh(plan.device)
+    return lines
+
+
+def section_graph_decode(plan: Plan, emit: Callable[[dict], None], contexts: str) -> list[str]:
+    """Batch-1 decode, CUDA graph vs eager, dense and DSA (``long_context_decode.py``)."""
+    decode = _sibling("long_context_decode")
+    ctxs = [int(c) for c in contexts.split(",") if c]
+    rows: list[dict] = []
+    for mode, topk in (("dense", 0), ("sparse", plan.topk)):
+        fresh(plan.device)
+        model = build(plan.presets[0], topk=topk, max_len=max(ctxs) + 64, device=plan.device,
+                      engram=False, backend=plan.backend)  # fmt: skip
+        for row in decode.graph_decode_rows(model, mode, ctxs):
+            emit(row)
+            rows.append(row)
+        model = None
+    fresh(plan.device)
+    lines = decode.graph_decode_table(rows)
+    print("\n".join(lines), flush=True)
     return lines
 
 
@@ -389,7 +387,11 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
     p.add_argument("--presets", default="small,base")
     p.add_argument("--contexts", default="1024,8192,32768,131072,524288,1048576")
-    p.add_argument("--modes", default="dense,sparse", help="attention of section 2")
+    p.add_argument(
+        "--modes",
+        default="dense,sparse",
+        help="attention of section 2: dense, sparse (recompute-select), sparse-stored",
+    )
     p.add_argument("--prefill-budget", type=float, default=240.0, help="seconds for section 2")
     p.add_argument("--batch-budget", type=float, default=70.0, help="seconds for section 3")
     p.add_argument("--check-only", action="store_true", help="only the Triton-vs-torch check")
@@ -400,6 +402,11 @@ def main() -> None:
     p.add_argument("--phases-context", default="131072",
                    help="contexts of the per-phase breakdown, comma-separated (0: none)")  # fmt: skip
     p.add_argument("--phases-only", action="store_true", help="only check + phase breakdown")
+    p.add_argument(
+        "--phases-lean",
+        action="store_true",
+        help="phases: recompute rows, the single pass end to end, attention only",
+    )
     p.add_argument("--profile-context", default="",
                    help="profile one whole-model prefill chunk after each of these many "
                         "tokens, comma-separated")  # fmt: skip
@@ -411,6 +418,11 @@ def main() -> None:
     p.add_argument("--train-batch", default="",
                    help="training: also ours-fused at these micro-batches, comma-separated "
                         "(ours-compiled at the last only, with --train-compile)")  # fmt: skip
+    p.add_argument(
+        "--graph-decode",
+        default="",
+        help="contexts: batch-1 decode through a CUDA graph vs eager, dense and DSA",
+    )
     p.add_argument("--out", default=None, help="also write every row as JSON here")
     args = p.parse_args()
     plan = plan_for(args)
@@ -420,6 +432,7 @@ def main() -> None:
     plan.train_profile = args.train_profile
     plan.train_batch = [int(b) for b in args.train_batch.split(",") if b]
     plan.profile_decode = args.profile_decode
+    plan.phases_lean = args.phases_lean
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -430,12 +443,21 @@ def main() -> None:
         from engram_sdk.model.sparse import triton_available
 
         try:
-            lines = check_kernel() if triton_available() else ["check: triton not installed"]
+            checks = _sibling("long_context_checks")
+            lines = checks.check_kernel() if triton_available() else ["check: triton not installed"]
         except Exception as exc:  # a kernel that fails to build must not stop the benchmark
             lines = [f"check: triton kernel failed: {exc!r}"]
         plan.backend = "auto" if all(line.endswith("OK") for line in lines) else "torch"
         for line in [*lines, f"sparse backend for the benchmark: {plan.backend}"]:
             print(line, flush=True)
+        if plan.backend == "auto":
+            try:
+                print("\n".join(_sibling("long_context_checks").check_paths()), flush=True)
+            except Exception as exc:  # a check must not stop the benchmark
+                print(f"check of the threshold paths failed: {exc!r}"[:300], flush=True)
+            from engram_sdk.model.indexer_triton import forget_variants
+
+            forget_variants()  # the check's small shapes must not pick the kernels
     if args.check_only:
         return
     phase_lines: list[str] = []
@@ -447,6 +469,8 @@ def main() -> None:
             plan.profile_context = []  # the whole-model profile once
     if args.phases_only:
         return
+    if plan.device == "cuda" and args.graph_decode:
+        phase_lines += section_graph_decode(plan, emit, args.graph_decode)
     section_prefill(plan, emit)
     if not args.no_batch:
         section_batched(plan, emit)

@@ -37,7 +37,14 @@ def _time_ms(fn: Callable[[], object], repeat: int = 3) -> float:
 
 
 def phase_rows(
-    preset: str, context: int, queries: int, topk: int, *, device: str = "cuda", tile: int = 65536
+    preset: str,
+    context: int,
+    queries: int,
+    topk: int,
+    *,
+    device: str = "cuda",
+    tile: int = 65536,
+    lean: bool = False,
 ) -> list[dict]:
     """ms per phase for one layer and one chunk of ``queries`` at ``context`` → rows.
 
@@ -46,24 +53,13 @@ def phase_rows(
     """
     import torch.nn.functional as F
     from engram_sdk.model import get_preset
-    from engram_sdk.model.indexer_stored import (
-        SCORE_VARIANTS,
-        SELECT_VARIANTS,
-        scores_and_group_max_triton,
-        select_groups_triton,
-        select_triton,
-    )
     from engram_sdk.model.indexer_triton import (
         chosen_variants,
-        collect_triton,
         group_max_triton,
-        index_scores_triton,
     )
-    from engram_sdk.model.sparse import _merge, indexer_topk
+    from engram_sdk.model.sparse import indexer_topk
     from engram_sdk.model.sparse_threshold import (
-        kth_largest,
         stored_group,
-        threshold_group,
         threshold_topk,
     )
     from engram_sdk.model.sparse_triton import sparse_attention_triton
@@ -93,6 +89,60 @@ def phase_rows(
             print(f"phase failed: {exc!r}"[:300], flush=True)
             return float("nan")
 
+    kw = dict(key_pos=kp, tile_elements=2**28 if dev == "cuda" else 2**16)
+    if not lean:  # the tiled and two-pass paths (measured in earlier rounds)
+        _old_paths(rows, add, timed, (iq, w, ik), pos, kp, topk, tile, kw)
+
+    # recompute-select: maxima only, sort-free k-th, recompute + collect (prefix by a dot),
+    # sort-free top-k of the buffer
+    group_r = stored_group(context - queries, topk)  # recompute sizes groups as stored does
+    maxima_r = group_max_triton(iq, w, ik, pos, kp, group_r)
+    recompute_rows(add, timed, (iq, w, ik), pos, kp, group_r, topk, maxima_r, kw)
+    del maxima_r
+
+    if not lean:  # the single pass phase by phase, every kernel variant
+        _single_pass_rows(rows, add, timed, (iq, w, ik), pos, kp, topk, context, queries, dev)
+    add("indexer + top-k", "1 pass, stored (threshold_topk)", timed(
+        lambda: threshold_topk(iq, w, ik, pos, topk, path="stored", **kw), 1))  # fmt: skip
+    add("indexer + top-k", "indexer_topk (what the model runs)", timed(
+        lambda: indexer_topk(iq, w, ik, pos, topk, fused=True), 1))  # fmt: skip
+    rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
+    idx = indexer_topk(iq, w, ik, pos, topk, fused=True)
+
+    # gather / attention, absorbed (latent + rope keys shared by all heads)
+    r, rope, h = c.kv_lora_rank, c.qk_rope_head_dim, c.n_heads
+    latent = torch.randn(1, context, r + rope, device=dev, dtype=bf, generator=g)
+    q = torch.randn(1, queries, h, r + rope, device=dev, dtype=bf, generator=g)
+    add("gather/attention", "triton sparse attention",
+        timed(lambda: sparse_attention_triton(q, latent, latent[..., :r], idx, 0.1)))  # fmt: skip
+
+    # dense: the same chunk against the whole cache, keys and values expanded per head
+    dq, dv = c.qk_nope_head_dim + rope, c.v_head_dim
+    qd = torch.randn(1, h, queries, dq, device=dev, dtype=bf, generator=g)
+    kd = torch.randn(1, h, context, dq, device=dev, dtype=bf, generator=g)
+    vd = torch.randn(1, h, context, dv, device=dev, dtype=bf, generator=g)
+    mask = causal_lower_right(queries, context)
+    add("dense attention", "fused SDPA (the dense model)",
+        timed(lambda: F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask, scale=0.1)))  # fmt: skip
+    vpad = F.pad(vd, (0, dq - dv))  # v padded to the q/k head size: the flash kernel applies
+    add("dense attention", "fused SDPA, v padded to q/k size",
+        timed(lambda: F.scaled_dot_product_attention(qd, kd, vpad, attn_mask=mask, scale=0.1)))  # fmt: skip
+    return rows
+
+
+def _old_paths(rows, add, timed, part, pos, kp, topk, tile, kw) -> None:
+    """Rows of the tiled path and the two-pass threshold path (rescored)."""
+    from engram_sdk.model.indexer_triton import (
+        chosen_variants,
+        collect_triton,
+        group_max_triton,
+        index_scores_triton,
+    )
+    from engram_sdk.model.sparse import _merge, indexer_topk
+    from engram_sdk.model.sparse_threshold import kth_largest, threshold_group, threshold_topk
+
+    iq, w, ik = part
+    queries, context, dev = iq.shape[1], ik.shape[1], iq.device
     # tiled path (what indexer_topk does without threshold): score tiles, topk merges
     chunk = min(queries, max(64, 2**28 // tile))
 
@@ -128,8 +178,9 @@ def phase_rows(
     n = maxima.shape[-1]
     add("top-k", "threshold: k-th max (kthvalue)",
         timed(lambda: maxima.kthvalue(n - topk + 1, dim=-1)))  # fmt: skip
-    add("top-k", "threshold: k-th max (least of top-k)", timed(lambda: kth_largest(maxima, topk)))
-    tau = kth_largest(maxima, topk)
+    add("top-k", "threshold: k-th max (least of top-k)",
+        timed(lambda: kth_largest(maxima, topk, sort_free=False)))  # fmt: skip
+    tau = kth_largest(maxima, topk, sort_free=False)
     add("indexer scoring", "threshold: collect",
         timed(lambda: collect_triton(iq, w, ik, pos, kp, tau, 4 * topk)))  # fmt: skip
     add("indexer scoring", "threshold: collect, 8 tiles/program",
@@ -144,11 +195,23 @@ def phase_rows(
     )
     rows[-1]["candidates_mean"] = count.float().mean().item()
     rows[-1]["overflow_rows"] = int((count > 4 * topk).sum())
-    kw = dict(key_pos=kp, tile_elements=2**28 if dev == "cuda" else 2**16)
     add("indexer + top-k", "threshold, rescored (threshold_topk)", timed(
-        lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=False, **kw), 1))  # fmt: skip
+        lambda: threshold_topk(iq, w, ik, pos, topk, path="rescored", **kw), 1))  # fmt: skip
     rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
 
+
+def _single_pass_rows(rows, add, timed, tensors, pos, kp, topk, context, queries, dev) -> None:
+    """Rows of the stored single pass, one per kernel variant and phase."""
+    from engram_sdk.model.indexer_stored import (
+        SCORE_VARIANTS,
+        SELECT_VARIANTS,
+        scores_and_group_max_triton,
+        select_groups_triton,
+        select_triton,
+    )
+    from engram_sdk.model.sparse_threshold import kth_largest, stored_group
+
+    iq, w, ik = tensors
     # single pass: scores written once with the group maxima, candidates selected from memory;
     # timed on one query chunk of the size threshold_topk uses, times the chunks in the table
     part = min(queries, max(64, 2**30 // context) if dev == "cuda" else queries)
@@ -161,7 +224,7 @@ def phase_rows(
                 *sargs, block_t=bt, num_warps=nw, block_s=bs, tiles_per_program=tp,
                 stages=st)))  # fmt: skip
     written, maxima_w = scores_and_group_max_triton(*sargs)
-    tau_w = kth_largest(maxima_w, topk)
+    tau_w = kth_largest(maxima_w, topk, sort_free=False)
     for name, (bl, nw) in SELECT_VARIANTS.items():
         add("top-k", f"1 pass: select >= τ, {name}", times * timed(
             lambda bl=bl, nw=nw: select_triton(written, tau_w, 4 * topk, bl, nw)))  # fmt: skip
@@ -171,37 +234,86 @@ def phase_rows(
     _, _, count_w = select_triton(written, tau_w, 4 * topk)
     rows[-6]["candidates_mean"] = count_w.float().mean().item()
     rows[-6]["overflow_rows"] = int((count_w > 4 * topk).sum()) * times
-    add("top-k", "1 pass: k-th max", times * timed(lambda: kth_largest(maxima_w, topk)))
+    add("top-k", "1 pass: k-th max",
+        times * timed(lambda: kth_largest(maxima_w, topk, sort_free=False)))  # fmt: skip
     cand_w, _, _ = select_triton(written, tau_w, 4 * topk)
     written = None  # 4 GiB on the GPU: freed before the next rows
     add("top-k", "1 pass: top-k of candidates",
         times * timed(lambda: cand_w.topk(topk, dim=-1, sorted=False)))  # fmt: skip
-    add("indexer + top-k", "1 pass, stored (threshold_topk)", timed(
-        lambda: threshold_topk(iq, w, ik, pos, topk, store_scores=True, **kw), 1))  # fmt: skip
-    add("indexer + top-k", "indexer_topk (what the model runs)", timed(
-        lambda: indexer_topk(iq, w, ik, pos, topk, fused=True), 1))  # fmt: skip
-    rows[-1]["chosen"] = "; ".join(f"{k[0]}: {v}" for k, v in chosen_variants().items())
-    idx = indexer_topk(iq, w, ik, pos, topk, fused=True)
 
-    # gather / attention, absorbed (latent + rope keys shared by all heads)
-    r, rope, h = c.kv_lora_rank, c.qk_rope_head_dim, c.n_heads
-    latent = torch.randn(1, context, r + rope, device=dev, dtype=bf, generator=g)
-    q = torch.randn(1, queries, h, r + rope, device=dev, dtype=bf, generator=g)
-    add("gather/attention", "triton sparse attention",
-        timed(lambda: sparse_attention_triton(q, latent, latent[..., :r], idx, 0.1)))  # fmt: skip
 
-    # dense: the same chunk against the whole cache, keys and values expanded per head
-    dq, dv = c.qk_nope_head_dim + rope, c.v_head_dim
-    qd = torch.randn(1, h, queries, dq, device=dev, dtype=bf, generator=g)
-    kd = torch.randn(1, h, context, dq, device=dev, dtype=bf, generator=g)
-    vd = torch.randn(1, h, context, dv, device=dev, dtype=bf, generator=g)
-    mask = causal_lower_right(queries, context)
-    add("dense attention", "fused SDPA (the dense model)",
-        timed(lambda: F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask, scale=0.1)))  # fmt: skip
-    vpad = F.pad(vd, (0, dq - dv))  # v padded to the q/k head size: the flash kernel applies
-    add("dense attention", "fused SDPA, v padded to q/k size",
-        timed(lambda: F.scaled_dot_product_attention(qd, kd, vpad, attn_mask=mask, scale=0.1)))  # fmt: skip
-    return rows
+def recompute_rows(add, timed, part, pos, kp, group, topk, maxima, kw) -> None:
+    """Phase rows of the recompute-select path, each beside the step it replaces."""
+    from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
+    from engram_sdk.model.indexer_recompute import (
+        COLLECT_VARIANTS,
+        HEADS4_VARIANTS,
+        collect_prefix_dot_triton,
+    )
+    from engram_sdk.model.indexer_triton import chosen_variants, collect_triton
+    from engram_sdk.model.sparse import EMPTY
+    from engram_sdk.model.sparse_select import kth_largest_triton, topk_pick_triton
+    from engram_sdk.model.sparse_threshold import _pick, threshold_topk
+
+    if part[0].shape[2] <= 4:
+        for name, v in HEADS4_VARIANTS.items():
+            add("indexer scoring", f"recompute: group max, 4 heads held, {name}", timed(
+                lambda v=v: group_max_heads4_triton(
+                    *part, pos, kp, group, block_t=v[0], tiles_per_program=v[1],
+                    stages=v[2], num_warps=v[3], skip_full=v[4])))  # fmt: skip
+    add("top-k", f"recompute: groups of {group} keys, {maxima.shape[-1]} maxima", float("nan"))
+    add("top-k", "recompute: k-th max, torch.topk (old)",
+        timed(lambda: maxima.topk(topk, dim=-1, sorted=False).values.amin(-1)))  # fmt: skip
+    if maxima.shape[-1] <= 16384:
+        add(
+            "top-k",
+            "recompute: k-th max, sort-free",
+            timed(lambda: kth_largest_triton(maxima, topk)),
+        )
+    tau = kth_largest_triton(maxima, topk) if maxima.shape[-1] <= 16384 else (
+        maxima.topk(topk, dim=-1, sorted=False).values.amin(-1))  # fmt: skip
+    add("indexer scoring", "recompute: collect, scan (old)",
+        timed(lambda: collect_triton(*part, pos, kp, tau, 4 * topk)))  # fmt: skip
+    for name, (dot, tiles, warps) in COLLECT_VARIANTS.items():
+        if dot:
+            add("indexer scoring", f"recompute: collect, {name}", timed(
+                lambda tiles=tiles, warps=warps: collect_prefix_dot_triton(
+                    *part, pos, kp, tau, 4 * topk, tiles_per_program=tiles, num_warps=warps)))  # fmt: skip
+    if part[0].shape[2] <= 4:
+        from engram_sdk.model.indexer_heads4 import collect_heads4_triton
+        from engram_sdk.model.indexer_recompute import COLLECT_HEADS4_VARIANTS
+
+        for name, v in COLLECT_HEADS4_VARIANTS.items():
+            add("indexer scoring", f"recompute: collect, 4 heads held, {name}", timed(
+                lambda v=v: collect_heads4_triton(
+                    *part, pos, kp, tau, 4 * topk, prefix_dot=v[0], tiles_per_program=v[1],
+                    num_warps=v[2], skip_full=v[3])))  # fmt: skip
+    if part[0].shape[2] <= 4:
+        from engram_sdk.model.indexer_recompute import REGION_VARIANTS
+        from engram_sdk.model.indexer_regions import collect_regions_triton
+
+        for name, v in REGION_VARIANTS.items():
+            add("indexer scoring", f"recompute: collect by key ranges, {name}", timed(
+                lambda v=v: collect_regions_triton(
+                    *part, pos, kp, tau, 4 * topk, regions=v[0], skip_full=v[1],
+                    prefix_dot=v[2])))  # fmt: skip
+        cand_r, _, count_r = collect_regions_triton(*part, pos, kp, tau, 4 * topk)
+        over = int((count_r > cand_r.shape[-1]).sum())
+        del cand_r
+        add("top-k", f"recompute: key ranges (64): {over} rows overflowed a range", float("nan"))
+    cand, cand_idx, count = collect_triton(*part, pos, kp, tau, 4 * topk)
+    add("top-k", "recompute: top-k of buffer, torch.topk (old)",
+        timed(lambda: _pick(cand, cand_idx, topk)))  # fmt: skip
+    add("top-k", "recompute: top-k of buffer, sort-free",
+        timed(lambda: topk_pick_triton(cand, cand_idx, topk, EMPTY)))  # fmt: skip
+    add("indexer + top-k", "recompute (threshold_topk)", timed(
+        lambda: threshold_topk(*part, pos, topk, path="recompute", **kw), 1))  # fmt: skip
+    rows_chosen = {k[0]: v for k, v in chosen_variants().items() if "recompute" in k[0]}
+    add_note = "; ".join(f"{k}: {v}" for k, v in rows_chosen.items())
+    rows_over = int((count > 4 * topk).sum())
+    add("top-k", f"recompute: {count.float().mean():.0f} candidates/query, {rows_over} overflowed",
+        float("nan"))  # fmt: skip
+    add("top-k", f"recompute variants used: {add_note}", float("nan"))
 
 
 def phase_table(rows: list[dict]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def table(rows: list[dict]) -> str:
     out = ["", "prefill (chunked) and decode on the same cache"]
-    out.append(f"{'preset':7} {'mode':6} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
+    out.append(f"{'preset':7} {'mode':13} {'ctx':>8} {'prefill tok/s':>14} {'peak GiB':>9} "
                f"{'decode ms/tok':>14} {'sparse/dense prefill':>21} {'µs/token':>9}")  # fmt: skip
     dense = {
         (r["preset"], r["ctx"]): r for r in rows if r.get("mode") == "dense" and "prefill_s" in r
@@ -13,14 +13,14 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if r.get("section") != "prefill":
             continue
-        head = f"{r['preset']:7} {r['mode']:6} {r['ctx']:>8}"
+        head = f"{r['preset']:7} {r['mode']:13} {r['ctx']:>8}"
         if "skipped" in r:
             out.append(f"{head} skipped: {r['skipped']}")
             continue
         base = dense.get((r["preset"], r["ctx"]))
         ratio = (
             f"{r['prefill_tok_s'] / base['prefill_tok_s']:.2f}x"
-            if base and r["mode"] == "sparse"
+            if base and r["mode"] != "dense"
             else ""
         )
         out.append(
@@ -28,6 +28,7 @@ def table(rows: list[dict]) -> str:
             f" {1e6 / r['prefill_tok_s']:9.2f}"
         )
     out += growth_lines(rows)
+    out += path_lines(rows)
     for r in rows:
         if "decode_gpu_ms" in r:
             out.append(f"decode step {r['mode']} {r['ctx']}: wall {r['decode_wall_ms']:.2f} ms, "
@@ -84,4 +85,20 @@ def growth_lines(rows: list[dict], from_ctx: int = 32768) -> list[str]:
         out.append(f"{key[0]} {key[1]}: µs/token ≈ {a:.2f} + {b * 1000:.2f} per 1M keys seen "
                    f"(fit on ctx >= {from_ctx}); at {2 * top:.0f}K the growing part is "
                    f"{b * top / (a + b * top):.0%}")  # fmt: skip
+    return ["", *out] if out else []
+
+
+def path_lines(rows: list[dict]) -> list[str]:
+    """Prefill of the recompute-select path ("sparse") against the stored single pass
+    ("sparse-stored") at each context both ran."""
+    by = {
+        (r["preset"], r["mode"], r["ctx"]): r["prefill_tok_s"]
+        for r in rows
+        if r.get("section") == "prefill" and "prefill_tok_s" in r
+    }
+    out = [
+        f"{p} {ctx}: recompute-select / stored single pass = {tok / by[(p, 'sparse-stored', ctx)]:.2f}x"
+        for (p, mode, ctx), tok in by.items()
+        if mode == "sparse" and (p, "sparse-stored", ctx) in by
+    ]
     return ["", *out] if out else []

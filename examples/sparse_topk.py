@@ -1,11 +1,13 @@
-"""The indexer's top-k three ways: tiled torch, single-pass threshold, two-pass threshold.
+"""The indexer's top-k four ways: tiled torch, recompute-select, single pass, two passes.
 
 python examples/sparse_topk.py [--keys 4096] [--queries 128] [--topk 64]
 
 On a machine without CUDA the Triton kernels run in Triton's CPU interpreter (slow: keep the
-sizes small). The single pass writes each query chunk's scores once with the maxima per
-group of keys, picks every key scoring at least the k-th largest maximum, and takes the
-top-k of those few; the result is the same set of keys as the tiled running top-k.
+sizes small). Recompute-select (the default) writes only each query's maximum per group of
+keys, takes the k-th largest maximum τ by a sort-free search, scores again keeping the keys
+at or above τ, and picks the top-k of those few by the same search; the single pass writes
+every score once and selects from memory. Each gives the same set of keys as the tiled
+running top-k.
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ def main() -> None:
     results = {}
     for name, run in {
         "tiled torch": lambda: indexer_topk(q, w, keys, pos, k),
+        "recompute-select": lambda: threshold_topk(
+            q, w, keys, pos, k, key_pos=kp, tile_elements=2**20, path="recompute"
+        ),
         "single pass (stored)": lambda: threshold_topk(
-            q, w, keys, pos, k, key_pos=kp, tile_elements=2**20
+            q, w, keys, pos, k, key_pos=kp, tile_elements=2**20, path="stored"
         ),
         "two passes": lambda: threshold_topk(
-            q, w, keys, pos, k, key_pos=kp, tile_elements=2**20, store_scores=False
+            q, w, keys, pos, k, key_pos=kp, tile_elements=2**20, path="rescored"
         ),
     }.items():
         t0 = time.perf_counter()

@@ -38,9 +38,10 @@ class MLA(nn.Module):
     """Multi-head Latent Attention (see the module docstring).
 
     ``sparse_backend`` picks the sparse kernels ("torch", "triton", "auto": Triton on CUDA
-    for attention without gradient and for the indexer's scores); ``indexer_stage``
-    ("off", "dense_warmup", "sparse") makes training forwards also leave the indexer's
-    KL loss in ``indexer_loss`` (see :mod:`engram_sdk.model.indexer_training`).
+    for attention without gradient and for the indexer's scores); ``threshold_path`` how
+    long prefill chunks select their top-k ("auto", "recompute", "stored", "rescored");
+    ``indexer_stage`` ("off", "dense_warmup", "sparse") makes training forwards also leave
+    the indexer's KL loss in ``indexer_loss`` (see :mod:`engram_sdk.model.indexer_training`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -60,6 +61,7 @@ class MLA(nn.Module):
         self.scale = yarn_softmax_scale(nope + rope, cfg.yarn_factor, cfg.mscale)
         self.indexer = Indexer(cfg) if cfg.dsa_topk > 0 else None
         self.sparse_backend = "torch"
+        self.threshold_path = "auto"  # see sparse_threshold.threshold_topk
         self.indexer_stage = "off"
         self.indexer_loss: torch.Tensor = torch.zeros(())
 
@@ -89,7 +91,9 @@ class MLA(nn.Module):
         else:
             cache.append(keys, index_keys, pos)
             keys, index_keys = cache.views()
-        latest = cache.max_length - 1  # host bound on the last query's position
+        # host bound on the last query's position; a static cache (CUDA graph) scores its
+        # whole capacity, masked by position, so a replayed step sees every key it should
+        latest = (cache.capacity if cache.static else cache.max_length) - 1
         if self.indexer is not None and self.indexer_stage != "dense_warmup":
             idx = self._select(x, q_latent, rot, index_keys, pos, latest)
             out = self.attend_sparse(q_nope, q_rope, keys, idx)
@@ -216,8 +220,9 @@ class MLA(nn.Module):
             iq, w = self.indexer.queries(x, q_latent, rot)
         fused = self.sparse_backend != "torch" and x.is_cuda and triton_available()
         return indexer_topk(
-            iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest, fused=fused
-        )
+            iq, w, index_keys, pos, self.cfg.dsa_topk, latest_position=latest, fused=fused,
+            threshold_path=self.threshold_path,
+        )  # fmt: skip
 
     def _indexer_loss(
         self,

@@ -7,8 +7,10 @@ the latent caches are made static (attention over the whole preallocated capacit
 advanced in place, see :meth:`LatentCache.make_static`) and the step's token ids live in a
 fixed device buffer.
 
-Only where the step is pure device work: CUDA, no Engram layers (their hashing and table
-lookups may run on the host) and no sparse attention (its top-k plan is made on the host).
+Only where the step is pure device work: CUDA and no Engram layers (their hashing and table
+lookups may run on the host). Sparse attention (DSA) is recorded too: a decode step's top-k
+is one scoring tile over the whole static capacity (later positions masked) and a device
+``topk``, with no host-side plan (the key bound is the capacity, not the host's length).
 Any failure while recording leaves the cache as it was and decoding goes on eagerly.
 """
 
@@ -27,7 +29,6 @@ def graphable(model: Any, cache: ModelCache) -> bool:
     return (
         next(model.parameters()).is_cuda
         and not cfg.engram_layer_ids
-        and cfg.dsa_topk == 0
         and all(lc.attn is not None for lc in cache.layers)
     )
 

@@ -395,3 +395,9 @@ def fastest(key: tuple, variants: dict[str, Callable[[], Any]]) -> Any:
 def chosen_variants() -> dict[tuple, str]:
     """The variant :func:`fastest` picked for each key so far."""
     return dict(_CHOSEN)
+
+
+def forget_variants() -> None:
+    """Forget every pick: the next call per key times its variants again (after a run at
+    shapes unlike the real ones, e.g. a correctness check)."""
+    _CHOSEN.clear()

@@ -56,6 +56,7 @@ def indexer_topk(
     latest_position: int | None = None,
     fused: bool = False,
     threshold: bool = True,
+    threshold_path: str = "auto",
 ) -> torch.Tensor:
     """Each query's ``topk`` best visible keys by indexer score → (B, T, topk) long.
 
@@ -69,7 +70,8 @@ def indexer_topk(
     most ``T - 1 - j`` before it), which spares a device sync. ``fused``: score tiles with
     the Triton kernel (CUDA, or Triton's interpreter; 1-D ``key_pos`` only); with
     ``threshold`` too, query chunks that see enough keys select by a threshold
-    (:func:`engram_sdk.model.sparse_threshold.threshold_topk`), with no top-k merges.
+    (:func:`engram_sdk.model.sparse_threshold.threshold_topk`, by ``threshold_path``),
+    with no top-k merges.
     """
     b, t, h, _ = q.shape
     s = keys.shape[1]
@@ -99,7 +101,7 @@ def indexer_topk(
             end = hi.most(split, t)
             out[:, split:] = threshold_topk(
                 q[:, split:], weights[:, split:], keys[:, :end], query_pos[:, split:], topk,
-                key_pos=key_pos[:end], tile_elements=tile_elements,
+                key_pos=key_pos[:end], tile_elements=tile_elements, path=threshold_path,
             )  # fmt: skip
     for q0 in range(0, split, query_chunk):
         q1 = min(q0 + query_chunk, split)

@@ -13,6 +13,7 @@ buffer, whose top-k is the answer. Two ways to get there (picked by timing on CU
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -72,26 +73,49 @@ def threshold_topk(
     key_pos: torch.Tensor,
     tile_elements: int,
     capacity: int | None = None,
-    store_scores: bool = True,
+    path: str = "auto",
 ) -> torch.Tensor:
     """Top-k by a threshold (Triton), equal to the tiled running top-k.
 
     τ, the k-th largest of each query's maxima per group of keys, is at most its k-th
     largest score; the keys scoring >= τ go to a ``capacity`` buffer whose top-k is the
-    answer (4k by default). ``store_scores``: one scoring
-    pass writes a query chunk's scores (at most ``4 · tile_elements`` of them) and the
-    candidates are picked from memory; else two scoring passes, nothing (T × S) written. A query whose buffer overflowed (ties
-    at τ, scores clustered in few groups) takes the top-k of its stored scores, or is
-    redone by the tiled path. Every query must see >= 4·topk keys (``_threshold_split``).
+    answer (4k by default). ``path``:
+
+    - "recompute": pass 1 writes only the group maxima, pass 2 scores again and keeps the
+      keys >= τ, sort-free selection (``model/indexer_recompute.py``); nothing (T × S);
+    - "stored": one scoring pass writes a query chunk's scores (at most
+      ``4 · tile_elements``) and the candidates are picked from memory;
+    - "rescored": as "recompute" with the older collect kernel and ``torch.topk``.
+
+    - "auto": whichever of "recompute" and "stored" ran faster on the first call (on CUDA;
+      elsewhere "recompute").
+
+    A query whose buffer overflowed (ties at τ, scores clustered in few groups) is resolved
+    by a raised threshold (recompute), the top-k of its stored scores (stored), or the tiled
+    path. Every query must see >= 4·topk keys (``_threshold_split``). A path whose kernels
+    fail to build warns and falls back ("recompute" → "stored" → "rescored").
     """
-    if store_scores and _STORED_FAILED:
-        store_scores = False  # its kernels did not build here: the two-pass path
+    if path == "auto":
+        from engram_sdk.model.indexer_triton import fastest
+
+        def run(chosen: str) -> torch.Tensor:
+            return threshold_topk(
+                q, weights, keys, query_pos, topk, key_pos=key_pos,
+                tile_elements=tile_elements, capacity=capacity, path=chosen,
+            )  # fmt: skip
+
+        paths = ("recompute", "stored")
+        return fastest(("threshold path", *q.shape[2:]), {p: lambda p=p: run(p) for p in paths})
+    if path not in SELECTORS:
+        raise ValueError(f"path must be one of {sorted(SELECTORS)} or 'auto', got {path!r}")
+    while path in _FAILED:
+        path = FALLBACK[path]
     b, t = query_pos.shape
     s = keys.shape[1]
     capacity = capacity or 4 * topk
     seen = int(torch.searchsorted(key_pos, query_pos.amin(), right=True))
-    group = (stored_group if store_scores else threshold_group)(seen, topk)
-    if store_scores:
+    group = (threshold_group if path == "rescored" else stored_group)(seen, topk)
+    if path == "stored":
         chunk = _round_chunk(max(64, 4 * tile_elements // (b * s)))
     else:
         chunk = _round_chunk(max(64, tile_elements // (b * (s // group + capacity))))
@@ -99,24 +123,22 @@ def threshold_topk(
     for q0 in range(0, t, chunk):
         part = (q[:, q0 : q0 + chunk], weights[:, q0 : q0 + chunk], keys)
         pos = query_pos[:, q0 : q0 + chunk]
-        if not store_scores:
-            out[:, q0 : q0 + chunk] = _select_rescored(part, pos, key_pos, group, topk, capacity)
-            continue
         try:
-            out[:, q0 : q0 + chunk] = _select_stored(part, pos, key_pos, group, topk, capacity)
-        except Exception as exc:  # e.g. a Triton build failure: say so, take the two passes
-            if isinstance(exc, torch.OutOfMemoryError):
+            out[:, q0 : q0 + chunk] = SELECTORS[path](part, pos, key_pos, group, topk, capacity)
+        except Exception as exc:  # e.g. a Triton build failure: say so, take the fallback
+            if isinstance(exc, torch.OutOfMemoryError) or path not in FALLBACK:
                 raise
-            _STORED_FAILED.append(repr(exc))
-            warnings.warn(f"single-pass top-k failed, two passes from now: {exc!r}", stacklevel=2)
+            _FAILED[path] = repr(exc)
+            warnings.warn(f"{path} top-k failed, {FALLBACK[path]} from now: {exc!r}", stacklevel=2)
             return threshold_topk(
                 q, weights, keys, query_pos, topk, key_pos=key_pos,
-                tile_elements=tile_elements, store_scores=False,
+                tile_elements=tile_elements, capacity=capacity, path=FALLBACK[path],
             )  # fmt: skip
     return out
 
 
-_STORED_FAILED: list[str] = []  # why the single pass failed in this process, if it did
+FALLBACK = {"recompute": "stored", "stored": "rescored"}
+_FAILED: dict[str, str] = {}  # path → why it failed in this process, if it did
 
 
 def _select_stored(
@@ -131,7 +153,7 @@ def _select_stored(
     from engram_sdk.model.indexer_stored import select, stored_scores
 
     scores, maxima = stored_scores(*part, pos, key_pos, group)
-    tau = kth_largest(maxima, topk)
+    tau = kth_largest(maxima, topk, sort_free=False)
     cand, cand_idx, count = select(scores, tau, capacity, maxima, group)
     del maxima
     picked = _pick(cand, cand_idx, topk)
@@ -152,7 +174,7 @@ def _select_rescored(
 ) -> torch.Tensor:
     """One query chunk: group maxima, then scored again and collected → (B, Tq, topk)."""
     maxima = _group_maxima(part, pos, key_pos, group)
-    tau = kth_largest(maxima, topk)
+    tau = kth_largest(maxima, topk, sort_free=False)
     del maxima
     cand, cand_idx, count = _collect(part, pos, key_pos, tau, capacity)
     picked = _pick(cand, cand_idx, topk)
@@ -164,6 +186,34 @@ def _pick(cand: torch.Tensor, cand_idx: torch.Tensor, topk: int) -> torch.Tensor
     """Key indices of the top-k of a candidate buffer, ``EMPTY`` for an unused slot."""
     top, where = _top(cand, topk)
     return cand_idx.gather(-1, where).long().masked_fill_(top == float("-inf"), EMPTY)
+
+
+def _sort_free(x: torch.Tensor) -> bool:
+    """Whether the Triton selection kernels run for ``x`` (CUDA or Triton's interpreter)."""
+    from engram_sdk.model.sparse_select import MAX_ROW
+
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    return (x.is_cuda or interpreted) and x.shape[-1] <= MAX_ROW and x.numel() > 0
+
+
+def pick(cand: torch.Tensor, cand_idx: torch.Tensor, topk: int) -> torch.Tensor:
+    """:func:`_pick`, or sort-free in Triton (``topk_pick_triton``) where it runs, whichever
+    timed faster for this row width (picked on first use)."""
+    if not _sort_free(cand):
+        return _pick(cand, cand_idx, topk)
+    from engram_sdk.model.indexer_triton import fastest
+    from engram_sdk.model.sparse_select import topk_pick_triton
+
+    variants = {
+        f"sort-free, {w} warps": lambda w=w: topk_pick_triton(cand, cand_idx, topk, EMPTY, w)
+        for w in (8, 4)
+    }
+    variants["torch.topk"] = lambda: _pick(cand, cand_idx, topk)
+    return fastest(("pick", _width(cand)), variants)
+
+
+def _width(x: torch.Tensor) -> int:
+    return 1 << max(0, x.shape[-1] - 1).bit_length()
 
 
 def _group_maxima(
@@ -207,9 +257,19 @@ def _collect(
     )
 
 
-def kth_largest(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th largest value along the last dim (CUDA: the least of an unsorted top-k,
-    which runs multi-block; ``kthvalue`` runs one block per row)."""
+def kth_largest(x: torch.Tensor, k: int, *, sort_free: bool = True) -> torch.Tensor:
+    """The k-th largest value along the last dim: a sort-free bitwise search in Triton
+    (``sort_free``, rows up to 16K, where it timed faster) or the least of an unsorted
+    ``topk`` (CUDA; it runs multi-block, ``kthvalue`` one block per row)."""
+    if sort_free and _sort_free(x):
+        from engram_sdk.model.indexer_triton import fastest
+        from engram_sdk.model.sparse_select import kth_largest_triton
+
+        variants = {
+            f"sort-free, {w} warps": lambda w=w: kth_largest_triton(x, k, w) for w in (8, 4)
+        }
+        variants["torch.topk"] = lambda: kth_largest(x, k, sort_free=False)
+        return fastest(("k-th largest", _width(x)), variants)
     if x.is_cuda:
         return x.topk(k, dim=-1, sorted=False).values.amin(-1)
     return x.kthvalue(x.shape[-1] - k + 1, dim=-1).values
@@ -233,3 +293,16 @@ def _redo_overflowed(
             q[row : row + 1, cols], weights[row : row + 1, cols], keys[row : row + 1],
             pos[row : row + 1, cols], topk, key_pos=key_pos, fused=True, threshold=False,
         )[0]  # fmt: skip
+
+
+def _select_recomputed(*args) -> torch.Tensor:
+    from engram_sdk.model.indexer_recompute import select_recomputed
+
+    return select_recomputed(*args)
+
+
+SELECTORS = {  # path → one query chunk's selection (part, pos, key_pos, group, topk, capacity)
+    "recompute": _select_recomputed,
+    "stored": _select_stored,
+    "rescored": _select_rescored,
+}

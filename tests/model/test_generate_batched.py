@@ -112,15 +112,18 @@ def test_static_caches_decode_as_growing_ones() -> None:
     assert stacked[1].layers[0].attn.lengths.tolist() == [9, 9, 12, 12]
 
 
-def test_static_cache_greedy_tokens_equal_one_at_a_time_in_float64() -> None:
+@pytest.mark.parametrize("dsa_topk", [0, 4])
+def test_static_cache_greedy_tokens_equal_one_at_a_time_in_float64(dsa_topk: int) -> None:
     """Free-running greedy decoding over the caches a CUDA graph replays (attention over the
-    whole capacity, later positions masked) picks the tokens of one-at-a-time generation.
+    whole capacity, later positions masked) picks the tokens of one-at-a-time generation;
+    with DSA too (its top-k then scores the whole capacity, as a recorded step does).
 
     In float64 no rounding can tip a near-tie of a random model, so this separates the
     static-cache path's logic from bf16 noise (the GPU benchmark reports the bf16 side)."""
     from engram_sdk.model.batch_cache import stack_caches
 
-    model = build_model(tiny(engram_layer_ids=[], hc_mult=1), seed=5).double().eval()
+    cfg = tiny(engram_layer_ids=[], hc_mult=1, dsa_topk=dsa_topk)
+    model = build_model(cfg, seed=5).double().eval()
     prompts = _prompts([6, 9, 6], seed=11)
     alone = [list(stream(model, p, 12)) for p in prompts]
     with torch.no_grad():

@@ -62,6 +62,18 @@ def test_running_topk_with_per_row_positions_sees_only_each_rows_past() -> None:
     assert (got[1] == EMPTY).sum() == 2  # 4 visible keys for 6 slots
 
 
+def test_decode_topk_over_a_static_capacity_sees_every_key_up_to_each_row() -> None:
+    """A recorded decode step's bound: the whole capacity (``latest_position`` =
+    capacity - 1), in several key chunks, later positions masked → each row's own top-k."""
+    g = torch.Generator().manual_seed(2)
+    q, w = torch.randn(2, 1, 2, 4, generator=g), torch.randn(2, 1, 2, generator=g)
+    keys = torch.randn(2, 40, 4, generator=g)  # capacity 40, rows hold 31 and 12 tokens
+    pos = torch.tensor([[30], [11]])
+    got = indexer_topk(q, w, keys, pos, 5, key_chunk=8, tile_elements=16, latest_position=39)
+    want = _brute_topk(q, w, keys, pos, 5)
+    np.testing.assert_array_equal(np.sort(got.numpy(), -1), np.sort(want, -1))
+
+
 def _dense_masked(q, keys, values, mask, scale):
     """Reference: full scores, everything outside ``mask`` (B, T, S) at -inf, float64."""
     scores = torch.einsum("bthd,bsd->bths", q, keys) * scale

@@ -63,6 +63,12 @@ SCRIPT = textwrap.dedent(
     for variant in (dict(stacked=True), dict(tiles_per_program=3)):  # heads in one dot; a loop
         again = group_max_triton(q, w, keys, pos, kp, 8, **variant)
         torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
+    from engram_sdk.model.indexer_heads4 import group_max_heads4_triton
+
+    for bt, tiles, skip in ((64, 1, True), (128, 3, False)):  # queries held across key tiles
+        again = group_max_heads4_triton(q, w, keys, pos, kp, 8, block_t=bt,
+                                        tiles_per_program=tiles, skip_full=skip)
+        torch.testing.assert_close(again, maxima, atol=1e-4, rtol=1e-4)
     tau = maxima.kthvalue(maxima.shape[-1] - k + 1, dim=-1).values
     cand, cand_idx, count = collect_triton(q, w, keys, pos, kp, tau, s)
     want = (scores >= tau[..., None]) & scores.isfinite()  # visible keys only
@@ -110,10 +116,62 @@ SCRIPT = textwrap.dedent(
             assert torch.equal(cand_w[bi, ti, :n].sort().values, written[bi, ti][want_w[bi, ti]].sort().values)
     plain = indexer_topk(q, w, keys, pos, k, fused=False)
     for capacity in (4 * k, k):  # plenty of room; overflowing rows: stored top-k / tiled path
-        for stored in (True, False):
+        for path in ("stored", "rescored", "recompute"):
             got = threshold_topk(q, w, keys, pos, k, key_pos=kp, tile_elements=2**12,
-                                 capacity=capacity, store_scores=stored)
-            assert torch.equal(got.sort(-1).values, plain.sort(-1).values), (capacity, stored)
+                                 capacity=capacity, path=path)
+            assert torch.equal(got.sort(-1).values, plain.sort(-1).values), (capacity, path)
+
+    # recompute-select: tensor-core prefix slots == the scan's; sort-free k-th and pick
+    from engram_sdk.model.indexer_recompute import collect_prefix_dot_triton
+    from engram_sdk.model.sparse_select import kth_largest_triton, topk_pick_triton
+
+    for tiles, warps in ((1, 4), (3, 8)) if every else ((1, 4),):
+        cand_d, idx_d, count_d = collect_prefix_dot_triton(
+            q, w, keys, pos, kp, tau, s, tiles_per_program=tiles, num_warps=warps)
+        assert torch.equal(count_d, count)
+        assert torch.equal(cand_d.sort(-1).values, cand.sort(-1).values)
+        for bi in range(b):  # slots packed from 0, each kept key once
+            for ti in range(t):
+                n = int(count[bi, ti])
+                assert sorted(idx_d[bi, ti, :n].tolist()) == sorted(cand_idx[bi, ti, :n].tolist())
+    from engram_sdk.model.indexer_heads4 import collect_heads4_triton
+
+    for dot, tiles, skip in ((True, 3, False), (False, 1, True)):  # queries held (<= 4 heads)
+        cand_h, idx_h, count_h = collect_heads4_triton(
+            q, w, keys, pos, kp, tau, s, prefix_dot=dot, tiles_per_program=tiles, skip_full=skip)
+        assert torch.equal(count_h, count)
+        assert torch.equal(cand_h.sort(-1).values, cand.sort(-1).values)
+        assert torch.equal(idx_h.sort(-1).values, cand_idx.sort(-1).values)
+    from engram_sdk.model.indexer_regions import collect_regions_triton
+
+    for skip in (False, True):  # per key range slots, no atomics: the same keys, packed
+        cand_r, idx_r, count_r = collect_regions_triton(q, w, keys, pos, kp, tau, 2 * s,
+                                                        skip_full=skip, prefix_dot=skip)
+        assert torch.equal(count_r, count)
+        assert torch.equal(cand_r.sort(-1, descending=True).values[..., :s],
+                           cand.sort(-1, descending=True).values)
+        assert sorted(idx_r[0, -1][cand_r[0, -1] > float("-inf")].tolist()) == sorted(
+            cand_idx[0, -1, : int(count[0, -1])].tolist())
+    everything = torch.full_like(tau, -1e30)  # every visible key kept: 128 > 32 slots a range
+    cand_r, _, count_r = collect_regions_triton(q, w, keys, pos, kp, everything, 64)
+    assert torch.equal(count_r[0], torch.full_like(count_r[0], cand_r.shape[-1] + 1))
+    assert torch.equal(kth_largest_triton(maxima, k), tau)  # exact: one of the row's values
+    assert torch.equal(kth_largest_triton(scores, 1), scores.amax(-1))
+    picked = topk_pick_triton(cand, cand_idx, k, EMPTY)
+    assert torch.equal(picked.sort(-1).values, plain.sort(-1).values)
+
+    # ties: a query whose head weights are all negative scores many keys exactly 0
+    w_tie = w.clone()
+    w_tie[0, -8:] = -w_tie[0, -8:].abs()
+    tie_scores = index_scores(q, w_tie, keys).masked_fill(~visible(pos, kp), float("-inf"))
+    want_top = tie_scores.topk(k, dim=-1).values
+    for capacity in (4 * k, k):
+        got = threshold_topk(q, w_tie, keys, pos, k, key_pos=kp, tile_elements=2**12,
+                             capacity=capacity, path="recompute")
+        got_scores = tie_scores.gather(-1, got.clamp(min=0)).masked_fill(got < 0, float("-inf"))
+        torch.testing.assert_close(got_scores.sort(-1).values, want_top.sort(-1).values,
+                                   atol=1e-5, rtol=1e-5)
+        assert all(len(set(r[r >= 0].tolist())) == int((r >= 0).sum()) for r in got.view(-1, k))
     through = indexer_topk(q, w, keys, pos, k, fused=True)  # the split: early tiled, late threshold
     assert torch.equal(through.sort(-1).values, plain.sort(-1).values)
     print("ok")
