@@ -89,16 +89,16 @@ def growth_lines(rows: list[dict], from_ctx: int = 32768) -> list[str]:
 
 
 def path_lines(rows: list[dict]) -> list[str]:
-    """Prefill of the recompute-select path ("sparse") against the stored single pass
-    ("sparse-stored") at each context both ran."""
+    """Prefill of the recompute-select path ("sparse-recompute") against the stored single
+    pass ("sparse", the model's default) at each context both ran."""
     by = {
         (r["preset"], r["mode"], r["ctx"]): r["prefill_tok_s"]
         for r in rows
         if r.get("section") == "prefill" and "prefill_tok_s" in r
     }
     out = [
-        f"{p} {ctx}: recompute-select / stored single pass = {tok / by[(p, 'sparse-stored', ctx)]:.2f}x"
+        f"{p} {ctx}: recompute-select / stored single pass = {tok / by[(p, 'sparse', ctx)]:.2f}x"
         for (p, mode, ctx), tok in by.items()
-        if mode == "sparse" and (p, "sparse-stored", ctx) in by
+        if mode == "sparse-recompute" and (p, "sparse", ctx) in by
     ]
     return ["", *out] if out else []
