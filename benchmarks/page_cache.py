@@ -132,3 +132,76 @@ def read_bytes() -> int:
         if line.startswith("read_bytes:"):
             return int(line.split()[1])
     return 0
+
+
+def meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes (empty where there is none)."""
+    info = Path("/proc/meminfo")
+    if not info.exists():
+        return {}
+    out = {}
+    for line in info.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+def memory_line(label: str) -> str:
+    """One line of the /proc/meminfo fields that say what the page cache can hold."""
+    info = meminfo()
+    fields = ("MemTotal", "MemAvailable", "Cached", "Unevictable", "Mlocked")
+    return f"{label}: " + ", ".join(f"{k} {info.get(k, 0) / 2**30:.1f} GiB" for k in fields)
+
+
+def io_counters() -> dict[str, int]:
+    """Bytes read from drives: this process's major page faults x the page size (mapped
+    reads), the system's ``pgpgin`` (/proc/vmstat, KiB paged in from block devices, every
+    process), and ``/proc/self/io`` read_bytes (0 on kernels that hide it)."""
+    import resource
+
+    vmstat = Path("/proc/vmstat")
+    pgpgin = 0
+    if vmstat.exists():
+        for line in vmstat.read_text().splitlines():
+            if line.startswith("pgpgin "):
+                pgpgin = int(line.split()[1]) * 1024
+    majflt = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+    return {"major faults x page": majflt * PAGE, "pgpgin": pgpgin, "read_bytes": read_bytes()}
+
+
+class Ballast:
+    """Host memory page-locked by CUDA (``cudaHostAlloc``, 1 GiB at a time) until only
+    ``leave`` bytes stay available: the kernel can neither reclaim nor swap it, so the page
+    cache has at most what is left. :meth:`release` gives it back."""
+
+    CHUNK = 1 << 30
+
+    def __init__(self, leave: int) -> None:
+        import torch
+
+        self.chunks: list = []
+        self.error = ""
+        want = meminfo().get("MemAvailable", 0) - leave
+        while want >= self.CHUNK:
+            try:
+                self.chunks.append(torch.empty(self.CHUNK, dtype=torch.uint8, pin_memory=True))
+            except RuntimeError as exc:  # no CUDA, or the driver refused: said in the output
+                self.error = str(exc).splitlines()[0]
+                break
+            want -= self.CHUNK
+
+    @property
+    def pinned(self) -> int:
+        return len(self.chunks) * self.CHUNK
+
+    def release(self) -> None:
+        import torch
+
+        self.chunks.clear()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            empty = getattr(torch._C, "_host_emptyCache", None)  # (private; not in every torch)
+            if empty is not None:
+                empty()  # the caching host allocator keeps freed blocks otherwise
