@@ -50,6 +50,7 @@ from engram_paper_parts import (
     SMOKE_VOCAB,
     Micro,
     build_backbone,
+    decode_groups,
     dense_config,
     gpu_tables,
     host_copy,
@@ -141,7 +142,12 @@ def main() -> None:
     ap.add_argument("--train-tokens", type=int, default=2048)
     ap.add_argument("--max-batches", type=int, default=80, help="timed micro-batches")
     ap.add_argument("--profile-steps", type=int, default=6)
-    ap.add_argument("--placements", default="dram-next", help=f"of {','.join(PLACEMENTS)}")
+    ap.add_argument("--graphed-decode", action="store_true", help="also time graphed decoding")
+    ap.add_argument("--decode-batch", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument(
+        "--placements", default="dram-next,dram-in-place", help=f"of {','.join(PLACEMENTS)}"
+    )
     ap.add_argument("--out", default=None, help="also write the tables to this Markdown file")
     args = ap.parse_args()
     unknown = set(args.placements.split(",")) - set(PLACEMENTS)
@@ -150,6 +156,7 @@ def main() -> None:
     if args.smoke:
         args.table_params, args.seqs, args.train_tokens = min(args.table_params, 2e5), 6, 300
         args.max_batches, args.profile_steps = min(args.max_batches, 8), min(args.profile_steps, 2)
+        args.decode_batch, args.new_tokens = 4, 2
         torch.set_num_threads(1)  # a shared CPU: more threads only spin
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on the GPU machine, or use --smoke")
@@ -189,15 +196,18 @@ def main() -> None:
         name, options = PLACEMENTS[key]
         places.append(serve_from_store(name, model, store, **options))
     same = same_logits(places, timed[0])
+    tokens = {"train": sum(b.tokens for b in timed)}
     interleaved(places, "train", timed, 4, device)
-    log += report(
-        "1. train steps, timed (table frozen in every placement)",
-        places,
-        {"train": sum(b.tokens for b in timed)},
-    )
-    for p in places:
-        if p.stats is not None:
-            say(counters_line(p))
+    counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
+    if args.graphed_decode:  # the same placements decoding, each step one CUDA graph replay
+        groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
+        interleaved(places, "decode", groups, 1, device, new_tokens=args.new_tokens, graphed=True)
+        tokens["decode"] = sum(len(g.ids) for g in groups) * args.new_tokens
+    title = "1. train steps (table frozen in every placement)"
+    log += report(title + (", graphed decode" if args.graphed_decode else ""), places, tokens)
+    say("runtime counters of the training steps:")
+    for line in counters:
+        say(line)
     say("logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in same.items()))
     with tempfile.TemporaryDirectory() as folder:
         summaries = {
