@@ -151,7 +151,15 @@ def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 
     print("\n".join(lines), flush=True)
 
 
-PLACEMENTS = ("dram", "dram-in-place", "dram-next", "shards-next", "lmdb-next", "files-next")
+PLACEMENTS = (
+    "dram",
+    "dram-in-place",
+    "dram-next",
+    "shards-next",
+    "lmdb-next",
+    "files-next",
+    "files-in-place",
+)
 
 
 def today(
@@ -166,8 +174,9 @@ def today(
 
     ``placements`` (of ``PLACEMENTS``; none: section 3 alone): ``dram`` pinned, without
     prefetching; ``dram-in-place``: the GPU gathers every step's rows in place; ``*-next``:
-    the next micro-batch prefetched; ``files-next``: the shards table mapped back to back
-    and registered with CUDA (``stores/pinned_files.py``), so the page cache is read in place.
+    the next micro-batch prefetched; ``files-*``: the shards table mapped back to back
+    and registered with CUDA (``stores/pinned_files.py``): ``files-next`` gathers on the
+    host from the mapping, ``files-in-place`` has the GPU read the page cache in place.
     Only the stores these need are written.
     """
     from engram_sdk.stores import open_store
@@ -181,7 +190,8 @@ def today(
     shutil.rmtree(setup.folder, ignore_errors=True)
     cuda = setup.device.type == "cuda"
     stores = {}
-    if disk or {"shards-next", "files-next"} & set(placements):
+    files = any(p.startswith("files") for p in placements)
+    if disk or files or "shards-next" in placements:
         stores["shards"] = open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False)
     if any(p.startswith("dram") for p in placements):
         stores["dram"] = open_store("dram://", "a", pinned=cuda)
@@ -193,7 +203,7 @@ def today(
     print(
         f"today's stores: {gb:.1f} GB table written in {time.perf_counter() - t:.0f} s", flush=True
     )
-    if "files-next" in placements:
+    if files:
         stores["files"] = PinnedFiles(
             open_store(f"shards://{setup.folder / 'shards'}", "r"), pin=cuda
         )
@@ -205,10 +215,10 @@ def today(
         places.append(Served("gpu-again", model, tables, model))
         for key in placements:
             kind = key.removesuffix("-next").removesuffix("-in-place")
-            options = {"direct_tokens": 1 << 40} if key == "dram-in-place" else {}
-            name = {"dram": "dram (pinned)", "dram-in-place": "dram in place"}.get(
-                key, f"{kind} + next"
-            )
+            in_place = key.endswith("-in-place")
+            options = {"direct_tokens": 1 << 40} if in_place else {}
+            name = "dram (pinned)" if key == "dram" else f"{kind} + next"
+            name = f"{kind} in place" if in_place else name
             store = stores[kind]
             places.append(
                 serve_from_store(name, model, store, ahead=key.endswith("-next"), **options)
