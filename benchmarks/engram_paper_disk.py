@@ -5,8 +5,8 @@
 
 The GPU host has 128 GiB of RAM and a 64 GiB disk, so no table that fits on its disk is
 larger than its RAM. This benchmark shrinks the RAM instead, honestly: after writing a
-``--table-gib`` ``shards://`` table (default 40 GiB, the same rows also in GPU memory for
-the baseline) it page-locks host memory with CUDA (``cudaHostAlloc``, 1 GiB at a time: the
+``--table-gib`` ``shards://`` table (default 32 GiB, shrunk to the free disk if need be; the
+same rows also in GPU memory for the baseline) it page-locks host memory with CUDA (``cudaHostAlloc``, 1 GiB at a time: the
 kernel can neither reclaim nor swap it) until only ``--leave-gib`` stay available, and
 prints ``/proc/meminfo`` before and after. The page cache then holds at most that much of
 the table; everything else comes from the drive on every pass. Nothing is evicted by hand:
@@ -84,8 +84,8 @@ def io_lines(places: list[Served], setup: Setup, seqs, folder: Path) -> list[str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
-    ap.add_argument("--table-gib", type=float, default=40.0)
-    ap.add_argument("--leave-gib", type=float, default=8.0, help="memory left available")
+    ap.add_argument("--table-gib", type=float, default=32.0)
+    ap.add_argument("--leave-gib", type=float, default=6.0, help="memory left available")
     ap.add_argument("--seqs", type=int, default=96)
     ap.add_argument("--phases", default="prefill,decode")
     ap.add_argument("--prefill-tokens", type=int, default=16384)
@@ -120,10 +120,14 @@ def main() -> None:
     seqs = sequences(args.seqs, 100, 130 if args.smoke else 1024)
     if args.smoke:
         seqs, setup.pad = [s % SMOKE_VOCAB for s in seqs], setup.pad % SMOKE_VOCAB
+    shutil.rmtree(folder, ignore_errors=True)
+    free = shutil.disk_usage(folder.parent if folder.parent.exists() else "/").free
+    if args.table_gib * 2**30 > free - 4 * 2**30:  # keep 4 GiB of the disk free
+        say(f"--table-gib {args.table_gib} does not fit in {free / 2**30:.1f} GiB free: shrunk")
+        args.table_gib = max(free / 2**30 - 4, 0.01)
     params = args.table_gib * 2**30 / 2  # bf16
     model = build_backbone(dense_config(params, args.smoke), device)
     tables = gpu_tables(model, device, seed=3)
-    shutil.rmtree(folder, ignore_errors=True)
     write_table(folder, tables)
     size = sum(p.stat().st_size for p in folder.rglob("*.bin"))
     evict(folder)  # (fsyncs: no dirty page of the table stays in memory)
