@@ -67,7 +67,13 @@ from hot_cache_text import real_text_ids
 from page_cache import evict, eviction_check, resident_bytes
 
 
-def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool = True) -> None:
+def paper(
+    setup: Setup,
+    table_params: float,
+    seqs: list[np.ndarray],
+    fetch: bool = True,
+    in_place: bool = False,
+) -> None:
     """Section 1: ~4B dense backbone, one >= 50B-parameter table, pinned host vs GPU rows."""
     t = time.perf_counter()
     cfg = dense_config(table_params, setup.smoke)
@@ -90,6 +96,8 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool
         Served("gpu-again", model, tables, model),
     ]
     places.append(serve_from_store("pinned dram + next", model, store, ahead=True))
+    if in_place:  # every step's rows read by the GPU in place, started before block 0
+        places.append(serve_from_store("dram in place", model, store, ahead=False, **ALL_STEPS))
     graphed = setup.graphed_decode
     title = f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)"
     setup.run(title + (", decode as CUDA graphs" if graphed else ""), places, seqs, graphed=graphed)
@@ -150,6 +158,8 @@ def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 
     setup.log += lines
     print("\n".join(lines), flush=True)
 
+
+ALL_STEPS = {"direct_tokens": 1 << 40}  # a table option: every step's rows read in place
 
 PLACEMENTS = (
     "dram",
@@ -216,7 +226,7 @@ def today(
         for key in placements:
             kind = key.removesuffix("-next").removesuffix("-in-place")
             in_place = key.endswith("-in-place")
-            options = {"direct_tokens": 1 << 40} if in_place else {}
+            options = ALL_STEPS if in_place else {}
             name = "dram (pinned)" if key == "dram" else f"{kind} + next"
             name = f"{kind} in place" if in_place else name
             store = stores[kind]
@@ -313,6 +323,11 @@ def main() -> None:
         action="store_true",
         help="decode steps replayed as one CUDA graph (the pinned rows' gather inside it)",
     )
+    ap.add_argument(
+        "--paper-in-place",
+        action="store_true",
+        help="section 1 also with every step's rows read by the GPU in place (dram in place)",
+    )
     ap.add_argument("--table-params", type=float, default=50e9)
     ap.add_argument("--small-params", type=float, default=1e9)
     ap.add_argument("--seqs", type=int, default=512)
@@ -362,7 +377,9 @@ def main() -> None:
         setup.pad %= SMOKE_VOCAB
     sections = set(args.sections.split(","))
     if "paper" in sections:
-        paper(setup, args.table_params, seqs, fetch="fetch" in sections)
+        paper(
+            setup, args.table_params, seqs, fetch="fetch" in sections, in_place=args.paper_in_place
+        )
     if sections & {"today", "disk"} and time.perf_counter() - start > args.budget_s - 200:
         setup.log.append(f"sections 2-3 skipped: {time.perf_counter() - start:.0f} s spent")
     elif sections & {"today", "disk"}:
