@@ -49,6 +49,7 @@ class StepSummary:
     phases_ms: dict[str, float] = field(default_factory=dict)  # annotated phases, host side
     worker_ms: float = 0.0  # CPU ops on threads other than the launching one
     cpu_ops_ms: dict[str, float] = field(default_factory=dict)  # launching thread, by op name
+    kernels_ms: dict[str, float] = field(default_factory=dict)  # GPU kernels and copies, by name
 
     def row(self) -> str:
         blocking = sum(ms for _, ms in self.blocking.values())
@@ -101,8 +102,11 @@ def summarize(trace_path: Path, steps: int) -> StepSummary:
     out.wall_ms = (t1 - t0) / 1e3 / n
     gpu = [e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
     by_stream: dict[object, list[tuple[float, float]]] = defaultdict(list)
+    kernels: Counter[str] = Counter()
     for e in gpu:  # the trace starts after a sync and ends with one: all of it is the steps'
         by_stream[(e["pid"], e["tid"])].append((e["ts"], e["ts"] + e["dur"]))
+        kernels[e["name"][:70]] += e["dur"] / 1e3 / n
+    out.kernels_ms = dict(kernels)
     if by_stream:
         g0 = min(a for ivs in by_stream.values() for a, _ in ivs)
         g1 = max(b for ivs in by_stream.values() for _, b in ivs)
@@ -158,4 +162,17 @@ def report(summaries: dict[str, StepSummary], baseline: str) -> list[str]:
             f"{k} {base.cpu_ops_ms.get(k, 0):.2f}->{s.cpu_ops_ms.get(k, 0):.2f}" for k in diff[:6]
         )
         lines.append(f"  launching thread's ops vs {baseline}, ms/step ({name}): {top}")
+        lines += _kernel_diff(name, s.kernels_ms, base.kernels_ms, baseline)
+    return lines
+
+
+def _kernel_diff(
+    name: str, got: dict[str, float], base: dict[str, float], baseline: str
+) -> list[str]:
+    """The GPU kernels (or copies) whose time per step differs most from the baseline's."""
+    keys = sorted(set(got) | set(base), key=lambda k: -abs(got.get(k, 0) - base.get(k, 0)))
+    total = sum(got.values()) - sum(base.values())
+    lines = [f"  GPU kernels vs {baseline} ({name}): total {total:+.2f} ms/step; largest:"]
+    for k in keys[:5]:
+        lines.append(f"    {base.get(k, 0):8.3f} -> {got.get(k, 0):8.3f} ms  {k}")
     return lines

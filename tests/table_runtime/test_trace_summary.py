@@ -56,5 +56,8 @@ def test_busy_idle_side_and_blocking_calls_per_step(tmp_path: Path, trace_module
     assert s.phases_ms == {"forward": pytest.approx(0.2)}
     assert s.worker_ms == pytest.approx(0.015)
     assert s.cpu_ops_ms == {"aten::mm": pytest.approx(0.03)}
-    lines = trace_module.report({"gpu-resident": s, "dram": s}, "gpu-resident")
-    assert lines[0].split()[0] == "placement" and len(lines) == 2 + 1 + 2 + 1
+    assert s.kernels_ms == {"gemm": pytest.approx(0.65), "Memcpy HtoD": pytest.approx(0.05)}
+    again = trace_module.summarize(path, steps=2)
+    lines = trace_module.report({"gpu-resident": s, "dram": again}, "gpu-resident")
+    assert lines[0].split()[0] == "placement" and lines[1].startswith("gpu-resident")
+    assert "total +0.00 ms/step" in lines[-3] and len(lines) == 1 + 2 + 1 + 2 + 1 + 1 + 2
