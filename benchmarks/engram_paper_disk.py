@@ -5,19 +5,27 @@
 
 The GPU host has 128 GiB of RAM and a 64 GiB disk, so no table that fits on its disk is
 larger than its RAM. This benchmark shrinks the RAM instead, honestly: after writing a
-``--table-gib`` ``shards://`` table (default 32 GiB, shrunk to the free disk if need be; the
-same rows also in GPU memory for the baseline) it page-locks host memory with CUDA (``cudaHostAlloc``, 1 GiB at a time: the
-kernel can neither reclaim nor swap it) until only ``--leave-gib`` stay available, and
-prints ``/proc/meminfo`` before and after. The page cache then holds at most that much of
-the table; everything else comes from the drive on every pass. Nothing is evicted by hand:
-it is the steady state of a table larger than memory.
+``--table-gib`` ``shards://`` table (default 24 GiB, shrunk to the free disk if need be; the
+same rows also in GPU memory for the baseline) it page-locks host memory with CUDA
+(``cudaHostAlloc``, 1 GiB at a time: the kernel can neither reclaim nor swap it) until only
+``--leave-gib`` (4) stay available, and prints ``/proc/meminfo`` before and after. The page
+cache then holds at most that much of the table; everything else comes from the drive on
+every pass. Nothing is evicted by hand during the runs: it is the steady state of a table
+larger than memory.
 
-The backbone of ``engram_paper_gpu.py`` (dense ~4B bf16, Engram at block 1) runs prefill
-and decode steps on ``--seqs`` real-text sequences with its rows from the GPU (twice:
-``gpu-again`` is the noise floor) and from the shards store with the next micro-batch
-prefetched (``random_access``: no read-ahead, reads spread over the worker pool). Per
-placement: bytes brought from the drive (this process's major page faults x 4 KiB, and the
-system's ``pgpgin``), per row read; the table's pages resident at the end (``mincore``).
+The backbone of ``engram_paper_gpu.py`` (dense ~4B bf16, Engram at block 1) runs on
+``--seqs`` real-text sequences with its rows from the GPU (twice: ``gpu-again`` is the noise
+floor) and:
+
+1. first, while the table still fits in the page cache (no ballast yet), through
+   ``PinnedFiles`` (``--warm-placements``: ``files-next`` gathers on the host from the
+   mapped files with the next micro-batch prefetched; ``files-in-place`` has the GPU read
+   every step's rows from the page cache in place, CUDA-registered), prefill and training;
+2. then, the ballast in place, from the drive (``shards://`` with ``random_access``: no
+   read-ahead, reads spread over the worker pool; the next micro-batch prefetched), prefill
+   and decoding. Per placement: bytes brought from the drive (this process's major page
+   faults x 4 KiB, and the system's ``pgpgin``), per row read; the table's pages resident at
+   the end (``mincore``).
 """
 
 from __future__ import annotations
@@ -81,13 +89,64 @@ def io_lines(places: list[Served], setup: Setup, seqs, folder: Path) -> list[str
     return lines
 
 
+def page_cache_phase(
+    setup: Setup, gpu: list[Served], folder: Path, seqs, placements: list[str]
+) -> None:
+    """The table while it fits in the page cache, through ``PinnedFiles`` (registered with
+    CUDA where the driver allows): ``files-next`` gathers on the host with the next batch
+    prefetched, ``files-in-place`` has the GPU read every step's rows in place."""
+    from engram_sdk.stores import open_store
+    from engram_sdk.stores.pinned_files import PinnedFiles
+
+    files = PinnedFiles(open_store(f"shards://{folder}", "r"), pin=setup.device.type == "cuda")
+    try:
+        setup.log.append(f"shards files registered with CUDA: {all(files.pinned.values())}")
+        print(setup.log[-1], flush=True)
+        places = list(gpu)
+        for key in placements:
+            if key == "files-next":
+                places.append(serve_from_store("files + next", gpu[0].model, files, ahead=True))
+            elif key == "files-in-place":
+                options = {"direct_tokens": 1 << 40}
+                places.append(
+                    serve_from_store("files in place", gpu[0].model, files, ahead=False, **options)
+                )
+            else:
+                raise SystemExit(f"--warm-placements: {key!r}; known: files-next, files-in-place")
+        setup.run(f"the same table in the page cache ({folder})", places, seqs)
+    finally:
+        files.close()  # (unregisters the mapping: its pages become evictable again)
+
+
+def disk_phase(setup: Setup, gpu: list[Served], folder: Path, seqs, size: int) -> None:
+    """The table served from the drive with the ballast in place (see the module)."""
+    from engram_sdk.stores import open_store
+
+    store = open_store(f"shards://{folder}", "r", verify_reads=False, random_access=True)
+    try:
+        places = [*gpu, serve_from_store("disk + next", gpu[0].model, store, ahead=True)]
+        lines = io_lines(places, setup, seqs, folder)
+        resident = resident_bytes(folder)
+        lines.append(
+            f"table pages resident at the end (mincore): "
+            f"{'n/a' if resident is None else f'{resident / 2**30:.1f} GiB'} of {size / 2**30:.1f} GiB"
+        )
+        lines.append(memory_line("memory at the end"))
+        setup.log += lines
+        print("\n".join(lines), flush=True)
+    finally:
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
-    ap.add_argument("--table-gib", type=float, default=32.0)
-    ap.add_argument("--leave-gib", type=float, default=6.0, help="memory left available")
+    ap.add_argument("--table-gib", type=float, default=24.0)
+    ap.add_argument("--leave-gib", type=float, default=4.0, help="memory left available")
     ap.add_argument("--seqs", type=int, default=96)
-    ap.add_argument("--phases", default="prefill,decode")
+    ap.add_argument("--phases", default="prefill,decode", help="steps timed from disk")
+    ap.add_argument("--warm-placements", default="files-next,files-in-place", help="'' to skip")
+    ap.add_argument("--warm-phases", default="prefill,train", help="steps timed in the cache")
     ap.add_argument("--prefill-tokens", type=int, default=16384)
     ap.add_argument("--decode-batch", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=16)
@@ -100,8 +159,6 @@ def main() -> None:
         torch.set_num_threads(1)
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on the GPU machine, or use --smoke")
-    from engram_sdk.stores import open_store
-
     from engram_sdk.tokenizer import get_tokenizer
 
     device = torch.device("cpu" if args.smoke else "cuda")
@@ -110,7 +167,7 @@ def main() -> None:
         device, args.smoke, folder, get_tokenizer().eot_id, args.prefill_tokens, 2048,
         args.decode_batch, args.new_tokens, 0, tuple(args.phases.split(",")),
     )  # fmt: skip
-    log = setup.log
+    log = setup.log  # the disk phase's and, appended in order, every line said
 
     def say(line: str) -> None:
         log.append(line)
@@ -130,35 +187,29 @@ def main() -> None:
     tables = gpu_tables(model, device, seed=3)
     write_table(folder, tables)
     size = sum(p.stat().st_size for p in folder.rglob("*.bin"))
-    evict(folder)  # (fsyncs: no dirty page of the table stays in memory)
-    say(
-        f"table: {size / 2**30:.1f} GiB of shards written and evicted in {time.perf_counter() - start:.0f} s"
-    )
-    say(memory_line("memory before the ballast"))
-    ballast = Ballast(int(args.leave_gib * 2**30))
-    say(
-        f"ballast: {ballast.pinned / 2**30:.0f} GiB page-locked with cudaHostAlloc"
-        + (f" (stopped: {ballast.error})" if ballast.error else "")
-    )
-    say(memory_line("memory after the ballast"))
-    store = open_store(f"shards://{folder}", "r", verify_reads=False, random_access=True)
-    places = [
-        Served("gpu-resident", model, tables, model),
-        Served("gpu-again", model, tables, model),
-        serve_from_store("disk + next", model, store, ahead=True),
-    ]
+    say(f"table: {size / 2**30:.1f} GiB of shards written in {time.perf_counter() - start:.0f} s")
+    gpu = [Served("gpu-resident", model, tables, model), Served("gpu-again", model, tables, model)]
     try:
-        for line in io_lines(places, setup, seqs, folder):
-            say(line)
-        resident = resident_bytes(folder)
+        if args.warm_placements:
+            warm = Setup(
+                device, args.smoke, folder, setup.pad, args.prefill_tokens, 2048,
+                args.decode_batch, args.new_tokens, 0, tuple(args.warm_phases.split(",")),
+            )  # fmt: skip
+            page_cache_phase(warm, gpu, folder, seqs, args.warm_placements.split(","))
+            log += warm.log
+        evict(folder)  # (fsyncs: no dirty page of the table stays in memory)
+        say(memory_line("memory before the ballast"))
+        ballast = Ballast(int(args.leave_gib * 2**30))
         say(
-            f"table pages resident at the end (mincore): "
-            f"{'n/a' if resident is None else f'{resident / 2**30:.1f} GiB'} of {size / 2**30:.1f} GiB"
+            f"ballast: {ballast.pinned / 2**30:.0f} GiB page-locked with cudaHostAlloc"
+            + (f" (stopped: {ballast.error})" if ballast.error else "")
         )
-        say(memory_line("memory at the end"))
+        say(memory_line("memory after the ballast"))
+        try:
+            disk_phase(setup, gpu, folder, seqs, size)
+        finally:
+            ballast.release()
     finally:
-        store.close()
-        ballast.release()
         shutil.rmtree(folder, ignore_errors=True)
     say(f"total {time.perf_counter() - start:.0f} s")
     if args.out:
