@@ -6,9 +6,10 @@
 The GPU host has 128 GiB of RAM and a 64 GiB disk, so no table that fits on its disk is
 larger than its RAM. This benchmark shrinks the RAM instead, honestly: after writing a
 ``--table-gib`` ``shards://`` table (default 24 GiB, shrunk to the free disk if need be; the
-same rows also in GPU memory for the baseline) it page-locks host memory with CUDA
-(``cudaHostAlloc``, 1 GiB at a time: the kernel can neither reclaim nor swap it) until only
-``--leave-gib`` (4) stay available, and prints ``/proc/meminfo`` before and after. The page
+same rows also in GPU memory for the baseline) it locks host memory in RAM, 1 GiB at a
+time (``mlock``, or CUDA's ``cudaHostAlloc`` where the process may not lock memory: either
+way the kernel can neither reclaim nor swap it) until only ``--leave-gib`` (4) stay
+available, and prints ``/proc/meminfo`` before and after. The page
 cache then holds at most that much of the table; everything else comes from the drive on
 every pass. Nothing is evicted by hand during the runs: it is the steady state of a table
 larger than memory.
@@ -201,7 +202,7 @@ def main() -> None:
         say(memory_line("memory before the ballast"))
         ballast = Ballast(int(args.leave_gib * 2**30))
         say(
-            f"ballast: {ballast.pinned / 2**30:.0f} GiB page-locked with cudaHostAlloc"
+            f"ballast: {ballast.pinned / 2**30:.0f} GiB locked in RAM ({ballast.how})"
             + (f" (stopped: {ballast.error})" if ballast.error else "")
         )
         say(memory_line("memory after the ballast"))

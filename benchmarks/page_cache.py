@@ -172,25 +172,46 @@ def io_counters() -> dict[str, int]:
 
 
 class Ballast:
-    """Host memory page-locked by CUDA (``cudaHostAlloc``, 1 GiB at a time) until only
-    ``leave`` bytes stay available: the kernel can neither reclaim nor swap it, so the page
-    cache has at most what is left. :meth:`release` gives it back."""
+    """Host memory locked in RAM until only ``leave`` bytes stay available, 1 GiB at a time:
+    ``mlock`` on anonymous memory where the process may lock it (``Mlocked`` in
+    /proc/meminfo then shows it), else CUDA's page-locked ``cudaHostAlloc``. Either way the
+    kernel can neither reclaim nor swap it, so the page cache has at most what is left.
+    ``how`` says which was used; :meth:`release` gives it back."""
 
     CHUNK = 1 << 30
 
     def __init__(self, leave: int) -> None:
-        import torch
-
         self.chunks: list = []
         self.error = ""
+        self.how = "mlock"
         want = meminfo().get("MemAvailable", 0) - leave
         while want >= self.CHUNK:
-            try:
-                self.chunks.append(torch.empty(self.CHUNK, dtype=torch.uint8, pin_memory=True))
-            except RuntimeError as exc:  # no CUDA, or the driver refused: said in the output
-                self.error = str(exc).splitlines()[0]
+            chunk = self._lock_chunk()
+            if chunk is None:
                 break
+            self.chunks.append(chunk)
             want -= self.CHUNK
+
+    def _lock_chunk(self):
+        if self.how == "mlock":
+            region = mmap.mmap(-1, self.CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            address = ctypes.addressof(ctypes.c_char.from_buffer(region))
+            if libc.mlock(address, self.CHUNK) == 0:
+                return region
+            if self.chunks:  # the lock limit was reached part way: stop there
+                self.error = f"mlock: {os.strerror(ctypes.get_errno())}"
+                return None
+            region.close()
+            self.how = "cudaHostAlloc"  # no mlock allowed at all: CUDA's pinned memory
+        import torch
+
+        try:
+            return torch.empty(self.CHUNK, dtype=torch.uint8, pin_memory=True)
+        except RuntimeError as exc:  # no CUDA, or the driver refused: said in the output
+            self.error = str(exc).splitlines()[0]
+            return None
 
     @property
     def pinned(self) -> int:
@@ -199,8 +220,8 @@ class Ballast:
     def release(self) -> None:
         import torch
 
-        self.chunks.clear()
-        if torch.cuda.is_available():
+        self.chunks.clear()  # an mlocked mmap is unlocked and unmapped when collected
+        if self.how == "cudaHostAlloc" and torch.cuda.is_available():
             torch.cuda.synchronize()
             empty = getattr(torch._C, "_host_emptyCache", None)  # (private; not in every torch)
             if empty is not None:
