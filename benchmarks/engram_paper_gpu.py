@@ -53,6 +53,7 @@ from engram_paper_harness import (
 )
 from engram_paper_parts import (
     SMOKE_VOCAB,
+    anon_huge_bytes,
     build_backbone,
     dense_config,
     frequency_layouts,
@@ -81,12 +82,16 @@ def paper(
     backbone = sum(p.numel() for p in model.parameters())
     tables = gpu_tables(model, setup.device, seed=1)
     rows = sum(tab.rows * tab.dim for tab in tables.values())
-    host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
+    host = {
+        store_table_name(layer): host_copy(tab.weight, setup.huge_pages)
+        for layer, tab in tables.items()
+    }
     store = host_rows_store(host, pin=setup.device.type == "cuda")
     setup.log.append(
         f"paper protocol: dense backbone {backbone / 1e9:.2f}B parameters (bf16), Engram at block 1, "
         f"table {rows / 1e9:.1f}B bf16 parameters ({rows * 2 / 1e9:.0f} GB) in host memory "
-        f"({'pinned' if store.registered else 'NOT pinned'}) "
+        f"({'pinned' if store.registered else 'NOT pinned'}; "
+        f"{anon_huge_bytes() / 1e9:.0f} GB of the process in huge pages) "
         f"and the same rows in GPU memory; {len(seqs)} sequences of {min(map(len, seqs)) - 1}-"
         f"{max(map(len, seqs)) - 1} tokens; set up in {time.perf_counter() - t:.0f} s"
     )
@@ -328,6 +333,11 @@ def main() -> None:
         action="store_true",
         help="section 1 also with every step's rows read by the GPU in place (dram in place)",
     )
+    ap.add_argument(
+        "--huge-pages",
+        action="store_true",
+        help="section 1's host table in transparent huge pages (fewer GPU address translations)",
+    )
     ap.add_argument("--table-params", type=float, default=50e9)
     ap.add_argument("--small-params", type=float, default=1e9)
     ap.add_argument("--seqs", type=int, default=512)
@@ -369,6 +379,7 @@ def main() -> None:
         args.count_tokens,
         tuple(args.phases.split(",")),
         args.graphed_decode,
+        huge_pages=args.huge_pages,
     )
     start = time.perf_counter()
     seqs = sequences(args.seqs, args.min_len, args.max_len)

@@ -49,6 +49,7 @@ from engram_paper_harness import (
 from engram_paper_parts import (
     SMOKE_VOCAB,
     Micro,
+    anon_huge_bytes,
     build_backbone,
     decode_groups,
     dense_config,
@@ -143,6 +144,9 @@ def main() -> None:
     ap.add_argument("--max-batches", type=int, default=80, help="timed micro-batches")
     ap.add_argument("--profile-steps", type=int, default=6)
     ap.add_argument("--graphed-decode", action="store_true", help="also time graphed decoding")
+    ap.add_argument(
+        "--huge-pages", action="store_true", help="host table in transparent huge pages"
+    )
     ap.add_argument("--decode-batch", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument(
@@ -177,14 +181,17 @@ def main() -> None:
     model = build_backbone(dense_config(args.table_params, args.smoke), device)
     tables = gpu_tables(model, device, seed=1)
     rows = sum(t.rows * t.dim for t in tables.values())
-    host = {store_table_name(layer): host_copy(t.weight) for layer, t in tables.items()}
+    host = {
+        store_table_name(layer): host_copy(t.weight, args.huge_pages) for layer, t in tables.items()
+    }
     store = host_rows_store(host, pin=device.type == "cuda")
     batches = micro_batches(seqs, args.train_tokens, pad, device.type == "cuda")
     timed = spread(batches, args.max_batches)
     say(
         f"train profile: backbone {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B bf16, "
         f"table {rows / 1e9:.1f}B bf16 parameters in host memory "
-        f"({'pinned' if store.registered else 'NOT pinned'}) and on the GPU; {len(timed)} of "
+        f"({'pinned' if store.registered else 'NOT pinned'}; {anon_huge_bytes() / 1e9:.0f} GB "
+        f"of the process in huge pages) and on the GPU; {len(timed)} of "
         f"{len(batches)} micro-batches of <= {args.train_tokens} tokens; set up in "
         f"{time.perf_counter() - start:.0f} s"
     )

@@ -22,11 +22,15 @@ import argparse
 import ctypes
 import mmap
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engram_paper_parts import anon_huge_bytes
 
 ROW = 128  # bytes: 64 bf16 values
 MADV_HUGEPAGE, MADV_NOHUGEPAGE = 14, 15  # Linux
@@ -41,17 +45,6 @@ def host_rows(nbytes: int, huge: bool) -> tuple[mmap.mmap, np.ndarray]:
     libc.madvise(rows.ctypes.data, nbytes, MADV_HUGEPAGE if huge else MADV_NOHUGEPAGE)
     rows[:] = 1  # touch every page (huge pages are given on the first touch)
     return region, rows
-
-
-def huge_bytes() -> int:
-    """AnonHugePages of this process (/proc/self/smaps_rollup), bytes."""
-    path = Path("/proc/self/smaps_rollup")
-    if not path.exists():
-        return 0
-    for line in path.read_text().splitlines():
-        if line.startswith("AnonHugePages:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def register(rows: np.ndarray) -> bool:
@@ -96,10 +89,10 @@ def main() -> None:
     tables: dict[str, torch.Tensor] = {}
     keep: list = []
     for name, huge in (("host 4 KiB pages", False), ("host huge pages", True)):
-        before = huge_bytes()
+        before = anon_huge_bytes()
         region, rows = host_rows(nbytes, huge)
         keep.append(region)
-        got = huge_bytes() - before
+        got = anon_huge_bytes() - before
         label = f"{name} ({got / nbytes:.0%} THP)"
         if args.smoke or not register(rows):
             lines.append(f"{label}: not registered with CUDA")
