@@ -200,7 +200,7 @@ def main() -> None:
             log += warm.log
         evict(folder)  # (fsyncs: no dirty page of the table stays in memory)
         say(memory_line("memory before the ballast"))
-        ballast = Ballast(int(args.leave_gib * 2**30))
+        ballast = Ballast(int(args.leave_gib * 2**30), limit=(1 << 30) if args.smoke else None)
         say(
             f"ballast: {ballast.pinned / 2**30:.0f} GiB locked in RAM ({ballast.how})"
             + (f" (stopped: {ballast.error})" if ballast.error else "")
