@@ -5,7 +5,7 @@
 
 The GPU host has 128 GiB of RAM and a 64 GiB disk, so no table that fits on its disk is
 larger than its RAM. This benchmark shrinks the RAM instead, honestly: after writing a
-``--table-gib`` ``shards://`` table (default 24 GiB, shrunk to the free disk if need be; the
+``--table-gib`` ``shards://`` table (default 20 GiB, shrunk to the free disk if need be; the
 same rows also in GPU memory for the baseline) it locks host memory in RAM, 1 GiB at a
 time (``mlock``, or CUDA's ``cudaHostAlloc`` where the process may not lock memory: either
 way the kernel can neither reclaim nor swap it) until only ``--leave-gib`` (4) stay
@@ -142,7 +142,7 @@ def disk_phase(setup: Setup, gpu: list[Served], folder: Path, seqs, size: int) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (< 1 minute)")
-    ap.add_argument("--table-gib", type=float, default=24.0)
+    ap.add_argument("--table-gib", type=float, default=20.0)
     ap.add_argument("--leave-gib", type=float, default=4.0, help="memory left available")
     ap.add_argument("--seqs", type=int, default=96)
     ap.add_argument("--phases", default="prefill,decode", help="steps timed from disk")
