@@ -9,7 +9,7 @@ baseline, in GPU memory; real-text sequences of 100-1024 tokens packed into
 ``--train-tokens`` micro-batches; forward, loss, backward and a plain SGD step of the
 backbone, the table frozen in every placement so rows are the only difference).
 
-1. Timed: placements alternate block by block (4 steps a block) over ``--max-batches``
+1. Timed: placements alternate block by block (``--block`` steps, 4) over ``--max-batches``
    micro-batches spread over every length; overhead vs the mean of ``gpu-resident`` and
    ``gpu-again`` (the noise floor), plus the runtime's counters per step: the launching
    thread's time in the runtime before the forward (``prepare``), its wait for rows inside
@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--seqs", type=int, default=512)
     ap.add_argument("--train-tokens", type=int, default=2048)
     ap.add_argument("--max-batches", type=int, default=80, help="timed micro-batches")
+    ap.add_argument("--block", type=int, default=4, help="steps per placement in a row")
     ap.add_argument("--profile-steps", type=int, default=6)
     ap.add_argument("--graphed-decode", action="store_true", help="also time graphed decoding")
     ap.add_argument(
@@ -204,7 +205,7 @@ def main() -> None:
         places.append(serve_from_store(name, model, store, **options))
     same = same_logits(places, timed[0])
     tokens = {"train": sum(b.tokens for b in timed)}
-    interleaved(places, "train", timed, 4, device)
+    interleaved(places, "train", timed, args.block, device)
     counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
     if args.graphed_decode:  # the same placements decoding, each step one CUDA graph replay
         groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
