@@ -53,6 +53,7 @@ from engram_paper_harness import (
 )
 from engram_paper_parts import (
     SMOKE_VOCAB,
+    anon_huge_bytes,
     build_backbone,
     dense_config,
     frequency_layouts,
@@ -67,7 +68,13 @@ from hot_cache_text import real_text_ids
 from page_cache import evict, eviction_check, resident_bytes
 
 
-def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool = True) -> None:
+def paper(
+    setup: Setup,
+    table_params: float,
+    seqs: list[np.ndarray],
+    fetch: bool = True,
+    in_place: bool = False,
+) -> None:
     """Section 1: ~4B dense backbone, one >= 50B-parameter table, pinned host vs GPU rows."""
     t = time.perf_counter()
     cfg = dense_config(table_params, setup.smoke)
@@ -75,12 +82,16 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool
     backbone = sum(p.numel() for p in model.parameters())
     tables = gpu_tables(model, setup.device, seed=1)
     rows = sum(tab.rows * tab.dim for tab in tables.values())
-    host = {store_table_name(layer): host_copy(tab.weight) for layer, tab in tables.items()}
+    host = {
+        store_table_name(layer): host_copy(tab.weight, setup.huge_pages)
+        for layer, tab in tables.items()
+    }
     store = host_rows_store(host, pin=setup.device.type == "cuda")
     setup.log.append(
         f"paper protocol: dense backbone {backbone / 1e9:.2f}B parameters (bf16), Engram at block 1, "
         f"table {rows / 1e9:.1f}B bf16 parameters ({rows * 2 / 1e9:.0f} GB) in host memory "
-        f"({'pinned' if store.registered else 'NOT pinned'}) "
+        f"({'pinned' if store.registered else 'NOT pinned'}; "
+        f"{anon_huge_bytes() / 1e9:.0f} GB of the process in huge pages) "
         f"and the same rows in GPU memory; {len(seqs)} sequences of {min(map(len, seqs)) - 1}-"
         f"{max(map(len, seqs)) - 1} tokens; set up in {time.perf_counter() - t:.0f} s"
     )
@@ -90,6 +101,8 @@ def paper(setup: Setup, table_params: float, seqs: list[np.ndarray], fetch: bool
         Served("gpu-again", model, tables, model),
     ]
     places.append(serve_from_store("pinned dram + next", model, store, ahead=True))
+    if in_place:  # every step's rows read by the GPU in place, started before block 0
+        places.append(serve_from_store("dram in place", model, store, ahead=False, **ALL_STEPS))
     graphed = setup.graphed_decode
     title = f"1. paper protocol ({rows / 1e9:.1f}B-parameter table)"
     setup.run(title + (", decode as CUDA graphs" if graphed else ""), places, seqs, graphed=graphed)
@@ -151,7 +164,17 @@ def fetch_path(setup: Setup, model, store, batches: list[Micro], caps=(65536, 1 
     print("\n".join(lines), flush=True)
 
 
-PLACEMENTS = ("dram", "dram-in-place", "dram-next", "shards-next", "lmdb-next", "files-next")
+ALL_STEPS = {"direct_tokens": 1 << 40}  # a table option: every step's rows read in place
+
+PLACEMENTS = (
+    "dram",
+    "dram-in-place",
+    "dram-next",
+    "shards-next",
+    "lmdb-next",
+    "files-next",
+    "files-in-place",
+)
 
 
 def today(
@@ -166,8 +189,9 @@ def today(
 
     ``placements`` (of ``PLACEMENTS``; none: section 3 alone): ``dram`` pinned, without
     prefetching; ``dram-in-place``: the GPU gathers every step's rows in place; ``*-next``:
-    the next micro-batch prefetched; ``files-next``: the shards table mapped back to back
-    and registered with CUDA (``stores/pinned_files.py``), so the page cache is read in place.
+    the next micro-batch prefetched; ``files-*``: the shards table mapped back to back
+    and registered with CUDA (``stores/pinned_files.py``): ``files-next`` gathers on the
+    host from the mapping, ``files-in-place`` has the GPU read the page cache in place.
     Only the stores these need are written.
     """
     from engram_sdk.stores import open_store
@@ -181,7 +205,8 @@ def today(
     shutil.rmtree(setup.folder, ignore_errors=True)
     cuda = setup.device.type == "cuda"
     stores = {}
-    if disk or {"shards-next", "files-next"} & set(placements):
+    files = any(p.startswith("files") for p in placements)
+    if disk or files or "shards-next" in placements:
         stores["shards"] = open_store(f"shards://{setup.folder / 'shards'}", "w", durable=False)
     if any(p.startswith("dram") for p in placements):
         stores["dram"] = open_store("dram://", "a", pinned=cuda)
@@ -193,7 +218,7 @@ def today(
     print(
         f"today's stores: {gb:.1f} GB table written in {time.perf_counter() - t:.0f} s", flush=True
     )
-    if "files-next" in placements:
+    if files:
         stores["files"] = PinnedFiles(
             open_store(f"shards://{setup.folder / 'shards'}", "r"), pin=cuda
         )
@@ -205,10 +230,10 @@ def today(
         places.append(Served("gpu-again", model, tables, model))
         for key in placements:
             kind = key.removesuffix("-next").removesuffix("-in-place")
-            options = {"direct_tokens": 1 << 40} if key == "dram-in-place" else {}
-            name = {"dram": "dram (pinned)", "dram-in-place": "dram in place"}.get(
-                key, f"{kind} + next"
-            )
+            in_place = key.endswith("-in-place")
+            options = ALL_STEPS if in_place else {}
+            name = "dram (pinned)" if key == "dram" else f"{kind} + next"
+            name = f"{kind} in place" if in_place else name
             store = stores[kind]
             places.append(
                 serve_from_store(name, model, store, ahead=key.endswith("-next"), **options)
@@ -303,6 +328,16 @@ def main() -> None:
         action="store_true",
         help="decode steps replayed as one CUDA graph (the pinned rows' gather inside it)",
     )
+    ap.add_argument(
+        "--paper-in-place",
+        action="store_true",
+        help="section 1 also with every step's rows read by the GPU in place (dram in place)",
+    )
+    ap.add_argument(
+        "--huge-pages",
+        action="store_true",
+        help="section 1's host table in transparent huge pages (fewer GPU address translations)",
+    )
     ap.add_argument("--table-params", type=float, default=50e9)
     ap.add_argument("--small-params", type=float, default=1e9)
     ap.add_argument("--seqs", type=int, default=512)
@@ -344,6 +379,7 @@ def main() -> None:
         args.count_tokens,
         tuple(args.phases.split(",")),
         args.graphed_decode,
+        huge_pages=args.huge_pages,
     )
     start = time.perf_counter()
     seqs = sequences(args.seqs, args.min_len, args.max_len)
@@ -352,7 +388,9 @@ def main() -> None:
         setup.pad %= SMOKE_VOCAB
     sections = set(args.sections.split(","))
     if "paper" in sections:
-        paper(setup, args.table_params, seqs, fetch="fetch" in sections)
+        paper(
+            setup, args.table_params, seqs, fetch="fetch" in sections, in_place=args.paper_in_place
+        )
     if sections & {"today", "disk"} and time.perf_counter() - start > args.budget_s - 200:
         setup.log.append(f"sections 2-3 skipped: {time.perf_counter() - start:.0f} s spent")
     elif sections & {"today", "disk"}:

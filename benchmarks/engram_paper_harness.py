@@ -224,6 +224,7 @@ class Setup:
     count_tokens: int
     phases: tuple[str, ...] = ("prefill", "train", "decode")
     graphed_decode: bool = False
+    huge_pages: bool = False  # section 1's host table in transparent huge pages
     log: list[str] = field(default_factory=list)
 
     def batches(self, seqs: list[np.ndarray]) -> dict[str, list[Micro]]:

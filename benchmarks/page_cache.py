@@ -132,3 +132,120 @@ def read_bytes() -> int:
         if line.startswith("read_bytes:"):
             return int(line.split()[1])
     return 0
+
+
+def meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes (empty where there is none)."""
+    info = Path("/proc/meminfo")
+    if not info.exists():
+        return {}
+    out = {}
+    for line in info.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+def memory_line(label: str) -> str:
+    """One line of the /proc/meminfo fields that say what the page cache can hold."""
+    info = meminfo()
+    fields = ("MemTotal", "MemAvailable", "Cached", "Unevictable", "Mlocked")
+    return f"{label}: " + ", ".join(f"{k} {info.get(k, 0) / 2**30:.1f} GiB" for k in fields)
+
+
+def io_counters() -> dict[str, int]:
+    """Bytes read from drives: this process's major page faults x the page size (mapped
+    reads), the system's ``pgpgin`` (/proc/vmstat, KiB paged in from block devices, every
+    process), and ``/proc/self/io`` read_bytes (0 on kernels that hide it)."""
+    import resource
+
+    vmstat = Path("/proc/vmstat")
+    pgpgin = 0
+    if vmstat.exists():
+        for line in vmstat.read_text().splitlines():
+            if line.startswith("pgpgin "):
+                pgpgin = int(line.split()[1]) * 1024
+    majflt = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+    return {"major faults x page": majflt * PAGE, "pgpgin": pgpgin, "read_bytes": read_bytes()}
+
+
+class Ballast:
+    """Host memory locked in RAM until only ``leave`` bytes stay available (at most
+    ``limit``), in 1 GiB chunks: ``mlock`` on anonymous memory where the process may lock
+    it (``Mlocked`` in /proc/meminfo then shows it; chunks locked by parallel threads:
+    faulting 100 GiB in from one thread takes minutes; no huge-page advice, whose
+    compaction was slower still),
+    else CUDA's page-locked ``cudaHostAlloc``. Either way the kernel can neither reclaim nor
+    swap it, so the page cache has at most what is left. ``how`` says which was used;
+    :meth:`release` gives it back."""
+
+    CHUNK = 1 << 30
+    THREADS = 16
+
+    def __init__(self, leave: int, limit: int | None = None) -> None:
+        self.chunks: list = []
+        self.error = ""
+        self.how = "mlock"
+        want = meminfo().get("MemAvailable", 0) - leave
+        want = want if limit is None else min(want, limit)  # e.g. a smoke run on a shared box
+        count = max(want, 0) // self.CHUNK
+        if count and self._lock() is not None:  # the first alone: is mlock allowed at all?
+            self._lock_many(count - 1)
+        elif count:
+            self.how = "cudaHostAlloc"
+            for _ in range(count):
+                chunk = self._host_alloc()
+                if chunk is None:
+                    break
+                self.chunks.append(chunk)
+
+    def _lock(self) -> mmap.mmap | None:
+        """One chunk locked with mlock (kept in ``chunks``), or None (``error`` says why)."""
+        region = mmap.mmap(-1, self.CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        view = ctypes.c_char.from_buffer(region)
+        address = ctypes.addressof(view)
+        locked = libc.mlock(address, self.CHUNK) == 0
+        if not locked:
+            self.error = f"mlock: {os.strerror(ctypes.get_errno())}"
+        del view  # (a live view would keep the mapping from closing)
+        if not locked:
+            region.close()
+            return None
+        self.chunks.append(region)
+        return region
+
+    def _lock_many(self, count: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.THREADS) as pool:  # ctypes calls release the GIL
+            list(pool.map(lambda _: self._lock(), range(count)))
+
+    def _host_alloc(self):
+        import torch
+
+        try:
+            return torch.empty(self.CHUNK, dtype=torch.uint8, pin_memory=True)
+        except RuntimeError as exc:  # no CUDA, or the driver refused: said in the output
+            self.error = str(exc).splitlines()[0]
+            return None
+
+    @property
+    def pinned(self) -> int:
+        return len(self.chunks) * self.CHUNK
+
+    def release(self) -> None:
+        import torch
+
+        for chunk in self.chunks:
+            if isinstance(chunk, mmap.mmap):
+                chunk.close()  # unmapping unlocks
+        self.chunks.clear()
+        if self.how == "cudaHostAlloc" and torch.cuda.is_available():
+            torch.cuda.synchronize()
+            empty = getattr(torch._C, "_host_emptyCache", None)  # (private; not in every torch)
+            if empty is not None:
+                empty()  # the caching host allocator keeps freed blocks otherwise

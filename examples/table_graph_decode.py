@@ -4,14 +4,15 @@ Run: python examples/table_graph_decode.py   (CUDA; on a CPU it says why it cann
 
 The model's Engram tables go to a pinned ``dram://`` store; the GPU gathers each step's
 rows in place, inside the recorded graph. The same graph over the model's own GPU tables
-gives bitwise the same logits.
+gives bitwise the same logits. ``generate_batch(runtime, prompts, n)`` decodes prompts
+together the same way (eagerly where nothing can be recorded, e.g. on a CPU).
 """
 
 import torch
 from engram_sdk.model import ModelCache, build_model, get_preset
 from engram_sdk.model.batch_cache import stack_caches
 
-from engram_sdk.table_runtime import attach_tables
+from engram_sdk.table_runtime import attach_tables, generate_batch
 from engram_sdk.table_runtime.graph import graph_blocker, graph_decode
 
 NEW_TOKENS = 16
@@ -45,8 +46,10 @@ def decode(step, model) -> torch.Tensor:
 
 
 own = build_model(cfg, device=device, seed=1).eval()
-want = decode(own, own)  # the model's own tables, on the GPU
 served = build_model(cfg, device=device, seed=1).eval()
+with attach_tables(served, "dram://") as runtime:  # batched generation through the runtime
+    print("generate_batch:", generate_batch(runtime, [[5, 17, 200], [44, 1, 9, 7, 8]], 8))
+want = decode(own, own)  # the model's own tables, on the GPU
 with attach_tables(served, "dram://") as runtime:  # rows exported to pinned host memory
     got = decode(runtime, served)
 print(f"{NEW_TOKENS} graphed steps; logits bitwise equal to GPU tables: {torch.equal(got, want)}")

@@ -10,7 +10,7 @@ single-sequence forms.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -92,13 +92,17 @@ def generate_batch(
     seed: int | None = None,
     prefill_chunk: int = PREFILL_CHUNK,
     cuda_graph: bool = True,
+    record: Callable[[ModelCache], GraphedStep | None] | None = None,
 ) -> list[list[int]]:
     """New ids for every prompt, decoded together; each row stops on its own.
 
     A row ends after ``max_new_tokens``, on a stop sequence (included in its output) or at
     ``max_seq_len``. Greedy results equal decoding each prompt alone. ``cuda_graph``: on
     CUDA, replay decode steps as one recorded graph where the model allows it
-    (:mod:`engram_sdk.model.generate_graph`).
+    (:mod:`engram_sdk.model.generate_graph`). ``record``: makes that graphed step for the
+    prefilled cache instead (None: decode eagerly), for what is applied to the model from
+    outside, e.g. Engram tables served by a table runtime
+    (``engram_sdk.table_runtime.generate_batch``).
     """
     _check_options(top_p, max_new_tokens)
     seqs = [_as_ids(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
@@ -136,6 +140,7 @@ def generate_batch(
             stops,
             limit,
             cuda_graph,
+            record,
         )
         by_prompt: list[list[int]] = [[] for _ in seqs]
         for row, prompt in enumerate(order):
@@ -163,6 +168,7 @@ def _decode(
     stops: list[list[int]],
     limit: int,
     use_graph: bool = True,
+    record: Callable[[ModelCache], GraphedStep | None] | None = None,
 ) -> list[list[int]]:
     """The decode loop of :func:`generate_batch`; finished rows leave the batch.
 
@@ -176,7 +182,11 @@ def _decode(
     for lc in cache.layers:
         if lc.attn is not None:
             lc.attn.make_static()
-    graphed = GraphedStep(model, cache) if use_graph and graphable(model, cache) else None
+    graphed = None
+    if use_graph and record is not None:
+        graphed = record(cache)
+    elif use_graph and graphable(model, cache):
+        graphed = GraphedStep(model, cache)
     for _ in range(max_new_tokens):
         tokens = sample_rows(logits, *sampling)
         keep = []

@@ -65,12 +65,15 @@ class TableRuntime:
 
         Ids on the host (what generation and data loaders give) are hashed off this thread;
         ids on the device are hashed here and their addresses copied back without waiting.
+        When every table's rows are read in place by the GPU (pinned, at most
+        ``direct_tokens`` tokens), host ids are hashed on the device too, and the rows start
+        loading at once, beside the layers before the first Engram layer.
         """
         start = time.perf_counter()
         self._check_attached()
         self.model.check_input(input_ids, cache)
         addresses = None
-        if input_ids.device.type == "cpu":
+        if input_ids.device.type == "cpu" and not self._in_place(input_ids.numel()):
             batch = self._hasher.batch(input_ids, self._host_prefix(cache))
             for layer, table in self.tables.items():
                 table.prepare(batch.layer(layer))
@@ -78,7 +81,8 @@ class TableRuntime:
                 addresses = batch.result()  # hashed once, for the tables and the model
         else:
             prefix = cache.last_ids if cache is not None else None
-            addresses = self.model.engram_addresses(input_ids, prefix)
+            on_device = input_ids.to(self.device, non_blocking=True)
+            addresses = self.model.engram_addresses(on_device, prefix)
             for layer, table in self.tables.items():
                 table.prepare(addresses[layer])
         self._stats.add(prepare_seconds=time.perf_counter() - start, prepared_steps=1)
@@ -86,6 +90,12 @@ class TableRuntime:
         for table in self.tables.values():  # the forward is launched: prefetches may start
             table.start_prefetches()
         return logits
+
+    def _in_place(self, tokens: int) -> bool:
+        """Whether every table's rows for a step of ``tokens`` are read by the GPU in place."""
+        return self.device.type == "cuda" and all(
+            table.reads_in_place(tokens) for table in self.tables.values()
+        )
 
     @staticmethod
     def _host_prefix(cache: ModelCache | None) -> torch.Tensor | None:
@@ -104,6 +114,8 @@ class TableRuntime:
         is launched (or its first table has its rows), two steps ahead at most.
         """
         self._check_attached()
+        if self._in_place(next_ids.numel()):  # read in place when its step comes: nothing to do
+            return
         if next_ids.device.type == "cpu":
             batch = self._hasher.batch(next_ids, remember=True)
             for layer, table in self.tables.items():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,6 +41,22 @@ from engram_sdk.table_runtime.hot_cache import HotRowCache
 from engram_sdk.table_runtime.mapped import mapped_view
 from engram_sdk.table_runtime.staged import StagedRows
 from engram_sdk.table_runtime.stats import TableStats
+
+
+@dataclass
+class EarlyRows:
+    """Rows the GPU is gathering in place on a table's stream, for ``addresses``."""
+
+    addresses: torch.Tensor
+    rows: torch.Tensor  # (n, dim) on the device, written by the table's stream
+
+    def matches(self, addresses: torch.Tensor) -> bool:
+        """The same addresses (the tensor prepared, or a view of its memory): no device read."""
+        return (
+            addresses.shape == self.addresses.shape
+            and addresses.data_ptr() == self.addresses.data_ptr()
+            and addresses.stride() == self.addresses.stride()
+        )
 
 
 class StoreTable(nn.Module):
@@ -98,6 +115,7 @@ class StoreTable(nn.Module):
         )
         self._current: Fetch | None = None
         self._direct = False  # the next lookup reads pinned host rows in place
+        self._early: EarlyRows | None = None  # those rows, already loading (prepare)
         self._next: list[Fetch] = []  # prefetches for later steps (two staging slots)
         self._pinned: Any = None  # the store's pinned array behind self._mapped
         self._mapped: torch.Tensor | None = None
@@ -242,8 +260,13 @@ class StoreTable(nn.Module):
         return [fetch.result() for fetch in self._next]
 
     def prepare(self, flat_addresses: torch.Tensor | LayerAddresses) -> None:
-        """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch)."""
+        """Start fetching the rows the next ``lookup`` needs (reusing a matching prefetch).
+
+        Rows the GPU reads in place, for addresses already on it, start loading now on the
+        table's stream, beside the layers before this one (:meth:`_gather_early`).
+        """
         self._direct = False
+        self._join_early()
         if self._staged is not None:  # the host staged them already
             return
         match = next((f for f in self._next if f.matches(flat_addresses)), None)
@@ -262,6 +285,8 @@ class StoreTable(nn.Module):
         if tokens <= self.direct_tokens:  # decoding: no hand-off to another thread
             if self._mapped_rows() is not None:
                 self._current, self._direct = None, True
+                if isinstance(flat_addresses, torch.Tensor) and flat_addresses.is_cuda:
+                    self._early = self._gather_early(flat_addresses)
             else:
                 self._current = self._start(flat_addresses).run_here()
             return
@@ -290,19 +315,50 @@ class StoreTable(nn.Module):
             raise InputError("lookup addresses differ from the ones passed to prepare")
         return got
 
+    def _gather_early(self, flat_addresses: torch.Tensor) -> EarlyRows:
+        """Start the GPU's in-place gather of ``flat_addresses``' rows on the table's stream
+        (after the work that computed them), so PCIe reads overlap the compute stream's work
+        until :meth:`lookup` joins it. The rows are allocated on the compute stream, which
+        owns them; a recorded decode step records the fork and the join."""
+        mapped = self._mapped_rows()
+        assert mapped is not None and self.stream is not None
+        compute = torch.cuda.current_stream(self.device)
+        flat = flat_addresses.reshape(-1)
+        rows = torch.empty((flat.numel(), self.dim), dtype=mapped.dtype, device=self.device)
+        self.stream.wait_stream(compute)
+        with torch.cuda.stream(self.stream):
+            torch.index_select(mapped, 0, flat, out=rows)  # from the hasher: always in range
+        self._count_in_place(rows)
+        return EarlyRows(flat_addresses, rows)
+
+    def _join_early(self) -> EarlyRows | None:
+        """The compute stream waits for an early gather (if any), which is handed back: its
+        rows and addresses are then safe to read, or to free."""
+        early, self._early = self._early, None
+        if early is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        return early
+
+    def _count_in_place(self, rows: torch.Tensor) -> None:
+        self.stats.add(
+            rows_requested=len(rows),
+            unique_rows=len(rows),
+            bytes_moved=rows.numel() * rows.element_size(),
+            fetches=1,
+        )
+
     def _read_in_place(self, flat_addresses: torch.Tensor) -> torch.Tensor:
-        """Rows gathered by the GPU straight from pinned host memory (small lookups)."""
+        """Rows gathered by the GPU straight from pinned host memory: joined from the table's
+        stream if ``prepare`` started them, else gathered here on the compute stream."""
         self._direct = False
+        early = self._join_early()
+        if early is not None and early.matches(flat_addresses):
+            return early.rows.view(*flat_addresses.shape, self.dim)
         mapped = self._mapped_rows()
         assert mapped is not None
         flat = flat_addresses.reshape(-1).to(self.device, non_blocking=True)
         rows = mapped.index_select(0, flat)  # addresses come from the hasher: always in range
-        self.stats.add(
-            rows_requested=flat.numel(),
-            unique_rows=flat.numel(),
-            bytes_moved=rows.numel() * rows.element_size(),
-            fetches=1,
-        )
+        self._count_in_place(rows)
         return rows.view(*flat_addresses.shape, self.dim)
 
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:

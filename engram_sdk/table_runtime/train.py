@@ -29,6 +29,10 @@ class TrainableStoreTable(StoreTable):
         super().__init__(*args, **kwargs)
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (row ids read, their leaf)
 
+    def reads_in_place(self, tokens: int) -> bool:
+        """Never while autograd is on: rows that get gradients are fetched (a leaf per fetch)."""
+        return not torch.is_grad_enabled() and super().reads_in_place(tokens)
+
     def lookup(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """Rows (B, T, H, D); with grad enabled, gradients collect per row read."""
         if not torch.is_grad_enabled():

@@ -39,8 +39,8 @@ class EngramModelMixin:
         if cache is not None:
             seen = canon if prefix is None else torch.cat([prefix, canon], dim=1)
             cache.engram_history = seen[:, -(self.config.engram_max_ngram_size - 1) :]
-        return {
-            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True)
+        return {  # canonical ids from the model's own map (or DEAD): no range check, no sync
+            layer: self.hasher.hash_torch(canon, layer, prefix=prefix, flat=True, trusted=True)
             for layer in self.config.engram_layer_ids
         }
 
