@@ -346,26 +346,27 @@ class Memory:
 
         check_query(query), check_k(k), check_bool("exact_case", exact_case)
         check_bool("one_per_source", one_per_source)
-        for attempt in range(SEARCH_ATTEMPTS):
+
+        def run() -> list[Hit]:
+            return search(
+                self,
+                query,
+                k=None if k == "all" else k,  # type: ignore[arg-type]
+                scope=scope,
+                exact_case=exact_case,
+                sources=check_sources(sources),
+                path_glob=path_glob,
+                metadata=metadata,
+                regex=regex,
+                one_per_source=one_per_source,
+            )
+
+        for _ in range(SEARCH_ATTEMPTS - 1):
             try:
-                return search(
-                    self,
-                    query,
-                    k=None if k == "all" else k,  # type: ignore[arg-type]
-                    scope=scope,
-                    exact_case=exact_case,
-                    sources=check_sources(sources),
-                    path_glob=path_glob,
-                    metadata=metadata,
-                    regex=regex,
-                    one_per_source=one_per_source,
-                )
+                return run()
             except SegmentGone:
-                # a commit (here or in another process) merged segments this search was
-                # reading: start again from the scope's new view
-                if attempt == SEARCH_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+                pass  # a commit merged segments this search was reading: start from the new view
+        return run()
 
     def context(
         self,
