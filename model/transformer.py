@@ -103,12 +103,16 @@ class Transformer(nn.Module):
         )
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        """As ``nn.Module._apply``, but the complex RoPE table stays complex: ``.to(bf16)``
-        or ``.half()`` would cast it to a real dtype (dropping its imaginary part)."""
-        freqs = self.freqs
-        out = super()._apply(fn, recurse)
-        if not self.freqs.is_complex():
-            self.freqs = freqs.to(self.freqs.device)
+        """As ``nn.Module._apply``, but the complex RoPE table only follows the device:
+        ``.to(bf16)`` or ``.half()`` would cast it to a real dtype (dropping its imaginary
+        part, with a warning), so ``fn`` never sees it."""
+        freqs = self._buffers.pop("freqs")
+        try:
+            out = super()._apply(fn, recurse)
+        finally:
+            self._buffers["freqs"] = freqs
+        device = fn(torch.zeros((), device=freqs.device)).device
+        self._buffers["freqs"] = freqs.to(device)
         return out
 
     # ---- Engram tables ------------------------------------------------------------------
