@@ -147,3 +147,29 @@ def test_passage_records_decode_to_the_models_they_stand_for():
             metadata={"a": 1, "é": [None, 2.5]},
             created=12.5,
         )
+
+
+def _fold_per_character(text: str) -> str:
+    """fold() as written first: every character of the decomposed text looked up."""
+    import unicodedata
+
+    marks = {c: None for c in range(0x20000) if unicodedata.combining(chr(c))}
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+    return re.sub(r"\s+", " ", text.translate(marks).lower())
+
+
+def test_fold_of_mostly_ascii_text_equals_the_per_character_fold():
+    every = "".join(chr(c) for c in range(0x20000) if not 0xD800 <= c < 0xE000)
+    rng = random.Random(0)
+    samples = [every, every[::-1], "plain ascii only\n\tx"]
+    for _ in range(200):
+        ascii_part = "".join(rng.choice("ab Z_\n\t") for _ in range(rng.randrange(0, 40)))
+        other = "".join(rng.choice(every) for _ in range(rng.randrange(0, 6)))
+        accents = "".join(
+            rng.choice("e\u0301\u0308A\u030a\u00e9\u00c5\ufb01\u2168 ") for _ in range(4)
+        )
+        parts = [ascii_part, other, accents]
+        rng.shuffle(parts)
+        samples.append("".join(parts))
+    for text in samples:
+        assert fold(text) == _fold_per_character(text)
