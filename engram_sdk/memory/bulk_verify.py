@@ -153,26 +153,38 @@ def top_hits(
             else:
                 continue
             line = spans[i][0] + text.count(b"\n", start, at)
-            made_later = (frag, i, start, end, at, hit_score)
+            made_later = (frag, i, start, end, at, hit_score, line)
             found.append((-hit_score, names[source_ix[i]], line, len(found), made_later))
     return _best(found, k)
 
 
 def _best(found: list[tuple[float, str, int, int, Any]], k: int) -> list[Hit]:
     found.sort()
-    out = []
-    for *_, made in found[:k]:
-        out.append(made if isinstance(made, Hit) else _hit(*made[:2], made[0].text, *made[2:]))
-    return out
+    return [
+        made if made.__class__ is Hit else _hit(made[0], made[1], made[0].text, *made[2:])
+        for *_, made in found[:k]
+    ]
 
 
-def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, score: float) -> Hit:
-    """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage."""
+def _hit(
+    frag: Fragment,
+    i: int,
+    text: bytes,
+    start: int,
+    end: int,
+    at: int,
+    score: float,
+    line_start: int | None = None,
+    phrase: bool = True,
+) -> Hit:
+    """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage
+    (``line_start``: its line, when known)."""
     first = text.rfind(b"\n", start, at)
     first = start if first < 0 else first + 1
     last = text.find(b"\n", at, end)
     head = frag.head
-    line_start = frag.spans[i][0] + text.count(b"\n", start, at)
+    if line_start is None:
+        line_start = frag.spans[i][0] + text.count(b"\n", start, at)
     metadata = head["metadata"]
     hit = _new_hit(Hit)
     _set(
@@ -185,7 +197,7 @@ def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, sco
             "score": score,
             "snippet": text[first : end if last < 0 else last].decode("ascii").strip()[:200],
             "passage_id": frag.pids[i],
-            "phrase_match": True,
+            "phrase_match": phrase,
             "scope": head["scope"],
             "metadata": dict(metadata) if metadata else {},
         },
@@ -194,6 +206,13 @@ def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, sco
     _set(hit, "__pydantic_extra__", None)
     _set(hit, "__pydantic_private__", None)
     return hit
+
+
+def plain_hit(frag: Fragment, i: int, at: int, score: float, *, phrase: bool) -> Hit:
+    """The hit at byte offset ``at`` of plain passage ``i`` of a fragment (``score`` as
+    given, rounded to 4 places as every hit's)."""
+    text, offsets = frag.text, frag.offsets
+    return _hit(frag, i, text, offsets[i], offsets[i + 1], at, round(score, 4), None, phrase)
 
 
 _new_hit = Hit.__new__

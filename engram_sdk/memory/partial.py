@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engram_sdk.memory import candidates
+from engram_sdk.memory.bulk_verify import plain_hit
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.models import Hit
 from engram_sdk.memory.passage_cache import loader_for
@@ -72,11 +73,29 @@ def partial_hits(
     bound = np.bincount(inv, weights=weights)
     best = uniq[np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]]
     if mem.manifest.format_version >= 3 and not filters.active:
-        scored = _scored_in_fragments(mem, sid, best, query, exact_case, seen, idf)
-    else:
-        scored = _scored(mem, sid, best, query, exact_case, filters, seen, idf)
-    scored.sort(key=lambda sp: -sp[0])
+        in_fragments = _scored_in_fragments(mem, sid, best, query, exact_case, seen, idf)
+        in_fragments.sort(key=_by_overlap)
+        return [_fragment_hit(frag, i, words, s) for s, frag, i in in_fragments[:need]]
+    scored = _scored(mem, sid, best, query, exact_case, filters, seen, idf)
+    scored.sort(key=_by_overlap)
     return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
+
+
+def _by_overlap(scored: tuple) -> float:
+    return -scored[0]
+
+
+
+def _fragment_hit(frag: Fragment, i: int, words: list[str], score: float) -> Hit:
+    """The partial hit of passage ``i`` of a fragment, at the first of ``words`` in it."""
+    if i in frag.odd:
+        p = next(from_fragments_of(frag, [i]))
+        return make_hit(p, _first_word(p.text, words), score, False)
+    start, end, low = frag.offsets[i], frag.offsets[i + 1], frag.lower
+    found = [
+        at for w in words if (at := low.find(w.encode("utf-8", "surrogatepass"), start, end)) >= 0
+    ]
+    return plain_hit(frag, i, min(found) if found else start, score, phrase=False)
 
 
 def _scored(
@@ -110,8 +129,9 @@ def _scored_in_fragments(
     exact_case: bool,
     seen: set[int],
     idf: dict[str, float],
-) -> list[tuple[float, Loaded]]:
-    """:func:`_scored` on fragment bytes: a passage is decoded only when it scores."""
+) -> list[tuple[float, Fragment, int]]:
+    """:func:`_scored` on fragment bytes: (score, fragment, position) of the passages that
+    score."""
     index = mem.index
     reader = reader_of(index)
     exact = query.encode("utf-8", "surrogatepass")
@@ -126,7 +146,7 @@ def _scored_in_fragments(
                 continue
             overlap = _overlap(frag, i, start, end, encoded)
             if overlap:
-                scored.append((overlap, next(from_fragments_of(frag, [i]))))
+                scored.append((overlap, frag, i))
     return scored
 
 

@@ -161,12 +161,12 @@ def _phrase_hits(
     filters: Filters,
     dfs: dict[str, int],
 ) -> list[Hit]:
-    folded_at = substring_locator(query, exact_case=False)
-    exact_at = substring_locator(query, exact_case=True)
     if mem.manifest.format_version >= 3 and not filters.active:
-        found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs, folded_at, exact_at)
+        found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs)
         if found is not None:
             return found
+    folded_at = substring_locator(query, exact_case=False)
+    exact_at = substring_locator(query, exact_case=True)
     passages, complete, count = _phrase_passages(mem, sid, query, k)
     score = 3 * _weight(mem, sid, query, count, dfs)
     hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
@@ -177,14 +177,7 @@ def _phrase_hits(
 
 
 def _fragment_phrase_hits(
-    mem: Memory,
-    sid: int,
-    query: str,
-    k: int | None,
-    exact_case: bool,
-    dfs: dict[str, int],
-    folded_at: Locator,
-    exact_at: Locator,
+    mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, dfs: dict[str, int]
 ) -> list[Hit] | None:
     """Format 3 without filters: candidates verified on their fragments' bytes
     (:mod:`engram_sdk.memory.bulk_verify`); None for a top-k query of one or two bytes
@@ -194,11 +187,14 @@ def _fragment_phrase_hits(
         return None
     index = mem.index
     reader, generation = reader_of(index), index.generation(sid)
+    store = mem.store
 
     def runs(ids: np.ndarray) -> Iterator[tuple[Fragment, list[int]]]:
-        return reader.fragments(mem.store, sid, generation, ids.tolist())
+        return reader.fragments(store, sid, generation, ids.tolist())
 
     if k is None:
+        folded_at = substring_locator(query, exact_case=False)
+        exact_at = substring_locator(query, exact_case=True)
         ids = _phrase_ids(mem, sid, query)
         score = 3 * _weight(mem, sid, query, len(ids), dfs)
 
@@ -209,11 +205,15 @@ def _fragment_phrase_hits(
             runs(ids), BytesQuery(query), exact_case=exact_case, score=score, fallback=general
         )
     score = 3 * _weight(mem, sid, query, candidates.document_frequency(index, sid, tris), dfs)
+    locators: list[Locator] = []  # made on first use: most searches verify plain passages only
 
     def check(p: Loaded) -> tuple[Hit, bool] | None:
-        at = exact_at(p.text)
+        if not locators:
+            locators.append(substring_locator(query, exact_case=True))
+            locators.append(substring_locator(query, exact_case=False))
+        at = locators[0](p.text)
         exact = at >= 0
-        if not exact and (exact_case or (at := folded_at(p.text)) < 0):
+        if not exact and (exact_case or (at := locators[1](p.text)) < 0):
             return None
         return make_hit(p, at, score + (0.25 * score if exact else 0.0), True), exact
 
