@@ -85,7 +85,6 @@ def _by_overlap(scored: tuple) -> float:
     return -scored[0]
 
 
-
 def _fragment_hit(frag: Fragment, i: int, words: list[str], score: float) -> Hit:
     """The partial hit of passage ``i`` of a fragment, at the first of ``words`` in it."""
     if i in frag.odd:

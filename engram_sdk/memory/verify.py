@@ -198,13 +198,16 @@ def substring_locator(query: str, *, exact_case: bool) -> Locator:
 
 def _folded_offset(text: str, folded: str) -> int:
     """Offset in ``text`` of the line where the folded match starts (-1 if none)."""
+    lines = text.splitlines(keepends=True)
+    no_space = " " not in folded  # then an ASCII line holds it iff its lowercase does
+    at = 0
+    for line in lines:  # the usual case: the match lies inside one line
+        if folded in (line.lower() if no_space and line.isascii() else fold_fast(line)):
+            return at
+        at += len(line)
     if folded not in fold_fast(text):
         return -1
-    lines = text.splitlines(keepends=True)
     offsets = np.cumsum([0] + [len(x) for x in lines]).tolist()
-    one_line = next((i for i, line in enumerate(lines) if folded in fold_fast(line)), None)
-    if one_line is not None:  # the usual case: the match lies inside one line
-        return offsets[one_line]
     end = next(i for i in range(len(lines)) if folded in fold_fast("".join(lines[: i + 1])))
     start = next(s for s in range(end, -1, -1) if folded in fold_fast("".join(lines[s : end + 1])))
     return offsets[start]
