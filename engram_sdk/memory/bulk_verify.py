@@ -58,6 +58,14 @@ class BytesQuery:
         m = self.spaced.search(low, start, end)
         return -1 if m is None else m.start()
 
+    def starts_at(self, searched: bytes, start: int, end: int, exact_case: bool) -> int:
+        """Where the first match in ``searched[start:end]`` starts (-1: none): of the exact
+        bytes in the text with ``exact_case``, else of the folded query in the lowered text.
+        Every exact match is a folded match at the same place."""
+        if exact_case:
+            return searched.find(self.exact, start, end)
+        return self.folded_at(searched, start, end)
+
 
 def every_hit(
     fragments: Iterable[tuple[Fragment, list[int]]],
@@ -122,14 +130,22 @@ def top_hits(
     """Top-k verification of candidates in order: stops at ``k`` exact-case hits, or once
     ``extra`` more candidates were checked after ``k`` hits; returns the best ``k`` (by
     score, source, line), building a hit only for those. ``check`` verifies a passage that
-    is not plain (or any, for a query that is not ASCII)."""
+    is not plain (or any, for a query that is not ASCII).
+
+    Once a plain candidate held nothing, the next ones are skipped by searching ahead in the
+    fragment's text: a candidate in which no (folded, or with ``exact_case`` exact) match of
+    the query *starts* holds none, and the next match is searched from there on, so
+    candidates that hold nothing (common trigrams, a phrase found nowhere) cost a comparison
+    each, not a search each."""
     found: list[tuple[float, str, int, int, Any]] = []  # sort key, then what makes the hit
     exact_hits = checked_after = 0
     exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
+    skipping = False  # from the first plain candidate that holds nothing on
     for frag, run in fragments:
-        text, offsets, spans = frag.text, frag.offsets, frag.spans
-        names, source_ix = frag.head["sources"], frag.source_ix
+        text, offsets = frag.text, frag.offsets
         odd = frag.odd if query.usable else None
+        span_end = offsets[run[-1] + 1] if run else 0
+        next_at = -1  # where the next match starts, searched from a candidate's start
         for i in run:
             if exact_hits >= k or (len(found) >= k and checked_after > extra):
                 return _best(found, k)
@@ -144,6 +160,15 @@ def top_hits(
                     exact_hits += made[1]
                 continue
             start, end = offsets[i], offsets[i + 1]
+            if skipping:
+                if next_at < start:
+                    searched = text if exact_case else frag.lower
+                    next_at = query.starts_at(searched, start, span_end, exact_case)
+                    if next_at < 0:
+                        next_at = span_end  # none up to the last candidate's end
+                if next_at >= end:
+                    continue  # no match starts in this passage
+                start = next_at  # (none starts before it)
             at = text.find(query.exact, start, end)
             if at >= 0:
                 exact_hits += 1
@@ -151,10 +176,13 @@ def top_hits(
             elif not exact_case and (at := query.folded_at(frag.lower, start, end)) >= 0:
                 hit_score = folded_score
             else:
+                skipping = True  # candidates that hold nothing: skip them by searching ahead
                 continue
-            line = spans[i][0] + text.count(b"\n", start, at)
+            start = offsets[i]
+            line = frag.spans[i][0] + text.count(b"\n", start, at)
             made_later = (frag, i, start, end, at, hit_score, line)
-            found.append((-hit_score, names[source_ix[i]], line, len(found), made_later))
+            name = frag.head["sources"][frag.source_ix[i]]
+            found.append((-hit_score, name, line, len(found), made_later))
     return _best(found, k)
 
 

@@ -272,3 +272,23 @@ def test_one_per_source_applies_source_and_path_filters(mem, passages, build_rat
     hits = mem.search("self", k="all", one_per_source=True, sources=some)
     assert sorted(h.source for h in hits) == sorted(matching)[:2]
     assert mem.search("self", k="all", one_per_source=True, sources=[]) == []
+
+
+NEAR_MISSES = ["self key", "return value", "data key", "the encoder", "s, e", "if not", "end)"]
+
+
+@pytest.mark.parametrize("exact_case", [False, True])
+def test_top_k_past_every_match_returns_every_match_at_its_line(mem, passages, exact_case):
+    """With k above the number of matches, top-k checks every candidate, most of them holding
+    the query's trigrams but not the query (the candidates it skips by searching ahead in a
+    fragment): it returns every match, each hit at the line ``k="all"`` (another path) finds
+    (scores differ: top-k weighs by a document-frequency bound, ``k="all"`` by the count)."""
+    for query in [*NEAR_MISSES, "self", "encoder", "AttributeError", "crème"]:
+        truth = oracle(passages, query, exact_case)
+        hits = mem.search(query, k=len(truth) + 5, exact_case=exact_case)
+        assert {h.passage_id for h in hits if h.phrase_match} == truth, query
+        every = mem.search(query, k="all", exact_case=exact_case)
+        where = {h.passage_id: (h.source, h.line_start, h.snippet) for h in every}
+        for h in hits:
+            if h.phrase_match:
+                assert (h.source, h.line_start, h.snippet) == where[h.passage_id], query
