@@ -68,14 +68,15 @@ def partial_hits(
     }
     idf = {w: math.log(1 + n / (1 + word_df(mem, sid, w, dfs))) for w in words}
     pids = np.concatenate(list(per_word.values()))
-    weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
+    weights = np.repeat([idf[w] for w in words], [len(per_word[w]) for w in words])
     uniq, inv = _unique_inverse(pids)
     bound = np.bincount(inv, weights=weights)
     best = uniq[np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]]
     if mem.manifest.format_version >= 3 and not filters.active:
         in_fragments = _scored_in_fragments(mem, sid, best, query, exact_case, seen, idf)
         in_fragments.sort(key=_by_overlap)
-        return [_fragment_hit(frag, i, words, s) for s, frag, i in in_fragments[:need]]
+        encoded = [w.encode("utf-8", "surrogatepass") for w in words]
+        return [_fragment_hit(frag, i, words, encoded, s) for s, frag, i in in_fragments[:need]]
     scored = _scored(mem, sid, best, query, exact_case, filters, seen, idf)
     scored.sort(key=_by_overlap)
     return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
@@ -85,15 +86,16 @@ def _by_overlap(scored: tuple) -> float:
     return -scored[0]
 
 
-def _fragment_hit(frag: Fragment, i: int, words: list[str], score: float) -> Hit:
-    """The partial hit of passage ``i`` of a fragment, at the first of ``words`` in it."""
+def _fragment_hit(
+    frag: Fragment, i: int, words: list[str], encoded: list[bytes], score: float
+) -> Hit:
+    """The partial hit of passage ``i`` of a fragment, at the first of ``words`` (UTF-8:
+    ``encoded``) in it."""
     if i in frag.odd:
         p = next(from_fragments_of(frag, [i]))
         return make_hit(p, _first_word(p.text, words), score, False)
     start, end, low = frag.offsets[i], frag.offsets[i + 1], frag.lower
-    found = [
-        at for w in words if (at := low.find(w.encode("utf-8", "surrogatepass"), start, end)) >= 0
-    ]
+    found = [at for w in encoded if (at := low.find(w, start, end)) >= 0]
     return plain_hit(frag, i, min(found) if found else start, score, phrase=False)
 
 

@@ -292,3 +292,23 @@ def test_top_k_past_every_match_returns_every_match_at_its_line(mem, passages, e
         for h in hits:
             if h.phrase_match:
                 assert (h.source, h.line_start, h.snippet) == where[h.passage_id], query
+
+
+def test_partial_hits_from_fragment_bytes_equal_the_general_path(mem):
+    """Fewer than k passages hold the phrase: passages holding some of its words follow. They
+    are built from fragment bytes without filters and from decoded passages with a filter
+    that passes everything (``path_glob="*"``): the same hits, field for field."""
+    queries = [
+        "return self value zzq",
+        "decoder encoder scanstring",
+        "AttributeError spaces tabs",
+        "crème brûlée straße encoder",
+        "json textwrap shlex glob",
+    ]
+    some_partial = 0
+    for query in queries:
+        fast = mem.search(query, k=10)
+        general = mem.search(query, k=10, path_glob="*")
+        assert [h.model_dump() for h in fast] == [h.model_dump() for h in general], query
+        some_partial += sum(not h.phrase_match for h in fast)
+    assert some_partial >= 20
