@@ -217,7 +217,7 @@ def _fragment_phrase_hits(
             return None
         return make_hit(p, at, score + (0.25 * score if exact else 0.0), True), exact
 
-    stream = (r for ids in candidates.windows(index, sid, tris) for r in runs(ids))
+    stream = (r for ids in candidates.windows(index, sid, tris) if len(ids) for r in runs(ids))
     return top_hits(
         stream,
         BytesQuery(query),
