@@ -145,6 +145,9 @@ def top_hits(
         text, offsets = frag.text, frag.offsets
         odd = frag.odd if query.usable else None
         span_end = offsets[run[-1] + 1] if run else 0
+        # search ahead unless that means lowering a fragment's text for one candidate (what a
+        # search's first call would pay)
+        ahead = exact_case or len(run) > 1 or frag.lower_made
         next_at = -1  # where the next match starts, searched from a candidate's start
         for i in run:
             if exact_hits >= k or (len(found) >= k and checked_after > extra):
@@ -160,7 +163,7 @@ def top_hits(
                     exact_hits += made[1]
                 continue
             start, end = offsets[i], offsets[i + 1]
-            if skipping:
+            if skipping and ahead:
                 if next_at < start:
                     searched = text if exact_case else frag.lower
                     next_at = query.starts_at(searched, start, span_end, exact_case)

@@ -125,6 +125,11 @@ class Fragment:
         return self.text.lower()
 
     @property
+    def lower_made(self) -> bool:
+        """Whether :attr:`lower` was made already (using it then costs nothing)."""
+        return "lower" in self.__dict__
+
+    @property
     def nbytes(self) -> int:
         """Bytes it may come to hold: the record, its text (about 3x the compressed record)
         and the lowered copy (made for ``k="all"``), counted ahead."""
