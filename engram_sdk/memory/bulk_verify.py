@@ -14,12 +14,13 @@ hits are the same either way.
 
 from __future__ import annotations
 
+import functools
 import gc
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.fold import fold_query
 from engram_sdk.memory.models import Hit
 from engram_sdk.memory.text_store import Fragment
 from engram_sdk.memory.verify import Loaded, from_fragments_of, trusted_hit
@@ -33,8 +34,14 @@ Fallback = Callable[[list[Loaded]], list[Hit]]
 class BytesQuery:
     """A substring query ready for plain fragments: exact bytes and a folded finder."""
 
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def of(query: str) -> BytesQuery:
+        """The query's :class:`BytesQuery`, remembered (nothing in it changes)."""
+        return BytesQuery(query)
+
     def __init__(self, query: str) -> None:
-        folded = fold_fast(query)
+        folded = fold_query(query)
         self.usable = folded.isascii() and query.isascii()
         self.exact = query.encode("ascii", "replace")
         self.folded = folded.encode("ascii", "replace")

@@ -128,10 +128,10 @@ class Plan:
 
 def plan(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> Plan:
     """The :class:`Plan` of ``trigrams`` over the scope's current segments (remembered with
-    the index's dictionary lookups; keyed by the segment ids, which never repeat)."""
-    segments = index.table(sid).segments
-    key = ("plan", sid, tuple(s.seg for s in segments), trigrams.tobytes())
-    return index.remembered(key, (segments, trigrams), _plan)
+    the index's dictionary lookups, for the scope's generation: a refresh that finds the
+    segment table changed starts a new one)."""
+    key = ("plan", sid, index.generation(sid), trigrams.tobytes())
+    return index.remembered(key, (index.table(sid).segments, trigrams), _plan)
 
 
 def _plan(index: TrigramIndex, key: tuple, value: tuple) -> Plan:

@@ -60,6 +60,12 @@ def fold_fast(text: str) -> str:
     return fold(text)
 
 
+@functools.lru_cache(maxsize=4096)
+def fold_query(query: str) -> str:
+    """:func:`fold_fast` of a query, remembered: a search folds its query in several places."""
+    return fold_fast(query)
+
+
 def index_bytes(text: str) -> bytes:
     """The bytes the index sees for a passage before byte folding: ASCII text as is (folded in
     bulk by :func:`fold_buffer`), anything else folded here."""

@@ -11,6 +11,7 @@ the fragment), and only the ``need`` winners become hits.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from engram_sdk.memory import candidates
 from engram_sdk.memory.bulk_verify import plain_hit
-from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.fold import fold_fast, fold_query
 from engram_sdk.memory.models import Hit
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.text_store import Fragment, reader_of
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
 
 PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
 WORDS = word_pattern()
+
+
+@functools.lru_cache(maxsize=4096)
+def query_words(query: str) -> tuple[str, ...]:
+    """The words of a query that score partial matches, folded, sorted, once each."""
+    return tuple(sorted(set(WORDS.findall(fold_query(query)))))
 
 
 def word_df(mem: Memory, sid: int, word: str, dfs: dict[str, int]) -> int:
@@ -58,7 +65,7 @@ def partial_hits(
 ) -> list[Hit]:
     """Up to ``need`` passages (not in ``seen``) holding some of the query's words, rarest
     words weighing most."""
-    words = sorted(set(WORDS.findall(fold_fast(query))))
+    words = list(query_words(query))
     if len(words) < 2:
         return []
     n = max(mem.index.table(sid).passages, 1)

@@ -21,10 +21,9 @@ import numpy as np
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
 from engram_sdk.memory.bulk_verify import BytesQuery, every_hit, top_hits
-from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
-from engram_sdk.memory.partial import WORDS, partial_hits, word_df
+from engram_sdk.memory.partial import partial_hits, query_words, word_df
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
@@ -220,7 +219,7 @@ def _fragment_phrase_hits(
     stream = (r for ids in candidates.windows(index, sid, tris) if len(ids) for r in runs(ids))
     return top_hits(
         stream,
-        BytesQuery(query),
+        BytesQuery.of(query),
         k,
         extra=EXTRA_CHECKS,
         exact_case=exact_case,
@@ -288,7 +287,7 @@ def _verify_every(
 def _weight(mem: Memory, sid: int, query: str, candidates_found: int, dfs: dict[str, int]) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
-    words = set(WORDS.findall(fold_fast(query)))
+    words = query_words(query)
     if len(words) <= 1:  # the phrase is the word: its candidates give its frequency
         return math.log(1 + n / (1 + candidates_found))
     total = 0.0
