@@ -82,11 +82,15 @@ def search(
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
-        hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
+        hits, ranked = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
         if k is not None and len(hits) < k:
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
-            hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+            more = partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+            hits += more
+            ranked = ranked and not more
+        if ranked and not one_per_source:
+            return hits  # (top-k on fragments returns its best k in this order already)
     if one_per_source:
         hits = first_per_source(hits)
     hits.sort(key=_BY_PLACE)  # then by score, highest first: a stable sort keeps the places
@@ -159,11 +163,13 @@ def _phrase_hits(
     exact_case: bool,
     filters: Filters,
     dfs: dict[str, int],
-) -> list[Hit]:
+) -> tuple[list[Hit], bool]:
+    """Passages holding the phrase, and whether they are ranked already (at most ``k``, by
+    score, then source and line, as :func:`search` orders them)."""
     if mem.manifest.format_version >= 3 and not filters.active:
         found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs)
         if found is not None:
-            return found
+            return found, k is not None
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
     passages, complete, count = _phrase_passages(mem, sid, query, k)
@@ -172,7 +178,7 @@ def _phrase_hits(
     if not complete and k is not None and len(hits) < k:  # the sample was not enough
         passages, _, _ = _phrase_passages(mem, sid, query, None)
         hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
-    return hits
+    return hits, False
 
 
 def _fragment_phrase_hits(

@@ -312,3 +312,17 @@ def test_partial_hits_from_fragment_bytes_equal_the_general_path(mem):
         assert [h.model_dump() for h in fast] == [h.model_dump() for h in general], query
         some_partial += sum(not h.phrase_match for h in fast)
     assert some_partial >= 20
+
+
+@pytest.mark.parametrize("exact_case", [False, True])
+def test_top_k_on_fragments_equals_the_general_path_in_order(mem, exact_case):
+    """Top-k verified on fragment bytes (no filters) returns the hits, in the order, that the
+    general path (a filter passing everything) returns after its sort: best score first,
+    then source, then line."""
+    queries = ["self", "Attribute", "attributeerror", "ENCODER", "e", "x=", "def ", "json", "é"]
+    for query in queries:
+        fast = mem.search(query, k=10, exact_case=exact_case)
+        general = mem.search(query, k=10, exact_case=exact_case, path_glob="*")
+        assert [h.model_dump() for h in fast] == [h.model_dump() for h in general], query
+        keys = [(-h.score, h.source, h.line_start) for h in fast]
+        assert keys == sorted(keys), query
