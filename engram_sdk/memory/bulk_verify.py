@@ -198,10 +198,15 @@ def top_hits(
 
 def _best(found: list[tuple[float, str, int, int, Any]], k: int) -> list[Hit]:
     found.sort()
-    return [
-        made if made.__class__ is Hit else _hit(made[0], made[1], made[0].text, *made[2:])
-        for *_, made in found[:k]
-    ]
+    out = []
+    for entry in found[:k]:
+        made = entry[4]
+        if made.__class__ is Hit:
+            out.append(made)
+        else:
+            frag, i, start, end, at, score, line = made
+            out.append(_hit(frag, i, frag.text, start, end, at, score, line))
+    return out
 
 
 def _hit(
