@@ -326,3 +326,21 @@ def test_top_k_on_fragments_equals_the_general_path_in_order(mem, exact_case):
         assert [h.model_dump() for h in fast] == [h.model_dump() for h in general], query
         keys = [(-h.score, h.source, h.line_start) for h in fast]
         assert keys == sorted(keys), query
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_top_k_past_every_match_finds_random_substrings_everywhere(mem, passages, corpus, data):
+    """Random substrings (any offset, across words and spaces, either case mode), asked for
+    one more hit than there are matches: top-k checks every candidate, skipping ahead in
+    fragments, and returns exactly the brute-force matches."""
+    _path, text = data.draw(st.sampled_from(_texts(corpus)))
+    line = data.draw(st.sampled_from([ln for ln in text.splitlines() if ln.strip()]))
+    start = data.draw(st.integers(0, len(line) - 1))
+    query = line[start : data.draw(st.integers(start + 1, min(len(line), start + 30)))]
+    if not query.strip():
+        return
+    exact = data.draw(st.booleans())
+    truth = oracle(passages, query, exact)
+    hits = mem.search(query, k=len(truth) + 1, exact_case=exact)
+    assert {h.passage_id for h in hits if h.phrase_match} == truth
