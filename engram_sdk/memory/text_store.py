@@ -30,7 +30,6 @@ be used again by another process.
 
 from __future__ import annotations
 
-import functools
 import json
 import struct
 import threading
@@ -67,6 +66,27 @@ def slot_prefix(sid: int, slot: int) -> bytes:
     return sid.to_bytes(4, "big") + slot.to_bytes(4, "big")
 
 
+class _made_once:  # (lower case: used as a decorator, as functools.cached_property)
+    """A property computed on first use and then stored as a plain attribute of the
+    instance, so later reads cost an attribute lookup. Unlike ``functools.cached_property``
+    on Python 3.11, no lock: two threads may both compute it once, and the values are equal
+    (zlib decompression releases the GIL, and a lock would serialize it across fragments)."""
+
+    def __init__(self, compute: Any) -> None:
+        self.compute = compute
+        self.__doc__ = compute.__doc__
+        self.name = compute.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 @dataclass
 class Fragment:
     """One fragment: passage ids and text offsets read at once; spans, sources and header
@@ -83,34 +103,34 @@ class Fragment:
     codec: int
     at: dict[int, int] = field(default_factory=dict)
     _folded: dict[int, str] = field(default_factory=dict)
-    # parsed on first use, then plain attributes (functools.cached_property): a search reads
-    # them once per fragment it verifies
+    # parsed on first use, then plain attributes (_made_once): a search reads them once per
+    # fragment it verifies
 
-    @functools.cached_property
+    @_made_once
     def spans(self) -> list[list[int]]:
         """line_start, line_end, byte_start, byte_end per passage."""
         n = len(self.pids)
         return np.frombuffer(self.raw, "<i8", 4 * n, self.tail).reshape(n, 4).tolist()
 
-    @functools.cached_property
+    @_made_once
     def source_ix(self) -> list[int]:
         """Each passage's source, as an index into ``head["sources"]``."""
         n = len(self.pids)
         return np.frombuffer(self.raw, "<u4", n, self.tail + 32 * n).tolist()
 
-    @functools.cached_property
+    @_made_once
     def head(self) -> dict[str, Any]:
         """scope, sources (names), metadata and created, shared by the fragment's passages."""
         at = self.tail + 36 * len(self.pids)
         return json.loads(self.raw[at : at + self.meta_len])
 
-    @functools.cached_property
+    @_made_once
     def text(self) -> bytes:
         """Every passage's UTF-8 text, concatenated (decompressed on first use)."""
         payload = memoryview(self.raw)[self.tail + 36 * len(self.pids) + self.meta_len :]
         return zlib.decompress(payload) if self.codec == _ZLIB else bytes(payload)
 
-    @functools.cached_property
+    @_made_once
     def odd(self) -> frozenset[int]:
         """Positions of the passages that are not plain: non-ASCII, or with line breaks other
         than ``\\n`` (in a plain passage, byte offsets are str offsets)."""
@@ -119,7 +139,7 @@ class Fragment:
         at = np.searchsorted(np.asarray(self.offsets, np.int64), bad, "right") - 1
         return frozenset(np.unique(at).tolist())
 
-    @functools.cached_property
+    @_made_once
     def lower(self) -> bytes:
         """The text with ASCII letters lowered (made on first use, then kept)."""
         return self.text.lower()
