@@ -14,15 +14,16 @@ hits are the same either way.
 
 from __future__ import annotations
 
+import functools
 import gc
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.fold import fold_query
 from engram_sdk.memory.models import Hit
 from engram_sdk.memory.text_store import Fragment
-from engram_sdk.memory.verify import Loaded, from_fragments_of
+from engram_sdk.memory.verify import Loaded, from_fragments_of, trusted_hit
 
 _ASCII_SPACE_RUN = rb"[\t-\r\x1c- ]+"  # the bytes str ``\s`` matches in ASCII text
 
@@ -33,8 +34,14 @@ Fallback = Callable[[list[Loaded]], list[Hit]]
 class BytesQuery:
     """A substring query ready for plain fragments: exact bytes and a folded finder."""
 
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def of(query: str) -> BytesQuery:
+        """The query's :class:`BytesQuery`, remembered (nothing in it changes)."""
+        return BytesQuery(query)
+
     def __init__(self, query: str) -> None:
-        folded = fold_fast(query)
+        folded = fold_query(query)
         self.usable = folded.isascii() and query.isascii()
         self.exact = query.encode("ascii", "replace")
         self.folded = folded.encode("ascii", "replace")
@@ -57,6 +64,14 @@ class BytesQuery:
             return low.find(self.folded, start, end)
         m = self.spaced.search(low, start, end)
         return -1 if m is None else m.start()
+
+    def starts_at(self, searched: bytes, start: int, end: int, exact_case: bool) -> int:
+        """Where the first match in ``searched[start:end]`` starts (-1: none): of the exact
+        bytes in the text with ``exact_case``, else of the folded query in the lowered text.
+        Every exact match is a folded match at the same place."""
+        if exact_case:
+            return searched.find(self.exact, start, end)
+        return self.folded_at(searched, start, end)
 
 
 def every_hit(
@@ -122,14 +137,25 @@ def top_hits(
     """Top-k verification of candidates in order: stops at ``k`` exact-case hits, or once
     ``extra`` more candidates were checked after ``k`` hits; returns the best ``k`` (by
     score, source, line), building a hit only for those. ``check`` verifies a passage that
-    is not plain (or any, for a query that is not ASCII)."""
+    is not plain (or any, for a query that is not ASCII).
+
+    Once a plain candidate held nothing, the next ones are skipped by searching ahead in the
+    fragment's text: a candidate in which no (folded, or with ``exact_case`` exact) match of
+    the query *starts* holds none, and the next match is searched from there on, so
+    candidates that hold nothing (common trigrams, a phrase found nowhere) cost a comparison
+    each, not a search each."""
     found: list[tuple[float, str, int, int, Any]] = []  # sort key, then what makes the hit
     exact_hits = checked_after = 0
     exact_score, folded_score = round(score + 0.25 * score, 4), round(score, 4)
+    skipping = False  # from the first plain candidate that holds nothing on
     for frag, run in fragments:
-        text, offsets, spans = frag.text, frag.offsets, frag.spans
-        names, source_ix = frag.head["sources"], frag.source_ix
+        text, offsets = frag.text, frag.offsets
         odd = frag.odd if query.usable else None
+        span_end = offsets[run[-1] + 1] if run else 0
+        # search ahead unless that means lowering a fragment's text for one candidate (what a
+        # search's first call would pay)
+        ahead = exact_case or len(run) > 1 or frag.lower_made
+        next_at = -1  # where the next match starts, searched from a candidate's start
         for i in run:
             if exact_hits >= k or (len(found) >= k and checked_after > extra):
                 return _best(found, k)
@@ -144,6 +170,15 @@ def top_hits(
                     exact_hits += made[1]
                 continue
             start, end = offsets[i], offsets[i + 1]
+            if skipping and ahead:
+                if next_at < start:
+                    searched = text if exact_case else frag.lower
+                    next_at = query.starts_at(searched, start, span_end, exact_case)
+                    if next_at < 0:
+                        next_at = span_end  # none up to the last candidate's end
+                if next_at >= end:
+                    continue  # no match starts in this passage
+                start = next_at  # (none starts before it)
             at = text.find(query.exact, start, end)
             if at >= 0:
                 exact_hits += 1
@@ -151,33 +186,50 @@ def top_hits(
             elif not exact_case and (at := query.folded_at(frag.lower, start, end)) >= 0:
                 hit_score = folded_score
             else:
+                skipping = True  # candidates that hold nothing: skip them by searching ahead
                 continue
-            line = spans[i][0] + text.count(b"\n", start, at)
-            made_later = (frag, i, start, end, at, hit_score)
-            found.append((-hit_score, names[source_ix[i]], line, len(found), made_later))
+            start = offsets[i]
+            line = frag.spans[i][0] + text.count(b"\n", start, at)
+            made_later = (frag, i, start, end, at, hit_score, line)
+            name = frag.head["sources"][frag.source_ix[i]]
+            found.append((-hit_score, name, line, len(found), made_later))
     return _best(found, k)
 
 
 def _best(found: list[tuple[float, str, int, int, Any]], k: int) -> list[Hit]:
     found.sort()
     out = []
-    for *_, made in found[:k]:
-        out.append(made if isinstance(made, Hit) else _hit(*made[:2], made[0].text, *made[2:]))
+    for entry in found[:k]:
+        made = entry[4]
+        if made.__class__ is Hit:
+            out.append(made)
+        else:
+            frag, i, start, end, at, score, line = made
+            out.append(_hit(frag, i, frag.text, start, end, at, score, line))
     return out
 
 
-def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, score: float) -> Hit:
-    """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage."""
+def _hit(
+    frag: Fragment,
+    i: int,
+    text: bytes,
+    start: int,
+    end: int,
+    at: int,
+    score: float,
+    line_start: int | None = None,
+    phrase: bool = True,
+) -> Hit:
+    """:func:`engram_sdk.memory.verify.make_hit` for byte offset ``at`` of a plain passage
+    (``line_start``: its line, when known)."""
     first = text.rfind(b"\n", start, at)
     first = start if first < 0 else first + 1
     last = text.find(b"\n", at, end)
     head = frag.head
-    line_start = frag.spans[i][0] + text.count(b"\n", start, at)
+    if line_start is None:
+        line_start = frag.spans[i][0] + text.count(b"\n", start, at)
     metadata = head["metadata"]
-    hit = _new_hit(Hit)
-    _set(
-        hit,
-        "__dict__",
+    return trusted_hit(
         {
             "source": head["sources"][frag.source_ix[i]],
             "line_start": line_start,
@@ -185,17 +237,15 @@ def _hit(frag: Fragment, i: int, text: bytes, start: int, end: int, at: int, sco
             "score": score,
             "snippet": text[first : end if last < 0 else last].decode("ascii").strip()[:200],
             "passage_id": frag.pids[i],
-            "phrase_match": True,
+            "phrase_match": phrase,
             "scope": head["scope"],
             "metadata": dict(metadata) if metadata else {},
-        },
+        }
     )
-    _set(hit, "__pydantic_fields_set__", _HIT_FIELDS)
-    _set(hit, "__pydantic_extra__", None)
-    _set(hit, "__pydantic_private__", None)
-    return hit
 
 
-_new_hit = Hit.__new__
-_set = object.__setattr__
-_HIT_FIELDS = set(Hit.model_fields)  # what trusted_hit sets, inlined: one call less per hit
+def plain_hit(frag: Fragment, i: int, at: int, score: float, *, phrase: bool) -> Hit:
+    """The hit at byte offset ``at`` of plain passage ``i`` of a fragment (``score`` as
+    given, rounded to 4 places as every hit's)."""
+    text, offsets = frag.text, frag.offsets
+    return _hit(frag, i, text, offsets[i], offsets[i + 1], at, round(score, 4), None, phrase)

@@ -8,10 +8,12 @@ one or two bytes read a range of the dictionary instead: every trigram starting 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from engram_sdk.memory.index import Dictionary, TrigramIndex, member
+from engram_sdk.memory.list_cache import ListKey
 from engram_sdk.memory.trigrams import sorted_unique
 
 WINDOW_IDS = 64  # top-k: ids of the rarest list in the first window of a segment
@@ -51,12 +53,9 @@ def windows(
     (up to :data:`WINDOW_LISTS`, at most :data:`WINDOW_DF_RATIO` times as common) also hold.
     Lists come whole from the index's list cache.
     """
-    for s in index.table(sid).segments:
-        entries = index.entries(sid, s.seg, trigrams)
-        if entries is None:
-            continue
-        entries = index.remembered(("window", sid, s.seg, trigrams.tobytes()), entries, _window_of)
-        rarest, *others = index.decoded(sid, s.seg, entries)
+    dead = None
+    for keys in plan(index, sid, trigrams).window_keys:
+        rarest, *others = index.decoded_keys(keys)
         start, size = 0, first or (len(rarest) if len(rarest) <= WHOLE_LIST else WINDOW_IDS)
         while start < len(rarest):
             ids = rarest[start : start + size]
@@ -64,7 +63,9 @@ def windows(
                 ids = ids[member(ids, other)]
                 if not len(ids):
                     break
-            yield _live(index, sid, [ids])
+            if dead is None:
+                dead = index.tombstones(sid)
+            yield ids[~member(ids, dead)] if len(dead) and len(ids) else ids
             start, size = start + size, size * WINDOW_GROWTH
 
 
@@ -77,10 +78,6 @@ def first_candidates(index: TrigramIndex, sid: int, trigrams: np.ndarray, want: 
         if count >= want:
             break
     return np.concatenate(found) if found else np.zeros(0, np.uint32)
-
-
-def _window_of(index: TrigramIndex, key: tuple, entries: np.ndarray) -> np.ndarray:
-    return _window_lists(index.dictionary(key[1], key[2]), entries)
 
 
 def _window_lists(d: Dictionary, entries: np.ndarray) -> np.ndarray:
@@ -116,12 +113,39 @@ def any_starting(
 def document_frequency(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> int:
     """An upper bound on the passages holding every trigram: the smallest list, summed over
     segments (0 if some trigram is nowhere)."""
-    total = 0
-    for s in index.table(sid).segments:
+    return plan(index, sid, trigrams).df
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a top-k read of a trigram set needs from the segment dictionaries, looked up
+    once per set and segment table: per segment holding every trigram, the list-cache keys
+    of the lists a window reads (rarest first), and the :func:`document_frequency` bound."""
+
+    window_keys: tuple[list[ListKey], ...]
+    df: int
+
+
+def plan(index: TrigramIndex, sid: int, trigrams: np.ndarray) -> Plan:
+    """The :class:`Plan` of ``trigrams`` over the scope's current segments (remembered with
+    the index's dictionary lookups, for the scope's generation: a refresh that finds the
+    segment table changed starts a new one)."""
+    key = ("plan", sid, index.generation(sid), trigrams.tobytes())
+    return index.remembered(key, (index.table(sid).segments, trigrams), _plan)
+
+
+def _plan(index: TrigramIndex, key: tuple, value: tuple) -> Plan:
+    segments, trigrams = value
+    sid = key[1]
+    window_keys, df = [], 0
+    for s in segments:
         entries = index.entries(sid, s.seg, trigrams)
-        if entries is not None:
-            total += int(index.dictionary(sid, s.seg).df[entries[0]])
-    return total
+        if entries is None:
+            continue
+        d = index.dictionary(sid, s.seg)
+        df += int(d.df[entries[0]])
+        window_keys.append([(sid, s.seg, e) for e in _window_lists(d, entries).tolist()])
+    return Plan(tuple(window_keys), df)
 
 
 def _live(index: TrigramIndex, sid: int, found: list[np.ndarray]) -> np.ndarray:

@@ -13,7 +13,7 @@ import unicodedata
 
 import numpy as np
 
-_WS = re.compile(r"\s+")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")  # combining marks are never ASCII
 # the ASCII characters ``\s`` matches in a str pattern: \t \n \v \f \r, \x1c-\x1f and space
 ASCII_SPACE = bytes([9, 10, 11, 12, 13, 28, 29, 30, 31, 32])
 BYTE_IS_SPACE = np.zeros(256, bool)
@@ -32,15 +32,38 @@ def _drop_combining() -> dict[int, None]:
 def fold(text: str) -> str:
     """NFKC, strip accents, lowercase, whitespace runs to one space (as canonical ids do per token)."""
     text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
-    text = text.translate(_drop_combining())
-    return _WS.sub(" ", text.lower())
+    if not text.isascii():  # translate only the non-ASCII runs: a dict lookup per character
+        # of mostly-ASCII text (source code) cost ~50 ns each
+        drop = _drop_combining()
+        text = _NON_ASCII_RUN.sub(lambda m: m.group().translate(drop), text)
+    return collapse_spaces(text.lower())
+
+
+def collapse_spaces(text: str) -> str:
+    """Every run of whitespace (``\\s`` of a str pattern: what ``str.split`` splits at) to one
+    space, as ``re.sub(r"\\s+", " ", text)`` does, five times faster."""
+    words = text.split()
+    if not words:
+        return " " if text else ""
+    out = " ".join(words)
+    if text[0].isspace():
+        out = " " + out
+    if text[-1].isspace():
+        out += " "
+    return out
 
 
 def fold_fast(text: str) -> str:
     """:func:`fold` with a shortcut for ASCII text."""
     if text.isascii():
-        return _WS.sub(" ", text.lower())
+        return collapse_spaces(text.lower())
     return fold(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def fold_query(query: str) -> str:
+    """:func:`fold_fast` of a query, remembered: a search folds its query in several places."""
+    return fold_fast(query)
 
 
 def index_bytes(text: str) -> bytes:

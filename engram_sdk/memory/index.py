@@ -467,6 +467,10 @@ class TrigramIndex:
         keys = [(sid, seg, e) for e in entries.tolist()]
         return self.lists.get_many(keys, self._read_whole)
 
+    def decoded_keys(self, keys: list[ListKey]) -> list[np.ndarray]:
+        """:meth:`decoded` by list-cache keys (scope, segment, entry) of one scope."""
+        return self.lists.get_many(keys, self._read_whole)
+
     def _read_whole(self, keys: list[ListKey]) -> list[np.ndarray]:
         by_seg: dict[int, list[int]] = {}
         for _sid, seg, entry in keys:
@@ -485,5 +489,4 @@ def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """``np.isin`` for a sorted set, by binary search."""
     if not len(sorted_set):
         return np.zeros(len(values), bool)
-    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[at] == values
+    return sorted_set.take(sorted_set.searchsorted(values), mode="clip") == values

@@ -11,13 +11,15 @@ the fragment), and only the ``need`` winners become hits.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engram_sdk.memory import candidates
-from engram_sdk.memory.fold import fold_fast
+from engram_sdk.memory.bulk_verify import plain_hit
+from engram_sdk.memory.fold import fold_fast, fold_query
 from engram_sdk.memory.models import Hit
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.text_store import Fragment, reader_of
@@ -36,6 +38,12 @@ if TYPE_CHECKING:
 
 PARTIAL_FACTOR = 2  # partial candidates read per missing hit, best word bound first
 WORDS = word_pattern()
+
+
+@functools.lru_cache(maxsize=4096)
+def query_words(query: str) -> tuple[str, ...]:
+    """The words of a query that score partial matches, folded, sorted, once each."""
+    return tuple(sorted(set(WORDS.findall(fold_query(query)))))
 
 
 def word_df(mem: Memory, sid: int, word: str, dfs: dict[str, int]) -> int:
@@ -57,7 +65,7 @@ def partial_hits(
 ) -> list[Hit]:
     """Up to ``need`` passages (not in ``seen``) holding some of the query's words, rarest
     words weighing most."""
-    words = sorted(set(WORDS.findall(fold_fast(query))))
+    words = list(query_words(query))
     if len(words) < 2:
         return []
     n = max(mem.index.table(sid).passages, 1)
@@ -67,16 +75,35 @@ def partial_hits(
     }
     idf = {w: math.log(1 + n / (1 + word_df(mem, sid, w, dfs))) for w in words}
     pids = np.concatenate(list(per_word.values()))
-    weights = np.concatenate([np.full(len(per_word[w]), idf[w]) for w in words])
+    weights = np.repeat([idf[w] for w in words], [len(per_word[w]) for w in words])
     uniq, inv = _unique_inverse(pids)
     bound = np.bincount(inv, weights=weights)
     best = uniq[np.argsort(-bound, kind="stable")[: PARTIAL_FACTOR * need]]
     if mem.manifest.format_version >= 3 and not filters.active:
-        scored = _scored_in_fragments(mem, sid, best, query, exact_case, seen, idf)
-    else:
-        scored = _scored(mem, sid, best, query, exact_case, filters, seen, idf)
-    scored.sort(key=lambda sp: -sp[0])
+        in_fragments = _scored_in_fragments(mem, sid, best, query, exact_case, seen, idf)
+        in_fragments.sort(key=_by_overlap)
+        encoded = [w.encode("utf-8", "surrogatepass") for w in words]
+        return [_fragment_hit(frag, i, words, encoded, s) for s, frag, i in in_fragments[:need]]
+    scored = _scored(mem, sid, best, query, exact_case, filters, seen, idf)
+    scored.sort(key=_by_overlap)
     return [make_hit(p, _first_word(p.text, words), s, False) for s, p in scored[:need]]
+
+
+def _by_overlap(scored: tuple) -> float:
+    return -scored[0]
+
+
+def _fragment_hit(
+    frag: Fragment, i: int, words: list[str], encoded: list[bytes], score: float
+) -> Hit:
+    """The partial hit of passage ``i`` of a fragment, at the first of ``words`` (UTF-8:
+    ``encoded``) in it."""
+    if i in frag.odd:
+        p = next(from_fragments_of(frag, [i]))
+        return make_hit(p, _first_word(p.text, words), score, False)
+    start, end, low = frag.offsets[i], frag.offsets[i + 1], frag.lower
+    found = [at for w in encoded if (at := low.find(w, start, end)) >= 0]
+    return plain_hit(frag, i, min(found) if found else start, score, phrase=False)
 
 
 def _scored(
@@ -110,8 +137,9 @@ def _scored_in_fragments(
     exact_case: bool,
     seen: set[int],
     idf: dict[str, float],
-) -> list[tuple[float, Loaded]]:
-    """:func:`_scored` on fragment bytes: a passage is decoded only when it scores."""
+) -> list[tuple[float, Fragment, int]]:
+    """:func:`_scored` on fragment bytes: (score, fragment, position) of the passages that
+    score."""
     index = mem.index
     reader = reader_of(index)
     exact = query.encode("utf-8", "surrogatepass")
@@ -126,7 +154,7 @@ def _scored_in_fragments(
                 continue
             overlap = _overlap(frag, i, start, end, encoded)
             if overlap:
-                scored.append((overlap, next(from_fragments_of(frag, [i]))))
+                scored.append((overlap, frag, i))
     return scored
 
 

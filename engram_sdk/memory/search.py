@@ -21,10 +21,9 @@ import numpy as np
 from engram_sdk.errors import InputError
 from engram_sdk.memory import candidates
 from engram_sdk.memory.bulk_verify import BytesQuery, every_hit, top_hits
-from engram_sdk.memory.fold import fold_fast
 from engram_sdk.memory.index import member
 from engram_sdk.memory.models import Context, Hit
-from engram_sdk.memory.partial import WORDS, partial_hits, word_df
+from engram_sdk.memory.partial import partial_hits, query_words, word_df
 from engram_sdk.memory.passage_cache import loader_for
 from engram_sdk.memory.regex import compile_pattern, requirement
 from engram_sdk.memory.source_map import first_per_source, verify_per_source
@@ -83,11 +82,15 @@ def search(
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
-        hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
+        hits, ranked = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
         if k is not None and len(hits) < k:
             seen = {h.passage_id for h in hits}
             need = k - len(hits)
-            hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+            more = partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+            hits += more
+            ranked = ranked and not more
+        if ranked and not one_per_source:
+            return hits  # (top-k on fragments returns its best k in this order already)
     if one_per_source:
         hits = first_per_source(hits)
     hits.sort(key=_BY_PLACE)  # then by score, highest first: a stable sort keeps the places
@@ -160,31 +163,26 @@ def _phrase_hits(
     exact_case: bool,
     filters: Filters,
     dfs: dict[str, int],
-) -> list[Hit]:
+) -> tuple[list[Hit], bool]:
+    """Passages holding the phrase, and whether they are ranked already (at most ``k``, by
+    score, then source and line, as :func:`search` orders them)."""
+    if mem.manifest.format_version >= 3 and not filters.active:
+        found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs)
+        if found is not None:
+            return found, k is not None
     folded_at = substring_locator(query, exact_case=False)
     exact_at = substring_locator(query, exact_case=True)
-    if mem.manifest.format_version >= 3 and not filters.active:
-        found = _fragment_phrase_hits(mem, sid, query, k, exact_case, dfs, folded_at, exact_at)
-        if found is not None:
-            return found
     passages, complete, count = _phrase_passages(mem, sid, query, k)
     score = 3 * _weight(mem, sid, query, count, dfs)
     hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
     if not complete and k is not None and len(hits) < k:  # the sample was not enough
         passages, _, _ = _phrase_passages(mem, sid, query, None)
         hits = _verify(mem, sid, k, exact_case, filters, folded_at, exact_at, score, passages)
-    return hits
+    return hits, False
 
 
 def _fragment_phrase_hits(
-    mem: Memory,
-    sid: int,
-    query: str,
-    k: int | None,
-    exact_case: bool,
-    dfs: dict[str, int],
-    folded_at: Locator,
-    exact_at: Locator,
+    mem: Memory, sid: int, query: str, k: int | None, exact_case: bool, dfs: dict[str, int]
 ) -> list[Hit] | None:
     """Format 3 without filters: candidates verified on their fragments' bytes
     (:mod:`engram_sdk.memory.bulk_verify`); None for a top-k query of one or two bytes
@@ -194,11 +192,14 @@ def _fragment_phrase_hits(
         return None
     index = mem.index
     reader, generation = reader_of(index), index.generation(sid)
+    store = mem.store
 
     def runs(ids: np.ndarray) -> Iterator[tuple[Fragment, list[int]]]:
-        return reader.fragments(mem.store, sid, generation, ids.tolist())
+        return reader.fragments(store, sid, generation, ids.tolist())
 
     if k is None:
+        folded_at = substring_locator(query, exact_case=False)
+        exact_at = substring_locator(query, exact_case=True)
         ids = _phrase_ids(mem, sid, query)
         score = 3 * _weight(mem, sid, query, len(ids), dfs)
 
@@ -209,18 +210,22 @@ def _fragment_phrase_hits(
             runs(ids), BytesQuery(query), exact_case=exact_case, score=score, fallback=general
         )
     score = 3 * _weight(mem, sid, query, candidates.document_frequency(index, sid, tris), dfs)
+    locators: list[Locator] = []  # made on first use: most searches verify plain passages only
 
     def check(p: Loaded) -> tuple[Hit, bool] | None:
-        at = exact_at(p.text)
+        if not locators:
+            locators.append(substring_locator(query, exact_case=True))
+            locators.append(substring_locator(query, exact_case=False))
+        at = locators[0](p.text)
         exact = at >= 0
-        if not exact and (exact_case or (at := folded_at(p.text)) < 0):
+        if not exact and (exact_case or (at := locators[1](p.text)) < 0):
             return None
         return make_hit(p, at, score + (0.25 * score if exact else 0.0), True), exact
 
-    stream = (r for ids in candidates.windows(index, sid, tris) for r in runs(ids))
+    stream = (r for ids in candidates.windows(index, sid, tris) if len(ids) for r in runs(ids))
     return top_hits(
         stream,
-        BytesQuery(query),
+        BytesQuery.of(query),
         k,
         extra=EXTRA_CHECKS,
         exact_case=exact_case,
@@ -288,7 +293,7 @@ def _verify_every(
 def _weight(mem: Memory, sid: int, query: str, candidates_found: int, dfs: dict[str, int]) -> float:
     """Sum of the rarity of the query's words (an upper bound on a partial match's score)."""
     n = max(mem.index.table(sid).passages, 1)
-    words = set(WORDS.findall(fold_fast(query)))
+    words = query_words(query)
     if len(words) <= 1:  # the phrase is the word: its candidates give its frequency
         return math.log(1 + n / (1 + candidates_found))
     total = 0.0

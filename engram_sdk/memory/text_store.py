@@ -66,6 +66,27 @@ def slot_prefix(sid: int, slot: int) -> bytes:
     return sid.to_bytes(4, "big") + slot.to_bytes(4, "big")
 
 
+class _made_once:  # (lower case: used as a decorator, as functools.cached_property)
+    """A property computed on first use and then stored as a plain attribute of the
+    instance, so later reads cost an attribute lookup. Unlike ``functools.cached_property``
+    on Python 3.11, no lock: two threads may both compute it once, and the values are equal
+    (zlib decompression releases the GIL, and a lock would serialize it across fragments)."""
+
+    def __init__(self, compute: Any) -> None:
+        self.compute = compute
+        self.__doc__ = compute.__doc__
+        self.name = compute.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 @dataclass
 class Fragment:
     """One fragment: passage ids and text offsets read at once; spans, sources and header
@@ -81,63 +102,52 @@ class Fragment:
     meta_len: int
     codec: int
     at: dict[int, int] = field(default_factory=dict)
-    _head: dict[str, Any] | None = None
-    _spans: list[list[int]] | None = None
-    _source_ix: list[int] | None = None
-    _text: bytes | None = None
-    _lower: bytes | None = None
-    _odd: frozenset[int] | None = None
     _folded: dict[int, str] = field(default_factory=dict)
+    # parsed on first use, then plain attributes (_made_once): a search reads them once per
+    # fragment it verifies
 
-    @property
+    @_made_once
     def spans(self) -> list[list[int]]:
         """line_start, line_end, byte_start, byte_end per passage."""
-        if self._spans is None:
-            n = len(self.pids)
-            self._spans = np.frombuffer(self.raw, "<i8", 4 * n, self.tail).reshape(n, 4).tolist()
-        return self._spans
+        n = len(self.pids)
+        return np.frombuffer(self.raw, "<i8", 4 * n, self.tail).reshape(n, 4).tolist()
 
-    @property
+    @_made_once
     def source_ix(self) -> list[int]:
         """Each passage's source, as an index into ``head["sources"]``."""
-        if self._source_ix is None:
-            n = len(self.pids)
-            self._source_ix = np.frombuffer(self.raw, "<u4", n, self.tail + 32 * n).tolist()
-        return self._source_ix
+        n = len(self.pids)
+        return np.frombuffer(self.raw, "<u4", n, self.tail + 32 * n).tolist()
 
-    @property
+    @_made_once
     def head(self) -> dict[str, Any]:
         """scope, sources (names), metadata and created, shared by the fragment's passages."""
-        if self._head is None:
-            at = self.tail + 36 * len(self.pids)
-            self._head = json.loads(self.raw[at : at + self.meta_len])
-        return self._head
+        at = self.tail + 36 * len(self.pids)
+        return json.loads(self.raw[at : at + self.meta_len])
 
-    @property
+    @_made_once
     def text(self) -> bytes:
         """Every passage's UTF-8 text, concatenated (decompressed on first use)."""
-        if self._text is None:
-            payload = memoryview(self.raw)[self.tail + 36 * len(self.pids) + self.meta_len :]
-            self._text = zlib.decompress(payload) if self.codec == _ZLIB else bytes(payload)
-        return self._text
+        payload = memoryview(self.raw)[self.tail + 36 * len(self.pids) + self.meta_len :]
+        return zlib.decompress(payload) if self.codec == _ZLIB else bytes(payload)
 
-    @property
+    @_made_once
     def odd(self) -> frozenset[int]:
         """Positions of the passages that are not plain: non-ASCII, or with line breaks other
         than ``\\n`` (in a plain passage, byte offsets are str offsets)."""
-        if self._odd is None:
-            buf = np.frombuffer(self.text, np.uint8)
-            bad = np.flatnonzero(_NOT_PLAIN[buf])
-            at = np.searchsorted(np.asarray(self.offsets, np.int64), bad, "right") - 1
-            self._odd = frozenset(np.unique(at).tolist())
-        return self._odd
+        buf = np.frombuffer(self.text, np.uint8)
+        bad = np.flatnonzero(_NOT_PLAIN[buf])
+        at = np.searchsorted(np.asarray(self.offsets, np.int64), bad, "right") - 1
+        return frozenset(np.unique(at).tolist())
 
-    @property
+    @_made_once
     def lower(self) -> bytes:
         """The text with ASCII letters lowered (made on first use, then kept)."""
-        if self._lower is None:
-            self._lower = self.text.lower()
-        return self._lower
+        return self.text.lower()
+
+    @property
+    def lower_made(self) -> bool:
+        """Whether :attr:`lower` was made already (using it then costs nothing)."""
+        return "lower" in self.__dict__
 
     @property
     def nbytes(self) -> int:

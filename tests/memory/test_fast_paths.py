@@ -4,9 +4,11 @@ Each oracle below is the rule written the obvious way (a loop per line, a set pe
 a validated pydantic model), independent of the vectorised code it checks.
 """
 
+import functools
 import random
 import re
 import sysconfig
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engram_sdk.memory.chunking import Chunk, chunk_text
-from engram_sdk.memory.fold import fold, index_bytes
+from engram_sdk.memory.fold import collapse_spaces, fold, fold_fast, index_bytes
 from engram_sdk.memory.models import Hit, Passage, decode_passage, encode_passage_records
 from engram_sdk.memory.trigrams import passage_postings
 from engram_sdk.memory.verify import trusted_hit
@@ -147,3 +149,88 @@ def test_passage_records_decode_to_the_models_they_stand_for():
             metadata={"a": 1, "é": [None, 2.5]},
             created=12.5,
         )
+
+
+@functools.cache
+def _combining_marks() -> dict[int, None]:
+    return {c: None for c in range(0x20000) if unicodedata.combining(chr(c))}
+
+
+def _fold_per_character(text: str) -> str:
+    """fold() as written first: every character of the decomposed text looked up."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+    return re.sub(r"\s+", " ", text.translate(_combining_marks()).lower())
+
+
+def test_fold_of_mostly_ascii_text_equals_the_per_character_fold():
+    every = "".join(chr(c) for c in range(0x20000) if not 0xD800 <= c < 0xE000)
+    rng = random.Random(0)
+    samples = [every, every[::-1], "plain ascii only\n\tx"]
+    for _ in range(200):
+        ascii_part = "".join(rng.choice("ab Z_\n\t") for _ in range(rng.randrange(0, 40)))
+        other = "".join(rng.choice(every) for _ in range(rng.randrange(0, 6)))
+        accents = "".join(
+            rng.choice("e\u0301\u0308A\u030a\u00e9\u00c5\ufb01\u2168 ") for _ in range(4)
+        )
+        parts = [ascii_part, other, accents]
+        rng.shuffle(parts)
+        samples.append("".join(parts))
+    for text in samples:
+        assert fold(text) == _fold_per_character(text)
+        assert fold_fast(text) == _fold_per_character(text)
+
+
+def test_collapsed_spaces_equal_the_regex_substitution():
+    spaces = [chr(c) for c in range(0x110000) if re.fullmatch(r"\s", chr(c))]
+    rng = random.Random(1)
+    samples = ["", " ", "a", " a", "a ", "".join(spaces), *spaces]
+    for _ in range(500):
+        samples.append("".join(rng.choice([*spaces, "a", "Bc", "\u00e9", "x y"]) for _ in range(8)))
+    for text in samples:
+        assert collapse_spaces(text) == re.sub(r"\s+", " ", text), repr(text)
+
+
+def _folded_offset_oracle(text: str, folded: str) -> int:
+    """The start of the first line whose fold holds ``folded``, else of the shortest run of
+    lines ending first whose fold holds it; -1 if the whole text's fold does not."""
+    if folded not in _fold_per_character(text):
+        return -1
+    lines = text.splitlines(keepends=True)
+    starts = [sum(len(x) for x in lines[:i]) for i in range(len(lines))]
+    for i, line in enumerate(lines):
+        if folded in _fold_per_character(line):
+            return starts[i]
+    for end in range(len(lines)):
+        for start in range(end, -1, -1):
+            if folded in _fold_per_character("".join(lines[start : end + 1])):
+                return starts[start]
+    raise AssertionError("unreachable")
+
+
+def test_folded_match_offsets_equal_the_line_by_line_rule():
+    from engram_sdk.memory.verify import _folded_offset
+
+    rng = random.Random(2)
+    pieces = [
+        "Dct",
+        "d\u0301ct",
+        "\uff24CT",
+        "caf\u00e9",
+        "x = 1",
+        "  ",
+        "\n",
+        "\r\n",
+        "\u2028",
+        "\t",
+    ]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 14)))
+        folded_text = _fold_per_character(text)
+        queries = ["dct", "caf\u00e9", "cafe", "x = 1 dct", "zzz", " x"]
+        if len(folded_text) > 2:
+            at = rng.randrange(0, len(folded_text) - 2)
+            queries.append(folded_text[at : at + rng.randrange(2, 9)])
+        for q in queries:
+            q = fold_fast(q)
+            if q.strip():
+                assert _folded_offset(text, q) == _folded_offset_oracle(text, q), (text, q)

@@ -272,3 +272,75 @@ def test_one_per_source_applies_source_and_path_filters(mem, passages, build_rat
     hits = mem.search("self", k="all", one_per_source=True, sources=some)
     assert sorted(h.source for h in hits) == sorted(matching)[:2]
     assert mem.search("self", k="all", one_per_source=True, sources=[]) == []
+
+
+NEAR_MISSES = ["self key", "return value", "data key", "the encoder", "s, e", "if not", "end)"]
+
+
+@pytest.mark.parametrize("exact_case", [False, True])
+def test_top_k_past_every_match_returns_every_match_at_its_line(mem, passages, exact_case):
+    """With k above the number of matches, top-k checks every candidate, most of them holding
+    the query's trigrams but not the query (the candidates it skips by searching ahead in a
+    fragment): it returns every match, each hit at the line ``k="all"`` (another path) finds
+    (scores differ: top-k weighs by a document-frequency bound, ``k="all"`` by the count)."""
+    for query in [*NEAR_MISSES, "self", "encoder", "AttributeError", "crème"]:
+        truth = oracle(passages, query, exact_case)
+        hits = mem.search(query, k=len(truth) + 5, exact_case=exact_case)
+        assert {h.passage_id for h in hits if h.phrase_match} == truth, query
+        every = mem.search(query, k="all", exact_case=exact_case)
+        where = {h.passage_id: (h.source, h.line_start, h.snippet) for h in every}
+        for h in hits:
+            if h.phrase_match:
+                assert (h.source, h.line_start, h.snippet) == where[h.passage_id], query
+
+
+def test_partial_hits_from_fragment_bytes_equal_the_general_path(mem):
+    """Fewer than k passages hold the phrase: passages holding some of its words follow. They
+    are built from fragment bytes without filters and from decoded passages with a filter
+    that passes everything (``path_glob="*"``): the same hits, field for field."""
+    queries = [
+        "return self value zzq",
+        "decoder encoder scanstring",
+        "AttributeError spaces tabs",
+        "crème brûlée straße encoder",
+        "json textwrap shlex glob",
+    ]
+    some_partial = 0
+    for query in queries:
+        fast = mem.search(query, k=10)
+        general = mem.search(query, k=10, path_glob="*")
+        assert [h.model_dump() for h in fast] == [h.model_dump() for h in general], query
+        some_partial += sum(not h.phrase_match for h in fast)
+    assert some_partial >= 20
+
+
+@pytest.mark.parametrize("exact_case", [False, True])
+def test_top_k_on_fragments_equals_the_general_path_in_order(mem, exact_case):
+    """Top-k verified on fragment bytes (no filters) returns the hits, in the order, that the
+    general path (a filter passing everything) returns after its sort: best score first,
+    then source, then line."""
+    queries = ["self", "Attribute", "attributeerror", "ENCODER", "e", "x=", "def ", "json", "é"]
+    for query in queries:
+        fast = mem.search(query, k=10, exact_case=exact_case)
+        general = mem.search(query, k=10, exact_case=exact_case, path_glob="*")
+        assert [h.model_dump() for h in fast] == [h.model_dump() for h in general], query
+        keys = [(-h.score, h.source, h.line_start) for h in fast]
+        assert keys == sorted(keys), query
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_top_k_past_every_match_finds_random_substrings_everywhere(mem, passages, corpus, data):
+    """Random substrings (any offset, across words and spaces, either case mode), asked for
+    one more hit than there are matches: top-k checks every candidate, skipping ahead in
+    fragments, and returns exactly the brute-force matches."""
+    _path, text = data.draw(st.sampled_from(_texts(corpus)))
+    line = data.draw(st.sampled_from([ln for ln in text.splitlines() if ln.strip()]))
+    start = data.draw(st.integers(0, len(line) - 1))
+    query = line[start : data.draw(st.integers(start + 1, min(len(line), start + 30)))]
+    if not query.strip():
+        return
+    exact = data.draw(st.booleans())
+    truth = oracle(passages, query, exact)
+    hits = mem.search(query, k=len(truth) + 1, exact_case=exact)
+    assert {h.passage_id for h in hits if h.phrase_match} == truth
