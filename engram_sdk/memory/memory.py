@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import xxhash
 
 from engram_sdk.errors import InputError
@@ -182,7 +181,7 @@ class Memory:
         )
         head = {"scope": scope, "metadata": metadata or {}, "created": created}
         write_texts(self.store, scope_id, pids, batch.texts, spans, sources, head)
-        self.index.add_keys(scope_id, len(pids), batch.keys + np.uint64(first))
+        self.index.add_runs(scope_id, batch.key_runs(first))
         return pids
 
     # ---- writing --------------------------------------------------------------------------
