@@ -76,7 +76,8 @@ def _encode(chunks: Sequence[Chunk]) -> PassageBatch:
     ).reshape(-1, 4)
     texts = [c.text.encode("utf-8", "surrogatepass") for c in chunks]
     local = np.arange(len(chunks), dtype=np.uint32)
-    keys = passage_postings([index_bytes(c.text) for c in chunks], local, threads=False)
+    index = [t if t.isascii() else index_bytes(c.text) for c, t in zip(chunks, texts, strict=True)]
+    keys = passage_postings(index, local, threads=False)
     return PassageBatch(spans, texts, [keys], [len(chunks)])
 
 
