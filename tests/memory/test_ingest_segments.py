@@ -64,3 +64,42 @@ def test_segments_from_runs_hold_exactly_the_passages_trigrams(
         for i in range(40):
             hits = {h.source for h in mem.search(f"marker_{i}\n", k="all") if h.phrase_match}
             assert hits == {str(root / f"f{i:02d}.py")}
+
+
+def test_a_failure_inside_a_batch_rolls_back_that_batch_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bundles are written into the batch's open transaction as they come: a failure in
+    the second batch leaves exactly the first batch's files (oracle: the files on disk),
+    every stored passage indexed; a rerun completes the folder."""
+    monkeypatch.setattr(prepare, "BUNDLE_FILES", 2)
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(12):
+        (root / f"f{i:02d}.py").write_text(f"value_{i} = 'rollback_marker'\n" * 50)
+    resolved = check_ingest_args(root, 1 << 20, 1 << 20)
+    size = (root / "f00.py").stat().st_size
+    with Memory.open(f"lmdb://{tmp_path / 'm'}", durable=False) as mem:
+        real = mem.write_passages
+        calls = []
+
+        def failing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 4:  # the second bundle of the second batch (2 bundles a batch)
+                raise RuntimeError("disk full")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(mem, "write_passages", failing)
+        with pytest.raises(RuntimeError, match="disk full"):
+            ingest_path(mem, resolved, "default", False, 1 << 20, 4 * size, 1)
+        sources = {s.source for s in mem.sources("default")}
+        assert sources == {str(root / f"f{i:02d}.py") for i in range(4)}
+        found = {h.source for h in mem.search("rollback_marker", k="all")}
+        assert found == sources
+        sid = mem.scope_id("default")
+        live = [p for p in mem.passages(sid, range(mem.manifest.next_pid)) if p is not None]
+        assert {p.source for p in live} == sources
+        monkeypatch.setattr(mem, "write_passages", real)
+        ingest_path(mem, resolved, "default", False, 1 << 20, 4 * size, 1)
+        found = {h.source for h in mem.search("rollback_marker", k="all")}
+        assert found == {str(root / f"f{i:02d}.py") for i in range(12)}
