@@ -15,8 +15,6 @@ try:
 except ImportError:  # pragma: no cover - isal is a dependency; this is for odd platforms
     isal_zlib = None
 
-FAST = isal_zlib is not None
-
 
 def compress(data: bytes) -> bytes:
     """``data`` in the zlib format, compressed fast (ISA-L level 1, else zlib level 1)."""
