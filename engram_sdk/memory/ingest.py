@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engram_sdk.errors import InputError
+from engram_sdk.memory import purge
 from engram_sdk.memory.alloc import reuse_freed_memory
 from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.models import IngestReport
@@ -301,6 +302,19 @@ class _Batch:
             self.bytes += done.size
         report.files_indexed += len(changed)
         report.passages += len(pids)
+        self._index_full_segments()
+
+    def _index_full_segments(self) -> None:
+        """Index the runs that fill a segment as soon as they do (the segments a commit
+        would cut from them, :func:`engram_sdk.memory.purge.segments_of_runs`), so the
+        commit after the last bundle merges one segment at most."""
+        size = 0
+        for i, run in enumerate(self.runs):
+            if i and size + len(run.keys) > purge.SEGMENT_CAP:
+                self.mem.index_runs(self.scope, self.runs[:i])
+                del self.runs[:i]
+                return
+            size += len(run.keys)
 
     def commit(self) -> int:
         """Index and commit what was written; the bytes committed."""
