@@ -236,17 +236,10 @@ def run_searcher(folder: str, idle_s: float) -> int:
     with ExitStack() as stack:
         stack.callback(os.close, lock_fd)
         stack.callback(searcher.warm.close)
-        _warm_up(searcher.warm.fresh())  # before listening: the first client gets a warm answer
+        searcher.warm.fresh()  # open before listening: a waiting client asks at once
         listener, ino = _bind_private(folder, stack)
         searcher.serve(listener, ino)
     return 0
-
-
-def _warm_up(mem: Memory) -> None:
-    """One throwaway search: it imports the search modules and reads the default scope's
-    tables, which the first client would otherwise wait for."""
-    with suppress(Exception):
-        mem.search("engram searcher warm-up", k=1)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
