@@ -5,10 +5,11 @@ The public API is re-exported here lazily, so ``import engram_sdk`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from engram_sdk._version import __version__
+
+TYPE_CHECKING = False  # (not typing's: ``import engram_sdk`` is on every CLI call's path)
+if TYPE_CHECKING:
+    from typing import Any
 
 _EXPORTS = {
     "Tokenizer": "engram_sdk.tokenizer",
@@ -26,4 +27,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'engram_sdk' has no attribute {name!r}")
+    import importlib
+
     return getattr(importlib.import_module(module), name)

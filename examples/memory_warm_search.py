@@ -4,8 +4,8 @@
 
 Ingests FOLDER (default: this examples folder) into a scratch memory, then runs a piped
 ``engram search`` three times and prints each call's wall time beside ``rg``'s on the same
-folder: the first call searches in process and starts the memory's searcher in the
-background; the next ones are answered by it (the client imports only the standard
+folder: the first call starts the memory's searcher in the background and asks it once it
+listens; the next ones are answered by it at once (the client imports only the standard
 library). It ends with ``--daemon-status`` and ``--daemon-stop``. See
 docs/memory/ingest_cli.md.
 """

@@ -110,8 +110,8 @@ def _run_child(argv: list[str]) -> tuple[float, float, str]:
 
 def _cli_times(store: Path, corpus: Path, queries: list[str]) -> dict[str, list[float]]:
     """Wall and CPU seconds of ``engram search`` and of ``rg`` per query, every query counted
-    (the first one searches in process and starts the memory's warm searcher, the later ones
-    ask it); "torch" is 1.0 if the CLI imported torch; "searcher_cpu" is the searcher
+    (the first one starts the memory's warm searcher and waits for it, the later ones ask
+    it); "torch" is 1.0 if the CLI imported torch; "searcher_cpu" is the searcher
     process's own CPU seconds (not a child of this process, so not in "ours_cpu")."""
     probe = (
         "import sys\nfrom engram_sdk.cli.main import main\n"
@@ -297,7 +297,7 @@ def _report(rows, updates, cli_row, qs, n_files, n_bytes, n_changed) -> list[str
             f"{med['ours'] * 1e3:.0f} ms, rg {med['rg'] * 1e3:.0f} ms "
             f"({med['ours'] / med['rg']:.2f}x); CPU p50 {med['ours_cpu'] * 1e3:.0f} ms, "
             f"rg {med['rg_cpu'] * 1e3:.0f} ms ({med['ours_cpu'] / max(med['rg_cpu'], 1e-6):.2f}x); "
-            f"first call (in process, starts the searcher) {cli_row['ours'][0] * 1e3:.0f} ms, "
+            f"first call (starts the searcher, then asks it) {cli_row['ours'][0] * 1e3:.0f} ms, "
             f"slowest {max(cli_row['ours']) * 1e3:.0f} ms, mean {np.mean(cli_row['ours']) * 1e3:.0f}"
             f" ms vs rg {np.mean(cli_row['rg']) * 1e3:.0f} ms; searcher process CPU "
             f"{cli_row['searcher_cpu'][0] * 1e3:.0f} ms in all; "

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
 
+TYPE_CHECKING = False  # (not typing's, nor collections.abc: the client imports neither)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
+
     from engram_sdk.memory.memory import Memory
 
 
@@ -183,24 +185,26 @@ def fast_search(args: Sequence[str]) -> int | None:
 
 
 def search_warm_or_here(parsed: SearchArgs) -> int:
-    """Ask the memory's searcher; if none answers, search in process (and start one)."""
+    """Ask the memory's searcher, starting one if none runs; search in process if none
+    answers (or searchers are off)."""
     from engram_sdk.cli import search_client
 
     folder = None
     if not search_client.daemon_disabled(parsed.no_daemon):
         folder = search_client.memory_folder(parsed.store)
-    start = False
     if folder is not None:
         reply = search_client.search_via_searcher(folder, parsed.as_dict())
+        if not isinstance(reply, search_client.Reply) and reply.start:
+            # start one (or find one starting) and ask it: it opens the memory once, where
+            # searching here as well would do that work twice
+            spawned = search_client.start_searcher(folder)
+            if search_client.wait_for_socket(folder, spawned):
+                reply = search_client.search_via_searcher(folder, parsed.as_dict())
         if isinstance(reply, search_client.Reply):
             sys.stdout.write(reply.stdout)
             sys.stdout.flush()
             sys.stderr.write(reply.stderr)
             return reply.code
-        start = reply.start
     from engram_sdk.cli.errors import run_guarded
 
-    code = run_guarded(lambda: run(parsed, sys.stdout))
-    if start and code == 0 and folder is not None:
-        search_client.start_searcher(folder)
-    return code
+    return run_guarded(lambda: run(parsed, sys.stdout))

@@ -9,12 +9,11 @@ them), so ``engram version`` or ``engram search`` never import torch.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from engram_sdk.cli.errors import exit_code_of, print_error, run_guarded
-
+TYPE_CHECKING = False  # (not typing's: a piped search imports as little as it can)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from engram_sdk.cli.lazy import LazyGroup
 
 COMMANDS: dict[str, str] = {
@@ -65,12 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = fast_search(args[1:])
         if code is not None:
             return code
+    from engram_sdk.cli.errors import run_guarded
+
     return run_guarded(lambda: _run_root(args))
 
 
 def _run_root(args: list[str]) -> int:
     """The full CLI (typer): its own exits and usage errors become exit codes here."""
     import typer
+
+    from engram_sdk.cli.errors import exit_code_of, print_error
 
     root = build_root()
     try:

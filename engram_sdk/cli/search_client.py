@@ -28,6 +28,10 @@ import sys
 
 from engram_sdk._version import __version__
 
+TYPE_CHECKING = False  # (not typing's: the client imports as little as it can)
+if TYPE_CHECKING:
+    import subprocess
+
 SOCKET_NAME = ".engram-searcher.sock"
 LOCK_NAME = ".engram-searcher.lock"
 PROTOCOL = 1  # format version of requests and replies
@@ -36,8 +40,10 @@ IDLE_ENV = "ENGRAM_SEARCHER_IDLE_S"
 OFF_ENV = "ENGRAM_NO_DAEMON"
 MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 CONNECT_TIMEOUT_S = 2.0
+STARTING_WAIT_S = 3.0  # how long a client waits for a searcher that is still opening the memory
 REPLY_TIMEOUT_S = 60.0
 REFUSED = -1
+_URL_SYNTAX = "%;?#[]\t\r\n"  # what urlparse + unquote would read in a path (else: as is)
 
 
 class Reply:
@@ -82,13 +88,15 @@ def default_memory_uri() -> str:
 def memory_folder(uri: str | None) -> str | None:
     """The absolute folder of an ``lmdb://`` memory URI; None for other stores or a URI the
     store layer would reject (the in-process search then reports it)."""
-    from urllib.parse import unquote, urlparse
-
     uri = uri or default_memory_uri()
     if not uri.startswith("lmdb://"):
         return None
-    parsed = urlparse(uri)
-    raw = unquote(parsed.netloc + parsed.path)
+    raw = uri[len("lmdb://") :]
+    if not raw or raw[0] <= " " or any(c in raw for c in _URL_SYNTAX):
+        from urllib.parse import unquote, urlparse  # (a plain path needs neither: ~2 ms)
+
+        parsed = urlparse(uri)
+        raw = unquote(parsed.netloc + parsed.path)
     if not raw or "\x00" in raw:
         return None
     return os.path.abspath(os.path.expanduser(raw))
@@ -176,26 +184,49 @@ def search_via_searcher(folder: str, args: dict[str, object]) -> Reply | Unanswe
     return ask(folder, {"op": "search", "args": args})
 
 
-def start_searcher(folder: str) -> None:
-    """Start a searcher for ``folder`` in the background (it exits at once if one runs)."""
+def wait_for_socket(
+    folder: str, spawned: subprocess.Popen[bytes] | None, timeout_s: float = STARTING_WAIT_S
+) -> bool:
+    """Wait up to ``timeout_s`` for the socket of a searcher that is starting (``spawned``
+    by this client, or another that holds the folder's lock); True once it is there, False
+    as soon as no searcher is starting any more."""
+    import time
+
+    path = os.path.join(folder, SOCKET_NAME)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if os.path.lexists(path):
+            return True
+        if (spawned is None or spawned.poll() is not None) and not searcher_holds_lock(folder):
+            return os.path.lexists(path)
+        time.sleep(0.005)
+    return False
+
+
+def start_searcher(folder: str) -> subprocess.Popen[bytes] | None:
+    """Start a searcher for ``folder`` in the background (it exits at once if one runs);
+    None if none was started (the folder holds no memory, or one is starting already)."""
     import subprocess
 
     long_path = len(os.fsencode(os.path.join(folder, SOCKET_NAME))) > MAX_UNIX_PATH
     if long_path and not os.path.isdir("/proc/self/fd"):
-        return  # it could not bind its socket
-    if searcher_holds_lock(folder):
-        return  # one is starting (opening the memory) or running already
+        return None  # it could not bind its socket
+    if not os.path.isfile(os.path.join(folder, "data.mdb")) or searcher_holds_lock(folder):
+        return None  # no memory there, or one is starting (opening the memory) or running
     idle = os.environ.get(IDLE_ENV) or str(DEFAULT_IDLE_S)
     argv = [sys.executable, "-m", "engram_sdk.cli.searcher", "--folder", folder, "--idle", idle]
-    subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-        cwd=folder,
-    )
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            cwd=folder,
+        )
+    except OSError:
+        return None  # the folder went away meanwhile: the search runs in process anyway
 
 
 def searcher_holds_lock(folder: str) -> bool:

@@ -236,7 +236,7 @@ def run_searcher(folder: str, idle_s: float) -> int:
     with ExitStack() as stack:
         stack.callback(os.close, lock_fd)
         stack.callback(searcher.warm.close)
-        searcher.warm.fresh()  # open before listening: the first client gets a warm answer
+        searcher.warm.fresh()  # open before listening: a waiting client asks at once
         listener, ino = _bind_private(folder, stack)
         searcher.serve(listener, ino)
     return 0

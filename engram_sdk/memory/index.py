@@ -28,7 +28,14 @@ import numpy as np
 from engram_sdk.memory import purge
 from engram_sdk.memory.list_cache import ListCache, ListKey
 from engram_sdk.memory.postings import Postings, decode_all, decode_lists, encode_keys
-from engram_sdk.memory.purge import drop_dead, pid_range, segment_to_purge, split_by_pid
+from engram_sdk.memory.purge import (
+    KeyRun,
+    drop_dead,
+    pid_range,
+    segment_to_purge,
+    segments_of_runs,
+    split_by_pid,
+)
 from engram_sdk.memory.trigrams import passage_postings, sorted_unique
 from engram_sdk.stores import Store
 
@@ -233,6 +240,18 @@ class TrigramIndex:
                 self._merge_tail(sid, table)
             self._save(sid, table)
 
+    def add_runs(self, sid: int, runs: Sequence[KeyRun]) -> None:
+        """Index new passages from runs of their keys (ascending, disjoint id ranges above
+        every indexed id, as ingest's workers encode them): one segment per group of runs
+        (:func:`engram_sdk.memory.purge.segments_of_runs`), then merges."""
+        with self.store.transaction():
+            table = self._table_to_change(sid)
+            table.passages += sum(r.passages for r in runs)
+            for keys, passages, span in segments_of_runs(runs):
+                table.segments.append(self._write_segment(sid, table, keys, passages, span))
+            self._merge_tail(sid, table)
+            self._save(sid, table)
+
     def remove(self, sid: int, pids: Sequence[int] | np.ndarray) -> None:
         """Tombstone deleted passages: never candidates again; then purge at most one
         segment (:mod:`engram_sdk.memory.purge`), or compact a table of unknown ranges."""
@@ -299,7 +318,12 @@ class TrigramIndex:
         return [self._write_segment(sid, table, part, n) for part, n in split_by_pid(keys)]
 
     def _write_segment(
-        self, sid: int, table: ScopeTable, keys: np.ndarray, passages: int
+        self,
+        sid: int,
+        table: ScopeTable,
+        keys: np.ndarray,
+        passages: int,
+        span: tuple[int, int] | None = None,
     ) -> SegmentInfo:
         p = encode_keys(keys)
         seg = table.next_segment
@@ -312,7 +336,7 @@ class TrigramIndex:
             for i in range(0, len(p.blob), PAGE)
         ]
         self.store.put_many(NS, items)
-        return SegmentInfo(seg, len(keys), len(p.blob), *pid_range(keys), passages)
+        return SegmentInfo(seg, len(keys), len(p.blob), *(span or pid_range(keys)), passages)
 
     def _merge_tail(self, sid: int, table: ScopeTable) -> None:
         segs = table.segments

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engram_sdk.errors import InputError
+from engram_sdk.memory import purge
 from engram_sdk.memory.alloc import reuse_freed_memory
 from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.models import IngestReport
@@ -29,10 +30,10 @@ from engram_sdk.memory.prepare import (
     Bundle,
     Job,
     Prepared,
-    merge_bundles,
     prepare_all,
     worker_count,
 )
+from engram_sdk.memory.purge import KeyRun
 from engram_sdk.memory.safe_read import Identity
 from engram_sdk.memory.sources import SourceRecord, get_record, put_record, scan_records
 from engram_sdk.memory.walker import WalkedFile, WalkReport, printable_path, walk
@@ -57,7 +58,11 @@ class IngestTarget(Protocol):
         chunks: Sequence[Chunk] | PassageBatch,
         sources: Sequence[str],
         metadata: dict[str, Any] | None = None,
+        *,
+        index_later: list[KeyRun] | None = None,
     ) -> list[int]: ...
+
+    def index_runs(self, scope: str, runs: Sequence[KeyRun]) -> None: ...
 
     def delete(self, source: str | None = None, scope: str | None = None) -> int: ...
 
@@ -140,7 +145,11 @@ def _ingest(
     seen: set[str] = set()
     refreshed: list[SourceRecord] = []
     jobs: list[Job] = []
-    with _progress(progress, sum(f.size for f in files)) as advance, ExitStack() as bulk_memory:
+    with (
+        _progress(progress, sum(f.size for f in files)) as advance,
+        ExitStack() as bulk_memory,
+        _Batch(mem, sid, scope, known, report) as batch,
+    ):
         for f in files:
             report.files_seen += 1
             old = known.get(f.source)
@@ -150,25 +159,16 @@ def _ingest(
                 advance(f.size)
             else:
                 jobs.append(Job(f, old.xxh3 if old else None, max_file_bytes))
-        batch: list[Bundle] = []
-        pending = 0
         if sum(j.walked.size for j in jobs) >= PARALLEL_MIN_BYTES:  # large arrays ahead
             bulk_memory.enter_context(reuse_freed_memory())
         for bundle in prepare_all(jobs, worker_count(jobs, workers)):
             for done in bundle.files:
                 if _settle(done, known, seen, refreshed, walk_report, report):
                     advance(done.size)
-            changed = [d.size for d in bundle.files if not (d.skipped or d.unchanged)]
-            if changed:
-                batch.append(bundle)
-                pending += sum(changed)
-            if pending >= batch_bytes:
-                _commit_batch(mem, sid, scope, batch, known, report)
-                advance(pending)
-                batch, pending = [], 0
-        if batch:
-            _commit_batch(mem, sid, scope, batch, known, report)
-            advance(pending)
+            batch.write(bundle)
+            if batch.bytes >= batch_bytes:
+                advance(batch.commit())
+        advance(batch.commit())
     gone = [name for name in known if name not in seen]
     with mem.transaction():
         for record in refreshed:
@@ -244,22 +244,47 @@ def _copy_walk_report(walk_report: WalkReport, report: IngestReport) -> None:
     report.ignored = walk_report.ignored
 
 
-def _commit_batch(
-    mem: IngestTarget,
-    sid: int,
-    scope: str,
-    batch: list[Bundle],
-    known: dict[str, SourceRecord],
-    report: IngestReport,
-) -> None:
-    """One transaction: drop the old versions, write passages, postings and source records."""
-    changed = [done for b in batch for done in b.files if not done.skipped and not done.unchanged]
-    with mem.transaction():
+class _Batch:
+    """Changed files written bundle by bundle into one open transaction (old versions
+    dropped, passages, texts and source records written as each bundle arrives, so the
+    writer keeps pace with the workers); :meth:`commit` indexes the batch's passages (a
+    merge per segment) and commits. An error rolls the open batch back."""
+
+    def __init__(
+        self,
+        mem: IngestTarget,
+        sid: int,
+        scope: str,
+        known: dict[str, SourceRecord],
+        report: IngestReport,
+    ) -> None:
+        self.mem, self.sid, self.scope, self.known, self.report = mem, sid, scope, known, report
+        self.open: ExitStack | None = None
+        self.runs: list[KeyRun] = []
+        self.bytes = 0
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.open is not None:  # an error: leave the transaction with it (a rollback)
+            open_, self.open = self.open, None
+            open_.__exit__(*exc)  # type: ignore[arg-type]
+
+    def write(self, bundle: Bundle) -> None:
+        """Write the changed files of ``bundle`` (transaction opened on the first)."""
+        changed = [done for done in bundle.files if not done.skipped and not done.unchanged]
+        if not changed:
+            return
+        if self.open is None:
+            self.open = ExitStack()
+            self.open.enter_context(self.mem.transaction())
+        mem, report = self.mem, self.report
         for done in changed:
-            if done.job.walked.source in known:  # a new file has no old version to drop
-                mem.delete(source=done.job.walked.source, scope=scope)
+            if done.job.walked.source in self.known:  # a new file has no old version to drop
+                mem.delete(source=done.job.walked.source, scope=self.scope)
         sources = [done.job.walked.source for done in changed for _ in range(done.passages)]
-        pids = mem.write_passages(scope, merge_bundles(batch), sources)
+        pids = mem.write_passages(self.scope, bundle.batch, sources, index_later=self.runs)
         start = 0
         for done in changed:
             f = done.job.walked
@@ -272,10 +297,34 @@ def _commit_batch(
             record = SourceRecord(
                 source=f.source, pids=mine, xxh3=done.xxh3, encoding=done.encoding
             )
-            put_record(mem.store, sid, record.model_copy(update=_stat_fields(f)))
+            put_record(mem.store, self.sid, record.model_copy(update=_stat_fields(f)))
             report.bytes_indexed += done.size
+            self.bytes += done.size
         report.files_indexed += len(changed)
         report.passages += len(pids)
+        self._index_full_segments()
+
+    def _index_full_segments(self) -> None:
+        """Index the runs that fill a segment as soon as they do (the segments a commit
+        would cut from them, :func:`engram_sdk.memory.purge.segments_of_runs`), so the
+        commit after the last bundle merges one segment at most."""
+        size = 0
+        for i, run in enumerate(self.runs):
+            if i and size + len(run.keys) > purge.SEGMENT_CAP:
+                self.mem.index_runs(self.scope, self.runs[:i])
+                del self.runs[:i]
+                return
+            size += len(run.keys)
+
+    def commit(self) -> int:
+        """Index and commit what was written; the bytes committed."""
+        if self.open is None:
+            return 0
+        self.mem.index_runs(self.scope, self.runs)
+        open_, self.open = self.open, None
+        open_.close()
+        done, self.bytes, self.runs = self.bytes, 0, []
+        return done
 
 
 def _progress(enabled: bool, total: int) -> AbstractContextManager[Any]:

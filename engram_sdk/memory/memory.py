@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import xxhash
 
 from engram_sdk.errors import InputError
@@ -30,6 +29,7 @@ from engram_sdk.memory.models import (
     passage_record_heads,
 )
 from engram_sdk.memory.passage_batch import PassageBatch, encode_chunks
+from engram_sdk.memory.purge import KeyRun
 from engram_sdk.memory.text_store import drop_scope_texts, drop_texts, reader_of, write_texts
 from engram_sdk.memory.validate import (
     check_bool,
@@ -161,8 +161,10 @@ class Memory:
         batch: PassageBatch,
         sources: Sequence[str],
         metadata: dict[str, Any] | None = None,
+        index_later: list[KeyRun] | None = None,
     ) -> list[int]:
-        """Store an encoded batch of passages and one postings segment; returns their ids."""
+        """Store an encoded batch of passages and index it (or add its key runs to
+        ``index_later``); returns their ids."""
         first = self.manifest.next_pid
         pids = list(range(first, first + len(batch)))
         self.manifest.next_pid += len(batch)
@@ -182,7 +184,10 @@ class Memory:
         )
         head = {"scope": scope, "metadata": metadata or {}, "created": created}
         write_texts(self.store, scope_id, pids, batch.texts, spans, sources, head)
-        self.index.add_keys(scope_id, len(pids), batch.keys + np.uint64(first))
+        if index_later is None:
+            self.index.add_runs(scope_id, batch.key_runs(first))
+        else:
+            index_later += batch.key_runs(first)
         return pids
 
     # ---- writing --------------------------------------------------------------------------
@@ -200,20 +205,32 @@ class Memory:
         chunks: Sequence[Chunk] | PassageBatch,
         sources: Sequence[str],
         metadata: dict[str, Any] | None = None,
+        *,
+        index_later: list[KeyRun] | None = None,
     ) -> list[int]:
         """Store and index ``chunks`` (``sources[i]`` names chunk i's source) in ``scope``;
         returns their passage ids. Joins the caller's open store transaction, if any.
         Source records are the caller's (see :mod:`engram_sdk.memory.sources`). Chunks may
         come already encoded (:mod:`engram_sdk.memory.passage_batch`, as ingest's workers
-        do)."""
+        do). ``index_later``: the passages' key runs are appended there instead, for one
+        :meth:`index_runs` call over several writes in the same transaction (ingest: one
+        merge per segment, not per write)."""
         if not isinstance(chunks, PassageBatch):
             chunks = encode_chunks(chunks)
         with self._lock, self.store.transaction():
             sid = self.scope_id(scope, create=True)
             assert sid is not None
-            pids = self._write_passages(sid, scope, chunks, sources, metadata)
+            pids = self._write_passages(sid, scope, chunks, sources, metadata, index_later)
             self._save_manifest()
         return pids
+
+    def index_runs(self, scope: str, runs: Sequence[KeyRun]) -> None:
+        """Index passages written with ``write_passages(..., index_later=runs)``, in the
+        transaction that wrote them."""
+        with self._lock, self.store.transaction():
+            sid = self.scope_id(scope)
+            if sid is not None and runs:
+                self.index.add_runs(sid, runs)
 
     def add(
         self,

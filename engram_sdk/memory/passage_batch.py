@@ -4,8 +4,10 @@ Everything costly about storing a passage (compressing its text, folding it, ext
 sorting its trigrams) depends only on the passage, not on the id it will get. A
 :class:`PassageBatch` holds that work for passages numbered 0..n-1, so it can be done in a
 worker process (only compact arrays and bytes travel back) and the writer just adds the
-first id: ``keys + first`` are the index postings, ``texts`` the UTF-8 texts (stored in
-fragments: :mod:`engram_sdk.memory.text_store`).
+first id: its key runs, renumbered, are the index postings
+(:meth:`PassageBatch.key_runs`), ``texts`` the UTF-8 texts (stored in fragments:
+:mod:`engram_sdk.memory.text_store`). Batches are joined without touching their keys: the
+index merges the runs a segment at a time (:func:`engram_sdk.memory.purge.segments_of_runs`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from engram_sdk.memory.chunking import Chunk
 from engram_sdk.memory.fold import index_bytes
+from engram_sdk.memory.purge import KeyRun
 from engram_sdk.memory.trigrams import passage_postings
 
 GROUP_CHARS = 1 << 18  # text per thread task when encoding on every core
@@ -27,15 +30,25 @@ GROUP_CHARS = 1 << 18  # text per thread task when encoding on every core
 @dataclass(frozen=True)
 class PassageBatch:
     """Passages 0..n-1: ``spans`` (n, 4) int64 rows of line_start, line_end, byte_start,
-    byte_end; ``texts`` the UTF-8 texts; ``keys`` the sorted unique
-    ``trigram << 32 | passage number`` postings (uint64)."""
+    byte_end; ``texts`` the UTF-8 texts; ``runs`` the postings of consecutive groups of
+    passages, ``sizes[i]`` passages each (in order, summing to n): sorted unique
+    ``trigram << 32 | passage number in the group`` keys (uint64)."""
 
     spans: np.ndarray
     texts: list[bytes]
-    keys: np.ndarray
+    runs: list[np.ndarray]
+    sizes: list[int]
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def key_runs(self, first: int) -> list[KeyRun]:
+        """The runs for passage ids ``first .. first + n - 1``."""
+        out = []
+        for keys, size in zip(self.runs, self.sizes, strict=True):
+            out.append(KeyRun(keys, first, size))
+            first += size
+        return out
 
 
 def encode_chunks(chunks: Sequence[Chunk], *, threads: bool = True) -> PassageBatch:
@@ -63,19 +76,17 @@ def _encode(chunks: Sequence[Chunk]) -> PassageBatch:
     ).reshape(-1, 4)
     texts = [c.text.encode("utf-8", "surrogatepass") for c in chunks]
     local = np.arange(len(chunks), dtype=np.uint32)
-    keys = passage_postings([index_bytes(c.text) for c in chunks], local, threads=False)
-    return PassageBatch(spans, texts, keys)
+    index = [t if t.isascii() else index_bytes(c.text) for c, t in zip(chunks, texts, strict=True)]
+    keys = passage_postings(index, local, threads=False)
+    return PassageBatch(spans, texts, [keys], [len(chunks)])
 
 
 def concat(batches: Sequence[PassageBatch]) -> PassageBatch:
     """One batch of ``batches`` in order (passages renumbered after those before)."""
     if len(batches) == 1:
         return batches[0]
-    keys = np.empty(sum(len(b.keys) for b in batches), np.uint64)
-    at = first = 0
-    for b in batches:  # renumber in place: no temporary copy of the keys
-        np.add(b.keys, np.uint64(first), out=keys[at : at + len(b.keys)])
-        at, first = at + len(b.keys), first + len(b)
-    keys.sort(kind="stable")  # sorted runs: a linear merge
     spans = np.concatenate([b.spans for b in batches]) if batches else np.zeros((0, 4), np.int64)
-    return PassageBatch(spans, [text for b in batches for text in b.texts], keys)
+    texts = [text for b in batches for text in b.texts]
+    return PassageBatch(
+        spans, texts, [r for b in batches for r in b.runs], [n for b in batches for n in b.sizes]
+    )

@@ -31,21 +31,36 @@ def varint_encode(values: np.ndarray, widths: np.ndarray | None = None) -> bytes
     :data:`ENCODE_CHUNK` values at a time, one pass per byte position: in bulk ingest the
     pages a new array touches cost more than the arithmetic done on it, so the only large
     arrays are the input and the output."""
+    return _encode(values, widths, np.zeros(0, np.int64))[0]
+
+
+def _encode(
+    values: np.ndarray, widths: np.ndarray | None, last: np.ndarray
+) -> tuple[bytes, np.ndarray]:
+    """:func:`varint_encode`, and the byte offset where each value of the sorted indexes
+    ``last`` ends (the list ends of :func:`encode_keys`, read off the running sum the coding
+    needs anyway)."""
     v = values.astype(np.uint32, copy=False)
     width = varint_widths(v) if widths is None else widths
     out = np.empty(int(width.sum(dtype=np.int64)), np.uint8)
+    ends = np.empty(len(last), np.int64)
     at = 0
     for lo in range(0, len(v), ENCODE_CHUNK):
         hi = lo + ENCODE_CHUNK
-        at = _encode_chunk(v[lo:hi], width[lo:hi], out, at)
-    return out.tobytes()
+        a, b = np.searchsorted(last, [lo, hi])
+        at = _encode_chunk(v[lo:hi], width[lo:hi], out, at, last[a:b] - lo, ends[a:b])
+    return out.tobytes(), ends
 
 
-def _encode_chunk(v: np.ndarray, width: np.ndarray, out: np.ndarray, at: int) -> int:
-    """Write the varints of ``v`` into ``out`` from byte ``at``; returns where they end."""
+def _encode_chunk(
+    v: np.ndarray, width: np.ndarray, out: np.ndarray, at: int, last: np.ndarray, ends: np.ndarray
+) -> int:
+    """Write the varints of ``v`` into ``out`` from byte ``at``, and into ``ends`` where the
+    values at ``last`` end; returns where they all end."""
     pos = width.astype(np.int64)
     np.cumsum(pos, out=pos)
     end = at + int(pos[-1])
+    np.add(pos[last], at, out=ends)
     pos -= width
     pos += at  # where each value starts
     first = v.astype(np.uint8)  # the low byte
@@ -141,12 +156,9 @@ def encode_keys(keys: np.ndarray) -> Postings:
     deltas[group_starts] = pids[group_starts]
     trigrams = tri[group_starts]
     df = np.diff(np.append(group_starts, len(tri))).astype(np.uint32)
-    width = varint_widths(deltas)
-    if len(df):  # bytes per list, summed per list: no running sum over every posting
-        ends = np.cumsum(np.add.reduceat(width, group_starts, dtype=np.int64))
-    else:
-        ends = np.zeros(0, np.int64)
-    return Postings(trigrams, df, ends, varint_encode(deltas, width))
+    last = np.append(group_starts[1:], len(tri)) - 1 if len(tri) else np.zeros(0, np.int64)
+    blob, ends = _encode(deltas, None, last)  # ends: each list's last value's end
+    return Postings(trigrams, df, ends, blob)
 
 
 def _running_sum(width: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import xxhash
 
 from engram_sdk.memory.chunking import CODE_SUFFIXES, Chunk, chunk_text
-from engram_sdk.memory.passage_batch import PassageBatch, concat, encode_chunks
+from engram_sdk.memory.passage_batch import PassageBatch, encode_chunks
 from engram_sdk.memory.safe_read import SkipFile, decode_text, looks_binary, read_limited
 from engram_sdk.memory.walker import WalkedFile
 
@@ -147,8 +147,3 @@ def prepare_all(jobs: Iterable[Job], workers: int) -> Iterator[Bundle]:
                 yield future.result()
         while ahead:
             yield ahead.popleft()[0].result()
-
-
-def merge_bundles(done: list[Bundle]) -> PassageBatch:
-    """The passages of ``done`` as one batch, numbered in order."""
-    return concat([b.batch for b in done])

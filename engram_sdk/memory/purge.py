@@ -13,7 +13,8 @@ commit rewrites at most one capped segment.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,6 +49,56 @@ def split_by_pid(keys: np.ndarray, cap: int | None = None) -> list[tuple[np.ndar
         if len(part):
             out.append((part, int(np.count_nonzero(per_pid[a:b]))))
     return out
+
+
+class KeyRun(NamedTuple):
+    """The keys of passages ``first .. first + passages - 1``: sorted unique
+    ``trigram << 32 | (pid - first)`` (uint64), ids relative to ``first``."""
+
+    keys: np.ndarray
+    first: int
+    passages: int
+
+
+def segments_of_runs(
+    runs: Sequence[KeyRun], cap: int | None = None
+) -> Iterator[tuple[np.ndarray, int, tuple[int, int] | None]]:
+    """Segments of consecutive ``runs`` (ascending, disjoint id ranges), each with its
+    number of passages and id range (None: read it from the keys): runs are grouped up to
+    about ``cap`` keys (:data:`SEGMENT_CAP`) and each group merged into one sorted array,
+    so a batch is never sorted whole and then cut again; a run above the cap alone is cut by
+    :func:`split_by_pid`."""
+    cap = cap or SEGMENT_CAP
+    group: list[KeyRun] = []
+    size = 0
+    for run in runs:
+        if group and size + len(run.keys) > cap:
+            yield from _merged(group, cap)
+            group, size = [], 0
+        if run.passages:
+            group.append(run)
+            size += len(run.keys)
+    if group:
+        yield from _merged(group, cap)
+
+
+def _merged(
+    group: list[KeyRun], cap: int
+) -> Iterator[tuple[np.ndarray, int, tuple[int, int] | None]]:
+    keys = np.empty(sum(len(r.keys) for r in group), np.uint64)
+    at = 0
+    for r in group:  # absolute ids, written once into the merged array
+        np.add(r.keys, np.uint64(r.first), out=keys[at : at + len(r.keys)])
+        at += len(r.keys)
+    if len(group) > 1:
+        keys.sort(kind="stable")  # sorted runs: a linear merge
+    if len(keys) > cap:
+        for part, n in split_by_pid(keys, cap):
+            yield part, n, None
+    elif len(keys):
+        last = group[-1]
+        span = (group[0].first, last.first + last.passages - 1)
+        yield keys, sum(r.passages for r in group), span
 
 
 def drop_dead(keys: np.ndarray, dead: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ reads ten or more and listing every match of a common identifier reads tens of t
 Format 3 memories store the texts of consecutive passages together: a *fragment* holds the
 passages of one *slot* (:data:`SLOT_BITS`: 16 consecutive ids) written by one commit, with
 their ids, text offsets, line and byte spans, source names and the batch's scope,
-metadata and time, then the concatenated UTF-8 texts compressed with zlib. A reader keeps
+metadata and time, then the concatenated UTF-8 texts in the zlib format
+(:mod:`engram_sdk.memory.deflate`). A reader keeps
 decoded fragments in a bounded cache (:class:`TextReader`), so a verified passage costs a
 dictionary lookup and a slice; ``k="all"`` verifies a whole fragment with one search of its
 text (:mod:`engram_sdk.memory.bulk_verify`).
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from engram_sdk.memory.deflate import compress
 from engram_sdk.memory.fold import fold_fast
 from engram_sdk.stores import Store, StoreCorruptError
 
@@ -272,9 +274,9 @@ def write_texts(
     total = sum(len(t) for _, t in parts)
     if total > _THREADS_OVER:
         with ThreadPoolExecutor(4) as pool:
-            bodies = list(pool.map(lambda t: zlib.compress(t, 1), (t for _, t in parts)))
+            bodies = list(pool.map(compress, (t for _, t in parts)))
     else:
-        bodies = [zlib.compress(t, 1) for _, t in parts]
+        bodies = [compress(t) for _, t in parts]
     items = [
         (fragment_key(sid, pids[a]), prefix + body)
         for (a, _), (prefix, _), body in zip(groups, parts, bodies, strict=True)
@@ -304,7 +306,7 @@ def drop_texts(store: Store, sid: int, pids: Iterable[int]) -> None:
                 {k: v for k, v in frag.head.items() if k != "sources"},
             )
             new_key = fragment_key(sid, frag.pids[keep[0]])
-            store.put(TEXTS, new_key, prefix + zlib.compress(text, 1))
+            store.put(TEXTS, new_key, prefix + compress(text))
 
 
 def drop_scope_texts(store: Store, sid: int) -> None:

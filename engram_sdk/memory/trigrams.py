@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engram_sdk.memory.fold import BYTE_FOLD, fold_buffer, fold_fast
+from engram_sdk.memory.fold import FOLD_TABLE, fold_fast, fold_spaces
 
 PAD = b"\x00\x00"
 GROUP_BYTES = 1 << 15  # text per group: its keys (about as many as bytes) sort in cache
@@ -69,13 +69,15 @@ def passage_postings(
 
 def _group_keys(folded: Sequence[bytes], pids: np.ndarray) -> np.ndarray:
     """Sorted unique keys of at most 256 passages with ascending ``pids``."""
-    raw = np.frombuffer(PAD.join(folded) + PAD, np.uint8)
-    local = np.repeat(np.arange(len(folded), dtype=np.uint32), [len(f) + len(PAD) for f in folded])
-    keep = fold_buffer(raw)
-    data, local = BYTE_FOLD[raw[keep]], local[keep]
-    tri = trigram_ids(data)
-    inside = local[:-2] == local[2:]
-    small = _dedup_sorted(np.sort((tri[inside] << np.uint32(8)) | local[:-2][inside]))
+    raw = np.frombuffer((PAD.join(folded) + PAD).translate(FOLD_TABLE), np.uint8)
+    local = np.repeat(np.arange(len(folded), dtype=np.uint8), [len(f) + len(PAD) for f in folded])
+    keep = fold_spaces(raw)
+    data, local = raw[keep], local[keep]
+    keys = trigram_ids(data) << np.uint32(8)  # trigram << 8 | passage in the group
+    keys |= local[:-2]
+    keys = keys[local[:-2] == local[2:]]  # trigrams inside one passage (and its padding)
+    keys.sort()
+    small = _dedup_sorted(keys)
     owner = np.asarray(pids, np.uint32)[small & np.uint32(0xFF)]
     return ((small >> np.uint32(8)).astype(np.uint64) << np.uint64(32)) | owner
 

@@ -77,7 +77,7 @@ def memory(tmp_path_factory: pytest.TempPathFactory):
     uri = f"lmdb://{folder}"
     with Memory.open(uri) as mem:
         mem.ingest(root, progress=False)
-    first = engram("search", "alpha_beta", "--all", "--store", uri)  # in process; starts one
+    first = engram("search", "alpha_beta", "--all", "--store", uri)  # starts one and asks it
     assert first.returncode == 0, first.stderr
     wait_for_searcher(uri)
     yield root.resolve(), uri, folder, first.stdout
@@ -178,6 +178,28 @@ def test_a_request_for_another_memory_folder_is_refused(memory, tmp_path: Path) 
     assert isinstance(reply, search_client.Unanswered) and str(folder) in reply.reason
 
 
+def test_a_first_search_starts_a_searcher_and_is_answered_by_it(tmp_path: Path) -> None:
+    """No searcher runs: the call starts one and waits for it (the memory is opened once,
+    not also in process); the answer is what ``rg`` finds, and two calls at once share it."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "z.py").write_text("tau_first = 1\n")
+    (tmp_path / "p" / "y.py").write_text("x = tau_first + 1\n")
+    uri = f"lmdb://{tmp_path / 'mem'}"
+    with Memory.open(uri) as mem:
+        mem.ingest(tmp_path / "p", progress=False)
+    argv = [sys.executable, "-m", "engram_sdk.cli.main", "search", "tau_first", "--store", uri]
+    both = [subprocess.Popen(argv, stdout=subprocess.PIPE, env=client_env()) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=120)[0].decode() for p in both]
+        assert [p.returncode for p in both] == [0, 0]
+        assert sorted(outs[0].splitlines()) == rg_lines("tau_first", tmp_path / "p")
+        assert outs[1] == outs[0]
+        assert served(uri) == 2  # both calls were answered by the one searcher
+    finally:
+        engram("search", "--daemon-stop", "--store", uri)
+        wait_for_searcher(uri, running=False)
+
+
 def test_no_daemon_neither_asks_nor_starts_one(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "x.py").write_text("omega_token = 3\n")
@@ -230,10 +252,11 @@ def test_two_searchers_started_at_once_leave_one_that_gives_way_to_another_relea
 def test_asking_the_searcher_imports_only_the_standard_library(memory) -> None:
     _, uri, _, _ = memory
     probe = (
-        "import sys\nbefore = set(sys.modules)\nfrom engram_sdk.cli.main import main\n"
+        "import sys\nHEAVY = {'json', 'socket', 'dataclasses', 'typing', 'subprocess'}\n"
+        "before = set(sys.modules)\nfrom engram_sdk.cli.main import main\n"
         "code = main()\nnew = set(sys.modules) - before\n"
         "print(sorted(m for m in new if m.split('.')[0] not in sys.stdlib_module_names),"
-        " file=sys.stderr)\nprint(sorted(new & {'json', 'socket', 'dataclasses'}), file=sys.stderr)\n"
+        " file=sys.stderr)\nprint(sorted(new & HEAVY), file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
     run = subprocess.run(
@@ -244,8 +267,7 @@ def test_asking_the_searcher_imports_only_the_standard_library(memory) -> None:
         timeout=120,
     )
     assert run.returncode == 0 and run.stdout.count("alpha_beta") == 2
-    light = ["", "._version", ".cli", ".cli.errors", ".cli.fast_search", ".cli.main"]
-    light += [".cli.search_client", ".errors"]
+    light = ["", "._version", ".cli", ".cli.fast_search", ".cli.main", ".cli.search_client"]
     ours, heavy = run.stderr.splitlines()
     assert ours == str(sorted(f"engram_sdk{m}" for m in light)), run.stderr
-    assert heavy == "[]", run.stderr  # no json, socket or dataclasses either
+    assert heavy == "[]", run.stderr  # nor json, socket, dataclasses, typing or subprocess
