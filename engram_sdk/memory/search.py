@@ -62,6 +62,7 @@ def search(
     metadata: Mapping[str, Any] | None = None,
     regex: bool = False,
     one_per_source: bool = False,
+    match: str = "phrase",
 ) -> list[Hit]:
     """See :meth:`Memory.search`; ``k=None`` returns every match."""
     if not isinstance(query, str) or not query.strip():
@@ -83,13 +84,22 @@ def search(
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
-        hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
-        if k is not None and len(hits) < k:
-            seen = {h.passage_id for h in hits}
-            need = k - len(hits)
-            hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+        if k is not None and match == "words" and len(set(WORDS.findall(fold_fast(query)))) > 1:
+            # the ranking by words alone: what follows the phrase hits when there are none
+            hits = partial_hits(mem, sid, query, k, exact_case, filters, set(), dfs)
+        else:
+            hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
+            if k is not None and len(hits) < k:
+                seen = {h.passage_id for h in hits}
+                need = k - len(hits)
+                hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
     if one_per_source:
         hits = first_per_source(hits)
+    return _ranked(hits, k)
+
+
+def _ranked(hits: list[Hit], k: int | None) -> list[Hit]:
+    """Highest score first, then by place; the first ``k``."""
     hits.sort(key=_BY_PLACE)  # then by score, highest first: a stable sort keeps the places
     hits.sort(key=_BY_SCORE, reverse=True)
     return hits if k is None else hits[:k]
