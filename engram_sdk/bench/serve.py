@@ -241,29 +241,33 @@ TABLE_HEAD = [
 def run_cases(
     cases: list[Case],
     client_counts: list[int],
-    requests: int,
+    requests: list[int],
     pids: list[int],
     stub_pid: int,
     questions: list[str],
 ) -> list[Row]:
     """Every case at every client count, the first case the baseline of the ``added``
-    column; each row takes questions after those of the rows before it. CPU: of the servers
-    (``pids``, their threads to the nanosecond) and of the stub (clock ticks)."""
+    column. Each row asks questions no earlier row asked: the session rows other ones than the
+    memory-on rows (on the same server, repeated questions would find its caches warm); a
+    baseline row the same ones as this checkout's. CPU: of the servers (``pids``, their
+    threads to the nanosecond) and of the stub (clock ticks)."""
     rows: list[Row] = []
     at = WARM_UP
     for case in cases[1:]:  # each server's caches and pages warm on questions of their own
         measure(case.url, _bodies(questions[:WARM_UP], case), 1, WARM_UP)
     for n, per_client in zip(client_counts, requests, strict=True):
-        asked = questions[at : at + n * per_client]
-        at += n * per_client
+        asked: dict[bool, list[str]] = {}
+        for session in sorted({c.session for c in cases}):
+            asked[session] = questions[at : at + n * per_client]
+            at += n * per_client
         base = None
         for case in cases:
             before, stub_before = cpu_total(pids, precise=True), cpu_total([stub_pid])
-            bodies = _bodies(asked, case, per_client, f"{n}")
+            bodies = _bodies(asked[case.session], case, per_client, f"{n}")
             p50, p99, rps = measure(case.url, bodies, n, per_client)
             after, stub_after = cpu_total(pids, precise=True), cpu_total([stub_pid])
             cpu, stub = (
-                None if a is None or b is None else (b - a) * 1e3 / len(asked)
+                None if a is None or b is None else (b - a) * 1e3 / len(bodies)
                 for a, b in ((before, after), (stub_before, stub_after))
             )
             base = p50 if base is None else base
@@ -350,7 +354,8 @@ def serve_bench(
         per_client = per_client * len(counts) if len(per_client) == 1 else per_client
         if len(per_client) != len(counts):
             raise typer.BadParameter(f"--requests {requests}: one number or one per client count")
-        wanted = WARM_UP + sum(n * r for n, r in zip(counts, per_client, strict=True)) + 32
+        timed = sum(n * r for n, r in zip(counts, per_client, strict=True))
+        wanted = WARM_UP + timed * (2 if sessions else 1) + 32
         with Memory.open(uri, mode="r") as mem:
             questions = sample_questions(mem, wanted)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
