@@ -58,7 +58,7 @@ def recall_split(uri: str, questions: list[str], upstream: str) -> dict[str, flo
     from engram_sdk.llm.augment import plan_turn
     from engram_sdk.llm.base import SamplingOptions
     from engram_sdk.llm.openai_http import OpenAIBackend
-    from engram_sdk.llm.recall import recall_k, recall_query
+    from engram_sdk.llm.recall import recall_k, recall_match, recall_query
     from engram_sdk.memory import Memory
 
     backend = OpenAIBackend(upstream, model="stub")
@@ -69,7 +69,7 @@ def recall_split(uri: str, questions: list[str], upstream: str) -> dict[str, flo
             text = f"What follows {q}?"
             for asked in (k, 20) if i % 2 else (20, k):  # which one runs cold alternates
                 t0 = time.perf_counter()
-                mem.search(recall_query(text), k=asked)
+                mem.search(recall_query(text), k=asked, match=recall_match(text))
                 times["search" if asked == k else "search_k20"].append(
                     (time.perf_counter() - t0) * 1e3
                 )
