@@ -80,9 +80,12 @@ def clip_head(backend: Backend, text: str, tokens: int, counted: int | None = No
 
 
 def _code_like(word: str) -> bool:
-    """``snake_case``, ``_private``, ``CamelCase``/``mixedCase``, or a name with digits."""
-    inner_upper = any(c.isupper() for c in word[1:]) and any(c.islower() for c in word)
-    return "_" in word or inner_upper or any(c.isdigit() for c in word)
+    """``snake_case``, ``_private``, ``CamelCase``/``mixedCase``, or a name with digits
+    (``word`` is a :data:`NAME`: ASCII letters, digits and ``_``)."""
+    if "_" in word or not word.isalpha():
+        return True
+    rest = word[1:]
+    return rest != rest.lower() and word != word.upper()  # an upper past the first, a lower
 
 
 def code_names(message: str) -> list[str]:
@@ -132,10 +135,8 @@ def shown_sources(sources: list[str]) -> Callable[[str], str]:
     except ValueError:  # paths on different drives
         return lambda source: source
 
-    def shown(source: str) -> str:
-        return os.path.relpath(source, base) if source in paths else source
-
-    return shown
+    relative = {p: os.path.relpath(p, base) for p in set(paths)}
+    return lambda source: relative.get(source, source)
 
 
 def _line_costs(lines: list[str], total: int) -> list[int]:

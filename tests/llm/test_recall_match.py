@@ -4,9 +4,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engram_sdk.llm.openai_http import OpenAIBackend
-from engram_sdk.llm.recall import recall_match, recall_passages, recall_query
+from engram_sdk.llm.recall import code_names, recall_match, recall_passages, recall_query
 from engram_sdk.memory import Memory
 
 
@@ -53,3 +55,10 @@ def test_a_question_naming_two_functions_recalls_the_file_that_calls_both(
         )
     assert got.citations[0].source == str(tmp_path / "server.py")
     assert str(tmp_path / "notes.md") not in {c.source for c in got.citations}
+
+
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True))
+def test_a_code_name_has_an_underscore_a_digit_or_an_inner_capital(word: str) -> None:
+    inner_capital = any(c.isupper() for c in word[1:]) and any(c.islower() for c in word)
+    expected = "_" in word or any(c.isdigit() for c in word) or inner_capital
+    assert (code_names(f"is {word} here?") == [word]) == expected
