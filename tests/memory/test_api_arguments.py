@@ -26,6 +26,7 @@ def mem() -> Memory:
         ({"match": "exact"}, "match"),
         ({"match": "words", "k": "all"}, "k='all'"),
         ({"match": "words", "regex": True}, "regex"),
+        ({"match": "words", "exact_case": True}, "exact_case"),
     ],
 )
 def test_search_arguments(mem: Memory, kwargs: dict, named: str) -> None:
