@@ -112,11 +112,11 @@ def recall_query(message: str) -> str:
 
 def recall_match(message: str) -> RecallMatch:
     """How recall's search matches :func:`recall_query` of ``message``: ``"words"`` when
-    that query is no quote, so the exact phrase would occur nowhere and checking for it costs
-    a search every candidate (several code names, joined by recall itself; or a question
-    without one, whose wording is the asker's); else ``"phrase"`` (one name, perhaps with its
-    declaration word, or a message that may be a pasted line). When the phrase occurs nowhere
-    both give the same hits (:meth:`~engram_sdk.memory.Memory.search`)."""
+    that query is no quote, so its exact phrase occurs nowhere and looking for it only makes
+    the search verify every candidate (several code names, joined by recall itself, or a
+    question without one, worded by the asker); else ``"phrase"`` (one name, perhaps with its
+    declaration word, or a message that may be a pasted line). Where the phrase occurs
+    nowhere both give the same hits (:meth:`~engram_sdk.memory.Memory.search`)."""
     names = set(code_names(message))
     if len(names) > 1:
         return "words"
