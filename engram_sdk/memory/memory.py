@@ -342,8 +342,8 @@ class Memory:
         returns every matching passage. ``regex=True`` reads ``query`` as an RE2 pattern.
         ``match="words"``: only the ranking by words, without looking for the phrase (for a
         query that is not a quote, such as a question or names joined by the caller; the same
-        hits as ``"phrase"`` when the phrase occurs nowhere; top-k, case-folded, not with
-        ``regex``).
+        hits as ``"phrase"`` when the phrase occurs nowhere, and the phrase search's hits when
+        the words give fewer than ``k``; top-k, case-folded, not with ``regex``).
         ``sources``, ``path_glob`` (fnmatch on the source) and ``metadata`` (equalities)
         filter hits. ``one_per_source``: one hit per source (top-k: k distinct sources; with
         ``k="all"``: every matching file at its first matching passage, as ``rg -l`` lists

@@ -84,15 +84,25 @@ def search(
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
+        found: list[Hit] | None = None
+        by_words: list[Hit] | None = None
         if k is not None and match == "words" and len(set(WORDS.findall(fold_fast(query)))) > 1:
-            # the ranking by words alone: what follows the phrase hits when there are none
-            hits = partial_hits(mem, sid, query, k, exact_case, filters, set(), dfs)
-        else:
+            # the ranking by words alone: what follows the phrase hits when there are none.
+            # It reads only each word's first candidates, so when those give fewer than k
+            # hits, the (complete) phrase search answers instead
+            by_words = partial_hits(mem, sid, query, k, exact_case, filters, set(), dfs)
+            found = by_words if len(by_words) >= k else None
+        if found is None:
             hits = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
             if k is not None and len(hits) < k:
-                seen = {h.passage_id for h in hits}
-                need = k - len(hits)
-                hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+                if not hits and by_words is not None:
+                    hits = by_words  # what the same call below would return
+                else:
+                    seen = {h.passage_id for h in hits}
+                    need = k - len(hits)
+                    hits += partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+        else:
+            hits = found
     if one_per_source:
         hits = first_per_source(hits)
     return _ranked(hits, k)

@@ -58,3 +58,14 @@ def test_words_match_of_one_word_is_the_phrase_search() -> None:
         for i in range(5):
             mem.add(f"line {i} holds ledgers and stones", source=f"f{i}.txt")
         assert mem.search("ledger", k=3, match="words") == mem.search("ledger", k=3)
+
+
+def test_words_that_give_fewer_than_k_hits_leave_the_answer_to_the_phrase_search() -> None:
+    with Memory.open("dram://") as mem:
+        mem.add("the ledger commit order", source="quote.txt")
+        mem.add("commit then ledger order", source="apart.txt")
+        mem.add("nothing of either here", source="other.txt")
+        by_words = mem.search("ledger commit", k=5, match="words")  # two passages hold them
+        assert by_words == mem.search("ledger commit", k=5)
+    assert [h.source for h in by_words] == ["quote.txt", "apart.txt"]
+    assert by_words[0].score > by_words[1].score
