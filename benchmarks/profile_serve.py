@@ -77,6 +77,7 @@ def main() -> None:
     from engram_sdk.memory import Memory
     from engram_sdk.server.app import create_app, open_backend
     from engram_sdk.server.config import ServeConfig
+    from engram_sdk.server.fast_chat import ChatFastPath
 
     stub_port, port = free_port(), free_port()
     ctx = multiprocessing.get_context("spawn")
@@ -93,7 +94,14 @@ def main() -> None:
     pool = _ProfiledPool(4)
     app.state.engram.pool = pool
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            ChatFastPath(app),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+        )
     )
     url = f"http://127.0.0.1:{port}/v1"
     load = ctx.Process(

@@ -51,41 +51,68 @@ from engram_sdk.bench.serve_parts import (
 
 
 def recall_split(uri: str, questions: list[str], upstream: str) -> dict[str, float]:
-    """p50 ms, in this process on the same questions, of ``Memory.search`` as the recall plan
-    calls it (``k`` from :func:`recall_k`), of the same search asking for 20 hits (the plan
-    before it sized ``k``), and of the server's whole plan for a memory-on turn (search,
-    passages, focused lines, token counts)."""
+    """CPU ms in this process, after :data:`WARM_UP` questions of its own (as each server),
+    each other question asked once (as the bench's rows ask them), of the server's whole plan for a memory-on turn and, inside the same calls, of its
+    ``Memory.search`` (``k`` from :func:`recall_k`, matched as :func:`recall_match` says) and
+    of the rest (passages, focused lines, token counts): p50 and mean, since a server's CPU
+    per request is a mean and the search's tail is long. On the other half of the questions,
+    the same search asking for 20 hits (the plan before it sized ``k``)."""
     from engram_sdk.llm.augment import plan_turn
-    from engram_sdk.llm.base import SamplingOptions
+    from engram_sdk.llm.base import Message, SamplingOptions
     from engram_sdk.llm.openai_http import OpenAIBackend
-    from engram_sdk.llm.recall import recall_k, recall_query
+    from engram_sdk.llm.recall import recall_k, recall_match, recall_query
     from engram_sdk.memory import Memory
 
     backend = OpenAIBackend(upstream, model="stub")
     k = recall_k(backend.context_length // 4)  # the plan's default budget
-    times: dict[str, list[float]] = {"search": [], "search_k20": [], "plan": []}
+    times: dict[str, list[float]] = {"plan": [], "search": [], "rest": [], "search_k20": []}
+    warm, questions = questions[:WARM_UP], questions[WARM_UP:]
+    half = len(questions) // 2
+    options = SamplingOptions(max_tokens=8)
     with Memory.open(uri, mode="r") as mem:
-        for i, q in enumerate(questions):
-            text = f"What follows {q}?"
-            for asked in (k, 20) if i % 2 else (20, k):  # which one runs cold alternates
-                t0 = time.perf_counter()
-                mem.search(recall_query(text), k=asked)
-                times["search" if asked == k else "search_k20"].append(
-                    (time.perf_counter() - t0) * 1e3
-                )
-            t2 = time.perf_counter()
+        for q in warm:
+            messages: list[Message] = [{"role": "user", "content": f"What follows {q}?"}]
             plan_turn(
                 backend,
                 memory=mem,
-                messages=[{"role": "user", "content": text}],
+                messages=messages,
                 session=None,
                 scope="default",
-                options=SamplingOptions(max_tokens=8),
+                options=options,
                 memory_tokens=None,
             )
-            times["plan"].append((time.perf_counter() - t2) * 1e3)
+        search = mem.search
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return search(*args, **kwargs)
+            finally:
+                times["search"].append((time.thread_time() - t0) * 1e3)
+
+        mem.search = timed  # type: ignore[method-assign]
+        for q in questions[:half]:
+            t0 = time.thread_time()
+            plan_turn(
+                backend,
+                memory=mem,
+                messages=[{"role": "user", "content": f"What follows {q}?"}],
+                session=None,
+                scope="default",
+                options=options,
+                memory_tokens=None,
+            )
+            times["plan"].append((time.thread_time() - t0) * 1e3)
+            times["rest"].append(times["plan"][-1] - times["search"][-1])
+        mem.search = search  # type: ignore[method-assign]
+        for q in questions[half:]:
+            text = f"What follows {q}?"
+            t0 = time.thread_time()
+            mem.search(recall_query(text), k=20, match=recall_match(text))
+            times["search_k20"].append((time.thread_time() - t0) * 1e3)
     backend.close()
-    return {name: statistics.median(ms) for name, ms in times.items()} | {"k": k}
+    out = {f"{name} p50": statistics.median(ms) for name, ms in times.items()}
+    return out | {f"{name} mean": statistics.fmean(ms) for name, ms in times.items()} | {"k": k}
 
 
 FIRST_TEXT = re.compile(r'"content":\s*"[^"]')
@@ -241,29 +268,33 @@ TABLE_HEAD = [
 def run_cases(
     cases: list[Case],
     client_counts: list[int],
-    requests: int,
+    requests: list[int],
     pids: list[int],
     stub_pid: int,
     questions: list[str],
 ) -> list[Row]:
     """Every case at every client count, the first case the baseline of the ``added``
-    column; each row takes questions after those of the rows before it. CPU: of the servers
-    (``pids``, their threads to the nanosecond) and of the stub (clock ticks)."""
+    column. Each row asks questions no earlier row asked: the session rows other ones than the
+    memory-on rows (on the same server, repeated questions would find its caches warm); a
+    baseline row the same ones as this checkout's. CPU: of the servers (``pids``, their
+    threads to the nanosecond) and of the stub (clock ticks)."""
     rows: list[Row] = []
     at = WARM_UP
     for case in cases[1:]:  # each server's caches and pages warm on questions of their own
         measure(case.url, _bodies(questions[:WARM_UP], case), 1, WARM_UP)
     for n, per_client in zip(client_counts, requests, strict=True):
-        asked = questions[at : at + n * per_client]
-        at += n * per_client
+        asked: dict[bool, list[str]] = {}
+        for session in sorted({c.session for c in cases}):
+            asked[session] = questions[at : at + n * per_client]
+            at += n * per_client
         base = None
         for case in cases:
             before, stub_before = cpu_total(pids, precise=True), cpu_total([stub_pid])
-            bodies = _bodies(asked, case, per_client, f"{n}")
+            bodies = _bodies(asked[case.session], case, per_client, f"{n}")
             p50, p99, rps = measure(case.url, bodies, n, per_client)
             after, stub_after = cpu_total(pids, precise=True), cpu_total([stub_pid])
             cpu, stub = (
-                None if a is None or b is None else (b - a) * 1e3 / len(asked)
+                None if a is None or b is None else (b - a) * 1e3 / len(bodies)
                 for a, b in ((before, after), (stub_before, stub_after))
             )
             base = p50 if base is None else base
@@ -294,11 +325,14 @@ def side_by_side(rows: list[Row], baseline: str) -> list[str]:
 
 
 def _recall_line(ms: dict[str, float], n: int) -> str:
+    def both(name: str) -> str:
+        return f"{ms[name + ' p50']:.2f} / {ms[name + ' mean']:.2f} ms"
+
     return (
-        f"recall in-process, p50 over {n} questions: Memory.search {ms['search']:.1f} ms as "
-        f"the plan calls it (k={ms['k']:.0f}; with k=20: {ms['search_k20']:.1f} ms); the "
-        f"server's whole plan (search, passages, focused lines, token counts) "
-        f"{ms['plan']:.1f} ms, so {ms['plan'] - ms['search']:+.1f} ms beyond the search"
+        f"recall in-process, CPU p50 / mean over {n // 2} questions asked once: the server's "
+        f"whole plan {both('plan')}; inside it Memory.search {both('search')} (k={ms['k']:.0f}) "
+        f"and the rest (passages, focused lines, token counts) {both('rest')}; the search "
+        f"with k=20 on {n - n // 2} other questions {both('search_k20')}"
     )
 
 
@@ -350,12 +384,13 @@ def serve_bench(
         per_client = per_client * len(counts) if len(per_client) == 1 else per_client
         if len(per_client) != len(counts):
             raise typer.BadParameter(f"--requests {requests}: one number or one per client count")
-        wanted = WARM_UP + sum(n * r for n, r in zip(counts, per_client, strict=True)) + 32
+        timed = sum(n * r for n, r in zip(counts, per_client, strict=True))
+        wanted = 2 * WARM_UP + timed * (2 if sessions else 1) + 64
         with Memory.open(uri, mode="r") as mem:
             questions = sample_questions(mem, wanted)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
-        split_questions = questions[-32:]
-        split = _recall_line(recall_split(uri, split_questions, stub_url), len(split_questions))
+        split_questions = questions[-(64 + WARM_UP) :]
+        split = _recall_line(recall_split(uri, split_questions, stub_url), 64)
         typer.echo(split, err=True)
         wait_up(f"{stub_url}/models")
         sides = [(sys.executable, _copy_store(uri, work, "mem-this") if sessions else uri, "")]

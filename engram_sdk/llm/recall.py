@@ -31,6 +31,8 @@ MEMORY_HEADER = "Passages from memory:"
 #: lines holding the question's terms, each cited (:mod:`engram_sdk.llm.focused`)
 RecallFormat = Literal["passages", "focus"]
 RECALL_FORMATS: tuple[str, ...] = get_args(RecallFormat)
+#: how recall's search matches its query (:func:`recall_match`)
+RecallMatch = Literal["phrase", "words"]
 WORD = re.compile(r"\w+")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: passages scoring under this share of the best recalled one are left out (they crowd the
@@ -78,9 +80,12 @@ def clip_head(backend: Backend, text: str, tokens: int, counted: int | None = No
 
 
 def _code_like(word: str) -> bool:
-    """``snake_case``, ``_private``, ``CamelCase``/``mixedCase``, or a name with digits."""
-    inner_upper = any(c.isupper() for c in word[1:]) and any(c.islower() for c in word)
-    return "_" in word or inner_upper or any(c.isdigit() for c in word)
+    """``snake_case``, ``_private``, ``CamelCase``/``mixedCase``, or a name with digits
+    (``word`` is a :data:`NAME`: ASCII letters, digits and ``_``)."""
+    if "_" in word or not word.isalpha():
+        return True
+    rest = word[1:]
+    return rest != rest.lower() and word != word.upper()  # an upper past the first, a lower
 
 
 def code_names(message: str) -> list[str]:
@@ -90,17 +95,32 @@ def code_names(message: str) -> list[str]:
 
 def recall_query(message: str) -> str:
     """What recall searches for: the code names in ``message`` (``JSONDecoder``,
-    ``py_make_scanner``), each with a declaration word just before it kept (``class X``),
-    else the message as it is. A question's other words ("which file defines the") occur
-    everywhere and would outrank the one passage that holds the name."""
+    ``py_make_scanner``), each once, with a declaration word just before it kept
+    (``class X``), else the message as it is. A question's other words ("which file defines
+    the") occur everywhere and would outrank the one passage that holds the name."""
     words = NAME.findall(message)
     terms: list[str] = []
+    seen: set[str] = set()
     for i, word in enumerate(words):
-        if _code_like(word):
+        if _code_like(word) and word not in seen:
+            seen.add(word)
             if i and words[i - 1].lower() in DECLARATION_WORDS:
                 terms.append(words[i - 1].lower())
             terms.append(word)
     return " ".join(terms) if terms else message
+
+
+def recall_match(message: str) -> RecallMatch:
+    """How recall's search matches :func:`recall_query` of ``message``: ``"words"`` when
+    that query is no quote, so its exact phrase occurs nowhere and looking for it only makes
+    the search verify every candidate (several code names, joined by recall itself, or a
+    question without one, worded by the asker); else ``"phrase"`` (one name, perhaps with its
+    declaration word, or a message that may be a pasted line). Where the phrase occurs
+    nowhere both give the same hits (:meth:`~engram_sdk.memory.Memory.search`)."""
+    names = set(code_names(message))
+    if len(names) > 1:
+        return "words"
+    return "words" if not names and message.rstrip().endswith("?") else "phrase"
 
 
 def shown_sources(sources: list[str]) -> Callable[[str], str]:
@@ -115,10 +135,8 @@ def shown_sources(sources: list[str]) -> Callable[[str], str]:
     except ValueError:  # paths on different drives
         return lambda source: source
 
-    def shown(source: str) -> str:
-        return os.path.relpath(source, base) if source in paths else source
-
-    return shown
+    relative = {p: os.path.relpath(p, base) for p in set(paths)}
+    return lambda source: relative.get(source, source)
 
 
 def _line_costs(lines: list[str], total: int) -> list[int]:
@@ -241,7 +259,7 @@ def _recall(
     if sid is None or not query.strip():
         return Recalled("", [], 0)
     searched = recall_query(query)
-    hits = memory.search(searched, k=k or recall_k(budget), scope=scope)
+    hits = memory.search(searched, k=k or recall_k(budget), scope=scope, match=recall_match(query))
     passages = memory.passages(sid, [h.passage_id for h in hits])
     shown = shown_sources([p.source for p in passages if p is not None])
     own = session.source if session is not None else None

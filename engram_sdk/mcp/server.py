@@ -7,7 +7,7 @@ A thin layer: every tool is one call of the Python API. Results are JSON-shaped 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from engram_sdk.errors import MissingDependencyError
 from engram_sdk.sessions import Session
@@ -37,9 +37,16 @@ def build_server(memory: Memory, *, default_scope: str = "default") -> Any:
     write = threading.Lock()
 
     @server.tool()
-    def search(query: str, k: int = 10, scope: str = default_scope) -> list[dict[str, Any]]:
-        """Where a phrase or identifier occurs: source, line_start, score, snippet."""
-        return [h.model_dump() for h in memory.search(query, k=k, scope=scope)]
+    def search(
+        query: str,
+        k: int = 10,
+        scope: str = default_scope,
+        match: Literal["phrase", "words"] = "phrase",
+    ) -> list[dict[str, Any]]:
+        """Where a phrase or identifier occurs: source, line_start, score, snippet.
+        match="words" ranks passages by the query's words instead (a question, several names)."""
+        hits = memory.search(query, k=k, scope=scope, match=match)
+        return [h.model_dump() for h in hits]
 
     @server.tool()
     def context(query: str, max_tokens: int = 1000, scope: str = default_scope) -> dict[str, Any]:

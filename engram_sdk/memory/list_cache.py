@@ -28,6 +28,9 @@ class ListCache:
         self.max_bytes = max_bytes
         self.nbytes = 0
         self._lists: OrderedDict[ListKey, np.ndarray] = OrderedDict()
+        #: the cached keys of each (scope, segment): a drop visits a segment's own lists, not
+        #: the whole cache (a session server drops a segment at almost every write)
+        self._segments: dict[tuple[int, int], set[ListKey]] = {}
         self._lock = threading.Lock()
 
     def get_many(
@@ -58,14 +61,20 @@ class ListCache:
         if ids.nbytes > self.max_bytes or key in self._lists:
             return
         self._lists[key] = ids
+        self._segments.setdefault(key[:2], set()).add(key)
         self.nbytes += ids.nbytes
         while self.nbytes > self.max_bytes:
-            _, old = self._lists.popitem(last=False)
+            old_key, old = self._lists.popitem(last=False)
             self.nbytes -= old.nbytes
+            keys = self._segments[old_key[:2]]
+            keys.discard(old_key)
+            if not keys:
+                del self._segments[old_key[:2]]
 
     def drop(self, sid: int, keep: Iterable[int] = ()) -> None:
         """Forget the lists of scope ``sid`` except those of segments in ``keep``."""
         live = set(keep)
         with self._lock:
-            for key in [k for k in self._lists if k[0] == sid and k[1] not in live]:
-                self.nbytes -= self._lists.pop(key).nbytes
+            for segment in [s for s in self._segments if s[0] == sid and s[1] not in live]:
+                for key in self._segments.pop(segment):
+                    self.nbytes -= self._lists.pop(key).nbytes

@@ -34,6 +34,7 @@ from engram_sdk.memory.text_store import drop_scope_texts, drop_texts, reader_of
 from engram_sdk.memory.validate import (
     check_bool,
     check_k,
+    check_match,
     check_metadata,
     check_query,
     check_seconds,
@@ -351,10 +352,15 @@ class Memory:
         path_glob: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         one_per_source: bool = False,
+        match: Literal["phrase", "words"] = "phrase",
     ) -> list[Hit]:
         """Passages holding ``query`` (case-folded unless ``exact_case``), exact-case matches
         first; if fewer than ``k``, passages holding some of its words follow. ``k="all"``
         returns every matching passage. ``regex=True`` reads ``query`` as an RE2 pattern.
+        ``match="words"``: only the ranking by words, without looking for the phrase (for a
+        query that is not a quote, such as a question or names joined by the caller; the same
+        hits as ``"phrase"`` when the phrase occurs nowhere, and the phrase search's hits when
+        the words give fewer than ``k``; top-k, case-folded, not with ``regex``).
         ``sources``, ``path_glob`` (fnmatch on the source) and ``metadata`` (equalities)
         filter hits. ``one_per_source``: one hit per source (top-k: k distinct sources; with
         ``k="all"``: every matching file at its first matching passage, as ``rg -l`` lists
@@ -362,7 +368,7 @@ class Memory:
         from engram_sdk.memory.search import search
 
         check_query(query), check_k(k), check_bool("exact_case", exact_case)
-        check_bool("one_per_source", one_per_source)
+        check_bool("one_per_source", one_per_source), check_match(match, k, regex, exact_case)
 
         def run() -> list[Hit]:
             return search(
@@ -376,6 +382,7 @@ class Memory:
                 metadata=metadata,
                 regex=regex,
                 one_per_source=one_per_source,
+                match=match,
             )
 
         for _ in range(SEARCH_ATTEMPTS - 1):

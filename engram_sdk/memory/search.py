@@ -61,6 +61,7 @@ def search(
     metadata: Mapping[str, Any] | None = None,
     regex: bool = False,
     one_per_source: bool = False,
+    match: str = "phrase",
 ) -> list[Hit]:
     """See :meth:`Memory.search`; ``k=None`` returns every match."""
     if not isinstance(query, str) or not query.strip():
@@ -82,17 +83,36 @@ def search(
         hits = _regex_hits(mem, sid, query, k, exact_case, filters)
     else:
         dfs: dict[str, int] = {}  # word -> document frequency bound, once per search
-        hits, ranked = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
-        if k is not None and len(hits) < k:
-            seen = {h.passage_id for h in hits}
-            need = k - len(hits)
-            more = partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
-            hits += more
-            ranked = ranked and not more
-        if ranked and not one_per_source:
-            return hits  # (top-k on fragments returns its best k in this order already)
+        found: list[Hit] | None = None
+        by_words: list[Hit] | None = None
+        if k is not None and match == "words" and len(query_words(query)) > 1:
+            # the ranking by words alone: what follows the phrase hits when there are none.
+            # It reads only each word's first candidates, so when those give fewer than k
+            # hits, the (complete) phrase search answers instead
+            by_words = partial_hits(mem, sid, query, k, exact_case, filters, set(), dfs)
+            found = by_words if len(by_words) >= k else None
+        if found is None:
+            hits, ranked = _phrase_hits(mem, sid, query, k, exact_case, filters, dfs)
+            if k is not None and len(hits) < k:
+                if not hits and by_words is not None:
+                    hits, ranked = by_words, False  # what the same call below would return
+                else:
+                    seen = {h.passage_id for h in hits}
+                    need = k - len(hits)
+                    more = partial_hits(mem, sid, query, need, exact_case, filters, seen, dfs)
+                    hits += more
+                    ranked = ranked and not more
+            if ranked and not one_per_source:
+                return hits  # (top-k on fragments returns its best k in this order already)
+        else:
+            hits = found
     if one_per_source:
         hits = first_per_source(hits)
+    return _ranked(hits, k)
+
+
+def _ranked(hits: list[Hit], k: int | None) -> list[Hit]:
+    """Highest score first, then by place; the first ``k``."""
     hits.sort(key=_BY_PLACE)  # then by score, highest first: a stable sort keeps the places
     hits.sort(key=_BY_SCORE, reverse=True)
     return hits if k is None else hits[:k]

@@ -29,6 +29,20 @@ def check_k(value: Any) -> int | str:
     return value
 
 
+def check_match(value: Any, k: Any, regex: bool, exact_case: bool) -> str:
+    """How a search matches: ``"phrase"``, or ``"words"`` (top-k, case-folded, not with a
+    regex)."""
+    if value not in ("phrase", "words") or not isinstance(value, str):
+        raise InputError(f"match must be 'phrase' or 'words', got {value!r}")
+    if value == "words" and (k == "all" or regex or exact_case):
+        asked = "k='all'" if k == "all" else "regex=True" if regex else "exact_case=True"
+        raise InputError(
+            f"match='words' ranks the top k passages by case-folded words; {asked} needs "
+            "match='phrase'"
+        )
+    return value
+
+
 def check_bool(name: str, value: Any) -> bool:
     """A bool."""
     if not isinstance(value, bool):

@@ -21,6 +21,7 @@ from engram_sdk.llm.openai_http import OpenAIBackend
 from engram_sdk.server import errors
 from engram_sdk.server.completions import router as completions_router
 from engram_sdk.server.config import ServeConfig
+from engram_sdk.server.fast_chat import ChatFastPath
 from engram_sdk.server.guards import Auth, BodyLimit, GenerationGate
 from engram_sdk.server.memory_routes import router as memory_router
 from engram_sdk.server.openai_routes import router as openai_router
@@ -116,11 +117,12 @@ def serve(config: ServeConfig) -> None:
             config.port,
         )
         uvicorn.run(
-            app,
+            ChatFastPath(app),
             host=config.host,
             port=config.port,
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # nothing reads the client's address or scheme
             timeout_graceful_shutdown=config.shutdown_timeout_s,
         )
     finally:

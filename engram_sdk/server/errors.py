@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -67,6 +70,26 @@ def from_backend(exc: BackendError) -> APIError:
     return APIError(502, f"upstream failed: {exc}", code="upstream_error")
 
 
+def too_large(max_bytes: int) -> APIError:
+    """413 for a body over ``max_bytes``."""
+    return APIError(
+        413, f"request body over the server's limit of {max_bytes} bytes", code="body_too_large"
+    )
+
+
+def invalid_request(errors: Sequence[Any]) -> APIError:
+    """400 for a body that is not JSON or not a valid request (pydantic's ``errors()``): the
+    first problem, naming the field."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+    if first.get("type") == "json_invalid":
+        message = f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
+        where = None
+    else:
+        message = f"{where or 'body'}: {first.get('msg', 'invalid request')}"
+    return APIError(400, message, param=where, code="invalid_request")
+
+
 def install(app: FastAPI) -> None:
     """Route every error through the OpenAI format."""
 
@@ -76,15 +99,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-        if first.get("type") == "json_invalid":
-            message = f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}"
-            where = None
-        else:
-            message = f"{where or 'body'}: {first.get('msg', 'invalid request')}"
-        return APIError(400, message, param=where, code="invalid_request").response()
+        return invalid_request(exc.errors()).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

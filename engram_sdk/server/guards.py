@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engram_sdk.server.config import KeyGrant
-from engram_sdk.server.errors import APIError
+from engram_sdk.server.errors import APIError, too_large
 
 
 class BodyLimit:
@@ -42,12 +42,7 @@ class BodyLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        err = APIError(
-            413,
-            f"request body over the server's limit of {self.max_bytes} bytes",
-            code="body_too_large",
-        )
-        response = err.response()
+        response = too_large(self.max_bytes).response()
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
 

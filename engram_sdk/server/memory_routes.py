@@ -81,7 +81,7 @@ def search(req: SearchRequest, request: Request) -> list[dict[str, Any]]:
     state = state_of(request)
     scope = state.scope(request, req.scope)
     with state.read_lock:
-        hits = state.memory.search(req.query, k=req.k, scope=scope)
+        hits = state.memory.search(req.query, k=req.k, scope=scope, match=req.match)
     return [h.model_dump() for h in hits]
 
 

@@ -7,7 +7,7 @@ Chat goes through :func:`engram_sdk.llm.augmented_turn` (memory on unless the bo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -54,10 +54,10 @@ def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-def session_id_of(request: Request, req: ChatCompletionRequest) -> str | None:
+def session_id_of(headers: Mapping[str, str], req: ChatCompletionRequest) -> str | None:
     """Header, then ``session_id``, then ``metadata.session_id``, then ``user``."""
     meta = req.metadata or {}
-    found = request.headers.get(SESSION_HEADER) or req.session_id or meta.get("session_id")
+    found = headers.get(SESSION_HEADER) or req.session_id or meta.get("session_id")
     return str(found) if found else req.user
 
 
@@ -68,10 +68,18 @@ async def chat_completions(
     """A chat reply with recalled passages in the prompt; the turn is stored in the session.
 
     Store reads, recall and the local model run off the event loop; in proxy mode the
-    upstream's events are passed through (:mod:`engram_sdk.server.proxy`).
+    upstream's events are passed through (:mod:`engram_sdk.server.proxy`). Requests reach
+    :func:`chat_reply` through :mod:`engram_sdk.server.fast_chat` first; this route gives
+    the OpenAPI page its schema.
     """
-    state = state_of(request)
-    scope = state.scope(request, (req.metadata or {}).get("scope"))
+    return await chat_reply(state_of(request), req, request.headers)
+
+
+async def chat_reply(
+    state: ServerState, req: ChatCompletionRequest, headers: Mapping[str, str]
+) -> JSONResponse | StreamingResponse | EventStream:
+    """The reply to a validated chat request with these (case-insensitive) ``headers``."""
+    scope = state.scope_of(headers, (req.metadata or {}).get("scope"))
     state.check_model(req.model)
     messages: list[Message] = [{"role": m.role, "content": m.text()} for m in req.messages]
     if messages[-1]["role"] != "user":
@@ -82,7 +90,7 @@ async def chat_completions(
     try:
         turn = await prepare_turn(
             state,
-            session_id=session_id_of(request, req),
+            session_id=session_id_of(headers, req),
             scope=scope,
             messages=messages,
             options=options,

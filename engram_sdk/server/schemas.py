@@ -93,11 +93,13 @@ class IngestRequest(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    """``POST /v1/memory/search``."""
+    """``POST /v1/memory/search``; ``match: "words"`` ranks by the query's words without
+    looking for the phrase (:meth:`engram_sdk.memory.Memory.search`)."""
 
     query: str
     k: int = Field(default=10, ge=1, le=200)
     scope: str | None = None
+    match: Literal["phrase", "words"] = "phrase"
 
 
 class ContextRequest(BaseModel):

@@ -5,7 +5,7 @@ group commit of session turns and the thread pool that runs recall off the event
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -103,9 +103,11 @@ class ServerState:
 
     def scope(self, request: Request, asked: str | None = None) -> str:
         """The request's scope: asked (header or body), checked against its API key."""
-        return self.auth.scope_for(
-            request.headers.get("authorization"), request.headers.get(SCOPE_HEADER) or asked
-        )
+        return self.scope_of(request.headers, asked)
+
+    def scope_of(self, headers: Mapping[str, str], asked: str | None = None) -> str:
+        """:meth:`scope` from the request's (case-insensitive) ``headers``."""
+        return self.auth.scope_for(headers.get("authorization"), headers.get(SCOPE_HEADER) or asked)
 
     def session(self, session_id: str | None, scope: str) -> Session | None:
         """The session a request continues (None: no session, nothing stored)."""

@@ -23,6 +23,10 @@ def mem() -> Memory:
         ({"exact_case": "yes"}, "exact_case"),
         ({"sources": 3}, "sources"),
         ({"sources": [b"ops.md"]}, "sources"),
+        ({"match": "exact"}, "match"),
+        ({"match": "words", "k": "all"}, "k='all'"),
+        ({"match": "words", "regex": True}, "regex"),
+        ({"match": "words", "exact_case": True}, "exact_case"),
     ],
 )
 def test_search_arguments(mem: Memory, kwargs: dict, named: str) -> None:

@@ -153,7 +153,12 @@ def test_list_cache_returns_what_was_read_and_stays_under_its_bound():
     read-only, the cache never holds more than its bound, and evicted lists are read again."""
     from engram_sdk.memory.list_cache import ListCache
 
-    truth = {(1, s, e): np.arange(e * 10, dtype=np.uint32) for s in (1, 2) for e in range(1, 9)}
+    truth = {
+        (sid, s, e): np.arange(e * 10, dtype=np.uint32)
+        for sid in (1, 2)
+        for s in (1, 2, 3)
+        for e in range(1, 9)
+    }
     reads: list[tuple[int, int, int]] = []
 
     def read(keys):
@@ -168,12 +173,17 @@ def test_list_cache_returns_what_was_read_and_stays_under_its_bound():
         assert cache.nbytes == sum(a.nbytes for a in cache._lists.values())
     assert all(not a.flags.writeable for a in cache._lists.values())
     before = len(reads)
-    cache.get_many([(1, 2, 8)], read)  # the last one read: still cached
+    cache.get_many([list(truth)[-1]], read)  # the last one read: still cached
     assert len(reads) == before
     cache.get_many([(1, 1, 1)], read)  # evicted long ago: read again
     assert reads[-1] == (1, 1, 1)
+    cache.get_many([(1, 3, 2), (2, 1, 2), (1, 2, 2)], read)
+    held = dict(cache._lists)
     cache.drop(1, keep=[2])
-    assert all(k[1] == 2 for k in cache._lists)
+    assert cache._lists == {k: a for k, a in held.items() if k[0] != 1 or k[1] == 2}
+    assert cache.nbytes == sum(a.nbytes for a in cache._lists.values())
+    cache.get_many([(1, 1, 2)], read)  # a dropped list is read again
+    assert reads[-1] == (1, 1, 2)
 
 
 def test_deletes_purge_one_capped_segment_at_a_time(tmp_path, monkeypatch):
