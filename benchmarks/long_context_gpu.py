@@ -493,6 +493,8 @@ def main() -> None:
         return
     if plan.device == "cuda" and args.graph_decode:
         phase_lines += section_graph_decode(plan, emit, args.graph_decode)
+    if any(preset.startswith("v4-") for preset in plan.presets):  # V4: sparse = dense first
+        print(_sibling("long_context_v4").check(plan.device), flush=True)
     section_prefill(plan, emit)
     if not args.no_batch:
         section_batched(plan, emit)

@@ -8,6 +8,7 @@ indexer's top-k, heavily compressed); mode ``dense`` runs its dense reference at
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -69,3 +70,30 @@ def runner(
             step(ids[:, t0 : t0 + chunk])
 
     return prefill, step
+
+
+def check(device: str, tokens: int = 600) -> str:
+    """Sparse vs dense logits (float32, v4-tiny, one shot and chunked with the cache): one line."""
+    from engram_sdk.model.v4 import V4Cache, V4Config, build_v4
+    from engram_sdk.model.v4.attention import use_dense_reference
+
+    model = build_v4(V4Config(**PRESETS["v4-tiny"], max_seq_len=tokens), device, seed=0).eval()
+    ids = torch.randint(0, 512, (2, tokens), device=device)
+    with torch.no_grad():
+        use_dense_reference(model)
+        dense = model(ids)
+        use_dense_reference(model, False)
+        sparse = model(ids)
+        cache = V4Cache()
+        cuts = [0, 1, 37, tokens // 2, tokens - 3, tokens - 2, tokens - 1, tokens]
+        chunked = [model(ids[:, a:b], cache=cache) for a, b in itertools.pairwise(cuts)]
+        chunked = torch.cat(chunked, dim=1)
+    scale = dense.abs().max().item()
+    return (
+        f"v4 check on {device}: max |sparse - dense| {(sparse - dense).abs().max().item():.2e}, "
+        f"chunked {(chunked - dense).abs().max().item():.2e} (logits up to {scale:.2f})"
+    )
+
+
+if __name__ == "__main__":  # python benchmarks/long_context_v4.py: the check on this machine
+    print(check("cuda" if torch.cuda.is_available() else "cpu"))
