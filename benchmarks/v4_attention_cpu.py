@@ -1,6 +1,6 @@
 """DeepSeek-V4 attention on CPU: the O(T·k) path vs the dense reference, one layer, prefill.
 
-    python benchmarks/v4_attention_cpu.py [--tokens 1024,2048,4096] [--heads 8]
+    python benchmarks/v4_attention_cpu.py [--tokens 1024,2048,4096] [--heads 8] [--types ...]
 
 One layer of each type (sliding, CSA, HCA) with DeepSeek-V4-Flash's attention shapes
 (head_dim 512, window 128, CSA ratio 4 with 64 index heads of 128 and top-512, HCA ratio
@@ -52,6 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", default="1024,2048,4096")
     p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--types", default=",".join(TYPES), help="layer types, comma-separated")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # kind,tokens,dense
     args = p.parse_args()
     if args.case:
@@ -60,7 +61,9 @@ def main() -> None:
         return
     print(f"{'layer':30} {'T':>6} {'dense CPU s':>12} {'sparse CPU s':>13} {'ratio':>7} "
           f"{'dense MiB':>10} {'sparse MiB':>11} {'ratio':>7} {'|out| equal':>11}")  # fmt: skip
-    for kind in TYPES:
+    for kind in args.types.split(","):
+        if kind not in TYPES:
+            raise SystemExit(f"--types: {kind!r} is not one of {', '.join(TYPES)}")
         for tokens in (int(t) for t in args.tokens.split(",")):
             r = {}
             for dense in ("1", "0"):  # the baseline first, then the new path, same machine
