@@ -213,8 +213,16 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         # compile before timing: two chunks (the cached path too); Triton specialises lengths
         # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17, profile_decode=False)
-        prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
-        if mode != "dense" and plan.backend == "auto" and not preset.startswith("v4-"):
+        v4 = preset.startswith("v4-")  # no Triton to compile: a short warm-up
+        warm_ctx = min(max(plan.contexts), 2048 if v4 else 2 * plan.prefill_chunk)
+        try:
+            prefill_and_decode(model, warm_ctx, warm)
+        except Exception as exc:  # report the group's failure, go on with the next group
+            emit({"section": "prefill", "preset": preset, "mode": mode, "ctx": warm_ctx,
+                  "skipped": f"warm-up failed: {exc!r}"[:300]})  # fmt: skip
+            model = None
+            continue
+        if mode != "dense" and plan.backend == "auto" and not v4:
             try:
                 _sibling("long_context_phases").warm_groups(model, plan.topk)
             except Exception as exc:  # only a warm-up: report it and go on
@@ -223,7 +231,7 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         for ctx in plan.contexts:
             row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
             if last is not None:  # dense grows ~quadratically past a few K; sparse ~linearly
-                power = 2.0 if mode == "dense" else 1.3
+                power = 2.0 if mode == "dense" or v4 else 1.3  # V4's CSA indexer: O(T²/4)
                 predicted = last[1] * (ctx / last[0]) ** power
                 if time.perf_counter() + predicted > deadline:
                     emit({**row, "skipped": f"predicted {predicted:.0f} s > budget"})
@@ -234,6 +242,9 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
                 emit({**row, **r})
             except torch.OutOfMemoryError:
                 emit({**row, "skipped": "out of memory"})
+                break
+            except Exception as exc:  # report the case, go on with the next group
+                emit({**row, "skipped": f"failed: {exc!r}"[:300]})
                 break
         model = None
 
