@@ -53,10 +53,18 @@ class Plan:
     phases_lean: bool = False  # phases: no tiled/two-pass rows, no single-pass variant rows
 
 
+def builtin_preset(plan: Plan) -> str:
+    """The first built-in (not V4) preset: what the sections past prefill / decode run."""
+    for preset in plan.presets:
+        if not preset.startswith("v4-"):
+            return preset
+    raise SystemExit("this section needs a built-in preset in --presets (V4 runs prefill only)")
+
+
 def plan_for(args: argparse.Namespace) -> Plan:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
-        return Plan(["tiny"], [64, 256], 16, 128, 4, [1, 2], 16, 4,
+        return Plan(["tiny", "v4-tiny"], [64, 256], 16, 128, 4, [1, 2], 16, 4,
                     {"prefill": 60, "batch": 60}, device)  # fmt: skip
     contexts = [int(c) for c in args.contexts.split(",")]
     modes = tuple(args.modes.split(","))
@@ -110,6 +118,9 @@ def build(
     from engram_sdk.model import build_model, get_preset
     from engram_sdk.model.attention import MLA
 
+    v4 = _sibling("long_context_v4")
+    if v4.is_v4(preset):  # DeepSeek-V4 attention: topk 0 = its dense reference
+        return v4.build(preset, dense=topk == 0, max_len=max_len, device=device)
     over = dict(tokenizer=None, max_seq_len=max_len, dsa_topk=topk)
     if preset == "tiny":
         over.update(vocab_size=512)
@@ -129,37 +140,46 @@ def build(
 
 
 # ---- 2. prefill and decode ----------------------------------------------------------------
-def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
+def runner(model, chunk: int) -> tuple[Callable, Callable]:
+    """(prefill(ids), step(ids)) over one fresh cache, for the built-in model or a V4 one."""
     from engram_sdk.model import ModelCache
     from engram_sdk.model.generate import prefill
+    from engram_sdk.model.v4 import V4Transformer
 
+    if isinstance(model, V4Transformer):
+        return _sibling("long_context_v4").runner(model, chunk)
+    cache = ModelCache()
+    return (lambda ids: prefill(model, ids, cache, chunk=chunk)), (lambda ids: model(ids, cache))
+
+
+def prefill_and_decode(model, ctx: int, plan: Plan) -> dict:
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, ctx), device=plan.device)
     fresh(plan.device)
-    cache = ModelCache()
+    run_prefill, run_step = runner(model, plan.prefill_chunk)
     with torch.no_grad(), autocast(plan.device):
         sync(plan.device)
         t0 = time.perf_counter()
-        prefill(model, ids, cache, chunk=plan.prefill_chunk)
+        run_prefill(ids)
         sync(plan.device)
         prefill_s = time.perf_counter() - t0
         mem = peak_gib(plan.device)
         step = ids[:, -1:]
-        model(step, cache)  # warm the decode path
+        run_step(step)  # warm the decode path
         sync(plan.device)
         t0 = time.perf_counter()
         for _ in range(plan.decode_steps):
-            model(step, cache)
+            run_step(step)
         sync(plan.device)
         decode_ms = (time.perf_counter() - t0) / plan.decode_steps * 1e3
         row = {"prefill_tok_s": ctx / prefill_s, "prefill_s": prefill_s, "peak_gib": mem,
                "decode_ms": decode_ms}  # fmt: skip
         if plan.profile_decode and plan.device == "cuda":
-            row.update(_decode_profile(model, cache, step))
+            row.update(_decode_profile(run_step, step))
     return row
 
 
-def _decode_profile(model, cache, step: torch.Tensor, steps: int = 4) -> dict:
+def _decode_profile(run_step: Callable, step: torch.Tensor, steps: int = 4) -> dict:
     """Wall and GPU-kernel ms per decode step, and the kernel count: whether a step waits
     on the host (launches) or on the GPU."""
     from torch.profiler import ProfilerActivity, profile
@@ -168,7 +188,7 @@ def _decode_profile(model, cache, step: torch.Tensor, steps: int = 4) -> dict:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
         for _ in range(steps):
-            model(step, cache)
+            run_step(step)
         sync("cuda")
         wall = (time.perf_counter() - t0) / steps * 1e3
     events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
@@ -193,8 +213,16 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         # compile before timing: two chunks (the cached path too); Triton specialises lengths
         # divisible by 16, so decode 17 steps
         warm = replace(plan, decode_steps=17, profile_decode=False)
-        prefill_and_decode(model, min(max(plan.contexts), 2 * plan.prefill_chunk), warm)
-        if mode != "dense" and plan.backend == "auto":
+        v4 = preset.startswith("v4-")  # no Triton to compile: a short warm-up
+        warm_ctx = min(max(plan.contexts), 2048 if v4 else 2 * plan.prefill_chunk)
+        try:
+            prefill_and_decode(model, warm_ctx, warm)
+        except Exception as exc:  # report the group's failure, go on with the next group
+            emit({"section": "prefill", "preset": preset, "mode": mode, "ctx": warm_ctx,
+                  "skipped": f"warm-up failed: {exc!r}"[:300]})  # fmt: skip
+            model = None
+            continue
+        if mode != "dense" and plan.backend == "auto" and not v4:
             try:
                 _sibling("long_context_phases").warm_groups(model, plan.topk)
             except Exception as exc:  # only a warm-up: report it and go on
@@ -203,7 +231,7 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
         for ctx in plan.contexts:
             row = {"section": "prefill", "preset": preset, "mode": mode, "ctx": ctx}
             if last is not None:  # dense grows ~quadratically past a few K; sparse ~linearly
-                power = 2.0 if mode == "dense" else 1.3
+                power = 2.0 if mode == "dense" or v4 else 1.3  # V4's CSA indexer: O(T²/4)
                 predicted = last[1] * (ctx / last[0]) ** power
                 if time.perf_counter() + predicted > deadline:
                     emit({**row, "skipped": f"predicted {predicted:.0f} s > budget"})
@@ -215,6 +243,9 @@ def section_prefill(plan: Plan, emit: Callable[[dict], None]) -> None:
             except torch.OutOfMemoryError:
                 emit({**row, "skipped": "out of memory"})
                 break
+            except Exception as exc:  # report the case, go on with the next group
+                emit({**row, "skipped": f"failed: {exc!r}"[:300]})
+                break
         model = None
 
 
@@ -223,7 +254,7 @@ def section_batched(plan: Plan, emit: Callable[[dict], None]) -> None:
     from engram_sdk.model.generate import generate_batch
 
     deadline = time.perf_counter() + plan.budget_s["batch"]
-    preset = plan.presets[0]
+    preset = builtin_preset(plan)
     ours = build(preset, topk=0, max_len=plan.batch_prompt + plan.batch_new + 8,
                  device=plan.device, engram=False)  # fmt: skip
     try:
@@ -302,7 +333,7 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
     phases = _sibling("long_context_phases")
     try:
         rows = phases.phase_rows(
-            plan.presets[0], context, plan.prefill_chunk, plan.topk, lean=plan.phases_lean
+            builtin_preset(plan), context, plan.prefill_chunk, plan.topk, lean=plan.phases_lean
         )
     except Exception as exc:  # a phase that fails must not stop the benchmark
         emit({"section": "phases", "error": repr(exc)})
@@ -314,7 +345,7 @@ def section_phases(plan: Plan, emit: Callable[[dict], None], context: int) -> li
     if plan.profile_context:  # one whole-model prefill chunk, dense and sparse, profiled
         for mode, topk in (("dense", 0), ("sparse", plan.topk)):
             top = max(plan.profile_context)
-            model = build(plan.presets[0], topk=topk, max_len=top + plan.prefill_chunk + 2,
+            model = build(builtin_preset(plan), topk=topk, max_len=top + plan.prefill_chunk + 2,
                           device=plan.device, backend=plan.backend)  # fmt: skip
             for ctx in plan.profile_context:
                 try:
@@ -336,7 +367,7 @@ def section_graph_decode(plan: Plan, emit: Callable[[dict], None], contexts: str
     rows: list[dict] = []
     for mode, topk in (("dense", 0), ("sparse", plan.topk)):
         fresh(plan.device)
-        model = build(plan.presets[0], topk=topk, max_len=max(ctxs) + 64, device=plan.device,
+        model = build(builtin_preset(plan), topk=topk, max_len=max(ctxs) + 64, device=plan.device,
                       engram=False, backend=plan.backend)  # fmt: skip
         for row in decode.graph_decode_rows(model, mode, ctxs):
             emit(row)
@@ -385,7 +416,9 @@ def section_train(plan: Plan, emit: Callable[[dict], None]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU is fine)")
-    p.add_argument("--presets", default="small,base")
+    p.add_argument("--presets", default="small,base",
+                   help="built-in presets and V4 ones (v4-small: DeepSeek-V4-Flash's "
+                        "attention types at a smaller width), comma-separated")  # fmt: skip
     p.add_argument("--contexts", default="1024,8192,32768,131072,524288,1048576")
     p.add_argument(
         "--modes",
@@ -471,6 +504,8 @@ def main() -> None:
         return
     if plan.device == "cuda" and args.graph_decode:
         phase_lines += section_graph_decode(plan, emit, args.graph_decode)
+    if any(preset.startswith("v4-") for preset in plan.presets):  # V4: sparse = dense first
+        print(_sibling("long_context_v4").check(plan.device), flush=True)
     section_prefill(plan, emit)
     if not args.no_batch:
         section_batched(plan, emit)

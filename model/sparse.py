@@ -215,11 +215,14 @@ def sparse_attention(
     *,
     backend: str = "torch",
     query_chunk: int = 256,
+    sink: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax attention of each query over its gathered keys → (B, T, H, Dv).
 
-    q (B, T, H, Dk); keys (B, S, Dk) and values (B, S, Dv) shared by all heads; idx
-    (B, T, K) key positions, ``EMPTY`` for none. A query with no key gets zeros.
+    q (B, T, H, Dk); keys (B, S, Dk) and values (B, S, Dv) shared by all heads (pass the
+    same tensor twice when keys are values: it is gathered once); idx (B, T, K) key
+    positions, ``EMPTY`` for none. A query with no key gets zeros. ``sink`` (H,): a per-head
+    logit that joins every softmax with no value (DeepSeek-V4's attention sink; torch only).
     ``backend``: "torch" (reference, differentiable; under autograd each query chunk's
     gathered keys are recomputed in backward rather than kept, so memory stays O(chunk·k)),
     "triton" (CUDA forward kernel), "auto" (Triton on CUDA without grad, else torch).
@@ -230,8 +233,11 @@ def sparse_attention(
         q.requires_grad or keys.requires_grad or values.requires_grad
     )
     if backend == "auto":
-        backend = "triton" if q.is_cuda and not wants_grad and triton_available() else "torch"
+        fits = q.is_cuda and not wants_grad and sink is None
+        backend = "triton" if fits and triton_available() else "torch"
     if backend == "triton":
+        if sink is not None:
+            raise InputError("backend='triton' takes no sink; use backend='torch'")
         if not q.is_cuda:
             raise InputError("backend='triton' needs CUDA tensors")
         from engram_sdk.model.sparse_triton import sparse_attention_triton
@@ -239,7 +245,8 @@ def sparse_attention(
         return sparse_attention_triton(q, keys, values, idx, scale)
     outs = []
     for t0 in range(0, q.shape[1], query_chunk):
-        part = (q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale)
+        part = (q[:, t0 : t0 + query_chunk], keys, values, idx[:, t0 : t0 + query_chunk], scale,
+                sink)  # fmt: skip
         if wants_grad:  # keep no gathered (T, k, d) tensors for backward: regather per chunk
             outs.append(checkpoint(_gathered_attention, *part, use_reentrant=False))
         else:
@@ -248,17 +255,34 @@ def sparse_attention(
 
 
 def _gathered_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor, scale: float
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    idx: torch.Tensor,
+    scale: float,
+    sink: torch.Tensor | None = None,
 ) -> torch.Tensor:
     b, t, k = idx.shape
-    flat = idx.clamp(min=0).reshape(b, t * k, 1)
-    k_sel = keys.gather(1, flat.expand(-1, -1, keys.shape[-1])).view(b, t, k, -1)
-    v_sel = values.gather(1, flat.expand(-1, -1, values.shape[-1])).view(b, t, k, -1)
+    flat = idx.clamp(min=0).reshape(b, t * k)
+    k_sel = _rows(keys, flat).view(b, t, k, -1)
+    v_sel = k_sel if values is keys else _rows(values, flat).view(b, t, k, -1)
     acc = torch.promote_types(q.dtype, torch.float32)
     scores = torch.einsum("bthd,btkd->bthk", q.to(acc), k_sel.to(acc)) * scale
     scores = scores.masked_fill((idx == EMPTY)[:, :, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row of only EMPTY → zeros
+    if sink is not None:  # one more logit per head, with no value: softmax, then drop it
+        column = sink.to(acc).view(1, 1, -1, 1).expand(b, t, -1, 1)
+        probs = torch.cat([scores, column], dim=-1).softmax(dim=-1)[..., :-1]
+    else:
+        probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row of only EMPTY → zeros
     return torch.einsum("bthk,btkd->bthd", probs, v_sel.to(acc)).to(q.dtype)
+
+
+def _rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x (B, S, d) rows at rows (B, N) → (B, N, d); index_select copies whole rows (on CPU
+    about twice as fast as ``gather`` with an expanded index)."""
+    if x.shape[0] == 1:
+        return x[0].index_select(0, rows[0]).unsqueeze(0)
+    return torch.stack([x[i].index_select(0, rows[i]) for i in range(x.shape[0])])
 
 
 def triton_available() -> bool:

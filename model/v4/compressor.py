@@ -93,17 +93,28 @@ class Indexer(nn.Module):
         self, x: torch.Tensor, q_latent: torch.Tensor, freqs: torch.Tensor,
         positions: torch.Tensor, state: CompressorState | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """(B, T, W) bool: the compressed entries each query (at ``positions``) attends to."""
-        b, t, _ = x.shape
-        keys = self.compressor(x, freqs, state)  # (B, W, d)
-        q = self.wq_b(q_latent).view(b, t, self.n_heads, self.head_dim)
-        q = rotate_tail(q, freqs[positions])
+        """(B, T, W) bool: the compressed entries each query (at ``positions``) attends to.
+
+        The dense reference: it builds (B, T, H, W) scores. The sparse path takes
+        :meth:`inputs` and selects with a chunked running top-k instead."""
+        q, weights, keys = self.inputs(x, q_latent, freqs, positions, state)
         logits = F.relu(torch.einsum("bthd,bsd->bths", q.float(), keys.float()))
-        weights = self.weights_proj(x).float() * self.n_heads**-0.5
-        scores = torch.einsum("bths,bth->bts", logits * self.head_dim**-0.5, weights)
+        scores = torch.einsum("bths,bth->bts", logits * self.head_dim**-0.5, weights.float())
         visible = self.compressor.visible(positions, keys.shape[1])
         scores = scores.masked_fill(~visible, float("-inf"))
         k = min(self.topk, keys.shape[1])
         top = scores.topk(k, dim=-1).indices
         chosen = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, top, True)
         return chosen & visible
+
+    def inputs(
+        self, x: torch.Tensor, q_latent: torch.Tensor, freqs: torch.Tensor,
+        positions: torch.Tensor, state: CompressorState | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Index queries (B, T, H, d), head weights · H^-½ (B, T, H) and keys (B, W, d): every
+        entry so far (advancing ``state``)."""
+        b, t, _ = x.shape
+        keys = self.compressor(x, freqs, state)
+        q = self.wq_b(q_latent).view(b, t, self.n_heads, self.head_dim)
+        weights = self.weights_proj(x).float() * self.n_heads**-0.5
+        return rotate_tail(q, freqs[positions]), weights, keys

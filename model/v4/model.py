@@ -10,7 +10,7 @@ from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.engram import engram_hasher, engram_layer
 from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
-from engram_sdk.model.v4.rope import v4_frequencies
+from engram_sdk.model.v4.rope import ComplexRopeTables, v4_frequencies
 from torch import nn
 
 from engram_sdk.errors import InputError
@@ -51,7 +51,7 @@ class V4Block(nn.Module):
         return self.hc_ffn.write(streams, self.ffn(self.ffn_norm(x), token_ids), maps)
 
 
-class V4Transformer(EngramModelMixin, nn.Module):
+class V4Transformer(ComplexRopeTables, EngramModelMixin, nn.Module):
     """DeepSeek-V4 (see :class:`V4Config`); ``forward`` takes an optional :class:`V4Cache`
     to continue a sequence chunk by chunk."""
 

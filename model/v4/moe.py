@@ -111,5 +111,6 @@ class V4MoE(nn.Module):
                 flat[token] @ self.expert_w1[e].T, flat[token] @ self.expert_w3[e].T,
                 self.cfg.swiglu_limit,
             )  # fmt: skip
-            out.index_add_(0, token, (h @ self.expert_w2[e].T) * weights[token, slot, None])
+            part = (h @ self.expert_w2[e].T) * weights[token, slot, None]
+            out.index_add_(0, token, part.to(out.dtype))  # autocast: router weights in fp32
         return (out + self.shared(flat)).view(shape)

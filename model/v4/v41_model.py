@@ -14,7 +14,7 @@ from engram_sdk.model.hyper import DynamicHyperConnection
 from engram_sdk.model.v4.engram import engram_hasher, engram_layer
 from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
-from engram_sdk.model.v4.rope import v4_frequencies
+from engram_sdk.model.v4.rope import ComplexRopeTables, v4_frequencies
 from engram_sdk.model.v4.v41_attention import V41Attention, V41Cache
 from engram_sdk.model.v4.v41_compress import CompressorCache, GroupState
 from engram_sdk.model.v4.v41_config import V41Config
@@ -58,7 +58,7 @@ class V41Block(nn.Module):
         return self.hc_ffn.write(streams, x, (post, comb)), ffn_pre
 
 
-class V41Transformer(EngramModelMixin, nn.Module):
+class V41Transformer(ComplexRopeTables, EngramModelMixin, nn.Module):
     """DeepSeek-V4.1 (see :class:`V41Config`); ``forward`` takes an optional
     :class:`V41Cache` to continue a sequence chunk by chunk."""
 
