@@ -37,6 +37,7 @@ class Served:
     wait: Callable[[], None] = lambda: None
     stats: object = None
     ahead: bool = False
+    runtime: object = None  # the TableRuntime serving it (None: rows on the GPU)
     times: dict[str, list[float]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)  # allocator flushes while timed
 
@@ -51,7 +52,20 @@ def serve_from_store(
 ) -> Served:
     """The model's rows served from ``store`` through the table runtime."""
     rt = attach_tables(model, store, export=False, **options)
-    return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)
+    return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead, rt)
+
+
+def warm_hot_rows(served: Served, token_ids, limit: int | None = None) -> dict[int, int]:
+    """Fill the placement's hot-row caches from sample text (rows admitted per layer)."""
+    return served.runtime.warm_hot_rows(token_ids, limit=limit)
+
+
+def in_place_hits(served: Served) -> tuple[int, int]:
+    """(hot-cache hits, rows) of every row its tables read in place so far."""
+    if served.runtime is None:
+        return 0, 0
+    counts = [table.in_place_hits() for table in served.runtime.tables.values()]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 def store_table_name(layer: int) -> str:
@@ -98,14 +112,23 @@ def train(p: Served, batches: list[Micro], i: int, lr: float = 1e-6) -> None:
                 param.grad = None
 
 
-def decode(p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bool) -> float:
+def decode(
+    p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bool, feed: str = "greedy"
+) -> float:
     """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed);
-    ``graphed``: steps replayed as one CUDA graph (``engram_paper_decode.graphed_steps``)."""
+    ``graphed``: steps replayed as one CUDA graph (``engram_paper_decode.graphed_steps``).
+    ``feed``: "greedy" (each step's argmax, as generation feeds it) or "text" (the real text
+    that follows the prompt, teacher-forced: the prompt ends early enough for every row)."""
     from engram_sdk.model import ModelCache
 
-    prompt = batches[i].ids[:, : int((batches[i].targets != -100).sum(1).min())]
+    shortest = int((batches[i].targets != -100).sum(1).min())
+    text = None
+    if feed == "text":  # graphed decoding runs two more steps (warm-up, recording) first
+        shortest -= new_tokens + (2 if graphed else 0)
+        text = batches[i].ids[:, shortest:]
+    prompt = batches[i].ids[:, :shortest]
     if graphed:
-        return graphed_steps(p.model, p.forward, prompt, new_tokens)[0]
+        return graphed_steps(p.model, p.forward, prompt, new_tokens, feed=text)[0]
     device = next(p.model.parameters()).device
     with torch.no_grad():
         cache = ModelCache()
@@ -115,8 +138,11 @@ def decode(p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bo
             logits = p.forward(prompt[:, start : start + 256], cache)[:, -1]
         sync(device)
         start = time.perf_counter()
-        for _ in range(new_tokens):
-            token = logits.argmax(-1, keepdim=True).cpu()  # generation feeds host ids
+        for k in range(new_tokens):
+            # generation feeds host ids
+            token = (
+                text[:, k : k + 1] if text is not None else logits.argmax(-1, keepdim=True).cpu()
+            )
             logits = p.forward(token, cache)[:, -1]
         sync(device)
     return time.perf_counter() - start
@@ -131,6 +157,7 @@ def interleaved(
     before_block: Callable[[Served], None] = lambda p: None,
     new_tokens: int = 16,
     graphed: bool = False,
+    feed: str = "greedy",
 ) -> None:
     """Every placement runs every micro-batch; placements alternate block by block."""
     shapes = {tuple(b.ids.shape): i for i, b in reversed(list(enumerate(batches)))}
@@ -138,7 +165,7 @@ def interleaved(
         p.times[phase] = []
         p.activate()
         if phase == "decode":
-            decode(p, batches, 0, 2, graphed)
+            decode(p, batches, 0, 2, graphed, feed)
             continue
         for i in sorted(shapes.values()):
             (prefill if phase == "prefill" else train)(p, batches[i : i + 1], 0)
@@ -150,7 +177,7 @@ def interleaved(
             before_block(p)
             retries = alloc_retries(device)
             if phase == "decode":
-                p.times[phase].append(decode(p, batches, first, new_tokens, graphed))
+                p.times[phase].append(decode(p, batches, first, new_tokens, graphed, feed))
             else:
                 step = prefill if phase == "prefill" else train
                 sync(device)

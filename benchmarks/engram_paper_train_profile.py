@@ -46,6 +46,7 @@ from engram_paper_harness import (
     store_table_name,
     sync,
 )
+from engram_paper_hot import DECODE_PLACEMENTS, decode_places, gather_micro, hit_lines, warm_text
 from engram_paper_parts import (
     SMOKE_VOCAB,
     Micro,
@@ -127,6 +128,37 @@ def counters_line(p: Served) -> str:
     )
 
 
+def decode_phase(places: list[Served], groups: list[Micro], device, new_tokens: int, feed: str):
+    """Every placement decodes every group (one CUDA graph per step on a GPU), interleaved;
+    the hit counters restart."""
+    for p in places:
+        for table in p.runtime.tables.values() if p.runtime is not None else ():
+            table.reset_in_place_hits()
+    graphed = device.type == "cuda"
+    interleaved(places, "decode", groups, 1, device, new_tokens=new_tokens, graphed=graphed,
+                feed=feed)  # fmt: skip
+
+
+def micro_lines(places: list[Served], model, store, group: Micro, say) -> list[str]:
+    """``engram_paper_hot.gather_micro`` on the first decode step of ``group`` (real text)."""
+    from engram_sdk.table_runtime.mapped import mapped_view
+
+    lines = []
+    shortest = int((group.targets != -100).sum(1).min())
+    ids = group.ids[:, :shortest].to(next(model.parameters()).device)
+    with torch.no_grad():
+        addresses = model.engram_addresses(ids)
+    for layer, found in addresses.items():
+        name = store_table_name(layer)
+        mapped = mapped_view(store.pinned_rows(name), "bfloat16", found.device)
+        if mapped is None:
+            continue
+        for line in gather_micro(places, mapped, found[:, -1].reshape(-1)):
+            say(line)
+            lines.append(line)
+    return lines
+
+
 def spread(batches: list[Micro], count: int) -> list[Micro]:
     """At most ``count`` micro-batches taken evenly over all of them (every length)."""
     if len(batches) <= count:
@@ -154,7 +186,27 @@ def main() -> None:
         "--placements", default="dram-next,dram-in-place", help=f"of {','.join(PLACEMENTS)}"
     )
     ap.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+    ap.add_argument(
+        "--skip-train", action="store_true", help="time decoding only (no train, profile)"
+    )
+    ap.add_argument(
+        "--decode-feed",
+        default="greedy",
+        help="decode steps fed each argmax (greedy) or the real text after the prompt (text); "
+        "both: greedy,text (one table each)",
+    )
+    ap.add_argument(
+        "--decode-placements",
+        default="",
+        help=f"decode-only placements, of {','.join(DECODE_PLACEMENTS)}",
+    )
+    ap.add_argument("--hot-rows", type=int, default=1 << 22, help="rows of dram-hot's GPU cache")
+    ap.add_argument("--warm-tokens", type=int, default=2_000_000, help="other text warming it")
+    ap.add_argument("--gather-micro", action="store_true", help="time the in-place gather alone")
     args = ap.parse_args()
+    feeds = args.decode_feed.split(",")
+    if set(feeds) - {"greedy", "text"}:
+        raise SystemExit(f"--decode-feed: greedy, text or both, got {args.decode_feed!r}")
     unknown = set(args.placements.split(",")) - set(PLACEMENTS)
     if unknown:
         raise SystemExit(f"--placements: unknown {sorted(unknown)}; known: {list(PLACEMENTS)}")
@@ -204,21 +256,49 @@ def main() -> None:
         name, options = PLACEMENTS[key]
         places.append(serve_from_store(name, model, store, **options))
     same = same_logits(places, timed[0])
-    tokens = {"train": sum(b.tokens for b in timed)}
-    interleaved(places, "train", timed, args.block, device)
-    counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
-    if args.graphed_decode:  # the same placements decoding, each step one CUDA graph replay
+    tokens, counters = {}, []
+    if not args.skip_train:
+        tokens["train"] = sum(b.tokens for b in timed)
+        interleaved(places, "train", timed, args.block, device)
+        counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
+    decoders = places
+    if args.graphed_decode or args.skip_train:  # each step one CUDA graph replay (on a GPU)
+        keys = [k for k in args.decode_placements.split(",") if k]
+        warm_ids = None
+        if "dram-hot" in keys:
+            warm_ids = warm_text(sum(len(s) for s in seqs), args.warm_tokens)
+            warm_ids = warm_ids % SMOKE_VOCAB if args.smoke else warm_ids
+        decoders = places + decode_places(
+            keys, model, store, args.hot_rows, warm_ids, say, places[0]
+        )
         groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
-        interleaved(places, "decode", groups, 1, device, new_tokens=args.new_tokens, graphed=True)
+        if args.gather_micro and device.type == "cuda":
+            log += micro_lines(decoders, model, store, groups[0], say)
+        mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
         tokens["decode"] = sum(len(g.ids) for g in groups) * args.new_tokens
-    title = "1. train steps (table frozen in every placement)"
-    log += report(title + (", graphed decode" if args.graphed_decode else ""), places, tokens)
+        for feed in feeds[:-1]:  # a table of its own for each feed but the last
+            decode_phase(decoders, groups, device, args.new_tokens, feed)
+            log += report(
+                f"decode alone, {mode}, fed {feed}", decoders, {"decode": tokens["decode"]}
+            )
+            for line in hit_lines(decoders):
+                say(line)
+        decode_phase(decoders, groups, device, args.new_tokens, feeds[-1])
+    title = "1. train steps (table frozen in every placement)" if not args.skip_train else "1."
+    mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
+    log += report(title + f", {mode} decode fed {feeds[-1]}", decoders, tokens)
+    for line in hit_lines(decoders):
+        say(line)
     say("runtime counters of the training steps:")
     for line in counters:
         say(line)
     say("logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in same.items()))
     if args.out:  # written again at the end; the profile below may fail on some hosts
         Path(args.out).write_text("```\n" + "\n".join(log) + "\n```\n")
+    if args.skip_train:
+        say(f"total {time.perf_counter() - start:.0f} s")
+        store.close()
+        return
     say(f"\n2. profiled, {args.profile_steps} steps per placement (torch.profiler)")
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -1,0 +1,158 @@
+"""Decode-only placements of the paper benchmark: rows read in place, hot rows on the GPU.
+
+Used by ``engram_paper_train_profile.py --decode-placements ...``:
+
+- ``dram-triton``: pinned rows read in place by the Triton gather (16-byte loads), no cache;
+- ``dram-hot-prio``: ``dram-hot`` with the table's stream at high priority (an experiment);
+- ``runtime-hbm``: a diagnostic, not a placement: the runtime's in-place path (fork, gather,
+  join) reading the GPU-resident rows, i.e. what the runtime costs without PCIe;
+- ``dram-hot``: the same, with a ``--hot-rows`` GPU cache per table, warmed from
+  ``--warm-tokens`` tokens of real text that the benchmark's sequences do not contain (a
+  frequency count made ahead of time), then learning from each batch's prefill; decode
+  steps read hits from the GPU and only misses over PCIe. Its GPU memory (rows + index) is
+  printed: it is part of the placement.
+
+``gather_micro`` times the in-place gather alone on the benchmark's own table and real-text
+decode addresses: ``index_select`` from pinned host memory (today's), the Triton kernel,
+the Triton kernel with the warmed cache, and the same rows from device memory.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engram_paper_harness import Served, in_place_hits, serve_from_store, warm_hot_rows
+from hot_cache_text import real_text_ids
+
+DECODE_PLACEMENTS = ("dram-triton", "dram-hot", "dram-hot-prio", "runtime-hbm")
+
+
+def warm_text(skip_tokens: int, tokens: int) -> np.ndarray:
+    """Up to ``tokens`` ids of real text after the first ``skip_tokens`` (the benchmark's)."""
+    while tokens > 1000:
+        try:
+            return real_text_ids(tokens, skip_tokens=skip_tokens)
+        except ValueError:  # this Python's standard library holds less text
+            tokens //= 2
+    raise SystemExit("not enough real text left to warm the hot-row cache")
+
+
+def decode_places(
+    keys: list[str], model, store, hot_rows: int, warm_ids: np.ndarray | None, say, gpu: Served
+) -> list[Served]:
+    """The decode-only placements ``keys`` (of :data:`DECODE_PLACEMENTS`), warmed; ``gpu``:
+    the GPU-resident placement (its rows serve ``runtime-hbm``)."""
+    out = []
+    for key in keys:
+        if key == "runtime-hbm":  # a diagnostic: the runtime's path, the rows in device memory
+            p = serve_from_store("runtime, rows in HBM", model, store, ahead=False)
+            for layer, table in p.runtime.tables.items():
+                table._mapped_rows()  # binds the store's array; the view is swapped below
+                table._mapped = gpu.tables[layer].weight
+            out.append(p)
+            continue
+        if key == "dram-triton":
+            out.append(
+                serve_from_store(
+                    "in place, triton", model, store, ahead=False, in_place_kernel="triton"
+                )
+            )
+            continue
+        if key not in ("dram-hot", "dram-hot-prio"):
+            raise SystemExit(f"--decode-placements: unknown {key!r}; known: {DECODE_PLACEMENTS}")
+        name = (
+            f"in place + hot {hot_rows / 2**20:.0f}M"
+            if hot_rows >= 2**20
+            else f"in place + hot {hot_rows}"
+        )
+        if key == "dram-hot-prio":
+            name += ", high-priority stream"
+        p = serve_from_store(name, model, store, ahead=False, hot_rows=hot_rows)
+        if key == "dram-hot-prio":  # an experiment: the gather's kernels ahead of block 0's
+            for table in p.runtime.tables.values():
+                table.stream = torch.cuda.Stream(table.device, priority=-1)
+        admitted = warm_hot_rows(p, warm_ids) if warm_ids is not None else {}
+        mib = (
+            sum(
+                t.hot.rows.numel() * t.hot.rows.element_size() + 2 * 8 * t.hot.capacity
+                for t in p.runtime.tables.values()
+            )
+            / 2**20
+        )
+        say(
+            f"{name}: GPU memory of the cache {mib:.0f} MiB (rows + index); warmed with "
+            f"{admitted} rows per layer from {0 if warm_ids is None else len(warm_ids)} tokens "
+            "of other text"
+        )
+        out.append(p)
+    return out
+
+
+def hit_lines(places: list[Served]) -> list[str]:
+    """Hot-cache hit rates of the rows each placement read in place (warm-up steps too)."""
+    lines = []
+    for p in places:
+        hits, rows = in_place_hits(p)
+        if rows:
+            lines.append(
+                f"  {p.name}: {hits}/{rows} rows read in place were hot ({hits / rows:.3f})"
+            )
+    return lines
+
+
+def gather_micro(
+    places: list[Served], mapped: torch.Tensor, addresses: torch.Tensor, reps: int = 50
+) -> list[str]:
+    """Median microseconds of one in-place gather of ``addresses`` (1-D) per way; ``mapped``:
+    a device view of the pinned host table (``engram_sdk.table_runtime.mapped``)."""
+    from engram_sdk.table_runtime.hot_gather import find_slots, gather_in_place
+
+    hot = next(
+        (
+            p
+            for p in places
+            if p.runtime is not None and any(t.hot is not None for t in p.runtime.tables.values())
+        ),
+        None,
+    )
+    gpu = next(p for p in places if p.runtime is None)
+    device_rows = next(iter(gpu.tables.values())).weight
+    flat = addresses.to(mapped.device)
+    out = torch.empty((flat.numel(), mapped.shape[1]), dtype=mapped.dtype, device=flat.device)
+    ways = {
+        "device memory (index_select)": lambda: torch.index_select(device_rows, 0, flat, out=out),
+        "host, index_select (today)": lambda: torch.index_select(mapped, 0, flat, out=out),
+        "host, triton": lambda: gather_in_place(mapped, flat, out=out, kernel="triton"),
+    }
+    want = device_rows.index_select(0, flat)
+    if hot is not None:
+        cache = next(iter(hot.runtime.tables.values())).hot
+        index_ids, index_slots = cache.device_index()
+
+        def with_cache() -> None:
+            slots = find_slots(index_ids, index_slots, flat)
+            gather_in_place(mapped, flat, slots, cache.rows, out, kernel="triton")
+
+        ways[f"host, triton + hot ({cache.capacity} rows)"] = with_cache
+        hits = int((find_slots(index_ids, index_slots, flat) >= 0).sum())
+    lines = [f"  in-place gather of {flat.numel()} real-text decode rows, median of {reps} (us):"]
+    for name, fn in ways.items():
+        times = []
+        for _ in range(reps + 3):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) * 1e3)
+        same = torch.equal(out, want)
+        lines.append(f"    {name:40} {statistics.median(times[3:]):8.1f}  bitwise {same}")
+    if hot is not None:
+        lines.append(f"    (hot: {hits}/{flat.numel()} of these rows)")
+    return lines
