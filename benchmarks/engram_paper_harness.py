@@ -40,6 +40,7 @@ class Served:
     runtime: object = None  # the TableRuntime serving it (None: rows on the GPU)
     times: dict[str, list[float]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)  # allocator flushes while timed
+    decoded: dict[int, torch.Tensor] = field(default_factory=dict)  # last logits per block
 
     def activate(self) -> None:
         """Put this placement's tables into the (shared) model."""
@@ -128,7 +129,9 @@ def decode(
         text = batches[i].ids[:, shortest:]
     prompt = batches[i].ids[:, :shortest]
     if graphed:
-        return graphed_steps(p.model, p.forward, prompt, new_tokens, feed=text)[0]
+        seconds, logits = graphed_steps(p.model, p.forward, prompt, new_tokens, feed=text)
+        p.decoded[i] = logits.cpu()  # the last step's, for the bitwise check
+        return seconds
     device = next(p.model.parameters()).device
     with torch.no_grad():
         cache = ModelCache()
@@ -145,7 +148,19 @@ def decode(
             )
             logits = p.forward(token, cache)[:, -1]
         sync(device)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    p.decoded[i] = logits.cpu()
+    return seconds
+
+
+def same_decoded(places: list[Served]) -> dict[str, bool]:
+    """Each placement's last decode logits of every block bitwise equal to the first's."""
+    first = places[0].decoded
+    return {
+        p.name: all(torch.equal(p.decoded[i], first[i]) for i in first)
+        and set(p.decoded) == set(first)
+        for p in places
+    }
 
 
 def interleaved(

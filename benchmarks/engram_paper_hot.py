@@ -44,10 +44,18 @@ def warm_text(skip_tokens: int, tokens: int) -> np.ndarray:
 
 
 def decode_places(
-    keys: list[str], model, store, hot_rows: int, warm_ids: np.ndarray | None, say, gpu: Served
+    keys: list[str],
+    model,
+    store,
+    hot_rows: int,
+    warm_ids: np.ndarray | None,
+    say,
+    gpu: Served,
+    warm_share: float = 0.75,
 ) -> list[Served]:
-    """The decode-only placements ``keys`` (of :data:`DECODE_PLACEMENTS`), warmed; ``gpu``:
-    the GPU-resident placement (its rows serve ``runtime-hbm``)."""
+    """The decode-only placements ``keys`` (of :data:`DECODE_PLACEMENTS`); hot caches warmed
+    to ``warm_share`` of their rows (the rest learns from prefills); ``gpu``: the
+    GPU-resident placement (its rows serve ``runtime-hbm``)."""
     out = []
     for key in keys:
         if key == "runtime-hbm":  # a diagnostic: the runtime's path, the rows in device memory
@@ -72,12 +80,14 @@ def decode_places(
             else f"in place + hot {hot_rows}"
         )
         if key == "dram-hot-prio":
-            name += ", high-priority stream"
+            name = name.replace("in place + hot", "hot") + " + prio stream"
         p = serve_from_store(name, model, store, ahead=False, hot_rows=hot_rows)
         if key == "dram-hot-prio":  # an experiment: the gather's kernels ahead of block 0's
             for table in p.runtime.tables.values():
-                table.stream = torch.cuda.Stream(table.device, priority=-1)
-        admitted = warm_hot_rows(p, warm_ids) if warm_ids is not None else {}
+                if table.cuda:
+                    table.stream = torch.cuda.Stream(table.device, priority=-1)
+        limit = int(hot_rows * warm_share)
+        admitted = warm_hot_rows(p, warm_ids, limit) if warm_ids is not None else {}
         mib = (
             sum(
                 t.hot.rows.numel() * t.hot.rows.element_size() + 2 * 8 * t.hot.capacity

@@ -41,6 +41,7 @@ from engram_paper_harness import (
     Served,
     interleaved,
     report,
+    same_decoded,
     same_logits,
     serve_from_store,
     store_table_name,
@@ -132,6 +133,7 @@ def decode_phase(places: list[Served], groups: list[Micro], device, new_tokens: 
     """Every placement decodes every group (one CUDA graph per step on a GPU), interleaved;
     the hit counters restart."""
     for p in places:
+        p.decoded.clear()
         for table in p.runtime.tables.values() if p.runtime is not None else ():
             table.reset_in_place_hits()
     graphed = device.type == "cuda"
@@ -202,6 +204,9 @@ def main() -> None:
     )
     ap.add_argument("--hot-rows", type=int, default=1 << 22, help="rows of dram-hot's GPU cache")
     ap.add_argument("--warm-tokens", type=int, default=2_000_000, help="other text warming it")
+    ap.add_argument(
+        "--warm-rows", type=float, default=0.75, help="share of the cache warmed (the rest learns)"
+    )
     ap.add_argument("--gather-micro", action="store_true", help="time the in-place gather alone")
     args = ap.parse_args()
     feeds = args.decode_feed.split(",")
@@ -269,7 +274,7 @@ def main() -> None:
             warm_ids = warm_text(sum(len(s) for s in seqs), args.warm_tokens)
             warm_ids = warm_ids % SMOKE_VOCAB if args.smoke else warm_ids
         decoders = places + decode_places(
-            keys, model, store, args.hot_rows, warm_ids, say, places[0]
+            keys, model, store, args.hot_rows, warm_ids, say, places[0], args.warm_rows
         )
         groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
         if args.gather_micro and device.type == "cuda":
@@ -283,12 +288,17 @@ def main() -> None:
             )
             for line in hit_lines(decoders):
                 say(line)
+            equal = same_decoded(decoders)
+            say("decode logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in equal.items()))
         decode_phase(decoders, groups, device, args.new_tokens, feeds[-1])
     title = "1. train steps (table frozen in every placement)" if not args.skip_train else "1."
     mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
     log += report(title + f", {mode} decode fed {feeds[-1]}", decoders, tokens)
     for line in hit_lines(decoders):
         say(line)
+    if "decode" in tokens:
+        equal = same_decoded(decoders)
+        say("decode logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in equal.items()))
     say("runtime counters of the training steps:")
     for line in counters:
         say(line)
