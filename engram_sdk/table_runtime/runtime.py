@@ -204,7 +204,7 @@ def attach_tables(
     in_place_kernel: str = "auto",
     device: str | torch.device | None = None,
     dedup: bool | None = None,
-    direct_tokens: int = 64,
+    direct_tokens: int | None = None,
     fetch_threads: int = FETCH_THREADS,
     prefetch_threads: int = PREFETCH_THREADS,
 ) -> TableRuntime:
@@ -221,9 +221,9 @@ def attach_tables(
     "triton" or "torch", see :class:`StoreTable`).
     ``device``: where rows go (default: the model's). A ``dram://`` store opened here for a
     CUDA model keeps its rows in pinned memory, which the GPU reads in place for steps of at
-    most ``direct_tokens`` tokens (decoding). ``dedup`` reads each distinct row once (default:
-    for file stores, not ``dram://``). Fetches run with ``fetch_threads`` torch threads,
-    prefetches with ``prefetch_threads``.
+    most ``direct_tokens`` tokens (default: the store's ``in_place_tokens``, 64: decoding).
+    ``dedup`` reads each distinct row once (default: for file stores, not ``dram://``).
+    Fetches run with ``fetch_threads`` torch threads, prefetches with ``prefetch_threads``.
     """
     device = torch.device(device or next(model.parameters()).device)
     for label, value in (("fetch_threads", fetch_threads), ("prefetch_threads", prefetch_threads)):
@@ -233,6 +233,8 @@ def attach_tables(
     if isinstance(store, str):
         pinned = device.type == "cuda" and store.startswith("dram://")
         store = open_store(store, "a" if export else "r", pinned=pinned)
+    if direct_tokens is None:
+        direct_tokens = store.in_place_tokens
     try:
         if export:
             export_tables(model, store)
