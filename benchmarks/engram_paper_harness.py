@@ -114,18 +114,26 @@ def train(p: Served, batches: list[Micro], i: int, lr: float = 1e-6) -> None:
 
 
 def decode(
-    p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bool, feed: str = "greedy"
+    p: Served,
+    batches: list[Micro],
+    i: int,
+    new_tokens: int,
+    graphed: bool,
+    feed: str = "greedy",
+    reserve: int | None = None,
 ) -> float:
     """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed);
     ``graphed``: steps replayed as one CUDA graph (``engram_paper_decode.graphed_steps``).
     ``feed``: "greedy" (each step's argmax, as generation feeds it) or "text" (the real text
-    that follows the prompt, teacher-forced: the prompt ends early enough for every row)."""
+    that follows the prompt, teacher-forced: the prompt ends early enough for every row;
+    ``reserve``: tokens kept after the prompt, default ``new_tokens``: a warm-up passes the
+    timed steps' count, so its prefill never holds the text the timed steps are fed)."""
     from engram_sdk.model import ModelCache
 
     shortest = int((batches[i].targets != -100).sum(1).min())
     text = None
     if feed == "text":  # graphed decoding runs two more steps (warm-up, recording) first
-        shortest -= new_tokens + (2 if graphed else 0)
+        shortest -= max(new_tokens, reserve or 0) + (2 if graphed else 0)
         text = batches[i].ids[:, shortest:]
     prompt = batches[i].ids[:, :shortest]
     if graphed:
@@ -180,7 +188,7 @@ def interleaved(
         p.times[phase] = []
         p.activate()
         if phase == "decode":
-            decode(p, batches, 0, 2, graphed, feed)
+            decode(p, batches, 0, 2, graphed, feed, reserve=new_tokens)
             continue
         for i in sorted(shapes.values()):
             (prefill if phase == "prefill" else train)(p, batches[i : i + 1], 0)

@@ -3,7 +3,8 @@
 Used by ``engram_paper_train_profile.py --decode-placements ...``:
 
 - ``dram-triton``: pinned rows read in place by the Triton gather (16-byte loads), no cache;
-- ``dram-hot-prio``: ``dram-hot`` with the table's stream at high priority (an experiment);
+- ``dram-prio`` / ``dram-hot-prio``: today's in-place path / ``dram-hot`` with the table's
+  stream at high priority (an experiment);
 - ``runtime-hbm``: a diagnostic, not a placement: the runtime's in-place path (fork, gather,
   join) reading the GPU-resident rows, i.e. what the runtime costs without PCIe;
 - ``dram-hot``: the same, with a ``--hot-rows`` GPU cache per table, warmed from
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from engram_paper_harness import Served, in_place_hits, serve_from_store, warm_hot_rows
 from hot_cache_text import real_text_ids
 
-DECODE_PLACEMENTS = ("dram-triton", "dram-hot", "dram-hot-prio", "runtime-hbm")
+DECODE_PLACEMENTS = ("dram-triton", "dram-prio", "dram-hot", "dram-hot-prio", "runtime-hbm")
 
 
 def warm_text(skip_tokens: int, tokens: int) -> np.ndarray:
@@ -65,6 +66,11 @@ def decode_places(
                 table._mapped = gpu.tables[layer].weight
             out.append(p)
             continue
+        if key == "dram-prio":  # today's in-place path, the table's stream at high priority
+            p = serve_from_store("in place, prio stream", model, store, ahead=False)
+            high_priority_streams(p)
+            out.append(p)
+            continue
         if key == "dram-triton":
             out.append(
                 serve_from_store(
@@ -82,10 +88,8 @@ def decode_places(
         if key == "dram-hot-prio":
             name = name.replace("in place + hot", "hot") + " + prio stream"
         p = serve_from_store(name, model, store, ahead=False, hot_rows=hot_rows)
-        if key == "dram-hot-prio":  # an experiment: the gather's kernels ahead of block 0's
-            for table in p.runtime.tables.values():
-                if table.cuda:
-                    table.stream = torch.cuda.Stream(table.device, priority=-1)
+        if key == "dram-hot-prio":
+            high_priority_streams(p)
         limit = int(hot_rows * warm_share)
         admitted = warm_hot_rows(p, warm_ids, limit) if warm_ids is not None else {}
         mib = (
@@ -104,6 +108,14 @@ def decode_places(
     return out
 
 
+def high_priority_streams(p: Served) -> None:
+    """An experiment: the tables' streams at high priority (the gather's kernels scheduled
+    ahead of block 0's)."""
+    for table in p.runtime.tables.values():
+        if table.cuda:
+            table.stream = torch.cuda.Stream(table.device, priority=-1)
+
+
 def hit_lines(places: list[Served]) -> list[str]:
     """Hot-cache hit rates of the rows each placement read in place (warm-up steps too)."""
     lines = []
@@ -117,10 +129,11 @@ def hit_lines(places: list[Served]) -> list[str]:
 
 
 def gather_micro(
-    places: list[Served], mapped: torch.Tensor, addresses: torch.Tensor, reps: int = 50
+    places: list[Served], mapped: torch.Tensor, sets: list[torch.Tensor], reps: int = 64
 ) -> list[str]:
-    """Median microseconds of one in-place gather of ``addresses`` (1-D) per way; ``mapped``:
-    a device view of the pinned host table (``engram_sdk.table_runtime.mapped``)."""
+    """Median microseconds of one in-place gather per way, each recorded as a CUDA graph (no
+    launch overhead) and replayed on address set after set of ``sets`` (1-D, device), the
+    L2 cache flushed before every replay; ``mapped``: a device view of the pinned table."""
     from engram_sdk.table_runtime.hot_gather import find_slots, gather_in_place
 
     hot = next(
@@ -133,36 +146,58 @@ def gather_micro(
     )
     gpu = next(p for p in places if p.runtime is None)
     device_rows = next(iter(gpu.tables.values())).weight
-    flat = addresses.to(mapped.device)
+    flat = sets[0].clone()
     out = torch.empty((flat.numel(), mapped.shape[1]), dtype=mapped.dtype, device=flat.device)
+    slots = torch.empty_like(flat)
     ways = {
-        "device memory (index_select)": lambda: torch.index_select(device_rows, 0, flat, out=out),
+        "device memory, index_select": lambda: torch.index_select(device_rows, 0, flat, out=out),
         "host, index_select (today)": lambda: torch.index_select(mapped, 0, flat, out=out),
-        "host, triton": lambda: gather_in_place(mapped, flat, out=out, kernel="triton"),
     }
-    want = device_rows.index_select(0, flat)
+    for rows, warps in ((16, 4), (4, 1), (2, 1)):
+        ways[f"host, triton {rows} rows x {warps} warps"] = lambda rows=rows, warps=warps: (
+            gather_in_place(
+                mapped, flat, out=out, kernel="triton", block_rows=rows, num_warps=warps
+            )
+        )
     if hot is not None:
         cache = next(iter(hot.runtime.tables.values())).hot
         index_ids, index_slots = cache.device_index()
+        ways["hot: find_slots alone"] = lambda: slots.copy_(
+            find_slots(index_ids, index_slots, flat)
+        )
 
         def with_cache() -> None:
-            slots = find_slots(index_ids, index_slots, flat)
-            gather_in_place(mapped, flat, slots, cache.rows, out, kernel="triton")
+            found = find_slots(index_ids, index_slots, flat)
+            gather_in_place(mapped, flat, found, cache.rows, out, kernel="triton")
 
         ways[f"host, triton + hot ({cache.capacity} rows)"] = with_cache
-        hits = int((find_slots(index_ids, index_slots, flat) >= 0).sum())
-    lines = [f"  in-place gather of {flat.numel()} real-text decode rows, median of {reps} (us):"]
+    scratch = torch.empty(256 << 20, dtype=torch.uint8, device=flat.device)  # > L2
+    lines = [
+        f"  in-place gather of {flat.numel()} rows, {len(sets)} real-text decode address sets, "
+        f"graph replays, L2 flushed, median of {reps} (us):"
+    ]
     for name, fn in ways.items():
-        times = []
-        for _ in range(reps + 3):
+        fn()  # compiles, allocates
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        times, same = [], True
+        for rep in range(reps):
+            flat.copy_(sets[rep % len(sets)])
+            scratch.zero_()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            graph.replay()
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) * 1e3)
-        same = torch.equal(out, want)
-        lines.append(f"    {name:40} {statistics.median(times[3:]):8.1f}  bitwise {same}")
+            if "alone" not in name:
+                same = same and torch.equal(out, device_rows.index_select(0, flat))
+        lines.append(f"    {name:42} {statistics.median(times):8.1f}  bitwise {same}")
     if hot is not None:
-        lines.append(f"    (hot: {hits}/{flat.numel()} of these rows)")
+        hits = sum(int((find_slots(index_ids, index_slots, f) >= 0).sum()) for f in sets)
+        lines.append(
+            f"    (hot rows: {hits / sum(f.numel() for f in sets):.3f} of these addresses)"
+        )
     return lines

@@ -281,3 +281,30 @@ def frequency_layouts(model, ids: np.ndarray) -> dict:
         layer: RowLayout.by_group_frequency(tables[layer].rows, np.concatenate(parts))
         for layer, parts in found.items()
     }
+
+
+def numa_line(rows: torch.Tensor) -> str:
+    """Which NUMA nodes hold the host table's pages (/proc/self/numa_maps) and which node
+    the GPU hangs off (sysfs): PCIe reads of a remote node's memory cross the socket link."""
+    addr = rows.data_ptr()
+    start = None
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        low, high = (int(x, 16) for x in line.split()[0].split("-"))
+        if low <= addr < high:
+            start = low
+            break
+    nodes = "unknown"
+    numa_maps = Path("/proc/self/numa_maps")
+    if start is not None and numa_maps.exists():
+        for line in numa_maps.read_text().splitlines():
+            fields = line.split()
+            if int(fields[0], 16) == start:
+                nodes = " ".join(f for f in fields if f[:1] == "N" and "=" in f) or "none listed"
+    gpu = "unknown"
+    try:
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        bdf = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        gpu = Path(f"/sys/bus/pci/devices/{bdf}/numa_node").read_text().strip()
+    except (AttributeError, OSError, RuntimeError, AssertionError):
+        pass
+    return f"host table pages per NUMA node (pages): {nodes}; the GPU's NUMA node: {gpu}"

@@ -59,6 +59,7 @@ from engram_paper_parts import (
     host_copy,
     host_rows_store,
     micro_batches,
+    numa_line,
     sequences,
 )
 from engram_paper_trace import report as trace_report
@@ -141,21 +142,56 @@ def decode_phase(places: list[Served], groups: list[Micro], device, new_tokens: 
                 feed=feed)  # fmt: skip
 
 
-def micro_lines(places: list[Served], model, store, group: Micro, say) -> list[str]:
-    """``engram_paper_hot.gather_micro`` on the first decode step of ``group`` (real text)."""
+def decode_tables(args, feeds, places, model, store, seqs, pad, device, say) -> list[str]:
+    """One decode table per feed: ``places`` and, built afresh for each feed (a cache that
+    saw one feed's prefills must not serve the other's), the decode-only placements."""
+    keys = [k for k in args.decode_placements.split(",") if k]
+    warm_ids = None
+    if any(k.startswith("dram-hot") for k in keys):
+        warm_ids = warm_text(sum(len(s) for s in seqs), args.warm_tokens)
+        warm_ids = warm_ids % SMOKE_VOCAB if args.smoke else warm_ids
+    groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
+    mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
+    tokens = {"decode": sum(len(g.ids) for g in groups) * args.new_tokens}
+    log: list[str] = []
+    for n, feed in enumerate(feeds):
+        extra = decode_places(
+            keys, model, store, args.hot_rows, warm_ids, say, places[0], args.warm_rows
+        )
+        decoders = places + extra
+        if args.gather_micro and device.type == "cuda" and n == 0:
+            log += micro_lines(decoders, model, store, groups, say)
+        decode_phase(decoders, groups, device, args.new_tokens, feed)
+        log += report(f"{n + 2}. decode, {mode}, fed {feed}", decoders, tokens)
+        for line in hit_lines(decoders):
+            say(line)
+        equal = same_decoded(decoders)
+        say("decode logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in equal.items()))
+        for p in extra:
+            p.runtime.detach()  # (its cache's GPU memory goes with it)
+    return log
+
+
+def micro_lines(places: list[Served], model, store, groups: list[Micro], say) -> list[str]:
+    """``engram_paper_hot.gather_micro`` on real-text decode steps: the addresses of the 16
+    positions before each group's shortest prompt ends (1024 rows each at batch 64)."""
     from engram_sdk.table_runtime.mapped import mapped_view
 
-    lines = []
-    shortest = int((group.targets != -100).sum(1).min())
-    ids = group.ids[:, :shortest].to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    sets: dict[int, list[torch.Tensor]] = {}
     with torch.no_grad():
-        addresses = model.engram_addresses(ids)
-    for layer, found in addresses.items():
-        name = store_table_name(layer)
-        mapped = mapped_view(store.pinned_rows(name), "bfloat16", found.device)
+        for group in groups:
+            shortest = int((group.targets != -100).sum(1).min())
+            found = model.engram_addresses(group.ids[:, :shortest].to(device))
+            for layer, addresses in found.items():
+                for k in range(1, 17):
+                    sets.setdefault(layer, []).append(addresses[:, -k].reshape(-1).contiguous())
+    lines = []
+    for layer, parts in sets.items():
+        mapped = mapped_view(store.pinned_rows(store_table_name(layer)), "bfloat16", device)
         if mapped is None:
             continue
-        for line in gather_micro(places, mapped, found[:, -1].reshape(-1)):
+        for line in gather_micro(places, mapped, parts):
             say(line)
             lines.append(line)
     return lines
@@ -253,6 +289,7 @@ def main() -> None:
         f"{len(batches)} micro-batches of <= {args.train_tokens} tokens; set up in "
         f"{time.perf_counter() - start:.0f} s"
     )
+    say(numa_line(next(iter(host.values()))))
     places = [
         Served("gpu-resident", model, tables, model),
         Served("gpu-again", model, tables, model),
@@ -266,39 +303,10 @@ def main() -> None:
         tokens["train"] = sum(b.tokens for b in timed)
         interleaved(places, "train", timed, args.block, device)
         counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
-    decoders = places
+    if tokens:
+        log += report("1. train steps (table frozen in every placement)", places, tokens)
     if args.graphed_decode or args.skip_train:  # each step one CUDA graph replay (on a GPU)
-        keys = [k for k in args.decode_placements.split(",") if k]
-        warm_ids = None
-        if "dram-hot" in keys:
-            warm_ids = warm_text(sum(len(s) for s in seqs), args.warm_tokens)
-            warm_ids = warm_ids % SMOKE_VOCAB if args.smoke else warm_ids
-        decoders = places + decode_places(
-            keys, model, store, args.hot_rows, warm_ids, say, places[0], args.warm_rows
-        )
-        groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
-        if args.gather_micro and device.type == "cuda":
-            log += micro_lines(decoders, model, store, groups[0], say)
-        mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
-        tokens["decode"] = sum(len(g.ids) for g in groups) * args.new_tokens
-        for feed in feeds[:-1]:  # a table of its own for each feed but the last
-            decode_phase(decoders, groups, device, args.new_tokens, feed)
-            log += report(
-                f"decode alone, {mode}, fed {feed}", decoders, {"decode": tokens["decode"]}
-            )
-            for line in hit_lines(decoders):
-                say(line)
-            equal = same_decoded(decoders)
-            say("decode logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in equal.items()))
-        decode_phase(decoders, groups, device, args.new_tokens, feeds[-1])
-    title = "1. train steps (table frozen in every placement)" if not args.skip_train else "1."
-    mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
-    log += report(title + f", {mode} decode fed {feeds[-1]}", decoders, tokens)
-    for line in hit_lines(decoders):
-        say(line)
-    if "decode" in tokens:
-        equal = same_decoded(decoders)
-        say("decode logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in equal.items()))
+        log += decode_tables(args, feeds, places, model, store, seqs, pad, device, say)
     say("runtime counters of the training steps:")
     for line in counters:
         say(line)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+BLOCK_ROWS, NUM_WARPS = 4, 1  # 256 programs for a 1,024-row decode step
+
 try:
     import triton
     import triton.language as tl
@@ -117,9 +119,12 @@ def gather_triton(
     cache_rows: torch.Tensor | None,
     out: torch.Tensor,
     counts: torch.Tensor | None = None,
-    block_rows: int = 16,
+    block_rows: int = BLOCK_ROWS,
+    num_warps: int = NUM_WARPS,
 ) -> torch.Tensor:
-    """:func:`gather_torch`'s rows from one Triton kernel: hits never read the host."""
+    """:func:`gather_torch`'s rows from one Triton kernel: hits never read the host.
+    ``block_rows`` rows per program, ``num_warps`` warps each (many small programs spread
+    the PCIe reads over many SMs)."""
     assert triton is not None
     n, dim = out.shape
     if n == 0:
@@ -139,6 +144,7 @@ def gather_triton(
         COUNT=counts is not None,
         BLOCK_ROWS=block_rows,
         BLOCK_DIM=triton.next_power_of_2(dim),
+        num_warps=num_warps,
     )
     return out
 
@@ -152,13 +158,15 @@ def gather_in_place(
     counts: torch.Tensor | None = None,
     *,
     kernel: str = "auto",
+    **launch: int,
 ) -> torch.Tensor:
     """The rows (n, dim) of addresses ``flat`` (1-D, in range), hits from ``cache_rows``.
 
     ``host_rows``: the table, a device view of pinned host memory (or any tensor on the
     device); ``slots``: :func:`find_slots`' answer for ``flat`` (None: no cache);
     ``counts`` (2,) int64 on the device: (hits, rows) are added to it. ``kernel``: "triton",
-    "torch" or "auto" (Triton on CUDA when it is installed).
+    "torch" or "auto" (Triton on CUDA when it is installed); ``launch``: the Triton
+    kernel's ``block_rows`` / ``num_warps``.
     """
     if kernel not in ("auto", "triton", "torch"):
         raise ValueError(f"kernel must be 'auto', 'triton' or 'torch', got {kernel!r}")
@@ -169,5 +177,5 @@ def gather_in_place(
     if kernel == "auto":
         kernel = "triton" if flat.is_cuda and triton is not None else "torch"
     if kernel == "triton":
-        return gather_triton(host_rows, flat, slots, cache_rows, out, counts)
+        return gather_triton(host_rows, flat, slots, cache_rows, out, counts, **launch)
     return gather_torch(host_rows, flat, slots, cache_rows, out, counts)
