@@ -148,7 +148,6 @@ def gather_micro(
     device_rows = next(iter(gpu.tables.values())).weight
     flat = sets[0].clone()
     out = torch.empty((flat.numel(), mapped.shape[1]), dtype=mapped.dtype, device=flat.device)
-    slots = torch.empty_like(flat)
     ways = {
         "device memory, index_select": lambda: torch.index_select(device_rows, 0, flat, out=out),
         "host, index_select (today)": lambda: torch.index_select(mapped, 0, flat, out=out),
@@ -161,16 +160,10 @@ def gather_micro(
         )
     if hot is not None:
         cache = next(iter(hot.runtime.tables.values())).hot
-        index_ids, index_slots = cache.device_index()
-        ways["hot: find_slots alone"] = lambda: slots.copy_(
-            find_slots(index_ids, index_slots, flat)
+        index = cache.device_index()
+        ways[f"host, triton + hot ({cache.capacity} rows)"] = lambda: gather_in_place(
+            mapped, flat, index, cache.rows, out, kernel="triton"
         )
-
-        def with_cache() -> None:
-            found = find_slots(index_ids, index_slots, flat)
-            gather_in_place(mapped, flat, found, cache.rows, out, kernel="triton")
-
-        ways[f"host, triton + hot ({cache.capacity} rows)"] = with_cache
     scratch = torch.empty(256 << 20, dtype=torch.uint8, device=flat.device)  # > L2
     lines = [
         f"  in-place gather of {flat.numel()} rows, {len(sets)} real-text decode address sets, "
@@ -192,11 +185,10 @@ def gather_micro(
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) * 1e3)
-            if "alone" not in name:
-                same = same and torch.equal(out, device_rows.index_select(0, flat))
+            same = same and torch.equal(out, device_rows.index_select(0, flat))
         lines.append(f"    {name:42} {statistics.median(times):8.1f}  bitwise {same}")
     if hot is not None:
-        hits = sum(int((find_slots(index_ids, index_slots, f) >= 0).sum()) for f in sets)
+        hits = sum(int((find_slots(*index, f) >= 0).sum()) for f in sets)
         lines.append(
             f"    (hot rows: {hits / sum(f.numel() for f in sets):.3f} of these addresses)"
         )

@@ -22,8 +22,9 @@ caller's current CUDA stream; a runtime calls it on the same side stream as its 
 reads of a slot are ordered before a later admission overwrites it.
 
 Reads by the GPU alone (decode steps, recorded CUDA graphs): :meth:`HotRowCache.device_index`
-gives the cached ids and their slots as fixed device tensors, refreshed in place when the
-cache changed (:mod:`engram_sdk.table_runtime.hot_gather` searches them). While a recorded
+gives a bucketed hash index of the cached ids and their slots as fixed device tensors,
+refreshed in place when the cache changed (:mod:`~engram_sdk.table_runtime.hot_index`;
+:mod:`engram_sdk.table_runtime.hot_gather` looks rows up in it). While a recorded
 graph may replay, the cache is :meth:`~HotRowCache.frozen`: hits are served, nothing is
 admitted or invalidated, so the index the graph reads stays true.
 """
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 
 from engram_sdk.errors import InputError
+from engram_sdk.table_runtime.hot_index import BucketIndex
 
 _EMPTY = -1.0  # frequency of a free slot: below every counted id
 _EXACT_VICTIMS = 65536  # up to this capacity victims are the least frequent of all rows
@@ -152,9 +154,7 @@ class HotRowCache:
         self._since_aging = 0
         self.stats = HotCacheStats()
         self._lock = threading.RLock()  # reentrant: see held()
-        self._version = 0  # bumped whenever the set of cached ids changes
-        self._index: tuple[torch.Tensor, torch.Tensor] | None = None  # device_index()'s
-        self._index_version = -1
+        self.index = BucketIndex(capacity, self.device)  # what the GPU looks slots up in
         self._frozen = 0  # nesting depth of frozen()
 
     def __len__(self) -> int:
@@ -293,7 +293,8 @@ class HotRowCache:
 
     def _replace_in_index(self, gone: np.ndarray, added: np.ndarray, slots: np.ndarray) -> None:
         """Update the sorted index: ``gone`` ids leave, ``added`` ids arrive in ``slots``."""
-        self._version += 1
+        self.index.remove(gone)
+        self.index.add(added, slots)
         keep = np.ones(len(self._sorted_ids), dtype=bool)
         keep[np.searchsorted(self._sorted_ids, gone)] = False
         held_ids, held_slots = self._sorted_ids[keep], self._sorted_slots[keep]
@@ -395,29 +396,19 @@ class HotRowCache:
                 self._frozen -= 1
 
     def device_index(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The cached ids ascending (padded with ``table_rows``, above every row) and each
-        one's slot, as two fixed (capacity,) int64 tensors on the cache's device.
+        """The cache's :class:`~engram_sdk.table_runtime.hot_index.BucketIndex` on its
+        device: two fixed int64 tensors (entry ids, entry slots), ``WAYS`` entries a bucket.
 
-        When the cache changed since the last call, the tensors are rewritten in place on the
-        current stream: call it where the gathers that read them are ordered (the runtime's
-        table stream), and never while recording a CUDA graph with a changed cache.
+        When the cache changed since the last call, the changed entries are rewritten in
+        place on the current stream: call it where the gathers that read them are ordered
+        (the runtime's table stream), and never while recording a CUDA graph with a changed
+        cache.
         """
         with self._lock:
-            if self._index is None:
-                shape = (max(self.capacity, 1),)
-                self._index = (
-                    torch.full(shape, self.table_rows, dtype=torch.int64, device=self.device),
-                    torch.zeros(shape, dtype=torch.int64, device=self.device),
-                )
-                self._index_version = 0 if self._version == 0 else -1
-            if self._index_version != self._version:
-                if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-                    raise InputError("the hot-row cache changed while a CUDA graph is recorded")
-                count = len(self._sorted_ids)
-                ids = np.full(len(self._index[0]), self.table_rows, dtype=np.int64)
-                slots = np.zeros(len(ids), dtype=np.int64)
-                ids[:count], slots[:count] = self._sorted_ids, self._sorted_slots
-                self._index[0].copy_(torch.from_numpy(ids))
-                self._index[1].copy_(torch.from_numpy(slots))
-                self._index_version = self._version
-            return self._index
+            if (
+                self.index.dirty
+                and self.device.type == "cuda"
+                and torch.cuda.is_current_stream_capturing()
+            ):
+                raise InputError("the hot-row cache changed while a CUDA graph is recorded")
+            return self.index.on_device()

@@ -39,7 +39,7 @@ from engram_sdk.table_runtime.fetch import (
     FetchedRows,
 )
 from engram_sdk.table_runtime.hot_cache import HotRowCache
-from engram_sdk.table_runtime.hot_gather import find_slots, gather_in_place
+from engram_sdk.table_runtime.hot_gather import gather_in_place
 from engram_sdk.table_runtime.mapped import mapped_view
 from engram_sdk.table_runtime.staged import StagedRows
 from engram_sdk.table_runtime.stats import TableStats
@@ -359,12 +359,10 @@ class StoreTable(nn.Module):
             gather_in_place(mapped, flat, out=rows, kernel=self.in_place_kernel)
             return
         with self.hot.held():  # no admission between the index and the gather
-            index_ids, index_slots = self.hot.device_index()
-            slots = find_slots(index_ids, index_slots, flat.to(torch.int64))
             gather_in_place(
                 mapped,
                 flat,
-                slots,
+                self.hot.device_index(),
                 self.hot.rows,
                 rows,
                 self._in_place_counts,

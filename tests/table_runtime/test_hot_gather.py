@@ -13,6 +13,7 @@ import torch
 from engram_sdk.errors import InputError
 from engram_sdk.table_runtime.hot_cache import HotRowCache
 from engram_sdk.table_runtime.hot_gather import find_slots, gather_in_place
+from engram_sdk.table_runtime.hot_index import EMPTY, WAYS, BucketIndex, bucket_of
 
 ROWS, DIM = 5_000, 24
 
@@ -31,31 +32,48 @@ def filled_cache(rows: torch.Tensor, cached: np.ndarray, capacity: int = 64) -> 
     return cache
 
 
-def test_device_index_lists_cached_ids_and_slots_padded_past_every_row() -> None:
+def indexed(cache: HotRowCache) -> dict[int, int]:
+    """The (id -> slot) entries of the cache's device index, read back."""
+    ids, slots = cache.device_index()
+    return {i: s for i, s in zip(ids.tolist(), slots.tolist(), strict=True) if i != EMPTY}
+
+
+def test_device_index_holds_every_cached_id_at_its_slot_and_follows_changes() -> None:
     rows = table()
     cached = np.random.default_rng(1).choice(ROWS, 40, replace=False)
     cache = filled_cache(rows, cached)
-    ids, slots = cache.device_index()
-    assert ids.shape == slots.shape == (64,)
-    assert ids[:40].tolist() == sorted(cached.tolist()) and set(ids[40:].tolist()) == {ROWS}
-    for i, s in zip(ids[:40].tolist(), slots[:40].tolist(), strict=True):
+    where = indexed(cache)
+    assert sorted(where) == sorted(cached.tolist()) and cache.index.unindexed == 0
+    for i, s in where.items():
         assert torch.equal(cache.rows[s], rows[i])  # each slot holds its id's row
-    first = ids.data_ptr()
+    first = cache.device_index()[0].data_ptr()
     cache.invalidate(np.sort(cached)[:5])  # the same tensors, rewritten
-    ids, slots = cache.device_index()
-    assert ids.data_ptr() == first and ids[:35].tolist() == sorted(cached.tolist())[5:]
+    assert cache.device_index()[0].data_ptr() == first
+    assert sorted(indexed(cache)) == sorted(cached.tolist())[5:]
 
 
-def test_find_slots_matches_a_dict_of_cached_ids() -> None:
+def test_bucket_index_leaves_out_what_a_full_bucket_cannot_hold() -> None:
+    index = BucketIndex(8, torch.device("cpu"))
+    ids = np.arange(10_000, dtype=np.int64)
+    same = ids[bucket_of(ids, index.buckets) == 0][: WAYS + 2]  # one bucket, 2 too many
+    index.add(same, np.arange(len(same)))
+    entries = dict(zip(index.ids.tolist(), index.slots.tolist(), strict=True))
+    assert [entries.get(int(i)) for i in same[:WAYS]] == list(range(WAYS))
+    assert index.unindexed == 2 and int(same[-1]) not in entries
+    index.remove(same[:1])  # frees one way: the next id fits again
+    index.add(same[-1:], np.array([9]))
+    assert dict(zip(index.ids.tolist(), index.slots.tolist(), strict=True))[int(same[-1])] == 9
+
+
+def test_find_slots_matches_the_indexed_entries() -> None:
     rows = table()
     rng = np.random.default_rng(2)
     cache = filled_cache(rows, rng.choice(ROWS, 50, replace=False))
-    ids, slots = cache.device_index()
-    where = dict(zip(ids.tolist(), slots.tolist(), strict=True))
+    where = indexed(cache)
     flat = torch.from_numpy(rng.integers(0, ROWS, 300))
-    flat[:50] = ids[:50]  # every cached id asked at least once
-    want = [where.get(i, -1) if i != ROWS else -1 for i in flat.tolist()]
-    assert find_slots(ids, slots, flat).tolist() == want
+    flat[:50] = torch.tensor(sorted(where))  # every cached id asked at least once
+    want = [where.get(i, -1) for i in flat.tolist()]
+    assert find_slots(*cache.device_index(), flat).tolist() == want
 
 
 @pytest.mark.parametrize("with_cache", [False, True])
@@ -65,10 +83,10 @@ def test_gather_gives_the_tables_rows_and_counts_hits(with_cache: bool) -> None:
     cache = filled_cache(rows, rng.choice(ROWS, 60, replace=False))
     flat = torch.from_numpy(np.concatenate([cache.cached_ids()[:30], rng.integers(0, ROWS, 70)]))
     counts = torch.zeros(2, dtype=torch.int64)
-    slots = find_slots(*cache.device_index(), flat) if with_cache else None
-    got = gather_in_place(rows, flat, slots, cache.rows if with_cache else None, counts=counts)
+    index = cache.device_index() if with_cache else None
+    got = gather_in_place(rows, flat, index, cache.rows if with_cache else None, counts=counts)
     assert torch.equal(got, rows[flat])
-    hits = int(np.isin(flat.numpy(), cache.cached_ids()).sum())
+    hits = int(np.isin(flat.numpy(), list(indexed(cache))).sum())
     assert counts.tolist() == ([hits, 100] if with_cache else [0, 100])
     assert with_cache is False or hits >= 30
 
@@ -78,11 +96,8 @@ def test_gather_takes_hits_from_the_cache_not_the_table() -> None:
     cache holds byte copies; here it tells the two sources apart)."""
     rows = table()
     cache = filled_cache(rows, np.array([7, 9]))
-    ids, slots = cache.device_index()
-    cache.rows[slots[0]] = 1.0  # id 7's copy
-    got = gather_in_place(
-        rows, torch.tensor([7, 9, 11]), find_slots(ids, slots, torch.tensor([7, 9, 11])), cache.rows
-    )
+    cache.rows[indexed(cache)[7]] = 1.0  # id 7's copy
+    got = gather_in_place(rows, torch.tensor([7, 9, 11]), cache.device_index(), cache.rows)
     assert torch.equal(got[0], torch.ones(DIM, dtype=torch.bfloat16))
     assert torch.equal(got[1:], rows[[9, 11]])
 
@@ -101,8 +116,9 @@ def test_warm_admits_the_most_frequent_rows_up_to_the_limit() -> None:
     assert cache.warm(ids, counts, fetch, limit=20, chunk=8) == 20
     assert cache.cached_ids().tolist() == list(range(180, 200))
     assert [len(a) for a in asked] == [8, 8, 4]  # read in chunks
-    held, slots = cache.device_index()
-    assert torch.equal(cache.rows[slots[:20]], rows[held[:20]])
+    held = indexed(cache)
+    assert sorted(held) == list(range(180, 200))
+    assert torch.equal(cache.rows[list(held.values())], rows[list(held)])
     assert cache.warm(ids, counts, fetch) == 12  # up to the capacity; cached ids not re-read
     assert cache.cached_ids().tolist() == list(range(168, 200))
     with pytest.raises(InputError, match="distinct ids"):
@@ -128,24 +144,23 @@ TRITON_SCRIPT = textwrap.dedent(
     """
     import numpy as np
     import torch
-    from engram_sdk.table_runtime.hot_gather import find_slots, gather_torch, gather_triton
+    from engram_sdk.table_runtime.hot_cache import HotRowCache
+    from engram_sdk.table_runtime.hot_gather import gather_torch, gather_triton
 
     g = torch.Generator().manual_seed(0)
-    for dim, dtype in [(64, torch.bfloat16), (24, torch.float32)]:
+    for dim, dtype, launch in [(64, torch.bfloat16, (4, 1)), (24, torch.float32, (16, 4))]:
         rows = torch.randn(3000, dim, generator=g).to(dtype)
-        cache_ids = torch.from_numpy(np.sort(np.random.default_rng(1).choice(3000, 50, replace=False)))
-        index_ids = torch.cat([cache_ids, torch.full((14,), 3000)])
-        index_slots = torch.cat([torch.randperm(64, generator=g)[:50], torch.zeros(14, dtype=torch.int64)])
-        cache_rows = torch.zeros(64, dim, dtype=dtype)
-        cache_rows[index_slots[:50]] = rows[cache_ids]
-        flat = torch.cat([cache_ids[:20], torch.randint(0, 3000, (45,), generator=g)])
-        slots = find_slots(index_ids, index_slots, flat)
-        for s, c in ((None, None), (slots, cache_rows)):
+        cache = HotRowCache(64, table_rows=3000, dim=dim, dtype=dtype)
+        cached = np.sort(np.random.default_rng(1).choice(3000, 50, replace=False))
+        cache.gather(cached, lambda ids: rows[torch.from_numpy(ids)])
+        flat = torch.cat([torch.from_numpy(cached[:20]), torch.randint(0, 3000, (45,), generator=g)])
+        for index, c in ((None, None), (cache.device_index(), cache.rows)):
             want_counts, got_counts = torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int64)
-            want = gather_torch(rows, flat, s, c, torch.empty(65, dim, dtype=dtype), want_counts)
-            got = gather_triton(rows, flat, s, c, torch.empty(65, dim, dtype=dtype), got_counts)
-            assert torch.equal(got, want) and torch.equal(want, rows[flat]), (dim, s is None)
+            want = gather_torch(rows, flat, index, c, torch.empty(65, dim, dtype=dtype), want_counts)
+            got = gather_triton(rows, flat, index, c, torch.empty(65, dim, dtype=dtype), got_counts, *launch)
+            assert torch.equal(got, want) and torch.equal(want, rows[flat]), (dim, index is None)
             assert got_counts.tolist() == want_counts.tolist(), (got_counts, want_counts)
+            assert index is None or got_counts[0] >= 20
     print("ok")
     """
 )
