@@ -122,8 +122,10 @@ def hit_lines(places: list[Served]) -> list[str]:
     for p in places:
         hits, rows = in_place_hits(p)
         if rows:
+            left_out = sum(t.hot.index.unindexed for t in p.runtime.tables.values())
             lines.append(
-                f"  {p.name}: {hits}/{rows} rows read in place were hot ({hits / rows:.3f})"
+                f"  {p.name}: {hits}/{rows} rows read in place were hot ({hits / rows:.3f}); "
+                f"{left_out} cached rows left out of the GPU index (full buckets)"
             )
     return lines
 
