@@ -94,7 +94,9 @@ def decode_places(
         admitted = warm_hot_rows(p, warm_ids, limit) if warm_ids is not None else {}
         mib = (
             sum(
-                t.hot.rows.numel() * t.hot.rows.element_size() + 2 * 8 * t.hot.capacity
+                t.hot.rows.numel() * t.hot.rows.element_size()
+                + t.hot.index.ids.nbytes
+                + t.hot.index.slots.nbytes
                 for t in p.runtime.tables.values()
             )
             / 2**20

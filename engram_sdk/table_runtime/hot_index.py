@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-WAYS = 4  # entries per bucket: one 32-byte read of ids per lookup
+WAYS = 8  # entries per bucket: one 64-byte read of ids per lookup
 EMPTY = -1  # the id of a free entry (row ids are >= 0)
 MULTIPLIER = 0x5851F42D4C957F2D  # odd, below 2**63: products wrap alike in numpy, torch, Triton
 
