@@ -284,22 +284,24 @@ def frequency_layouts(model, ids: np.ndarray) -> dict:
 
 
 def numa_line(rows: torch.Tensor) -> str:
-    """Which NUMA nodes hold the host table's pages (/proc/self/numa_maps) and which node
-    the GPU hangs off (sysfs): PCIe reads of a remote node's memory cross the socket link."""
-    addr = rows.data_ptr()
-    start = None
+    """Which NUMA nodes hold the host table's pages (/proc/self/numa_maps, summed over every
+    mapping the table spans) and which node the GPU hangs off (sysfs, -1: not reported)."""
+    low, high = rows.data_ptr(), rows.data_ptr() + rows.numel() * rows.element_size()
+    starts = set()
     for line in Path("/proc/self/maps").read_text().splitlines():
-        low, high = (int(x, 16) for x in line.split()[0].split("-"))
-        if low <= addr < high:
-            start = low
-            break
-    nodes = "unknown"
+        begin, end = (int(x, 16) for x in line.split()[0].split("-"))
+        if begin < high and end > low:
+            starts.add(begin)
+    nodes: dict[str, int] = {}
     numa_maps = Path("/proc/self/numa_maps")
-    if start is not None and numa_maps.exists():
-        for line in numa_maps.read_text().splitlines():
-            fields = line.split()
-            if int(fields[0], 16) == start:
-                nodes = " ".join(f for f in fields if f[:1] == "N" and "=" in f) or "none listed"
+    for line in numa_maps.read_text().splitlines() if numa_maps.exists() else ():
+        fields = line.split()
+        if int(fields[0], 16) in starts:
+            for f in fields:
+                if f[:1] == "N" and "=" in f:
+                    node, count = f.split("=")
+                    nodes[node] = nodes.get(node, 0) + int(count)
+    where = " ".join(f"{k}={v}" for k, v in sorted(nodes.items())) or "unknown"
     gpu = "unknown"
     try:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
@@ -307,4 +309,7 @@ def numa_line(rows: torch.Tensor) -> str:
         gpu = Path(f"/sys/bus/pci/devices/{bdf}/numa_node").read_text().strip()
     except (AttributeError, OSError, RuntimeError, AssertionError):
         pass
-    return f"host table pages per NUMA node (pages): {nodes}; the GPU's NUMA node: {gpu}"
+    return (
+        f"host table pages per NUMA node: {where} (over {len(starts)} mappings); "
+        f"the GPU's NUMA node: {gpu}"
+    )
