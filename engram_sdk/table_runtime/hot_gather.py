@@ -169,6 +169,11 @@ def gather_triton(
     return out
 
 
+def triton_available() -> bool:
+    """Whether the Triton gather can run here (Triton imported)."""
+    return triton is not None
+
+
 def gather_in_place(
     host_rows: torch.Tensor,
     flat: torch.Tensor,
@@ -197,6 +202,8 @@ def gather_in_place(
         )
     if kernel == "auto":
         kernel = "triton" if flat.is_cuda and triton is not None else "torch"
+    if kernel == "triton" and triton is None:
+        raise ValueError("kernel='triton' needs Triton installed (pip install triton)")
     if kernel == "triton":
         return gather_triton(host_rows, flat, index, cache_rows, out, counts, **launch)
     return gather_torch(host_rows, flat, index, cache_rows, out, counts)

@@ -39,7 +39,7 @@ from engram_sdk.table_runtime.fetch import (
     FetchedRows,
 )
 from engram_sdk.table_runtime.hot_cache import HotRowCache
-from engram_sdk.table_runtime.hot_gather import gather_in_place
+from engram_sdk.table_runtime.hot_gather import gather_in_place, triton_available
 from engram_sdk.table_runtime.mapped import mapped_view
 from engram_sdk.table_runtime.staged import StagedRows
 from engram_sdk.table_runtime.stats import TableStats
@@ -126,8 +126,11 @@ class StoreTable(nn.Module):
             raise InputError(
                 f"in_place_kernel must be 'auto', 'triton' or 'torch', got {in_place_kernel!r}"
             )
+        if in_place_kernel == "triton" and not triton_available():
+            raise InputError("in_place_kernel='triton' needs Triton installed")
         if in_place_kernel == "auto":
-            in_place_kernel = "triton" if self.hot is not None and self.cuda else "torch"
+            wants = self.hot is not None and self.cuda and triton_available()
+            in_place_kernel = "triton" if wants else "torch"
         self.in_place_kernel = in_place_kernel
         # (hits, rows) of the rows read in place, counted on the device
         self._in_place_counts = (

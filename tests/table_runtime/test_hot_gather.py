@@ -173,3 +173,19 @@ def test_triton_gather_matches_the_torch_path_interpreted() -> None:
         [sys.executable, "-c", TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_the_in_place_kernel_option_is_checked() -> None:
+    from engram_sdk.model import build_model, get_preset
+
+    from engram_sdk.table_runtime import attach_tables
+    from engram_sdk.table_runtime.hot_gather import triton_available
+
+    model = build_model(get_preset("tiny", tokenizer=None, vocab_size=300), seed=0)
+    with pytest.raises(InputError, match="in_place_kernel"):
+        attach_tables(model, "dram://", in_place_kernel="cuda")
+    with attach_tables(model, "dram://", hot_rows=64) as runtime:  # CPU: the torch path
+        assert {t.in_place_kernel for t in runtime.tables.values()} == {"torch"}
+    if not triton_available():
+        with pytest.raises(InputError, match="needs Triton"):
+            attach_tables(model, "dram://", in_place_kernel="triton")
