@@ -113,11 +113,17 @@ def graphed_block(model, place: Place, prompt: torch.Tensor, new_tokens: int) ->
 
 
 def graphed_steps(
-    model, step, prompt: torch.Tensor, new_tokens: int, place: Place | None = None
+    model,
+    step,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    place: Place | None = None,
+    feed: torch.Tensor | None = None,
 ) -> tuple[float, torch.Tensor]:
     """Seconds of ``new_tokens`` replays of ``step`` (the model or its TableRuntime) recorded
     as one CUDA graph after the prompt (prefill, warm-up and recording untimed); last logits.
-    ``place``: adds the runtime's time during the timed replays to its ``runtime_seconds``."""
+    ``place``: adds the runtime's time during the timed replays to its ``runtime_seconds``.
+    ``feed`` (B, >= new_tokens + 2) host ids: fed step by step instead of each argmax."""
     from engram_sdk.model import ModelCache
     from engram_sdk.model.batch_cache import stack_caches
 
@@ -135,14 +141,20 @@ def graphed_steps(
             pad_id=model.hasher.config.pad_id,
         )
         graph = graph_decode(step, cache)
+
+        def next_ids(k: int, logits: torch.Tensor) -> torch.Tensor:
+            if feed is not None:
+                return feed[:, k : k + 1]
+            return logits.argmax(-1, keepdim=True).cpu()
+
         try:
-            for _ in range(2):
-                logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
+            for k in range(2):
+                logits = graph.step(next_ids(k, logits))
             sync(device)
             before = runtime_seconds(place) if place is not None else 0.0
             start = time.perf_counter()
-            for _ in range(new_tokens):  # ids through the host, as generation samples them
-                logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
+            for k in range(new_tokens):  # ids through the host, as generation samples them
+                logits = graph.step(next_ids(2 + k, logits))
             sync(device)
             seconds = time.perf_counter() - start
             if place is not None:

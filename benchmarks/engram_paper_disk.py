@@ -21,7 +21,9 @@ floor) and:
 1. first, while the table still fits in the page cache (no ballast yet), through
    ``PinnedFiles`` (``--warm-placements``: ``files-next`` gathers on the host from the
    mapped files with the next micro-batch prefetched; ``files-in-place`` has the GPU read
-   every step's rows from the page cache in place, CUDA-registered), prefill and training;
+   every step's rows from the page cache in place, CUDA-registered; ``files-default`` is
+   what ``attach_tables`` does by default, ``PinnedFiles.in_place_tokens``), prefill and
+   training (``--page-cache-only``: stop here: the check that decides that default);
 2. then, the ballast in place, from the drive (``shards://`` with ``random_access``: no
    read-ahead, reads spread over the worker pool; the next micro-batch prefetched), prefill
    and decoding. Per placement: bytes brought from the drive (this process's major page
@@ -107,13 +109,17 @@ def page_cache_phase(
         for key in placements:
             if key == "files-next":
                 places.append(serve_from_store("files + next", gpu[0].model, files, ahead=True))
+            elif key == "files-default":  # attach_tables' default for this store, prefetching
+                name = f"files default ({files.in_place_tokens} in place)"
+                places.append(serve_from_store(name, gpu[0].model, files, ahead=True))
             elif key == "files-in-place":
                 options = {"direct_tokens": 1 << 40}
                 places.append(
                     serve_from_store("files in place", gpu[0].model, files, ahead=False, **options)
                 )
             else:
-                raise SystemExit(f"--warm-placements: {key!r}; known: files-next, files-in-place")
+                known = "files-next, files-in-place, files-default"
+                raise SystemExit(f"--warm-placements: {key!r}; known: {known}")
         setup.run(f"the same table in the page cache ({folder})", places, seqs)
     finally:
         files.close()  # (unregisters the mapping: its pages become evictable again)
@@ -153,6 +159,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--folder", default="/tmp/engram-disk")
     ap.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+    ap.add_argument(
+        "--page-cache-only", action="store_true", help="phase 1 only (no ballast, no drive)"
+    )
     args = ap.parse_args()
     if args.smoke:
         args.table_gib, args.seqs = min(args.table_gib, 0.01), min(args.seqs, 3)
@@ -198,6 +207,8 @@ def main() -> None:
             )  # fmt: skip
             page_cache_phase(warm, gpu, folder, seqs, args.warm_placements.split(","))
             log += warm.log
+        if args.page_cache_only:
+            return
         evict(folder)  # (fsyncs: no dirty page of the table stays in memory)
         say(memory_line("memory before the ballast"))
         ballast = Ballast(int(args.leave_gib * 2**30), limit=(1 << 30) if args.smoke else None)
@@ -212,9 +223,9 @@ def main() -> None:
             ballast.release()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    say(f"total {time.perf_counter() - start:.0f} s")
-    if args.out:
-        Path(args.out).write_text("```\n" + "\n".join(log) + "\n```\n")
+        say(f"total {time.perf_counter() - start:.0f} s")
+        if args.out:
+            Path(args.out).write_text("```\n" + "\n".join(log) + "\n```\n")
 
 
 if __name__ == "__main__":

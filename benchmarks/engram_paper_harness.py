@@ -37,8 +37,10 @@ class Served:
     wait: Callable[[], None] = lambda: None
     stats: object = None
     ahead: bool = False
+    runtime: object = None  # the TableRuntime serving it (None: rows on the GPU)
     times: dict[str, list[float]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)  # allocator flushes while timed
+    decoded: dict[int, torch.Tensor] = field(default_factory=dict)  # last logits per block
 
     def activate(self) -> None:
         """Put this placement's tables into the (shared) model."""
@@ -51,7 +53,20 @@ def serve_from_store(
 ) -> Served:
     """The model's rows served from ``store`` through the table runtime."""
     rt = attach_tables(model, store, export=False, **options)
-    return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead)
+    return Served(name, model, dict(rt.tables), rt, rt.prefetch, rt.wait, rt.stats, ahead, rt)
+
+
+def warm_hot_rows(served: Served, token_ids, limit: int | None = None) -> dict[int, int]:
+    """Fill the placement's hot-row caches from sample text (rows admitted per layer)."""
+    return served.runtime.warm_hot_rows(token_ids, limit=limit)
+
+
+def in_place_hits(served: Served) -> tuple[int, int]:
+    """(hot-cache hits, rows) of every row its tables read in place so far."""
+    if served.runtime is None:
+        return 0, 0
+    counts = [table.in_place_hits() for table in served.runtime.tables.values()]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 def store_table_name(layer: int) -> str:
@@ -98,14 +113,33 @@ def train(p: Served, batches: list[Micro], i: int, lr: float = 1e-6) -> None:
                 param.grad = None
 
 
-def decode(p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bool) -> float:
+def decode(
+    p: Served,
+    batches: list[Micro],
+    i: int,
+    new_tokens: int,
+    graphed: bool,
+    feed: str = "greedy",
+    reserve: int | None = None,
+) -> float:
     """Seconds of ``new_tokens`` decode steps after the batch's common prompt (prefill untimed);
-    ``graphed``: steps replayed as one CUDA graph (``engram_paper_decode.graphed_steps``)."""
+    ``graphed``: steps replayed as one CUDA graph (``engram_paper_decode.graphed_steps``).
+    ``feed``: "greedy" (each step's argmax, as generation feeds it) or "text" (the real text
+    that follows the prompt, teacher-forced: the prompt ends early enough for every row;
+    ``reserve``: tokens kept after the prompt, default ``new_tokens``: a warm-up passes the
+    timed steps' count, so its prefill never holds the text the timed steps are fed)."""
     from engram_sdk.model import ModelCache
 
-    prompt = batches[i].ids[:, : int((batches[i].targets != -100).sum(1).min())]
+    shortest = int((batches[i].targets != -100).sum(1).min())
+    text = None
+    if feed == "text":  # graphed decoding runs two more steps (warm-up, recording) first
+        shortest -= max(new_tokens, reserve or 0) + (2 if graphed else 0)
+        text = batches[i].ids[:, shortest:]
+    prompt = batches[i].ids[:, :shortest]
     if graphed:
-        return graphed_steps(p.model, p.forward, prompt, new_tokens)[0]
+        seconds, logits = graphed_steps(p.model, p.forward, prompt, new_tokens, feed=text)
+        p.decoded[i] = logits.cpu()  # the last step's, for the bitwise check
+        return seconds
     device = next(p.model.parameters()).device
     with torch.no_grad():
         cache = ModelCache()
@@ -115,11 +149,26 @@ def decode(p: Served, batches: list[Micro], i: int, new_tokens: int, graphed: bo
             logits = p.forward(prompt[:, start : start + 256], cache)[:, -1]
         sync(device)
         start = time.perf_counter()
-        for _ in range(new_tokens):
-            token = logits.argmax(-1, keepdim=True).cpu()  # generation feeds host ids
+        for k in range(new_tokens):
+            # generation feeds host ids
+            token = (
+                text[:, k : k + 1] if text is not None else logits.argmax(-1, keepdim=True).cpu()
+            )
             logits = p.forward(token, cache)[:, -1]
         sync(device)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    p.decoded[i] = logits.cpu()
+    return seconds
+
+
+def same_decoded(places: list[Served]) -> dict[str, bool]:
+    """Each placement's last decode logits of every block bitwise equal to the first's."""
+    first = places[0].decoded
+    return {
+        p.name: all(torch.equal(p.decoded[i], first[i]) for i in first)
+        and set(p.decoded) == set(first)
+        for p in places
+    }
 
 
 def interleaved(
@@ -131,6 +180,7 @@ def interleaved(
     before_block: Callable[[Served], None] = lambda p: None,
     new_tokens: int = 16,
     graphed: bool = False,
+    feed: str = "greedy",
 ) -> None:
     """Every placement runs every micro-batch; placements alternate block by block."""
     shapes = {tuple(b.ids.shape): i for i, b in reversed(list(enumerate(batches)))}
@@ -138,7 +188,7 @@ def interleaved(
         p.times[phase] = []
         p.activate()
         if phase == "decode":
-            decode(p, batches, 0, 2, graphed)
+            decode(p, batches, 0, 2, graphed, feed, reserve=new_tokens)
             continue
         for i in sorted(shapes.values()):
             (prefill if phase == "prefill" else train)(p, batches[i : i + 1], 0)
@@ -150,7 +200,7 @@ def interleaved(
             before_block(p)
             retries = alloc_retries(device)
             if phase == "decode":
-                p.times[phase].append(decode(p, batches, first, new_tokens, graphed))
+                p.times[phase].append(decode(p, batches, first, new_tokens, graphed, feed))
             else:
                 step = prefill if phase == "prefill" else train
                 sync(device)

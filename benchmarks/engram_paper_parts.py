@@ -281,3 +281,35 @@ def frequency_layouts(model, ids: np.ndarray) -> dict:
         layer: RowLayout.by_group_frequency(tables[layer].rows, np.concatenate(parts))
         for layer, parts in found.items()
     }
+
+
+def numa_line(rows: torch.Tensor) -> str:
+    """Which NUMA nodes hold the host table's pages (/proc/self/numa_maps, summed over every
+    mapping the table spans) and which node the GPU hangs off (sysfs, -1: not reported)."""
+    low, high = rows.data_ptr(), rows.data_ptr() + rows.numel() * rows.element_size()
+    starts = set()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        begin, end = (int(x, 16) for x in line.split()[0].split("-"))
+        if begin < high and end > low:
+            starts.add(begin)
+    nodes: dict[str, int] = {}
+    numa_maps = Path("/proc/self/numa_maps")
+    for line in numa_maps.read_text().splitlines() if numa_maps.exists() else ():
+        fields = line.split()
+        if int(fields[0], 16) in starts:
+            for f in fields:
+                if f[:1] == "N" and "=" in f:
+                    node, count = f.split("=")
+                    nodes[node] = nodes.get(node, 0) + int(count)
+    where = " ".join(f"{k}={v}" for k, v in sorted(nodes.items())) or "unknown"
+    gpu = "unknown"
+    try:
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        bdf = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        gpu = Path(f"/sys/bus/pci/devices/{bdf}/numa_node").read_text().strip()
+    except (AttributeError, OSError, RuntimeError, AssertionError):
+        pass
+    return (
+        f"host table pages per NUMA node: {where} (over {len(starts)} mappings); "
+        f"the GPU's NUMA node: {gpu}"
+    )

@@ -41,11 +41,13 @@ from engram_paper_harness import (
     Served,
     interleaved,
     report,
+    same_decoded,
     same_logits,
     serve_from_store,
     store_table_name,
     sync,
 )
+from engram_paper_hot import DECODE_PLACEMENTS, decode_places, gather_micro, hit_lines, warm_text
 from engram_paper_parts import (
     SMOKE_VOCAB,
     Micro,
@@ -57,6 +59,7 @@ from engram_paper_parts import (
     host_copy,
     host_rows_store,
     micro_batches,
+    numa_line,
     sequences,
 )
 from engram_paper_trace import report as trace_report
@@ -127,6 +130,73 @@ def counters_line(p: Served) -> str:
     )
 
 
+def decode_phase(places: list[Served], groups: list[Micro], device, new_tokens: int, feed: str):
+    """Every placement decodes every group (one CUDA graph per step on a GPU), interleaved;
+    the hit counters restart."""
+    for p in places:
+        p.decoded.clear()
+        for table in p.runtime.tables.values() if p.runtime is not None else ():
+            table.reset_in_place_hits()
+    graphed = device.type == "cuda"
+    interleaved(places, "decode", groups, 1, device, new_tokens=new_tokens, graphed=graphed,
+                feed=feed)  # fmt: skip
+
+
+def decode_tables(args, feeds, places, model, store, seqs, pad, device, say) -> list[str]:
+    """One decode table per feed: ``places`` and, built afresh for each feed (a cache that
+    saw one feed's prefills must not serve the other's), the decode-only placements."""
+    keys = [k for k in args.decode_placements.split(",") if k]
+    warm_ids = None
+    if any(k.startswith("dram-hot") for k in keys):
+        warm_ids = warm_text(sum(len(s) for s in seqs), args.warm_tokens)
+        warm_ids = warm_ids % SMOKE_VOCAB if args.smoke else warm_ids
+    groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
+    mode = "graphed" if device.type == "cuda" else "eager (CPU smoke)"
+    tokens = {"decode": sum(len(g.ids) for g in groups) * args.new_tokens}
+    log: list[str] = []
+    for n, feed in enumerate(feeds):
+        extra = decode_places(
+            keys, model, store, args.hot_rows, warm_ids, say, places[0], args.warm_rows
+        )
+        decoders = places + extra
+        if args.gather_micro and device.type == "cuda" and n == 0:
+            log += micro_lines(decoders, model, store, groups, say)
+        decode_phase(decoders, groups, device, args.new_tokens, feed)
+        log += report(f"{n + 2}. decode, {mode}, fed {feed}", decoders, tokens)
+        for line in hit_lines(decoders):
+            say(line)
+        equal = same_decoded(decoders)
+        say("decode logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in equal.items()))
+        for p in extra:
+            p.runtime.detach()  # (its cache's GPU memory goes with it)
+    return log
+
+
+def micro_lines(places: list[Served], model, store, groups: list[Micro], say) -> list[str]:
+    """``engram_paper_hot.gather_micro`` on real-text decode steps: the addresses of the 16
+    positions before each group's shortest prompt ends (1024 rows each at batch 64)."""
+    from engram_sdk.table_runtime.mapped import mapped_view
+
+    device = next(model.parameters()).device
+    sets: dict[int, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for group in groups:
+            shortest = int((group.targets != -100).sum(1).min())
+            found = model.engram_addresses(group.ids[:, :shortest].to(device))
+            for layer, addresses in found.items():
+                for k in range(1, 17):
+                    sets.setdefault(layer, []).append(addresses[:, -k].reshape(-1).contiguous())
+    lines = []
+    for layer, parts in sets.items():
+        mapped = mapped_view(store.pinned_rows(store_table_name(layer)), "bfloat16", device)
+        if mapped is None:
+            continue
+        for line in gather_micro(places, mapped, parts):
+            say(line)
+            lines.append(line)
+    return lines
+
+
 def spread(batches: list[Micro], count: int) -> list[Micro]:
     """At most ``count`` micro-batches taken evenly over all of them (every length)."""
     if len(batches) <= count:
@@ -143,7 +213,7 @@ def main() -> None:
     ap.add_argument("--train-tokens", type=int, default=2048)
     ap.add_argument("--max-batches", type=int, default=80, help="timed micro-batches")
     ap.add_argument("--block", type=int, default=4, help="steps per placement in a row")
-    ap.add_argument("--profile-steps", type=int, default=6)
+    ap.add_argument("--profile-steps", type=int, default=6, help="0: no profile")
     ap.add_argument("--graphed-decode", action="store_true", help="also time graphed decoding")
     ap.add_argument(
         "--huge-pages", action="store_true", help="host table in transparent huge pages"
@@ -154,7 +224,30 @@ def main() -> None:
         "--placements", default="dram-next,dram-in-place", help=f"of {','.join(PLACEMENTS)}"
     )
     ap.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+    ap.add_argument(
+        "--skip-train", action="store_true", help="time decoding only (no train, profile)"
+    )
+    ap.add_argument(
+        "--decode-feed",
+        default="greedy",
+        help="decode steps fed each argmax (greedy) or the real text after the prompt (text); "
+        "both: greedy,text (one table each)",
+    )
+    ap.add_argument(
+        "--decode-placements",
+        default="",
+        help=f"decode-only placements, of {','.join(DECODE_PLACEMENTS)}",
+    )
+    ap.add_argument("--hot-rows", type=int, default=1 << 22, help="rows of dram-hot's GPU cache")
+    ap.add_argument("--warm-tokens", type=int, default=2_000_000, help="other text warming it")
+    ap.add_argument(
+        "--warm-rows", type=float, default=0.75, help="share of the cache warmed (the rest learns)"
+    )
+    ap.add_argument("--gather-micro", action="store_true", help="time the in-place gather alone")
     args = ap.parse_args()
+    feeds = args.decode_feed.split(",")
+    if set(feeds) - {"greedy", "text"}:
+        raise SystemExit(f"--decode-feed: greedy, text or both, got {args.decode_feed!r}")
     unknown = set(args.placements.split(",")) - set(PLACEMENTS)
     if unknown:
         raise SystemExit(f"--placements: unknown {sorted(unknown)}; known: {list(PLACEMENTS)}")
@@ -196,6 +289,7 @@ def main() -> None:
         f"{len(batches)} micro-batches of <= {args.train_tokens} tokens; set up in "
         f"{time.perf_counter() - start:.0f} s"
     )
+    say(numa_line(next(iter(host.values()))))
     places = [
         Served("gpu-resident", model, tables, model),
         Served("gpu-again", model, tables, model),
@@ -204,22 +298,26 @@ def main() -> None:
         name, options = PLACEMENTS[key]
         places.append(serve_from_store(name, model, store, **options))
     same = same_logits(places, timed[0])
-    tokens = {"train": sum(b.tokens for b in timed)}
-    interleaved(places, "train", timed, args.block, device)
-    counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
-    if args.graphed_decode:  # the same placements decoding, each step one CUDA graph replay
-        groups = decode_groups(seqs, args.decode_batch, pad, device.type == "cuda")
-        interleaved(places, "decode", groups, 1, device, new_tokens=args.new_tokens, graphed=True)
-        tokens["decode"] = sum(len(g.ids) for g in groups) * args.new_tokens
-    title = "1. train steps (table frozen in every placement)"
-    log += report(title + (", graphed decode" if args.graphed_decode else ""), places, tokens)
+    tokens, counters = {}, []
+    if not args.skip_train:
+        tokens["train"] = sum(b.tokens for b in timed)
+        interleaved(places, "train", timed, args.block, device)
+        counters = [counters_line(p) for p in places if p.stats is not None]  # training's alone
+    if tokens:
+        log += report("1. train steps (table frozen in every placement)", places, tokens)
+    if args.graphed_decode or args.skip_train:  # each step one CUDA graph replay (on a GPU)
+        log += decode_tables(args, feeds, places, model, store, seqs, pad, device, say)
     say("runtime counters of the training steps:")
     for line in counters:
         say(line)
     say("logits bitwise equal: " + ", ".join(f"{k} {v}" for k, v in same.items()))
     if args.out:  # written again at the end; the profile below may fail on some hosts
         Path(args.out).write_text("```\n" + "\n".join(log) + "\n```\n")
-    say(f"\n2. profiled, {args.profile_steps} steps per placement (torch.profiler)")
+    if args.skip_train or args.profile_steps < 1:  # (nothing above depends on the profile)
+        say(f"total {time.perf_counter() - start:.0f} s")
+        store.close()
+        return
+    say(f"\nprofiled, {args.profile_steps} steps per placement (torch.profiler)")
     try:
         with tempfile.TemporaryDirectory() as folder:
             summaries = {

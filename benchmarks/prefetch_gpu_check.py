@@ -8,8 +8,10 @@ logits and cached-decoding logits bitwise equal to the GPU ``nn.Embedding`` tabl
 training step of ``TrainableStoreTable`` + ``StoreTableOptimizer`` (SGD) leaves the store rows
 equal (float32 tolerance) to the dense update of the GPU table; counts host-side hashing done
 on the model's thread (expected 0: the fetch threads hash). Prints one line per backend,
-then a ``graphed`` line: decode steps recorded as one CUDA graph with the pinned rows
-gathered in place inside it, bitwise against the same graph over GPU-resident rows.
+then ``graphed`` lines: decode steps recorded as one CUDA graph with the pinned rows
+gathered in place inside it (``index_select``, the Triton kernel, the Triton kernel with a
+warmed hot-row cache) or staged (shards), bitwise against the same graph over GPU rows.
+``--backends dram+hot`` checks eager steps reading in place through the hot cache.
 """
 
 from __future__ import annotations
@@ -141,16 +143,21 @@ def graphed_check(cfg, dev: str, folder: Path, steps: int = 12) -> None:
             logits = reference(logits.argmax(-1, keepdim=True).cpu(), cache)[:, -1]
             produced.append(logits)
         eager = torch.stack(produced)
-        for backend in ("dram", "shards"):
+        for backend in ("dram", "dram+triton", "dram+hot", "shards"):
             served = build_model(cfg, device=dev, seed=2).eval()
-            uri = "dram://" if backend == "dram" else f"shards://{folder / 'graphed'}"
-            runtime = attach_tables(served, uri)
+            uri = f"shards://{folder / 'graphed'}" if backend == "shards" else "dram://"
+            hot = 4096 if "hot" in backend else 0  # warmed: hits from the GPU, misses in place
+            kernel = "triton" if "triton" in backend else "auto"
+            runtime = attach_tables(served, uri, hot_rows=hot, in_place_kernel=kernel)
+            if hot:
+                runtime.warm_hot_rows(ids.reshape(-1), limit=hot // 2)
             got = decode(runtime, served)
+            hits = [t.in_place_hits() for t in runtime.tables.values()]
             runtime.detach()
             print(
                 f"{'graphed ' + backend:14s} bitwise_equal={torch.equal(got, want)} "
                 f"vs_eager_max_abs_diff={(want - eager).abs().max().item():.2e} "
-                f"replays={steps - 1}"
+                f"replays={steps - 1} in_place_hits={hits}"
             )
 
 

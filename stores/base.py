@@ -21,6 +21,7 @@ from engram_sdk.stores.models import STORE_FORMAT_VERSION, StoreInfo, TableSpec,
 from engram_sdk.stores.pending import Pending
 
 MODES = ("r", "w", "a")
+IN_PLACE_TOKENS = 64  # Store.in_place_tokens: decoding-size steps
 
 
 class Store(ABC):
@@ -83,6 +84,16 @@ class Store(ABC):
     def hit_rate(self) -> float | None:
         """Hits over requested rows of a row cache in front of this store (None: no cache)."""
         return None
+
+    @property
+    def in_place_tokens(self) -> int:
+        """By default, steps of at most this many token positions have a CUDA device read
+        :meth:`pinned_rows` in place; bigger steps are gathered by the host (and prefetched).
+
+        Decoding-size steps for every store today: reading a 16K-token prefill step in place
+        holds SMs on PCIe latency (``docs/table_speed.md``).
+        """
+        return IN_PLACE_TOKENS
 
     # ---- lifecycle -------------------------------------------------------------------
     @property

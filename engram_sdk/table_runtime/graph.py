@@ -20,12 +20,16 @@ recorded lookup copies from.
     step.finish()
 
 Rows are the store's at every replay, so logits are bitwise those of the same graphed step
-with the rows in GPU memory. The runtime's counters (``runtime.stats``) count the staged
+with the rows in GPU memory. A table with a hot-row cache (``attach_tables(hot_rows=N)``)
+reads its cached rows from the GPU and only the others over PCIe; the cache is frozen from
+:func:`graph_decode` to :meth:`GraphedDecode.finish` (nothing admitted, so the index the
+graph reads stays true). The runtime's counters (``runtime.stats``) count the staged
 rows of every step, and in-place reads only of the two steps run from Python.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -57,6 +61,10 @@ class GraphedDecode(GraphedStep):
             for layer, table in self.net.engram_tables().items()
             if isinstance(table, StoreTable) and not table.reads_in_place(batch)
         }
+        self._frozen = contextlib.ExitStack()  # hot caches read in place keep their rows
+        for table in self.net.engram_tables().values():
+            if isinstance(table, StoreTable) and table not in self.staged.values():
+                self._frozen.enter_context(table.frozen_hot_rows())
         self._canonical: torch.Tensor | None = None  # host copy of the model's id map
         self._host_prefix: torch.Tensor | None = None
         if self.staged:
@@ -92,11 +100,13 @@ class GraphedDecode(GraphedStep):
         return logits
 
     def finish(self) -> None:
-        """Bring host-side lengths up to date; staged tables fetch their rows again."""
+        """Bring host-side lengths up to date; staged tables fetch their rows again, hot
+        caches admit rows again."""
         super().finish()
         for table in self.staged.values():
             table.end_staging()
         self.staged = {}
+        self._frozen.close()
 
 
 def keep_state(

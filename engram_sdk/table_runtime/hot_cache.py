@@ -20,18 +20,27 @@ Threads and streams: one lock per cache (a prefetch and the current step may fet
 same table concurrently). Device work (reading hits, writing admitted rows) runs on the
 caller's current CUDA stream; a runtime calls it on the same side stream as its copies, so
 reads of a slot are ordered before a later admission overwrites it.
+
+Reads by the GPU alone (decode steps, recorded CUDA graphs): :meth:`HotRowCache.device_index`
+gives a bucketed hash index of the cached ids and their slots as fixed device tensors,
+refreshed in place when the cache changed (:mod:`~engram_sdk.table_runtime.hot_index`;
+:mod:`engram_sdk.table_runtime.hot_gather` looks rows up in it). While a recorded
+graph may replay, the cache is :meth:`~HotRowCache.frozen`: hits are served, nothing is
+admitted or invalidated, so the index the graph reads stays true.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from engram_sdk.errors import InputError
+from engram_sdk.table_runtime.hot_index import BucketIndex
 
 _EMPTY = -1.0  # frequency of a free slot: below every counted id
 _EXACT_VICTIMS = 65536  # up to this capacity victims are the least frequent of all rows
@@ -144,7 +153,9 @@ class HotRowCache:
         self.age_every = age_every or 16 * max(capacity, 1024)
         self._since_aging = 0
         self.stats = HotCacheStats()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: see held()
+        self.index = BucketIndex(capacity, self.device)  # what the GPU looks slots up in
+        self._frozen = 0  # nesting depth of frozen()
 
     def __len__(self) -> int:
         """Rows held now."""
@@ -233,8 +244,8 @@ class HotRowCache:
         """Offer fetched rows: free slots take the most frequent; then candidates more
         frequent than the least frequent of a pool of cached rows (all of them up to
         ``_EXACT_VICTIMS`` rows, a random sample of that many above) replace those rows,
-        most frequent against least frequent."""
-        if not self.capacity or not len(ids):
+        most frequent against least frequent. Nothing is admitted while frozen."""
+        if not self.capacity or not len(ids) or self._frozen:
             return
         n_free = min(len(self._free), len(ids))
         rest = np.arange(len(ids))
@@ -282,6 +293,8 @@ class HotRowCache:
 
     def _replace_in_index(self, gone: np.ndarray, added: np.ndarray, slots: np.ndarray) -> None:
         """Update the sorted index: ``gone`` ids leave, ``added`` ids arrive in ``slots``."""
+        self.index.remove(gone)
+        self.index.add(added, slots)
         keep = np.ones(len(self._sorted_ids), dtype=bool)
         keep[np.searchsorted(self._sorted_ids, gone)] = False
         held_ids, held_slots = self._sorted_ids[keep], self._sorted_slots[keep]
@@ -296,6 +309,11 @@ class HotRowCache:
         with self._lock:
             slots = self._slots_of(np.unique(ids))
             slots = slots[slots >= 0]
+            if len(slots) and self._frozen:
+                raise InputError(
+                    f"{len(slots)} cached rows were rewritten while the cache is frozen (a "
+                    "recorded decode step may still read them): finish the recorded decode first"
+                )
             self._replace_in_index(self.slot_ids[slots], np.empty(0, np.int64), slots[:0])
             self.slot_ids[slots] = -1
             self.slot_freq[slots] = _EMPTY
@@ -315,3 +333,82 @@ class HotRowCache:
                 index = torch.from_numpy(np.flatnonzero(held)).to(self.device)
                 self.rows[torch.from_numpy(slots[held]).to(self.device)] = new_rows[index]
         return int(held.sum())
+
+    # ---- warming and reads by the GPU alone -----------------------------------------------
+    def warm(
+        self,
+        ids: np.ndarray,
+        counts: np.ndarray,
+        fetch: Callable[[np.ndarray], torch.Tensor | np.ndarray],
+        *,
+        limit: int | None = None,
+        chunk: int = 1 << 20,
+    ) -> int:
+        """Count distinct ``ids`` ``counts`` times each (a frequency count of sample text)
+        and admit the most frequent of them that are not cached, at most ``limit`` (default:
+        the capacity), their rows read with ``fetch`` ``chunk`` rows at a time. Returns the
+        number admitted. Admission follows the usual policy, so a warmed row replaces only a
+        less frequent one."""
+        ids = self._check_ids(ids)
+        counts = np.asarray(counts)
+        if counts.shape != ids.shape:
+            raise InputError(f"counts {counts.shape} must match ids {ids.shape}")
+        if len(ids) and not np.all(ids[1:] > ids[:-1]):
+            raise InputError("warm() takes distinct ids, ascending (np.unique's output)")
+        limit = self.capacity if limit is None else limit
+        if limit < 0:
+            raise InputError(f"limit must be >= 0, got {limit}")
+        with self._lock:
+            self._count(ids, counts)  # the sketch learns them; ranked by the exact counts
+            freq = counts.astype(np.float32)
+            slots = self._slots_of(ids)
+            held = slots >= 0
+            self.slot_freq[slots[held]] = freq[held]  # as a gather's hits: counted again
+            fresh = np.flatnonzero(~held)
+            top = _most_frequent(freq, fresh, min(limit, len(fresh), self.capacity))
+        admitted = 0
+        for start in range(0, len(top), chunk):
+            part = np.sort(top[start : start + chunk])
+            rows = self._as_rows(fetch(ids[part]), len(part))
+            with self._lock:
+                before = self.stats.admitted
+                self._admit(ids[part], freq[part], rows)
+                admitted += self.stats.admitted - before
+        return admitted
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[HotRowCache]:
+        """Within: no other thread changes the cache, so device work enqueued here reads
+        slots that match :meth:`device_index` (a gather enqueued after it, say)."""
+        with self._lock:
+            yield self
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[HotRowCache]:
+        """Within: hits are served, nothing is admitted, invalidating a cached row raises
+        (a recorded CUDA graph reads the cache with the index it had)."""
+        with self._lock:
+            self._frozen += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._frozen -= 1
+
+    def device_index(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cache's :class:`~engram_sdk.table_runtime.hot_index.BucketIndex` on its
+        device: two fixed int64 tensors (entry ids, entry slots), ``WAYS`` entries a bucket.
+
+        When the cache changed since the last call, the changed entries are rewritten in
+        place on the current stream: call it where the gathers that read them are ordered
+        (the runtime's table stream), and never while recording a CUDA graph with a changed
+        cache.
+        """
+        with self._lock:
+            if (
+                self.index.dirty
+                and self.device.type == "cuda"
+                and torch.cuda.is_current_stream_capturing()
+            ):
+                raise InputError("the hot-row cache changed while a CUDA graph is recorded")
+            return self.index.on_device()

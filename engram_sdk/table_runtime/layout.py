@@ -46,17 +46,17 @@ def layout_from_addresses(
     return RowLayout.by_group_frequency(rows, flat.reshape(-1, group), max_hot=max_hot)
 
 
-def layouts_from_text(
-    model: Any, token_ids: np.ndarray, *, chunk_tokens: int = 1 << 16, max_hot: int | None = None
-) -> dict[int, RowLayout]:
-    """A frequency layout per Engram layer of ``model`` from ``token_ids`` (1-D, real text).
+def text_addresses(
+    model: Any, token_ids: Any, *, chunk_tokens: int = 1 << 16
+) -> dict[int, np.ndarray]:
+    """Addresses (T, heads) per Engram layer of ``model`` for ``token_ids`` (1-D, real text).
 
-    The ids are hashed as the model hashes them (``model.engram_addresses``), in chunks that
-    continue one another, so the counts are those of the text read as one sequence.
+    The ids are hashed as the model hashes them (``model.engram_addresses``, on the host),
+    in chunks that continue one another, so they are those of the text read as one sequence.
     """
     ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
     if not len(ids):
-        raise InputError("token_ids is empty: a frequency layout needs text to count")
+        raise InputError("token_ids is empty: counting rows needs text")
     context = model.hasher.context
     parts: dict[int, list[np.ndarray]] = {}
     for start in range(0, len(ids), chunk_tokens):
@@ -68,13 +68,29 @@ def layouts_from_text(
             for layer, addresses in model.engram_addresses(chunk, prefix).items():
                 found_rows = addresses.cpu().numpy()
                 parts.setdefault(layer, []).append(found_rows.reshape(-1, found_rows.shape[-1]))
+    return {layer: np.concatenate(found) for layer, found in parts.items()}
+
+
+def count_rows(model: Any, token_ids: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per Engram layer, the distinct rows ``token_ids`` (1-D, real text) read, ascending,
+    and how many times each (what a hot-row cache is warmed with)."""
+    return {
+        layer: np.unique(found.reshape(-1), return_counts=True)
+        for layer, found in text_addresses(model, token_ids).items()
+    }
+
+
+def layouts_from_text(
+    model: Any, token_ids: np.ndarray, *, chunk_tokens: int = 1 << 16, max_hot: int | None = None
+) -> dict[int, RowLayout]:
+    """A frequency layout per Engram layer of ``model`` from ``token_ids`` (1-D, real text),
+    hashed as :func:`text_addresses` does."""
+    found = text_addresses(model, token_ids, chunk_tokens=chunk_tokens)
     tables = model.engram_tables()
     heads = model.config.engram_heads_per_ngram  # one order's heads: read together
     return {
-        layer: layout_from_addresses(
-            np.concatenate(found), tables[layer].rows, group=heads, max_hot=max_hot
-        )
-        for layer, found in parts.items()
+        layer: layout_from_addresses(addresses, tables[layer].rows, group=heads, max_hot=max_hot)
+        for layer, addresses in found.items()
     }
 
 

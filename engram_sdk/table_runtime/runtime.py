@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
+from typing import Any
 
 import torch
 
@@ -25,6 +26,7 @@ from engram_sdk.stores.base import Store
 from engram_sdk.table_runtime.addresses import HostHasher
 from engram_sdk.table_runtime.export import export_tables, table_name
 from engram_sdk.table_runtime.fetch import FETCH_THREADS, PREFETCH_THREADS
+from engram_sdk.table_runtime.layout import count_rows
 from engram_sdk.table_runtime.stats import TableStats
 from engram_sdk.table_runtime.store_table import StoreTable
 from engram_sdk.table_runtime.train import StoreTableOptimizer, TrainableStoreTable
@@ -125,6 +127,26 @@ class TableRuntime:
         for layer, table in self.tables.items():
             table.prefetch(addresses[layer])
 
+    def warm_hot_rows(self, token_ids: Any, *, limit: int | None = None) -> dict[int, int]:
+        """Fill every table's hot-row cache (``attach_tables(hot_rows=N)``) with the rows
+        ``token_ids`` (1-D, sample text, host ids) read most often; ``limit``: at most that
+        many rows per table (default: the capacity, leaving no room for the cache to learn).
+        Returns the rows admitted per Engram layer."""
+        self._check_attached()
+        ids = torch.as_tensor(token_ids)
+        if ids.dim() != 1 or ids.dtype.is_floating_point:
+            raise InputError(
+                f"token_ids must be 1-D integer ids, got {ids.dtype} {tuple(ids.shape)}"
+            )
+        counted = count_rows(self.model, ids)
+        out = {}
+        for layer, table in self.tables.items():
+            if table.hot is None:
+                raise InputError("warm_hot_rows needs hot-row caches: attach_tables(hot_rows=N)")
+            rows, counts = counted[layer]
+            out[layer] = table.warm_hot_rows(rows, counts, limit=limit)
+        return out
+
     def wait(self) -> None:
         """Block until every started prefetch has gathered its rows (copies queued).
 
@@ -179,9 +201,10 @@ def attach_tables(
     trainable: bool = False,
     cache_rows: int = 0,
     hot_rows: int = 0,
+    in_place_kernel: str = "auto",
     device: str | torch.device | None = None,
     dedup: bool | None = None,
-    direct_tokens: int = 64,
+    direct_tokens: int | None = None,
     fetch_threads: int = FETCH_THREADS,
     prefetch_threads: int = PREFETCH_THREADS,
 ) -> TableRuntime:
@@ -192,12 +215,15 @@ def attach_tables(
     ``trainable``: looked-up rows receive gradients and :meth:`TableRuntime.optimizer`
     updates them in the store. ``cache_rows``: a host-memory cache in front of the store;
     ``hot_rows``: a per-table cache of that many of the most frequent rows on ``device``
-    (:class:`~engram_sdk.table_runtime.hot_cache.HotRowCache`; rows stay bitwise the store's).
+    (:class:`~engram_sdk.table_runtime.hot_cache.HotRowCache`; rows stay bitwise the store's),
+    used by fetches and by rows read in place (:meth:`TableRuntime.warm_hot_rows` fills it
+    from sample text); ``in_place_kernel``: how rows read in place are gathered ("auto",
+    "triton" or "torch", see :class:`StoreTable`).
     ``device``: where rows go (default: the model's). A ``dram://`` store opened here for a
     CUDA model keeps its rows in pinned memory, which the GPU reads in place for steps of at
-    most ``direct_tokens`` tokens (decoding). ``dedup`` reads each distinct row once (default:
-    for file stores, not ``dram://``). Fetches run with ``fetch_threads`` torch threads,
-    prefetches with ``prefetch_threads``.
+    most ``direct_tokens`` tokens (default: the store's ``in_place_tokens``, 64: decoding).
+    ``dedup`` reads each distinct row once (default: for file stores, not ``dram://``).
+    Fetches run with ``fetch_threads`` torch threads, prefetches with ``prefetch_threads``.
     """
     device = torch.device(device or next(model.parameters()).device)
     for label, value in (("fetch_threads", fetch_threads), ("prefetch_threads", prefetch_threads)):
@@ -207,6 +233,8 @@ def attach_tables(
     if isinstance(store, str):
         pinned = device.type == "cuda" and store.startswith("dram://")
         store = open_store(store, "a" if export else "r", pinned=pinned)
+    if direct_tokens is None:
+        direct_tokens = store.in_place_tokens
     try:
         if export:
             export_tables(model, store)
@@ -225,6 +253,7 @@ def attach_tables(
                 fetch_threads=fetch_threads,
                 prefetch_threads=prefetch_threads,
                 hot_rows=hot_rows,
+                in_place_kernel=in_place_kernel,
             )
             for layer in model.engram_tables()
         }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from engram_sdk.table_runtime.fetch import (
     FetchedRows,
 )
 from engram_sdk.table_runtime.hot_cache import HotRowCache
+from engram_sdk.table_runtime.hot_gather import gather_in_place, triton_available
 from engram_sdk.table_runtime.mapped import mapped_view
 from engram_sdk.table_runtime.staged import StagedRows
 from engram_sdk.table_runtime.stats import TableStats
@@ -71,6 +73,12 @@ class StoreTable(nn.Module):
     reading them. Fetches the step waits for run with ``fetch_threads`` torch threads,
     prefetches for later steps with ``prefetch_threads`` (the same share by default; fewer
     leave more of the host to the model's thread, at the risk of the next step waiting).
+
+    ``hot_rows``: a :class:`HotRowCache` of that many rows on the device, in the fetch path
+    and for rows read in place (hits from the GPU, only misses over PCIe:
+    :mod:`~engram_sdk.table_runtime.hot_gather`). ``in_place_kernel``: how rows read in place
+    are gathered: "auto" (a Triton kernel when a hot cache is attached, else
+    ``index_select``), "triton" or "torch".
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class StoreTable(nn.Module):
         fetch_threads: int = FETCH_THREADS,
         prefetch_threads: int = PREFETCH_THREADS,
         hot_rows: int = 0,
+        in_place_kernel: str = "auto",
     ) -> None:
         super().__init__()
         spec = store.table(name)
@@ -112,6 +121,20 @@ class StoreTable(nn.Module):
             )
             if hot_rows
             else None
+        )
+        if in_place_kernel not in ("auto", "triton", "torch"):
+            raise InputError(
+                f"in_place_kernel must be 'auto', 'triton' or 'torch', got {in_place_kernel!r}"
+            )
+        if in_place_kernel == "triton" and not triton_available():
+            raise InputError("in_place_kernel='triton' needs Triton installed")
+        if in_place_kernel == "auto":
+            wants = self.hot is not None and self.cuda and triton_available()
+            in_place_kernel = "triton" if wants else "torch"
+        self.in_place_kernel = in_place_kernel
+        # (hits, rows) of the rows read in place, counted on the device
+        self._in_place_counts = (
+            torch.zeros(2, dtype=torch.int64, device=self.device) if self.hot is not None else None
         )
         self._current: Fetch | None = None
         self._direct = False  # the next lookup reads pinned host rows in place
@@ -327,9 +350,68 @@ class StoreTable(nn.Module):
         rows = torch.empty((flat.numel(), self.dim), dtype=mapped.dtype, device=self.device)
         self.stream.wait_stream(compute)
         with torch.cuda.stream(self.stream):
-            torch.index_select(mapped, 0, flat, out=rows)  # from the hasher: always in range
+            self._gather_mapped(mapped, flat, rows)
         self._count_in_place(rows)
         return EarlyRows(flat_addresses, rows)
+
+    def _gather_mapped(self, mapped: torch.Tensor, flat: torch.Tensor, rows: torch.Tensor) -> None:
+        """``rows`` = the rows of ``flat`` (from the hasher: always in range), read in place
+        from ``mapped``, hot ones from the cache (on the current stream, which orders them
+        after any admission)."""
+        if self.hot is None:
+            gather_in_place(mapped, flat, out=rows, kernel=self.in_place_kernel)
+            return
+        with self.hot.held():  # no admission between the index and the gather
+            gather_in_place(
+                mapped,
+                flat,
+                self.hot.device_index(),
+                self.hot.rows,
+                rows,
+                self._in_place_counts,
+                kernel=self.in_place_kernel,
+            )
+
+    def warm_hot_rows(self, rows: Any, counts: Any, *, limit: int | None = None) -> int:
+        """Admit the most frequent of distinct ``rows`` (ascending, counted ``counts`` times
+        in sample text) into the hot cache, read from the store; returns how many."""
+        if self.hot is None:
+            raise InputError(f"table {self.name!r} has no hot-row cache (hot_rows=0)")
+        stream = self.stream
+        if stream is not None:  # admissions are ordered on the table's stream, after reads
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            admitted = self.hot.warm(rows, counts, self._stage, limit=limit)
+        if stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+        return admitted
+
+    def in_place_hits(self) -> tuple[int, int]:
+        """(hits in the hot cache, rows) of every row read in place so far (waits for the
+        device); (0, 0) without a cache."""
+        if self._in_place_counts is None:
+            return 0, 0
+        hits, rows = self._in_place_counts.tolist()
+        return int(hits), int(rows)
+
+    def reset_in_place_hits(self) -> None:
+        """Start :meth:`in_place_hits` again from zero."""
+        if self._in_place_counts is not None:
+            self._in_place_counts.zero_()
+
+    @contextlib.contextmanager
+    def frozen_hot_rows(self) -> Iterator[None]:
+        """Within: the hot cache admits nothing and its device index stays as it is now (a
+        recorded CUDA graph reads it); a no-op without a cache or rows read in place."""
+        if self.hot is None or self._mapped_rows() is None:
+            yield
+            return
+        with self.hot.frozen():
+            assert self.stream is not None
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.stream):  # after reads of the old index, as gathers are
+                self.hot.device_index()
+            yield
 
     def _join_early(self) -> EarlyRows | None:
         """The compute stream waits for an early gather (if any), which is handed back: its
@@ -349,7 +431,8 @@ class StoreTable(nn.Module):
 
     def _read_in_place(self, flat_addresses: torch.Tensor) -> torch.Tensor:
         """Rows gathered by the GPU straight from pinned host memory: joined from the table's
-        stream if ``prepare`` started them, else gathered here on the compute stream."""
+        stream if ``prepare`` started them, else gathered here (on the compute stream; on the
+        table's, joined at once, with a hot cache)."""
         self._direct = False
         early = self._join_early()
         if early is not None and early.matches(flat_addresses):
@@ -357,7 +440,11 @@ class StoreTable(nn.Module):
         mapped = self._mapped_rows()
         assert mapped is not None
         flat = flat_addresses.reshape(-1).to(self.device, non_blocking=True)
-        rows = mapped.index_select(0, flat)  # addresses come from the hasher: always in range
+        if self.hot is not None:  # on the table's stream, ordered with the cache's admissions
+            self._early = self._gather_early(flat)
+            rows = self._join_early().rows
+            return rows.view(*flat_addresses.shape, self.dim)
+        rows = gather_in_place(mapped, flat, kernel=self.in_place_kernel)  # hashed: in range
         self._count_in_place(rows)
         return rows.view(*flat_addresses.shape, self.dim)
 

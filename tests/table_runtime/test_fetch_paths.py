@@ -238,3 +238,20 @@ def test_a_store_without_the_tables_is_named_in_the_error(tmp_path: Path) -> Non
     assert all(not isinstance(t, StoreTable) for t in model.engram_tables().values())
     with open_store(uri, "a") as store:  # the runtime let go of the store it opened
         assert set(store.tables()) == {"other"}
+
+
+def test_steps_read_in_place_default_to_what_the_store_declares(tmp_path: Path) -> None:
+    from engram_sdk.stores.dram import DramStore
+
+    class WholeStepsInPlace(DramStore):  # a store that asks for every step in place
+        @property
+        def in_place_tokens(self) -> int:
+            return 1 << 40
+
+    for store, explicit, want in (
+        (open_store("dram://", "a"), None, 64),
+        (WholeStepsInPlace("dram://", "a"), None, 1 << 40),
+        (WholeStepsInPlace("dram://", "a"), 5, 5),
+    ):
+        with attach_tables(build_model(tiny(), seed=0), store, direct_tokens=explicit) as rt:
+            assert {t.direct_tokens for t in rt.tables.values()} == {want}

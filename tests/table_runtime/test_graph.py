@@ -137,3 +137,38 @@ def test_staged_rows_from_a_file_store_decode_bitwise(tmp_path) -> None:
         assert not torch.equal(runtime(ids[:, 6:7], other_got), want)
         graph.finish()
     runtime.detach()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="records CUDA graphs")
+def test_graphed_decode_with_hot_rows_reads_hits_from_the_gpu_bitwise() -> None:
+    """Pinned rows read in place, the warmed hot ones from the GPU cache: the same logits
+    as GPU-resident rows; the cache admits nothing while the graph lives."""
+    cfg = get_preset("tiny", **DENSE)
+    reference = build_model(cfg, seed=6).cuda().eval()
+    served = build_model(cfg, seed=6).cuda().eval()
+    runtime = attach_tables(served, "dram://", hot_rows=2048)
+    ids = _ids(2, (4, 8))
+    runtime.warm_hot_rows(ids.reshape(-1), limit=256)
+    outputs = []
+    with torch.no_grad():
+        for step, model in ((reference, reference), (runtime, served)):
+            cache = ModelCache()
+            logits = step(ids, cache)[:, -1]
+            cache = stack_caches(
+                [cache], capacity=24, engram_context=model.hasher.context, pad_id=0
+            )
+            graph = graph_decode(step, cache)
+            produced = []
+            for _ in range(8):
+                logits = graph.step(logits.argmax(-1, keepdim=True).cpu())
+                produced.append(logits.clone())
+            if step is runtime:
+                table = next(iter(runtime.tables.values()))
+                with pytest.raises(InputError, match="frozen"):
+                    table.hot.invalidate(table.hot.cached_ids()[:1])
+            graph.finish()
+            outputs.append(torch.stack(produced))
+    assert torch.equal(outputs[0], outputs[1])
+    hits, rows = next(iter(runtime.tables.values())).in_place_hits()
+    assert rows > 0 and 0 < hits <= rows
+    runtime.detach()

@@ -78,3 +78,28 @@ def test_negative_hot_rows_is_refused(tmp_path: Path) -> None:
     layer = next(iter(model.engram_tables()))
     with pytest.raises(InputError, match="hot_rows"):
         StoreTable(open_store(store_uri, "r"), table_name(layer), hot_rows=-1)
+
+
+def test_warming_caches_the_rows_sample_text_reads_most_and_keeps_logits() -> None:
+    from collections import Counter
+
+    cfg = get_preset("tiny", **CFG)
+    reference = build_model(cfg, seed=6).eval()
+    served = build_model(cfg, seed=6).eval()
+    text = torch.randint(0, 40, (3000,), generator=torch.Generator().manual_seed(2))  # repetitive
+    runtime = attach_tables(served, "dram://", hot_rows=64)
+    admitted = runtime.warm_hot_rows(text, limit=50)
+    for layer, table in runtime.tables.items():
+        canon = served.canonical.numpy()[text.numpy()][None]
+        counted = Counter(served.hasher.hash(canon, layer, flat=True).reshape(-1).tolist())
+        ranked = sorted(counted, key=lambda row: (-counted[row], row))
+        cached = set(table.hot.cached_ids().tolist())
+        assert admitted[layer] == 50 == len(cached)
+        assert cached == set(ranked[:50]) or counted[ranked[49]] == counted[ranked[50]]
+        assert min(counted[r] for r in cached) >= counted[ranked[50]]
+    ids = text[:24].reshape(2, 12)
+    assert torch.equal(prefill_and_decode(runtime, ids), prefill_and_decode(reference, ids))
+    assert runtime.stats.cache_hit_rate is not None and runtime.stats.cache_hit_rate > 0.3
+    runtime.detach()
+    with attach_tables(served, "dram://") as plain, pytest.raises(InputError, match="hot_rows"):
+        plain.warm_hot_rows(text)
