@@ -59,3 +59,34 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         else freqs
     )
     return torch.view_as_real(z * f).flatten(-2).to(dtype)
+
+
+class ComplexRopeTables:
+    """Mixin for a module whose complex RoPE tables are buffers named in ``rope_tables``.
+
+    ``.to(bf16)`` or ``.half()`` would cast them to a real dtype (dropping their sines, with a
+    warning), so they only follow the device. A table on the meta device (a model built
+    under ``torch.device("meta")``, then ``to_empty``) is rebuilt on the target device by
+    :meth:`rope_table`, since its values cannot be copied out.
+    """
+
+    rope_tables: tuple[str, ...] = ()
+
+    def rope_table(self, name: str) -> torch.Tensor:
+        """The table ``name`` computed afresh from the module's config."""
+        raise NotImplementedError
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        buffers = self._buffers  # type: ignore[attr-defined]
+        tables = {name: buffers.pop(name) for name in self.rope_tables}
+        try:
+            out = super()._apply(fn, recurse)  # type: ignore[misc]
+        finally:
+            buffers.update(tables)
+        for name, table in tables.items():
+            device = fn(torch.zeros((), device=table.device)).device
+            if table.is_meta and device.type != "meta":
+                buffers[name] = self.rope_table(name).to(device)
+            else:
+                buffers[name] = table.to(device)
+        return out

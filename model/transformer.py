@@ -15,7 +15,7 @@ import torch
 from engram_sdk.model.block import Block, LayerCache
 from engram_sdk.model.config import ModelConfig
 from engram_sdk.model.hyper import HyperHead
-from engram_sdk.model.rope import rope_frequencies
+from engram_sdk.model.rope import ComplexRopeTables, rope_frequencies
 from torch import nn
 
 from engram_sdk.engram import EngramTable
@@ -48,8 +48,10 @@ def canonical_table(cfg: ModelConfig) -> tuple[torch.Tensor, int, int]:
     return table, cmap.size + max(0, cfg.vocab_size - len(cmap.table)), int(cmap.table[tok.eot_id])
 
 
-class Transformer(nn.Module):
+class Transformer(ComplexRopeTables, nn.Module):
     """DeepSeek-style MoE transformer with Engram layers, MLA, optional DSA and mHC."""
+
+    rope_tables = ("freqs",)
 
     def __init__(self, cfg: ModelConfig, *, engram_tables: bool = True) -> None:
         """``engram_tables=False`` builds the Engram layers without rows (to serve from a store)."""
@@ -87,33 +89,21 @@ class Transformer(nn.Module):
             self.hc_head = HyperHead(cfg.hc_mult, cfg.dim, cfg.hc_eps, cfg.norm_eps)
         elif cfg.hc_mult > 1:
             self.readout = nn.Parameter(torch.zeros(cfg.hc_mult))
-        self.register_buffer(
-            "freqs",
-            rope_frequencies(
-                cfg.qk_rope_head_dim,
-                cfg.max_seq_len,
-                cfg.rope_theta,
-                cfg.yarn_factor,
-                cfg.original_seq_len,
-                cfg.beta_fast,
-                cfg.beta_slow,
-                magnitude=cfg.rope_attention_factor,
-            ),
-            persistent=False,
-        )
+        self.register_buffer("freqs", self.rope_table("freqs"), persistent=False)
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        """As ``nn.Module._apply``, but the complex RoPE table only follows the device:
-        ``.to(bf16)`` or ``.half()`` would cast it to a real dtype (dropping its imaginary
-        part, with a warning), so ``fn`` never sees it."""
-        freqs = self._buffers.pop("freqs")
-        try:
-            out = super()._apply(fn, recurse)
-        finally:
-            self._buffers["freqs"] = freqs
-        device = fn(torch.zeros((), device=freqs.device)).device
-        self._buffers["freqs"] = freqs.to(device)
-        return out
+    def rope_table(self, name: str) -> torch.Tensor:
+        """The complex RoPE table (``freqs``) from the config."""
+        cfg = self.config
+        return rope_frequencies(
+            cfg.qk_rope_head_dim,
+            cfg.max_seq_len,
+            cfg.rope_theta,
+            cfg.yarn_factor,
+            cfg.original_seq_len,
+            cfg.beta_fast,
+            cfg.beta_slow,
+            magnitude=cfg.rope_attention_factor,
+        )
 
     # ---- Engram tables ------------------------------------------------------------------
     def engram_tables(self) -> dict[int, EngramTable]:

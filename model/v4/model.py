@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 from engram_sdk.model.hyper import DynamicHyperConnection, HyperHead
+from engram_sdk.model.rope import ComplexRopeTables
 from engram_sdk.model.v4.attention import V4Attention
 from engram_sdk.model.v4.cache import V4Cache, V4LayerCache
 from engram_sdk.model.v4.config import V4Config
 from engram_sdk.model.v4.engram import engram_hasher, engram_layer
 from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
-from engram_sdk.model.v4.rope import ComplexRopeTables, v4_frequencies
+from engram_sdk.model.v4.rope import v4_frequencies
 from torch import nn
 
 from engram_sdk.errors import InputError
@@ -56,6 +57,11 @@ class V4Transformer(ComplexRopeTables, EngramModelMixin, nn.Module):
     to continue a sequence chunk by chunk."""
 
     cache_class = V4Cache
+    rope_tables = ("freqs_main", "freqs_compress")
+
+    def rope_table(self, name: str) -> torch.Tensor:
+        """A complex RoPE table from the config: plain (sliding layers) or YaRN (compressed)."""
+        return v4_frequencies(self.config, compressed=name == "freqs_compress")
 
     def __init__(self, cfg: V4Config) -> None:
         super().__init__()
@@ -71,8 +77,8 @@ class V4Transformer(ComplexRopeTables, EngramModelMixin, nn.Module):
         self.hc_head = HyperHead(cfg.hc_mult, cfg.dim, cfg.hc_eps, cfg.norm_eps)
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        self.register_buffer("freqs_main", v4_frequencies(cfg, False), persistent=False)
-        self.register_buffer("freqs_compress", v4_frequencies(cfg, True), persistent=False)
+        for name in self.rope_tables:
+            self.register_buffer(name, self.rope_table(name), persistent=False)
 
     def hidden(
         self, input_ids: torch.Tensor, start: int = 0

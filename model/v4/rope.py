@@ -35,21 +35,3 @@ def rotate_tail(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     f = freqs.view(*freqs.shape[:-1], *([1] * (z.dim() - 3)), freqs.shape[-1])
     rotated = torch.view_as_real(z * f).flatten(-2).to(x.dtype)
     return torch.cat([head, rotated], dim=-1)
-
-
-class ComplexRopeTables:
-    """Mixin for a module with the complex buffers ``freqs_main`` and ``freqs_compress``:
-    ``.to(bf16)`` or ``.half()`` would cast them to a real dtype (dropping their sines, with a
-    warning), so they only follow the device."""
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        names = ("freqs_main", "freqs_compress")
-        tables = {name: self._buffers.pop(name) for name in names}  # type: ignore[attr-defined]
-        try:
-            out = super()._apply(fn, recurse)  # type: ignore[misc]
-        finally:
-            self._buffers.update(tables)  # type: ignore[attr-defined]
-        device = fn(torch.zeros((), device=tables["freqs_main"].device)).device
-        for name, table in tables.items():
-            self._buffers[name] = table.to(device)  # type: ignore[attr-defined]
-        return out

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import torch
 from engram_sdk.model.hyper import DynamicHyperConnection
+from engram_sdk.model.rope import ComplexRopeTables
 from engram_sdk.model.v4.engram import engram_hasher, engram_layer
 from engram_sdk.model.v4.engram_model import EngramModelMixin
 from engram_sdk.model.v4.moe import V4MoE
-from engram_sdk.model.v4.rope import ComplexRopeTables, v4_frequencies
+from engram_sdk.model.v4.rope import v4_frequencies
 from engram_sdk.model.v4.v41_attention import V41Attention, V41Cache
 from engram_sdk.model.v4.v41_compress import CompressorCache, GroupState
 from engram_sdk.model.v4.v41_config import V41Config
@@ -63,6 +64,11 @@ class V41Transformer(ComplexRopeTables, EngramModelMixin, nn.Module):
     :class:`V41Cache` to continue a sequence chunk by chunk."""
 
     cache_class = V41Cache
+    rope_tables = ("freqs_main", "freqs_compress")
+
+    def rope_table(self, name: str) -> torch.Tensor:
+        """A complex RoPE table from the config: plain (sliding layers) or YaRN (compressed)."""
+        return v4_frequencies(self.config, compressed=name == "freqs_compress")
 
     def __init__(self, cfg: V41Config) -> None:
         super().__init__()
@@ -77,8 +83,8 @@ class V41Transformer(ComplexRopeTables, EngramModelMixin, nn.Module):
         self.layers = nn.ModuleList([V41Block(cfg, i, rows.get(i)) for i in range(cfg.n_layers)])
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        self.register_buffer("freqs_main", v4_frequencies(cfg, False), persistent=False)
-        self.register_buffer("freqs_compress", v4_frequencies(cfg, True), persistent=False)
+        for name in self.rope_tables:
+            self.register_buffer(name, self.rope_table(name), persistent=False)
 
     def forward(
         self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None,

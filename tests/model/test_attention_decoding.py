@@ -85,3 +85,18 @@ def test_rope_table_survives_dtype_casts() -> None:
             cast(model)
             assert model.freqs.dtype == torch.complex64
             assert torch.equal(model.freqs, table)
+
+
+def test_rope_table_of_a_meta_model_is_rebuilt_by_to_empty() -> None:
+    """A model built on the meta device, then ``to_empty``: the RoPE table cannot be copied
+    out of meta, so it is computed afresh on the target device, equal to a normal build's."""
+    from engram_sdk.model import build_model, get_preset
+    from engram_sdk.model.transformer import Transformer
+
+    cfg = get_preset("tiny", tokenizer=None, vocab_size=300, engram_layer_ids=[], hc_mult=1)
+    want = build_model(cfg, seed=0).freqs
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    model.to_empty(device="cpu")
+    assert model.freqs.dtype == torch.complex64
+    assert torch.equal(model.freqs, want)

@@ -19,3 +19,13 @@ def test_rope_tables_survive_dtype_casts(build) -> None:  # type: ignore[no-unty
             for name, table in tables.items():
                 assert torch.equal(getattr(model, name), table)
     assert model.head.weight.dtype == torch.float32  # the rest of the model did follow
+
+
+@pytest.mark.parametrize("build", [lambda: build_v4(V4Config()), lambda: build_v41(V41Config())])
+def test_rope_tables_of_a_meta_model_are_rebuilt_by_to_empty(build) -> None:  # type: ignore[no-untyped-def]
+    want = build()
+    with torch.device("meta"):
+        model = type(want)(want.config)
+    model.to_empty(device="cpu")
+    for name in ("freqs_main", "freqs_compress"):
+        assert torch.equal(getattr(model, name), getattr(want, name))
