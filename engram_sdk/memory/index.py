@@ -19,6 +19,7 @@ id a dropped scope would have used, so caches keyed by segment id never serve st
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,7 @@ class TrigramIndex:
         self._generation: dict[int, int] = {}
         self._lookups: dict[tuple, Any] = {}
         self._seen_commit: dict[int, int | None] = {}  # the store's last commit at a refresh
+        self._refreshing = threading.Lock()  # one refresh at a time publishes its view
         self.lists = ListCache() if cache_bytes is None else ListCache(cache_bytes)
 
     # ---- scope state ------------------------------------------------------------------------
@@ -155,6 +157,10 @@ class TrigramIndex:
         or a rolled-back transaction of this one); every operation starts with it and then
         works on that one view. Cached dictionaries of segments no longer listed are dropped,
         so a segment id reused after a rollback is never served stale."""
+        with self._refreshing:
+            self._refresh(sid)
+
+    def _refresh(self, sid: int) -> None:
         commit = self.store.last_commit()
         if commit is not None and self._seen_commit.get(sid) == commit and sid in self._raw:
             return  # nothing committed anywhere since the last refresh: no read at all

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from engram_sdk.memory.validate import (
     check_seconds,
     check_sources,
 )
+from engram_sdk.memory.write_gate import WriteGate
 from engram_sdk.paths import data_dir
 from engram_sdk.stores import Store, StoreVersionError, open_store
 from engram_sdk.tokenizer import Tokenizer, get_tokenizer
@@ -88,7 +88,7 @@ class Memory:
 
     def __init__(self, store: Store, encoding: str = "cl100k_base") -> None:
         self.store = store
-        self._lock = threading.RLock()
+        self._lock = WriteGate()  # writes alone, searches together (write_gate.py)
         raw = store.get(META, b"manifest")
         self.manifest = (
             MemoryManifest.model_validate_json(raw) if raw else MemoryManifest(encoding=encoding)
@@ -385,12 +385,13 @@ class Memory:
                 match=match,
             )
 
-        for _ in range(SEARCH_ATTEMPTS - 1):
-            try:
-                return run()
-            except SegmentGone:
-                pass  # a commit merged segments this search was reading: start from the new view
-        return run()
+        with self._lock.reading():
+            for _ in range(SEARCH_ATTEMPTS - 1):
+                try:
+                    return run()
+                except SegmentGone:
+                    pass  # another process's commit merged segments this search was reading
+            return run()
 
     def context(
         self,
