@@ -202,7 +202,9 @@ def _start_server(
     cmd = [python, "-m", "engram_sdk.cli.main", "serve", "--port", str(port)]
     cmd += ["--upstream", stub_url, "--store", uri, "--max-concurrent", "256"]
     with open(log, "wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        # not the caller's folder: `python -m` puts it first on sys.path, so a baseline run
+        # from a checkout's root would import that checkout instead of its own
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
 
 
 def _bodies(questions: list[str], case: Case, per_client: int = 1, tag: str = "") -> list[dict]:

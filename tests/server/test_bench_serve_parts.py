@@ -57,3 +57,22 @@ def test_thread_cpu_seconds_follow_the_process_clock_to_the_millisecond() -> Non
     assert before is not None and spent is not None
     assert spent - before == pytest.approx(measured, abs=0.005)
     assert thread_cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def test_servers_start_outside_the_callers_folder(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``python -m`` puts the working folder first on sys.path: a baseline server started
+    from a checkout's root imported that checkout, not the baseline (both rows measured the
+    same code). The server must start in its log's folder."""
+    from engram_sdk.bench.serve import _start_server
+
+    caller = tmp_path / "checkout"
+    caller.mkdir()
+    monkeypatch.chdir(caller)
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\npwd\n")
+    fake_python.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    log = work / "server.log"
+    _start_server(str(fake_python), 0, "http://127.0.0.1:1", "lmdb:///nowhere", log).wait()
+    assert os.path.realpath(log.read_text().strip()) == os.path.realpath(work)
