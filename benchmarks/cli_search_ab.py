@@ -25,6 +25,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from baseline_tree import baseline_tree  # noqa: E402
+
 CHILD = r"""
 import json, sys
 from pathlib import Path
@@ -39,16 +42,6 @@ def _side(tree: Path, store: Path, corpus: Path, queries: list[str]) -> dict[str
     argv = [sys.executable, "-c", CHILD, str(store), str(corpus), json.dumps(queries)]
     done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env, cwd=tree)
     return json.loads(done.stdout)
-
-
-def _baseline_tree(name: str, scratch: Path) -> Path:
-    if Path(name).is_dir():
-        return Path(name)
-    base = scratch / "baseline"
-    base.mkdir()
-    archive = subprocess.run(["git", "archive", name], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-    return base
 
 
 def main() -> None:
@@ -71,7 +64,7 @@ def main() -> None:
     queries = [q for c in SUBSTRING for q in qs[c][:2]]
     scratch = Path(tempfile.mkdtemp(prefix="engram-cli-ab-"))
     try:
-        sides = {args.baseline: _baseline_tree(args.baseline, scratch), "this checkout": ROOT}
+        sides = {args.baseline: baseline_tree(args.baseline, scratch), "this checkout": ROOT}
         runs: dict[str, list[dict[str, list[float]]]] = {name: [] for name in sides}
         for _ in range(args.rounds):
             for name, tree in sides.items():

@@ -25,6 +25,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from baseline_tree import baseline_tree  # noqa: E402
+
 CHILD = r"""
 import json, os, resource, sys, time
 from engram_sdk.memory import Memory
@@ -49,16 +52,6 @@ def _run(tree: Path, store: Path, corpus: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def _baseline_tree(name: str, scratch: Path) -> Path:
-    if Path(name).is_dir():
-        return Path(name)
-    base = scratch / "baseline"
-    base.mkdir()
-    archive = subprocess.run(["git", "archive", name], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-    return base
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, required=True)
@@ -71,7 +64,7 @@ def main() -> None:
         sys.exit(f"--corpus {args.corpus} is not a folder")
     scratch = Path(tempfile.mkdtemp(prefix="engram-ingest-ab-"))
     try:
-        sides = {args.baseline: _baseline_tree(args.baseline, scratch), "this checkout": ROOT}
+        sides = {args.baseline: baseline_tree(args.baseline, scratch), "this checkout": ROOT}
         runs: dict[str, list[dict]] = {name: [] for name in sides}
         for r in range(args.rounds):
             for name, tree in sides.items():
