@@ -26,6 +26,7 @@ class WriteGate:
         self._writer: int | None = None
         self._depth = 0
         self._writers_waiting = 0
+        self._held = threading.local()  # this thread's reads held (a nested read passes)
 
     def __enter__(self) -> None:
         me = threading.get_ident()
@@ -55,19 +56,21 @@ class WriteGate:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        """Held while a search reads; waits while another thread writes."""
+        """Held while a search reads; waits while another thread writes (a read nested in one
+        this thread holds passes, so a waiting writer cannot deadlock it)."""
+        depth = getattr(self._held, "depth", 0)
         with self._cond:
-            if self._writer == threading.get_ident():
-                mine = True
-            else:
-                mine = False
+            passes = depth > 0 or self._writer == threading.get_ident()
+            if not passes:
                 while self._writer is not None or self._writers_waiting:
                     self._cond.wait()
                 self._readers += 1
+        self._held.depth = depth + 1
         try:
             yield
         finally:
-            if not mine:
+            self._held.depth = depth
+            if not passes:
                 with self._cond:
                     self._readers -= 1
                     if not self._readers:
