@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_tree import baseline_tree  # noqa: E402
+from baseline_tree import baseline_tree, run_in_tree  # noqa: E402
 
 CHILD = r"""
 import json, sys
@@ -37,11 +35,8 @@ print(json.dumps(_cli_times(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys
 
 
 def _side(tree: Path, store: Path, corpus: Path, queries: list[str]) -> dict[str, list[float]]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    env.pop("ENGRAM_NO_DAEMON", None)
-    argv = [sys.executable, "-c", CHILD, str(store), str(corpus), json.dumps(queries)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env, cwd=tree)
-    return json.loads(done.stdout)
+    argv = (str(store), str(corpus), json.dumps(queries))
+    return run_in_tree(tree, CHILD, *argv, drop_env=("ENGRAM_NO_DAEMON",))
 
 
 def main() -> None:

@@ -15,18 +15,15 @@ with the baseline beside.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
-from baseline_tree import baseline_tree  # noqa: E402
+from baseline_tree import baseline_tree, run_in_tree  # noqa: E402
 
 CHILD = r"""
 import json, os, resource, sys, time
@@ -45,11 +42,9 @@ print(json.dumps({"wall": wall, "cpu": cpu + kids.ru_utime + kids.ru_stime, "siz
 
 def _run(tree: Path, store: Path, corpus: Path) -> dict:
     shutil.rmtree(store, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    argv = [sys.executable, "-c", CHILD, str(store), str(corpus)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env, cwd=tree)
+    result = run_in_tree(tree, CHILD, str(store), str(corpus))
     shutil.rmtree(store, ignore_errors=True)
-    return json.loads(done.stdout)
+    return result
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ from engram_sdk.llm.base import Backend
 from engram_sdk.llm.history import HistoryCache
 from engram_sdk.llm.openai_async import AsyncUpstream
 from engram_sdk.llm.recall_cache import RecallCache
+from engram_sdk.memory.write_gate import WriteGate
 from engram_sdk.server.config import ServeConfig
 from engram_sdk.server.errors import APIError
 from engram_sdk.server.guards import Auth, GenerationGate
-from engram_sdk.server.rwlock import ReadWriteLock
 from engram_sdk.sessions import GroupCommit, Session
 
 if TYPE_CHECKING:
@@ -41,8 +41,9 @@ class ServerState:
     auth: Auth
     gate: GenerationGate
     upstream: AsyncUpstream | None = None
-    #: recalls and memory reads hold ``.read``, writes ``.write`` (:mod:`engram_sdk.server.rwlock`)
-    memory_lock: ReadWriteLock = field(default_factory=ReadWriteLock)
+    #: recalls and memory reads hold ``.reading()``, writes the gate itself: a recall reads the
+    #: memory in several steps that no write may interleave (:mod:`engram_sdk.memory.write_gate`)
+    memory_lock: WriteGate = field(default_factory=WriteGate)
     history: HistoryCache = field(default_factory=HistoryCache)
     recalls: RecallCache = field(default_factory=RecallCache)
     pool: ThreadPoolExecutor = field(
@@ -60,12 +61,12 @@ class ServerState:
     @property
     def write_lock(self) -> AbstractContextManager[None]:
         """Held around every write to the memory (alone: no recall runs meanwhile)."""
-        return self.memory_lock.write
+        return self.memory_lock
 
     @property
     def read_lock(self) -> AbstractContextManager[None]:
         """Held around recalls and other reads of the memory (many at once)."""
-        return self.memory_lock.read
+        return self.memory_lock.reading()
 
     async def off_loop(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the server's thread pool (store reads, recall, store writes)."""
